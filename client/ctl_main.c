@@ -1,9 +1,11 @@
 /* ctl_main.c — tinykv-ctl: a command-line client for a TinyKV store. */
 #include <ctype.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kvrpcpb.pb-c.h"
 #include "proto/rpc.h"
@@ -16,6 +18,9 @@ struct ctl {
     int hex;
     int timeout_ms;
     uint32_t limit;
+    long bench_ops;
+    int bench_threads;
+    long bench_value_size;
 };
 
 static void usage(FILE *out)
@@ -24,12 +29,16 @@ static void usage(FILE *out)
                  "       tinykv-ctl [options] raw put KEY VALUE\n"
                  "       tinykv-ctl [options] raw delete KEY\n"
                  "       tinykv-ctl [options] raw scan [START_KEY] [--limit N]\n"
+                 "       tinykv-ctl [options] bench raw [--ops N] [--threads T] [--value-size B]\n"
                  "\n"
                  "  --addr HOST:PORT   the store to talk to (default 127.0.0.1:20160)\n"
                  "  --cf CF            column family: default, lock or write (default: default)\n"
                  "  --hex              keys and values are given and printed as hex\n"
                  "  --limit N          most pairs a scan prints (default 100)\n"
                  "  --timeout MS       deadline of each call (default 5000)\n"
+                 "  --ops N            bench: operations per phase (default 20000)\n"
+                 "  --threads T        bench: concurrent clients (default 4)\n"
+                 "  --value-size B     bench: bytes per value (default 100)\n"
                  "  --help, --version\n"
                  "\n"
                  "Values print as they are when printable, else with \\xNN escapes.\n"
@@ -222,15 +231,142 @@ static int run_raw(struct ctl *ctl, int argc, char **argv)
     return rc;
 }
 
+struct bench_worker {
+    struct ctl *ctl;
+    int put; /* 1: RawPut phase, 0: RawGet phase */
+    long first, count;
+    uint64_t *lat_us; /* count entries */
+    long errors;
+    pthread_t thread;
+};
+
+static void *bench_run(void *arg)
+{
+    struct bench_worker *w = arg;
+    struct ctl *ctl = w->ctl;
+    uint8_t *value = malloc((size_t)ctl->bench_value_size + 1);
+    if (!value)
+        return NULL;
+    memset(value, 'v', (size_t)ctl->bench_value_size);
+    for (long i = 0; i < w->count; i++) {
+        char key[32];
+        int klen = snprintf(key, sizeof key, "bench-%010ld", w->first + i);
+        ProtobufCBinaryData k = {(size_t)klen, (uint8_t *)key};
+        ProtobufCMessage *m = NULL;
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        int rc;
+        if (w->put) {
+            Kvrpcpb__RawPutRequest req = KVRPCPB__RAW_PUT_REQUEST__INIT;
+            req.key = k;
+            req.value = (ProtobufCBinaryData){(size_t)ctl->bench_value_size, value};
+            rc =
+                rpc_client_unary(ctl->rpc, ctl->addr, "/tinykvpb.TinyKv/RawPut", &req.base,
+                                 &kvrpcpb__raw_put_response__descriptor, &m, ctl->timeout_ms, NULL);
+            if (!rc && ((Kvrpcpb__RawPutResponse *)m)->error &&
+                ((Kvrpcpb__RawPutResponse *)m)->error[0])
+                rc = -1;
+        } else {
+            Kvrpcpb__RawGetRequest req = KVRPCPB__RAW_GET_REQUEST__INIT;
+            req.key = k;
+            rc =
+                rpc_client_unary(ctl->rpc, ctl->addr, "/tinykvpb.TinyKv/RawGet", &req.base,
+                                 &kvrpcpb__raw_get_response__descriptor, &m, ctl->timeout_ms, NULL);
+            if (!rc && ((Kvrpcpb__RawGetResponse *)m)->not_found)
+                rc = -1;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        w->lat_us[i] = (uint64_t)((b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000);
+        if (rc)
+            w->errors++;
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+    }
+    free(value);
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Runs one phase across the worker threads and prints its figures. */
+static int bench_phase(struct ctl *ctl, int put)
+{
+    int t = ctl->bench_threads;
+    long per = ctl->bench_ops / t;
+    struct bench_worker *w = calloc((size_t)t, sizeof *w);
+    uint64_t *lat = calloc((size_t)(per * t) + 1, sizeof *lat);
+    if (!w || !lat) {
+        free(w);
+        free(lat);
+        return 1;
+    }
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < t; i++) {
+        w[i] = (struct bench_worker){ctl, put, i * per, per, lat + i * per, 0, 0};
+        pthread_create(&w[i].thread, NULL, bench_run, &w[i]);
+    }
+    long errors = 0;
+    for (int i = 0; i < t; i++) {
+        pthread_join(w[i].thread, NULL);
+        errors += w[i].errors;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    long n = per * t;
+    qsort(lat, (size_t)n, sizeof *lat, cmp_u64);
+    printf("raw %-4s ops=%ld threads=%d value=%ldB  %.0f ops/s  p50=%.2fms p99=%.2fms "
+           "max=%.2fms errors=%ld\n",
+           put ? "put" : "get", n, t, ctl->bench_value_size, n / secs, n ? lat[n / 2] / 1000.0 : 0,
+           n ? lat[n * 99 / 100] / 1000.0 : 0, n ? lat[n - 1] / 1000.0 : 0, errors);
+    free(w);
+    free(lat);
+    return errors ? 1 : 0;
+}
+
+static int run_bench(struct ctl *ctl, int argc, char **argv)
+{
+    if (argc != 1 || strcmp(argv[0], "raw") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    if (ctl->bench_threads < 1 || ctl->bench_ops < ctl->bench_threads ||
+        ctl->bench_value_size < 0 || ctl->bench_value_size > 8 * 1024 * 1024) {
+        fprintf(stderr, "tinykv-ctl: bad bench parameters\n");
+        return 2;
+    }
+    int rc = bench_phase(ctl, 1);
+    rc |= bench_phase(ctl, 0);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct ctl ctl = {
-        .addr = "127.0.0.1:20160", .cf = "", .hex = 0, .timeout_ms = 5000, .limit = 100};
+        .addr = "127.0.0.1:20160",
+        .cf = "",
+        .timeout_ms = 5000,
+        .limit = 100,
+        .bench_ops = 20000,
+        .bench_threads = 4,
+        .bench_value_size = 100,
+    };
     static const struct option opts[] = {
-        {"addr", required_argument, NULL, 'a'},    {"cf", required_argument, NULL, 'c'},
-        {"hex", no_argument, NULL, 'x'},           {"limit", required_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'v'},       {NULL, 0, NULL, 0},
+        {"addr", required_argument, NULL, 'a'},
+        {"cf", required_argument, NULL, 'c'},
+        {"hex", no_argument, NULL, 'x'},
+        {"limit", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'v'},
+        {"ops", required_argument, NULL, 'o'},
+        {"threads", required_argument, NULL, 'T'},
+        {"value-size", required_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
@@ -259,6 +395,22 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'o':
+        case 'T':
+        case 'V': {
+            long v = strtol(optarg, &end, 10);
+            if (*end || !optarg[0] || v < 0) {
+                fprintf(stderr, "tinykv-ctl: bad number '%s'\n", optarg);
+                return 2;
+            }
+            if (c == 'o')
+                ctl.bench_ops = v;
+            else if (c == 'T')
+                ctl.bench_threads = (int)v;
+            else
+                ctl.bench_value_size = v;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -274,7 +426,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[optind], "raw") != 0) {
+    int is_bench = strcmp(argv[optind], "bench") == 0;
+    if (!is_bench && strcmp(argv[optind], "raw") != 0) {
         fprintf(stderr, "tinykv-ctl: unknown command '%s'\n", argv[optind]);
         usage(stderr);
         return 2;
@@ -282,7 +435,8 @@ int main(int argc, char **argv)
     ctl.rpc = rpc_client_new();
     if (!ctl.rpc)
         return 3;
-    int rc = run_raw(&ctl, argc - optind - 1, argv + optind + 1);
+    int rc = is_bench ? run_bench(&ctl, argc - optind - 1, argv + optind + 1)
+                      : run_raw(&ctl, argc - optind - 1, argv + optind + 1);
     rpc_client_free(ctl.rpc);
     return rc;
 }
