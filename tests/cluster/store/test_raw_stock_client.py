@@ -267,7 +267,7 @@ def expect_cf_matches_model(c, model):
             extra = [short(k) for k in gk if k not in model.data[cf]]
             missing = [short(k) for k in wk if k not in set(gk)]
             raise Failure(
-                "cf %r holds %d pairs, model %d; unexpected %s; missing %s; values or order differ otherwise"
+                "cf %r holds %d pairs, model %d; unexpected %s; missing %s; (values and order compared too)"
                 % (cf, len(got), len(want), extra[:5], missing[:5])
             )
 
@@ -541,6 +541,32 @@ def run_checks(suite, server, port, rng):
         "garbage_request",
         "undecodable request bytes get INVALID_ARGUMENT, change nothing, and the server lives on",
         garbage_request,
+    )
+
+    def quirky_encoding():
+        # A field-0 tag spelled as an over-long varint: stock protobuf rejects it,
+        # protobuf-c 1.4.1 accepts it. Either answer is fine; a crash, a hang or a
+        # half-applied write is not.
+        key = b"quirk/k"
+        good = kvrpcpb.RawPutRequest(key=key, value=b"quirk-v", cf="default").SerializeToString()
+        call = c.raw_method("/tinykvpb.TinyKv/RawPut")
+        try:
+            resp = kvrpcpb.RawPutResponse.FromString(call(good + b"\x80\x80\x80\x80\x00\x00", timeout=CALL_TIMEOUT_S))
+            accepted = not resp.error
+        except grpc.RpcError as e:
+            expect(e.code() == grpc.StatusCode.INVALID_ARGUMENT, "status %s (%s)" % (e.code(), e.details()))
+            accepted = False
+        if accepted:
+            model.put("default", key, b"quirk-v")
+            expect_value(c, key, b"quirk-v")
+        else:
+            expect_absent(c, key)
+        expect_cf_matches_model(c, model)
+
+    suite.check(
+        "quirky_encoding",
+        "a RawPut carrying an over-long field-0 tag is either rejected or applied whole, and the server lives on",
+        quirky_encoding,
     )
 
     suite.check(
