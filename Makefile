@@ -69,6 +69,7 @@ FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
 .PHONY: all deps test $(addprefix test-,$(LAYERS)) run stop bench format format-check clean tests soak-raft
 .DEFAULT_GOAL := all
+.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS)
 
 all: $(PROGRAM_BINS)
 
