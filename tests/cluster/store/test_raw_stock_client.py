@@ -115,7 +115,8 @@ class Client:
             options=[
                 ("grpc.max_send_message_length", MSG_MAX),
                 ("grpc.max_receive_message_length", MSG_MAX),
-                # Reconnect quickly while the server is (re)starting.
+                # Own connections, not shared with other channels of this process.
+                ("grpc.use_local_subchannel_pool", 1),
                 ("grpc.initial_reconnect_backoff_ms", 100),
                 ("grpc.min_reconnect_backoff_ms", 100),
                 ("grpc.max_reconnect_backoff_ms", 500),
@@ -133,9 +134,9 @@ class Client:
         """A method sending and receiving undecoded bytes."""
         return self.channel.unary_unary(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
 
-    def get(self, key, cf="", timeout=CALL_TIMEOUT_S):
+    def get(self, key, cf="", timeout=CALL_TIMEOUT_S, wait_for_ready=None):
         req = kvrpcpb.RawGetRequest(key=key, cf=cf)
-        return self.method("RawGet", kvrpcpb.RawGetResponse)(req, timeout=timeout)
+        return self.method("RawGet", kvrpcpb.RawGetResponse)(req, timeout=timeout, wait_for_ready=wait_for_ready)
 
     def put(self, key, value, cf=""):
         req = kvrpcpb.RawPutRequest(key=key, value=value, cf=cf)
@@ -197,8 +198,10 @@ class Suite:
         self.failed = 0
 
     def check(self, name, scenario, fn):
+        """Run fn; it fails by raising, and may return a note for the PASS line."""
+        t0 = time.monotonic()
         try:
-            fn()
+            note = fn()
         except Failure as e:
             self.failed += 1
             print("FAIL %s: %s -- %s" % (name, scenario, e), flush=True)
@@ -213,7 +216,8 @@ class Suite:
             traceback.print_exc(file=sys.stdout)
             return False
         self.passed += 1
-        print("PASS %s: %s" % (name, scenario), flush=True)
+        extra = " (%s)" % note if note else ""
+        print("PASS %s: %s%s [%.2f s]" % (name, scenario, extra, time.monotonic() - t0), flush=True)
         return True
 
 
@@ -282,23 +286,26 @@ def expect_status(fn, code, what):
 
 
 def wait_ready(server, port):
-    """Poll RawGet with a short deadline until the server answers; False on timeout or exit."""
-    c = Client(port)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if not server.alive():
-                return False
-            try:
-                c.get(b"readiness-probe", timeout=0.5)
-                return True
-            except grpc.RpcError as e:
-                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    return True  # it answered, if oddly; the checks will judge the answer
-            time.sleep(0.05)
-        return False
-    finally:
-        c.close()
+    """Poll RawGet with a short deadline until the server answers; False on timeout or exit.
+
+    Each attempt uses a fresh channel: a channel whose first connect was refused
+    sits in reconnect backoff and would fail fast for seconds after the server is up.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not server.alive():
+            return False
+        c = Client(port)
+        try:
+            c.get(b"readiness-probe", timeout=0.5, wait_for_ready=True)
+            return True
+        except grpc.RpcError as e:
+            if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return True  # it answered, if oddly; the checks will judge the answer
+        finally:
+            c.close()
+        time.sleep(0.05)
+    return False
 
 
 def stop_server(server):
@@ -562,6 +569,7 @@ def run_checks(suite, server, port, rng):
         else:
             expect_absent(c, key)
         expect_cf_matches_model(c, model)
+        return "server accepted it" if accepted else "server rejected it"
 
     suite.check(
         "quirky_encoding",
