@@ -33,9 +33,9 @@ MSG_MAX = 16 * 1024 * 1024
 CFS = ["default", "lock", "write"]
 READY_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
-CALL_TIMEOUT_S = 30.0
+CALL_TIMEOUT_S = 10.0
 
-kvrpcpb = None  # generated module, imported in main() once protoc has run
+kvrpcpb = None  # the generated module, imported by generate_protos()
 
 
 def generate_protos(outdir):
@@ -644,6 +644,8 @@ def run(suite, tmp, rng, servers):
     if suite.check("startup", "tinykv-server --standalone answers RawGet on 127.0.0.1:%d" % port, start):
         run_checks(suite, server, port, rng)
     if suite.failed:
+        if server.proc is not None and not server.alive():
+            print("server exit status: %d" % server.proc.returncode, flush=True)
         print("server log tail:\n" + server.log_tail(), flush=True)
 
 
