@@ -219,6 +219,14 @@ void rpc_stream_free(struct rpc_stream *st);
 
 /* ------------------------------------------------------------------ misc */
 
+/*
+ * rpc_process_hold keeps gRPC initialised for the life of the process, so a
+ * daemon's last rpc_server_free / rpc_client_free does not run gRPC's full
+ * teardown (which can wait seconds on an internal poller) on its way out.
+ * Daemons call it once at start; library code and tests do not.
+ */
+void rpc_process_hold(void);
+
 /* Milliseconds from a monotonic clock. */
 uint64_t rpc_now_ms(void);
 

@@ -1,4 +1,5 @@
-/* raftstore.c — the store loop: mailbox, ticks, batched persistence of every ready peer, start-up and shutdown. */
+/* raftstore.c — the store loop: mailbox, ticks, batched persistence of every ready peer, start-up
+ * and shutdown. */
 #include "store/raftstore_internal.h"
 
 #include <errno.h>
@@ -33,10 +34,9 @@ void raftstore_answer(raftstore_cb cb, void *arg, int code, const struct storage
     cb(arg, &res);
 }
 
-void raftstore_answer_region_error(raftstore_cb cb, void *arg,
-                                   enum storage_region_error_kind kind, uint64_t region_id,
-                                   uint64_t leader_peer_id, uint64_t leader_store_id,
-                                   const char *msg)
+void raftstore_answer_region_error(raftstore_cb cb, void *arg, enum storage_region_error_kind kind,
+                                   uint64_t region_id, uint64_t leader_peer_id,
+                                   uint64_t leader_store_id, const char *msg)
 {
     struct storage_error err;
     memset(&err, 0, sizeof err);
@@ -675,8 +675,7 @@ void raftstore_write(struct raftstore *rs, const struct storage_ctx *ctx,
     raftstore_post(rs, m);
 }
 
-void raftstore_read(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb,
-                    void *arg)
+void raftstore_read(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb, void *arg)
 {
     struct mail *m = mail_new(MAIL_READ);
     if (!m) {
