@@ -77,6 +77,10 @@ static int prewrite_one(struct mvcc_txn *txn, const struct mvcc_prewrite_req *re
         mvcc_lock_release(&lock);
         return rc;
     }
+    /* Our own put lock (an earlier mutation of this request, or a retried
+     * prewrite) has a value that a delete or lock-only mutation must not
+     * leave behind: nothing would ever remove it. */
+    int drop_value = found && lock.kind == MVCC_WRITE_PUT && m->op != MVCC_OP_PUT;
     mvcc_lock_release(&lock);
     if (out->n_errors)
         return MVCC_OK; /* nothing will be written: skip buffering */
@@ -93,6 +97,8 @@ static int prewrite_one(struct mvcc_txn *txn, const struct mvcc_prewrite_req *re
     rc = mvcc_txn_put_lock(txn, m->key, m->key_len, &nl);
     if (rc == MVCC_OK && m->op == MVCC_OP_PUT)
         rc = mvcc_txn_put_value(txn, m->key, m->key_len, m->value, m->value_len);
+    else if (rc == MVCC_OK && drop_value)
+        rc = mvcc_txn_delete_value(txn, m->key, m->key_len);
     return rc;
 }
 

@@ -280,6 +280,29 @@ static void test_prewrite_after_rollback(void **state)
     fx_assert_lens(f, 0, 0, 1);
 }
 
+/* A put then a delete of one key (in one prewrite, or by a retry) leaves no orphan value behind. */
+static void test_prewrite_put_then_delete_leaves_no_value(void **state)
+{
+    struct fx *f = *state;
+    struct mvcc_prewrite_result r;
+    struct mvcc_write_result wr;
+    struct mvcc_mutation m[] = {PUT("k", "v"), DEL("k")};
+    assert_int_equal(fx_prewrite(f, m, 2, "k", 1, 100, 0, &r), 0);
+    assert_int_equal(r.n_errors, 0);
+    fx_assert_lens(f, 0, 1, 0);
+    struct mvcc_lock l;
+    assert_true(fx_get_lock(f, "k", 1, &l));
+    assert_int_equal(l.kind, MVCC_WRITE_DELETE);
+    mvcc_lock_release(&l);
+    assert_int_equal(fx_rollback1(f, "k", 1, 100, &wr), 0);
+    fx_assert_lens(f, 0, 0, 1);
+
+    assert_int_equal(fx_prewrite(f, m, 1, "j", 1, 200, 0, &r), 0);
+    assert_int_equal(fx_prewrite(f, m + 1, 1, "j", 1, 200, 0, &r), 0); /* retry as a delete */
+    assert_int_equal(r.n_errors, 0);
+    fx_assert_lens(f, 0, 1, 1);
+}
+
 /* A commit with no keys succeeds and writes nothing. */
 static void test_empty_commit(void **state)
 {
@@ -502,6 +525,7 @@ int main(void)
         T(test_prewrite_idempotent_retry),
         T(test_prewrite_partial_failure_writes_nothing),
         T(test_prewrite_after_rollback),
+        T(test_prewrite_put_then_delete_leaves_no_value),
         T(test_empty_commit),
         T(test_single_commit),
         T(test_commit_overwrite),
