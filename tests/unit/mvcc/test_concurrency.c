@@ -265,7 +265,7 @@ static void *worker_main(void *arg)
 static void test_racing_transactions(void **state)
 {
     struct fx *f = *state;
-    struct world w = {.f = f, .ops_per_thread = 300};
+    struct world w = {.f = f, .ops_per_thread = 1000};
     const char *env_seed = getenv("MVCC_SEED"), *env_ops = getenv("MVCC_CONC_OPS");
     unsigned seed = env_seed ? (unsigned)strtoul(env_seed, NULL, 10) : (unsigned)time(NULL);
     int n_threads = 4;

@@ -198,7 +198,7 @@ static void *reader_thread(void *p)
             free(y);
         }
         storage_reader_free(r);
-        rc->checks++;
+        __atomic_add_fetch(&rc->checks, 1, __ATOMIC_RELAXED);
     }
     return NULL;
 }
@@ -224,6 +224,7 @@ static void test_concurrent_batches_atomic(void **state)
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
     assert_int_equal(mem_storage_count(rc.s, STORAGE_CF_WRITE), 5000);
+    assert_true(rc.checks > 0);
 }
 
 int main(void)
