@@ -263,16 +263,27 @@ void mvcc_engine_free(struct mvcc_engine *e);
 int mvcc_get(struct mvcc_engine *e, const struct storage_ctx *ctx, const void *key, size_t key_len,
              uint64_t version, struct mvcc_get_result *out);
 
+/* Fields of KvScan. Pointers are borrowed for the call. */
+struct mvcc_scan_req {
+    const void *start_key; /* inclusive; empty means the first key */
+    size_t start_key_len;
+    const void *end_key; /* exclusive; end_key_len 0 means no bound */
+    size_t end_key_len;
+    uint32_t limit;
+    uint64_t version;
+    /* Stop before the pairs' keys and values would pass this many bytes
+     * (there is always at least one pair); 0 means no cap. */
+    size_t max_bytes;
+};
+
 /*
  * mvcc_scan (KvScan) returns up to `limit` visible pairs at `version` in key
- * order, starting at `start_key` (inclusive; empty means the first key) and
- * stopping before `end_key` (exclusive; end_key_len 0 means no bound). A key
- * locked at or before `version` comes back as a pair carrying a LOCKED error
- * (it counts toward the limit) and the scan goes on. limit 0 returns nothing.
+ * order within [start_key, end_key). A key locked at or before `version`
+ * comes back as a pair carrying a LOCKED error (it counts toward the limit)
+ * and the scan goes on. limit 0 returns nothing. Oversized bounds are INVALID.
  */
-int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const void *start_key,
-              size_t start_key_len, const void *end_key, size_t end_key_len, uint32_t limit,
-              uint64_t version, struct mvcc_scan_result *out);
+int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const struct mvcc_scan_req *req,
+              struct mvcc_scan_result *out);
 
 /* Fields of KvPrewrite. Pointers are borrowed for the call. */
 struct mvcc_prewrite_req {

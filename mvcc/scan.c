@@ -11,6 +11,9 @@ struct scan_state {
     const uint8_t *end;
     size_t end_len;
     uint64_t version;
+    size_t max_bytes;
+    size_t bytes; /* keys and values collected so far */
+    int full;     /* the byte cap stopped the scan */
     size_t cap;
     struct mvcc_scan_result *out;
 };
@@ -115,9 +118,14 @@ cleanup:
     return rc;
 }
 
-int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const void *start_key,
-              size_t start_key_len, const void *end_key, size_t end_key_len, uint32_t limit,
-              uint64_t version, struct mvcc_scan_result *out)
+/* Would a pair of `len` more bytes pass the byte cap? The first pair always fits. */
+static int over_cap(const struct scan_state *st, size_t len)
+{
+    return st->max_bytes && st->out->n_pairs > 0 && st->bytes + len > st->max_bytes;
+}
+
+int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const struct mvcc_scan_req *req,
+              struct mvcc_scan_result *out)
 {
     struct scan_state st = {0};
     uint8_t *wkey = NULL, *seek = NULL;
@@ -127,8 +135,12 @@ int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const void *
     if (!out)
         return MVCC_ERR_ARG;
     memset(out, 0, sizeof(*out));
-    if (!e)
+    if (!e || !req)
         return MVCC_ERR_ARG;
+    const void *start_key = req->start_key, *end_key = req->end_key;
+    size_t start_key_len = req->start_key_len, end_key_len = req->end_key_len;
+    uint32_t limit = req->limit;
+    uint64_t version = req->version;
     if (start_key_len > MVCC_MAX_KEY_BYTES || end_key_len > MVCC_MAX_KEY_BYTES) {
         mvcc_key_error_set(&out->error, MVCC_KEY_ERR_INVALID,
                            "scan bound is longer than the %d bytes allowed", MVCC_MAX_KEY_BYTES);
@@ -141,6 +153,7 @@ int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const void *
     st.version = version;
     st.end = end_key;
     st.end_len = end_key_len;
+    st.max_bytes = req->max_bytes;
     rc = mvcc_open_reader(e, ctx, &st.reader, &out->storage_err, out->errmsg);
     if (rc != MVCC_OK)
         return rc;
@@ -162,7 +175,7 @@ int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const void *
     mvcc_codec_encode_bytes(start_key_len ? start_key : "", start_key_len, seek);
     storage_iter_seek(st.wit, seek, seek_len);
 
-    while (out->n_pairs < limit) {
+    while (out->n_pairs < limit && !st.full) {
         const void *lk = NULL;
         size_t lk_len = 0, wk_len = 0;
         int have_l = 0, have_w = 0;
@@ -203,20 +216,27 @@ int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const void *
             rc = mvcc_lock_decode(v, vlen, &lock);
             if (rc == MVCC_OK && lock.kind != MVCC_WRITE_LOCK && lock.start_ts <= version) {
                 locked = 1;
-                rc = push_pair(&st, cur_copy, cur_len, &pair);
-                if (rc == MVCC_OK)
+                st.full = over_cap(&st, cur_len);
+                if (!st.full)
+                    rc = push_pair(&st, cur_copy, cur_len, &pair);
+                if (rc == MVCC_OK && !st.full) {
+                    st.bytes += cur_len;
                     rc = mvcc_key_error_locked(&pair->error, cur_copy, cur_len, &lock);
+                }
             }
             storage_iter_next(st.lit);
         }
-        if (rc == MVCC_OK && c >= 0) {
+        if (rc == MVCC_OK && c >= 0 && !st.full) {
             void *value = NULL;
             size_t value_len = 0;
             int found;
             rc = visible_and_skip(&st, cur_copy, cur_len, &value, &value_len, &found);
             if (rc == MVCC_OK && found && !locked) {
-                rc = push_pair(&st, cur_copy, cur_len, &pair);
-                if (rc == MVCC_OK) {
+                st.full = over_cap(&st, cur_len + value_len);
+                if (!st.full)
+                    rc = push_pair(&st, cur_copy, cur_len, &pair);
+                if (rc == MVCC_OK && !st.full) {
+                    st.bytes += cur_len + value_len;
                     pair->value = value;
                     pair->value_len = value_len;
                     value = NULL;

@@ -112,8 +112,14 @@ static void kv_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *ar
     struct pb_key_error *kes = NULL;
 
     kv_ctx_from_proto(req->context, &ctx);
-    int rc = mvcc_scan(arg, &ctx, req->start_key.data, req->start_key.len, NULL, 0, req->limit,
-                       req->version, &r);
+    struct mvcc_scan_req sreq = {
+        .start_key = req->start_key.data,
+        .start_key_len = req->start_key.len,
+        .limit = req->limit,
+        .version = req->version,
+        .max_bytes = KV_MAX_SCAN_RESPONSE_BYTES,
+    };
+    int rc = mvcc_scan(arg, &ctx, &sreq, &r);
     if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
     if (!rc && r.error.kind != MVCC_KEY_ERR_NONE) {
@@ -129,13 +135,11 @@ static void kv_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *ar
             rpc_call_finish(call, RPC_INTERNAL, "out of memory");
             goto cleanup;
         }
-        size_t bytes = 0, n = 0;
+        /* mvcc capped the pairs' bytes to keep the message under the limit;
+         * the client goes on from the last key. */
+        size_t n = 0;
         for (; n < r.n_pairs; n++) {
             struct mvcc_kv_pair *p = &r.pairs[n];
-            /* Keep the message under the cap; the client goes on from the last key. */
-            if (n > 0 && bytes + p->key_len + p->value_len > KV_MAX_SCAN_RESPONSE_BYTES)
-                break;
-            bytes += p->key_len + p->value_len;
             kvrpcpb__kv_pair__init(&pairs[n]);
             pairs[n].key = (ProtobufCBinaryData){p->key_len, p->key};
             if (p->error.kind != MVCC_KEY_ERR_NONE) {

@@ -116,7 +116,7 @@ static __attribute__((unused)) int run(struct fx *f, enum cmd c)
     }
     case CMD_SCAN: {
         struct mvcc_scan_result r;
-        rc = mvcc_scan(f->e, NULL, "", 0, NULL, 0, 10, 200, &r);
+        rc = mvcc_scan(f->e, NULL, &(struct mvcc_scan_req){.limit = 10, .version = 200}, &r);
         if (rc == 0)
             assert_int_equal(r.n_pairs, 4); /* x, and a b c locked */
         mvcc_scan_result_free(&r);

@@ -196,7 +196,9 @@ static void audit(struct world *w, int by_scan)
     for (;;) {
         struct mvcc_scan_result s;
         int locked = 0;
-        CHECK_EQ(mvcc_scan(w->f->e, NULL, "acct", 4, "acct~", 5, 100, ts, &s), 0);
+        CHECK_EQ(mvcc_scan(w->f->e, NULL,
+                           &(struct mvcc_scan_req){"acct", 4, "acct~", 5, 100, ts, 0}, &s),
+                 0);
         sum = 0;
         for (size_t i = 0; i < s.n_pairs; i++) {
             if (s.pairs[i].error.kind == MVCC_KEY_ERR_LOCKED) {

@@ -85,7 +85,13 @@ static void test_other_commands_bad_input(void **state)
     assert_int_equal(c.action, MVCC_ACTION_NO_ACTION);
     assert_int_equal(mvcc_resolve_lock(f->e, NULL, 10, 9, &r), 0);
     assert_int_equal(r.error.kind, MVCC_KEY_ERR_INVALID);
-    assert_int_equal(mvcc_scan(f->e, NULL, big_key, sizeof(big_key), NULL, 0, 10, 10, &s), 0);
+    assert_int_equal(mvcc_scan(f->e, NULL,
+                               &(struct mvcc_scan_req){.start_key = big_key,
+                                                       .start_key_len = sizeof(big_key),
+                                                       .limit = 10,
+                                                       .version = 10},
+                               &s),
+                     0);
     assert_int_equal(s.error.kind, MVCC_KEY_ERR_INVALID);
     fx_assert_lens(f, 0, 0, 0);
 }
@@ -128,7 +134,8 @@ static void test_region_error_on_read(void **state)
 
     mem_storage_inject_error(f->s, MEM_STORAGE_FAULT_READER, 1, STORAGE_ERR_REGION,
                              STORAGE_REGION_ERR_EPOCH_NOT_MATCH);
-    assert_int_equal(mvcc_scan(f->e, NULL, "", 0, NULL, 0, 10, 10, &s), MVCC_ERR_REGION);
+    assert_int_equal(mvcc_scan(f->e, NULL, &(struct mvcc_scan_req){.limit = 10, .version = 10}, &s),
+                     MVCC_ERR_REGION);
     assert_int_equal(s.storage_err.region_kind, STORAGE_REGION_ERR_EPOCH_NOT_MATCH);
     assert_int_equal(s.n_pairs, 0);
 

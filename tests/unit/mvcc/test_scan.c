@@ -32,7 +32,10 @@ static int scan_setup(void **state)
 static void scan(struct fx *f, const void *start, size_t slen, const void *end, size_t elen,
                  uint32_t limit, uint64_t version, struct mvcc_scan_result *r)
 {
-    assert_int_equal(mvcc_scan(f->e, NULL, start, slen, end, elen, limit, version, r), 0);
+    assert_int_equal(mvcc_scan(f->e, NULL,
+                               &(struct mvcc_scan_req){start, slen, end, elen, limit, version, 0},
+                               r),
+                     0);
     assert_int_equal(r->error.kind, MVCC_KEY_ERR_NONE);
 }
 
@@ -196,14 +199,44 @@ static void test_scan_long_keys(void **state)
     mvcc_scan_result_free(&r);
 }
 
+/* max_bytes stops the scan before the pairs' keys and values pass it, but always returns one pair.
+ */
+static void test_scan_max_bytes(void **state)
+{
+    struct fx *f = *state;
+    struct mvcc_scan_result r;
+    /* {1}:1+1, {1,23}:2+1, {3}:1+1 → 7 bytes for three pairs. */
+    struct mvcc_scan_req req = {.limit = 100, .version = 100, .max_bytes = 6};
+    assert_int_equal(mvcc_scan(f->e, NULL, &req, &r), 0);
+    assert_int_equal(r.n_pairs, 2);
+    assert_pair(&r, 1, K(1, 23), 55);
+    mvcc_scan_result_free(&r);
+    req.max_bytes = 7;
+    assert_int_equal(mvcc_scan(f->e, NULL, &req, &r), 0);
+    assert_int_equal(r.n_pairs, 3);
+    mvcc_scan_result_free(&r);
+    req.max_bytes = 1;
+    assert_int_equal(mvcc_scan(f->e, NULL, &req, &r), 0);
+    assert_int_equal(r.n_pairs, 1);
+    mvcc_scan_result_free(&r);
+    /* A locked pair counts its key's bytes. */
+    fx_put_lock(f, K(1), K(1), 90, 10, MVCC_WRITE_PUT);
+    req.max_bytes = 4;
+    assert_int_equal(mvcc_scan(f->e, NULL, &req, &r), 0);
+    assert_int_equal(r.n_pairs, 2);
+    assert_int_equal(r.pairs[0].error.kind, MVCC_KEY_ERR_LOCKED);
+    assert_pair(&r, 1, K(1, 23), 55);
+    mvcc_scan_result_free(&r);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, scan_setup, fx_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_scan_empty),   T(test_scan_limit_zero), T(test_scan_all),
-        T(test_scan_limit),   T(test_scan_deleted),    T(test_scan_versions),
-        T(test_scan_end_key), T(test_scan_locks),      T(test_scan_long_keys),
+        T(test_scan_empty),     T(test_scan_limit_zero), T(test_scan_all),     T(test_scan_limit),
+        T(test_scan_deleted),   T(test_scan_versions),   T(test_scan_end_key), T(test_scan_locks),
+        T(test_scan_long_keys), T(test_scan_max_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
