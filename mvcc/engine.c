@@ -1,5 +1,4 @@
-/* engine.c — the MVCC engine object, error texts, key errors, result release and helpers shared by
- * the commands. */
+/* engine.c — the MVCC engine, error texts, key errors, result release, shared helpers. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,4 @@
-/* latches.c — per-store key latches: hash slots taken in ascending order, waits on a condition
- * variable. */
+/* latches.c — per-store key latches: hash slots taken in ascending order. */
 #include <stdlib.h>
 #include <string.h>
 

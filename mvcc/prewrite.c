@@ -1,5 +1,4 @@
-/* prewrite.c — KvPrewrite: the first phase of two-phase commit, locking every key of a transaction.
- */
+/* prewrite.c — KvPrewrite: two-phase commit's first phase, locking every key. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,5 +1,4 @@
-/* rollback.c — KvBatchRollback: undo a transaction's prewrites and fence it with rollback records.
- */
+/* rollback.c — KvBatchRollback: undo prewrites and fence them with rollback records. */
 #include <stdlib.h>
 #include <string.h>
 

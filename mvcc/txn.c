@@ -1,5 +1,4 @@
-/* txn.c — MvccTxn: one command's snapshot reads of locks, values and write records, and its
- * buffered writes. */
+/* txn.c — MvccTxn: one command's snapshot reads and its buffered writes. */
 #include <stdlib.h>
 #include <string.h>
 

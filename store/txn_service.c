@@ -1,5 +1,4 @@
-/* txn_service.c — KvGet, KvScan, KvPrewrite, KvCommit, KvBatchRollback, KvCheckTxnStatus,
- * KvResolveLock over mvcc/. */
+/* txn_service.c — the seven transactional Kv* handlers of TinyKv over mvcc/. */
 #include "store/txn_service.h"
 
 #include <stdio.h>

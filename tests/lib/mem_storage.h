@@ -1,5 +1,4 @@
-/* mem_storage.h — an in-memory implementation of the Storage interface (store/storage.h) for tests.
- */
+/* mem_storage.h — an in-memory Storage (store/storage.h) for tests. */
 #ifndef TINYKV_TESTS_LIB_MEM_STORAGE_H
 #define TINYKV_TESTS_LIB_MEM_STORAGE_H
 

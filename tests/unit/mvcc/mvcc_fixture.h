@@ -1,5 +1,4 @@
-/* mvcc_fixture.h — shared helpers of the mvcc unit tests: an engine over mem_storage and raw record
- * access. */
+/* mvcc_fixture.h — mvcc test helpers: engine over mem_storage, raw records. */
 #ifndef TINYKV_TESTS_UNIT_MVCC_FIXTURE_H
 #define TINYKV_TESTS_UNIT_MVCC_FIXTURE_H
 

@@ -1,5 +1,4 @@
-/* test_alloc_failures.c — every command fails cleanly (MVCC_ERR_NOMEM, nothing written, nothing
- * leaked) when any allocation fails. */
+/* test_alloc_failures.c — every allocation failure is a clean NOMEM. */
 #include <stdio.h>
 
 #include "tests/unit/mvcc/mvcc_fixture.h"

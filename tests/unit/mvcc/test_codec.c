@@ -1,5 +1,4 @@
-/* test_codec.c — the memcomparable key encoding with timestamps, and the lock and write record
- * layouts. */
+/* test_codec.c — key encoding with timestamps, lock and write record layouts. */
 #include <stdio.h>
 #include <time.h>
 

@@ -1,5 +1,4 @@
-/* test_concurrency.c — threads racing Percolator transactions through the handlers: no lost update,
- * no torn read. */
+/* test_concurrency.c — racing transactions: no lost update, no torn read. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>

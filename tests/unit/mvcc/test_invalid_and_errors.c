@@ -1,5 +1,4 @@
-/* test_invalid_and_errors.c — bad input gives INVALID key errors and writes nothing; storage and
- * region errors pass out distinctly. */
+/* test_invalid_and_errors.c — bad input, storage and region errors. */
 #include "tests/unit/mvcc/mvcc_fixture.h"
 
 static uint8_t big_key[MVCC_MAX_KEY_BYTES + 1];

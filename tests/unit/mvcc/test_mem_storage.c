@@ -1,5 +1,4 @@
-/* test_mem_storage.c — the in-memory Storage used by the tests: batches, snapshots, iterators,
- * faults. */
+/* test_mem_storage.c — the in-memory Storage: batches, snapshots, iterators. */
 #include <pthread.h>
 #include <stdio.h>
 

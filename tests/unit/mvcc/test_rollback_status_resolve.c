@@ -1,5 +1,4 @@
-/* test_rollback_status_resolve.c — KvBatchRollback, KvCheckTxnStatus and KvResolveLock scenarios
- * (TinyKV 4C and more). */
+/* test_rollback_status_resolve.c — KvBatchRollback, KvCheckTxnStatus, KvResolveLock. */
 #include "tests/unit/mvcc/mvcc_fixture.h"
 
 #define PUT(k, v)                                                                                  \

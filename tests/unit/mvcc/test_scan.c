@@ -1,5 +1,4 @@
-/* test_scan.c — KvScan scenarios: versions, deletes, limits, bounds and locks (TinyKV 4C and more).
- */
+/* test_scan.c — KvScan: versions, deletes, limits, bounds and locks. */
 #include "tests/unit/mvcc/mvcc_fixture.h"
 
 /* The data set of TinyKV's scan tests: commits before, after and around ts 100. */

@@ -1,5 +1,4 @@
-/* test_txn_service.c — end to end: the seven Kv* handlers over gRPC on loopback, on RocksDB
- * standalone storage. */
+/* test_txn_service.c — end to end: the Kv* handlers over gRPC on loopback. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
