@@ -86,6 +86,11 @@ int mvcc_resolve_lock(struct mvcc_engine *e, const struct storage_ctx *ctx, uint
     memset(out, 0, sizeof(*out));
     if (!e)
         return MVCC_ERR_ARG;
+    if (start_ts == 0) {
+        /* No transaction starts at 0: an empty request, not a lock to find. */
+        mvcc_key_error_set(&out->error, MVCC_KEY_ERR_INVALID, "start version is 0");
+        return MVCC_OK;
+    }
     if (commit_ts != 0 && commit_ts <= start_ts) {
         mvcc_key_error_set(&out->error, MVCC_KEY_ERR_INVALID,
                            "commit ts %llu is not after start ts %llu",

@@ -261,9 +261,20 @@ static void test_empty_resolve(void **state)
 {
     struct fx *f = *state;
     struct mvcc_write_result r;
-    assert_int_equal(mvcc_resolve_lock(f->e, NULL, 0, 0, &r), 0);
+    assert_int_equal(mvcc_resolve_lock(f->e, NULL, 100, 0, &r), 0);
     assert_int_equal(r.error.kind, MVCC_KEY_ERR_NONE);
     fx_assert_lens(f, 0, 0, 0);
+    assert_int_equal(mem_storage_write_count(f->s), 0);
+}
+
+/* A resolve of start version 0 (an empty request) is invalid input, and writes nothing. */
+static void test_resolve_start_zero_is_invalid(void **state)
+{
+    struct fx *f = *state;
+    struct mvcc_write_result r;
+    assert_int_equal(mvcc_resolve_lock(f->e, NULL, 0, 0, &r), 0);
+    assert_int_equal(r.error.kind, MVCC_KEY_ERR_INVALID);
+    mvcc_write_result_free(&r);
     assert_int_equal(mem_storage_write_count(f->s), 0);
 }
 
@@ -353,6 +364,7 @@ int main(void)
         T(test_check_txn_status_no_lock_no_write),
         T(test_check_txn_status_then_commit_aborts),
         T(test_empty_resolve),
+        T(test_resolve_start_zero_is_invalid),
         T(test_resolve_commit),
         T(test_resolve_rollback),
         T(test_resolve_written),
