@@ -1,4 +1,5 @@
-/* raft_harness.c — the simulated Raft cluster: Ready handling, message delivery and safety checkers. */
+/* raft_harness.c — the simulated Raft cluster: Ready handling, message delivery and safety
+ * checkers. */
 #include "tests/lib/raft_harness.h"
 
 #include <stdarg.h>
@@ -41,7 +42,8 @@ static double rand01(struct rh_net *net)
     return (double)(rh_rand(net) >> 11) / (double)(1ULL << 53);
 }
 
-static void violation(struct rh_net *net, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void violation(struct rh_net *net, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void violation(struct rh_net *net, const char *fmt, ...)
 {
     if (net->violation[0] != '\0')
@@ -169,6 +171,33 @@ void rh_node_restart(struct rh_net *net, uint64_t id)
     nd->last_lead = 0;
 }
 
+void rh_node_set_log(struct rh_net *net, uint64_t id, const uint64_t *terms, size_t n,
+                     uint64_t term, uint64_t vote, uint64_t commit)
+{
+    struct rh_node *nd = rh_node(net, id);
+    rh_node_crash(net, id);
+    raft_memory_storage_free(nd->ms);
+    if (raft_memory_storage_new(&nd->ms) != RAFT_OK)
+        abort();
+    uint64_t ids[RH_MAX_NODES];
+    for (int i = 0; i < net->cfg.n; i++)
+        ids[i] = (uint64_t)i + 1;
+    struct raft_conf_state cs = {.nodes = ids, .n_nodes = (size_t)net->cfg.n};
+    raft_memory_storage_set_conf_state(nd->ms, &cs);
+    for (size_t i = 0; i < n; i++) {
+        char buf[48];
+        int len = snprintf(buf, sizeof buf, "t%llui%zu", (unsigned long long)terms[i], i + 1);
+        struct raft_entry e = {
+            .term = terms[i], .index = i + 1, .data = (uint8_t *)buf, .data_len = (size_t)len};
+        if (raft_memory_storage_append(nd->ms, &e, 1) != RAFT_OK)
+            abort();
+    }
+    struct raft_hard_state hs = {.term = term, .vote = vote, .commit = commit};
+    raft_memory_storage_set_hard_state(nd->ms, &hs);
+    nd->applied = commit;
+    rh_node_restart(net, id);
+}
+
 static void free_node(struct rh_node *nd)
 {
     if (nd->rn)
@@ -263,7 +292,8 @@ static struct rh_entry_slot *seen_slot(struct rh_net *net, uint64_t index, uint6
     }
 }
 
-/* Log matching: an (index, term) pair always names the same entry with the same predecessor term. */
+/* Log matching: an (index, term) pair always names the same entry with the same predecessor term.
+ */
 static void check_entry(struct rh_net *net, uint64_t id, const struct raft_entry *e)
 {
     if (net->seen_n * 2 >= net->seen_cap) {
@@ -289,9 +319,8 @@ static void check_entry(struct rh_net *net, uint64_t id, const struct raft_entry
         violation(net,
                   "log matching: node %llu holds a different entry %llu/%llu (prev term %llu vs "
                   "%llu)",
-                  (unsigned long long)id, (unsigned long long)e->index,
-                  (unsigned long long)e->term, (unsigned long long)prev,
-                  (unsigned long long)s->prev_term);
+                  (unsigned long long)id, (unsigned long long)e->index, (unsigned long long)e->term,
+                  (unsigned long long)prev, (unsigned long long)s->prev_term);
 }
 
 /* State-machine safety: no two nodes apply different entries at one index. */
@@ -308,9 +337,8 @@ static void check_apply(struct rh_net *net, uint64_t id, const struct raft_entry
     uint64_t d = digest(e->entry_type, e->data, e->data_len);
     if (c->set && (c->term != e->term || c->digest != d)) {
         violation(net, "state machine safety: node %llu applied %llu/%llu, others %llu/%llu",
-                  (unsigned long long)id, (unsigned long long)e->index,
-                  (unsigned long long)e->term, (unsigned long long)e->index,
-                  (unsigned long long)c->term);
+                  (unsigned long long)id, (unsigned long long)e->index, (unsigned long long)e->term,
+                  (unsigned long long)e->index, (unsigned long long)c->term);
         return;
     }
     c->set = true;
@@ -374,7 +402,8 @@ static void apply_entry(struct rh_net *net, struct rh_node *nd, const struct raf
             abort();
         if (net->cfg.verbose)
             fprintf(stderr, "node %llu applied conf change %s %llu at %llu -> %zu members\n",
-                    (unsigned long long)nd->id, cc.change_type == RAFT_CONF_ADD_NODE ? "add" : "remove",
+                    (unsigned long long)nd->id,
+                    cc.change_type == RAFT_CONF_ADD_NODE ? "add" : "remove",
                     (unsigned long long)cc.node_id, (unsigned long long)e->index, cs.n_nodes);
         /* the conf state is persisted with the applied index */
         raft_memory_storage_set_conf_state(nd->ms, &cs);

@@ -54,7 +54,7 @@ struct rh_node {
     bool up;     /* has a running rawnode */
     struct raft_memory_storage *ms;
     struct raft_rawnode *rn;
-    uint64_t applied; /* the persistent state machine's applied index */
+    uint64_t applied;       /* the persistent state machine's applied index */
     struct rh_applied *log; /* what this node applied (for tests), owned */
     size_t n_log;
     struct raft_read_state *reads; /* read states received, owned */
@@ -119,6 +119,11 @@ void rh_node_crash(struct rh_net *net, uint64_t id);
 /* (Re)builds the rawnode from storage and the persisted applied index. */
 void rh_node_restart(struct rh_net *net, uint64_t id);
 struct rh_node *rh_node(struct rh_net *net, uint64_t id);
+/* Crashes id and rewrites its storage: members 1..net->cfg.n, entries 1..n
+ * with the given terms (data "t<term>i<index>"), hard state {term, vote,
+ * commit}; then restarts it with applied = commit. */
+void rh_node_set_log(struct rh_net *net, uint64_t id, const uint64_t *terms, size_t n,
+                     uint64_t term, uint64_t vote, uint64_t commit);
 
 /* Handles node id's Ready if it has one; returns whether it had one. */
 bool rh_node_handle_ready(struct rh_net *net, uint64_t id);
@@ -148,8 +153,7 @@ void rh_campaign(struct rh_net *net, uint64_t id);
 /* Proposes data at id and drains; returns the propose result. */
 int rh_propose(struct rh_net *net, uint64_t id, const char *data);
 /* Proposes a conf change (harness encoding) at id and drains. */
-int rh_propose_conf(struct rh_net *net, uint64_t id, enum raft_conf_change_type t,
-                    uint64_t node);
+int rh_propose_conf(struct rh_net *net, uint64_t id, enum raft_conf_change_type t, uint64_t node);
 /* The harness's ConfChange encoding: 1 type byte + 8-byte little-endian id. */
 void rh_conf_encode(enum raft_conf_change_type t, uint64_t node, uint8_t out[9]);
 

@@ -1,4 +1,5 @@
-/* test_simulation.c — randomized Raft simulation: lossy, reordering, partitioned network with crashes. */
+/* test_simulation.c — randomized Raft simulation: lossy, reordering, partitioned network with
+ * crashes. */
 #include "tests/lib/raft_harness.h"
 
 #include <setjmp.h>
@@ -231,7 +232,8 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
                 continue;
             struct raft_status st;
             raft_rawnode_status(nd->rn, &st);
-            fprintf(stderr, "node %llu: role %d term %llu lead %llu commit %llu applied %llu last %llu\n",
+            fprintf(stderr,
+                    "node %llu: role %d term %llu lead %llu commit %llu applied %llu last %llu\n",
                     (unsigned long long)id, st.role, (unsigned long long)st.hard_state.term,
                     (unsigned long long)st.lead, (unsigned long long)st.hard_state.commit,
                     (unsigned long long)st.applied, (unsigned long long)st.last_index);
@@ -245,7 +247,8 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
         size_t leaders = 0;
         for (size_t i = 0; i < net.n_leader_of_term; i++)
             leaders += net.leader_of_term[i] != 0;
-        fprintf(stderr, "seed %llu: committed up to %llu, %zu leaders, %llu messages, heal %d ticks\n",
+        fprintf(stderr,
+                "seed %llu: committed up to %llu, %zu leaders, %llu messages, heal %d ticks\n",
                 (unsigned long long)seed, (unsigned long long)net.max_committed, leaders,
                 (unsigned long long)net.msgs_delivered, t);
     }
@@ -283,7 +286,8 @@ static void run_many(const struct sim_opts *opts, uint64_t base, uint64_t defaul
                   (double)(clock() - start) / CLOCKS_PER_SEC);
 }
 
-/* 3- and 5-node clusters under loss, duplication, reordering, partitions, crashes and compaction keep every safety property and make progress once healed. */
+/* 3- and 5-node clusters under loss, duplication, reordering, partitions, crashes and compaction
+ * keep every safety property and make progress once healed. */
 static void test_sim_faults(void **state)
 {
     (void)state;
