@@ -376,6 +376,11 @@ static void enqueue(struct rh_net *net, const struct raft_message *m)
     }
     if (raft_message_copy(&net->q[net->n_q].m, m) != RAFT_OK)
         abort();
+    if (m->from < RH_MAX_NODES && (unsigned)m->msg_type < 32) {
+        net->sent[m->from][m->msg_type]++;
+        if (m->msg_type == RAFT_MSG_APPEND_RESPONSE && m->reject)
+            net->rejects[m->from]++;
+    }
     net->n_q++;
 }
 
