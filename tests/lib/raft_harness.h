@@ -90,7 +90,7 @@ struct rh_net {
     size_t seen_cap;
     size_t seen_n;
     uint64_t sent[RH_MAX_NODES][32]; /* messages produced, by sender and type */
-    uint64_t rejects[RH_MAX_NODES];   /* rejected append responses, by sender */
+    uint64_t rejects[RH_MAX_NODES];  /* rejected append responses, by sender */
     char violation[512];
     uint64_t msgs_delivered;
 };

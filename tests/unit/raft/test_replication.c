@@ -1,4 +1,5 @@
-/* test_replication.c — log replication, log matching, the commit rule and heartbeats (Raft §5.3, §5.4.2). */
+/* test_replication.c — log replication, log matching, the commit rule and heartbeats (Raft §5.3,
+ * §5.4.2). */
 #include "tests/lib/raft_harness.h"
 
 #include <setjmp.h>
@@ -85,7 +86,8 @@ static void check_same_log(struct rh_net *net, uint64_t a, uint64_t b)
         assert_int_equal(rh_storage_term(net, a, i), rh_storage_term(net, b, i));
 }
 
-/* Figure 7: whatever a follower's log (missing, extra or conflicting entries), the new leader makes it equal to its own. */
+/* Figure 7: whatever a follower's log (missing, extra or conflicting entries), the new leader makes
+ * it equal to its own. */
 static void test_figure7_leader_syncs_follower_logs(void **state)
 {
     (void)state;
@@ -118,7 +120,8 @@ static void test_figure7_leader_syncs_follower_logs(void **state)
     }
 }
 
-/* Figure 8: a leader never commits an entry of an earlier term by counting replicas, only together with one of its own term. */
+/* Figure 8: a leader never commits an entry of an earlier term by counting replicas, only together
+ * with one of its own term. */
 static void test_figure8_commit_only_current_term(void **state)
 {
     (void)state;
@@ -170,7 +173,8 @@ static void test_heartbeat_commit_is_min_of_match_and_commit(void **state)
     rh_net_close(&net);
 }
 
-/* A follower missing many entries rejects once with its last index as hint and the leader skips straight there. */
+/* A follower missing many entries rejects once with its last index as hint and the leader skips
+ * straight there. */
 static void test_reject_hint_fast_backoff(void **state)
 {
     (void)state;
@@ -215,7 +219,8 @@ static void test_stale_append_does_not_truncate(void **state)
     rh_net_close(&net);
 }
 
-/* A follower refuses an append whose previous entry it does not hold (the consistency check) and keeps its log. */
+/* A follower refuses an append whose previous entry it does not hold (the consistency check) and
+ * keeps its log. */
 static void test_append_consistency_check(void **state)
 {
     (void)state;
