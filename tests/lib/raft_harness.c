@@ -380,6 +380,15 @@ static void enqueue(struct rh_net *net, const struct raft_message *m)
         net->sent[m->from][m->msg_type]++;
         if (m->msg_type == RAFT_MSG_APPEND_RESPONSE && m->reject)
             net->rejects[m->from]++;
+        if (m->msg_type == RAFT_MSG_APPEND) {
+            size_t bytes = 0;
+            for (size_t i = 0; i < m->n_entries; i++)
+                bytes += m->entries[i].data_len;
+            if (m->n_entries > net->max_append_entries)
+                net->max_append_entries = m->n_entries;
+            if (bytes > net->max_append_bytes)
+                net->max_append_bytes = bytes;
+        }
     }
     net->n_q++;
 }

@@ -91,6 +91,8 @@ struct rh_net {
     size_t seen_n;
     uint64_t sent[RH_MAX_NODES][32]; /* messages produced, by sender and type */
     uint64_t rejects[RH_MAX_NODES];  /* rejected append responses, by sender */
+    size_t max_append_entries;       /* largest MsgAppend produced, in entries */
+    size_t max_append_bytes;         /* and in data bytes */
     char violation[512];
     uint64_t msgs_delivered;
 };
