@@ -229,6 +229,7 @@ void rh_net_close(struct rh_net *net)
     free(net->leader_of_term);
     free(net->committed);
     free(net->seen);
+    free(net->read_floor);
     memset(net, 0, sizeof *net);
 }
 
@@ -426,6 +427,41 @@ static void apply_entry(struct rh_net *net, struct rh_node *nd, const struct raf
     nd->applied = e->index;
 }
 
+/* ReadIndex linearizability: a read's index covers every entry committed before it was issued. */
+static void check_read(struct rh_net *net, uint64_t id, const struct raft_read_state *rs)
+{
+    char buf[32];
+    if (rs->context_len < 3 || rs->context_len >= sizeof buf)
+        return;
+    memcpy(buf, rs->context, rs->context_len);
+    buf[rs->context_len] = '\0';
+    if (strncmp(buf, "rd", 2) != 0)
+        return;
+    size_t k = (size_t)strtoull(buf + 2, NULL, 10);
+    if (k >= net->n_read_floor)
+        return;
+    net->reads_done++;
+    if (rs->index < net->read_floor[k])
+        violation(net,
+                  "read index: node %llu read %zu at index %llu, but %llu was committed before",
+                  (unsigned long long)id, k, (unsigned long long)rs->index,
+                  (unsigned long long)net->read_floor[k]);
+}
+
+int rh_read_index(struct rh_net *net, uint64_t id)
+{
+    struct rh_node *nd = rh_node(net, id);
+    if (nd == NULL || !nd->up)
+        return RAFT_ERR_INVALID;
+    size_t k = net->n_read_floor;
+    net->read_floor = xrealloc(net->read_floor, (k + 1) * sizeof *net->read_floor);
+    net->read_floor[k] = net->max_committed;
+    net->n_read_floor = k + 1;
+    char ctx[32];
+    int len = snprintf(ctx, sizeof ctx, "rd%zu", k);
+    return raft_rawnode_read_index(nd->rn, ctx, (size_t)len);
+}
+
 bool rh_node_handle_ready(struct rh_net *net, uint64_t id)
 {
     struct rh_node *nd = rh_node(net, id);
@@ -472,6 +508,8 @@ bool rh_node_handle_ready(struct rh_net *net, uint64_t id)
         nd->applied = rd.snapshot.metadata.index; /* the state machine restores it */
     for (size_t i = 0; i < rd.n_committed_entries; i++)
         apply_entry(net, nd, &rd.committed_entries[i]);
+    for (size_t i = 0; i < rd.n_read_states; i++)
+        check_read(net, id, &rd.read_states[i]);
     for (size_t i = 0; i < rd.n_read_states; i++) {
         nd->reads = xrealloc(nd->reads, (nd->n_reads + 1) * sizeof *nd->reads);
         struct raft_read_state *rs = &nd->reads[nd->n_reads++];

@@ -93,6 +93,9 @@ struct rh_net {
     uint64_t rejects[RH_MAX_NODES];  /* rejected append responses, by sender */
     size_t max_append_entries;       /* largest MsgAppend produced, in entries */
     size_t max_append_bytes;         /* and in data bytes */
+    uint64_t *read_floor; /* per read request: highest index committed when it was issued */
+    size_t n_read_floor;
+    uint64_t reads_done;
     char violation[512];
     uint64_t msgs_delivered;
 };
@@ -170,5 +173,9 @@ bool rh_applied_data(struct rh_net *net, uint64_t id, const char *data);
 uint64_t rh_storage_term(struct rh_net *net, uint64_t id, uint64_t i);
 
 uint64_t rh_rand(struct rh_net *net);
+/* Issues a ReadIndex at id with a fresh context; when its read state comes
+ * back the checker verifies its index covers everything committed before
+ * the request (linearizability). Returns the read_index result. */
+int rh_read_index(struct rh_net *net, uint64_t id);
 
 #endif

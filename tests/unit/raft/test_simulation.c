@@ -161,6 +161,9 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
                 rh_tick(&net, id);
         } else if (a < 800) {
             rh_net_deliver_one(&net);
+        } else if (a < 830) {
+            if ((id = pick_up_node(&net)))
+                rh_read_index(&net, id);
         } else if (a < 880) {
             if ((id = pick_up_node(&net))) {
                 snprintf(data, sizeof data, "s%llu-p%d", (unsigned long long)seed, proposals++);
@@ -248,9 +251,10 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
         for (size_t i = 0; i < net.n_leader_of_term; i++)
             leaders += net.leader_of_term[i] != 0;
         fprintf(stderr,
-                "seed %llu: committed up to %llu, %zu leaders, %llu messages, heal %d ticks\n",
+                "seed %llu: committed up to %llu, %zu leaders, %llu messages, %llu reads, heal %d "
+                "ticks\n",
                 (unsigned long long)seed, (unsigned long long)net.max_committed, leaders,
-                (unsigned long long)net.msgs_delivered, t);
+                (unsigned long long)net.msgs_delivered, (unsigned long long)net.reads_done, t);
     }
     if (net.violation[0] != '\0')
         snprintf(fail, fail_len, "%s", net.violation);
@@ -292,7 +296,7 @@ static void test_sim_faults(void **state)
 {
     (void)state;
     struct sim_opts o = {0};
-    run_many(&o, 1, 600);
+    run_many(&o, 1, 1000);
 }
 
 /* As above, with random single-step membership changes and leadership transfers mixed in. */
@@ -300,7 +304,7 @@ static void test_sim_membership_transfer(void **state)
 {
     (void)state;
     struct sim_opts o = {.membership = true, .transfers = true};
-    run_many(&o, 1000001, 400);
+    run_many(&o, 1000001, 1000);
 }
 
 int main(void)
