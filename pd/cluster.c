@@ -281,8 +281,9 @@ static int load_all(struct pd_cluster *c)
         uint64_t rnd = 0;
         if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
             rnd = (uint64_t)clock();
-        /* PD's shape: creation time in the high bits, randomness below. */
-        c->cluster_id = (realtime_ms(NULL) / 1000) << 32 | (rnd & 0xffffffffu);
+        /* PD's shape: creation time in the high bits, randomness below; kept below 2^63 so JSON
+         * integers (signed 64-bit in jansson) carry it exactly. */
+        c->cluster_id = ((realtime_ms(NULL) / 1000) << 32 | (rnd & 0xffffffffu)) & INT64_MAX;
         err = put_u64(c, META_KEY_CLUSTER_ID, c->cluster_id);
     }
     if (err != PD_OK)
