@@ -505,6 +505,10 @@ int pd_cluster_put_store(struct pd_cluster *c, const struct pd_store *store)
 {
     int err = PD_OK;
     pthread_mutex_lock(&c->mu);
+    if (!c->bootstrapped) {
+        err = cluster_set_err(c, PD_ERR_NOT_BOOTSTRAPPED, "cluster not bootstrapped");
+        goto cleanup;
+    }
     if (store->id == 0 || memchr(store->address, '\0', PD_MAX_ADDR_BYTES) == NULL ||
         store->address[0] == '\0' || store->state > PD_STORE_TOMBSTONE) {
         err = cluster_set_err(c, PD_ERR_INVALID, "store needs an id and an address");

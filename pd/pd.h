@@ -232,8 +232,9 @@ int pd_cluster_alloc_id(struct pd_cluster *c, uint64_t *id);
  */
 int pd_cluster_tso(struct pd_cluster *c, uint32_t count, uint64_t *ts);
 
-/* Stores. put_store adds or updates (copied). PD_ERR_TOMBSTONE for a tombstone store,
- * PD_ERR_EXISTS when another live store has the same address. */
+/* Stores. put_store adds or updates (copied); a known store keeps the state PD holds for it.
+ * PD_ERR_NOT_BOOTSTRAPPED, PD_ERR_TOMBSTONE for a tombstone store, PD_ERR_EXISTS when another
+ * live store has the same address. */
 int pd_cluster_put_store(struct pd_cluster *c, const struct pd_store *store);
 int pd_cluster_get_store(struct pd_cluster *c, uint64_t store_id, struct pd_store_info *out);
 /* get_all_stores: *out is a malloc'ed array of *count entries the caller frees. */

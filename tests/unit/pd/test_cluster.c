@@ -304,7 +304,7 @@ static void test_bootstrap_and_ask_split(void **state)
     assert_int_equal(pd_cluster_ask_split(m->c, 99, &rid, peers, &n), PD_ERR_NOT_FOUND);
 }
 
-/* An unbootstrapped cluster refuses region heartbeats. */
+/* An unbootstrapped cluster refuses region heartbeats and stores but allocates IDs. */
 static void test_not_bootstrapped(void **state)
 {
     (void)state;
@@ -317,6 +317,11 @@ static void test_not_bootstrapped(void **state)
     pd_mock_region(&r, 10, "", "", 2, 1, 1, 1, S1, 1);
     assert_int_equal(pd_cluster_region_heartbeat(c, &r, NULL, NULL), PD_ERR_NOT_BOOTSTRAPPED);
     pd_region_clear(&r);
+    struct pd_store s = {.id = 2, .state = PD_STORE_UP};
+    strcpy(s.address, "127.0.0.1:1");
+    assert_int_equal(pd_cluster_put_store(c, &s), PD_ERR_NOT_BOOTSTRAPPED);
+    uint64_t id;
+    assert_int_equal(pd_cluster_alloc_id(c, &id), PD_OK); /* needed to bootstrap */
     pd_cluster_close(c);
 }
 

@@ -491,6 +491,31 @@ static void test_balance_leader(void **state)
     free(ops);
 }
 
+/* Scatter moves a peer from the region's busiest store to the emptiest store not holding it,
+ * and does nothing when the region is already spread out. */
+static void test_scatter_region(void **state)
+{
+    struct pd_mock *m = *state;
+    for (uint64_t s = 2; s <= 4; s++)
+        pd_mock_add_store(m, s);
+    assert_int_equal(pd_mock_region_hb(m, 10, "a", "b", 2, 1, 1, 2, S123, 3), PD_OK);
+    filler(m, 101, 1, 1);
+    filler(m, 102, 1, 1);
+    assert_int_equal(pd_cluster_scatter_region(m->c, 10), PD_OK);
+    struct pd_operator op;
+    get_op(m, 10, &op);
+    assert_string_equal(op.name, "scatter-region");
+    assert_step(&op.steps[0], PD_STEP_ADD_PEER, 4);
+    assert_step(&op.steps[op.step_count - 1], PD_STEP_REMOVE_PEER, 1);
+    assert_int_equal(pd_cluster_scatter_region(m->c, 10), PD_ERR_EXISTS);
+    assert_int_equal(pd_cluster_scatter_region(m->c, 99), PD_ERR_NOT_FOUND);
+    /* Region 20 sits on stores 2, 3, 4 (1, 1, 0 regions besides) while store 1 holds 3: no move. */
+    static const uint64_t s234[] = {2, 3, 4};
+    assert_int_equal(pd_mock_region_hb(m, 20, "b", "c", 2, 1, 1, 2, s234, 3), PD_OK);
+    assert_int_equal(pd_cluster_scatter_region(m->c, 20), PD_OK);
+    assert_int_equal(pd_cluster_get_operator(m->c, 20, &op), PD_ERR_NOT_FOUND);
+}
+
 /* ---- schedulers and the tick ---- */
 
 /* The scheduler set can be listed, shrunk and grown; unknown names and duplicates fail; a
@@ -621,6 +646,7 @@ int main(void)
         T(test_balance_region_size_gap),
         T(test_balance_region_five_replicas),
         T(test_balance_leader),
+        T(test_scatter_region),
         T(test_scheduler_set),
         T(test_tick_converges),
     };
