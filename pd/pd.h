@@ -312,7 +312,8 @@ int pd_cluster_add_scheduler(struct pd_cluster *c, const char *name);
 int pd_cluster_remove_scheduler(struct pd_cluster *c, const char *name);
 
 /*
- * pd_cluster_tick runs one scheduling round: times out stuck operators,
+ * pd_cluster_tick runs one scheduling round: extends the persisted TSO
+ * window when half of it is used, times out stuck operators,
  * turns empty offline stores into tombstones, runs the replica checker over
  * every region and each scheduler once. Returns how many operators were
  * created through *created (may be NULL). Driven by the server's timer

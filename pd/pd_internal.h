@@ -113,6 +113,9 @@ int tso_load(struct tso_state *t, struct meta_store *m, uint64_t window_ms, uint
              char *errmsg, size_t errmsg_len);
 int tso_next(struct tso_state *t, struct meta_store *m, uint64_t now_ms, uint32_t count,
              uint64_t *ts, char *errmsg, size_t errmsg_len);
+/* tso_refresh pushes the persisted window ahead when less than half of it is left. */
+int tso_refresh(struct tso_state *t, struct meta_store *m, uint64_t now_ms, char *errmsg,
+                size_t errmsg_len);
 
 struct id_alloc {
     uint64_t next; /* the next id to hand out */

@@ -82,6 +82,8 @@ int pd_cluster_tick(struct pd_cluster *c, size_t *created)
     size_t n = 0, made = 0;
     pthread_mutex_lock(&c->mu);
     c->metrics.ticks++;
+    if (tso_refresh(&c->tso, c->meta, cluster_now_ms(c), c->errmsg, sizeof c->errmsg) != PD_OK)
+        LOG(LOG_WARN, "cannot extend the TSO window: %s", c->errmsg);
     operator_check_timeouts(c);
     tombstone_empty_offline_stores(c);
     int err = cluster_store_infos(c, &infos, &n);

@@ -77,3 +77,17 @@ int tso_next(struct tso_state *t, struct meta_store *m, uint64_t now_ms, uint32_
     *ts = physical << PD_TSO_LOGICAL_BITS | logical;
     return PD_OK;
 }
+
+int tso_refresh(struct tso_state *t, struct meta_store *m, uint64_t now_ms, char *errmsg,
+                size_t errmsg_len)
+{
+    /* Called from the scheduling tick so that requests rarely wait for the synced write. */
+    uint64_t base = now_ms > t->physical_ms ? now_ms : t->physical_ms;
+    if (base + t->window_ms / 2 < t->window_end_ms)
+        return PD_OK;
+    uint64_t end = base + t->window_ms;
+    int err = save_window(m, end, errmsg, errmsg_len);
+    if (err == PD_OK)
+        t->window_end_ms = end;
+    return err;
+}

@@ -230,6 +230,26 @@ static void test_tso_batches_and_overflow(void **state)
     assert_int_equal(pd_cluster_tso(f->c, PD_TSO_MAX_COUNT + 1, &b), PD_ERR_INVALID);
 }
 
+/* The tick pushes the persisted TSO window ahead before it runs out: a restart at the same clock
+ * then resumes at the extended window's end. */
+static void test_tick_extends_tso_window(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t t0 = f->now_ms, ts;
+    assert_int_equal(pd_cluster_tso(f->c, 1, &ts), PD_OK);
+    f->now_ms = t0 + 1000;
+    assert_int_equal(pd_cluster_tick(f->c, NULL), PD_OK); /* 2 s of 3 left: no write */
+    reopen(f);
+    assert_int_equal(pd_cluster_tso(f->c, 1, &ts), PD_OK);
+    assert_int_equal(ts >> PD_TSO_LOGICAL_BITS, t0 + 3000); /* window saved at open: t0 + 3 s */
+    /* That reopen saved [t0+3000, t0+6000); at t0+5000 less than half is left. */
+    f->now_ms = t0 + 5000;
+    assert_int_equal(pd_cluster_tick(f->c, NULL), PD_OK);
+    reopen(f);
+    assert_int_equal(pd_cluster_tso(f->c, 1, &ts), PD_OK);
+    assert_int_equal(ts >> PD_TSO_LOGICAL_BITS, t0 + 8000);
+}
+
 struct tso_worker {
     struct pd_cluster *c;
     uint64_t ts[5000];
@@ -393,6 +413,7 @@ int main(void)
         T(test_ids_unique_across_reopen),
         T(test_tso_after_reopen_with_clock_back),
         T(test_tso_batches_and_overflow),
+        T(test_tick_extends_tso_window),
         T(test_tso_concurrent_unique),
         T(test_codec_round_trip),
         T(test_corrupt_record_fails_open),
