@@ -437,12 +437,19 @@ int pd_cluster_bootstrap(struct pd_cluster *c, const struct pd_store *store,
     meta_key_region(key, region->id);
     meta_batch_put(b, key, rbuf, rlen);
     meta_batch_put(b, META_KEY_BOOTSTRAPPED, bbuf, blen);
-    /* Reserve the store's entry first so a failure below leaves nothing half-done. */
-    if (cluster_find_store(c, s.id) == NULL && (err = append_store(c, &s)) != PD_OK)
+    /* Take every in-memory resource first so a failure below leaves nothing half-done. */
+    bool appended = false;
+    if ((err = region_tree_reserve(&c->tree)) != PD_OK)
         goto cleanup;
+    if (cluster_find_store(c, s.id) == NULL) {
+        if ((err = append_store(c, &s)) != PD_OK)
+            goto cleanup;
+        appended = true;
+    }
     err = meta_batch_write(c->meta, b, true, c->errmsg, sizeof c->errmsg);
     if (err != PD_OK) {
-        c->store_count--;
+        if (appended)
+            c->store_count--;
         goto cleanup;
     }
     /* Only an empty tree can be bootstrapped into; drop anything left from before. */
@@ -451,7 +458,7 @@ int pd_cluster_bootstrap(struct pd_cluster *c, const struct pd_store *store,
         region_tree_remove(&c->tree, old);
         region_free(old);
     }
-    copy->leader.id = 0;
+    memset(&copy->leader, 0, sizeof copy->leader); /* known from the first heartbeat */
     copy->pending_peer_count = 0;
     if ((err = region_tree_insert(&c->tree, copy)) != PD_OK)
         goto cleanup;

@@ -44,6 +44,8 @@ size_t region_tree_index_at_or_before(const struct region_tree *t, const uint8_t
 /* first_overlap: index of the first region overlapping [r.start, r.end), count if none;
  * the overlapping ones are consecutive from there. */
 size_t region_tree_first_overlap(const struct region_tree *t, const struct pd_region *r);
+/* reserve makes room for one more region, so the next insert cannot fail. PD_ERR_NOMEM. */
+int region_tree_reserve(struct region_tree *t);
 /* insert takes ownership of r (heap, from region_new_copy); the caller has removed overlaps
  * and the id is not present. PD_ERR_NOMEM leaves r owned by the caller. */
 int region_tree_insert(struct region_tree *t, struct pd_region *r);

@@ -65,8 +65,10 @@ static int heartbeat_locked(struct pd_cluster *c, const struct pd_region *region
         }
     }
     struct pd_region *copy = region_new_copy(region);
-    if (copy == NULL)
+    if (copy == NULL || region_tree_reserve(&c->tree) != PD_OK) {
+        region_free(copy);
         return PD_ERR_NOMEM;
+    }
     if (origin == NULL || !region_meta_equal(origin, region) || last - first > 1 ||
         (last - first == 1 && c->tree.by_key[first] != origin)) {
         err = persist_update(c, region, first, last);
@@ -90,6 +92,7 @@ static int heartbeat_locked(struct pd_cluster *c, const struct pd_region *region
         region_tree_remove(&c->tree, origin);
         region_free(origin);
     }
+    /* Room was reserved above and removals only shrink the tree: this cannot fail. */
     err = region_tree_insert(&c->tree, copy);
     if (err != PD_OK) {
         region_free(copy);

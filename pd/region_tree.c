@@ -81,7 +81,7 @@ size_t region_tree_first_overlap(const struct region_tree *t, const struct pd_re
     return t->count;
 }
 
-static int grow(struct region_tree *t)
+int region_tree_reserve(struct region_tree *t)
 {
     if (t->count < t->cap)
         return PD_OK;
@@ -100,7 +100,7 @@ static int grow(struct region_tree *t)
 
 int region_tree_insert(struct region_tree *t, struct pd_region *r)
 {
-    if (grow(t) != PD_OK)
+    if (region_tree_reserve(t) != PD_OK)
         return PD_ERR_NOMEM;
     size_t ki = key_upper_bound(t, r->start_key, r->start_key_len);
     memmove(&t->by_key[ki + 1], &t->by_key[ki], (t->count - ki) * sizeof *t->by_key);
