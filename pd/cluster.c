@@ -420,7 +420,7 @@ int pd_cluster_bootstrap(struct pd_cluster *c, const struct pd_store *store,
         goto cleanup;
     }
     copy = region_new_copy(region);
-    b = meta_batch_new();
+    b = meta_batch_new(c->meta);
     if (copy == NULL || b == NULL) {
         err = PD_ERR_NOMEM;
         goto cleanup;

@@ -133,12 +133,14 @@ cleanup:
     return rc;
 }
 
-struct meta_batch *meta_batch_new(void)
+struct meta_batch *meta_batch_new(struct meta_store *m)
 {
     struct meta_batch *b = malloc(sizeof *b);
     if (b == NULL)
         return NULL;
-    b->wb = rocksdb_writebatch_create();
+    /* Without a store the batch stays empty: no RocksDB object (whose allocations would throw
+     * instead of failing cleanly) is made at all. */
+    b->wb = m ? rocksdb_writebatch_create() : NULL;
     return b;
 }
 
@@ -146,18 +148,21 @@ void meta_batch_free(struct meta_batch *b)
 {
     if (b == NULL)
         return;
-    rocksdb_writebatch_destroy(b->wb);
+    if (b->wb)
+        rocksdb_writebatch_destroy(b->wb);
     free(b);
 }
 
 void meta_batch_put(struct meta_batch *b, const char *key, const void *val, size_t len)
 {
-    rocksdb_writebatch_put(b->wb, key, strlen(key), val, len);
+    if (b->wb)
+        rocksdb_writebatch_put(b->wb, key, strlen(key), val, len);
 }
 
 void meta_batch_delete(struct meta_batch *b, const char *key)
 {
-    rocksdb_writebatch_delete(b->wb, key, strlen(key));
+    if (b->wb)
+        rocksdb_writebatch_delete(b->wb, key, strlen(key));
 }
 
 int meta_batch_write(struct meta_store *m, struct meta_batch *b, bool sync, char *errmsg,

@@ -70,7 +70,8 @@ int meta_store_scan(struct meta_store *m, const char *prefix,
                     int (*fn)(void *ctx, const char *key, size_t klen, const char *val,
                               size_t vlen),
                     void *ctx, char *errmsg, size_t errmsg_len);
-struct meta_batch *meta_batch_new(void);
+/* meta_batch_new: a write batch for m (empty and inert when m is NULL); NULL if out of memory. */
+struct meta_batch *meta_batch_new(struct meta_store *m);
 void meta_batch_free(struct meta_batch *b);
 void meta_batch_put(struct meta_batch *b, const char *key, const void *val, size_t len);
 void meta_batch_delete(struct meta_batch *b, const char *key);

@@ -18,7 +18,7 @@ static int persist_update(struct pd_cluster *c, const struct pd_region *r, size_
 {
     char key[META_KEY_BYTES], *buf = NULL;
     size_t len;
-    struct meta_batch *b = meta_batch_new();
+    struct meta_batch *b = meta_batch_new(c->meta);
     int err = b ? codec_encode_region(r, &buf, &len) : PD_ERR_NOMEM;
     if (err != PD_OK)
         goto cleanup;
