@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -375,6 +377,130 @@ static void test_random_split_order(void **state)
         assert_int_equal(region_at(m, keys[i]), 100 + i);
 }
 
+/* A layout region: one-byte boundaries, 0 = unbounded start, 256 = unbounded end. */
+struct span {
+    uint64_t id;
+    int start, end;
+    uint64_t version;
+};
+
+static void span_hb(struct pd_mock *m, const struct span *sp)
+{
+    char start[2] = {(char)sp->start, 0}, end[2] = {(char)(sp->end & 0xff), 0};
+    struct pd_region r;
+    pd_region_init(&r);
+    pd_mock_region(&r, sp->id, "", "", sp->version, 1, 1, 1, S123, 3);
+    assert_int_equal(pd_region_set_keys(&r, start, sp->start ? 1 : 0, end, sp->end < 256 ? 1 : 0),
+                     PD_OK);
+    assert_int_equal(pd_cluster_region_heartbeat(m->c, &r, NULL, NULL), PD_OK);
+    pd_region_clear(&r);
+}
+
+static void span_check(struct pd_mock *m, const struct span *sp, size_t n)
+{
+    assert_int_equal(pd_cluster_region_count(m->c), n);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t first = (uint8_t)sp[i].start, last = (uint8_t)(sp[i].end - 1);
+        struct pd_region r;
+        pd_region_init(&r);
+        assert_int_equal(pd_cluster_get_region(m->c, &first, sp[i].start ? 1 : 0, &r), PD_OK);
+        assert_int_equal(r.id, sp[i].id);
+        assert_int_equal(pd_cluster_get_region(m->c, &last, 1, &r), PD_OK);
+        assert_int_equal(r.id, sp[i].id);
+        assert_int_equal(pd_cluster_get_region_by_id(m->c, sp[i].id, &r), PD_OK);
+        assert_int_equal(r.epoch.version, sp[i].version);
+        pd_region_clear(&r);
+    }
+}
+
+/* Rounds of splits (every region in two) and merges (neighbours in pairs), each reported by
+ * heartbeats in order, always leave a tree that finds every region by id, first and last key. */
+static void test_split_and_merge_rounds(void **state)
+{
+    struct pd_mock *m = *state;
+    static struct span sp[128], next[128];
+    size_t n = 1;
+    uint64_t next_id = 100;
+    sp[0] = (struct span){next_id++, 0, 256, 2};
+    span_hb(m, &sp[0]);
+    span_check(m, sp, n);
+    /* split x7, merge x7, then split twice and merge once, four times over */
+    const char *plan = "SSSSSSSMMMMMMMSSMSSMSSMSSM";
+    for (const char *op = plan; *op; op++) {
+        size_t k = 0;
+        if (*op == 'S') {
+            for (size_t i = 0; i < n; i++) {
+                int mid = (sp[i].start + sp[i].end) / 2;
+                next[k++] = (struct span){sp[i].id, sp[i].start, mid, sp[i].version + 1};
+                next[k++] = (struct span){next_id++, mid, sp[i].end, sp[i].version + 1};
+            }
+        } else {
+            for (size_t i = 0; i + 1 < n; i += 2) {
+                uint64_t v = sp[i].version > sp[i + 1].version ? sp[i].version : sp[i + 1].version;
+                next[k++] = (struct span){sp[i].id, sp[i].start, sp[i + 1].end, v + 1};
+            }
+            if (n % 2)
+                next[k++] = sp[n - 1];
+        }
+        memcpy(sp, next, k * sizeof *sp);
+        n = k;
+        for (size_t i = 0; i < n; i++)
+            span_hb(m, &sp[i]);
+        span_check(m, sp, n);
+    }
+}
+
+struct hb_worker {
+    struct pd_mock *m;
+    int base;
+    int failures;
+};
+
+static void *hb_worker_run(void *arg)
+{
+    struct hb_worker *w = arg;
+    for (int i = w->base; i < w->base + 250; i++) {
+        char start[16], end[16];
+        snprintf(start, sizeof start, "k%05d", i);
+        snprintf(end, sizeof end, "k%05d", i + 1);
+        struct pd_region r;
+        pd_region_init(&r);
+        pd_mock_region(&r, 1000 + (uint64_t)i, start, end, 2, 1, 1, 1, S123, 3);
+        if (pd_cluster_region_heartbeat(w->m->c, &r, NULL, NULL) != PD_OK)
+            w->failures++;
+        pd_region_clear(&r);
+    }
+    return NULL;
+}
+
+/* Four threads reporting 1000 disjoint regions at once all get through, and every region can be
+ * found afterwards. */
+static void test_concurrent_heartbeats(void **state)
+{
+    struct pd_mock *m = *state;
+    struct hb_worker w[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct hb_worker){m, i * 250, 0};
+        pthread_create(&th[i], NULL, hb_worker_run, &w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    assert_int_equal(pd_cluster_region_count(m->c), 1000);
+    for (int i = 0; i < 1000; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%05d", i);
+        assert_int_equal(region_at(m, key), 1000 + i);
+    }
+    struct pd_store_info si;
+    assert_int_equal(pd_cluster_get_store(m->c, 2, &si), PD_OK);
+    assert_int_equal(si.region_count, 1000);
+    assert_int_equal(si.leader_count, 0);
+    assert_int_equal(si.region_size_bytes, 1000 * PD_MOCK_MIB);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +517,8 @@ int main(void)
         cmocka_unit_test(test_not_bootstrapped),
         cmocka_unit_test_setup_teardown(test_gc_safe_point, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_split_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_split_and_merge_rounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_heartbeats, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
