@@ -316,6 +316,11 @@ int pd_cluster_open(const struct pd_options *opts, struct pd_cluster **out, char
     int err = PD_OK;
     pthread_mutex_init(&c->mu, NULL);
     region_tree_init(&c->tree);
+    c->op_history = calloc(PD_OPERATOR_HISTORY, sizeof *c->op_history);
+    if (c->op_history == NULL) {
+        err = PD_ERR_NOMEM;
+        goto fail;
+    }
     c->now_ms = opts->now_ms ? opts->now_ms : realtime_ms;
     c->clock_ctx = opts->clock_ctx;
     err = meta_store_open(opts->data_dir, &c->meta, c->errmsg, sizeof c->errmsg);
@@ -349,6 +354,7 @@ void pd_cluster_close(struct pd_cluster *c)
     region_tree_close(&c->tree);
     free(c->stores);
     free(c->ops);
+    free(c->op_history);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -413,29 +419,31 @@ int pd_cluster_bootstrap(struct pd_cluster *c, const struct pd_store *store,
         err = cluster_set_err(c, PD_ERR_INVALID, "bootstrap store needs an id and an address");
         goto cleanup;
     }
-    if ((err = check_region(c, region)) != PD_OK)
+    if (region && (err = check_region(c, region)) != PD_OK)
         goto cleanup;
-    if (pd_region_store_peer(region, store->id) == NULL) {
+    if (region && pd_region_store_peer(region, store->id) == NULL) {
         err = cluster_set_err(c, PD_ERR_INVALID, "bootstrap region has no peer on the store");
         goto cleanup;
     }
-    copy = region_new_copy(region);
+    copy = region ? region_new_copy(region) : NULL;
     b = meta_batch_new(c->meta);
-    if (copy == NULL || b == NULL) {
+    if ((region && copy == NULL) || b == NULL) {
         err = PD_ERR_NOMEM;
         goto cleanup;
     }
     struct pd_store s = *store;
     s.state = PD_STORE_UP;
     if ((err = codec_encode_store(&s, &sbuf, &slen)) != PD_OK ||
-        (err = codec_encode_region(region, &rbuf, &rlen)) != PD_OK ||
+        (region && (err = codec_encode_region(region, &rbuf, &rlen)) != PD_OK) ||
         (err = codec_encode_u64(1, &bbuf, &blen)) != PD_OK)
         goto cleanup;
     char key[META_KEY_BYTES];
     meta_key_store(key, s.id);
     meta_batch_put(b, key, sbuf, slen);
-    meta_key_region(key, region->id);
-    meta_batch_put(b, key, rbuf, rlen);
+    if (region) {
+        meta_key_region(key, region->id);
+        meta_batch_put(b, key, rbuf, rlen);
+    }
     meta_batch_put(b, META_KEY_BOOTSTRAPPED, bbuf, blen);
     /* Take every in-memory resource first so a failure below leaves nothing half-done. */
     bool appended = false;
@@ -458,11 +466,13 @@ int pd_cluster_bootstrap(struct pd_cluster *c, const struct pd_store *store,
         region_tree_remove(&c->tree, old);
         region_free(old);
     }
-    memset(&copy->leader, 0, sizeof copy->leader); /* known from the first heartbeat */
-    copy->pending_peer_count = 0;
-    if ((err = region_tree_insert(&c->tree, copy)) != PD_OK)
-        goto cleanup;
-    copy = NULL;
+    if (copy) {
+        memset(&copy->leader, 0, sizeof copy->leader); /* known from the first heartbeat */
+        copy->pending_peer_count = 0;
+        if ((err = region_tree_insert(&c->tree, copy)) != PD_OK)
+            goto cleanup;
+        copy = NULL;
+    }
     c->bootstrapped = true;
 cleanup:
     pthread_mutex_unlock(&c->mu);

@@ -544,11 +544,16 @@ static void h_operator(struct call *k)
         return;
     }
     struct pd_operator op;
-    rc = pd_cluster_get_operator(k->h->c, id, &op);
-    if (rc != PD_OK)
+    enum pd_operator_status status;
+    rc = pd_cluster_get_operator_status(k->h->c, id, &op, &status);
+    if (rc != PD_OK) {
         reply_pd_error(k, rc);
-    else
-        reply_json(k, MHD_HTTP_OK, operator_json(&op));
+        return;
+    }
+    json_t *j = operator_json(&op);
+    if (j)
+        json_object_set_new(j, "status", json_string(pd_operator_status_name(status)));
+    reply_json(k, MHD_HTTP_OK, j);
 }
 
 static void h_schedulers(struct call *k)

@@ -38,10 +38,16 @@ int operator_add(struct pd_cluster *c, const struct pd_operator *op)
     return PD_OK;
 }
 
-void operator_remove(struct pd_cluster *c, uint64_t region_id)
+void operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_status status)
 {
     for (size_t i = 0; i < c->op_count; i++) {
         if (c->ops[i].region_id == region_id) {
+            struct op_record *rec = &c->op_history[c->op_history_next];
+            rec->op = c->ops[i];
+            rec->status = status;
+            c->op_history_next = (c->op_history_next + 1) % PD_OPERATOR_HISTORY;
+            if (c->op_history_count < PD_OPERATOR_HISTORY)
+                c->op_history_count++;
             c->ops[i] = c->ops[c->op_count - 1];
             c->op_count--;
             return;
@@ -101,14 +107,14 @@ void operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,
         LOG(LOG_INFO, "operator %s finished for region=%llu", op->name,
             (unsigned long long)region->id);
         c->metrics.operators_finished++;
-        operator_remove(c, region->id);
+        operator_remove(c, region->id, PD_OP_SUCCESS);
         return;
     }
     if (step_impossible(&op->steps[op->current_step], region)) {
         LOG(LOG_WARN, "operator %s canceled for region=%llu: step cannot finish", op->name,
             (unsigned long long)region->id);
         c->metrics.operators_canceled++;
-        operator_remove(c, region->id);
+        operator_remove(c, region->id, PD_OP_CANCEL);
         return;
     }
     *step = op->steps[op->current_step];
@@ -132,7 +138,7 @@ void operator_check_timeouts(struct pd_cluster *c)
             LOG(LOG_WARN, "operator %s timed out for region=%llu at step %zu", op->name,
                 (unsigned long long)op->region_id, op->current_step);
             c->metrics.operators_timed_out++;
-            operator_remove(c, op->region_id);
+            operator_remove(c, op->region_id, PD_OP_TIMEOUT);
             continue; /* the last one moved into slot i */
         }
         i++;
@@ -221,4 +227,47 @@ int operator_build_move_peer(struct pd_cluster *c, struct pd_operator *op,
     leader_away_steps(op, r, from_store, to_store, new_peer);
     op_push(op, PD_STEP_REMOVE_PEER, from_store, p ? p->id : 0);
     return PD_OK;
+}
+
+int pd_cluster_get_operator_status(struct pd_cluster *c, uint64_t region_id,
+                                   struct pd_operator *out, enum pd_operator_status *status)
+{
+    int err = PD_OK;
+    pthread_mutex_lock(&c->mu);
+    const struct pd_operator *op = operator_find(c, region_id);
+    if (op) {
+        *out = *op;
+        *status = PD_OP_RUNNING;
+        goto cleanup;
+    }
+    for (size_t n = 0; n < c->op_history_count; n++) {
+        size_t i = (c->op_history_next + PD_OPERATOR_HISTORY - 1 - n) % PD_OPERATOR_HISTORY;
+        if (c->op_history[i].op.region_id == region_id) {
+            *out = c->op_history[i].op;
+            *status = c->op_history[i].status;
+            goto cleanup;
+        }
+    }
+    err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator on record",
+                          (unsigned long long)region_id);
+cleanup:
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+const char *pd_operator_status_name(enum pd_operator_status s)
+{
+    switch (s) {
+    case PD_OP_SUCCESS:
+        return "SUCCESS";
+    case PD_OP_TIMEOUT:
+        return "TIMEOUT";
+    case PD_OP_CANCEL:
+        return "CANCEL";
+    case PD_OP_REPLACE:
+        return "REPLACE";
+    case PD_OP_RUNNING:
+        return "RUNNING";
+    }
+    return "UNKNOWN";
 }

@@ -216,8 +216,9 @@ void pd_cluster_errmsg(struct pd_cluster *c, char *buf, size_t len);
 
 uint64_t pd_cluster_id(struct pd_cluster *c);
 
-/* Bootstrap with the first store and region (both copied). PD_ERR_ALREADY_BOOTSTRAPPED,
- * PD_ERR_INVALID, PD_ERR_IO. */
+/* Bootstrap with the first store and region (both copied). region may be NULL (TinyKV's
+ * BootstrapRequest carries only the store; the first region then arrives by heartbeat).
+ * PD_ERR_ALREADY_BOOTSTRAPPED, PD_ERR_INVALID, PD_ERR_IO. */
 int pd_cluster_bootstrap(struct pd_cluster *c, const struct pd_store *store,
                          const struct pd_region *region);
 bool pd_cluster_is_bootstrapped(struct pd_cluster *c);
@@ -289,8 +290,25 @@ int pd_cluster_put_config(struct pd_cluster *c, const struct pd_config *cfg);
 int pd_cluster_get_gc_safe_point(struct pd_cluster *c, uint64_t *safe_point);
 int pd_cluster_update_gc_safe_point(struct pd_cluster *c, uint64_t safe_point, uint64_t *new_point);
 
-/* Operators. */
+/* Operators. get_operator copies the region's running operator. PD_ERR_NOT_FOUND. */
 int pd_cluster_get_operator(struct pd_cluster *c, uint64_t region_id, struct pd_operator *out);
+
+/* How an operator stands (the values of schedulerpb.OperatorStatus). */
+enum pd_operator_status {
+    PD_OP_SUCCESS = 0,
+    PD_OP_TIMEOUT = 1,
+    PD_OP_CANCEL = 2,
+    PD_OP_REPLACE = 3,
+    PD_OP_RUNNING = 4,
+};
+#define PD_OPERATOR_HISTORY 1024 /* ended operators remembered for get_operator_status */
+
+/* get_operator_status: the region's running operator (PD_OP_RUNNING), else the last of its
+ * operators that ended among the PD_OPERATOR_HISTORY most recent, with how it ended.
+ * PD_ERR_NOT_FOUND when neither exists. */
+int pd_cluster_get_operator_status(struct pd_cluster *c, uint64_t region_id,
+                                   struct pd_operator *out, enum pd_operator_status *status);
+const char *pd_operator_status_name(enum pd_operator_status s);
 /* *out is a malloc'ed array the caller frees. */
 int pd_cluster_get_operators(struct pd_cluster *c, struct pd_operator **out, size_t *count);
 /* Admin operators: PD_ERR_NOT_FOUND (region/store), PD_ERR_EXISTS (one is running),

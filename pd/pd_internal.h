@@ -165,6 +165,12 @@ struct pd_cluster {
     struct pd_operator *ops;
     size_t op_count;
     size_t op_cap;
+    struct op_record {
+        struct pd_operator op;
+        enum pd_operator_status status;
+    } * op_history; /* ring of PD_OPERATOR_HISTORY ended operators, allocated at open */
+    size_t op_history_next;
+    size_t op_history_count;
     bool sched_balance_leader;
     bool sched_balance_region;
     struct pd_config cfg;
@@ -204,7 +210,8 @@ void cluster_note_move(struct pd_store_info *stores, size_t count, const struct 
 struct pd_operator *operator_find(struct pd_cluster *c, uint64_t region_id);
 /* operator_add copies op in and stamps its creation time. PD_ERR_EXISTS, PD_ERR_NOMEM. */
 int operator_add(struct pd_cluster *c, const struct pd_operator *op);
-void operator_remove(struct pd_cluster *c, uint64_t region_id);
+/* operator_remove ends the region's operator (if any), remembering how it ended. */
+void operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_status status);
 size_t operator_count_kind(struct pd_cluster *c, enum pd_operator_kind kind);
 /* operator_on_heartbeat advances region's operator; sets *step and *has_step to what to send. */
 void operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,

@@ -81,7 +81,7 @@ static int heartbeat_locked(struct pd_cluster *c, const struct pd_region *region
     while (first < last) {
         struct pd_region *o = c->tree.by_key[first];
         if (o->id != region->id)
-            operator_remove(c, o->id);
+            operator_remove(c, o->id, PD_OP_CANCEL);
         if (o == origin)
             origin = NULL;
         region_tree_remove(&c->tree, o);

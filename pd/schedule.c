@@ -213,7 +213,7 @@ int pd_cluster_remove_operator(struct pd_cluster *c, uint64_t region_id)
     pthread_mutex_lock(&c->mu);
     int err = PD_OK;
     if (operator_find(c, region_id)) {
-        operator_remove(c, region_id);
+        operator_remove(c, region_id, PD_OP_CANCEL);
         c->metrics.operators_canceled++;
     } else {
         err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator",

@@ -327,6 +327,30 @@ static void test_not_bootstrapped(void **state)
     pd_cluster_close(c);
 }
 
+/* Bootstrapping with the store alone (TinyKV's BootstrapRequest) leaves the region tree empty
+ * until the first region heartbeat. */
+static void test_bootstrap_store_only(void **state)
+{
+    (void)state;
+    struct pd_options opts = {0};
+    struct pd_cluster *c;
+    assert_int_equal(pd_cluster_open(&opts, &c, NULL, 0), PD_OK);
+    struct pd_store s = {.id = 1, .state = PD_STORE_UP};
+    strcpy(s.address, "127.0.0.1:20160");
+    assert_int_equal(pd_cluster_bootstrap(c, &s, NULL), PD_OK);
+    assert_true(pd_cluster_is_bootstrapped(c));
+    assert_int_equal(pd_cluster_region_count(c), 0);
+    struct pd_store_info si;
+    assert_int_equal(pd_cluster_get_store(c, 1, &si), PD_OK);
+    struct pd_region r;
+    pd_region_init(&r);
+    pd_mock_region(&r, 2, "", "", 1, 1, 1, 1, S1, 1);
+    assert_int_equal(pd_cluster_region_heartbeat(c, &r, NULL, NULL), PD_OK);
+    assert_int_equal(pd_cluster_region_count(c), 1);
+    pd_region_clear(&r);
+    pd_cluster_close(c);
+}
+
 /* GC safe point only moves forward. */
 static void test_gc_safe_point(void **state)
 {
@@ -515,6 +539,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bootstrap_and_ask_split, setup, teardown),
         cmocka_unit_test(test_not_bootstrapped),
+        cmocka_unit_test(test_bootstrap_store_only),
         cmocka_unit_test_setup_teardown(test_gc_safe_point, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_split_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_and_merge_rounds, setup, teardown),

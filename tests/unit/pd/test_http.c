@@ -321,6 +321,7 @@ static void test_mutations(void **state)
                           200));
     j = call_json(f, "GET", "/pd/api/v1/operators/10", NULL, 200);
     assert_string_equal(jstr(j, "desc"), "admin-transfer-leader");
+    assert_string_equal(jstr(j, "status"), "RUNNING");
     json_t *st = json_array_get(json_object_get(j, "steps"), 0);
     assert_string_equal(jstr(st, "type"), "transfer-leader");
     assert_int_equal(jint(st, "store_id"), 2);
@@ -332,6 +333,9 @@ static void test_mutations(void **state)
                           "{\"name\": \"remove-peer\", \"region_id\": 10, \"store_id\": 3}", 409));
     json_decref(call_json(f, "DELETE", "/pd/api/v1/operators/10", NULL, 200));
     json_decref(call_json(f, "DELETE", "/pd/api/v1/operators/10", NULL, 404));
+    j = call_json(f, "GET", "/pd/api/v1/operators/10", NULL, 200); /* ended: on record */
+    assert_string_equal(jstr(j, "status"), "CANCEL");
+    json_decref(j);
     json_decref(call_json(f, "POST", "/pd/api/v1/operators",
                           "{\"name\": \"remove-peer\", \"region_id\": 10, \"store_id\": 3}", 200));
     json_decref(call_json(f, "DELETE", "/pd/api/v1/operators/10", NULL, 200));

@@ -89,6 +89,10 @@ static void test_operator_transfer_leader_progress(void **state)
     assert_int_equal(pd_mock_region_hb(m, 10, "", "", 2, 3, 1, 1, S123, 3), PD_OK);
     assert_int_equal(pd_cluster_add_transfer_leader(m->c, 10, 2), PD_OK);
     assert_int_equal(pd_cluster_add_add_peer(m->c, 10, 3), PD_ERR_EXISTS);
+    struct pd_operator op;
+    enum pd_operator_status status;
+    assert_int_equal(pd_cluster_get_operator_status(m->c, 10, &op, &status), PD_OK);
+    assert_int_equal(status, PD_OP_RUNNING);
     struct pd_region r;
     pd_region_init(&r);
     pd_mock_region(&r, 10, "", "", 2, 3, 1, 1, S123, 3);
@@ -103,8 +107,11 @@ static void test_operator_transfer_leader_progress(void **state)
     pd_mock_region(&r, 10, "", "", 2, 3, 1, 2, S123, 3);
     assert_int_equal(pd_cluster_region_heartbeat(m->c, &r, &step, &has), PD_OK);
     assert_false(has);
-    struct pd_operator op;
     assert_int_equal(pd_cluster_get_operator(m->c, 10, &op), PD_ERR_NOT_FOUND);
+    assert_int_equal(pd_cluster_get_operator_status(m->c, 10, &op, &status), PD_OK);
+    assert_int_equal(status, PD_OP_SUCCESS);
+    assert_string_equal(op.name, "admin-transfer-leader");
+    assert_int_equal(pd_cluster_get_operator_status(m->c, 77, &op, &status), PD_ERR_NOT_FOUND);
     struct pd_metrics mt;
     pd_cluster_metrics(m->c, &mt);
     assert_int_equal(mt.operators_finished, 1);
@@ -194,6 +201,9 @@ static void test_operator_timeout(void **state)
         advance(m, 10 * 1000, alive, 3);
     assert_int_equal(pd_cluster_tick(m->c, NULL), PD_OK);
     assert_int_equal(pd_cluster_get_operator(m->c, 11, &op), PD_ERR_NOT_FOUND);
+    enum pd_operator_status status;
+    assert_int_equal(pd_cluster_get_operator_status(m->c, 11, &op, &status), PD_OK);
+    assert_int_equal(status, PD_OP_TIMEOUT);
     struct pd_metrics mt;
     pd_cluster_metrics(m->c, &mt);
     assert_int_equal(mt.operators_timed_out, 2);
@@ -212,6 +222,9 @@ static void test_operator_impossible_step_canceled(void **state)
     struct pd_operator op;
     assert_int_equal(pd_cluster_get_operator(m->c, 10, &op), PD_ERR_NOT_FOUND);
     assert_int_equal(pd_cluster_remove_operator(m->c, 10), PD_ERR_NOT_FOUND);
+    enum pd_operator_status status;
+    assert_int_equal(pd_cluster_get_operator_status(m->c, 10, &op, &status), PD_OK);
+    assert_int_equal(status, PD_OP_CANCEL);
 }
 
 /* ---- replica checker ---- */
