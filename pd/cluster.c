@@ -380,6 +380,9 @@ static int check_region(struct pd_cluster *c, const struct pd_region *r)
     if (r->peer_count == 0 || r->peer_count > PD_MAX_PEERS)
         return cluster_set_err(c, PD_ERR_INVALID, "region %llu has %zu peers",
                                (unsigned long long)r->id, r->peer_count);
+    if (r->start_key_len > PD_MAX_KEY_BYTES || r->end_key_len > PD_MAX_KEY_BYTES)
+        return cluster_set_err(c, PD_ERR_INVALID, "region %llu: key longer than %d bytes",
+                               (unsigned long long)r->id, PD_MAX_KEY_BYTES);
     if (r->end_key_len && key_cmp(r->start_key, r->start_key_len, r->end_key, r->end_key_len) >= 0)
         return cluster_set_err(c, PD_ERR_INVALID, "region %llu: start key >= end key",
                                (unsigned long long)r->id);

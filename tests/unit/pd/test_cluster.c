@@ -199,8 +199,8 @@ static void test_pending_peers(void **state)
     pd_region_clear(&r);
 }
 
-/* Malformed heartbeats (leader not a peer, duplicate stores, no peers, start >= end) are rejected
- * as invalid. */
+/* Malformed heartbeats (leader not a peer, duplicate stores, no peers, start >= end, overlong
+ * keys) are rejected as invalid. */
 static void test_invalid_heartbeats(void **state)
 {
     struct pd_mock *m = *state;
@@ -215,6 +215,13 @@ static void test_invalid_heartbeats(void **state)
     pd_mock_region(&r, 10, "", "", 2, 1, 1, 1, S123, 0);
     assert_int_equal(pd_cluster_region_heartbeat(m->c, &r, NULL, NULL), PD_ERR_INVALID);
     pd_mock_region(&r, 10, "x", "b", 2, 1, 1, 1, S123, 3);
+    assert_int_equal(pd_cluster_region_heartbeat(m->c, &r, NULL, NULL), PD_ERR_INVALID);
+    /* A boundary key over PD_MAX_KEY_BYTES (built by hand: set_keys refuses it too). */
+    pd_mock_region(&r, 10, "", "", 2, 1, 1, 1, S123, 3);
+    uint8_t *huge = calloc(1, PD_MAX_KEY_BYTES + 1);
+    assert_int_equal(pd_region_set_keys(&r, huge, PD_MAX_KEY_BYTES + 1, "", 0), PD_ERR_INVALID);
+    r.end_key = huge;
+    r.end_key_len = PD_MAX_KEY_BYTES + 1;
     assert_int_equal(pd_cluster_region_heartbeat(m->c, &r, NULL, NULL), PD_ERR_INVALID);
     pd_region_clear(&r);
     assert_int_equal(region_at(m, "a"), 1); /* the bootstrap region is still there */
