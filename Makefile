@@ -69,6 +69,7 @@ FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
 .PHONY: all deps test $(addprefix test-,$(LAYERS)) run stop bench format format-check clean tests soak-raft
 .DEFAULT_GOAL := all
+.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS)
 
 all: $(PROGRAM_BINS)
 
@@ -85,14 +86,17 @@ deps:
 # Everything compiled waits for deps and the generated protobuf headers.
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto | deps
 	@mkdir -p $(GEN)
-	protoc-c --proto_path=proto --c_out=$(GEN) $<
+	@echo "  PROTOC  $<"
+	@protoc-c --proto_path=proto --c_out=$(GEN) $<
 
 $(GEN)/%.pb-c.o: $(GEN)/%.pb-c.c $(PROTO_HDRS)
-	$(CC) -std=c11 $(CFLAGS) $(SANFLAGS) $(CPPFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) -std=c11 $(CFLAGS) $(SANFLAGS) $(CPPFLAGS) -c $< -o $@
 
 $(BUILD)/%.o: %.c | deps $(PROTO_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -c $< -o $@
 
 $(foreach m,$(MODULES),$(eval $(BUILD)/lib$(m).a: $$(LIB_OBJS_$(m)) ; @mkdir -p $$(dir $$@); rm -f $$@; ar rcs $$@ $$^))
 
@@ -102,26 +106,29 @@ $(TESTLIB): $(TESTLIB_OBJS)
 define program_rule
 $(BINDIR)/$(1): $(BUILD)/$(basename $(2)).o $(LIBS)
 	@mkdir -p $(BINDIR)
-	$(CC) $(LDFLAGS) -o $$@ $$< $(LIBS) $(LDLIBS)
+	@echo "  LD      $$@"
+	@$(CC) $(LDFLAGS) -o $$@ $$< $(LIBS) $(LDLIBS)
 endef
 $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(word 1,$(subst :, ,$(p))),$(word 2,$(subst :, ,$(p))))))
 
 define test_rule
 $(BUILD)/tests/$(word 3,$(subst /, ,$(1)))/$(basename $(notdir $(1))): $(BUILD)/$(basename $(1)).o $(TESTLIB) $(LIBS)
 	@mkdir -p $$(dir $$@)
-	$(CC) $(LDFLAGS) -o $$@ $$< $(TESTLIB) $(LIBS) $(LDLIBS) -lcmocka
+	@echo "  LD      $$@"
+	@$(CC) $(LDFLAGS) -o $$@ $$< $(TESTLIB) $(LIBS) $(LDLIBS) -lcmocka
 endef
 $(foreach s,$(TEST_SRCS),$(eval $(call test_rule,$(s))))
 
 tests: $(TEST_BINS) $(PROGRAM_BINS)
 
-test: format-check $(addprefix test-,$(LAYERS))
+test: format-check tests
+	@BUILD=$(BUILD) BINDIR=$(BINDIR) tests/run_layer.sh $(LAYERS)
 
 $(addprefix test-,$(LAYERS)): test-%: tests
 	@BUILD=$(BUILD) BINDIR=$(BINDIR) tests/run_layer.sh $*
 
 soak-raft: tests
-	@BUILD=$(BUILD) SOAK=1 tests/run_layer.sh raft
+	@BUILD=$(BUILD) RAFT_SOAK_SEEDS=$${RAFT_SOAK_SEEDS:-20000} tests/run_layer.sh raft
 
 bench: all
 	@BINDIR=$(BINDIR) tests/bench.sh

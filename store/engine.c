@@ -1,0 +1,287 @@
+/* engine.c — RocksDB with the data column families, atomic batches and snapshot readers. */
+#include "store/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct engine {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_writeoptions_t *wopts_sync;
+    rocksdb_writeoptions_t *wopts_nosync;
+    rocksdb_column_family_handle_t *cfs[ENGINE_CF_COUNT];
+    rocksdb_block_based_table_options_t *table_opts;
+    rocksdb_cache_t *cache;
+};
+
+struct engine_reader {
+    struct storage_reader base;
+    struct engine *e;
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ropts;
+};
+
+struct engine_iter {
+    struct storage_iter base;
+    rocksdb_iterator_t *it;
+};
+
+static const char *const cf_names[ENGINE_CF_COUNT] = {"default", "lock", "write", "meta"};
+
+const char *storage_cf_name(enum storage_cf cf)
+{
+    return (unsigned)cf < STORAGE_CF_COUNT ? cf_names[cf] : "?";
+}
+
+int storage_cf_parse(const char *name, size_t len)
+{
+    if (len == 0)
+        return STORAGE_CF_DEFAULT;
+    for (int i = 0; i < STORAGE_CF_COUNT; i++)
+        if (strlen(cf_names[i]) == len && memcmp(cf_names[i], name, len) == 0)
+            return i;
+    return -1;
+}
+
+const char *storage_strerror(int code)
+{
+    switch (code) {
+    case STORAGE_OK:
+        return "ok";
+    case STORAGE_ERR_NOT_FOUND:
+        return "not found";
+    case STORAGE_ERR_NOMEM:
+        return "out of memory";
+    case STORAGE_ERR_IO:
+        return "storage engine error";
+    case STORAGE_ERR_INVALID:
+        return "invalid argument";
+    case STORAGE_ERR_REGION:
+        return "region error";
+    case STORAGE_ERR_CLOSED:
+        return "storage closed";
+    default:
+        return "unknown storage error";
+    }
+}
+
+int engine_open(const char *path, int sync, struct engine **out, char *errbuf, size_t errbuf_len)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(errbuf, errbuf_len, "out of memory");
+        return STORAGE_ERR_NOMEM;
+    }
+    e->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(e->opts, 1);
+    rocksdb_options_set_create_missing_column_families(e->opts, 1);
+    rocksdb_options_increase_parallelism(e->opts, 2);
+    e->cache = rocksdb_cache_create_lru(64 << 20);
+    e->table_opts = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(e->table_opts, e->cache);
+    rocksdb_block_based_options_set_filter_policy(e->table_opts,
+                                                  rocksdb_filterpolicy_create_bloom(10));
+    rocksdb_options_set_block_based_table_factory(e->opts, e->table_opts);
+    e->wopts = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(e->wopts, sync);
+    e->wopts_sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(e->wopts_sync, 1);
+    e->wopts_nosync = rocksdb_writeoptions_create();
+
+    const rocksdb_options_t *cf_opts[ENGINE_CF_COUNT] = {e->opts, e->opts, e->opts, e->opts};
+    char *err = NULL;
+    e->db = rocksdb_open_column_families(e->opts, path, ENGINE_CF_COUNT,
+                                         (const char *const *)cf_names, cf_opts, e->cfs, &err);
+    if (err) {
+        snprintf(errbuf, errbuf_len, "open %s: %s", path, err);
+        rocksdb_free(err);
+        e->db = NULL;
+        engine_close(e);
+        return STORAGE_ERR_IO;
+    }
+    *out = e;
+    return 0;
+}
+
+void engine_close(struct engine *e)
+{
+    if (!e)
+        return;
+    if (e->db) {
+        for (int i = 0; i < ENGINE_CF_COUNT; i++)
+            rocksdb_column_family_handle_destroy(e->cfs[i]);
+        rocksdb_close(e->db);
+    }
+    rocksdb_writeoptions_destroy(e->wopts);
+    rocksdb_writeoptions_destroy(e->wopts_sync);
+    rocksdb_writeoptions_destroy(e->wopts_nosync);
+    rocksdb_options_destroy(e->opts);
+    rocksdb_block_based_options_destroy(e->table_opts);
+    rocksdb_cache_destroy(e->cache);
+    free(e);
+}
+
+rocksdb_t *engine_db(struct engine *e)
+{
+    return e->db;
+}
+
+rocksdb_column_family_handle_t *engine_cf(struct engine *e, int cf)
+{
+    return e->cfs[cf];
+}
+
+int engine_write_batch(struct engine *e, rocksdb_writebatch_t *wb, int sync, char *errbuf,
+                       size_t errbuf_len)
+{
+    char *err = NULL;
+    rocksdb_write(e->db, sync ? e->wopts_sync : e->wopts_nosync, wb, &err);
+    if (err) {
+        snprintf(errbuf, errbuf_len, "write: %s", err);
+        rocksdb_free(err);
+        return STORAGE_ERR_IO;
+    }
+    return 0;
+}
+
+int engine_write(struct engine *e, const struct storage_modify *mods, size_t n, char *errbuf,
+                 size_t errbuf_len)
+{
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (size_t i = 0; i < n; i++) {
+        const struct storage_modify *m = &mods[i];
+        if ((unsigned)m->cf >= STORAGE_CF_COUNT) {
+            rocksdb_writebatch_destroy(wb);
+            snprintf(errbuf, errbuf_len, "unknown column family %d", (int)m->cf);
+            return STORAGE_ERR_INVALID;
+        }
+        if (m->kind == STORAGE_MODIFY_PUT)
+            rocksdb_writebatch_put_cf(wb, e->cfs[m->cf], m->key, m->key_len, m->value,
+                                      m->value_len);
+        else
+            rocksdb_writebatch_delete_cf(wb, e->cfs[m->cf], m->key, m->key_len);
+    }
+    char *err = NULL;
+    rocksdb_write(e->db, e->wopts, wb, &err);
+    rocksdb_writebatch_destroy(wb);
+    if (err) {
+        snprintf(errbuf, errbuf_len, "write: %s", err);
+        rocksdb_free(err);
+        return STORAGE_ERR_IO;
+    }
+    return 0;
+}
+
+static int reader_get(struct storage_reader *base, enum storage_cf cf, const void *key,
+                      size_t key_len, void **value, size_t *value_len)
+{
+    struct engine_reader *r = (struct engine_reader *)base;
+    *value = NULL;
+    *value_len = 0;
+    if ((unsigned)cf >= STORAGE_CF_COUNT)
+        return STORAGE_ERR_INVALID;
+    char *err = NULL;
+    size_t len = 0;
+    char *v = rocksdb_get_cf(r->e->db, r->ropts, r->e->cfs[cf], key, key_len, &len, &err);
+    if (err) {
+        rocksdb_free(err);
+        return STORAGE_ERR_IO;
+    }
+    if (!v)
+        return STORAGE_ERR_NOT_FOUND;
+    /* Hand out a malloc'd copy so callers free() it whatever the engine. */
+    *value = malloc(len ? len : 1);
+    if (!*value) {
+        rocksdb_free(v);
+        return STORAGE_ERR_NOMEM;
+    }
+    memcpy(*value, v, len);
+    rocksdb_free(v);
+    *value_len = len;
+    return 0;
+}
+
+static void iter_seek(struct storage_iter *base, const void *key, size_t key_len)
+{
+    rocksdb_iter_seek(((struct engine_iter *)base)->it, key, key_len);
+}
+
+static int iter_valid(const struct storage_iter *base)
+{
+    return rocksdb_iter_valid(((const struct engine_iter *)base)->it);
+}
+
+static void iter_next(struct storage_iter *base)
+{
+    rocksdb_iter_next(((struct engine_iter *)base)->it);
+}
+
+static const void *iter_key(const struct storage_iter *base, size_t *len)
+{
+    return rocksdb_iter_key(((const struct engine_iter *)base)->it, len);
+}
+
+static const void *iter_value(const struct storage_iter *base, size_t *len)
+{
+    return rocksdb_iter_value(((const struct engine_iter *)base)->it, len);
+}
+
+static void iter_free(struct storage_iter *base)
+{
+    struct engine_iter *it = (struct engine_iter *)base;
+    rocksdb_iter_destroy(it->it);
+    free(it);
+}
+
+static const struct storage_iter_ops engine_iter_ops = {
+    .seek = iter_seek,
+    .valid = iter_valid,
+    .next = iter_next,
+    .key = iter_key,
+    .value = iter_value,
+    .free = iter_free,
+};
+
+static int reader_iter(struct storage_reader *base, enum storage_cf cf, struct storage_iter **out)
+{
+    struct engine_reader *r = (struct engine_reader *)base;
+    if ((unsigned)cf >= STORAGE_CF_COUNT)
+        return STORAGE_ERR_INVALID;
+    struct engine_iter *it = calloc(1, sizeof *it);
+    if (!it)
+        return STORAGE_ERR_NOMEM;
+    it->base.ops = &engine_iter_ops;
+    it->it = rocksdb_create_iterator_cf(r->e->db, r->ropts, r->e->cfs[cf]);
+    *out = &it->base;
+    return 0;
+}
+
+static void reader_free(struct storage_reader *base)
+{
+    struct engine_reader *r = (struct engine_reader *)base;
+    rocksdb_readoptions_destroy(r->ropts);
+    rocksdb_release_snapshot(r->e->db, r->snap);
+    free(r);
+}
+
+static const struct storage_reader_ops engine_reader_ops = {
+    .get = reader_get,
+    .iter = reader_iter,
+    .free = reader_free,
+};
+
+int engine_snapshot_reader(struct engine *e, struct storage_reader **out)
+{
+    struct engine_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return STORAGE_ERR_NOMEM;
+    r->base.ops = &engine_reader_ops;
+    r->e = e;
+    r->snap = rocksdb_create_snapshot(e->db);
+    r->ropts = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(r->ropts, r->snap);
+    *out = &r->base;
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* engine.h — the RocksDB engine of one store: column families default, lock, write (internal to
+ * store/). */
+#ifndef TINYKV_STORE_ENGINE_H
+#define TINYKV_STORE_ENGINE_H
+
+/*
+ * What it owns: one RocksDB instance with the data column families, its
+ * options and CF handles.
+ * Who calls it: the standalone storage now, the raftstore's kv DB later.
+ * What it must never do: interpret keys; hold locks across RocksDB calls
+ * (RocksDB is itself thread-safe).
+ */
+
+#include <rocksdb/c.h>
+
+#include "store/storage.h"
+
+struct engine;
+
+/*
+ * engine_open opens (creating if missing) the database in directory `path`
+ * with the data CFs (default, lock, write) and the meta CF (ENGINE_CF_META)
+ * where the raftstore keeps per-region apply and region state beside the data
+ * they describe. `sync` makes every write wait for its WAL to reach the disk.
+ * On failure returns STORAGE_ERR_IO with the reason in errbuf.
+ */
+int engine_open(const char *path, int sync, struct engine **out, char *errbuf, size_t errbuf_len);
+
+/* The meta column family's index for engine_cf (not part of the Storage interface). */
+#define ENGINE_CF_META STORAGE_CF_COUNT
+#define ENGINE_CF_COUNT (STORAGE_CF_COUNT + 1)
+
+/* engine_write_batch writes a batch the caller built (raftstore paths that
+ * mix data and meta CFs); `sync` overrides the engine's default for it. */
+int engine_write_batch(struct engine *e, rocksdb_writebatch_t *wb, int sync, char *errbuf,
+                       size_t errbuf_len);
+void engine_close(struct engine *e);
+
+/* Borrowed handles, valid until engine_close. */
+rocksdb_t *engine_db(struct engine *e);
+rocksdb_column_family_handle_t *engine_cf(struct engine *e, int cf);
+
+/* engine_write applies `mods` in one atomic write batch. */
+int engine_write(struct engine *e, const struct storage_modify *mods, size_t n, char *errbuf,
+                 size_t errbuf_len);
+
+/*
+ * engine_snapshot_reader returns a Storage reader over a RocksDB snapshot
+ * taken now; it is owned by the caller (storage_reader_free).
+ */
+int engine_snapshot_reader(struct engine *e, struct storage_reader **out);
+
+/*
+ * standalone_storage_open: the Storage interface straight over an engine in
+ * `dir` — no replication, no regions (`--standalone`). Writes are synced.
+ * *out is owned by the caller (storage_free closes the engine).
+ */
+int standalone_storage_open(const char *dir, struct storage **out, char *errbuf, size_t errbuf_len);
+
+#endif

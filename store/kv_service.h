@@ -1,0 +1,58 @@
+/* kv_service.h — the store's gRPC TinyKv service: request checks and handler tables (internal to
+ * store/). */
+#ifndef TINYKV_STORE_KV_SERVICE_H
+#define TINYKV_STORE_KV_SERVICE_H
+
+/*
+ * What it owns: the translation between kvrpcpb messages and the Storage
+ * interface (raw handlers) or mvcc/ (transactional handlers).
+ * Who calls it: tinykv-server's main registers kv_service_methods() on its
+ * rpc_server; tests do the same in-process.
+ * What it must never do: trust a request — every key, value and CF is
+ * checked before anything is written — or keep protobuf-c structs past the
+ * handler.
+ */
+
+#include <stddef.h>
+
+#include "kvrpcpb.pb-c.h"
+#include "proto/rpc.h"
+#include "store/storage.h"
+
+#define KV_MAX_KEY_BYTES (8 * 1024)
+#define KV_MAX_VALUE_BYTES (8 * 1024 * 1024)
+/* A scan's response stops growing past this many bytes of keys and values
+ * (it always carries at least one pair), keeping it under the message cap. */
+#define KV_MAX_SCAN_RESPONSE_BYTES (12 * 1024 * 1024)
+
+struct mvcc_engine;
+
+struct kv_service {
+    struct storage *storage;  /* borrowed; outlives the service */
+    struct mvcc_engine *mvcc; /* borrowed; NULL serves no Kv* methods */
+};
+
+/* The most methods kv_service_methods can return. */
+#define KV_SERVICE_MAX_METHODS 32
+
+/* kv_service_methods fills `out` (room for KV_SERVICE_MAX_METHODS) with every
+ * TinyKv method this store serves, bound to `svc`; returns how many. */
+size_t kv_service_methods(struct kv_service *svc, struct rpc_method *out);
+
+/* Per-file method tables, appended by kv_service_methods. */
+size_t kv_raw_methods(struct kv_service *svc, struct rpc_method *out);
+
+/* kv_ctx_from_proto converts a request Context (may be NULL) to a storage_ctx. */
+void kv_ctx_from_proto(const Kvrpcpb__Context *c, struct storage_ctx *out);
+
+/*
+ * kv_region_error_new builds the errorpb.Error for a STORAGE_ERR_REGION
+ * failure, or NULL if `err` is not a region error (or on allocation failure).
+ * Owned by the caller: protobuf_c_message_free_unpacked(..., NULL).
+ */
+Errorpb__Error *kv_region_error_new(const struct storage_error *err);
+
+/* kv_check_key returns NULL if `len` is a valid key length, else a reason. */
+const char *kv_check_key(size_t len);
+
+#endif

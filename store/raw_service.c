@@ -1,0 +1,266 @@
+/* raw_service.c — RawGet, RawPut, RawDelete and RawScan over the Storage interface. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errorpb.pb-c.h"
+#include "store/kv_service.h"
+
+/* Sets *cf from a request's CF name; returns NULL or the reason it is bad. */
+static const char *parse_cf(const char *name, enum storage_cf *cf)
+{
+    int c = storage_cf_parse(name ? name : "", name ? strlen(name) : 0);
+    if (c < 0)
+        return "unknown column family";
+    *cf = (enum storage_cf)c;
+    return NULL;
+}
+
+/* Fills a response's region_error / error from a failed storage call. The
+ * returned string (if any) is owned by the caller. */
+static char *storage_failure(const struct storage_error *err, int rc, Errorpb__Error **region_error)
+{
+    if (rc == STORAGE_ERR_REGION) {
+        *region_error = kv_region_error_new(err);
+        return NULL;
+    }
+    return strdup(err->msg[0] ? err->msg : storage_strerror(rc));
+}
+
+static void raw_get(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    struct kv_service *svc = arg;
+    const Kvrpcpb__RawGetRequest *req = (const Kvrpcpb__RawGetRequest *)msg;
+    Kvrpcpb__RawGetResponse resp = KVRPCPB__RAW_GET_RESPONSE__INIT;
+    char *error = NULL;
+    void *value = NULL;
+    size_t value_len = 0;
+    enum storage_cf cf;
+    const char *bad = parse_cf(req->cf, &cf);
+    if (!bad)
+        bad = kv_check_key(req->key.len);
+    if (bad) {
+        resp.error = (char *)bad;
+        goto reply;
+    }
+    struct storage_ctx ctx;
+    struct storage_error err = {0};
+    struct storage_reader *r;
+    kv_ctx_from_proto(req->context, &ctx);
+    int rc = storage_reader(svc->storage, &ctx, &r, &err);
+    if (rc) {
+        error = storage_failure(&err, rc, &resp.region_error);
+        resp.error = error;
+        goto reply;
+    }
+    rc = storage_reader_get(r, cf, req->key.data, req->key.len, &value, &value_len);
+    storage_reader_free(r);
+    if (rc == STORAGE_ERR_NOT_FOUND) {
+        resp.not_found = 1;
+    } else if (rc) {
+        resp.error = (char *)storage_strerror(rc);
+    } else {
+        resp.value.data = value;
+        resp.value.len = value_len;
+    }
+reply:
+    rpc_call_reply(call, &resp.base);
+    if (resp.region_error)
+        protobuf_c_message_free_unpacked(&resp.region_error->base, NULL);
+    free(error);
+    free(value);
+}
+
+/* Applies one put or delete from a raw request; fills the response fields. */
+static void raw_modify(struct kv_service *svc, const Kvrpcpb__Context *context,
+                       enum storage_modify_kind kind, const char *cf_name,
+                       const ProtobufCBinaryData *key, const ProtobufCBinaryData *value,
+                       Errorpb__Error **region_error, char **error, char **owned_error)
+{
+    enum storage_cf cf;
+    const char *bad = parse_cf(cf_name, &cf);
+    if (!bad)
+        bad = kv_check_key(key->len);
+    if (!bad && value && value->len > KV_MAX_VALUE_BYTES)
+        bad = "value is larger than 8 MiB";
+    if (bad) {
+        *error = (char *)bad;
+        return;
+    }
+    struct storage_modify m = {
+        .kind = kind,
+        .cf = cf,
+        .key = key->data,
+        .key_len = key->len,
+        .value = value ? value->data : NULL,
+        .value_len = value ? value->len : 0,
+    };
+    struct storage_ctx ctx;
+    struct storage_error err = {0};
+    kv_ctx_from_proto(context, &ctx);
+    int rc = storage_write(svc->storage, &ctx, &m, 1, &err);
+    if (rc) {
+        *owned_error = storage_failure(&err, rc, region_error);
+        *error = *owned_error;
+    }
+}
+
+static void raw_put(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Kvrpcpb__RawPutRequest *req = (const Kvrpcpb__RawPutRequest *)msg;
+    Kvrpcpb__RawPutResponse resp = KVRPCPB__RAW_PUT_RESPONSE__INIT;
+    char *owned = NULL;
+    raw_modify(arg, req->context, STORAGE_MODIFY_PUT, req->cf, &req->key, &req->value,
+               &resp.region_error, &resp.error, &owned);
+    rpc_call_reply(call, &resp.base);
+    if (resp.region_error)
+        protobuf_c_message_free_unpacked(&resp.region_error->base, NULL);
+    free(owned);
+}
+
+static void raw_delete(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Kvrpcpb__RawDeleteRequest *req = (const Kvrpcpb__RawDeleteRequest *)msg;
+    Kvrpcpb__RawDeleteResponse resp = KVRPCPB__RAW_DELETE_RESPONSE__INIT;
+    char *owned = NULL;
+    raw_modify(arg, req->context, STORAGE_MODIFY_DELETE, req->cf, &req->key, NULL,
+               &resp.region_error, &resp.error, &owned);
+    rpc_call_reply(call, &resp.base);
+    if (resp.region_error)
+        protobuf_c_message_free_unpacked(&resp.region_error->base, NULL);
+    free(owned);
+}
+
+static void free_pairs(Kvrpcpb__KvPair **pairs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(pairs[i]->key.data);
+        free(pairs[i]->value.data);
+        free(pairs[i]);
+    }
+    free(pairs);
+}
+
+/* Collects up to `limit` pairs from `start` on; returns 0 or a STORAGE_ERR_*. */
+static int scan_pairs(struct storage_reader *r, enum storage_cf cf,
+                      const ProtobufCBinaryData *start, uint32_t limit, Kvrpcpb__KvPair ***out,
+                      size_t *n_out)
+{
+    struct storage_iter *it;
+    int rc = storage_reader_iter(r, cf, &it);
+    if (rc)
+        return rc;
+    size_t cap = limit < 64 ? limit : 64, n = 0, bytes = 0;
+    Kvrpcpb__KvPair **pairs = malloc(cap * sizeof *pairs);
+    if (!pairs) {
+        storage_iter_free(it);
+        return STORAGE_ERR_NOMEM;
+    }
+    for (storage_iter_seek(it, start->data, start->len); storage_iter_valid(it) && n < limit;
+         storage_iter_next(it)) {
+        size_t klen, vlen;
+        const void *k = storage_iter_key(it, &klen);
+        const void *v = storage_iter_value(it, &vlen);
+        if (n > 0 && bytes + klen + vlen > KV_MAX_SCAN_RESPONSE_BYTES)
+            break;
+        if (n == cap) {
+            cap *= 2;
+            Kvrpcpb__KvPair **grown = realloc(pairs, cap * sizeof *pairs);
+            if (!grown)
+                goto nomem;
+            pairs = grown;
+        }
+        Kvrpcpb__KvPair *p = malloc(sizeof *p);
+        if (!p)
+            goto nomem;
+        kvrpcpb__kv_pair__init(p);
+        p->key.data = malloc(klen ? klen : 1);
+        p->value.data = malloc(vlen ? vlen : 1);
+        pairs[n++] = p;
+        if (!p->key.data || !p->value.data)
+            goto nomem;
+        memcpy(p->key.data, k, klen);
+        memcpy(p->value.data, v, vlen);
+        p->key.len = klen;
+        p->value.len = vlen;
+        bytes += klen + vlen;
+    }
+    storage_iter_free(it);
+    *out = pairs;
+    *n_out = n;
+    return 0;
+nomem:
+    storage_iter_free(it);
+    free_pairs(pairs, n);
+    return STORAGE_ERR_NOMEM;
+}
+
+static void raw_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    struct kv_service *svc = arg;
+    const Kvrpcpb__RawScanRequest *req = (const Kvrpcpb__RawScanRequest *)msg;
+    Kvrpcpb__RawScanResponse resp = KVRPCPB__RAW_SCAN_RESPONSE__INIT;
+    char *owned = NULL;
+    Kvrpcpb__KvPair **pairs = NULL;
+    size_t n = 0;
+    enum storage_cf cf;
+    const char *bad = parse_cf(req->cf, &cf);
+    if (!bad && req->start_key.len > KV_MAX_KEY_BYTES)
+        bad = "start key is longer than 8 KiB";
+    if (bad) {
+        resp.error = (char *)bad;
+        goto reply;
+    }
+    if (req->limit == 0)
+        goto reply;
+    struct storage_ctx ctx;
+    struct storage_error err = {0};
+    struct storage_reader *r;
+    kv_ctx_from_proto(req->context, &ctx);
+    int rc = storage_reader(svc->storage, &ctx, &r, &err);
+    if (rc) {
+        owned = storage_failure(&err, rc, &resp.region_error);
+        resp.error = owned;
+        goto reply;
+    }
+    rc = scan_pairs(r, cf, &req->start_key, req->limit, &pairs, &n);
+    storage_reader_free(r);
+    if (rc)
+        resp.error = (char *)storage_strerror(rc);
+    resp.kvs = pairs;
+    resp.n_kvs = n;
+reply:
+    rpc_call_reply(call, &resp.base);
+    if (resp.region_error)
+        protobuf_c_message_free_unpacked(&resp.region_error->base, NULL);
+    if (pairs)
+        free_pairs(pairs, n);
+    free(owned);
+}
+
+size_t kv_raw_methods(struct kv_service *svc, struct rpc_method *out)
+{
+    /* Blocking: they wait on the disk now and on Raft in cluster mode. */
+    const struct rpc_method methods[] = {
+        {.name = "/tinykvpb.TinyKv/RawGet",
+         .request = &kvrpcpb__raw_get_request__descriptor,
+         .on_message = raw_get},
+        {.name = "/tinykvpb.TinyKv/RawPut",
+         .request = &kvrpcpb__raw_put_request__descriptor,
+         .on_message = raw_put},
+        {.name = "/tinykvpb.TinyKv/RawDelete",
+         .request = &kvrpcpb__raw_delete_request__descriptor,
+         .on_message = raw_delete},
+        {.name = "/tinykvpb.TinyKv/RawScan",
+         .request = &kvrpcpb__raw_scan_request__descriptor,
+         .on_message = raw_scan},
+    };
+    size_t n = sizeof methods / sizeof methods[0];
+    for (size_t i = 0; i < n; i++) {
+        out[i] = methods[i];
+        out[i].kind = RPC_UNARY;
+        out[i].arg = svc;
+        out[i].blocking = 1;
+    }
+    return n;
+}
