@@ -1,5 +1,4 @@
-/* meta_store.c — the scheduler's RocksDB persistence (or a no-op store when there is no directory).
- */
+/* meta_store.c — RocksDB persistence (a no-op store when there is no directory). */
 #include "pd/pd_internal.h"
 
 #include <rocksdb/c.h>

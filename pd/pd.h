@@ -1,5 +1,4 @@
-/* pd.h — public API of the scheduler (a small PD): cluster metadata, TSO, IDs, scheduling, admin
- * HTTP. */
+/* pd.h — public API of the scheduler (a small PD): metadata, TSO, IDs, scheduling, HTTP. */
 #ifndef TINYKV_PD_PD_H
 #define TINYKV_PD_PD_H
 

@@ -1,5 +1,4 @@
-/* pd_mock.h — a mock cluster for scheduler tests: in-memory pd_cluster, fake clock, region
- * builders. */
+/* pd_mock.h — mock cluster for scheduler tests: in-memory cluster, fake clock, builders. */
 #ifndef TINYKV_TESTS_PD_MOCK_H
 #define TINYKV_TESTS_PD_MOCK_H
 

@@ -1,5 +1,4 @@
-/* test_alloc_fail.c — every allocation failure in the cluster core ends in a clean error: no crash,
- * no leak, a consistent region tree. */
+/* test_alloc_fail.c — each allocation failing in turn: clean errors, no leak, sane tree. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

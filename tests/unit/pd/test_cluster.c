@@ -1,5 +1,4 @@
-/* test_cluster.c — region tree, heartbeat staleness rules, splits, pending peers and store states.
- */
+/* test_cluster.c — region tree, heartbeat staleness, splits, pending peers, store states. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

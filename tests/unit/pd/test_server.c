@@ -1,5 +1,4 @@
-/* test_server.c — tinyscheduler-server as a real process: SIGKILL and restart keep TSO and state.
- */
+/* test_server.c — the real tinyscheduler-server: SIGKILL/restart keeps TSO and state. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -1,5 +1,4 @@
-/* test_simulation.c — randomized cluster simulation: stores obey heartbeat responses, one store
- * dies, and the scheduler must restore full replication away from it without breaking regions. */
+/* test_simulation.c — randomized cluster simulation with a store dying midway. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
