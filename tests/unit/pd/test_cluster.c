@@ -75,6 +75,10 @@ static void test_region_tree_lookups(void **state)
     assert_int_equal(pd_cluster_get_prev_region(m->c, "c", 1, &r), PD_OK);
     assert_int_equal(r.id, 10);
     assert_int_equal(pd_cluster_get_prev_region(m->c, "a", 1, &r), PD_ERR_NOT_FOUND);
+    assert_int_equal(pd_cluster_get_prev_region(m->c, "g", 1, &r), PD_OK); /* in the hole */
+    assert_int_equal(r.id, 12);
+    assert_int_equal(pd_cluster_get_prev_region(m->c, "zzz", 3, &r), PD_OK);
+    assert_int_equal(r.id, 12);
     assert_int_equal(pd_cluster_get_region_by_id(m->c, 12, &r), PD_OK);
     assert_int_equal(r.start_key_len, 1);
     assert_memory_equal(r.start_key, "d", 1);
