@@ -1,0 +1,274 @@
+/* test_store.c — in-process standalone stores and a fault-injecting TinyKv proxy. */
+#include "tests/lib/test_store.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errorpb.pb-c.h"
+#include "kvrpcpb.pb-c.h"
+#include "proto/rpc.h"
+#include "store/engine.h"
+#include "store/kv_service.h"
+#include "tests/lib/test_util.h"
+
+struct test_store {
+    char *dir;
+    struct storage *storage;
+    struct kv_service svc;
+    struct rpc_server *server;
+    char addr[64];
+};
+
+struct test_store *test_store_new(void)
+{
+    struct test_store *s = calloc(1, sizeof *s);
+    char err[256] = "";
+    if (!s)
+        return NULL;
+    s->dir = test_tmpdir_new("tinykv-client");
+    if (!s->dir || standalone_storage_open(s->dir, &s->storage, err, sizeof err) != 0)
+        goto fail;
+    s->svc.storage = s->storage;
+    struct rpc_method methods[KV_SERVICE_MAX_METHODS];
+    size_t n = kv_service_methods(&s->svc, methods);
+    s->server = rpc_server_new("127.0.0.1:0", methods, n, 2, err, sizeof err);
+    if (!s->server || rpc_server_start(s->server) != 0)
+        goto fail;
+    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", rpc_server_port(s->server));
+    return s;
+fail:
+    fprintf(stderr, "test_store_new: %s\n", err);
+    test_store_free(s);
+    return NULL;
+}
+
+const char *test_store_addr(const struct test_store *s)
+{
+    return s->addr;
+}
+
+void test_store_free(struct test_store *s)
+{
+    if (!s)
+        return;
+    if (s->server)
+        rpc_server_free(s->server);
+    storage_free(s->storage);
+    test_tmpdir_remove(s->dir);
+    free(s);
+}
+
+/* ------------------------------------------------------------------ proxy */
+
+struct proxy_method {
+    struct test_proxy *proxy;
+    const char *name;
+    const ProtobufCMessageDescriptor *req;
+    const ProtobufCMessageDescriptor *resp;
+};
+
+#define PROXY_METHODS 11
+
+struct test_proxy {
+    struct rpc_server *server;
+    struct rpc_client *client;
+    char target[64];
+    char addr[64];
+    struct proxy_method methods[PROXY_METHODS];
+    pthread_mutex_t mu;
+    enum test_proxy_fault fault; /* guarded by mu */
+    int fault_times;
+    uint64_t hint_peer_id, hint_store_id;
+    uint64_t require_version;
+    struct test_proxy_stats stats;
+};
+
+/* The slot of singular message field `name` of `m`, or NULL. */
+static void **field_slot(ProtobufCMessage *m, const char *name)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED)
+        return NULL;
+    return (void **)((char *)m + f->offset);
+}
+
+static void answer_fault(struct rpc_call *call, const struct proxy_method *pm,
+                         enum test_proxy_fault fault, uint64_t hint_peer, uint64_t hint_store,
+                         uint64_t region_id)
+{
+    if (fault == TEST_PROXY_UNAVAILABLE) {
+        rpc_call_finish(call, RPC_UNAVAILABLE, "injected: unavailable");
+        return;
+    }
+    ProtobufCMessage *resp = calloc(1, pm->resp->sizeof_message);
+    protobuf_c_message_init(pm->resp, resp);
+    Errorpb__Error e = ERRORPB__ERROR__INIT;
+    Errorpb__NotLeader nl = ERRORPB__NOT_LEADER__INIT;
+    Metapb__Peer leader = METAPB__PEER__INIT;
+    Errorpb__EpochNotMatch enm = ERRORPB__EPOCH_NOT_MATCH__INIT;
+    Errorpb__RegionNotFound rnf = ERRORPB__REGION_NOT_FOUND__INIT;
+    Errorpb__StaleCommand sc = ERRORPB__STALE_COMMAND__INIT;
+    e.message = "injected";
+    switch (fault) {
+    case TEST_PROXY_NOT_LEADER:
+        nl.region_id = region_id;
+        if (hint_store) {
+            leader.id = hint_peer;
+            leader.store_id = hint_store;
+            nl.leader = &leader;
+        }
+        e.not_leader = &nl;
+        break;
+    case TEST_PROXY_EPOCH_NOT_MATCH:
+        e.epoch_not_match = &enm;
+        break;
+    case TEST_PROXY_REGION_NOT_FOUND:
+        rnf.region_id = region_id;
+        e.region_not_found = &rnf;
+        break;
+    default:
+        e.stale_command = &sc;
+        break;
+    }
+    void **slot = field_slot(resp, "region_error");
+    if (slot)
+        *slot = &e;
+    rpc_call_reply(call, resp);
+    free(resp);
+}
+
+static void proxy_message(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    struct proxy_method *pm = arg;
+    struct test_proxy *p = pm->proxy;
+    void **cslot = field_slot((ProtobufCMessage *)msg, "context");
+    const Kvrpcpb__Context *ctx = cslot ? *cslot : NULL;
+    pthread_mutex_lock(&p->mu);
+    p->stats.calls++;
+    struct test_proxy_stats *st = &p->stats;
+    st->last_region_id = ctx ? ctx->region_id : 0;
+    st->last_conf_ver = ctx && ctx->region_epoch ? ctx->region_epoch->conf_ver : 0;
+    st->last_version = ctx && ctx->region_epoch ? ctx->region_epoch->version : 0;
+    st->last_peer_id = ctx && ctx->peer ? ctx->peer->id : 0;
+    st->last_peer_store_id = ctx && ctx->peer ? ctx->peer->store_id : 0;
+    enum test_proxy_fault fault = TEST_PROXY_NONE;
+    if (p->fault != TEST_PROXY_NONE && p->fault_times != 0) {
+        fault = p->fault;
+        if (p->fault_times > 0 && --p->fault_times == 0)
+            p->fault = TEST_PROXY_NONE;
+    } else if (p->require_version && st->last_version != p->require_version) {
+        fault = TEST_PROXY_EPOCH_NOT_MATCH;
+    }
+    uint64_t hp = p->hint_peer_id, hs = p->hint_store_id, rid = st->last_region_id;
+    if (fault)
+        p->stats.faults++;
+    else
+        p->stats.forwarded++;
+    pthread_mutex_unlock(&p->mu);
+    if (fault) {
+        answer_fault(call, pm, fault, hp, hs, rid);
+        return;
+    }
+    ProtobufCMessage *resp = NULL;
+    struct rpc_error err = {0};
+    int rc = rpc_client_unary(p->client, p->target, pm->name, msg, pm->resp, &resp, 10000, &err);
+    if (rc) {
+        rpc_call_finish(call, rc == RPC_ERR_STATUS ? err.status : RPC_UNAVAILABLE, err.msg);
+        return;
+    }
+    rpc_call_reply(call, resp);
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+struct test_proxy *test_proxy_new(const char *target_addr)
+{
+    struct test_proxy *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    snprintf(p->target, sizeof p->target, "%s", target_addr);
+    const struct proxy_method table[PROXY_METHODS] = {
+        {p, "/tinykvpb.TinyKv/RawGet", &kvrpcpb__raw_get_request__descriptor,
+         &kvrpcpb__raw_get_response__descriptor},
+        {p, "/tinykvpb.TinyKv/RawPut", &kvrpcpb__raw_put_request__descriptor,
+         &kvrpcpb__raw_put_response__descriptor},
+        {p, "/tinykvpb.TinyKv/RawDelete", &kvrpcpb__raw_delete_request__descriptor,
+         &kvrpcpb__raw_delete_response__descriptor},
+        {p, "/tinykvpb.TinyKv/RawScan", &kvrpcpb__raw_scan_request__descriptor,
+         &kvrpcpb__raw_scan_response__descriptor},
+        {p, "/tinykvpb.TinyKv/KvGet", &kvrpcpb__get_request__descriptor,
+         &kvrpcpb__get_response__descriptor},
+        {p, "/tinykvpb.TinyKv/KvScan", &kvrpcpb__scan_request__descriptor,
+         &kvrpcpb__scan_response__descriptor},
+        {p, "/tinykvpb.TinyKv/KvPrewrite", &kvrpcpb__prewrite_request__descriptor,
+         &kvrpcpb__prewrite_response__descriptor},
+        {p, "/tinykvpb.TinyKv/KvCommit", &kvrpcpb__commit_request__descriptor,
+         &kvrpcpb__commit_response__descriptor},
+        {p, "/tinykvpb.TinyKv/KvCheckTxnStatus", &kvrpcpb__check_txn_status_request__descriptor,
+         &kvrpcpb__check_txn_status_response__descriptor},
+        {p, "/tinykvpb.TinyKv/KvBatchRollback", &kvrpcpb__batch_rollback_request__descriptor,
+         &kvrpcpb__batch_rollback_response__descriptor},
+        {p, "/tinykvpb.TinyKv/KvResolveLock", &kvrpcpb__resolve_lock_request__descriptor,
+         &kvrpcpb__resolve_lock_response__descriptor},
+    };
+    memcpy(p->methods, table, sizeof table);
+    struct rpc_method methods[PROXY_METHODS];
+    for (int i = 0; i < PROXY_METHODS; i++)
+        methods[i] = (struct rpc_method){p->methods[i].name, RPC_UNARY, p->methods[i].req,
+                                         proxy_message,      NULL,      &p->methods[i]};
+    char err[256] = "";
+    p->client = rpc_client_new();
+    p->server = rpc_server_new("127.0.0.1:0", methods, PROXY_METHODS, 4, err, sizeof err);
+    if (!p->client || !p->server || rpc_server_start(p->server) != 0) {
+        fprintf(stderr, "test_proxy_new: %s\n", err);
+        test_proxy_free(p);
+        return NULL;
+    }
+    snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", rpc_server_port(p->server));
+    return p;
+}
+
+const char *test_proxy_addr(const struct test_proxy *p)
+{
+    return p->addr;
+}
+
+void test_proxy_free(struct test_proxy *p)
+{
+    if (!p)
+        return;
+    if (p->server)
+        rpc_server_free(p->server);
+    if (p->client)
+        rpc_client_free(p->client);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+void test_proxy_inject(struct test_proxy *p, enum test_proxy_fault fault, int times,
+                       uint64_t hint_peer_id, uint64_t hint_store_id)
+{
+    pthread_mutex_lock(&p->mu);
+    p->fault = fault;
+    p->fault_times = times;
+    p->hint_peer_id = hint_peer_id;
+    p->hint_store_id = hint_store_id;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void test_proxy_require_version(struct test_proxy *p, uint64_t version)
+{
+    pthread_mutex_lock(&p->mu);
+    p->require_version = version;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void test_proxy_get_stats(struct test_proxy *p, struct test_proxy_stats *out)
+{
+    pthread_mutex_lock(&p->mu);
+    *out = p->stats;
+    pthread_mutex_unlock(&p->mu);
+}
