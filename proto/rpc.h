@@ -71,7 +71,8 @@ enum rpc_method_kind {
 
 /*
  * Handlers. `msg` is borrowed for the duration of the callback (unpacked by
- * the glue, freed after). `arg` is the method's registration argument.
+ * the glue, freed after) unless the method sets owns_message. `arg` is the
+ * method's registration argument.
  *
  * on_message: a unary call's only request, or each request of a stream. For a
  *   unary call the handler must (now or later) call rpc_call_reply or
@@ -92,6 +93,13 @@ struct rpc_method {
     rpc_on_message_fn on_message;
     rpc_on_end_fn on_end; /* streams only; may be NULL for unary */
     void *arg;
+    /* When set, on_message takes ownership of `msg` and frees it with
+     * protobuf_c_message_free_unpacked(msg, NULL) — for handlers that pass the
+     * request on to another thread. */
+    int owns_message;
+    /* Unary only: run on_message on the server's worker threads instead of a
+     * completion-queue thread, so it may block (on disk, on Raft). */
+    int blocking;
 };
 
 /*
@@ -102,6 +110,10 @@ struct rpc_method {
  */
 struct rpc_server *rpc_server_new(const char *addr, const struct rpc_method *methods, size_t n,
                                   int threads, char *errbuf, size_t errbuf_len);
+
+/* rpc_server_set_workers sets how many worker threads run blocking
+ * handlers (default 8); call before rpc_server_start. */
+void rpc_server_set_workers(struct rpc_server *s, int n);
 
 /* The port actually bound (useful with port 0). */
 int rpc_server_port(const struct rpc_server *s);
@@ -206,6 +218,14 @@ int rpc_stream_close_send(struct rpc_stream *st, ProtobufCMessage **resp, int ti
 void rpc_stream_free(struct rpc_stream *st);
 
 /* ------------------------------------------------------------------ misc */
+
+/*
+ * rpc_process_hold keeps gRPC initialised for the life of the process, so a
+ * daemon's last rpc_server_free / rpc_client_free does not run gRPC's full
+ * teardown (which can wait seconds on an internal poller) on its way out.
+ * Daemons call it once at start; library code and tests do not.
+ */
+void rpc_process_hold(void);
 
 /* Milliseconds from a monotonic clock. */
 uint64_t rpc_now_ms(void);

@@ -61,6 +61,11 @@ const char *rpc_strerror(int code)
     }
 }
 
+void rpc_process_hold(void)
+{
+    grpc_init();
+}
+
 uint64_t rpc_now_ms(void)
 {
     struct timespec ts;

@@ -58,6 +58,13 @@ struct rpc_call {
     grpc_byte_buffer *status_buf; /* the response sent with the status, kept until the call ends */
 };
 
+/* A blocking handler's pending run: the call (one reference held) and its request. */
+struct work_item {
+    struct rpc_call *call;
+    ProtobufCMessage *msg;
+    struct work_item *next;
+};
+
 struct rpc_server {
     grpc_server *server;
     grpc_completion_queue *cq;
@@ -72,6 +79,12 @@ struct rpc_server {
     pthread_cond_t cond;
     int shutdown_done; /* guarded by mu */
     int shutting_down; /* guarded by mu: no new call requests */
+    /* Worker threads for blocking handlers. */
+    int n_workers;
+    pthread_t *workers;
+    pthread_cond_t work_cond;
+    struct work_item *work_head, *work_tail; /* guarded by mu */
+    int workers_stop;                        /* guarded by mu */
 };
 
 static void call_unref_locked_maybe(struct rpc_call *c);
@@ -401,8 +414,29 @@ static void on_recv(struct rpc_call *c, int ok)
             m->on_end(c, 0, m->arg);
         goto out;
     }
+    if (m->blocking && m->kind == RPC_UNARY) {
+        struct work_item *w = malloc(sizeof *w);
+        if (!w) {
+            protobuf_c_message_free_unpacked(msg, NULL);
+            rpc_call_finish(c, RPC_INTERNAL, "out of memory");
+            goto out;
+        }
+        rpc_call_ref(c);
+        *w = (struct work_item){c, msg, NULL};
+        struct rpc_server *s = c->srv;
+        pthread_mutex_lock(&s->mu);
+        if (s->work_tail)
+            s->work_tail->next = w;
+        else
+            s->work_head = w;
+        s->work_tail = w;
+        pthread_cond_signal(&s->work_cond);
+        pthread_mutex_unlock(&s->mu);
+        goto out;
+    }
     m->on_message(c, msg, m->arg);
-    protobuf_c_message_free_unpacked(msg, NULL);
+    if (!m->owns_message)
+        protobuf_c_message_free_unpacked(msg, NULL);
     if (m->kind != RPC_UNARY)
         start_recv(c);
 out:
@@ -432,6 +466,32 @@ static void on_close(struct rpc_call *c)
     if (c->close_cancelled)
         c->dead = 1;
     call_unref_locked_maybe(c);
+}
+
+static void *worker_thread(void *arg)
+{
+    struct rpc_server *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->work_head && !s->workers_stop)
+            pthread_cond_wait(&s->work_cond, &s->mu);
+        struct work_item *w = s->work_head;
+        if (!w)
+            break; /* stopping and drained */
+        s->work_head = w->next;
+        if (!s->work_head)
+            s->work_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+        const struct rpc_method *m = w->call->method;
+        m->on_message(w->call, w->msg, m->arg);
+        if (!m->owns_message)
+            protobuf_c_message_free_unpacked(w->msg, NULL);
+        rpc_call_unref(w->call);
+        free(w);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 static void *cq_thread(void *arg)
@@ -487,8 +547,10 @@ struct rpc_server *rpc_server_new(const char *addr, const struct rpc_method *met
     memcpy(s->methods, methods, n * sizeof *methods);
     s->n_methods = n;
     s->n_threads = threads > 0 ? threads : 2;
+    s->n_workers = 8;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cond, NULL);
+    pthread_cond_init(&s->work_cond, NULL);
     s->shutdown_tag = (struct rpc_tag){TAG_SHUTDOWN, NULL};
 
     grpc_arg args[2] = {
@@ -516,6 +578,7 @@ struct rpc_server *rpc_server_new(const char *addr, const struct rpc_method *met
         grpc_completion_queue_destroy(s->cq);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cond);
+        pthread_cond_destroy(&s->work_cond);
         goto fail;
     }
     return s;
@@ -526,6 +589,12 @@ fail:
     free(s);
     grpc_shutdown();
     return NULL;
+}
+
+void rpc_server_set_workers(struct rpc_server *s, int n)
+{
+    if (!s->started && n > 0)
+        s->n_workers = n;
 }
 
 int rpc_server_port(const struct rpc_server *s)
@@ -540,8 +609,12 @@ int rpc_server_start(struct rpc_server *s)
     for (int i = 0; i < s->n_threads * 4; i++)
         request_call(s);
     s->threads = calloc((size_t)s->n_threads, sizeof *s->threads);
-    if (!s->threads)
+    s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
+    if (!s->threads || !s->workers)
         return RPC_ERR_NOMEM;
+    for (int i = 0; i < s->n_workers; i++)
+        if (pthread_create(&s->workers[i], NULL, worker_thread, s) != 0)
+            return RPC_ERR_SETUP;
     for (int i = 0; i < s->n_threads; i++)
         if (pthread_create(&s->threads[i], NULL, cq_thread, s) != 0)
             return RPC_ERR_SETUP;
@@ -564,6 +637,15 @@ void rpc_server_free(struct rpc_server *s)
             pthread_cond_wait(&s->cond, &s->mu);
         pthread_mutex_unlock(&s->mu);
     }
+    /* Blocking handlers still queued run to completion (their calls are
+     * cancelled, so their answers are dropped) before the queue goes away. */
+    pthread_mutex_lock(&s->mu);
+    s->workers_stop = 1;
+    pthread_cond_broadcast(&s->work_cond);
+    pthread_mutex_unlock(&s->mu);
+    if (s->started)
+        for (int i = 0; i < s->n_workers; i++)
+            pthread_join(s->workers[i], NULL);
     grpc_server_destroy(s->server);
     grpc_completion_queue_shutdown(s->cq);
     if (s->started) {
@@ -575,6 +657,8 @@ void rpc_server_free(struct rpc_server *s)
     grpc_completion_queue_destroy(s->cq);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->work_cond);
+    free(s->workers);
     free(s->threads);
     free(s->methods);
     free(s);

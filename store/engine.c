@@ -9,7 +9,9 @@ struct engine {
     rocksdb_t *db;
     rocksdb_options_t *opts;
     rocksdb_writeoptions_t *wopts;
-    rocksdb_column_family_handle_t *cfs[STORAGE_CF_COUNT];
+    rocksdb_writeoptions_t *wopts_sync;
+    rocksdb_writeoptions_t *wopts_nosync;
+    rocksdb_column_family_handle_t *cfs[ENGINE_CF_COUNT];
     rocksdb_block_based_table_options_t *table_opts;
     rocksdb_cache_t *cache;
 };
@@ -26,7 +28,7 @@ struct engine_iter {
     rocksdb_iterator_t *it;
 };
 
-static const char *const cf_names[STORAGE_CF_COUNT] = {"default", "lock", "write"};
+static const char *const cf_names[ENGINE_CF_COUNT] = {"default", "lock", "write", "meta"};
 
 const char *storage_cf_name(enum storage_cf cf)
 {
@@ -84,10 +86,13 @@ int engine_open(const char *path, int sync, struct engine **out, char *errbuf, s
     rocksdb_options_set_block_based_table_factory(e->opts, e->table_opts);
     e->wopts = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(e->wopts, sync);
+    e->wopts_sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(e->wopts_sync, 1);
+    e->wopts_nosync = rocksdb_writeoptions_create();
 
-    const rocksdb_options_t *cf_opts[STORAGE_CF_COUNT] = {e->opts, e->opts, e->opts};
+    const rocksdb_options_t *cf_opts[ENGINE_CF_COUNT] = {e->opts, e->opts, e->opts, e->opts};
     char *err = NULL;
-    e->db = rocksdb_open_column_families(e->opts, path, STORAGE_CF_COUNT,
+    e->db = rocksdb_open_column_families(e->opts, path, ENGINE_CF_COUNT,
                                          (const char *const *)cf_names, cf_opts, e->cfs, &err);
     if (err) {
         snprintf(errbuf, errbuf_len, "open %s: %s", path, err);
@@ -105,11 +110,13 @@ void engine_close(struct engine *e)
     if (!e)
         return;
     if (e->db) {
-        for (int i = 0; i < STORAGE_CF_COUNT; i++)
+        for (int i = 0; i < ENGINE_CF_COUNT; i++)
             rocksdb_column_family_handle_destroy(e->cfs[i]);
         rocksdb_close(e->db);
     }
     rocksdb_writeoptions_destroy(e->wopts);
+    rocksdb_writeoptions_destroy(e->wopts_sync);
+    rocksdb_writeoptions_destroy(e->wopts_nosync);
     rocksdb_options_destroy(e->opts);
     rocksdb_block_based_options_destroy(e->table_opts);
     rocksdb_cache_destroy(e->cache);
@@ -121,9 +128,22 @@ rocksdb_t *engine_db(struct engine *e)
     return e->db;
 }
 
-rocksdb_column_family_handle_t *engine_cf(struct engine *e, enum storage_cf cf)
+rocksdb_column_family_handle_t *engine_cf(struct engine *e, int cf)
 {
     return e->cfs[cf];
+}
+
+int engine_write_batch(struct engine *e, rocksdb_writebatch_t *wb, int sync, char *errbuf,
+                       size_t errbuf_len)
+{
+    char *err = NULL;
+    rocksdb_write(e->db, sync ? e->wopts_sync : e->wopts_nosync, wb, &err);
+    if (err) {
+        snprintf(errbuf, errbuf_len, "write: %s", err);
+        rocksdb_free(err);
+        return STORAGE_ERR_IO;
+    }
+    return 0;
 }
 
 int engine_write(struct engine *e, const struct storage_modify *mods, size_t n, char *errbuf,

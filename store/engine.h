@@ -18,16 +18,27 @@
 struct engine;
 
 /*
- * engine_open opens (creating if missing) the database in directory `path`.
- * `sync` makes every write wait for its WAL to reach the disk. On failure
- * returns STORAGE_ERR_IO with the reason in errbuf.
+ * engine_open opens (creating if missing) the database in directory `path`
+ * with the data CFs (default, lock, write) and the meta CF (ENGINE_CF_META)
+ * where the raftstore keeps per-region apply and region state beside the data
+ * they describe. `sync` makes every write wait for its WAL to reach the disk.
+ * On failure returns STORAGE_ERR_IO with the reason in errbuf.
  */
 int engine_open(const char *path, int sync, struct engine **out, char *errbuf, size_t errbuf_len);
+
+/* The meta column family's index for engine_cf (not part of the Storage interface). */
+#define ENGINE_CF_META STORAGE_CF_COUNT
+#define ENGINE_CF_COUNT (STORAGE_CF_COUNT + 1)
+
+/* engine_write_batch writes a batch the caller built (raftstore paths that
+ * mix data and meta CFs); `sync` overrides the engine's default for it. */
+int engine_write_batch(struct engine *e, rocksdb_writebatch_t *wb, int sync, char *errbuf,
+                       size_t errbuf_len);
 void engine_close(struct engine *e);
 
 /* Borrowed handles, valid until engine_close. */
 rocksdb_t *engine_db(struct engine *e);
-rocksdb_column_family_handle_t *engine_cf(struct engine *e, enum storage_cf cf);
+rocksdb_column_family_handle_t *engine_cf(struct engine *e, int cf);
 
 /* engine_write applies `mods` in one atomic write batch. */
 int engine_write(struct engine *e, const struct storage_modify *mods, size_t n, char *errbuf,

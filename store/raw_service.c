@@ -240,16 +240,27 @@ reply:
 
 size_t kv_raw_methods(struct kv_service *svc, struct rpc_method *out)
 {
+    /* Blocking: they wait on the disk now and on Raft in cluster mode. */
     const struct rpc_method methods[] = {
-        {"/tinykvpb.TinyKv/RawGet", RPC_UNARY, &kvrpcpb__raw_get_request__descriptor, raw_get, NULL,
-         svc},
-        {"/tinykvpb.TinyKv/RawPut", RPC_UNARY, &kvrpcpb__raw_put_request__descriptor, raw_put, NULL,
-         svc},
-        {"/tinykvpb.TinyKv/RawDelete", RPC_UNARY, &kvrpcpb__raw_delete_request__descriptor,
-         raw_delete, NULL, svc},
-        {"/tinykvpb.TinyKv/RawScan", RPC_UNARY, &kvrpcpb__raw_scan_request__descriptor, raw_scan,
-         NULL, svc},
+        {.name = "/tinykvpb.TinyKv/RawGet",
+         .request = &kvrpcpb__raw_get_request__descriptor,
+         .on_message = raw_get},
+        {.name = "/tinykvpb.TinyKv/RawPut",
+         .request = &kvrpcpb__raw_put_request__descriptor,
+         .on_message = raw_put},
+        {.name = "/tinykvpb.TinyKv/RawDelete",
+         .request = &kvrpcpb__raw_delete_request__descriptor,
+         .on_message = raw_delete},
+        {.name = "/tinykvpb.TinyKv/RawScan",
+         .request = &kvrpcpb__raw_scan_request__descriptor,
+         .on_message = raw_scan},
     };
-    memcpy(out, methods, sizeof methods);
-    return sizeof methods / sizeof methods[0];
+    size_t n = sizeof methods / sizeof methods[0];
+    for (size_t i = 0; i < n; i++) {
+        out[i] = methods[i];
+        out[i].kind = RPC_UNARY;
+        out[i].arg = svc;
+        out[i].blocking = 1;
+    }
+    return n;
 }

@@ -93,6 +93,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    rpc_process_hold();
 
     if (mkdir(data_dir, 0755) != 0 && access(data_dir, W_OK) != 0) {
         fprintf(stderr, "tinykv-server: cannot use data directory %s\n", data_dir);

@@ -187,8 +187,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cf_isolation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reader_snapshot_ignores_later_writes, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reader_snapshot_ignores_later_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iterator_bounds_and_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_across_cfs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_survives_reopen, setup, teardown),

@@ -71,12 +71,16 @@ static int setup(void **state)
     f->svc.storage = f->storage;
     struct rpc_method methods[KV_SERVICE_MAX_METHODS + 2];
     size_t n = kv_service_methods(&f->svc, methods);
-    methods[n++] = (struct rpc_method){"/test.Echo/Bidi", RPC_BIDI_STREAM,
-                                       &kvrpcpb__raw_get_request__descriptor, echo_message,
-                                       echo_end, NULL};
-    methods[n++] = (struct rpc_method){"/test.Echo/Count", RPC_CLIENT_STREAM,
-                                       &kvrpcpb__raw_get_request__descriptor, count_message,
-                                       count_end, NULL};
+    methods[n++] = (struct rpc_method){.name = "/test.Echo/Bidi",
+                                       .kind = RPC_BIDI_STREAM,
+                                       .request = &kvrpcpb__raw_get_request__descriptor,
+                                       .on_message = echo_message,
+                                       .on_end = echo_end};
+    methods[n++] = (struct rpc_method){.name = "/test.Echo/Count",
+                                       .kind = RPC_CLIENT_STREAM,
+                                       .request = &kvrpcpb__raw_get_request__descriptor,
+                                       .on_message = count_message,
+                                       .on_end = count_end};
     f->server = rpc_server_new("127.0.0.1:0", methods, n, 2, err, sizeof err);
     assert_non_null(f->server);
     assert_int_equal(rpc_server_start(f->server), 0);

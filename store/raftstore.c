@@ -1,0 +1,770 @@
+/* raftstore.c — the store loop: mailbox, ticks, batched persistence of every ready peer, start-up
+ * and shutdown. */
+#include "store/raftstore_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto/log.h"
+#include "store/keys.h"
+#include "store/raft_codec.h"
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void raftstore_answer(raftstore_cb cb, void *arg, int code, const struct storage_error *err,
+                      struct storage_reader *reader)
+{
+    struct raftstore_result res;
+    memset(&res, 0, sizeof res);
+    res.code = code;
+    if (err)
+        res.err = *err;
+    res.err.code = code;
+    if (code && !res.err.msg[0])
+        snprintf(res.err.msg, sizeof res.err.msg, "%s", storage_strerror(code));
+    res.reader = reader;
+    cb(arg, &res);
+}
+
+void raftstore_answer_region_error(raftstore_cb cb, void *arg, enum storage_region_error_kind kind,
+                                   uint64_t region_id, uint64_t leader_peer_id,
+                                   uint64_t leader_store_id, const char *msg)
+{
+    struct storage_error err;
+    memset(&err, 0, sizeof err);
+    err.code = STORAGE_ERR_REGION;
+    err.region_kind = kind;
+    err.region_id = region_id;
+    err.leader_peer_id = leader_peer_id;
+    err.leader_store_id = leader_store_id;
+    snprintf(err.msg, sizeof err.msg, "%s", msg);
+    raftstore_answer(cb, arg, STORAGE_ERR_REGION, &err, NULL);
+}
+
+void raftstore_post(struct raftstore *rs, struct mail *m)
+{
+    m->next = NULL;
+    pthread_mutex_lock(&rs->mu);
+    if (rs->stopping) {
+        pthread_mutex_unlock(&rs->mu);
+        if (m->cb)
+            raftstore_answer(m->cb, m->cb_arg, STORAGE_ERR_CLOSED, NULL, NULL);
+        if (m->raft_msg)
+            protobuf_c_message_free_unpacked(&m->raft_msg->base, NULL);
+        if (m->cmd)
+            protobuf_c_message_free_unpacked(&m->cmd->base, NULL);
+        raft_snapshot_free(&m->snap);
+        free(m);
+        return;
+    }
+    if (rs->mail_tail)
+        rs->mail_tail->next = m;
+    else
+        rs->mail_head = m;
+    rs->mail_tail = m;
+    pthread_cond_signal(&rs->cond);
+    pthread_mutex_unlock(&rs->mu);
+}
+
+struct peer *raftstore_find_peer(struct raftstore *rs, uint64_t region_id)
+{
+    for (struct peer *p = rs->peers; p; p = p->next)
+        if (p->region_id == region_id)
+            return p;
+    return NULL;
+}
+
+void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_message *m)
+{
+    const struct region *r = &p->ps.region;
+    const struct region_peer *to = region_peer_by_id(r, m->to);
+    const struct region_peer *from = region_peer_by_id(r, m->from);
+    if (!to) {
+        LOG(LOG_DEBUG, "region=%llu peer=%llu: no store known for peer %llu, message dropped",
+            (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
+            (unsigned long long)m->to);
+        return;
+    }
+    Metapb__Peer from_peer = METAPB__PEER__INIT, to_peer = METAPB__PEER__INIT;
+    from_peer.id = m->from;
+    from_peer.store_id = from ? from->store_id : rs->cfg.store_id;
+    to_peer.id = to->id;
+    to_peer.store_id = to->store_id;
+    Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
+    epoch.conf_ver = r->conf_ver;
+    epoch.version = r->version;
+    RaftServerpb__RaftMessage msg = RAFT_SERVERPB__RAFT_MESSAGE__INIT;
+    msg.region_id = p->region_id;
+    msg.from_peer = &from_peer;
+    msg.to_peer = &to_peer;
+    msg.region_epoch = &epoch;
+    msg.start_key.data = r->start_key;
+    msg.start_key.len = r->start_key_len;
+    msg.end_key.data = r->end_key;
+    msg.end_key.len = r->end_key_len;
+    msg.message = raft_codec_message_to_proto(m);
+    if (!msg.message)
+        return;
+    rs->cfg.transport.send(rs->cfg.transport_ctx, to->store_id, &msg);
+    raft_codec_message_proto_free(msg.message);
+}
+
+/* ---- mail handling (loop thread) ---- */
+
+static int is_tombstoned(struct raftstore *rs, uint64_t region_id, uint64_t conf_ver)
+{
+    for (size_t i = 0; i < rs->n_tombstones; i++)
+        if (rs->tombstones[i].region_id == region_id && conf_ver <= rs->tombstones[i].conf_ver)
+            return 1;
+    return 0;
+}
+
+/* Messages that may create a peer here: a leader (or candidate) reaching a new member. */
+static int may_create_peer(const RaftServerpb__RaftMessage *msg)
+{
+    if (!msg->message || msg->is_tombstone)
+        return 0;
+    switch ((int)msg->message->msg_type) {
+    case RAFT_MSG_APPEND:
+    case RAFT_MSG_HEARTBEAT:
+    case RAFT_MSG_SNAPSHOT:
+    case RAFT_MSG_REQUEST_VOTE:
+    case RAFT_MSG_REQUEST_PRE_VOTE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static struct peer *create_peer_from_message(struct raftstore *rs,
+                                             const RaftServerpb__RaftMessage *msg)
+{
+    uint64_t conf_ver = msg->region_epoch ? msg->region_epoch->conf_ver : 0;
+    if (is_tombstoned(rs, msg->region_id, conf_ver))
+        return NULL;
+    struct region r;
+    memset(&r, 0, sizeof r);
+    r.id = msg->region_id;
+    struct peer_storage ps;
+    if (peer_storage_init_new(&ps, rs->cfg.kv, rs->cfg.raft, rs->cfg.store_id, &r) != 0) {
+        peer_storage_close(&ps);
+        return NULL;
+    }
+    struct peer *p;
+    char err[256];
+    if (peer_create(rs, msg->to_peer->id, &ps, &p, err, sizeof err) != 0) {
+        LOG(LOG_WARN, "region=%llu: cannot create peer: %s", (unsigned long long)msg->region_id,
+            err);
+        return NULL;
+    }
+    p->next = rs->peers;
+    rs->peers = p;
+    LOG(LOG_INFO, "region=%llu peer=%llu: created by a message from peer %llu",
+        (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
+        (unsigned long long)(msg->from_peer ? msg->from_peer->id : 0));
+    return p;
+}
+
+static void handle_raft_mail(struct raftstore *rs, struct mail *m)
+{
+    RaftServerpb__RaftMessage *msg = m->raft_msg;
+    if (!msg->to_peer || !msg->from_peer || msg->to_peer->store_id != rs->cfg.store_id)
+        return;
+    struct peer *p = raftstore_find_peer(rs, msg->region_id);
+    if (!p) {
+        if (!may_create_peer(msg))
+            return;
+        p = create_peer_from_message(rs, msg);
+        if (!p)
+            return;
+    }
+    if (p->peer_id != msg->to_peer->id)
+        return; /* meant for an older or newer incarnation of the peer */
+    peer_step(p, msg);
+}
+
+/* Region routing for requests: by id, else the region holding... the only region. */
+static struct peer *route(struct raftstore *rs, const struct storage_ctx *ctx)
+{
+    if (ctx->region_id)
+        return raftstore_find_peer(rs, ctx->region_id);
+    return rs->peers && !rs->peers->next ? rs->peers : NULL;
+}
+
+static void handle_mail(struct raftstore *rs, struct mail *m)
+{
+    struct peer *p;
+    switch (m->kind) {
+    case MAIL_RAFT:
+        handle_raft_mail(rs, m);
+        break;
+    case MAIL_WRITE:
+    case MAIL_READ:
+        p = route(rs, &m->ctx);
+        if (!p || p->pending_remove) {
+            raftstore_answer_region_error(m->cb, m->cb_arg, STORAGE_REGION_ERR_REGION_NOT_FOUND,
+                                          m->ctx.region_id, 0, 0, "region not found on this store");
+            m->cb = NULL;
+            break;
+        }
+        if (m->kind == MAIL_WRITE)
+            peer_propose_write(p, m);
+        else
+            peer_read(p, m);
+        m->cb = NULL; /* the peer answers */
+        break;
+    case MAIL_CHANGE_PEER:
+        if ((p = raftstore_find_peer(rs, m->region_id)))
+            peer_change_peer(p, m->flag, m->peer);
+        break;
+    case MAIL_TRANSFER_LEADER:
+        if ((p = raftstore_find_peer(rs, m->region_id)))
+            peer_transfer_leader(p, m->to_peer_id);
+        break;
+    case MAIL_SNAP_GENERATED:
+        if ((p = raftstore_find_peer(rs, m->region_id))) {
+            raft_snapshot_free(&p->ps.snap);
+            p->ps.snap = m->snap;
+            memset(&m->snap, 0, sizeof m->snap);
+            p->ps.snap_state = PEER_SNAP_READY;
+        }
+        break;
+    case MAIL_SNAP_STATUS:
+        if ((p = raftstore_find_peer(rs, m->region_id)))
+            raft_rawnode_report_snapshot(p->rn, m->peer.id, m->flag);
+        break;
+    case MAIL_UNREACHABLE:
+        if ((p = raftstore_find_peer(rs, m->region_id)))
+            raft_rawnode_report_unreachable(p->rn, m->peer.id);
+        break;
+    }
+}
+
+static void free_mail(struct mail *m)
+{
+    if (m->cb)
+        raftstore_answer(m->cb, m->cb_arg, STORAGE_ERR_CLOSED, NULL, NULL);
+    if (m->raft_msg)
+        protobuf_c_message_free_unpacked(&m->raft_msg->base, NULL);
+    if (m->cmd)
+        protobuf_c_message_free_unpacked(&m->cmd->base, NULL);
+    raft_snapshot_free(&m->snap);
+    free(m);
+}
+
+/* Destroys peers that left their region: tombstone state, log and data gone. */
+static void reap_removed_peers(struct raftstore *rs)
+{
+    struct peer **pp = &rs->peers;
+    while (*pp) {
+        struct peer *p = *pp;
+        if (!p->pending_remove) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        rocksdb_writebatch_t *kv_wb = rocksdb_writebatch_create();
+        rocksdb_writebatch_t *raft_wb = rocksdb_writebatch_create();
+        peer_storage_region_state_to_batch(&p->ps, NULL, 1, kv_wb);
+        peer_storage_clear_raft(&p->ps, raft_wb);
+        char err[256];
+        if (engine_write_batch(rs->cfg.kv, kv_wb, 1, err, sizeof err) ||
+            engine_write_batch(rs->cfg.raft, raft_wb, 1, err, sizeof err))
+            LOG(LOG_ERROR, "region=%llu: destroying peer: %s", (unsigned long long)p->region_id,
+                err);
+        rocksdb_writebatch_destroy(kv_wb);
+        rocksdb_writebatch_destroy(raft_wb);
+        if (peer_storage_initialized(&p->ps))
+            snapshot_clear_range(rs->cfg.kv, &p->ps.region);
+        struct tombstone *grown =
+            realloc(rs->tombstones, (rs->n_tombstones + 1) * sizeof *rs->tombstones);
+        if (grown) {
+            rs->tombstones = grown;
+            rs->tombstones[rs->n_tombstones++] =
+                (struct tombstone){p->region_id, p->ps.region.conf_ver};
+        }
+        LOG(LOG_INFO, "region=%llu peer=%llu: destroyed", (unsigned long long)p->region_id,
+            (unsigned long long)p->peer_id);
+        if (rs->cfg.pd.peer_destroyed)
+            rs->cfg.pd.peer_destroyed(rs->cfg.pd_ctx, p->region_id, p->peer_id);
+        peer_free(p, STORAGE_ERR_REGION);
+    }
+}
+
+/* Persists every ready peer's entries and hard state in one synced write,
+ * then lets each send, apply and advance. */
+static void handle_readies(struct raftstore *rs)
+{
+    size_t n = 0, cap = 0;
+    struct ready_slot {
+        struct peer *p;
+        struct raft_ready rd;
+    } *slots = NULL;
+    rocksdb_writebatch_t *raft_wb = rocksdb_writebatch_create();
+    for (struct peer *p = rs->peers; p; p = p->next) {
+        if (!peer_has_ready(p))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            struct ready_slot *grown = realloc(slots, cap * sizeof *slots);
+            if (!grown)
+                break;
+            slots = grown;
+        }
+        slots[n].p = p;
+        if (peer_collect_ready(p, &slots[n].rd, raft_wb) == 0)
+            n++;
+    }
+    if (n) {
+        char err[256];
+        if (rocksdb_writebatch_count(raft_wb) > 0 &&
+            engine_write_batch(rs->cfg.raft, raft_wb, 1, err, sizeof err) != 0) {
+            /* Without a durable log the replica cannot go on safely. */
+            LOG(LOG_ERROR, "raft DB write failed: %s", err);
+            abort();
+        }
+        for (size_t i = 0; i < n; i++)
+            peer_after_persist(slots[i].p, &slots[i].rd);
+    }
+    rocksdb_writebatch_destroy(raft_wb);
+    free(slots);
+    reap_removed_peers(rs);
+}
+
+static void refresh_info(struct raftstore *rs)
+{
+    size_t n = 0;
+    for (struct peer *p = rs->peers; p; p = p->next)
+        n++;
+    struct raftstore_peer_info *info = calloc(n ? n : 1, sizeof *info);
+    if (!info)
+        return;
+    size_t i = 0;
+    for (struct peer *p = rs->peers; p; p = p->next, i++) {
+        info[i].region_id = p->region_id;
+        info[i].peer_id = p->peer_id;
+        info[i].leader_peer_id = p->leader_id;
+        info[i].is_leader = p->is_leader;
+        info[i].term = p->ps.hs.term;
+        info[i].applied_index = p->ps.applied_index;
+        info[i].first_index = p->ps.truncated_index + 1;
+        info[i].last_index = p->ps.last_index;
+        info[i].conf_ver = p->ps.region.conf_ver;
+        info[i].version = p->ps.region.version;
+        info[i].n_peers = p->ps.region.n_peers;
+    }
+    pthread_mutex_lock(&rs->mu);
+    free(rs->info);
+    rs->info = info;
+    rs->n_info = n;
+    pthread_mutex_unlock(&rs->mu);
+}
+
+static void *store_loop(void *arg)
+{
+    struct raftstore *rs = arg;
+    uint64_t next_tick = now_ms() + (uint64_t)rs->cfg.tick_ms;
+    for (;;) {
+        pthread_mutex_lock(&rs->mu);
+        while (!rs->mail_head && !rs->stopping && now_ms() < next_tick) {
+            uint64_t wait = next_tick - now_ms();
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += (time_t)(wait / 1000);
+            until.tv_nsec += (long)(wait % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&rs->cond, &rs->mu, &until);
+        }
+        struct mail *mails = rs->mail_head;
+        rs->mail_head = rs->mail_tail = NULL;
+        int stopping = rs->stopping;
+        pthread_mutex_unlock(&rs->mu);
+        if (stopping) {
+            while (mails) {
+                struct mail *next = mails->next;
+                free_mail(mails);
+                mails = next;
+            }
+            break;
+        }
+        while (mails) {
+            struct mail *next = mails->next;
+            handle_mail(rs, mails);
+            free_mail(mails);
+            mails = next;
+        }
+        uint64_t now = now_ms();
+        if (now >= next_tick) {
+            for (struct peer *p = rs->peers; p; p = p->next)
+                peer_tick(p);
+            next_tick += (uint64_t)rs->cfg.tick_ms;
+            if (next_tick <= now)
+                next_tick = now + (uint64_t)rs->cfg.tick_ms;
+        }
+        handle_readies(rs);
+        refresh_info(rs);
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+static int load_regions(struct raftstore *rs, char *errbuf, size_t errbuf_len)
+{
+    uint8_t start[2], end[2];
+    keys_region_state_range(start, end);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(engine_db(rs->cfg.kv), ro,
+                                                        engine_cf(rs->cfg.kv, ENGINE_CF_META));
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)start, 2); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (memcmp(k, end, 2) >= 0)
+            break;
+        uint64_t region_id = keys_region_state_id(k, klen);
+        if (!region_id)
+            continue;
+        struct peer_storage ps;
+        rc = peer_storage_load(&ps, rs->cfg.kv, rs->cfg.raft, rs->cfg.store_id, region_id);
+        if (rc) {
+            snprintf(errbuf, errbuf_len, "loading region %llu: %s", (unsigned long long)region_id,
+                     ps.errmsg[0] ? ps.errmsg : storage_strerror(rc));
+            peer_storage_close(&ps);
+            break;
+        }
+        if (ps.tombstone) {
+            struct tombstone *grown =
+                realloc(rs->tombstones, (rs->n_tombstones + 1) * sizeof *rs->tombstones);
+            if (grown) {
+                rs->tombstones = grown;
+                rs->tombstones[rs->n_tombstones++] =
+                    (struct tombstone){region_id, ps.region.conf_ver};
+            }
+            peer_storage_close(&ps);
+            continue;
+        }
+        const struct region_peer *me = region_peer_on_store(&ps.region, rs->cfg.store_id);
+        if (!me) {
+            peer_storage_close(&ps);
+            continue;
+        }
+        struct peer *p;
+        rc = peer_create(rs, me->id, &ps, &p, errbuf, errbuf_len);
+        if (rc)
+            break;
+        p->next = rs->peers;
+        rs->peers = p;
+        LOG(LOG_INFO, "region=%llu peer=%llu: loaded (applied %llu, last %llu)",
+            (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
+            (unsigned long long)p->ps.applied_index, (unsigned long long)p->ps.last_index);
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
+int raftstore_region_count(struct engine *kv)
+{
+    uint8_t start[2], end[2];
+    keys_region_state_range(start, end);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(engine_db(kv), ro, engine_cf(kv, ENGINE_CF_META));
+    int n = 0;
+    for (rocksdb_iter_seek(it, (const char *)start, 2); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (memcmp(k, end, 2) >= 0)
+            break;
+        n += keys_region_state_id(k, klen) != 0;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return n;
+}
+
+int raftstore_bootstrap_region(struct engine *kv, struct engine *raft, uint64_t store_id,
+                               const struct region *region, char *errbuf, size_t errbuf_len)
+{
+    struct peer_storage ps;
+    int rc = peer_storage_init_new(&ps, kv, raft, store_id, region);
+    if (rc)
+        snprintf(errbuf, errbuf_len, "bootstrap: %s", ps.errmsg[0] ? ps.errmsg : "failed");
+    peer_storage_close(&ps);
+    return rc;
+}
+
+int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, char *errbuf,
+                  size_t errbuf_len)
+{
+    struct raftstore *rs = calloc(1, sizeof *rs);
+    if (!rs)
+        return STORAGE_ERR_NOMEM;
+    rs->cfg = *cfg;
+    if (rs->cfg.tick_ms <= 0)
+        rs->cfg.tick_ms = 100;
+    if (rs->cfg.election_ticks <= 0)
+        rs->cfg.election_ticks = 10;
+    if (rs->cfg.heartbeat_ticks <= 0)
+        rs->cfg.heartbeat_ticks = 2;
+    if (rs->cfg.region_heartbeat_ticks <= 0)
+        rs->cfg.region_heartbeat_ticks = 10;
+    if (!rs->cfg.raft_log_gc_count_limit)
+        rs->cfg.raft_log_gc_count_limit = 1000;
+    if (!rs->cfg.max_entries_per_msg)
+        rs->cfg.max_entries_per_msg = 64;
+    if (!rs->cfg.max_size_per_msg)
+        rs->cfg.max_size_per_msg = 1 << 20;
+    if (rs->cfg.max_inflight_msgs <= 0)
+        rs->cfg.max_inflight_msgs = 64;
+    pthread_mutex_init(&rs->mu, NULL);
+    pthread_cond_init(&rs->cond, NULL);
+    pthread_cond_init(&rs->snap_cond, NULL);
+    int rc = load_regions(rs, errbuf, errbuf_len);
+    if (rc) {
+        while (rs->peers) {
+            struct peer *next = rs->peers->next;
+            peer_free(rs->peers, STORAGE_ERR_CLOSED);
+            rs->peers = next;
+        }
+        free(rs->tombstones);
+        free(rs);
+        return rc;
+    }
+    refresh_info(rs);
+    if (pthread_create(&rs->loop_thread, NULL, store_loop, rs) != 0 ||
+        pthread_create(&rs->snap_thread, NULL, snapshot_worker, rs) != 0) {
+        snprintf(errbuf, errbuf_len, "cannot start threads: %s", strerror(errno));
+        abort();
+    }
+    *out = rs;
+    return 0;
+}
+
+void raftstore_free(struct raftstore *rs)
+{
+    if (!rs)
+        return;
+    pthread_mutex_lock(&rs->mu);
+    rs->stopping = 1;
+    pthread_cond_broadcast(&rs->cond);
+    pthread_cond_broadcast(&rs->snap_cond);
+    pthread_mutex_unlock(&rs->mu);
+    pthread_join(rs->loop_thread, NULL);
+    pthread_join(rs->snap_thread, NULL);
+    while (rs->peers) {
+        struct peer *next = rs->peers->next;
+        peer_free(rs->peers, STORAGE_ERR_CLOSED);
+        rs->peers = next;
+    }
+    while (rs->snap_jobs) {
+        struct snap_job *next = rs->snap_jobs->next;
+        rocksdb_release_snapshot(engine_db(rs->cfg.kv), rs->snap_jobs->db_snap);
+        region_free(&rs->snap_jobs->region);
+        free(rs->snap_jobs);
+        rs->snap_jobs = next;
+    }
+    free(rs->tombstones);
+    free(rs->info);
+    pthread_mutex_destroy(&rs->mu);
+    pthread_cond_destroy(&rs->cond);
+    pthread_cond_destroy(&rs->snap_cond);
+    free(rs);
+}
+
+/* ---- requests ---- */
+
+static struct mail *mail_new(enum mail_kind kind)
+{
+    struct mail *m = calloc(1, sizeof *m);
+    if (m)
+        m->kind = kind;
+    return m;
+}
+
+static RaftCmdpb__RaftCmdRequest *build_write_cmd(const struct storage_modify *mods, size_t n)
+{
+    RaftCmdpb__RaftCmdRequest *cmd = malloc(sizeof *cmd);
+    if (!cmd)
+        return NULL;
+    raft_cmdpb__raft_cmd_request__init(cmd);
+    cmd->requests = calloc(n ? n : 1, sizeof *cmd->requests);
+    if (!cmd->requests)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        RaftCmdpb__Request *r = malloc(sizeof *r);
+        if (!r)
+            goto fail;
+        raft_cmdpb__request__init(r);
+        cmd->requests[i] = r;
+        cmd->n_requests = i + 1;
+        const struct storage_modify *m = &mods[i];
+        uint8_t *key = malloc(m->key_len ? m->key_len : 1);
+        char *cf = strdup(storage_cf_name(m->cf));
+        if (!key || !cf) {
+            free(key);
+            free(cf);
+            goto fail;
+        }
+        memcpy(key, m->key, m->key_len);
+        if (m->kind == STORAGE_MODIFY_PUT) {
+            r->cmd_type = RAFT_CMDPB__CMD_TYPE__Put;
+            r->put = malloc(sizeof *r->put);
+            uint8_t *value = malloc(m->value_len ? m->value_len : 1);
+            if (!r->put || !value) {
+                free(r->put);
+                r->put = NULL;
+                free(value);
+                free(key);
+                free(cf);
+                goto fail;
+            }
+            raft_cmdpb__put_request__init(r->put);
+            if (m->value_len)
+                memcpy(value, m->value, m->value_len);
+            r->put->cf = cf;
+            r->put->key = (ProtobufCBinaryData){m->key_len, key};
+            r->put->value = (ProtobufCBinaryData){m->value_len, value};
+        } else {
+            r->cmd_type = RAFT_CMDPB__CMD_TYPE__Delete;
+            r->delete_ = malloc(sizeof *r->delete_);
+            if (!r->delete_) {
+                free(key);
+                free(cf);
+                goto fail;
+            }
+            raft_cmdpb__delete_request__init(r->delete_);
+            r->delete_->cf = cf;
+            r->delete_->key = (ProtobufCBinaryData){m->key_len, key};
+        }
+    }
+    return cmd;
+fail:
+    protobuf_c_message_free_unpacked(&cmd->base, NULL);
+    return NULL;
+}
+
+void raftstore_write(struct raftstore *rs, const struct storage_ctx *ctx,
+                     const struct storage_modify *mods, size_t n, raftstore_cb cb, void *arg)
+{
+    struct mail *m = mail_new(MAIL_WRITE);
+    RaftCmdpb__RaftCmdRequest *cmd = m ? build_write_cmd(mods, n) : NULL;
+    if (!cmd) {
+        free(m);
+        raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
+        return;
+    }
+    m->ctx = *ctx;
+    m->cmd = cmd;
+    m->cb = cb;
+    m->cb_arg = arg;
+    raftstore_post(rs, m);
+}
+
+void raftstore_read(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb, void *arg)
+{
+    struct mail *m = mail_new(MAIL_READ);
+    if (!m) {
+        raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
+        return;
+    }
+    m->ctx = *ctx;
+    m->cb = cb;
+    m->cb_arg = arg;
+    raftstore_post(rs, m);
+}
+
+void raftstore_step(struct raftstore *rs, const RaftServerpb__RaftMessage *msg)
+{
+    struct mail *m = mail_new(MAIL_RAFT);
+    if (!m)
+        return;
+    /* A deep copy through the wire format, so the mailbox owns it. */
+    size_t len = raft_serverpb__raft_message__get_packed_size(msg);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        free(m);
+        return;
+    }
+    raft_serverpb__raft_message__pack(msg, buf);
+    m->raft_msg = raft_serverpb__raft_message__unpack(NULL, len, buf);
+    free(buf);
+    if (!m->raft_msg) {
+        free(m);
+        return;
+    }
+    m->region_id = msg->region_id;
+    raftstore_post(rs, m);
+}
+
+void raftstore_change_peer(struct raftstore *rs, uint64_t region_id, int remove,
+                           struct region_peer peer)
+{
+    struct mail *m = mail_new(MAIL_CHANGE_PEER);
+    if (!m)
+        return;
+    m->region_id = region_id;
+    m->flag = remove;
+    m->peer = peer;
+    raftstore_post(rs, m);
+}
+
+void raftstore_transfer_leader(struct raftstore *rs, uint64_t region_id, uint64_t to_peer_id)
+{
+    struct mail *m = mail_new(MAIL_TRANSFER_LEADER);
+    if (!m)
+        return;
+    m->region_id = region_id;
+    m->to_peer_id = to_peer_id;
+    raftstore_post(rs, m);
+}
+
+void raftstore_report_snapshot(struct raftstore *rs, uint64_t region_id, uint64_t to_peer_id,
+                               int failed)
+{
+    struct mail *m = mail_new(MAIL_SNAP_STATUS);
+    if (!m)
+        return;
+    m->region_id = region_id;
+    m->peer.id = to_peer_id;
+    m->flag = failed;
+    raftstore_post(rs, m);
+}
+
+void raftstore_report_unreachable(struct raftstore *rs, uint64_t region_id, uint64_t to_peer_id)
+{
+    struct mail *m = mail_new(MAIL_UNREACHABLE);
+    if (!m)
+        return;
+    m->region_id = region_id;
+    m->peer.id = to_peer_id;
+    raftstore_post(rs, m);
+}
+
+size_t raftstore_peers(struct raftstore *rs, struct raftstore_peer_info *out, size_t cap)
+{
+    pthread_mutex_lock(&rs->mu);
+    size_t n = rs->n_info;
+    memcpy(out, rs->info, (n < cap ? n : cap) * sizeof *out);
+    pthread_mutex_unlock(&rs->mu);
+    return n;
+}
+
+uint64_t raftstore_store_id(const struct raftstore *rs)
+{
+    return rs->cfg.store_id;
+}

@@ -1,0 +1,158 @@
+/* raftstore.h — the multi-Raft store: one Raft group per region, driven by one store loop thread. */
+#ifndef TINYKV_STORE_RAFTSTORE_H
+#define TINYKV_STORE_RAFTSTORE_H
+
+/*
+ * What it owns: every peer of this store (its Raft node, peer storage,
+ * pending proposals and reads), the store loop thread that drives them, and
+ * the snapshot worker thread.
+ *
+ * Who calls it: raft_kv.c (the Storage interface in cluster mode) posts
+ * commands and reads; the Raft gRPC service posts messages from other
+ * stores; the scheduler worker posts operators. Everything arrives through a
+ * mailbox and is handled on the store loop thread, which also ticks, persists
+ * every ready peer's log and hard state in one synced raft-DB write, sends
+ * messages, applies committed entries and answers callbacks.
+ *
+ * What it must never do: call back into its callers while holding the
+ * mailbox lock; interpret user keys or values (they are bytes in
+ * RaftCmdRequests); answer a read that is not confirmed by ReadIndex on the
+ * leader; let two threads touch a peer.
+ *
+ * Outbound messages and scheduler reports go through the two vtables below,
+ * so tests can run several stores in one process over a filterable
+ * in-memory transport and a mock scheduler.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raft_serverpb.pb-c.h"
+#include "store/engine.h"
+#include "store/region.h"
+#include "store/storage.h"
+
+struct raftstore;
+
+/* Sends Raft messages to other stores. Called on the store loop thread; must
+ * not block (queue and return). `msg` is borrowed for the call. */
+struct raftstore_transport_ops {
+    void (*send)(void *ctx, uint64_t to_store_id, const RaftServerpb__RaftMessage *msg);
+};
+
+/* What a leader reports to the scheduler (called on the store loop thread; must not block). */
+struct raftstore_region_report {
+    const struct region *region; /* borrowed */
+    uint64_t leader_peer_id;
+    const uint64_t *pending_peer_ids; /* peers known to lag (need a snapshot); borrowed */
+    size_t n_pending_peer_ids;
+    uint64_t approximate_size_bytes;
+    uint64_t approximate_keys;
+};
+
+struct raftstore_pd_ops {
+    void (*region_heartbeat)(void *ctx, const struct raftstore_region_report *report);
+    /* A peer of this store was destroyed (removed from its region). */
+    void (*peer_destroyed)(void *ctx, uint64_t region_id, uint64_t peer_id);
+};
+
+struct raftstore_config {
+    uint64_t store_id;
+    struct engine *kv;   /* borrowed: data CFs + meta CF */
+    struct engine *raft; /* borrowed: raft log and raft state */
+    int tick_ms;         /* base tick (default 100) */
+    int election_ticks;  /* default 10 */
+    int heartbeat_ticks; /* default 2 */
+    int region_heartbeat_ticks; /* leaders report every N ticks (default 10) */
+    uint64_t raft_log_gc_count_limit; /* compact the log past this many applied entries (default 1000) */
+    uint64_t max_entries_per_msg;     /* default 64 */
+    uint64_t max_size_per_msg;        /* default 1 MiB */
+    int max_inflight_msgs;            /* default 64 */
+    struct raftstore_transport_ops transport;
+    void *transport_ctx;
+    struct raftstore_pd_ops pd; /* may be all NULL */
+    void *pd_ctx;
+};
+
+/*
+ * raftstore_new loads every region of this store from the kv DB (peers of
+ * tombstoned regions are remembered, not started) and starts the store loop
+ * and snapshot worker. Returns 0 or STORAGE_ERR_*, with detail in errbuf.
+ */
+int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, char *errbuf,
+                  size_t errbuf_len);
+
+/* raftstore_free stops the threads, fails everything pending with
+ * STORAGE_ERR_CLOSED, and frees every peer. */
+void raftstore_free(struct raftstore *rs);
+
+/*
+ * raftstore_bootstrap_region creates the first region of a new cluster on
+ * this store (must be called before raftstore_new on an empty store):
+ * writes its region state with one peer and the initial log position.
+ */
+int raftstore_bootstrap_region(struct engine *kv, struct engine *raft, uint64_t store_id,
+                               const struct region *region, char *errbuf, size_t errbuf_len);
+
+/* raftstore_region_count: how many regions the kv DB holds state for (0 on a fresh store). */
+int raftstore_region_count(struct engine *kv);
+
+/* ---- requests (any thread) ---- */
+
+/* Outcome of a command or read. reader is set for successful reads and then
+ * owned by the callback (storage_reader_free). */
+struct raftstore_result {
+    int code; /* 0, STORAGE_ERR_REGION (see err), STORAGE_ERR_CLOSED, ... */
+    struct storage_error err;
+    struct storage_reader *reader;
+};
+typedef void (*raftstore_cb)(void *arg, struct raftstore_result *res);
+
+/*
+ * raftstore_write proposes `mods` as one Raft command of the region named by
+ * ctx (0 region id: the region containing the first key). cb runs once, on
+ * the store loop thread, after the command applies or fails. The
+ * modifications are copied.
+ */
+void raftstore_write(struct raftstore *rs, const struct storage_ctx *ctx,
+                     const struct storage_modify *mods, size_t n, raftstore_cb cb, void *arg);
+
+/* raftstore_read confirms leadership through ReadIndex, waits for the apply
+ * to catch up, and hands cb a reader over the region's data. */
+void raftstore_read(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb,
+                    void *arg);
+
+/* raftstore_step delivers a message from another store (copied). */
+void raftstore_step(struct raftstore *rs, const RaftServerpb__RaftMessage *msg);
+
+/* Scheduler operators for a region this store leads. */
+void raftstore_change_peer(struct raftstore *rs, uint64_t region_id, int remove,
+                           struct region_peer peer);
+void raftstore_transfer_leader(struct raftstore *rs, uint64_t region_id, uint64_t to_peer_id);
+
+/* A snapshot for (region_id, to store) could not be delivered. */
+void raftstore_report_snapshot(struct raftstore *rs, uint64_t region_id, uint64_t to_peer_id,
+                               int failed);
+void raftstore_report_unreachable(struct raftstore *rs, uint64_t region_id, uint64_t to_peer_id);
+
+/* ---- introspection (any thread; a consistent copy) ---- */
+
+struct raftstore_peer_info {
+    uint64_t region_id;
+    uint64_t peer_id;
+    uint64_t leader_peer_id;
+    int is_leader;
+    uint64_t term;
+    uint64_t applied_index;
+    uint64_t first_index; /* truncated index + 1 */
+    uint64_t last_index;
+    uint64_t conf_ver, version;
+    size_t n_peers;
+};
+
+/* raftstore_peers fills up to `cap` infos; returns how many regions there are. */
+size_t raftstore_peers(struct raftstore *rs, struct raftstore_peer_info *out, size_t cap);
+
+uint64_t raftstore_store_id(const struct raftstore *rs);
+
+#endif

@@ -1,0 +1,152 @@
+/* raftstore_internal.h — the raftstore's peers, mailbox and loop state, shared by its files only. */
+#ifndef TINYKV_STORE_RAFTSTORE_INTERNAL_H
+#define TINYKV_STORE_RAFTSTORE_INTERNAL_H
+
+#include <pthread.h>
+
+#include "raft/raft.h"
+#include "raft_cmdpb.pb-c.h"
+#include "store/peer_storage.h"
+#include "store/raftstore.h"
+
+enum mail_kind {
+    MAIL_RAFT,      /* a RaftMessage from another store */
+    MAIL_WRITE,     /* a data command */
+    MAIL_READ,      /* a linearizable read */
+    MAIL_CHANGE_PEER,
+    MAIL_TRANSFER_LEADER,
+    MAIL_SNAP_GENERATED, /* the snapshot worker finished */
+    MAIL_SNAP_STATUS,
+    MAIL_UNREACHABLE,
+};
+
+/* One request posted to the store loop. Owned by the mailbox until handled. */
+struct mail {
+    enum mail_kind kind;
+    struct mail *next;
+    uint64_t region_id;
+    struct storage_ctx ctx;
+    RaftServerpb__RaftMessage *raft_msg; /* MAIL_RAFT, owned */
+    RaftCmdpb__RaftCmdRequest *cmd;      /* MAIL_WRITE, owned (built by us) */
+    raftstore_cb cb;
+    void *cb_arg;
+    struct region_peer peer; /* MAIL_CHANGE_PEER, MAIL_SNAP_STATUS, MAIL_UNREACHABLE */
+    int flag;                /* remove / failed */
+    uint64_t to_peer_id;     /* MAIL_TRANSFER_LEADER */
+    struct raft_snapshot snap; /* MAIL_SNAP_GENERATED, owned */
+};
+
+/* A proposed command waiting for its entry to apply. */
+struct proposal {
+    uint64_t index;
+    uint64_t term;
+    raftstore_cb cb;
+    void *cb_arg;
+    struct proposal *next;
+};
+
+/* A read waiting for ReadIndex confirmation (index 0) and then for apply. */
+struct pending_read {
+    uint64_t id;    /* the ReadIndex context */
+    uint64_t index; /* 0 until confirmed */
+    raftstore_cb cb;
+    void *cb_arg;
+    struct pending_read *next;
+};
+
+struct peer {
+    uint64_t peer_id;
+    uint64_t region_id;
+    struct raftstore *rs;
+    struct peer_storage ps;
+    struct raft_rawnode *rn;
+    uint64_t leader_id;
+    int is_leader;
+    struct proposal *proposals, *proposals_tail; /* in index order */
+    struct pending_read *reads, *reads_tail;     /* in request order */
+    int pending_remove; /* removed from the region: destroy after this ready */
+    int ticks_since_heartbeat;
+    uint64_t last_compact_index; /* raft log deleted below this */
+    struct peer *next;
+};
+
+struct raftstore {
+    struct raftstore_config cfg;
+    struct peer *peers; /* owned by the loop thread */
+    /* Tombstoned regions: (id, conf_ver) so stale messages do not recreate them. */
+    struct tombstone {
+        uint64_t region_id;
+        uint64_t conf_ver;
+    } *tombstones;
+    size_t n_tombstones;
+
+    pthread_t loop_thread;
+    pthread_mutex_t mu; /* guards the mailbox, stopping and `info` */
+    pthread_cond_t cond;
+    struct mail *mail_head, *mail_tail;
+    int stopping;
+    uint64_t next_read_id; /* loop thread only */
+
+    /* Snapshot worker: one job at a time per request. */
+    pthread_t snap_thread;
+    pthread_cond_t snap_cond;
+    struct snap_job *snap_jobs; /* guarded by mu */
+
+    /* Introspection copy refreshed by the loop after each round (guarded by mu). */
+    struct raftstore_peer_info *info;
+    size_t n_info;
+};
+
+/* A snapshot to build off the loop: the region and a RocksDB snapshot taken
+ * at applied index `index` of term `term`. */
+struct snap_job {
+    uint64_t region_id;
+    uint64_t index, term;
+    struct region region;
+    const rocksdb_snapshot_t *db_snap;
+    struct snap_job *next;
+};
+
+/* raftstore.c */
+void raftstore_post(struct raftstore *rs, struct mail *m);
+struct peer *raftstore_find_peer(struct raftstore *rs, uint64_t region_id);
+void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_message *m);
+void raftstore_answer(raftstore_cb cb, void *arg, int code, const struct storage_error *err,
+                      struct storage_reader *reader);
+void raftstore_answer_region_error(raftstore_cb cb, void *arg,
+                                   enum storage_region_error_kind kind, uint64_t region_id,
+                                   uint64_t leader_peer_id, uint64_t leader_store_id,
+                                   const char *msg);
+
+/* peer.c */
+int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps, struct peer **out,
+                char *errbuf, size_t errbuf_len);
+void peer_free(struct peer *p, int code);
+void peer_propose_write(struct peer *p, struct mail *m);
+void peer_read(struct peer *p, struct mail *m);
+void peer_change_peer(struct peer *p, int remove, struct region_peer target);
+void peer_transfer_leader(struct peer *p, uint64_t to_peer_id);
+void peer_step(struct peer *p, const RaftServerpb__RaftMessage *msg);
+void peer_tick(struct peer *p);
+/* Handles one Ready: persists into the batches (entries, hard state,
+ * snapshot); the caller writes the raft batch synced, then calls
+ * peer_after_persist to send, apply and advance. */
+int peer_has_ready(struct peer *p);
+int peer_collect_ready(struct peer *p, struct raft_ready *rd, rocksdb_writebatch_t *raft_wb);
+void peer_after_persist(struct peer *p, struct raft_ready *rd);
+/* The peer's region leader peer (store id), from the region and Raft's lead. */
+uint64_t peer_leader_store(const struct peer *p);
+
+/* snapshot.c */
+void snapshot_schedule(struct raftstore *rs, struct peer *p);
+void *snapshot_worker(void *arg);
+/* Writes the snapshot's data (RaftSnapshotData) into the kv DB for region r,
+ * replacing what the range held. Returns 0 or STORAGE_ERR_*. */
+int snapshot_apply_data(struct raftstore *rs, const struct region *r,
+                        const struct raft_snapshot *snap);
+/* Decodes the region carried in a snapshot's data; 0 or -1. */
+int snapshot_region(const struct raft_snapshot *snap, struct region *out);
+/* Deletes the data of range [start, end) in every data CF. */
+void snapshot_clear_range(struct engine *kv, const struct region *r);
+
+#endif

@@ -1,0 +1,148 @@
+/* region.c — region metadata: copies, protobuf conversion, membership edits, range checks. */
+#include "store/region.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint8_t *dup_bytes(const void *p, size_t len)
+{
+    uint8_t *d = malloc(len ? len : 1);
+    if (d && len)
+        memcpy(d, p, len);
+    return d;
+}
+
+int region_copy(struct region *dst, const struct region *src)
+{
+    *dst = *src;
+    dst->start_key = dup_bytes(src->start_key, src->start_key_len);
+    dst->end_key = dup_bytes(src->end_key, src->end_key_len);
+    dst->peers = malloc((src->n_peers ? src->n_peers : 1) * sizeof *dst->peers);
+    if (!dst->start_key || !dst->end_key || !dst->peers) {
+        region_free(dst);
+        return -1;
+    }
+    if (src->n_peers)
+        memcpy(dst->peers, src->peers, src->n_peers * sizeof *dst->peers);
+    return 0;
+}
+
+void region_free(struct region *r)
+{
+    free(r->start_key);
+    free(r->end_key);
+    free(r->peers);
+    memset(r, 0, sizeof *r);
+}
+
+int region_from_proto(struct region *dst, const Metapb__Region *src)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->id = src->id;
+    dst->start_key = dup_bytes(src->start_key.data, src->start_key.len);
+    dst->start_key_len = src->start_key.len;
+    dst->end_key = dup_bytes(src->end_key.data, src->end_key.len);
+    dst->end_key_len = src->end_key.len;
+    if (src->region_epoch) {
+        dst->conf_ver = src->region_epoch->conf_ver;
+        dst->version = src->region_epoch->version;
+    }
+    dst->peers = malloc((src->n_peers ? src->n_peers : 1) * sizeof *dst->peers);
+    if (!dst->start_key || !dst->end_key || !dst->peers) {
+        region_free(dst);
+        return -1;
+    }
+    for (size_t i = 0; i < src->n_peers; i++)
+        dst->peers[i] = (struct region_peer){src->peers[i]->id, src->peers[i]->store_id};
+    dst->n_peers = src->n_peers;
+    return 0;
+}
+
+Metapb__Region *region_to_proto(const struct region *r)
+{
+    Metapb__Region *m = malloc(sizeof *m);
+    if (!m)
+        return NULL;
+    metapb__region__init(m);
+    m->id = r->id;
+    m->start_key.data = dup_bytes(r->start_key, r->start_key_len);
+    m->start_key.len = r->start_key_len;
+    m->end_key.data = dup_bytes(r->end_key, r->end_key_len);
+    m->end_key.len = r->end_key_len;
+    m->region_epoch = malloc(sizeof *m->region_epoch);
+    m->peers = calloc(r->n_peers ? r->n_peers : 1, sizeof *m->peers);
+    if (!m->start_key.data || !m->end_key.data || !m->region_epoch || !m->peers)
+        goto fail;
+    metapb__region_epoch__init(m->region_epoch);
+    m->region_epoch->conf_ver = r->conf_ver;
+    m->region_epoch->version = r->version;
+    for (size_t i = 0; i < r->n_peers; i++) {
+        m->peers[i] = malloc(sizeof *m->peers[i]);
+        if (!m->peers[i])
+            goto fail;
+        m->n_peers = i + 1;
+        metapb__peer__init(m->peers[i]);
+        m->peers[i]->id = r->peers[i].id;
+        m->peers[i]->store_id = r->peers[i].store_id;
+    }
+    return m;
+fail:
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    return NULL;
+}
+
+const struct region_peer *region_peer_on_store(const struct region *r, uint64_t store_id)
+{
+    for (size_t i = 0; i < r->n_peers; i++)
+        if (r->peers[i].store_id == store_id)
+            return &r->peers[i];
+    return NULL;
+}
+
+const struct region_peer *region_peer_by_id(const struct region *r, uint64_t peer_id)
+{
+    for (size_t i = 0; i < r->n_peers; i++)
+        if (r->peers[i].id == peer_id)
+            return &r->peers[i];
+    return NULL;
+}
+
+static int bytes_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+int region_contains(const struct region *r, const void *key, size_t len)
+{
+    if (bytes_cmp(key, len, r->start_key, r->start_key_len) < 0)
+        return 0;
+    return r->end_key_len == 0 || bytes_cmp(key, len, r->end_key, r->end_key_len) < 0;
+}
+
+int region_add_peer(struct region *r, struct region_peer p)
+{
+    if (region_peer_by_id(r, p.id))
+        return 0;
+    struct region_peer *grown = realloc(r->peers, (r->n_peers + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    r->peers = grown;
+    r->peers[r->n_peers++] = p;
+    return 0;
+}
+
+int region_remove_peer(struct region *r, uint64_t peer_id)
+{
+    for (size_t i = 0; i < r->n_peers; i++) {
+        if (r->peers[i].id == peer_id) {
+            memmove(&r->peers[i], &r->peers[i + 1], (r->n_peers - i - 1) * sizeof *r->peers);
+            r->n_peers--;
+            return 0;
+        }
+    }
+    return -1;
+}

@@ -1,0 +1,51 @@
+/* region.h — a region's metadata as the raftstore holds it: range, epoch, peers (internal to
+ * store/). */
+#ifndef TINYKV_STORE_REGION_H
+#define TINYKV_STORE_REGION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metapb.pb-c.h"
+
+struct region_peer {
+    uint64_t id;
+    uint64_t store_id;
+};
+
+/* metapb.Region. Keys and peers are malloc'd and owned by the struct. An
+ * empty end key means +infinity. */
+struct region {
+    uint64_t id;
+    uint8_t *start_key;
+    size_t start_key_len;
+    uint8_t *end_key;
+    size_t end_key_len;
+    uint64_t conf_ver;
+    uint64_t version;
+    struct region_peer *peers;
+    size_t n_peers;
+};
+
+/* region_copy deep-copies src into dst (dst's old contents are not freed); -1 on OOM. */
+int region_copy(struct region *dst, const struct region *src);
+/* region_free releases what r owns and zeroes it. */
+void region_free(struct region *r);
+
+/* Conversions. region_from_proto fills dst (owned); region_to_proto returns a
+ * Metapb__Region owned by the caller (protobuf_c_message_free_unpacked(.., NULL)). */
+int region_from_proto(struct region *dst, const Metapb__Region *src);
+Metapb__Region *region_to_proto(const struct region *r);
+
+/* The peer of r on store_id / with id peer_id, or NULL. Borrowed from r. */
+const struct region_peer *region_peer_on_store(const struct region *r, uint64_t store_id);
+const struct region_peer *region_peer_by_id(const struct region *r, uint64_t peer_id);
+
+/* Whether key lies in [start_key, end_key). */
+int region_contains(const struct region *r, const void *key, size_t len);
+
+/* region_add_peer / region_remove_peer edit the peer list; -1 on OOM or absent. */
+int region_add_peer(struct region *r, struct region_peer p);
+int region_remove_peer(struct region *r, uint64_t peer_id);
+
+#endif
