@@ -217,8 +217,13 @@ struct test_proxy *test_proxy_new(const char *target_addr)
     memcpy(p->methods, table, sizeof table);
     struct rpc_method methods[PROXY_METHODS];
     for (int i = 0; i < PROXY_METHODS; i++)
-        methods[i] = (struct rpc_method){p->methods[i].name, RPC_UNARY, p->methods[i].req,
-                                         proxy_message,      NULL,      &p->methods[i]};
+        methods[i] = (struct rpc_method){.name = p->methods[i].name,
+                                         .kind = RPC_UNARY,
+                                         .request = p->methods[i].req,
+                                         .on_message = proxy_message,
+                                         .arg = &p->methods[i],
+                                         /* forwarding waits on the target */
+                                         .blocking = 1};
     char err[256] = "";
     p->client = rpc_client_new();
     p->server = rpc_server_new("127.0.0.1:0", methods, PROXY_METHODS, 4, err, sizeof err);
