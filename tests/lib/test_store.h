@@ -19,6 +19,8 @@ struct test_store;
 
 /* test_store_new opens a store in a fresh temporary directory; NULL on failure. */
 struct test_store *test_store_new(void);
+/* 1 if stores serve the transactional Kv* methods (store/txn_service.c is built). */
+int test_store_has_txn(void);
 /* "127.0.0.1:PORT", borrowed for the store's life. */
 const char *test_store_addr(const struct test_store *s);
 /* Stops the server, closes the engine and removes the directory. */
