@@ -252,6 +252,15 @@ int client_tso(struct client *c, client_ts *ts)
     for (;;) {
         if (w->state == 2) {
             rc = w->rc;
+            if (rc && !sent && backoff_remaining_ms(&b) > 0) {
+                /* Another caller's round trip failed within its deadline; ours has time left. */
+                w->state = 0;
+                w->rc = 0;
+                w->next = NULL;
+                *c->tso_pending_tail = w;
+                c->tso_pending_tail = &w->next;
+                continue;
+            }
             *ts = w->ts;
             free(w);
             if (rc && !sent)

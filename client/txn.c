@@ -572,11 +572,14 @@ static int rollback_group(struct client_txn *t, const struct region_loc *loc, si
     return rc;
 }
 
-/* Best effort: locks left behind are resolved by readers once their TTL runs out. */
-static void rollback_all(struct client_txn *t)
+/* Best effort, within what is left of the commit's deadline but at least one
+ * RPC timeout: locks left behind are resolved by readers once their TTL runs out. */
+static void rollback_all(struct client_txn *t, const struct backoff *commit_b)
 {
     struct backoff b;
     backoff_init(&b, t->c);
+    uint64_t floor = rpc_now_ms() + (uint64_t)t->c->opts.rpc_timeout_ms;
+    b.deadline_ms = commit_b->deadline_ms > floor ? commit_b->deadline_ms : floor;
     for_each_region_group(t, 0, t->n, rollback_group, NULL, &b);
 }
 
@@ -600,31 +603,29 @@ int client_txn_commit(struct client_txn *txn, client_ts *commit_ts)
     if (rc) {
         char why[CLIENT_ERRMSG_BYTES];
         snprintf(why, sizeof why, "%s", client_last_error(c));
-        rollback_all(txn);
+        rollback_all(txn, &b);
         return client_seterr(c, rc, "%s", why);
     }
     struct commit_arg ca;
     rc = client_tso(c, &ca.commit_ts);
     if (rc) {
-        rollback_all(txn);
+        rollback_all(txn, &b);
         return rc;
     }
     rc = for_each_region_group(txn, 0, 1, commit_group, &ca, &b);
     if (rc == CLIENT_ERR_CONFLICT) {
         char why[CLIENT_ERRMSG_BYTES];
         snprintf(why, sizeof why, "%s", client_last_error(c));
-        rollback_all(txn);
+        rollback_all(txn, &b);
         return client_seterr(c, rc, "%s", why);
     }
     if (rc)
         return client_seterr(c, CLIENT_ERR_UNDETERMINED, "primary commit unacknowledged: %s",
                              client_strerror(rc));
-    /* Committed. Secondaries left locked are committed by readers via the primary. */
-    if (txn->n > 1) {
-        struct backoff b2;
-        backoff_init(&b2, c);
-        for_each_region_group(txn, 1, txn->n, commit_group, &ca, &b2);
-    }
+    /* Committed. Secondaries left locked (the deadline passed, a store is down)
+     * are committed by readers, who find the primary's commit record. */
+    if (txn->n > 1)
+        for_each_region_group(txn, 1, txn->n, commit_group, &ca, &b);
     if (commit_ts)
         *commit_ts = ca.commit_ts;
     return 0;

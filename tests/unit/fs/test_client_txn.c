@@ -438,6 +438,90 @@ static void test_rollback_and_empty_commit(void **state)
     client_txn_free(t);
 }
 
+/* The model of the scan test: committed value and buffered op per key. */
+enum { MODEL_KEYS = 104 };
+struct model_key {
+    char key[4];
+    char committed[16]; /* "" absent */
+    int buffered;       /* 0 none, 1 put, 2 delete */
+    char value[16];
+};
+
+static const char *model_visible(const struct model_key *m)
+{
+    if (m->buffered == 1)
+        return m->value;
+    if (m->buffered == 2)
+        return NULL;
+    return m->committed[0] ? m->committed : NULL;
+}
+
+/* Random committed data plus random buffered puts and deletes: every scan (random bounds and
+ * limits, across the split) equals the same scan of a model. */
+static void test_scan_matches_model(void **state)
+{
+    struct fixture *f = *state;
+    NEED_TXN(f);
+    const char *env = getenv("CLIENT_TEST_SEED");
+    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)test_now_ms();
+    printf("scan model: seed %u (CLIENT_TEST_SEED=%u to repeat)\n", seed, seed);
+    srand(seed);
+    struct model_key m[MODEL_KEYS];
+    memset(m, 0, sizeof m);
+    for (int i = 0; i < MODEL_KEYS; i++)
+        snprintf(m[i].key, sizeof m[i].key, "%c%d", 'a' + i / 4, i % 4);
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    for (int i = 0; i < MODEL_KEYS; i++) {
+        if (rand() % 2) {
+            snprintf(m[i].committed, sizeof m[i].committed, "c%d", rand() % 1000);
+            txn_put_str(t, m[i].key, m[i].committed);
+        }
+    }
+    assert_int_equal(client_txn_commit(t, NULL), 0);
+    client_txn_free(t);
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    for (int op = 0; op < 40; op++) {
+        struct model_key *k = &m[rand() % MODEL_KEYS];
+        if (rand() % 2) {
+            k->buffered = 1;
+            snprintf(k->value, sizeof k->value, "b%d", rand() % 1000);
+            txn_put_str(t, k->key, k->value);
+        } else {
+            k->buffered = 2;
+            assert_int_equal(client_txn_delete(t, k->key, strlen(k->key)), 0);
+        }
+    }
+    for (int round = 0; round < 40; round++) {
+        int s = rand() % (MODEL_KEYS + 1), e = rand() % (MODEL_KEYS + 2);
+        const char *start = s == MODEL_KEYS ? "" : m[s].key;
+        const char *end = e >= MODEL_KEYS ? NULL : m[e].key; /* NULL: unbounded */
+        size_t limit = (size_t)(rand() % 60);
+        struct client_kv *kvs;
+        size_t n;
+        int rc =
+            client_txn_scan(t, start, strlen(start), end, end ? strlen(end) : 0, limit, &kvs, &n);
+        assert_int_equal(rc, 0);
+        size_t want = 0;
+        for (int i = 0; i < MODEL_KEYS && want < limit; i++) {
+            const char *v = model_visible(&m[i]);
+            if (!v || strcmp(m[i].key, start) < 0 || (end && strcmp(m[i].key, end) >= 0))
+                continue;
+            if (want >= n)
+                fail_msg("seed %u round %d: scan [%s, %s) limit %zu ended early at %zu", seed,
+                         round, start, end ? end : "+inf", limit, n);
+            assert_int_equal(kvs[want].key_len, strlen(m[i].key));
+            assert_memory_equal(kvs[want].key, m[i].key, kvs[want].key_len);
+            assert_int_equal(kvs[want].value_len, strlen(v));
+            assert_memory_equal(kvs[want].value, v, strlen(v));
+            want++;
+        }
+        assert_int_equal(n, want);
+        client_kvs_free(kvs, n);
+    }
+    client_txn_free(t);
+}
+
 struct counter_thread {
     struct client *c;
     int increments;
@@ -523,6 +607,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan_resolves_locks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_at_past_ts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback_and_empty_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_matches_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_counter, setup, teardown),
     };
     return cmocka_run_group_tests_name("client_txn", tests, NULL, NULL);
