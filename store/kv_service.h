@@ -25,8 +25,11 @@
  * (it always carries at least one pair), keeping it under the message cap. */
 #define KV_MAX_SCAN_RESPONSE_BYTES (12 * 1024 * 1024)
 
+struct mvcc_engine;
+
 struct kv_service {
-    struct storage *storage; /* borrowed; outlives the service */
+    struct storage *storage;  /* borrowed; outlives the service */
+    struct mvcc_engine *mvcc; /* borrowed; NULL serves no Kv* methods */
 };
 
 /* The most methods kv_service_methods can return. */

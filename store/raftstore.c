@@ -87,6 +87,9 @@ void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_mess
     const struct region *r = &p->ps.region;
     const struct region_peer *to = region_peer_by_id(r, m->to);
     const struct region_peer *from = region_peer_by_id(r, m->from);
+    for (size_t i = 0; !to && i < p->n_peer_cache; i++)
+        if (p->peer_cache[i].id == m->to)
+            to = &p->peer_cache[i];
     if (!to) {
         LOG(LOG_DEBUG, "region=%llu peer=%llu: no store known for peer %llu, message dropped",
             (unsigned long long)p->region_id, (unsigned long long)p->peer_id,

@@ -1,4 +1,5 @@
-/* raftstore.h — the multi-Raft store: one Raft group per region, driven by one store loop thread. */
+/* raftstore.h — the multi-Raft store: one Raft group per region, driven by one store loop thread.
+ */
 #ifndef TINYKV_STORE_RAFTSTORE_H
 #define TINYKV_STORE_RAFTSTORE_H
 
@@ -58,16 +59,17 @@ struct raftstore_pd_ops {
 
 struct raftstore_config {
     uint64_t store_id;
-    struct engine *kv;   /* borrowed: data CFs + meta CF */
-    struct engine *raft; /* borrowed: raft log and raft state */
-    int tick_ms;         /* base tick (default 100) */
-    int election_ticks;  /* default 10 */
-    int heartbeat_ticks; /* default 2 */
+    struct engine *kv;          /* borrowed: data CFs + meta CF */
+    struct engine *raft;        /* borrowed: raft log and raft state */
+    int tick_ms;                /* base tick (default 100) */
+    int election_ticks;         /* default 10 */
+    int heartbeat_ticks;        /* default 2 */
     int region_heartbeat_ticks; /* leaders report every N ticks (default 10) */
-    uint64_t raft_log_gc_count_limit; /* compact the log past this many applied entries (default 1000) */
-    uint64_t max_entries_per_msg;     /* default 64 */
-    uint64_t max_size_per_msg;        /* default 1 MiB */
-    int max_inflight_msgs;            /* default 64 */
+    uint64_t
+        raft_log_gc_count_limit; /* compact the log past this many applied entries (default 1000) */
+    uint64_t max_entries_per_msg; /* default 64 */
+    uint64_t max_size_per_msg;    /* default 1 MiB */
+    int max_inflight_msgs;        /* default 64 */
     struct raftstore_transport_ops transport;
     void *transport_ctx;
     struct raftstore_pd_ops pd; /* may be all NULL */

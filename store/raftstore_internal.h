@@ -1,4 +1,5 @@
-/* raftstore_internal.h — the raftstore's peers, mailbox and loop state, shared by its files only. */
+/* raftstore_internal.h — the raftstore's peers, mailbox and loop state, shared by its files only.
+ */
 #ifndef TINYKV_STORE_RAFTSTORE_INTERNAL_H
 #define TINYKV_STORE_RAFTSTORE_INTERNAL_H
 
@@ -10,9 +11,9 @@
 #include "store/raftstore.h"
 
 enum mail_kind {
-    MAIL_RAFT,      /* a RaftMessage from another store */
-    MAIL_WRITE,     /* a data command */
-    MAIL_READ,      /* a linearizable read */
+    MAIL_RAFT,  /* a RaftMessage from another store */
+    MAIL_WRITE, /* a data command */
+    MAIL_READ,  /* a linearizable read */
     MAIL_CHANGE_PEER,
     MAIL_TRANSFER_LEADER,
     MAIL_SNAP_GENERATED, /* the snapshot worker finished */
@@ -30,9 +31,9 @@ struct mail {
     RaftCmdpb__RaftCmdRequest *cmd;      /* MAIL_WRITE, owned (built by us) */
     raftstore_cb cb;
     void *cb_arg;
-    struct region_peer peer; /* MAIL_CHANGE_PEER, MAIL_SNAP_STATUS, MAIL_UNREACHABLE */
-    int flag;                /* remove / failed */
-    uint64_t to_peer_id;     /* MAIL_TRANSFER_LEADER */
+    struct region_peer peer;   /* MAIL_CHANGE_PEER, MAIL_SNAP_STATUS, MAIL_UNREACHABLE */
+    int flag;                  /* remove / failed */
+    uint64_t to_peer_id;       /* MAIL_TRANSFER_LEADER */
     struct raft_snapshot snap; /* MAIL_SNAP_GENERATED, owned */
 };
 
@@ -67,6 +68,11 @@ struct peer {
     int pending_remove; /* removed from the region: destroy after this ready */
     int ticks_since_heartbeat;
     uint64_t last_compact_index; /* raft log deleted below this */
+    uint64_t compact_proposed;   /* newest CompactLog index proposed */
+    /* Senders learned from incoming messages, so a peer that does not know
+     * its region yet (waiting for a snapshot) can still answer them. */
+    struct region_peer peer_cache[8];
+    size_t n_peer_cache;
     struct peer *next;
 };
 
@@ -77,7 +83,7 @@ struct raftstore {
     struct tombstone {
         uint64_t region_id;
         uint64_t conf_ver;
-    } *tombstones;
+    } * tombstones;
     size_t n_tombstones;
 
     pthread_t loop_thread;
@@ -113,10 +119,9 @@ struct peer *raftstore_find_peer(struct raftstore *rs, uint64_t region_id);
 void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_message *m);
 void raftstore_answer(raftstore_cb cb, void *arg, int code, const struct storage_error *err,
                       struct storage_reader *reader);
-void raftstore_answer_region_error(raftstore_cb cb, void *arg,
-                                   enum storage_region_error_kind kind, uint64_t region_id,
-                                   uint64_t leader_peer_id, uint64_t leader_store_id,
-                                   const char *msg);
+void raftstore_answer_region_error(raftstore_cb cb, void *arg, enum storage_region_error_kind kind,
+                                   uint64_t region_id, uint64_t leader_peer_id,
+                                   uint64_t leader_store_id, const char *msg);
 
 /* peer.c */
 int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps, struct peer **out,

@@ -12,6 +12,7 @@
 #include "proto/rpc.h"
 #include "proto/version.h"
 #include "store/engine.h"
+#include "mvcc/mvcc.h"
 #include "store/kv_service.h"
 
 static void usage(FILE *out)
@@ -107,13 +108,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "tinykv-server: %s\n", errbuf);
         return 1;
     }
-    struct kv_service svc = {.storage = storage};
+    struct mvcc_engine *mvcc;
+    if (mvcc_engine_new(storage, 0, &mvcc) != 0) {
+        fprintf(stderr, "tinykv-server: cannot create the MVCC engine\n");
+        storage_free(storage);
+        return 1;
+    }
+    struct kv_service svc = {.storage = storage, .mvcc = mvcc};
     struct rpc_method methods[KV_SERVICE_MAX_METHODS];
     size_t n = kv_service_methods(&svc, methods);
     struct rpc_server *server = rpc_server_new(addr, methods, n, 4, errbuf, sizeof errbuf);
     if (!server || rpc_server_start(server) != 0) {
         fprintf(stderr, "tinykv-server: %s\n", errbuf[0] ? errbuf : "cannot start server");
         rpc_server_free(server);
+        mvcc_engine_free(mvcc);
         storage_free(storage);
         return 1;
     }
@@ -124,6 +132,7 @@ int main(int argc, char **argv)
     sigwait(&sigs, &sig);
     LOG(LOG_INFO, "signal %d: shutting down", sig);
     rpc_server_free(server);
+    mvcc_engine_free(mvcc);
     storage_free(storage);
     LOG(LOG_INFO, "stopped");
     return 0;

@@ -1,0 +1,251 @@
+/* mvcc_internal.h — mvcc/'s internal interfaces: key codec, records, MvccTxn, latches, helpers. */
+#ifndef TINYKV_MVCC_MVCC_INTERNAL_H
+#define TINYKV_MVCC_MVCC_INTERNAL_H
+
+/*
+ * Only files of mvcc/ and mvcc's own unit tests include this header; other
+ * modules use mvcc/mvcc.h.
+ */
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mvcc/mvcc.h"
+
+/* ---- codec.c: memcomparable key encoding with timestamps ---- */
+
+/* Length of enc(key) for a key of key_len bytes. */
+size_t mvcc_codec_encoded_len(size_t key_len);
+
+/* Writes enc(key) to out, which must hold mvcc_codec_encoded_len(len) bytes. */
+void mvcc_codec_encode_bytes(const void *key, size_t len, uint8_t *out);
+
+/*
+ * Decodes one enc() group sequence at the start of `in`. The user key is
+ * written to `out` (room for in_len bytes suffices); *out_len gets its length
+ * and *consumed the encoded bytes read. Returns MVCC_ERR_CORRUPT on bad
+ * input.
+ */
+int mvcc_codec_decode_bytes(const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len,
+                            size_t *consumed);
+
+/*
+ * mvcc_key_encode builds enc(key) ++ ~ts BE. *out is malloc'd and owned by the
+ * caller. Errors: MVCC_ERR_NOMEM.
+ */
+int mvcc_key_encode(const void *key, size_t key_len, uint64_t ts, uint8_t **out, size_t *out_len);
+
+/*
+ * mvcc_key_decode splits an encoded key into the user key (malloc'd into
+ * *user, owned by the caller; may be NULL when only ts is wanted, then the
+ * key is decoded into a scratch buffer) and its timestamp. Errors:
+ * MVCC_ERR_CORRUPT, MVCC_ERR_NOMEM.
+ */
+int mvcc_key_decode(const void *enc, size_t enc_len, uint8_t **user, size_t *user_len,
+                    uint64_t *ts);
+
+/*
+ * mvcc_key_has_prefix tells whether encoded key `enc` (with a ts suffix)
+ * belongs to user key `key`, by comparing with its encoded prefix `prefix`
+ * (= enc(key)). Returns 1 or 0.
+ */
+int mvcc_key_has_prefix(const void *enc, size_t enc_len, const uint8_t *prefix, size_t prefix_len);
+
+/* ---- records.c: lock and write records ---- */
+
+enum mvcc_write_kind {
+    MVCC_WRITE_PUT = 1,
+    MVCC_WRITE_DELETE = 2,
+    MVCC_WRITE_ROLLBACK = 3,
+    MVCC_WRITE_LOCK = 4,
+};
+
+#define MVCC_LOCK_FIXED_BYTES 17
+#define MVCC_WRITE_RECORD_BYTES 9
+
+/*
+ * A decoded lock. primary points into `buf` when buf is set (then buf is
+ * owned and released by mvcc_lock_release), else it is borrowed.
+ */
+struct mvcc_lock {
+    const uint8_t *primary;
+    size_t primary_len;
+    uint64_t start_ts;
+    uint64_t ttl_ms;
+    enum mvcc_write_kind kind; /* PUT, DELETE or LOCK */
+    void *buf;
+};
+
+struct mvcc_write {
+    uint64_t start_ts;
+    enum mvcc_write_kind kind;
+};
+
+/* Bytes of the encoded lock record. */
+size_t mvcc_lock_encoded_len(const struct mvcc_lock *lock);
+/* Encodes into out (mvcc_lock_encoded_len bytes). */
+void mvcc_lock_encode(const struct mvcc_lock *lock, uint8_t *out);
+/* Decodes; primary points into `in` (borrowed), buf is NULL. MVCC_ERR_CORRUPT if malformed. */
+int mvcc_lock_decode(const void *in, size_t len, struct mvcc_lock *out);
+void mvcc_lock_release(struct mvcc_lock *lock);
+
+void mvcc_write_encode(const struct mvcc_write *w, uint8_t out[MVCC_WRITE_RECORD_BYTES]);
+int mvcc_write_decode(const void *in, size_t len, struct mvcc_write *out);
+
+/* ---- txn.c: MvccTxn, one command's reads and buffered writes ---- */
+
+/* A buffered modification; key and value are owned copies. */
+struct mvcc_txn_mod {
+    enum storage_modify_kind kind;
+    enum storage_cf cf;
+    uint8_t *key;
+    size_t key_len;
+    uint8_t *value;
+    size_t value_len;
+};
+
+/*
+ * A transaction's view for one command: reads go to `reader` (borrowed for
+ * the txn's life) — lock reads also see the txn's own buffered lock changes —
+ * and writes are buffered until mvcc_txn_write puts them in one batch.
+ */
+struct mvcc_txn {
+    struct storage_reader *reader;
+    uint64_t start_ts;
+    struct mvcc_txn_mod *mods;
+    size_t n_mods;
+    size_t cap_mods;
+};
+
+void mvcc_txn_init(struct mvcc_txn *txn, struct storage_reader *reader, uint64_t start_ts);
+/* Frees buffered writes. The reader is not freed. */
+void mvcc_txn_close(struct mvcc_txn *txn);
+
+/* Buffering; all copy their arguments. Errors: MVCC_ERR_NOMEM. */
+int mvcc_txn_put_lock(struct mvcc_txn *txn, const void *key, size_t key_len,
+                      const struct mvcc_lock *lock);
+int mvcc_txn_delete_lock(struct mvcc_txn *txn, const void *key, size_t key_len);
+int mvcc_txn_put_value(struct mvcc_txn *txn, const void *key, size_t key_len, const void *value,
+                       size_t value_len);
+int mvcc_txn_delete_value(struct mvcc_txn *txn, const void *key, size_t key_len);
+int mvcc_txn_put_write(struct mvcc_txn *txn, const void *key, size_t key_len, uint64_t commit_ts,
+                       const struct mvcc_write *w);
+
+/*
+ * mvcc_txn_get_lock reads key's lock: *found is 1 and *out holds it (owned:
+ * mvcc_lock_release) or *found is 0. Errors: MVCC_ERR_NOMEM, MVCC_ERR_STORAGE,
+ * MVCC_ERR_CORRUPT.
+ */
+int mvcc_txn_get_lock(struct mvcc_txn *txn, const void *key, size_t key_len, struct mvcc_lock *out,
+                      int *found);
+
+/*
+ * mvcc_txn_get_value reads the value visible at the txn's start_ts (newest
+ * put committed at or before it; delete hides; rollback/lock skipped),
+ * ignoring locks. *value is malloc'd (owned) when *found is 1.
+ */
+int mvcc_txn_get_value(struct mvcc_txn *txn, const void *key, size_t key_len, void **value,
+                       size_t *value_len, int *found);
+
+/*
+ * mvcc_txn_current_write finds the write record of this transaction (record
+ * start_ts == txn start_ts) on key: *found, *w and its *commit_ts.
+ */
+int mvcc_txn_current_write(struct mvcc_txn *txn, const void *key, size_t key_len,
+                           struct mvcc_write *w, uint64_t *commit_ts, int *found);
+
+/* mvcc_txn_most_recent_write finds key's newest write record of any kind. */
+int mvcc_txn_most_recent_write(struct mvcc_txn *txn, const void *key, size_t key_len,
+                               struct mvcc_write *w, uint64_t *commit_ts, int *found);
+
+/*
+ * mvcc_txn_write writes every buffered modification in one atomic batch
+ * (nothing when none). Returns 0, MVCC_ERR_NOMEM, MVCC_ERR_REGION or
+ * MVCC_ERR_STORAGE with *err filled.
+ */
+int mvcc_txn_write(struct mvcc_txn *txn, struct storage *s, const struct storage_ctx *ctx,
+                   struct storage_error *err);
+
+/* ---- latches.c ---- */
+
+/*
+ * Latches: a fixed table of hash slots; a command holds the slots of all its
+ * keys while it reads, checks and writes. Slots are taken one by one in
+ * ascending order (so two commands can never wait on each other in a cycle),
+ * waiting on the condition variable while a slot is busy.
+ */
+struct mvcc_latches {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint8_t *busy; /* guarded by mu */
+    size_t n_slots;
+};
+
+/* What one command holds: sorted distinct slots (owned). */
+struct mvcc_latch_guard {
+    size_t *slots;
+    size_t n_slots;
+};
+
+int mvcc_latches_init(struct mvcc_latches *l, size_t n_slots);
+void mvcc_latches_close(struct mvcc_latches *l);
+/* Slot of a key: exposed for tests. */
+size_t mvcc_latches_slot(const struct mvcc_latches *l, const void *key, size_t key_len);
+/* Blocks until every key's slot is held. Errors: MVCC_ERR_NOMEM (nothing held). */
+int mvcc_latches_acquire(struct mvcc_latches *l, const struct mvcc_key_slice *keys, size_t n,
+                         struct mvcc_latch_guard *g);
+void mvcc_latches_release(struct mvcc_latches *l, struct mvcc_latch_guard *g);
+
+/* ---- engine.c: the engine and shared command helpers ---- */
+
+struct mvcc_engine {
+    struct storage *storage; /* borrowed */
+    struct mvcc_latches latches;
+};
+
+/*
+ * mvcc_key_error_set fills e with kind and a formatted message; locked and
+ * conflict fields are left for the caller.
+ */
+void mvcc_key_error_set(struct mvcc_key_error *e, enum mvcc_key_error_kind kind, const char *fmt,
+                        ...) __attribute__((format(printf, 3, 4)));
+
+/* Fills a LOCKED error from a lock found on key. Errors: MVCC_ERR_NOMEM. */
+int mvcc_key_error_locked(struct mvcc_key_error *e, const void *key, size_t key_len,
+                          const struct mvcc_lock *lock);
+
+/*
+ * mvcc_check_key reports an INVALID key error for an empty or oversized key
+ * (`what` names it in the message). Returns 1 if invalid.
+ */
+int mvcc_check_key(struct mvcc_key_error *e, const char *what, const void *key, size_t key_len);
+
+/*
+ * mvcc_open_reader opens a snapshot reader, mapping a storage failure to
+ * MVCC_ERR_REGION / MVCC_ERR_STORAGE / MVCC_ERR_NOMEM with serr and errmsg
+ * (256 bytes) filled.
+ */
+int mvcc_open_reader(struct mvcc_engine *e, const struct storage_ctx *ctx,
+                     struct storage_reader **out, struct storage_error *serr, char *errmsg);
+
+/* Maps a storage return code to an MVCC code. */
+int mvcc_from_storage(int storage_code);
+
+/* Copies a byte string into a fresh malloc'd buffer (NULL on failure; a 1-byte
+ * allocation for len 0 so success is never NULL). */
+void *mvcc_memdup(const void *p, size_t len);
+
+/* Fills errmsg (256 bytes) for a nonzero code unless already filled. */
+void mvcc_errmsg_default(char *errmsg, int code, const struct storage_error *serr);
+
+/*
+ * Helpers shared by commit, rollback, check txn status and resolve lock: the
+ * per-key steps, buffering into txn. *kerr is set on a key error.
+ */
+int mvcc_commit_key(struct mvcc_txn *txn, const void *key, size_t key_len, uint64_t commit_ts,
+                    struct mvcc_key_error *kerr);
+int mvcc_rollback_key(struct mvcc_txn *txn, const void *key, size_t key_len,
+                      struct mvcc_key_error *kerr);
+
+#endif

@@ -1,0 +1,743 @@
+/* peer.c — one region's peer on this store: proposals, reads, Ready handling and applying committed
+ * entries. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto/log.h"
+#include "store/raft_codec.h"
+#include "store/raftstore_internal.h"
+
+static void raft_log_sink(void *ctx, int level, const char *msg)
+{
+    struct peer *p = ctx;
+    int lv = level <= RAFT_LOG_ERROR  ? LOG_ERROR
+             : level == RAFT_LOG_WARN ? LOG_WARN
+             : level == RAFT_LOG_INFO ? LOG_INFO
+                                      : LOG_DEBUG;
+    LOG(lv, "region=%llu peer=%llu raft: %s", (unsigned long long)p->region_id,
+        (unsigned long long)p->peer_id, msg);
+}
+
+int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps, struct peer **out,
+                char *errbuf, size_t errbuf_len)
+{
+    struct peer *p = calloc(1, sizeof *p);
+    if (!p) {
+        peer_storage_close(ps);
+        snprintf(errbuf, errbuf_len, "out of memory");
+        return STORAGE_ERR_NOMEM;
+    }
+    p->rs = rs;
+    p->peer_id = peer_id;
+    p->region_id = ps->region_id;
+    p->ps = *ps; /* the peer owns it from here; its address is now stable */
+    p->last_compact_index = p->ps.truncated_index + 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct raft_config cfg = {
+        .id = peer_id,
+        .election_ticks = rs->cfg.election_ticks,
+        .heartbeat_ticks = rs->cfg.heartbeat_ticks,
+        .storage = peer_storage_raft_storage(&p->ps),
+        .applied = p->ps.applied_index,
+        .max_size_per_msg = rs->cfg.max_size_per_msg,
+        .max_entries_per_msg = rs->cfg.max_entries_per_msg,
+        .max_inflight_msgs = rs->cfg.max_inflight_msgs,
+        .check_quorum = 1,
+        .pre_vote = 1,
+        .seed = peer_id * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_nsec,
+        .log_fn = raft_log_sink,
+        .log_ctx = p,
+        .log_level = log_current_level >= LOG_DEBUG ? RAFT_LOG_DEBUG : RAFT_LOG_INFO,
+    };
+    int rc = raft_rawnode_new(&cfg, &p->rn, errbuf, errbuf_len);
+    if (rc) {
+        peer_storage_close(&p->ps);
+        free(p);
+        return STORAGE_ERR_INVALID;
+    }
+    /* A region whose only member is this peer elects itself at once. */
+    if (p->ps.region.n_peers == 1 && p->ps.region.peers[0].id == peer_id)
+        raft_rawnode_campaign(p->rn);
+    *out = p;
+    return 0;
+}
+
+uint64_t peer_leader_store(const struct peer *p)
+{
+    const struct region_peer *l = region_peer_by_id(&p->ps.region, p->leader_id);
+    return l ? l->store_id : 0;
+}
+
+static void answer_not_leader(struct peer *p, raftstore_cb cb, void *arg)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "peer %llu of region %llu is not leader",
+             (unsigned long long)p->peer_id, (unsigned long long)p->region_id);
+    raftstore_answer_region_error(cb, arg, STORAGE_REGION_ERR_NOT_LEADER, p->region_id,
+                                  p->leader_id, peer_leader_store(p), msg);
+}
+
+/* Fails every pending proposal and read with `kind` (e.g. leadership lost). */
+static void fail_pending(struct peer *p, int code)
+{
+    while (p->proposals) {
+        struct proposal *pr = p->proposals;
+        p->proposals = pr->next;
+        if (code == STORAGE_ERR_REGION)
+            answer_not_leader(p, pr->cb, pr->cb_arg);
+        else
+            raftstore_answer(pr->cb, pr->cb_arg, code, NULL, NULL);
+        free(pr);
+    }
+    p->proposals_tail = NULL;
+    while (p->reads) {
+        struct pending_read *rd = p->reads;
+        p->reads = rd->next;
+        if (code == STORAGE_ERR_REGION)
+            answer_not_leader(p, rd->cb, rd->cb_arg);
+        else
+            raftstore_answer(rd->cb, rd->cb_arg, code, NULL, NULL);
+        free(rd);
+    }
+    p->reads_tail = NULL;
+}
+
+void peer_free(struct peer *p, int code)
+{
+    fail_pending(p, code);
+    raft_rawnode_free(p->rn);
+    peer_storage_close(&p->ps);
+    free(p);
+}
+
+/* Checks a request's routing against this peer; answers and returns -1 if it fails. */
+static int check_request(struct peer *p, const struct storage_ctx *ctx, raftstore_cb cb, void *arg)
+{
+    if (!p->is_leader) {
+        answer_not_leader(p, cb, arg);
+        return -1;
+    }
+    if (ctx->peer_store_id && ctx->peer_store_id != p->rs->cfg.store_id) {
+        raftstore_answer_region_error(cb, arg, STORAGE_REGION_ERR_STORE_NOT_MATCH, p->region_id, 0,
+                                      0, "request meant for another store");
+        return -1;
+    }
+    if (ctx->region_id && (ctx->region_version != p->ps.region.version ||
+                           ctx->region_conf_ver != p->ps.region.conf_ver)) {
+        raftstore_answer_region_error(cb, arg, STORAGE_REGION_ERR_EPOCH_NOT_MATCH, p->region_id, 0,
+                                      0, "region epoch does not match");
+        return -1;
+    }
+    return 0;
+}
+
+/* The index the next proposal will take. */
+static uint64_t next_index(struct peer *p)
+{
+    struct raft_status st;
+    if (raft_rawnode_status(p->rn, &st) != 0)
+        return 0;
+    uint64_t next = st.last_index + 1;
+    raft_status_free(&st);
+    return next;
+}
+
+static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_change,
+                       const struct raft_conf_change *cc, raftstore_cb cb, void *arg)
+{
+    Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
+    epoch.conf_ver = p->ps.region.conf_ver;
+    epoch.version = p->ps.region.version;
+    RaftCmdpb__RaftRequestHeader header = RAFT_CMDPB__RAFT_REQUEST_HEADER__INIT;
+    header.region_id = p->region_id;
+    header.region_epoch = &epoch;
+    header.term = p->ps.hs.term;
+    RaftCmdpb__RaftRequestHeader *saved = cmd->header;
+    cmd->header = &header;
+    size_t len = raft_cmdpb__raft_cmd_request__get_packed_size(cmd);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        cmd->header = saved;
+        if (cb)
+            raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
+        return -1;
+    }
+    raft_cmdpb__raft_cmd_request__pack(cmd, buf);
+    cmd->header = saved;
+    uint64_t index = next_index(p);
+    uint64_t term = p->ps.hs.term;
+    int rc;
+    if (conf_change) {
+        Eraftpb__ConfChange pcc = ERAFTPB__CONF_CHANGE__INIT;
+        pcc.change_type = (Eraftpb__ConfChangeType)cc->change_type;
+        pcc.node_id = cc->node_id;
+        pcc.context.data = buf;
+        pcc.context.len = len;
+        size_t cclen = eraftpb__conf_change__get_packed_size(&pcc);
+        uint8_t *ccbuf = malloc(cclen ? cclen : 1);
+        if (!ccbuf) {
+            free(buf);
+            if (cb)
+                raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
+            return -1;
+        }
+        eraftpb__conf_change__pack(&pcc, ccbuf);
+        rc = raft_rawnode_propose_conf_change(p->rn, ccbuf, cclen);
+        free(ccbuf);
+    } else {
+        rc = raft_rawnode_propose(p->rn, buf, len);
+    }
+    free(buf);
+    if (rc) {
+        if (cb)
+            answer_not_leader(p, cb, arg);
+        return -1;
+    }
+    if (!cb)
+        return 0;
+    struct proposal *pr = malloc(sizeof *pr);
+    if (!pr) {
+        raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
+        return 0;
+    }
+    *pr = (struct proposal){index, term, cb, arg, NULL};
+    if (p->proposals_tail)
+        p->proposals_tail->next = pr;
+    else
+        p->proposals = pr;
+    p->proposals_tail = pr;
+    return 0;
+}
+
+void peer_propose_write(struct peer *p, struct mail *m)
+{
+    if (check_request(p, &m->ctx, m->cb, m->cb_arg))
+        return;
+    for (size_t i = 0; i < m->cmd->n_requests; i++) {
+        const RaftCmdpb__Request *r = m->cmd->requests[i];
+        const ProtobufCBinaryData *key = r->put ? &r->put->key : &r->delete_->key;
+        if (!region_contains(&p->ps.region, key->data, key->len)) {
+            raftstore_answer_region_error(m->cb, m->cb_arg, STORAGE_REGION_ERR_KEY_NOT_IN_REGION,
+                                          p->region_id, 0, 0, "key is not in region");
+            return;
+        }
+    }
+    propose_cmd(p, m->cmd, 0, NULL, m->cb, m->cb_arg);
+}
+
+void peer_read(struct peer *p, struct mail *m)
+{
+    if (check_request(p, &m->ctx, m->cb, m->cb_arg))
+        return;
+    struct pending_read *rd = malloc(sizeof *rd);
+    if (!rd) {
+        raftstore_answer(m->cb, m->cb_arg, STORAGE_ERR_NOMEM, NULL, NULL);
+        return;
+    }
+    uint64_t id = ++p->rs->next_read_id;
+    uint8_t ctx[8];
+    for (int i = 0; i < 8; i++)
+        ctx[i] = (uint8_t)(id >> (56 - 8 * i));
+    if (raft_rawnode_read_index(p->rn, ctx, sizeof ctx) != 0) {
+        free(rd);
+        answer_not_leader(p, m->cb, m->cb_arg);
+        return;
+    }
+    *rd = (struct pending_read){id, 0, m->cb, m->cb_arg, NULL};
+    if (p->reads_tail)
+        p->reads_tail->next = rd;
+    else
+        p->reads = rd;
+    p->reads_tail = rd;
+}
+
+void peer_change_peer(struct peer *p, int remove, struct region_peer target)
+{
+    if (!p->is_leader)
+        return;
+    int present = region_peer_by_id(&p->ps.region, target.id) != NULL;
+    if (remove != present)
+        return; /* already done: a repeated operator step */
+    RaftCmdpb__RaftCmdRequest cmd = RAFT_CMDPB__RAFT_CMD_REQUEST__INIT;
+    RaftCmdpb__AdminRequest admin = RAFT_CMDPB__ADMIN_REQUEST__INIT;
+    RaftCmdpb__ChangePeerRequest cp = RAFT_CMDPB__CHANGE_PEER_REQUEST__INIT;
+    Metapb__Peer peer = METAPB__PEER__INIT;
+    peer.id = target.id;
+    peer.store_id = target.store_id;
+    cp.change_type =
+        remove ? ERAFTPB__CONF_CHANGE_TYPE__RemoveNode : ERAFTPB__CONF_CHANGE_TYPE__AddNode;
+    cp.peer = &peer;
+    admin.cmd_type = RAFT_CMDPB__ADMIN_CMD_TYPE__ChangePeer;
+    admin.change_peer = &cp;
+    cmd.admin_request = &admin;
+    struct raft_conf_change cc = {remove ? RAFT_CONF_REMOVE_NODE : RAFT_CONF_ADD_NODE, target.id,
+                                  NULL, 0};
+    LOG(LOG_INFO, "region=%llu peer=%llu: proposing %s peer %llu on store %llu",
+        (unsigned long long)p->region_id, (unsigned long long)p->peer_id, remove ? "remove" : "add",
+        (unsigned long long)target.id, (unsigned long long)target.store_id);
+    propose_cmd(p, &cmd, 1, &cc, NULL, NULL);
+}
+
+void peer_transfer_leader(struct peer *p, uint64_t to_peer_id)
+{
+    if (p->is_leader && to_peer_id != p->peer_id && region_peer_by_id(&p->ps.region, to_peer_id))
+        raft_rawnode_transfer_leader(p->rn, to_peer_id);
+}
+
+/* A leader hears from a peer that is no longer a member: tell it to go. */
+static void send_tombstone(struct peer *p, const RaftServerpb__RaftMessage *in)
+{
+    Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
+    epoch.conf_ver = p->ps.region.conf_ver;
+    epoch.version = p->ps.region.version;
+    Metapb__Peer from = METAPB__PEER__INIT;
+    from.id = p->peer_id;
+    from.store_id = p->rs->cfg.store_id;
+    RaftServerpb__RaftMessage msg = RAFT_SERVERPB__RAFT_MESSAGE__INIT;
+    msg.region_id = p->region_id;
+    msg.from_peer = &from;
+    msg.to_peer = in->from_peer;
+    msg.region_epoch = &epoch;
+    msg.is_tombstone = 1;
+    p->rs->cfg.transport.send(p->rs->cfg.transport_ctx, in->from_peer->store_id, &msg);
+}
+
+void peer_step(struct peer *p, const RaftServerpb__RaftMessage *msg)
+{
+    const Metapb__RegionEpoch *ep = msg->region_epoch;
+    if (msg->is_tombstone) {
+        /* Only a newer configuration may tell us we were removed. */
+        if (ep && ep->conf_ver > p->ps.region.conf_ver &&
+            !region_peer_by_id(&p->ps.region, p->peer_id))
+            p->pending_remove = 1;
+        else if (ep && ep->conf_ver > p->ps.region.conf_ver && !peer_storage_initialized(&p->ps))
+            p->pending_remove = 1;
+        return;
+    }
+    if (!msg->message)
+        return;
+    if (peer_storage_initialized(&p->ps) && msg->from_peer &&
+        !region_peer_by_id(&p->ps.region, msg->from_peer->id)) {
+        if (ep && ep->conf_ver < p->ps.region.conf_ver)
+            send_tombstone(p, msg);
+        return;
+    }
+    if (msg->from_peer && !region_peer_by_id(&p->ps.region, msg->from_peer->id)) {
+        /* A sender we cannot yet address: learn its store from the message. */
+        size_t i;
+        for (i = 0; i < p->n_peer_cache; i++)
+            if (p->peer_cache[i].id == msg->from_peer->id)
+                break;
+        if (i == p->n_peer_cache) {
+            i = p->n_peer_cache < 8 ? p->n_peer_cache++ : msg->from_peer->id % 8;
+            p->peer_cache[i] = (struct region_peer){msg->from_peer->id, msg->from_peer->store_id};
+        }
+    }
+    struct raft_message m;
+    if (raft_codec_message_from_proto(msg->message, &m) != 0)
+        return;
+    int rc = raft_rawnode_step(p->rn, &m);
+    if (rc && rc != RAFT_ERR_STEP_PEER_NOT_FOUND)
+        LOG(LOG_DEBUG, "region=%llu peer=%llu: step: %s", (unsigned long long)p->region_id,
+            (unsigned long long)p->peer_id, raft_strerror(rc));
+    raft_message_free(&m);
+}
+
+static void region_heartbeat(struct peer *p)
+{
+    if (!p->rs->cfg.pd.region_heartbeat)
+        return;
+    struct raft_status st;
+    uint64_t pending[16];
+    size_t n_pending = 0;
+    if (raft_rawnode_status(p->rn, &st) == 0) {
+        for (size_t i = 0; i < st.n_peers && n_pending < 16; i++)
+            if (st.peers[i].id != p->peer_id && st.peers[i].match < p->ps.truncated_index)
+                pending[n_pending++] = st.peers[i].id;
+        raft_status_free(&st);
+    }
+    struct raftstore_region_report rep = {
+        .region = &p->ps.region,
+        .leader_peer_id = p->peer_id,
+        .pending_peer_ids = pending,
+        .n_pending_peer_ids = n_pending,
+    };
+    p->rs->cfg.pd.region_heartbeat(p->rs->cfg.pd_ctx, &rep);
+}
+
+void peer_tick(struct peer *p)
+{
+    raft_rawnode_tick(p->rn);
+    if (p->is_leader && ++p->ticks_since_heartbeat >= p->rs->cfg.region_heartbeat_ticks) {
+        p->ticks_since_heartbeat = 0;
+        region_heartbeat(p);
+    }
+}
+
+int peer_has_ready(struct peer *p)
+{
+    return raft_rawnode_has_ready(p->rn) || p->ps.snap_requested;
+}
+
+int peer_collect_ready(struct peer *p, struct raft_ready *rd, rocksdb_writebatch_t *raft_wb)
+{
+    if (p->ps.snap_requested) {
+        p->ps.snap_requested = 0;
+        snapshot_schedule(p->rs, p);
+    }
+    if (!raft_rawnode_has_ready(p->rn))
+        return -1;
+    if (raft_rawnode_ready(p->rn, rd) != 0)
+        return -1;
+    struct peer_storage *ps = &p->ps;
+    if (rd->has_snapshot) {
+        struct region r;
+        if (snapshot_region(&rd->snapshot, &r) != 0) {
+            LOG(LOG_ERROR, "region=%llu peer=%llu: snapshot does not decode",
+                (unsigned long long)p->region_id, (unsigned long long)p->peer_id);
+            abort();
+        }
+        if (snapshot_apply_data(p->rs, &r, &rd->snapshot) != 0)
+            abort(); /* cannot go on with half a snapshot */
+        rocksdb_writebatch_t *kv_wb = rocksdb_writebatch_create();
+        peer_storage_apply_snapshot_meta(ps, &rd->snapshot, &r, kv_wb, raft_wb);
+        char err[256];
+        if (engine_write_batch(p->rs->cfg.kv, kv_wb, 1, err, sizeof err) != 0)
+            abort();
+        rocksdb_writebatch_destroy(kv_wb);
+        region_free(&r);
+        p->last_compact_index = ps->truncated_index + 1;
+        LOG(LOG_INFO, "region=%llu peer=%llu: applied snapshot at index %llu (%zu peers)",
+            (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
+            (unsigned long long)ps->truncated_index, ps->region.n_peers);
+    }
+    if (peer_storage_append_to_batch(ps, rd->entries, rd->n_entries, raft_wb) != 0)
+        abort();
+    if (rd->has_hard_state)
+        ps->hs = rd->hard_state;
+    if (rd->has_hard_state || rd->n_entries || rd->has_snapshot)
+        peer_storage_raft_state_to_batch(ps, raft_wb);
+    return 0;
+}
+
+/* ---- apply ---- */
+
+/* A finished command whose answer waits for the kv batch to be written. */
+struct applied_cb {
+    raftstore_cb cb;
+    void *arg;
+    int code;
+    struct storage_error err;
+};
+
+struct apply_ctx {
+    rocksdb_writebatch_t *kv_wb;
+    struct applied_cb *done;
+    size_t n_done, cap_done;
+    uint64_t compact_to; /* delete raft log below this after the write */
+};
+
+static void add_done(struct apply_ctx *ac, raftstore_cb cb, void *arg, int code,
+                     const struct storage_error *err)
+{
+    if (ac->n_done == ac->cap_done) {
+        size_t cap = ac->cap_done ? ac->cap_done * 2 : 16;
+        struct applied_cb *grown = realloc(ac->done, cap * sizeof *grown);
+        if (!grown) {
+            raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
+            return;
+        }
+        ac->done = grown;
+        ac->cap_done = cap;
+    }
+    struct applied_cb *d = &ac->done[ac->n_done++];
+    memset(d, 0, sizeof *d);
+    d->cb = cb;
+    d->arg = arg;
+    d->code = code;
+    if (err)
+        d->err = *err;
+}
+
+/* Pops the proposal for entry (index, term): earlier ones are stale; returns it or NULL. */
+static struct proposal *take_proposal(struct peer *p, uint64_t index, uint64_t term,
+                                      struct apply_ctx *ac)
+{
+    while (p->proposals && p->proposals->index <= index) {
+        struct proposal *pr = p->proposals;
+        p->proposals = pr->next;
+        if (!p->proposals)
+            p->proposals_tail = NULL;
+        if (pr->index == index && pr->term == term)
+            return pr;
+        struct storage_error err;
+        memset(&err, 0, sizeof err);
+        err.code = STORAGE_ERR_REGION;
+        err.region_kind = STORAGE_REGION_ERR_STALE_COMMAND;
+        err.region_id = p->region_id;
+        snprintf(err.msg, sizeof err.msg, "command was superseded by a new leader's log");
+        add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
+        free(pr);
+    }
+    return NULL;
+}
+
+static int cf_of(const char *name)
+{
+    return storage_cf_parse(name ? name : "", name ? strlen(name) : 0);
+}
+
+/* Applies a data command into the batch; returns 0 or fills *err. */
+static int apply_data(struct peer *p, const RaftCmdpb__RaftCmdRequest *cmd, struct apply_ctx *ac,
+                      struct storage_error *err)
+{
+    const struct region *r = &p->ps.region;
+    if (!cmd->header || !cmd->header->region_epoch ||
+        cmd->header->region_epoch->version != r->version) {
+        err->region_kind = STORAGE_REGION_ERR_EPOCH_NOT_MATCH;
+        snprintf(err->msg, sizeof err->msg, "region changed before the command applied");
+        return -1;
+    }
+    for (size_t i = 0; i < cmd->n_requests; i++) {
+        const RaftCmdpb__Request *q = cmd->requests[i];
+        const ProtobufCBinaryData *key = q->put       ? &q->put->key
+                                         : q->delete_ ? &q->delete_->key
+                                                      : NULL;
+        if (!key || !region_contains(r, key->data, key->len)) {
+            err->region_kind = STORAGE_REGION_ERR_KEY_NOT_IN_REGION;
+            snprintf(err->msg, sizeof err->msg, "key is not in region");
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cmd->n_requests; i++) {
+        const RaftCmdpb__Request *q = cmd->requests[i];
+        if (q->cmd_type == RAFT_CMDPB__CMD_TYPE__Put && q->put) {
+            int cf = cf_of(q->put->cf);
+            if (cf < 0)
+                continue;
+            rocksdb_writebatch_put_cf(ac->kv_wb, engine_cf(p->rs->cfg.kv, cf),
+                                      (const char *)q->put->key.data, q->put->key.len,
+                                      (const char *)q->put->value.data, q->put->value.len);
+        } else if (q->cmd_type == RAFT_CMDPB__CMD_TYPE__Delete && q->delete_) {
+            int cf = cf_of(q->delete_->cf);
+            if (cf < 0)
+                continue;
+            rocksdb_writebatch_delete_cf(ac->kv_wb, engine_cf(p->rs->cfg.kv, cf),
+                                         (const char *)q->delete_->key.data, q->delete_->key.len);
+        }
+    }
+    return 0;
+}
+
+static void apply_compact_log(struct peer *p, const RaftCmdpb__CompactLogRequest *req,
+                              struct apply_ctx *ac)
+{
+    struct peer_storage *ps = &p->ps;
+    if (!req || req->compact_index <= ps->truncated_index || req->compact_index > ps->applied_index)
+        return;
+    ps->truncated_index = req->compact_index;
+    ps->truncated_term = req->compact_term;
+    ac->compact_to = req->compact_index + 1;
+}
+
+static void apply_conf_change(struct peer *p, const struct raft_entry *e, struct apply_ctx *ac,
+                              struct proposal *pr)
+{
+    Eraftpb__ConfChange *cc = eraftpb__conf_change__unpack(NULL, e->data_len, e->data);
+    if (!cc) {
+        LOG(LOG_ERROR, "region=%llu: conf change entry %llu does not decode",
+            (unsigned long long)p->region_id, (unsigned long long)e->index);
+        abort();
+    }
+    RaftCmdpb__RaftCmdRequest *cmd =
+        raft_cmdpb__raft_cmd_request__unpack(NULL, cc->context.len, cc->context.data);
+    struct region *r = &p->ps.region;
+    const RaftCmdpb__ChangePeerRequest *cp =
+        cmd && cmd->admin_request ? cmd->admin_request->change_peer : NULL;
+    int remove = cc->change_type == ERAFTPB__CONF_CHANGE_TYPE__RemoveNode;
+    int stale = !cp || !cp->peer || !cmd->header || !cmd->header->region_epoch ||
+                cmd->header->region_epoch->conf_ver != r->conf_ver;
+    int noop = !stale && (remove ? !region_peer_by_id(r, cc->node_id)
+                                 : region_peer_by_id(r, cc->node_id) != NULL);
+    if (stale || noop) {
+        if (pr) {
+            struct storage_error err;
+            memset(&err, 0, sizeof err);
+            err.code = STORAGE_ERR_REGION;
+            err.region_kind = STORAGE_REGION_ERR_EPOCH_NOT_MATCH;
+            snprintf(err.msg, sizeof err.msg, "stale membership change");
+            add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
+        }
+    } else {
+        if (remove)
+            region_remove_peer(r, cc->node_id);
+        else
+            region_add_peer(r, (struct region_peer){cp->peer->id, cp->peer->store_id});
+        r->conf_ver++;
+        peer_storage_region_state_to_batch(&p->ps, NULL, 0, ac->kv_wb);
+        struct raft_conf_change rcc = {remove ? RAFT_CONF_REMOVE_NODE : RAFT_CONF_ADD_NODE,
+                                       cc->node_id, NULL, 0};
+        raft_rawnode_apply_conf_change(p->rn, &rcc, NULL);
+        LOG(LOG_INFO, "region=%llu peer=%llu: %s peer %llu, conf_ver %llu, %zu peers",
+            (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
+            remove ? "removed" : "added", (unsigned long long)cc->node_id,
+            (unsigned long long)r->conf_ver, r->n_peers);
+        if (remove && cc->node_id == p->peer_id)
+            p->pending_remove = 1;
+        if (pr)
+            add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
+    }
+    if (cmd)
+        raft_cmdpb__raft_cmd_request__free_unpacked(cmd, NULL);
+    eraftpb__conf_change__free_unpacked(cc, NULL);
+}
+
+static void apply_entry(struct peer *p, const struct raft_entry *e, struct apply_ctx *ac)
+{
+    struct proposal *pr = take_proposal(p, e->index, e->term, ac);
+    p->ps.applied_index = e->index;
+    p->ps.applied_term = e->term;
+    if (e->entry_type == RAFT_ENTRY_CONF_CHANGE) {
+        apply_conf_change(p, e, ac, pr);
+        free(pr);
+        return;
+    }
+    if (e->data_len == 0) { /* a new leader's empty entry */
+        if (pr)
+            add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
+        free(pr);
+        return;
+    }
+    RaftCmdpb__RaftCmdRequest *cmd =
+        raft_cmdpb__raft_cmd_request__unpack(NULL, e->data_len, e->data);
+    if (!cmd) {
+        LOG(LOG_ERROR, "region=%llu: entry %llu does not decode", (unsigned long long)p->region_id,
+            (unsigned long long)e->index);
+        abort();
+    }
+    struct storage_error err;
+    memset(&err, 0, sizeof err);
+    int failed = 0;
+    if (cmd->admin_request) {
+        if (cmd->admin_request->cmd_type == RAFT_CMDPB__ADMIN_CMD_TYPE__CompactLog)
+            apply_compact_log(p, cmd->admin_request->compact_log, ac);
+    } else {
+        failed = apply_data(p, cmd, ac, &err) != 0;
+    }
+    if (pr) {
+        if (failed) {
+            err.code = STORAGE_ERR_REGION;
+            err.region_id = p->region_id;
+            add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
+        } else {
+            add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
+        }
+        free(pr);
+    }
+    raft_cmdpb__raft_cmd_request__free_unpacked(cmd, NULL);
+}
+
+static void serve_reads(struct peer *p)
+{
+    while (p->reads && p->reads->index && p->reads->index <= p->ps.applied_index) {
+        struct pending_read *rd = p->reads;
+        p->reads = rd->next;
+        if (!p->reads)
+            p->reads_tail = NULL;
+        struct storage_reader *reader;
+        int rc = engine_snapshot_reader(p->rs->cfg.kv, &reader);
+        raftstore_answer(rd->cb, rd->cb_arg, rc, NULL, rc ? NULL : reader);
+        free(rd);
+    }
+}
+
+static void maybe_compact_log(struct peer *p)
+{
+    struct peer_storage *ps = &p->ps;
+    if (!p->is_leader ||
+        ps->applied_index - ps->truncated_index < p->rs->cfg.raft_log_gc_count_limit)
+        return;
+    /* Keep the newest entries so slightly lagging followers need no snapshot. */
+    uint64_t keep = p->rs->cfg.raft_log_gc_count_limit / 4;
+    uint64_t idx = ps->applied_index - keep;
+    if (idx <= p->compact_proposed)
+        return; /* one compaction in flight at a time */
+    uint64_t term;
+    struct raft_storage s = peer_storage_raft_storage(ps);
+    if (s.ops->term(s.ctx, idx, &term) != 0)
+        return;
+    RaftCmdpb__RaftCmdRequest cmd = RAFT_CMDPB__RAFT_CMD_REQUEST__INIT;
+    RaftCmdpb__AdminRequest admin = RAFT_CMDPB__ADMIN_REQUEST__INIT;
+    RaftCmdpb__CompactLogRequest cl = RAFT_CMDPB__COMPACT_LOG_REQUEST__INIT;
+    cl.compact_index = idx;
+    cl.compact_term = term;
+    admin.cmd_type = RAFT_CMDPB__ADMIN_CMD_TYPE__CompactLog;
+    admin.compact_log = &cl;
+    cmd.admin_request = &admin;
+    if (propose_cmd(p, &cmd, 0, NULL, NULL, NULL) == 0)
+        p->compact_proposed = idx;
+}
+
+void peer_after_persist(struct peer *p, struct raft_ready *rd)
+{
+    struct raftstore *rs = p->rs;
+    for (size_t i = 0; i < rd->n_messages; i++)
+        raftstore_send(rs, p, &rd->messages[i]);
+    if (rd->has_soft_state) {
+        int was_leader = p->is_leader;
+        p->leader_id = rd->soft_state.lead;
+        p->is_leader = rd->soft_state.role == RAFT_ROLE_LEADER;
+        if (p->is_leader != was_leader)
+            LOG(LOG_INFO, "region=%llu peer=%llu: %s (term %llu)", (unsigned long long)p->region_id,
+                (unsigned long long)p->peer_id, p->is_leader ? "became leader" : "stepped down",
+                (unsigned long long)p->ps.hs.term);
+        if (was_leader && !p->is_leader)
+            fail_pending(p, STORAGE_ERR_REGION);
+        if (p->is_leader && !was_leader) {
+            p->ticks_since_heartbeat = 0;
+            region_heartbeat(p);
+        }
+    }
+    for (size_t i = 0; i < rd->n_read_states; i++) {
+        const struct raft_read_state *s = &rd->read_states[i];
+        if (s->context_len != 8)
+            continue;
+        uint64_t id = 0;
+        for (int k = 0; k < 8; k++)
+            id = id << 8 | s->context[k];
+        for (struct pending_read *r = p->reads; r; r = r->next)
+            if (r->id == id)
+                r->index = s->index;
+    }
+    if (rd->n_committed_entries) {
+        struct apply_ctx ac;
+        memset(&ac, 0, sizeof ac);
+        ac.kv_wb = rocksdb_writebatch_create();
+        for (size_t i = 0; i < rd->n_committed_entries; i++) {
+            if (rd->committed_entries[i].index <= p->ps.applied_index)
+                continue; /* already applied before a restart */
+            apply_entry(p, &rd->committed_entries[i], &ac);
+        }
+        peer_storage_apply_state_to_batch(&p->ps, ac.kv_wb);
+        char err[256];
+        if (engine_write_batch(rs->cfg.kv, ac.kv_wb, 0, err, sizeof err) != 0) {
+            LOG(LOG_ERROR, "region=%llu: kv write failed: %s", (unsigned long long)p->region_id,
+                err);
+            abort();
+        }
+        rocksdb_writebatch_destroy(ac.kv_wb);
+        for (size_t i = 0; i < ac.n_done; i++)
+            raftstore_answer(ac.done[i].cb, ac.done[i].arg, ac.done[i].code, &ac.done[i].err, NULL);
+        free(ac.done);
+        if (ac.compact_to > p->last_compact_index) {
+            peer_storage_delete_log_before(&p->ps, p->last_compact_index, ac.compact_to);
+            p->last_compact_index = ac.compact_to;
+        }
+    }
+    serve_reads(p);
+    raft_rawnode_advance(p->rn, rd);
+    maybe_compact_log(p);
+}

@@ -1,0 +1,238 @@
+/* snapshot.c — region snapshots: generated off the store loop from a RocksDB snapshot, applied into
+ * the kv DB. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/log.h"
+#include "store/raftstore_internal.h"
+
+/*
+ * Format: eraftpb.Snapshot.data is a raft_serverpb.RaftSnapshotData whose
+ * `region` is the region as of the snapshot's index and whose `data` holds
+ * every pair of the region's range, each KeyValue's key prefixed by one byte
+ * naming its column family (0 default, 1 lock, 2 write). The whole snapshot
+ * travels in memory; the Snapshot gRPC stream cuts it into chunks.
+ */
+
+/* A key greater than any key a client may write (keys are at most 8 KiB,
+ * MVCC adds an encoding overhead and a timestamp). */
+#define MAX_KEY_BOUND 16384
+
+static uint8_t *max_key(void)
+{
+    uint8_t *k = malloc(MAX_KEY_BOUND);
+    if (k)
+        memset(k, 0xff, MAX_KEY_BOUND);
+    return k;
+}
+
+void snapshot_clear_range(struct engine *kv, const struct region *r)
+{
+    uint8_t *bound = NULL;
+    const uint8_t *end = r->end_key;
+    size_t end_len = r->end_key_len;
+    if (end_len == 0) {
+        bound = max_key();
+        if (!bound)
+            abort();
+        end = bound;
+        end_len = MAX_KEY_BOUND;
+    }
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (int cf = 0; cf < STORAGE_CF_COUNT; cf++)
+        rocksdb_writebatch_delete_range_cf(wb, engine_cf(kv, cf), (const char *)r->start_key,
+                                           r->start_key_len, (const char *)end, end_len);
+    char err[256];
+    if (engine_write_batch(kv, wb, 1, err, sizeof err) != 0) {
+        LOG(LOG_ERROR, "region=%llu: clearing data: %s", (unsigned long long)r->id, err);
+        abort();
+    }
+    rocksdb_writebatch_destroy(wb);
+    free(bound);
+}
+
+void snapshot_schedule(struct raftstore *rs, struct peer *p)
+{
+    struct snap_job *job = calloc(1, sizeof *job);
+    if (!job || region_copy(&job->region, &p->ps.region) != 0) {
+        free(job);
+        return; /* raft asks again later */
+    }
+    job->region_id = p->region_id;
+    job->index = p->ps.applied_index;
+    job->term = p->ps.applied_term;
+    /* Taken on the loop thread, so it holds exactly the data applied so far. */
+    job->db_snap = rocksdb_create_snapshot(engine_db(rs->cfg.kv));
+    p->ps.snap_state = PEER_SNAP_GENERATING;
+    pthread_mutex_lock(&rs->mu);
+    job->next = rs->snap_jobs;
+    rs->snap_jobs = job;
+    pthread_cond_signal(&rs->snap_cond);
+    pthread_mutex_unlock(&rs->mu);
+}
+
+/* Builds the encoded RaftSnapshotData of a job; *out malloc'd. */
+static int build_data(struct raftstore *rs, struct snap_job *job, uint8_t **out, size_t *out_len)
+{
+    RaftServerpb__RaftSnapshotData sd = RAFT_SERVERPB__RAFT_SNAPSHOT_DATA__INIT;
+    sd.region = region_to_proto(&job->region);
+    if (!sd.region)
+        return -1;
+    size_t cap = 1024, n = 0;
+    RaftServerpb__KeyValue **kvs = malloc(cap * sizeof *kvs);
+    int rc = kvs ? 0 : -1;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(ro, job->db_snap);
+    for (int cf = 0; cf < STORAGE_CF_COUNT && !rc; cf++) {
+        rocksdb_iterator_t *it =
+            rocksdb_create_iterator_cf(engine_db(rs->cfg.kv), ro, engine_cf(rs->cfg.kv, cf));
+        for (rocksdb_iter_seek(it, (const char *)job->region.start_key, job->region.start_key_len);
+             rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+            size_t klen, vlen;
+            const char *k = rocksdb_iter_key(it, &klen);
+            if (!region_contains(&job->region, k, klen))
+                break;
+            const char *v = rocksdb_iter_value(it, &vlen);
+            if (n == cap) {
+                cap *= 2;
+                RaftServerpb__KeyValue **grown = realloc(kvs, cap * sizeof *kvs);
+                if (!grown) {
+                    rc = -1;
+                    break;
+                }
+                kvs = grown;
+            }
+            RaftServerpb__KeyValue *kv = malloc(sizeof *kv);
+            uint8_t *kb = malloc(klen + 1);
+            uint8_t *vb = malloc(vlen ? vlen : 1);
+            if (!kv || !kb || !vb) {
+                free(kv);
+                free(kb);
+                free(vb);
+                rc = -1;
+                break;
+            }
+            raft_serverpb__key_value__init(kv);
+            kb[0] = (uint8_t)cf;
+            memcpy(kb + 1, k, klen);
+            if (vlen)
+                memcpy(vb, v, vlen);
+            kv->key = (ProtobufCBinaryData){klen + 1, kb};
+            kv->value = (ProtobufCBinaryData){vlen, vb};
+            kvs[n++] = kv;
+        }
+        rocksdb_iter_destroy(it);
+    }
+    rocksdb_readoptions_destroy(ro);
+    sd.data = kvs;
+    sd.n_data = n;
+    if (!rc) {
+        *out_len = raft_serverpb__raft_snapshot_data__get_packed_size(&sd);
+        *out = malloc(*out_len ? *out_len : 1);
+        if (*out)
+            raft_serverpb__raft_snapshot_data__pack(&sd, *out);
+        else
+            rc = -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(kvs[i]->key.data);
+        free(kvs[i]->value.data);
+        free(kvs[i]);
+    }
+    free(kvs);
+    protobuf_c_message_free_unpacked(&sd.region->base, NULL);
+    return rc;
+}
+
+void *snapshot_worker(void *arg)
+{
+    struct raftstore *rs = arg;
+    pthread_mutex_lock(&rs->mu);
+    for (;;) {
+        while (!rs->snap_jobs && !rs->stopping)
+            pthread_cond_wait(&rs->snap_cond, &rs->mu);
+        if (rs->stopping)
+            break;
+        struct snap_job *job = rs->snap_jobs;
+        rs->snap_jobs = job->next;
+        pthread_mutex_unlock(&rs->mu);
+
+        struct mail *m = calloc(1, sizeof *m);
+        uint8_t *data = NULL;
+        size_t len = 0;
+        if (m && build_data(rs, job, &data, &len) == 0) {
+            m->kind = MAIL_SNAP_GENERATED;
+            m->region_id = job->region_id;
+            m->snap.data = data;
+            m->snap.data_len = len;
+            m->snap.metadata.index = job->index;
+            m->snap.metadata.term = job->term;
+            m->snap.metadata.conf_state.n_nodes = job->region.n_peers;
+            m->snap.metadata.conf_state.nodes =
+                malloc((job->region.n_peers ? job->region.n_peers : 1) * sizeof(uint64_t));
+            for (size_t i = 0; m->snap.metadata.conf_state.nodes && i < job->region.n_peers; i++)
+                m->snap.metadata.conf_state.nodes[i] = job->region.peers[i].id;
+            LOG(LOG_INFO, "region=%llu: generated snapshot at index %llu (%zu bytes)",
+                (unsigned long long)job->region_id, (unsigned long long)job->index, len);
+            raftstore_post(rs, m);
+        } else {
+            free(m);
+        }
+        rocksdb_release_snapshot(engine_db(rs->cfg.kv), job->db_snap);
+        region_free(&job->region);
+        free(job);
+        pthread_mutex_lock(&rs->mu);
+    }
+    pthread_mutex_unlock(&rs->mu);
+    return NULL;
+}
+
+int snapshot_region(const struct raft_snapshot *snap, struct region *out)
+{
+    RaftServerpb__RaftSnapshotData *sd =
+        raft_serverpb__raft_snapshot_data__unpack(NULL, snap->data_len, snap->data);
+    if (!sd || !sd->region) {
+        if (sd)
+            raft_serverpb__raft_snapshot_data__free_unpacked(sd, NULL);
+        return -1;
+    }
+    int rc = region_from_proto(out, sd->region);
+    raft_serverpb__raft_snapshot_data__free_unpacked(sd, NULL);
+    return rc;
+}
+
+int snapshot_apply_data(struct raftstore *rs, const struct region *r,
+                        const struct raft_snapshot *snap)
+{
+    RaftServerpb__RaftSnapshotData *sd =
+        raft_serverpb__raft_snapshot_data__unpack(NULL, snap->data_len, snap->data);
+    if (!sd)
+        return STORAGE_ERR_IO;
+    snapshot_clear_range(rs->cfg.kv, r);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    size_t batch_bytes = 0;
+    char err[256];
+    int rc = 0;
+    for (size_t i = 0; i < sd->n_data && !rc; i++) {
+        const RaftServerpb__KeyValue *kv = sd->data[i];
+        if (kv->key.len < 1 || kv->key.data[0] >= STORAGE_CF_COUNT)
+            continue;
+        rocksdb_writebatch_put_cf(wb, engine_cf(rs->cfg.kv, kv->key.data[0]),
+                                  (const char *)kv->key.data + 1, kv->key.len - 1,
+                                  (const char *)kv->value.data, kv->value.len);
+        batch_bytes += kv->key.len + kv->value.len;
+        if (batch_bytes > (4u << 20)) {
+            rc = engine_write_batch(rs->cfg.kv, wb, 0, err, sizeof err);
+            rocksdb_writebatch_clear(wb);
+            batch_bytes = 0;
+        }
+    }
+    if (!rc)
+        rc = engine_write_batch(rs->cfg.kv, wb, 1, err, sizeof err);
+    rocksdb_writebatch_destroy(wb);
+    raft_serverpb__raft_snapshot_data__free_unpacked(sd, NULL);
+    if (rc)
+        LOG(LOG_ERROR, "region=%llu: applying snapshot: %s", (unsigned long long)r->id, err);
+    return rc;
+}

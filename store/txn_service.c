@@ -1,0 +1,366 @@
+/* txn_service.c — the seven transactional Kv* handlers of TinyKv over mvcc/. */
+#include "store/txn_service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errorpb.pb-c.h"
+#include "kvrpcpb.pb-c.h"
+#include "store/kv_service.h"
+
+/* A KeyError with its sub-messages; fields point into the mvcc key error (borrowed). */
+struct pb_key_error {
+    Kvrpcpb__KeyError ke;
+    Kvrpcpb__LockInfo locked;
+    Kvrpcpb__WriteConflict conflict;
+};
+
+static void pb_key_error_fill(struct pb_key_error *p, struct mvcc_key_error *e)
+{
+    kvrpcpb__key_error__init(&p->ke);
+    kvrpcpb__lock_info__init(&p->locked);
+    kvrpcpb__write_conflict__init(&p->conflict);
+    switch (e->kind) {
+    case MVCC_KEY_ERR_LOCKED:
+        p->locked.primary_lock = (ProtobufCBinaryData){e->locked.primary_len, e->locked.primary};
+        p->locked.lock_version = e->locked.lock_version;
+        p->locked.key = (ProtobufCBinaryData){e->locked.key_len, e->locked.key};
+        p->locked.lock_ttl = e->locked.lock_ttl;
+        p->ke.locked = &p->locked;
+        break;
+    case MVCC_KEY_ERR_CONFLICT:
+        p->conflict.start_ts = e->conflict.start_ts;
+        p->conflict.conflict_ts = e->conflict.conflict_ts;
+        p->conflict.key = (ProtobufCBinaryData){e->conflict.key_len, e->conflict.key};
+        p->conflict.primary = (ProtobufCBinaryData){e->conflict.primary_len, e->conflict.primary};
+        p->ke.conflict = &p->conflict;
+        break;
+    case MVCC_KEY_ERR_RETRYABLE:
+        p->ke.retryable = e->msg;
+        break;
+    case MVCC_KEY_ERR_ABORT:
+    case MVCC_KEY_ERR_INVALID:
+        p->ke.abort = e->msg;
+        break;
+    case MVCC_KEY_ERR_NONE:
+        break;
+    }
+}
+
+/*
+ * Handles a command's failure (rc != 0): a region error is put in
+ * *region_error (then 0 is returned and the caller replies normally); any
+ * other failure ends the call with a gRPC status (then 1 is returned).
+ */
+static int failure(struct rpc_call *call, int rc, const struct storage_error *serr,
+                   const char *errmsg, Errorpb__Error **region_error)
+{
+    if (rc == MVCC_ERR_REGION) {
+        *region_error = kv_region_error_new(serr);
+        if (*region_error)
+            return 0;
+    }
+    enum rpc_status st = serr->code == STORAGE_ERR_CLOSED ? RPC_UNAVAILABLE : RPC_INTERNAL;
+    rpc_call_finish(call, st, errmsg[0] ? errmsg : mvcc_strerror(rc));
+    return 1;
+}
+
+static void reply_and_free_region(struct rpc_call *call, ProtobufCMessage *resp,
+                                  Errorpb__Error *region_error)
+{
+    rpc_call_reply(call, resp);
+    if (region_error)
+        protobuf_c_message_free_unpacked(&region_error->base, NULL);
+}
+
+static void kv_get(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Kvrpcpb__GetRequest *req = (const Kvrpcpb__GetRequest *)msg;
+    Kvrpcpb__GetResponse resp = KVRPCPB__GET_RESPONSE__INIT;
+    struct mvcc_get_result r;
+    struct pb_key_error ke;
+    struct storage_ctx ctx;
+
+    kv_ctx_from_proto(req->context, &ctx);
+    int rc = mvcc_get(arg, &ctx, req->key.data, req->key.len, req->version, &r);
+    if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+        goto cleanup;
+    if (!rc) {
+        if (r.error.kind != MVCC_KEY_ERR_NONE) {
+            pb_key_error_fill(&ke, &r.error);
+            resp.error = &ke.ke;
+        } else if (r.not_found) {
+            resp.not_found = 1;
+        } else {
+            resp.value = (ProtobufCBinaryData){r.value_len, r.value};
+        }
+    }
+    reply_and_free_region(call, &resp.base, resp.region_error);
+cleanup:
+    mvcc_get_result_free(&r);
+}
+
+static void kv_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Kvrpcpb__ScanRequest *req = (const Kvrpcpb__ScanRequest *)msg;
+    Kvrpcpb__ScanResponse resp = KVRPCPB__SCAN_RESPONSE__INIT;
+    struct mvcc_scan_result r;
+    struct storage_ctx ctx;
+    Kvrpcpb__KvPair *pairs = NULL, **ptrs = NULL;
+    struct pb_key_error *kes = NULL;
+
+    kv_ctx_from_proto(req->context, &ctx);
+    struct mvcc_scan_req sreq = {
+        .start_key = req->start_key.data,
+        .start_key_len = req->start_key.len,
+        .limit = req->limit,
+        .version = req->version,
+        .max_bytes = KV_MAX_SCAN_RESPONSE_BYTES,
+    };
+    int rc = mvcc_scan(arg, &ctx, &sreq, &r);
+    if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+        goto cleanup;
+    if (!rc && r.error.kind != MVCC_KEY_ERR_NONE) {
+        /* ScanResponse has no request-level KeyError: bad input ends the call. */
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, r.error.msg);
+        goto cleanup;
+    }
+    if (!rc && r.n_pairs) {
+        pairs = calloc(r.n_pairs, sizeof(*pairs));
+        ptrs = calloc(r.n_pairs, sizeof(*ptrs));
+        kes = calloc(r.n_pairs, sizeof(*kes));
+        if (!pairs || !ptrs || !kes) {
+            rpc_call_finish(call, RPC_INTERNAL, "out of memory");
+            goto cleanup;
+        }
+        /* mvcc capped the pairs' bytes to keep the message under the limit;
+         * the client goes on from the last key. */
+        size_t n = 0;
+        for (; n < r.n_pairs; n++) {
+            struct mvcc_kv_pair *p = &r.pairs[n];
+            kvrpcpb__kv_pair__init(&pairs[n]);
+            pairs[n].key = (ProtobufCBinaryData){p->key_len, p->key};
+            if (p->error.kind != MVCC_KEY_ERR_NONE) {
+                pb_key_error_fill(&kes[n], &p->error);
+                pairs[n].error = &kes[n].ke;
+            } else {
+                pairs[n].value = (ProtobufCBinaryData){p->value_len, p->value};
+            }
+            ptrs[n] = &pairs[n];
+        }
+        resp.pairs = ptrs;
+        resp.n_pairs = n;
+    }
+    reply_and_free_region(call, &resp.base, resp.region_error);
+cleanup:
+    free(pairs);
+    free(ptrs);
+    free(kes);
+    mvcc_scan_result_free(&r);
+}
+
+static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Kvrpcpb__PrewriteRequest *req = (const Kvrpcpb__PrewriteRequest *)msg;
+    Kvrpcpb__PrewriteResponse resp = KVRPCPB__PREWRITE_RESPONSE__INIT;
+    struct mvcc_prewrite_result r;
+    struct storage_ctx ctx;
+    struct mvcc_mutation *muts = NULL;
+    struct pb_key_error *kes = NULL;
+    Kvrpcpb__KeyError **ptrs = NULL;
+
+    memset(&r, 0, sizeof(r));
+    if (req->n_mutations) {
+        muts = calloc(req->n_mutations, sizeof(*muts));
+        if (!muts) {
+            rpc_call_finish(call, RPC_INTERNAL, "out of memory");
+            goto cleanup;
+        }
+    }
+    for (size_t i = 0; i < req->n_mutations; i++) {
+        const Kvrpcpb__Mutation *m = req->mutations[i];
+        /* kvrpcpb.Op and mvcc_op share their numbers; unknown ops are mvcc's to reject. */
+        muts[i] = (struct mvcc_mutation){
+            .op = (enum mvcc_op)m->op,
+            .key = m->key.data,
+            .key_len = m->key.len,
+            .value = m->value.data,
+            .value_len = m->value.len,
+        };
+    }
+    struct mvcc_prewrite_req preq = {
+        .mutations = muts,
+        .n_mutations = req->n_mutations,
+        .primary = req->primary_lock.data,
+        .primary_len = req->primary_lock.len,
+        .start_ts = req->start_version,
+        .lock_ttl_ms = req->lock_ttl,
+    };
+    kv_ctx_from_proto(req->context, &ctx);
+    int rc = mvcc_prewrite(arg, &ctx, &preq, &r);
+    if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+        goto cleanup;
+    if (!rc && r.n_errors) {
+        kes = calloc(r.n_errors, sizeof(*kes));
+        ptrs = calloc(r.n_errors, sizeof(*ptrs));
+        if (!kes || !ptrs) {
+            rpc_call_finish(call, RPC_INTERNAL, "out of memory");
+            goto cleanup;
+        }
+        for (size_t i = 0; i < r.n_errors; i++) {
+            pb_key_error_fill(&kes[i], &r.errors[i]);
+            ptrs[i] = &kes[i].ke;
+        }
+        resp.errors = ptrs;
+        resp.n_errors = r.n_errors;
+    }
+    reply_and_free_region(call, &resp.base, resp.region_error);
+cleanup:
+    free(muts);
+    free(kes);
+    free(ptrs);
+    mvcc_prewrite_result_free(&r);
+}
+
+/* Borrowed views of a request's repeated bytes keys; NULL on allocation failure (n > 0). */
+static struct mvcc_key_slice *key_slices(const ProtobufCBinaryData *keys, size_t n)
+{
+    struct mvcc_key_slice *s = calloc(n ? n : 1, sizeof(*s));
+    for (size_t i = 0; s && i < n; i++)
+        s[i] = (struct mvcc_key_slice){keys[i].data, keys[i].len};
+    return s;
+}
+
+/*
+ * Answers a Commit/BatchRollback/ResolveLock call: `resp` is the response
+ * whose region_error and error fields are given; a failure other than a
+ * region error ends the call with a gRPC status instead.
+ */
+static void write_reply(struct rpc_call *call, int rc, struct mvcc_write_result *r,
+                        ProtobufCMessage *resp, Errorpb__Error **region_error,
+                        Kvrpcpb__KeyError **error)
+{
+    struct pb_key_error ke;
+    if (rc && failure(call, rc, &r->storage_err, r->errmsg, region_error))
+        return;
+    if (!rc && r->error.kind != MVCC_KEY_ERR_NONE) {
+        pb_key_error_fill(&ke, &r->error);
+        *error = &ke.ke;
+    }
+    reply_and_free_region(call, resp, *region_error);
+}
+
+static void kv_commit(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Kvrpcpb__CommitRequest *req = (const Kvrpcpb__CommitRequest *)msg;
+    Kvrpcpb__CommitResponse resp = KVRPCPB__COMMIT_RESPONSE__INIT;
+    struct mvcc_write_result r;
+    struct storage_ctx ctx;
+    struct mvcc_key_slice *keys = key_slices(req->keys, req->n_keys);
+
+    if (!keys) {
+        rpc_call_finish(call, RPC_INTERNAL, "out of memory");
+        return;
+    }
+    kv_ctx_from_proto(req->context, &ctx);
+    int rc = mvcc_commit(arg, &ctx, keys, req->n_keys, req->start_version, req->commit_version, &r);
+    write_reply(call, rc, &r, &resp.base, &resp.region_error, &resp.error);
+    free(keys);
+    mvcc_write_result_free(&r);
+}
+
+static void kv_batch_rollback(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Kvrpcpb__BatchRollbackRequest *req = (const Kvrpcpb__BatchRollbackRequest *)msg;
+    Kvrpcpb__BatchRollbackResponse resp = KVRPCPB__BATCH_ROLLBACK_RESPONSE__INIT;
+    struct mvcc_write_result r;
+    struct storage_ctx ctx;
+    struct mvcc_key_slice *keys = key_slices(req->keys, req->n_keys);
+
+    if (!keys) {
+        rpc_call_finish(call, RPC_INTERNAL, "out of memory");
+        return;
+    }
+    kv_ctx_from_proto(req->context, &ctx);
+    int rc = mvcc_batch_rollback(arg, &ctx, keys, req->n_keys, req->start_version, &r);
+    write_reply(call, rc, &r, &resp.base, &resp.region_error, &resp.error);
+    free(keys);
+    mvcc_write_result_free(&r);
+}
+
+static void kv_resolve_lock(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Kvrpcpb__ResolveLockRequest *req = (const Kvrpcpb__ResolveLockRequest *)msg;
+    Kvrpcpb__ResolveLockResponse resp = KVRPCPB__RESOLVE_LOCK_RESPONSE__INIT;
+    struct mvcc_write_result r;
+    struct storage_ctx ctx;
+
+    kv_ctx_from_proto(req->context, &ctx);
+    int rc = mvcc_resolve_lock(arg, &ctx, req->start_version, req->commit_version, &r);
+    write_reply(call, rc, &r, &resp.base, &resp.region_error, &resp.error);
+    mvcc_write_result_free(&r);
+}
+
+static void kv_check_txn_status(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Kvrpcpb__CheckTxnStatusRequest *req = (const Kvrpcpb__CheckTxnStatusRequest *)msg;
+    Kvrpcpb__CheckTxnStatusResponse resp = KVRPCPB__CHECK_TXN_STATUS_RESPONSE__INIT;
+    struct mvcc_check_txn_status_result r;
+    struct storage_ctx ctx;
+
+    kv_ctx_from_proto(req->context, &ctx);
+    int rc = mvcc_check_txn_status(arg, &ctx, req->primary_key.data, req->primary_key.len,
+                                   req->lock_ts, req->current_ts, &r);
+    if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+        goto cleanup;
+    if (!rc && r.error.kind != MVCC_KEY_ERR_NONE) {
+        /* CheckTxnStatusResponse has no KeyError: bad input ends the call. */
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, r.error.msg);
+        goto cleanup;
+    }
+    if (!rc) {
+        resp.lock_ttl = r.lock_ttl;
+        resp.commit_version = r.commit_version;
+        /* mvcc_action and kvrpcpb.Action share their numbers. */
+        resp.action = (Kvrpcpb__Action)r.action;
+    }
+    reply_and_free_region(call, &resp.base, resp.region_error);
+cleanup:
+    mvcc_check_txn_status_result_free(&r);
+}
+
+size_t kv_txn_methods(struct mvcc_engine *engine, struct rpc_method *out)
+{
+    /* Blocking: they wait on latches and the disk now, and on Raft in cluster mode. */
+    const struct rpc_method methods[KV_TXN_METHODS] = {
+        {.name = "/tinykvpb.TinyKv/KvGet",
+         .request = &kvrpcpb__get_request__descriptor,
+         .on_message = kv_get},
+        {.name = "/tinykvpb.TinyKv/KvScan",
+         .request = &kvrpcpb__scan_request__descriptor,
+         .on_message = kv_scan},
+        {.name = "/tinykvpb.TinyKv/KvPrewrite",
+         .request = &kvrpcpb__prewrite_request__descriptor,
+         .on_message = kv_prewrite},
+        {.name = "/tinykvpb.TinyKv/KvCommit",
+         .request = &kvrpcpb__commit_request__descriptor,
+         .on_message = kv_commit},
+        {.name = "/tinykvpb.TinyKv/KvCheckTxnStatus",
+         .request = &kvrpcpb__check_txn_status_request__descriptor,
+         .on_message = kv_check_txn_status},
+        {.name = "/tinykvpb.TinyKv/KvBatchRollback",
+         .request = &kvrpcpb__batch_rollback_request__descriptor,
+         .on_message = kv_batch_rollback},
+        {.name = "/tinykvpb.TinyKv/KvResolveLock",
+         .request = &kvrpcpb__resolve_lock_request__descriptor,
+         .on_message = kv_resolve_lock},
+    };
+    for (size_t i = 0; i < KV_TXN_METHODS; i++) {
+        out[i] = methods[i];
+        out[i].kind = RPC_UNARY;
+        out[i].arg = engine;
+        out[i].blocking = 1;
+    }
+    return KV_TXN_METHODS;
+}

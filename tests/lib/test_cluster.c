@@ -1,0 +1,509 @@
+/* test_cluster.c — several raftstores in one process, wired by an in-memory transport that can
+ * drop, delay and partition. */
+#include "tests/lib/test_cluster.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/engine.h"
+#include "store/raft_kv.h"
+#include "tests/lib/test_util.h"
+
+struct cstore {
+    struct test_cluster *c;
+    int id;
+    char path[512];
+    struct engine *kv, *raft;
+    struct raftstore *rs;    /* NULL while stopped; changed under c->mu */
+    struct storage *storage; /* raft_kv over rs */
+};
+
+struct in_flight {
+    uint64_t deliver_at;
+    int to;
+    uint8_t *buf;
+    size_t len;
+    struct in_flight *next;
+};
+
+struct test_cluster {
+    struct test_cluster_options opts;
+    char *dir;
+    struct cstore stores[TEST_CLUSTER_MAX_STORES + 1];
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct in_flight *queue; /* sorted by deliver_at; guarded by mu */
+    int stop;
+    int group[TEST_CLUSTER_MAX_STORES + 1]; /* partition group per store; 0: none */
+    int drop_per_mille, max_delay_ms;
+    uint64_t rng;
+    pthread_t thread;
+};
+
+static uint64_t next_rand(struct test_cluster *c)
+{
+    c->rng ^= c->rng << 13;
+    c->rng ^= c->rng >> 7;
+    c->rng ^= c->rng << 17;
+    return c->rng;
+}
+
+/* The transport of store `from` (ctx is its cstore). Runs on that store's loop thread. */
+static void transport_send(void *ctx, uint64_t to_store, const RaftServerpb__RaftMessage *msg)
+{
+    struct cstore *from = ctx;
+    struct test_cluster *c = from->c;
+    if (to_store < 1 || to_store > (uint64_t)c->opts.n_stores)
+        return;
+    pthread_mutex_lock(&c->mu);
+    int blocked =
+        c->group[from->id] && c->group[to_store] && c->group[from->id] != c->group[to_store];
+    if (!blocked && c->drop_per_mille && (int)(next_rand(c) % 1000) < c->drop_per_mille)
+        blocked = 1;
+    if (blocked) {
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    struct in_flight *f = calloc(1, sizeof *f);
+    if (f) {
+        f->len = raft_serverpb__raft_message__get_packed_size(msg);
+        f->buf = malloc(f->len ? f->len : 1);
+    }
+    if (!f || !f->buf) {
+        if (f)
+            free(f);
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    raft_serverpb__raft_message__pack(msg, f->buf);
+    f->to = (int)to_store;
+    f->deliver_at =
+        test_now_ms() + (c->max_delay_ms ? next_rand(c) % (uint64_t)(c->max_delay_ms + 1) : 0);
+    struct in_flight **pp = &c->queue;
+    while (*pp && (*pp)->deliver_at <= f->deliver_at)
+        pp = &(*pp)->next;
+    f->next = *pp;
+    *pp = f;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void *delivery_thread(void *arg)
+{
+    struct test_cluster *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        uint64_t now = test_now_ms();
+        if (!c->queue || c->queue->deliver_at > now) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            uint64_t wait = c->queue ? c->queue->deliver_at - now : 50;
+            until.tv_nsec += (long)wait * 1000000L;
+            until.tv_sec += until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&c->cond, &c->mu, &until);
+            continue;
+        }
+        struct in_flight *f = c->queue;
+        c->queue = f->next;
+        struct raftstore *rs = c->stores[f->to].rs;
+        if (rs) {
+            RaftServerpb__RaftMessage *m =
+                raft_serverpb__raft_message__unpack(NULL, f->len, f->buf);
+            if (m) {
+                raftstore_step(rs, m); /* only posts to the mailbox: safe under mu */
+                raft_serverpb__raft_message__free_unpacked(m, NULL);
+            }
+        }
+        free(f->buf);
+        free(f);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void open_engines(struct cstore *s)
+{
+    char path[600], err[256];
+    snprintf(path, sizeof path, "%s/kv", s->path);
+    if (engine_open(path, 0, &s->kv, err, sizeof err) != 0) {
+        fprintf(stderr, "test_cluster: %s\n", err);
+        abort();
+    }
+    snprintf(path, sizeof path, "%s/raft", s->path);
+    if (engine_open(path, 0, &s->raft, err, sizeof err) != 0) {
+        fprintf(stderr, "test_cluster: %s\n", err);
+        abort();
+    }
+}
+
+void test_cluster_start_store(struct test_cluster *c, int id)
+{
+    struct cstore *s = &c->stores[id];
+    if (s->rs)
+        return;
+    open_engines(s);
+    struct raftstore_config cfg = {
+        .store_id = (uint64_t)id,
+        .kv = s->kv,
+        .raft = s->raft,
+        .tick_ms = 20,
+        .election_ticks = 10,
+        .heartbeat_ticks = 2,
+        .raft_log_gc_count_limit = c->opts.raft_log_gc_count_limit,
+        .transport = {transport_send},
+        .transport_ctx = s,
+    };
+    struct raftstore *rs;
+    char err[256];
+    if (raftstore_new(&cfg, &rs, err, sizeof err) != 0) {
+        fprintf(stderr, "test_cluster: store %d: %s\n", id, err);
+        abort();
+    }
+    s->storage = raft_kv_new(rs, 1000);
+    pthread_mutex_lock(&c->mu);
+    s->rs = rs;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void test_cluster_stop_store(struct test_cluster *c, int id)
+{
+    struct cstore *s = &c->stores[id];
+    pthread_mutex_lock(&c->mu);
+    struct raftstore *rs = s->rs;
+    s->rs = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (!rs)
+        return;
+    raftstore_free(rs);
+    storage_free(s->storage);
+    s->storage = NULL;
+    engine_close(s->kv);
+    engine_close(s->raft);
+    s->kv = s->raft = NULL;
+}
+
+struct test_cluster *test_cluster_new(const struct test_cluster_options *opts)
+{
+    struct test_cluster *c = calloc(1, sizeof *c);
+    c->opts = *opts;
+    if (c->opts.n_region_peers <= 0 || c->opts.n_region_peers > c->opts.n_stores)
+        c->opts.n_region_peers = c->opts.n_stores;
+    c->rng = opts->seed ? opts->seed : 0x2545F4914F6CDD1DULL;
+    c->dir = test_tmpdir_new("tinykv-cluster");
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    struct region r;
+    memset(&r, 0, sizeof r);
+    r.id = 1;
+    r.conf_ver = 1;
+    r.version = 1;
+    r.n_peers = (size_t)c->opts.n_region_peers;
+    r.peers = calloc(r.n_peers, sizeof *r.peers);
+    for (size_t i = 0; i < r.n_peers; i++)
+        r.peers[i] = (struct region_peer){i + 1, i + 1}; /* peer id = store id */
+    for (int i = 1; i <= c->opts.n_stores; i++) {
+        struct cstore *s = &c->stores[i];
+        s->c = c;
+        s->id = i;
+        snprintf(s->path, sizeof s->path, "%s/store%d", c->dir, i);
+        mkdir(s->path, 0755);
+        if (i <= c->opts.n_region_peers) {
+            open_engines(s);
+            char err[256];
+            if (raftstore_bootstrap_region(s->kv, s->raft, (uint64_t)i, &r, err, sizeof err)) {
+                fprintf(stderr, "test_cluster: %s\n", err);
+                abort();
+            }
+            engine_close(s->kv);
+            engine_close(s->raft);
+            s->kv = s->raft = NULL;
+        }
+    }
+    free(r.peers);
+    pthread_create(&c->thread, NULL, delivery_thread, c);
+    for (int i = 1; i <= c->opts.n_stores; i++)
+        test_cluster_start_store(c, i);
+    return c;
+}
+
+void test_cluster_free(struct test_cluster *c)
+{
+    for (int i = 1; i <= c->opts.n_stores; i++)
+        test_cluster_stop_store(c, i);
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    while (c->queue) {
+        struct in_flight *f = c->queue;
+        c->queue = f->next;
+        free(f->buf);
+        free(f);
+    }
+    test_tmpdir_remove(c->dir);
+    free(c);
+}
+
+void test_cluster_partition(struct test_cluster *c, const int *a, size_t na, const int *b,
+                            size_t nb)
+{
+    pthread_mutex_lock(&c->mu);
+    memset(c->group, 0, sizeof c->group);
+    for (size_t i = 0; i < na; i++)
+        c->group[a[i]] = 1;
+    for (size_t i = 0; i < nb; i++)
+        c->group[b[i]] = 2;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void test_cluster_heal(struct test_cluster *c)
+{
+    pthread_mutex_lock(&c->mu);
+    memset(c->group, 0, sizeof c->group);
+    c->drop_per_mille = 0;
+    c->max_delay_ms = 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void test_cluster_set_unreliable(struct test_cluster *c, int drop_per_mille, int max_delay_ms)
+{
+    pthread_mutex_lock(&c->mu);
+    c->drop_per_mille = drop_per_mille;
+    c->max_delay_ms = max_delay_ms;
+    pthread_mutex_unlock(&c->mu);
+}
+
+struct raftstore *test_cluster_store(struct test_cluster *c, int store)
+{
+    return c->stores[store].rs;
+}
+
+struct storage *test_cluster_storage(struct test_cluster *c, int store)
+{
+    return c->stores[store].storage;
+}
+
+int test_cluster_peer_info(struct test_cluster *c, int store, struct raftstore_peer_info *out)
+{
+    struct raftstore *rs = c->stores[store].rs;
+    if (!rs)
+        return 0;
+    struct raftstore_peer_info infos[16];
+    size_t n = raftstore_peers(rs, infos, 16);
+    for (size_t i = 0; i < n && i < 16; i++) {
+        if (infos[i].region_id == 1) {
+            *out = infos[i];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int test_cluster_leader(struct test_cluster *c, int timeout_ms)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        uint64_t best_term = 0;
+        int best = 0;
+        for (int i = 1; i <= c->opts.n_stores; i++) {
+            struct raftstore_peer_info info;
+            if (test_cluster_peer_info(c, i, &info) && info.is_leader && info.term >= best_term) {
+                best_term = info.term;
+                best = i;
+            }
+        }
+        if (best)
+            return best;
+        usleep(10000);
+    } while (test_now_ms() < deadline);
+    return 0;
+}
+
+uint64_t test_cluster_log_entries(struct test_cluster *c, int store)
+{
+    struct raftstore_peer_info info;
+    if (!test_cluster_peer_info(c, store, &info))
+        return 0;
+    return info.last_index + 1 - info.first_index;
+}
+
+/* Runs `op` against the leader until it succeeds or the time is up. */
+static int with_leader(struct test_cluster *c, int timeout_ms,
+                       int (*op)(struct storage *s, const struct storage_ctx *ctx, void *arg),
+                       void *arg)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    int rc = -1;
+    do {
+        int leader = test_cluster_leader(c, 50);
+        struct raftstore_peer_info info;
+        pthread_mutex_lock(&c->mu);
+        struct storage *s = leader ? c->stores[leader].storage : NULL;
+        pthread_mutex_unlock(&c->mu);
+        if (s && test_cluster_peer_info(c, leader, &info)) {
+            struct storage_ctx ctx = {
+                .region_id = 1, .region_conf_ver = info.conf_ver, .region_version = info.version};
+            rc = op(s, &ctx, arg);
+            if (rc == 0 || rc == STORAGE_ERR_NOT_FOUND)
+                return rc;
+        }
+        usleep(10000);
+    } while (test_now_ms() < deadline);
+    return -1;
+}
+
+struct kv_arg {
+    const char *key;
+    const char *value;
+    char *out;
+};
+
+static int op_put(struct storage *s, const struct storage_ctx *ctx, void *arg)
+{
+    struct kv_arg *a = arg;
+    struct storage_modify m = {a->value ? STORAGE_MODIFY_PUT : STORAGE_MODIFY_DELETE,
+                               STORAGE_CF_DEFAULT,
+                               a->key,
+                               strlen(a->key),
+                               a->value,
+                               a->value ? strlen(a->value) : 0};
+    struct storage_error err;
+    return storage_write(s, ctx, &m, 1, &err);
+}
+
+static int op_get(struct storage *s, const struct storage_ctx *ctx, void *arg)
+{
+    struct kv_arg *a = arg;
+    struct storage_reader *r;
+    struct storage_error err;
+    int rc = storage_reader(s, ctx, &r, &err);
+    if (rc)
+        return rc;
+    void *v;
+    size_t len;
+    rc = storage_reader_get(r, STORAGE_CF_DEFAULT, a->key, strlen(a->key), &v, &len);
+    storage_reader_free(r);
+    if (rc)
+        return rc;
+    a->out = malloc(len + 1);
+    memcpy(a->out, v, len);
+    a->out[len] = 0;
+    free(v);
+    return 0;
+}
+
+int test_cluster_put(struct test_cluster *c, const char *key, const char *value, int timeout_ms)
+{
+    struct kv_arg a = {key, value, NULL};
+    return with_leader(c, timeout_ms, op_put, &a);
+}
+
+int test_cluster_delete(struct test_cluster *c, const char *key, int timeout_ms)
+{
+    struct kv_arg a = {key, NULL, NULL};
+    return with_leader(c, timeout_ms, op_put, &a);
+}
+
+int test_cluster_get(struct test_cluster *c, const char *key, char **value, int timeout_ms)
+{
+    struct kv_arg a = {key, NULL, NULL};
+    int rc = with_leader(c, timeout_ms, op_get, &a);
+    *value = a.out;
+    return rc;
+}
+
+char *test_cluster_local_get(struct test_cluster *c, int store, const char *key)
+{
+    struct cstore *s = &c->stores[store];
+    if (!s->kv)
+        return NULL;
+    struct storage_reader *r;
+    if (engine_snapshot_reader(s->kv, &r) != 0)
+        return NULL;
+    void *v;
+    size_t len;
+    char *out = NULL;
+    if (storage_reader_get(r, STORAGE_CF_DEFAULT, key, strlen(key), &v, &len) == 0) {
+        out = malloc(len + 1);
+        memcpy(out, v, len);
+        out[len] = 0;
+        free(v);
+    }
+    storage_reader_free(r);
+    return out;
+}
+
+static int region_has_store(struct test_cluster *c, int leader, int store, int want)
+{
+    (void)leader;
+    struct raftstore_peer_info info;
+    int has = test_cluster_peer_info(c, store, &info);
+    return has == want;
+}
+
+int test_cluster_add_peer(struct test_cluster *c, int store, uint64_t peer_id, int timeout_ms)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        int leader = test_cluster_leader(c, 100);
+        if (leader) {
+            struct raftstore_peer_info before;
+            test_cluster_peer_info(c, leader, &before);
+            raftstore_change_peer(c->stores[leader].rs, 1, 0,
+                                  (struct region_peer){peer_id, (uint64_t)store});
+            uint64_t until = test_now_ms() + 1000;
+            while (test_now_ms() < until) {
+                struct raftstore_peer_info now;
+                if (test_cluster_peer_info(c, leader, &now) && now.conf_ver > before.conf_ver &&
+                    region_has_store(c, leader, store, 1))
+                    return 0;
+                usleep(10000);
+            }
+        }
+    } while (test_now_ms() < deadline);
+    return -1;
+}
+
+int test_cluster_remove_peer(struct test_cluster *c, int store, int timeout_ms)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        struct raftstore_peer_info target;
+        if (!test_cluster_peer_info(c, store, &target))
+            return 0; /* already gone */
+        int leader = test_cluster_leader(c, 100);
+        if (leader) {
+            raftstore_change_peer(c->stores[leader].rs, 1, 1,
+                                  (struct region_peer){target.peer_id, (uint64_t)store});
+            uint64_t until = test_now_ms() + 1000;
+            while (test_now_ms() < until) {
+                if (region_has_store(c, leader, store, 0))
+                    return 0;
+                usleep(10000);
+            }
+        }
+    } while (test_now_ms() < deadline);
+    return -1;
+}
+
+int test_cluster_transfer_leader(struct test_cluster *c, int to_store, int timeout_ms)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        int leader = test_cluster_leader(c, 100);
+        if (leader == to_store)
+            return 0;
+        struct raftstore_peer_info target;
+        if (leader && test_cluster_peer_info(c, to_store, &target))
+            raftstore_transfer_leader(c->stores[leader].rs, 1, target.peer_id);
+        usleep(50000);
+    } while (test_now_ms() < deadline);
+    return -1;
+}

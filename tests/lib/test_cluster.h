@@ -1,0 +1,66 @@
+/* test_cluster.h — an in-process cluster of raftstores over a filterable, delaying in-memory
+ * transport. */
+#ifndef TINYKV_TESTS_TEST_CLUSTER_H
+#define TINYKV_TESTS_TEST_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/raftstore.h"
+#include "store/storage.h"
+
+#define TEST_CLUSTER_MAX_STORES 8
+
+struct test_cluster;
+
+struct test_cluster_options {
+    int n_stores;
+    /* Stores 1..n_region_peers hold region 1 from the start (others join by
+     * membership changes). */
+    int n_region_peers;
+    uint64_t raft_log_gc_count_limit; /* 0: the raftstore default */
+    uint64_t seed;
+};
+
+/* Creates and starts the cluster in a fresh temporary directory. */
+struct test_cluster *test_cluster_new(const struct test_cluster_options *opts);
+/* Stops every store and removes the directory. */
+void test_cluster_free(struct test_cluster *c);
+
+/* Stop (as a crash: nothing flushed beyond what RocksDB has) and restart a store (1-based id). */
+void test_cluster_stop_store(struct test_cluster *c, int store);
+void test_cluster_start_store(struct test_cluster *c, int store);
+
+/* Network faults. Partition: stores in different groups cannot talk. */
+void test_cluster_partition(struct test_cluster *c, const int *group_a, size_t n_a,
+                            const int *group_b, size_t n_b);
+void test_cluster_heal(struct test_cluster *c);
+/* Drop this per-mille of messages and delay each by up to max_delay_ms (reordering them). */
+void test_cluster_set_unreliable(struct test_cluster *c, int drop_per_mille, int max_delay_ms);
+
+/* Requests against region 1 that find the leader and retry until timeout_ms.
+ * test_cluster_get returns 0 and a malloc'd value, STORAGE_ERR_NOT_FOUND, or -1 on timeout. */
+int test_cluster_put(struct test_cluster *c, const char *key, const char *value, int timeout_ms);
+int test_cluster_delete(struct test_cluster *c, const char *key, int timeout_ms);
+int test_cluster_get(struct test_cluster *c, const char *key, char **value, int timeout_ms);
+
+/* Reads key straight from a store's kv DB (no Raft): what that replica has applied.
+ * Returns a malloc'd value or NULL. */
+char *test_cluster_local_get(struct test_cluster *c, int store, const char *key);
+
+/* The store whose peer leads region 1, waiting up to timeout_ms; 0 if none. */
+int test_cluster_leader(struct test_cluster *c, int timeout_ms);
+struct raftstore *test_cluster_store(struct test_cluster *c, int store);
+/* The Storage (cluster mode) of a running store, for requests aimed at one store. */
+struct storage *test_cluster_storage(struct test_cluster *c, int store);
+/* Info of region 1's peer on a store; 0 if the store has none. */
+int test_cluster_peer_info(struct test_cluster *c, int store, struct raftstore_peer_info *out);
+/* Bytes of raft log (count of entries) a store keeps for region 1. */
+uint64_t test_cluster_log_entries(struct test_cluster *c, int store);
+
+/* Membership changes through region 1's leader, retried until they take effect or time out. */
+int test_cluster_add_peer(struct test_cluster *c, int store, uint64_t peer_id, int timeout_ms);
+int test_cluster_remove_peer(struct test_cluster *c, int store, int timeout_ms);
+int test_cluster_transfer_leader(struct test_cluster *c, int to_store, int timeout_ms);
+
+#endif

@@ -1,0 +1,283 @@
+/* test_raftstore.c — the replicated store in-process: several raftstores over a faulty in-memory
+ * network. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/lib/test_cluster.h"
+#include "tests/lib/test_util.h"
+
+#define OP_TIMEOUT 10000
+
+static void put_ok(struct test_cluster *c, const char *k, const char *v)
+{
+    assert_int_equal(test_cluster_put(c, k, v, OP_TIMEOUT), 0);
+}
+
+static void get_eq(struct test_cluster *c, const char *k, const char *want)
+{
+    char *v = NULL;
+    int rc = test_cluster_get(c, k, &v, OP_TIMEOUT);
+    if (!want) {
+        assert_int_equal(rc, STORAGE_ERR_NOT_FOUND);
+        return;
+    }
+    assert_int_equal(rc, 0);
+    assert_string_equal(v, want);
+    free(v);
+}
+
+/* Waits until `store` has applied key=value locally (bounded). */
+static int wait_local(struct test_cluster *c, int store, const char *k, const char *want,
+                      int timeout_ms)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        char *v = test_cluster_local_get(c, store, k);
+        int ok = want ? v && strcmp(v, want) == 0 : v == NULL;
+        free(v);
+        if (ok)
+            return 1;
+        usleep(10000);
+    } while (test_now_ms() < deadline);
+    return 0;
+}
+
+static struct test_cluster *cluster(int n_stores, int n_peers, uint64_t gc_limit)
+{
+    struct test_cluster_options o = {.n_stores = n_stores,
+                                     .n_region_peers = n_peers,
+                                     .raft_log_gc_count_limit = gc_limit,
+                                     .seed = 42};
+    struct test_cluster *c = test_cluster_new(&o);
+    assert_non_null(c);
+    assert_true(test_cluster_leader(c, OP_TIMEOUT) > 0);
+    return c;
+}
+
+/* Three replicas elect a leader, acknowledged writes read back, and every replica applies them. */
+static void test_basic_replication(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3, 0);
+    char k[32], v[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "key%03d", i);
+        snprintf(v, sizeof v, "value%d", i);
+        put_ok(c, k, v);
+    }
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "key%03d", i);
+        snprintf(v, sizeof v, "value%d", i);
+        get_eq(c, k, v);
+    }
+    assert_int_equal(test_cluster_delete(c, "key000", OP_TIMEOUT), 0);
+    get_eq(c, "key000", NULL);
+    for (int s = 1; s <= 3; s++) {
+        assert_true(wait_local(c, s, "key049", "value49", 5000));
+        assert_true(wait_local(c, s, "key000", NULL, 5000));
+    }
+    test_cluster_free(c);
+}
+
+/* Killing the leader: a new leader takes writes, and the old one catches up after restarting. */
+static void test_leader_crash_and_catch_up(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3, 0);
+    put_ok(c, "before", "1");
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    test_cluster_stop_store(c, leader);
+    put_ok(c, "during", "2");
+    int second = test_cluster_leader(c, OP_TIMEOUT);
+    assert_true(second && second != leader);
+    test_cluster_start_store(c, leader);
+    assert_true(wait_local(c, leader, "during", "2", 10000));
+    /* The restarted store takes part in a quorum again: stop another one and write. */
+    test_cluster_stop_store(c, second);
+    put_ok(c, "after", "3");
+    get_eq(c, "before", "1");
+    test_cluster_free(c);
+}
+
+/* A leader cut off in the minority cannot commit or serve reads; the majority goes on; healing
+ * converges. */
+static void test_partition_leader_in_minority(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(5, 5, 0);
+    put_ok(c, "k", "v1");
+    int old = test_cluster_leader(c, OP_TIMEOUT);
+    int minority[2] = {old, 0}, majority[4];
+    int nm = 0;
+    for (int s = 1; s <= 5; s++)
+        if (s != old) {
+            if (!minority[1])
+                minority[1] = s;
+            else
+                majority[nm++] = s;
+        }
+    test_cluster_partition(c, minority, 2, majority, 3);
+    /* The old leader's storage may not answer a read it cannot confirm. */
+    struct storage_ctx ctx = {.region_id = 1};
+    struct raftstore_peer_info info;
+    assert_true(test_cluster_peer_info(c, old, &info));
+    ctx.region_conf_ver = info.conf_ver;
+    ctx.region_version = info.version;
+    put_ok(c, "k", "v2"); /* through the majority's new leader */
+    int now = test_cluster_leader(c, OP_TIMEOUT);
+    assert_true(now != old && now != minority[1]);
+    /* The old leader cannot confirm a read, so it never answers with its stale v1. */
+    struct storage_reader *r = NULL;
+    struct storage_error err;
+    int rc = storage_reader(test_cluster_storage(c, old), &ctx, &r, &err);
+    assert_int_equal(rc, STORAGE_ERR_REGION);
+    assert_null(r);
+    for (int i = 0; i < 10; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "m%d", i);
+        put_ok(c, k, "x");
+    }
+    test_cluster_heal(c);
+    assert_true(wait_local(c, old, "k", "v2", 10000));
+    assert_true(wait_local(c, minority[1], "m9", "x", 10000));
+    get_eq(c, "k", "v2");
+    test_cluster_free(c);
+}
+
+/* Under drops and delays, every acknowledged write is there afterwards. */
+static void test_unreliable_network(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3, 0);
+    test_cluster_set_unreliable(c, 100, 20);
+    char k[32], v[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof k, "u%03d", i);
+        snprintf(v, sizeof v, "%d", i * 7);
+        put_ok(c, k, v);
+    }
+    test_cluster_heal(c);
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof k, "u%03d", i);
+        snprintf(v, sizeof v, "%d", i * 7);
+        get_eq(c, k, v);
+    }
+    test_cluster_free(c);
+}
+
+/* Every store crashes and restarts: nothing acknowledged is lost. */
+static void test_full_restart_keeps_acknowledged_writes(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3, 0);
+    char k[32];
+    for (int i = 0; i < 30; i++) {
+        snprintf(k, sizeof k, "p%03d", i);
+        put_ok(c, k, k);
+    }
+    for (int s = 1; s <= 3; s++)
+        test_cluster_stop_store(c, s);
+    for (int s = 1; s <= 3; s++)
+        test_cluster_start_store(c, s);
+    assert_true(test_cluster_leader(c, OP_TIMEOUT) > 0);
+    for (int i = 0; i < 30; i++) {
+        snprintf(k, sizeof k, "p%03d", i);
+        get_eq(c, k, k);
+    }
+    put_ok(c, "new", "after-restart");
+    test_cluster_free(c);
+}
+
+/* The log stays bounded by compaction, and a store that missed the compacted part catches up by
+ * snapshot. */
+static void test_snapshot_after_log_compaction(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3, 20);
+    put_ok(c, "first", "1");
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    int lagger = leader == 3 ? 2 : 3;
+    test_cluster_stop_store(c, lagger);
+    char k[32];
+    for (int i = 0; i < 120; i++) {
+        snprintf(k, sizeof k, "s%03d", i);
+        put_ok(c, k, k);
+    }
+    leader = test_cluster_leader(c, OP_TIMEOUT);
+    uint64_t deadline = test_now_ms() + 5000;
+    while (test_cluster_log_entries(c, leader) > 40 && test_now_ms() < deadline)
+        usleep(10000);
+    assert_true(test_cluster_log_entries(c, leader) <= 40);
+    struct raftstore_peer_info info;
+    assert_true(test_cluster_peer_info(c, leader, &info));
+    assert_true(info.first_index > 10); /* the early log is gone */
+    test_cluster_start_store(c, lagger);
+    assert_true(wait_local(c, lagger, "s119", "s119", 15000));
+    assert_true(wait_local(c, lagger, "first", "1", 1000));
+    test_cluster_free(c);
+}
+
+/* A region on one store grows to three by adding peers (snapshots), then loses its leader by
+ * removal. */
+static void test_add_and_remove_peers_including_leader(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 1, 0);
+    put_ok(c, "a", "1");
+    assert_int_equal(test_cluster_add_peer(c, 2, 102, OP_TIMEOUT), 0);
+    assert_int_equal(test_cluster_add_peer(c, 3, 103, OP_TIMEOUT), 0);
+    assert_true(wait_local(c, 2, "a", "1", 10000));
+    assert_true(wait_local(c, 3, "a", "1", 10000));
+    put_ok(c, "b", "2");
+    assert_true(wait_local(c, 3, "b", "2", 10000));
+    /* Remove the leader (store 1's peer): the others go on without it. */
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    assert_int_equal(test_cluster_remove_peer(c, leader, OP_TIMEOUT), 0);
+    put_ok(c, "c", "3");
+    int now = test_cluster_leader(c, OP_TIMEOUT);
+    assert_true(now != leader);
+    /* The removed store destroyed its replica: its data for the region is gone. */
+    assert_true(wait_local(c, leader, "a", NULL, 10000));
+    struct raftstore_peer_info info;
+    assert_false(test_cluster_peer_info(c, leader, &info));
+    get_eq(c, "c", "3");
+    test_cluster_free(c);
+}
+
+/* Leadership moves to the requested store and writes keep working. */
+static void test_transfer_leader(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3, 0);
+    put_ok(c, "x", "1");
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    int target = leader % 3 + 1;
+    assert_int_equal(test_cluster_transfer_leader(c, target, OP_TIMEOUT), 0);
+    assert_int_equal(test_cluster_leader(c, OP_TIMEOUT), target);
+    put_ok(c, "y", "2");
+    get_eq(c, "x", "1");
+    test_cluster_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_basic_replication),
+        cmocka_unit_test(test_leader_crash_and_catch_up),
+        cmocka_unit_test(test_partition_leader_in_minority),
+        cmocka_unit_test(test_unreliable_network),
+        cmocka_unit_test(test_full_restart_keeps_acknowledged_writes),
+        cmocka_unit_test(test_snapshot_after_log_compaction),
+        cmocka_unit_test(test_add_and_remove_peers_including_leader),
+        cmocka_unit_test(test_transfer_leader),
+    };
+    return cmocka_run_group_tests_name("raftstore", tests, NULL, NULL);
+}
