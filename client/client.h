@@ -1,5 +1,4 @@
-/* client.h — the TinyKV client library: scheduler connection, region routing, raw KV and
- * Percolator transactions. */
+/* client.h — public API of client/: routing, TSO, raw KV and Percolator transactions. */
 #ifndef TINYKV_CLIENT_CLIENT_H
 #define TINYKV_CLIENT_CLIENT_H
 

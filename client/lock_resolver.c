@@ -1,5 +1,4 @@
-/* lock_resolver.c — resolving a lock met by a read or a prewrite: check the primary, then commit or
- * roll back the lock's transaction in the locked key's region. */
+/* lock_resolver.c — settles a lock met by a read or prewrite via its primary's status. */
 #include "client/client_internal.h"
 
 int lock_resolve(struct client *c, const Kvrpcpb__LockInfo *lock, struct backoff *b)

@@ -1,5 +1,4 @@
-/* pd_client.c — the scheduler connection: leader discovery, unary calls with headers, batched TSO.
- */
+/* pd_client.c — scheduler connection: leader discovery, header-stamped calls, batched TSO. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,4 @@
-/* raw.c — RawGet, RawPut, RawDelete and RawScan routed by region, scans continuing across regions.
- */
+/* raw.c — RawGet, RawPut, RawDelete and RawScan routed by region, scans crossing regions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,4 @@
-/* region_cache.c — regions by key and store addresses by id, filled from the scheduler on a miss.
- */
+/* region_cache.c — regions by key and store addresses by id, filled from the scheduler. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,4 @@
-/* store_call.c — sending a request to a region's leader with its routing context, and what
- * region errors and transport failures do to the caches. */
+/* store_call.c — requests to a region leader with routing context; region and transport errors. */
 #include <string.h>
 
 #include "client/client_internal.h"

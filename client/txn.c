@@ -1,5 +1,4 @@
-/* txn.c — Percolator transactions: snapshot reads that resolve locks, a sorted local write buffer,
- * and two-phase commit grouped by region. */
+/* txn.c — Percolator transactions: lock-resolving reads, a sorted write buffer, 2PC by region. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

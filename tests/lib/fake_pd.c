@@ -1,5 +1,4 @@
-/* fake_pd.c — an in-process fake scheduler (schedulerpb.Scheduler) with a test-set region layout.
- */
+/* fake_pd.c — an in-process fake scheduler (schedulerpb.Scheduler) with a test-set layout. */
 #include "tests/lib/fake_pd.h"
 
 #include <pthread.h>

@@ -1,5 +1,4 @@
-/* fake_pd.h — an in-process fake scheduler for client tests: a region layout set by the test,
- * stores, a TSO stream, and call counters. */
+/* fake_pd.h — an in-process fake scheduler for client tests: layout, stores, TSO, counters. */
 #ifndef TINYKV_TESTS_FAKE_PD_H
 #define TINYKV_TESTS_FAKE_PD_H
 

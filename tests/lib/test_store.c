@@ -8,20 +8,11 @@
 
 #include "errorpb.pb-c.h"
 #include "kvrpcpb.pb-c.h"
+#include "mvcc/mvcc.h"
 #include "proto/rpc.h"
 #include "store/engine.h"
 #include "store/kv_service.h"
 #include "tests/lib/test_util.h"
-
-/* The transactional handlers arrive on main separately; until then stores serve raw KV only. */
-#if __has_include("store/txn_service.h")
-#include "mvcc/mvcc.h"
-#include "store/txn_service.h"
-#define TEST_STORE_TXN 1
-#else
-#define TEST_STORE_TXN 0
-#define KV_TXN_METHODS 0
-#endif
 
 struct test_store {
     char *dir;
@@ -29,24 +20,8 @@ struct test_store {
     struct kv_service svc;
     struct rpc_server *server;
     char addr[64];
-#if TEST_STORE_TXN
     struct mvcc_engine *engine;
-#endif
 };
-
-int test_store_has_txn(void)
-{
-    return TEST_STORE_TXN;
-}
-
-/* 1 if `name` is among methods[0..n). */
-static int has_method(const struct rpc_method *methods, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(methods[i].name, name) == 0)
-            return 1;
-    return 0;
-}
 
 struct test_store *test_store_new(void)
 {
@@ -57,18 +32,12 @@ struct test_store *test_store_new(void)
     s->dir = test_tmpdir_new("tinykv-client");
     if (!s->dir || standalone_storage_open(s->dir, &s->storage, err, sizeof err) != 0)
         goto fail;
+    if (mvcc_engine_new(s->storage, 0, &s->engine) != 0)
+        goto fail;
     s->svc.storage = s->storage;
-    struct rpc_method methods[KV_SERVICE_MAX_METHODS + KV_TXN_METHODS + 1];
+    s->svc.mvcc = s->engine;
+    struct rpc_method methods[KV_SERVICE_MAX_METHODS];
     size_t n = kv_service_methods(&s->svc, methods);
-#if TEST_STORE_TXN
-    if (!has_method(methods, n, "/tinykvpb.TinyKv/KvGet")) {
-        if (mvcc_engine_new(s->storage, 0, &s->engine) != 0)
-            goto fail;
-        n += kv_txn_methods(s->engine, methods + n);
-    }
-#else
-    (void)has_method;
-#endif
     s->server = rpc_server_new("127.0.0.1:0", methods, n, 2, err, sizeof err);
     if (!s->server || rpc_server_start(s->server) != 0)
         goto fail;
@@ -91,10 +60,8 @@ void test_store_free(struct test_store *s)
         return;
     if (s->server)
         rpc_server_free(s->server);
-#if TEST_STORE_TXN
     if (s->engine)
         mvcc_engine_free(s->engine);
-#endif
     storage_free(s->storage);
     test_tmpdir_remove(s->dir);
     free(s);

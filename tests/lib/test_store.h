@@ -1,15 +1,17 @@
-/* test_store.h — in-process standalone stores and a fault-injecting TinyKv proxy for client tests.
- */
+/* test_store.h — in-process standalone stores and a fault-injecting proxy for client tests. */
 #ifndef TINYKV_TESTS_TEST_STORE_H
 #define TINYKV_TESTS_TEST_STORE_H
 
 /*
- * What it owns: a standalone store (RocksDB in a temporary directory, the
- * TinyKv service on 127.0.0.1 port 0), and a proxy server that forwards
- * every TinyKv KV method to a target address, answering region errors or
- * UNAVAILABLE first when told to, and recording the routing context it saw.
+ * What it owns: a standalone store (RocksDB in a temporary directory, an
+ * MVCC engine, the TinyKv service with raw and Kv* methods on 127.0.0.1,
+ * port 0), and a proxy server that forwards every TinyKv KV method to a
+ * target address, answering region errors or UNAVAILABLE first when told
+ * to, and recording the routing context it saw.
+ *
  * Who calls it: client tests. A standalone store ignores the region
  * context, so region-error behaviour is tested through the proxy.
+ *
  * What it must never do: change a forwarded request or response.
  */
 
@@ -19,8 +21,6 @@ struct test_store;
 
 /* test_store_new opens a store in a fresh temporary directory; NULL on failure. */
 struct test_store *test_store_new(void);
-/* 1 if stores serve the transactional Kv* methods (store/txn_service.c is built). */
-int test_store_has_txn(void);
 /* "127.0.0.1:PORT", borrowed for the store's life. */
 const char *test_store_addr(const struct test_store *s);
 /* Stops the server, closes the engine and removes the directory. */

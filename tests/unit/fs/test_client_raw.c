@@ -1,5 +1,4 @@
-/* test_client_raw.c — the client's scheduler connection, TSO batching, region routing and cache,
- * raw KV across regions, retries on region errors and deadlines, against in-process servers. */
+/* test_client_raw.c — client TSO, routing, region cache, raw KV, retries and deadlines. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>

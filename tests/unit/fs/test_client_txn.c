@@ -1,5 +1,4 @@
-/* test_client_txn.c — client transactions against in-process standalone stores: commit and read,
- * own writes, conflicts, lock resolution, snapshots and a concurrent counter. */
+/* test_client_txn.c — client transactions: commit, own writes, conflicts, locks, snapshots. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,10 +53,6 @@ static const struct client_options opts = {
 
 static int setup(void **state)
 {
-    if (!test_store_has_txn()) {
-        *state = NULL;
-        return 0;
-    }
     struct fixture *f = calloc(1, sizeof *f);
     f->pd = fake_pd_new();
     f->store = test_store_new();
@@ -75,8 +70,6 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    if (!f)
-        return 0;
     rpc_client_free(f->rpc);
     client_free(f->c);
     test_store_free(f->store);
@@ -84,15 +77,6 @@ static int teardown(void **state)
     free(f);
     return 0;
 }
-
-/* Skips a test when the stores have no transactional handlers yet. */
-#define NEED_TXN(f)                                                                                \
-    do {                                                                                           \
-        if (!(f)) {                                                                                \
-            fprintf(stderr, "store/txn_service.c not built: skipped\n");                           \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
 
 static void txn_put_str(struct client_txn *t, const char *k, const char *v)
 {
@@ -131,7 +115,6 @@ static void fresh_check(struct client *c, const char *k, const char *want)
 static void test_commit_then_read(void **state)
 {
     struct fixture *f = *state;
-    NEED_TXN(f);
     struct client_txn *old, *t;
     assert_int_equal(client_txn_begin(f->c, &old), 0);
     assert_int_equal(client_txn_begin(f->c, &t), 0);
@@ -155,7 +138,6 @@ static void test_commit_then_read(void **state)
 static void test_read_your_own_writes(void **state)
 {
     struct fixture *f = *state;
-    NEED_TXN(f);
     struct client_txn *t;
     assert_int_equal(client_txn_begin(f->c, &t), 0);
     const char *keys[] = {"b", "d", "n", "q", "x"};
@@ -211,7 +193,6 @@ static void test_read_your_own_writes(void **state)
 static void test_write_write_conflict(void **state)
 {
     struct fixture *f = *state;
-    NEED_TXN(f);
     struct client_txn *t1, *t2;
     assert_int_equal(client_txn_begin(f->c, &t1), 0);
     assert_int_equal(client_txn_begin(f->c, &t2), 0);
@@ -283,7 +264,6 @@ static void raw_commit(struct fixture *f, const char *key, client_ts start_ts, c
 static void test_abandoned_lock_resolved_after_ttl(void **state)
 {
     struct fixture *f = *state;
-    NEED_TXN(f);
     client_ts start;
     assert_int_equal(client_tso(f->c, &start), 0);
     const char *keys[] = {"p-primary", "s-secondary"};
@@ -330,7 +310,6 @@ static void test_abandoned_lock_resolved_after_ttl(void **state)
 static void test_lock_of_committed_txn_is_rolled_forward(void **state)
 {
     struct fixture *f = *state;
-    NEED_TXN(f);
     client_ts start, commit;
     assert_int_equal(client_tso(f->c, &start), 0);
     const char *keys[] = {"a-primary", "z-secondary"};
@@ -356,7 +335,6 @@ static void test_lock_of_committed_txn_is_rolled_forward(void **state)
 static void test_scan_resolves_locks(void **state)
 {
     struct fixture *f = *state;
-    NEED_TXN(f);
     struct client_txn *t;
     assert_int_equal(client_txn_begin(f->c, &t), 0);
     txn_put_str(t, "c1", "v");
@@ -387,7 +365,6 @@ static void test_scan_resolves_locks(void **state)
 static void test_snapshot_at_past_ts(void **state)
 {
     struct fixture *f = *state;
-    NEED_TXN(f);
     struct client_txn *t;
     client_ts ts1, ts2;
     assert_int_equal(client_txn_begin(f->c, &t), 0);
@@ -415,7 +392,6 @@ static void test_snapshot_at_past_ts(void **state)
 static void test_rollback_and_empty_commit(void **state)
 {
     struct fixture *f = *state;
-    NEED_TXN(f);
     struct client_txn *t;
     assert_int_equal(client_txn_begin(f->c, &t), 0);
     txn_put_str(t, "gone", "x");
@@ -461,7 +437,6 @@ static const char *model_visible(const struct model_key *m)
 static void test_scan_matches_model(void **state)
 {
     struct fixture *f = *state;
-    NEED_TXN(f);
     const char *env = getenv("CLIENT_TEST_SEED");
     unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)test_now_ms();
     printf("scan model: seed %u (CLIENT_TEST_SEED=%u to repeat)\n", seed, seed);
@@ -575,7 +550,6 @@ static void *counter_worker(void *arg)
 static void test_concurrent_counter(void **state)
 {
     struct fixture *f = *state;
-    NEED_TXN(f);
     enum { THREADS = 4, EACH = 10 };
     struct counter_thread w[THREADS];
     pthread_t th[THREADS];
