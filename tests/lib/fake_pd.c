@@ -329,6 +329,11 @@ static void tso_end(struct rpc_call *call, int ok, void *arg)
 
 struct fake_pd *fake_pd_new(void)
 {
+    return fake_pd_new_at("127.0.0.1:0");
+}
+
+struct fake_pd *fake_pd_new_at(const char *listen_addr)
+{
     struct fake_pd *pd = calloc(1, sizeof *pd);
     if (!pd)
         return NULL;
@@ -352,7 +357,7 @@ struct fake_pd *fake_pd_new(void)
          &schedulerpb__get_all_stores_request__descriptor, get_all_stores, NULL, pd, 0, 0},
     };
     char err[256];
-    pd->server = rpc_server_new("127.0.0.1:0", methods, sizeof methods / sizeof methods[0], 2, err,
+    pd->server = rpc_server_new(listen_addr, methods, sizeof methods / sizeof methods[0], 2, err,
                                 sizeof err);
     if (!pd->server || rpc_server_start(pd->server) != 0) {
         fprintf(stderr, "fake_pd: %s\n", err);

@@ -50,8 +50,11 @@ struct fake_pd_counts {
 
 struct fake_pd;
 
-/* fake_pd_new starts the server; NULL on failure. */
+/* fake_pd_new starts the server on a free loopback port; NULL on failure. */
 struct fake_pd *fake_pd_new(void);
+/* fake_pd_new_at listens on `listen_addr` ("127.0.0.1:PORT"), e.g. to
+ * restart a scheduler where clients expect it. */
+struct fake_pd *fake_pd_new_at(const char *listen_addr);
 void fake_pd_free(struct fake_pd *pd);
 
 /* "127.0.0.1:PORT" — borrowed for the fake's life. */

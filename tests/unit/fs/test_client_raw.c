@@ -614,6 +614,39 @@ static void test_dead_scheduler_fails_within_deadline(void **state)
     assert_true(strlen(err) > 0);
 }
 
+/* The scheduler restarts: TSO fails within the deadline while it is down, then the same client
+ * reconnects its stream and timestamps keep increasing. */
+static void test_tso_survives_scheduler_restart(void **state)
+{
+    (void)state;
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", test_free_port());
+    struct fake_pd *pd = fake_pd_new_at(addr);
+    assert_non_null(pd);
+    struct client_options o = fast_opts;
+    o.timeout_ms = 2500;
+    o.rpc_timeout_ms = 300;
+    struct client *c;
+    char err[256];
+    assert_int_equal(client_new(addr, &o, &c, err, sizeof err), 0);
+    client_ts before, after;
+    assert_int_equal(client_tso(c, &before), 0);
+    fake_pd_free(pd);
+    uint64_t t0 = test_now_ms();
+    int rc = client_tso(c, &after);
+    assert_true(rc == CLIENT_ERR_UNAVAILABLE || rc == CLIENT_ERR_TIMEOUT);
+    assert_true(test_now_ms() - t0 < 6000);
+    pd = fake_pd_new_at(addr);
+    assert_non_null(pd);
+    rc = client_tso(c, &after);
+    if (rc)
+        fprintf(stderr, "tso after restart: %s (%s)\n", client_strerror(rc), client_last_error(c));
+    assert_int_equal(rc, 0);
+    assert_true(after > before);
+    client_free(c);
+    fake_pd_free(pd);
+}
+
 /* With several scheduler addresses the client skips the dead one. */
 static void test_scheduler_address_list(void **state)
 {
@@ -655,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_dead_store_fails_within_deadline),
         cmocka_unit_test(test_dead_scheduler_fails_within_deadline),
         cmocka_unit_test(test_scheduler_address_list),
+        cmocka_unit_test(test_tso_survives_scheduler_restart),
     };
     return cmocka_run_group_tests_name("client_raw", tests, NULL, NULL);
 }

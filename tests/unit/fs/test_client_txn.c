@@ -414,6 +414,81 @@ static void test_rollback_and_empty_commit(void **state)
     client_txn_free(t);
 }
 
+/* A region splits under a transaction: prewrite meets EpochNotMatch, regroups its keys by the new
+ * regions and commits. */
+static void test_commit_regroups_after_split(void **state)
+{
+    (void)state;
+    struct fake_pd *pd = fake_pd_new();
+    struct test_store *store = test_store_new();
+    assert_non_null(pd);
+    assert_non_null(store);
+    struct test_proxy *proxy = test_proxy_new(test_store_addr(store));
+    assert_non_null(proxy);
+    fake_pd_set_store(pd, 1, test_proxy_addr(proxy));
+    struct fake_pd_region whole = {
+        .id = 1,
+        .start = "",
+        .end = "",
+        .conf_ver = 1,
+        .version = 1,
+        .n_peers = 1,
+        .peers = {{11, 1}},
+        .leader = 0,
+    };
+    fake_pd_set_regions(pd, &whole, 1);
+    test_proxy_require_version(proxy, 1);
+    struct client *c;
+    char err[256];
+    assert_int_equal(client_new(fake_pd_addr(pd), &opts, &c, err, sizeof err), 0);
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(c, &t), 0);
+    txn_put_str(t, "apple", "1");
+    txn_put_str(t, "zebra", "2");
+    txn_check(c, t, "plum", NULL); /* caches the version-1 region */
+
+    struct fake_pd_region split[] = {
+        {.id = 1,
+         .start = "",
+         .end = "m",
+         .conf_ver = 1,
+         .version = 2,
+         .n_peers = 1,
+         .peers = {{11, 1}},
+         .leader = 0},
+        {.id = 3,
+         .start = "m",
+         .end = "",
+         .conf_ver = 1,
+         .version = 2,
+         .n_peers = 1,
+         .peers = {{31, 1}},
+         .leader = 0},
+    };
+    fake_pd_set_regions(pd, split, 2);
+    test_proxy_require_version(proxy, 2);
+    client_ts commit_ts;
+    int rc = client_txn_commit(t, &commit_ts);
+    if (rc)
+        fprintf(stderr, "commit: %s (%s)\n", client_strerror(rc), client_last_error(c));
+    assert_int_equal(rc, 0);
+    client_txn_free(t);
+    struct test_proxy_stats st;
+    test_proxy_get_stats(proxy, &st);
+    assert_int_equal(st.faults, 1);
+    struct client_txn *r;
+    assert_int_equal(client_txn_begin(c, &r), 0);
+    txn_check(c, r, "apple", "1");
+    txn_check(c, r, "zebra", "2");
+    test_proxy_get_stats(proxy, &st);
+    assert_int_equal(st.last_region_id, 3); /* the read of "zebra" went to the new region */
+    client_txn_free(r);
+    client_free(c);
+    test_proxy_free(proxy);
+    test_store_free(store);
+    fake_pd_free(pd);
+}
+
 /* The model of the scan test: committed value and buffered op per key. */
 enum { MODEL_KEYS = 104 };
 struct model_key {
@@ -582,6 +657,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_at_past_ts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback_and_empty_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_matches_model, setup, teardown),
+        cmocka_unit_test(test_commit_regroups_after_split),
         cmocka_unit_test_setup_teardown(test_concurrent_counter, setup, teardown),
     };
     return cmocka_run_group_tests_name("client_txn", tests, NULL, NULL);
