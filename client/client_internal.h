@@ -83,6 +83,12 @@ int region_locate(struct client *c, const void *key, size_t key_len, struct back
                   struct region_loc *loc);
 /* Drops a region from the cache (by id, if the epoch still matches or any). */
 void region_cache_invalidate(struct region_cache *rc, uint64_t region_id);
+/* Caches the regions an EpochNotMatch carried (replacing what they
+ * overlap), led by their peer on `store_id` when they have one. */
+void region_cache_learn(struct region_cache *rc, const Metapb__Region *const *regions, size_t n,
+                        uint64_t store_id);
+/* Drops every cached region. */
+void region_cache_clear(struct region_cache *rc);
 /* Records a new leader for a region (a NotLeader hint). */
 void region_cache_set_leader(struct region_cache *rc, uint64_t region_id, uint64_t peer_id,
                              uint64_t store_id);

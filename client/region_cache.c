@@ -201,6 +201,40 @@ void region_cache_set_leader(struct region_cache *rc, uint64_t region_id, uint64
     pthread_mutex_unlock(&rc->mu);
 }
 
+void region_cache_learn(struct region_cache *rc, const Metapb__Region *const *regions, size_t n,
+                        uint64_t store_id)
+{
+    for (size_t i = 0; i < n; i++) {
+        const Metapb__Region *r = regions[i];
+        /* The store that answered probably still leads the new regions it holds. */
+        Metapb__Peer leader = METAPB__PEER__INIT;
+        for (size_t k = 0; k < r->n_peers; k++)
+            if (r->peers[k]->store_id == store_id)
+                leader = *r->peers[k];
+        struct region_entry *e = entry_from_proto(r, leader.store_id ? &leader : NULL);
+        if (!e) {
+            region_cache_clear(rc); /* stale entries must not survive a lost update */
+            return;
+        }
+        pthread_mutex_lock(&rc->mu);
+        if (cache_insert(rc, e) != 0) {
+            pthread_mutex_unlock(&rc->mu);
+            region_cache_clear(rc);
+            return;
+        }
+        pthread_mutex_unlock(&rc->mu);
+    }
+}
+
+void region_cache_clear(struct region_cache *rc)
+{
+    pthread_mutex_lock(&rc->mu);
+    for (size_t i = 0; i < rc->n; i++)
+        entry_free(rc->entries[i]);
+    rc->n = 0;
+    pthread_mutex_unlock(&rc->mu);
+}
+
 void region_loc_clear(struct region_loc *loc)
 {
     entry_free_fields(&loc->r);

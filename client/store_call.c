@@ -24,8 +24,13 @@ static const char *handle_region_error(struct client *c, const struct region_loc
     if (e->store_not_match)
         store_cache_invalidate(c, loc->r.leader_store_id);
     region_cache_invalidate(&c->regions, loc->r.id);
-    if (e->epoch_not_match)
+    if (e->epoch_not_match) {
+        /* The store says which regions now cover the range: no need to ask the scheduler. */
+        region_cache_learn(&c->regions,
+                           (const Metapb__Region *const *)e->epoch_not_match->current_regions,
+                           e->epoch_not_match->n_current_regions, loc->r.leader_store_id);
         return "epoch not match";
+    }
     if (e->region_not_found)
         return "region not found";
     if (e->key_not_in_region)

@@ -7,6 +7,9 @@
 
 /* Pairs asked per KvScan request. */
 #define TXN_SCAN_BATCH 1024
+/* Most mutations and bytes of keys and values in one prewrite, commit or rollback request. */
+#define TXN_BATCH_KEYS 4096
+#define TXN_BATCH_BYTES (4u * 1024 * 1024)
 /* See raw.c: a short answer under this many bytes means the store ran out of keys. */
 #define TXN_SCAN_SHORT_BYTES (8u * 1024 * 1024)
 
@@ -423,7 +426,8 @@ cleanup:
 typedef int (*group_fn)(struct client_txn *t, const struct region_loc *loc, size_t lo, size_t hi,
                         void *arg, struct backoff *b);
 
-/* Runs `fn` over mutations [lo, hi) grouped by region, regrouping after region errors. */
+/* Runs `fn` over mutations [lo, hi) grouped by region in bounded batches, in key order,
+ * regrouping after region errors. */
 static int for_each_region_group(struct client_txn *t, size_t lo, size_t hi, group_fn fn, void *arg,
                                  struct backoff *b)
 {
@@ -433,9 +437,15 @@ static int for_each_region_group(struct client_txn *t, size_t lo, size_t hi, gro
         int rc = region_locate(t->c, t->muts[i].key, t->muts[i].key_len, b, &loc);
         if (rc)
             return rc;
-        size_t j = i + 1;
-        while (j < hi && region_contains(&loc.r, t->muts[j].key, t->muts[j].key_len))
+        /* One request per region, split further so each stays well under the
+         * message cap (a single mutation is at most 8 MiB + 8 KiB). */
+        size_t j = i + 1, bytes = t->muts[i].key_len + t->muts[i].value_len;
+        while (j < hi && j - i < TXN_BATCH_KEYS &&
+               bytes + t->muts[j].key_len + t->muts[j].value_len <= TXN_BATCH_BYTES &&
+               region_contains(&loc.r, t->muts[j].key, t->muts[j].key_len)) {
+            bytes += t->muts[j].key_len + t->muts[j].value_len;
             j++;
+        }
         rc = fn(t, &loc, i, j, arg, b);
         region_loc_clear(&loc);
         if (rc == CLIENT_RETRY_REGION)

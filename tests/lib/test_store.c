@@ -12,6 +12,7 @@
 #include "proto/rpc.h"
 #include "store/engine.h"
 #include "store/kv_service.h"
+#include "tests/lib/fake_pd.h"
 #include "tests/lib/test_util.h"
 
 struct test_store {
@@ -90,7 +91,35 @@ struct test_proxy {
     uint64_t hint_peer_id, hint_store_id;
     uint64_t require_version;
     struct test_proxy_stats stats;
+    struct fake_pd_region *current; /* guarded by mu; keys malloc'd */
+    size_t n_current;
 };
+
+static void free_current(struct test_proxy *p)
+{
+    for (size_t i = 0; i < p->n_current; i++) {
+        free((char *)p->current[i].start);
+        free((char *)p->current[i].end);
+    }
+    free(p->current);
+    p->current = NULL;
+    p->n_current = 0;
+}
+
+void test_proxy_set_current_regions(struct test_proxy *p, const struct fake_pd_region *regions,
+                                    size_t n)
+{
+    pthread_mutex_lock(&p->mu);
+    free_current(p);
+    p->current = calloc(n ? n : 1, sizeof *p->current);
+    for (size_t i = 0; p->current && i < n; i++) {
+        p->current[i] = regions[i];
+        p->current[i].start = strdup(regions[i].start ? regions[i].start : "");
+        p->current[i].end = strdup(regions[i].end ? regions[i].end : "");
+    }
+    p->n_current = p->current ? n : 0;
+    pthread_mutex_unlock(&p->mu);
+}
 
 /* The slot of singular message field `name` of `m`, or NULL. */
 static void **field_slot(ProtobufCMessage *m, const char *name)
@@ -118,6 +147,14 @@ static void answer_fault(struct rpc_call *call, const struct proxy_method *pm,
     Errorpb__EpochNotMatch enm = ERRORPB__EPOCH_NOT_MATCH__INIT;
     Errorpb__RegionNotFound rnf = ERRORPB__REGION_NOT_FOUND__INIT;
     Errorpb__StaleCommand sc = ERRORPB__STALE_COMMAND__INIT;
+    struct region_pb {
+        Metapb__Region region;
+        Metapb__RegionEpoch epoch;
+        Metapb__Peer peers[FAKE_PD_MAX_PEERS];
+        Metapb__Peer *peer_ptrs[FAKE_PD_MAX_PEERS];
+    } *cur = NULL;
+    Metapb__Region **cur_ptrs = NULL;
+    size_t n_cur = 0;
     e.message = "injected";
     switch (fault) {
     case TEST_PROXY_NOT_LEADER:
@@ -130,6 +167,37 @@ static void answer_fault(struct rpc_call *call, const struct proxy_method *pm,
         e.not_leader = &nl;
         break;
     case TEST_PROXY_EPOCH_NOT_MATCH:
+        pthread_mutex_lock(&pm->proxy->mu);
+        n_cur = pm->proxy->n_current;
+        cur = calloc(n_cur ? n_cur : 1, sizeof *cur);
+        cur_ptrs = calloc(n_cur ? n_cur : 1, sizeof *cur_ptrs);
+        for (size_t i = 0; cur && cur_ptrs && i < n_cur; i++) {
+            const struct fake_pd_region *r = &pm->proxy->current[i];
+            metapb__region__init(&cur[i].region);
+            metapb__region_epoch__init(&cur[i].epoch);
+            cur[i].region.id = r->id;
+            cur[i].region.start_key.data = (uint8_t *)strdup(r->start);
+            cur[i].region.start_key.len = strlen(r->start);
+            cur[i].region.end_key.data = (uint8_t *)strdup(r->end);
+            cur[i].region.end_key.len = strlen(r->end);
+            cur[i].epoch.conf_ver = r->conf_ver;
+            cur[i].epoch.version = r->version;
+            cur[i].region.region_epoch = &cur[i].epoch;
+            for (size_t k = 0; k < r->n_peers; k++) {
+                metapb__peer__init(&cur[i].peers[k]);
+                cur[i].peers[k].id = r->peers[k].id;
+                cur[i].peers[k].store_id = r->peers[k].store_id;
+                cur[i].peer_ptrs[k] = &cur[i].peers[k];
+            }
+            cur[i].region.n_peers = r->n_peers;
+            cur[i].region.peers = cur[i].peer_ptrs;
+            cur_ptrs[i] = &cur[i].region;
+        }
+        pthread_mutex_unlock(&pm->proxy->mu);
+        if (cur && cur_ptrs) {
+            enm.n_current_regions = n_cur;
+            enm.current_regions = cur_ptrs;
+        }
         e.epoch_not_match = &enm;
         break;
     case TEST_PROXY_REGION_NOT_FOUND:
@@ -145,6 +213,12 @@ static void answer_fault(struct rpc_call *call, const struct proxy_method *pm,
         *slot = &e;
     rpc_call_reply(call, resp);
     free(resp);
+    for (size_t i = 0; cur && i < enm.n_current_regions; i++) {
+        free(cur[i].region.start_key.data);
+        free(cur[i].region.end_key.data);
+    }
+    free(cur);
+    free(cur_ptrs);
 }
 
 static void proxy_message(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
@@ -256,6 +330,7 @@ void test_proxy_free(struct test_proxy *p)
         rpc_server_free(p->server);
     if (p->client)
         rpc_client_free(p->client);
+    free_current(p);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }

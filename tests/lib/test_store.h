@@ -15,6 +15,7 @@
  * What it must never do: change a forwarded request or response.
  */
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct test_store;
@@ -61,6 +62,12 @@ void test_proxy_inject(struct test_proxy *p, enum test_proxy_fault fault, int ti
 /* When `version` is non-zero, a request whose context epoch version differs
  * gets EpochNotMatch (as a store would after a split). */
 void test_proxy_require_version(struct test_proxy *p, uint64_t version);
+
+/* EpochNotMatch answers carry these regions as current_regions (copied;
+ * n 0 clears them), as a store does after a split. */
+struct fake_pd_region;
+void test_proxy_set_current_regions(struct test_proxy *p, const struct fake_pd_region *regions,
+                                    size_t n);
 
 void test_proxy_get_stats(struct test_proxy *p, struct test_proxy_stats *out);
 

@@ -532,6 +532,50 @@ static void test_epoch_not_match_refreshes(void **state)
     check_value(f->c, "a", "1");
 }
 
+/* EpochNotMatch carrying the current regions updates the cache without asking the scheduler. */
+static void test_epoch_not_match_with_current_regions(void **state)
+{
+    struct proxy_fixture *f = *state;
+    test_proxy_require_version(f->proxy, 1);
+    put_str(f->c, "x", "1");
+    struct fake_pd_region split[] = {
+        {.id = 1,
+         .start = "",
+         .end = "m",
+         .conf_ver = 1,
+         .version = 2,
+         .n_peers = 2,
+         .peers = {{11, 1}, {12, 2}},
+         .leader = 0},
+        {.id = 3,
+         .start = "m",
+         .end = "",
+         .conf_ver = 1,
+         .version = 2,
+         .n_peers = 2,
+         .peers = {{31, 1}, {32, 2}},
+         .leader = 0},
+    };
+    /* The scheduler has not heard of the split yet; only the store knows. */
+    test_proxy_set_current_regions(f->proxy, split, 2);
+    test_proxy_require_version(f->proxy, 2);
+    struct fake_pd_counts before, after;
+    fake_pd_get_counts(f->pd, &before);
+    put_str(f->c, "x", "2");
+    put_str(f->c, "a", "2");
+    fake_pd_get_counts(f->pd, &after);
+    assert_int_equal(after.get_region, before.get_region);
+    struct test_proxy_stats st;
+    test_proxy_get_stats(f->proxy, &st);
+    assert_int_equal(st.faults, 1);
+    assert_int_equal(st.last_region_id, 1);
+    assert_int_equal(st.last_version, 2);
+    check_value(f->c, "x", "2");
+    test_proxy_get_stats(f->proxy, &st);
+    assert_int_equal(st.last_region_id, 3);
+    assert_int_equal(st.last_peer_id, 31); /* led by the peer on the store that answered */
+}
+
 /* RegionNotFound, StaleCommand and a transport failure are all retried until they stop. */
 static void test_other_errors_retried(void **state)
 {
@@ -681,6 +725,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_leader_without_hint_refreshes, setup_proxy,
                                         teardown_proxy),
         cmocka_unit_test_setup_teardown(test_epoch_not_match_refreshes, setup_proxy,
+                                        teardown_proxy),
+        cmocka_unit_test_setup_teardown(test_epoch_not_match_with_current_regions, setup_proxy,
                                         teardown_proxy),
         cmocka_unit_test_setup_teardown(test_other_errors_retried, setup_proxy, teardown_proxy),
         cmocka_unit_test_setup_teardown(test_endless_region_errors_time_out, setup_proxy,

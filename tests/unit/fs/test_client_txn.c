@@ -489,6 +489,54 @@ static void test_commit_regroups_after_split(void **state)
     fake_pd_free(pd);
 }
 
+/* A transaction bigger than one message (three 6 MiB values, thousands of keys) commits in several
+ * requests per region. */
+static void test_large_transaction_is_batched(void **state)
+{
+    struct fixture *f = *state;
+    enum { SMALL = 5000, BIG = 3 };
+    const size_t big_len = 6u * 1024 * 1024;
+    char *big = malloc(big_len);
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    for (int i = 0; i < BIG; i++) {
+        char k[16];
+        memset(big, 'A' + i, big_len);
+        snprintf(k, sizeof k, "big%d", i);
+        assert_int_equal(client_txn_put(t, k, strlen(k), big, big_len), 0);
+    }
+    for (int i = 0; i < SMALL; i++) {
+        char k[16], v[16];
+        snprintf(k, sizeof k, "s%05d", i);
+        snprintf(v, sizeof v, "%d", i);
+        txn_put_str(t, k, v);
+    }
+    int rc = client_txn_commit(t, NULL);
+    if (rc)
+        fprintf(stderr, "commit: %s (%s)\n", client_strerror(rc), client_last_error(f->c));
+    assert_int_equal(rc, 0);
+    client_txn_free(t);
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    for (int i = 0; i < BIG; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "big%d", i);
+        void *v;
+        size_t len;
+        assert_int_equal(client_txn_get(t, k, strlen(k), &v, &len), 0);
+        assert_int_equal(len, big_len);
+        assert_int_equal(((char *)v)[big_len - 1], 'A' + i);
+        free(v);
+    }
+    struct client_kv *kvs;
+    size_t n;
+    assert_int_equal(client_txn_scan(t, "s", 1, "t", 1, SMALL + 10, &kvs, &n), 0);
+    assert_int_equal(n, SMALL);
+    assert_memory_equal(kvs[SMALL - 1].key, "s04999", 6);
+    client_kvs_free(kvs, n);
+    client_txn_free(t);
+    free(big);
+}
+
 /* The model of the scan test: committed value and buffered op per key. */
 enum { MODEL_KEYS = 104 };
 struct model_key {
@@ -658,6 +706,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollback_and_empty_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_matches_model, setup, teardown),
         cmocka_unit_test(test_commit_regroups_after_split),
+        cmocka_unit_test_setup_teardown(test_large_transaction_is_batched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_counter, setup, teardown),
     };
     return cmocka_run_group_tests_name("client_txn", tests, NULL, NULL);
