@@ -168,6 +168,11 @@ static void set_defaults(struct client_options *o)
         o->backoff_max_ms = 500;
     if (o->lock_ttl_ms == 0)
         o->lock_ttl_ms = 3000;
+    /* Far below the 2^18 logical values one physical millisecond holds. */
+    if (o->tso_max_batch <= 0)
+        o->tso_max_batch = 4096;
+    if (o->tso_max_batch > 65536)
+        o->tso_max_batch = 65536;
 }
 
 int client_new(const char *pd_addrs, const struct client_options *opts, struct client **out,

@@ -56,6 +56,7 @@ struct client_options {
     int backoff_base_ms;  /* first retry delay [2] */
     int backoff_max_ms;   /* largest retry delay [500] */
     uint64_t lock_ttl_ms; /* TTL of a transaction's locks [3000] */
+    int tso_max_batch;    /* most timestamps asked in one TSO round trip [4096; at most 65536] */
 };
 
 struct client;

@@ -201,14 +201,18 @@ static struct timespec abs_deadline(const struct backoff *b)
 /* Runs one round trip for every pending waiter; called and returns with tso_mu held. */
 static void tso_send_batch(struct client *c, struct backoff *b)
 {
-    struct tso_waiter *batch = c->tso_pending;
-    c->tso_pending = NULL;
-    c->tso_pending_tail = &c->tso_pending;
+    /* Take up to tso_max_batch waiters from the front; the rest wait for the next trip. */
+    struct tso_waiter *batch = c->tso_pending, *w = batch, *last_taken = NULL;
     uint32_t count = 0;
-    for (struct tso_waiter *w = batch; w; w = w->next) {
+    for (; w && count < (uint32_t)c->opts.tso_max_batch; w = w->next) {
         w->state = 1;
+        last_taken = w;
         count++;
     }
+    c->tso_pending = w;
+    if (!w)
+        c->tso_pending_tail = &c->tso_pending;
+    last_taken->next = NULL;
     c->tso_in_flight = 1;
     pthread_mutex_unlock(&c->tso_mu);
 
@@ -221,7 +225,8 @@ static void tso_send_batch(struct client *c, struct backoff *b)
     if (!rc)
         c->tso_last = last;
     client_ts next = last - (count - 1);
-    for (struct tso_waiter *w = batch, *nx; w; w = nx) {
+    for (struct tso_waiter *nx; batch; batch = nx) {
+        w = batch;
         nx = w->next;
         w->rc = rc;
         w->ts = next++;

@@ -302,6 +302,8 @@ static void tso_message(struct rpc_call *call, const ProtobufCMessage *msg, void
     int delay = pd->tso_delay_ms;
     pd->counts.tso_requests++;
     pd->counts.tso_timestamps += req->count;
+    if (req->count > pd->counts.tso_max_count)
+        pd->counts.tso_max_count = req->count;
     int64_t now = wall_ms();
     /* The count timestamps must share one physical ms and fit the logical bits. */
     if (now > pd->tso_physical || pd->tso_logical + (int64_t)req->count >= (1 << 18)) {

@@ -41,6 +41,7 @@ struct fake_pd_counts {
     uint64_t get_members;
     uint64_t tso_requests;   /* TsoRequest messages on any stream */
     uint64_t tso_timestamps; /* sum of their counts */
+    uint64_t tso_max_count;  /* largest count asked at once */
     uint64_t get_region;     /* GetRegion + GetPrevRegion */
     uint64_t get_region_by_id;
     uint64_t scan_regions;

@@ -290,20 +290,18 @@ static int cmp_ts(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Timestamps from many threads are unique, increase within each thread, and share stream round
- * trips. */
-static void test_tso_monotonic_and_batched(void **state)
+/* Runs THREADS x PER client_tso calls and checks uniqueness and per-thread order; returns
+ * the scheduler's counts over the run. */
+static void tso_hammer(struct fake_pd *pd, struct client *c, struct fake_pd_counts *delta)
 {
-    struct fixture *f = *state;
     enum { THREADS = 8, PER = 100 };
-    fake_pd_set_tso_delay_ms(f->pd, 1);
     struct tso_thread t[THREADS];
     pthread_t th[THREADS];
     client_ts *all = calloc(THREADS * PER, sizeof *all);
     struct fake_pd_counts before, after;
-    fake_pd_get_counts(f->pd, &before);
+    fake_pd_get_counts(pd, &before);
     for (int i = 0; i < THREADS; i++) {
-        t[i] = (struct tso_thread){f->c, PER, all + i * PER, 0};
+        t[i] = (struct tso_thread){c, PER, all + i * PER, 0};
         pthread_create(&th[i], NULL, tso_worker, &t[i]);
     }
     for (int i = 0; i < THREADS; i++) {
@@ -312,20 +310,52 @@ static void test_tso_monotonic_and_batched(void **state)
         for (int j = 1; j < PER; j++)
             assert_true(t[i].out[j] > t[i].out[j - 1]);
     }
-    fake_pd_get_counts(f->pd, &after);
-    uint64_t requests = after.tso_requests - before.tso_requests;
-    printf("tso: %d timestamps in %llu round trips\n", THREADS * PER, (unsigned long long)requests);
-    assert_int_equal(after.tso_timestamps - before.tso_timestamps, THREADS * PER);
-    assert_true(requests < THREADS * PER);
+    fake_pd_get_counts(pd, &after);
+    delta->tso_requests = after.tso_requests - before.tso_requests;
+    delta->tso_timestamps = after.tso_timestamps - before.tso_timestamps;
+    delta->tso_max_count = after.tso_max_count;
+    printf("tso: %d timestamps in %llu round trips, at most %llu at once\n", THREADS * PER,
+           (unsigned long long)delta->tso_requests, (unsigned long long)after.tso_max_count);
+    assert_int_equal(delta->tso_timestamps, THREADS * PER);
     qsort(all, THREADS * PER, sizeof *all, cmp_ts);
     for (int i = 1; i < THREADS * PER; i++)
         assert_true(all[i] > all[i - 1]);
     /* Physical part is wall-clock milliseconds (after 2020). */
     assert_true((all[0] >> CLIENT_TS_LOGICAL_BITS) > 1577836800000ull);
+    free(all);
+}
+
+/* Timestamps from many threads are unique, increase within each thread, and share stream round
+ * trips. */
+static void test_tso_monotonic_and_batched(void **state)
+{
+    struct fixture *f = *state;
+    fake_pd_set_tso_delay_ms(f->pd, 1);
+    struct fake_pd_counts d;
+    tso_hammer(f->pd, f->c, &d);
+    assert_true(d.tso_requests < 800);
+    assert_true(d.tso_max_count > 1);
     struct client_stats st;
     client_stats_get(f->c, &st);
-    assert_int_equal(st.tso_timestamps, THREADS * PER);
-    free(all);
+    assert_int_equal(st.tso_timestamps, 800);
+}
+
+/* With tso_max_batch 3 no round trip asks for more than 3 timestamps, yet all callers are served.
+ */
+static void test_tso_batch_cap(void **state)
+{
+    struct fixture *f = *state;
+    fake_pd_set_tso_delay_ms(f->pd, 1);
+    struct client_options o = fast_opts;
+    o.tso_max_batch = 3;
+    struct client *c;
+    char err[256];
+    assert_int_equal(client_new(fake_pd_addr(f->pd), &o, &c, err, sizeof err), 0);
+    struct fake_pd_counts d;
+    tso_hammer(f->pd, c, &d);
+    assert_int_equal(d.tso_max_count, 3);
+    assert_true(d.tso_requests >= 800 / 3);
+    client_free(c);
 }
 
 /* A client_tso after another is strictly larger (single caller, no batching). */
@@ -717,6 +747,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_raw_scan_across_regions, setup_two, teardown),
         cmocka_unit_test_setup_teardown(test_raw_scan_skips_empty_region, setup_two, teardown),
         cmocka_unit_test_setup_teardown(test_tso_monotonic_and_batched, setup_one, teardown),
+        cmocka_unit_test_setup_teardown(test_tso_batch_cap, setup_one, teardown),
         cmocka_unit_test_setup_teardown(test_tso_sequential, setup_one, teardown),
         cmocka_unit_test_setup_teardown(test_raw_concurrent_threads, setup_two, teardown),
         cmocka_unit_test_setup_teardown(test_context_carried, setup_proxy, teardown_proxy),
