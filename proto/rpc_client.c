@@ -37,6 +37,8 @@ struct rpc_stream {
     grpc_slice status_details;
     const char *error_string;
     char tag_send, tag_recv, tag_status, tag_close;
+    int recv_pending;           /* a RECV_MESSAGE batch is in flight (after a timeout) */
+    grpc_byte_buffer *recv_buf; /* its destination */
 };
 
 const char *rpc_strerror(int code)
@@ -384,30 +386,37 @@ int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg, int time
 static int recv_one(struct rpc_stream *st, ProtobufCMessage **msg, int timeout_ms,
                     struct rpc_error *err)
 {
-    grpc_byte_buffer *bb = NULL;
-    grpc_op ops[2];
-    size_t n = 0;
-    memset(ops, 0, sizeof ops);
-    if (!st->initial_md_received) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n].data.recv_initial_metadata.recv_initial_metadata = &st->initial_md;
+    if (!st->recv_pending) {
+        grpc_op ops[2];
+        size_t n = 0;
+        memset(ops, 0, sizeof ops);
+        if (!st->initial_md_received) {
+            ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+            ops[n].data.recv_initial_metadata.recv_initial_metadata = &st->initial_md;
+            n++;
+            st->initial_md_received = 1;
+        }
+        ops[n].op = GRPC_OP_RECV_MESSAGE;
+        ops[n].data.recv_message.recv_message = &st->recv_buf;
         n++;
-        st->initial_md_received = 1;
+        st->recv_buf = NULL;
+        if (grpc_call_start_batch(st->call, ops, n, &st->tag_recv, NULL) != GRPC_CALL_OK) {
+            set_error(err, RPC_INTERNAL, "%s", "cannot receive");
+            return RPC_ERR_CLOSED;
+        }
+        st->recv_pending = 1;
     }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n].data.recv_message.recv_message = &bb;
-    n++;
-    if (grpc_call_start_batch(st->call, ops, n, &st->tag_recv, NULL) != GRPC_CALL_OK) {
-        set_error(err, RPC_INTERNAL, "%s", "cannot receive");
-        return RPC_ERR_CLOSED;
-    }
-    int r = wait_op(st, &st->tag_recv, timeout_ms);
-    if (r < 0) {
-        if (bb)
-            grpc_byte_buffer_destroy(bb);
-        set_error(err, RPC_DEADLINE_EXCEEDED, "%s", "receive timed out");
+    /* A timeout leaves the receive in flight for the next call: the stream lives on. */
+    gpr_timespec until =
+        timeout_ms > 0 ? deadline_after(timeout_ms) : gpr_inf_future(GPR_CLOCK_REALTIME);
+    grpc_event ev = grpc_completion_queue_pluck(st->cq, &st->tag_recv, until, NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        set_error(err, RPC_DEADLINE_EXCEEDED, "%s", "nothing received in time");
         return RPC_ERR_TIMEOUT;
     }
+    st->recv_pending = 0;
+    grpc_byte_buffer *bb = st->recv_buf;
+    st->recv_buf = NULL;
     if (!bb) {
         wait_status(st, err);
         return st->status == GRPC_STATUS_OK ? RPC_ERR_CLOSED : RPC_ERR_STATUS;
@@ -476,8 +485,15 @@ void rpc_stream_free(struct rpc_stream *st)
 {
     if (!st)
         return;
-    if (!st->status_received) {
+    if (!st->status_received || st->recv_pending)
         grpc_call_cancel(st->call, NULL);
+    if (st->recv_pending) {
+        grpc_completion_queue_pluck(st->cq, &st->tag_recv, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                    NULL);
+        if (st->recv_buf)
+            grpc_byte_buffer_destroy(st->recv_buf);
+    }
+    if (!st->status_received) {
         grpc_completion_queue_pluck(st->cq, &st->tag_status, gpr_inf_future(GPR_CLOCK_REALTIME),
                                     NULL);
     }

@@ -403,8 +403,11 @@ int raft_step_msg(struct raft *r, const struct raft_message *m)
     bool vote_req =
         m->msg_type == RAFT_MSG_REQUEST_VOTE || m->msg_type == RAFT_MSG_REQUEST_PRE_VOTE;
     /* A node outside our configuration (e.g. removed while partitioned) must
-     * not disrupt the group: its vote requests are ignored by members. */
-    if (vote_req && raft_promotable(r) && raft_progress_get(r, m->from) == NULL) {
+     * not disrupt a healthy group: while we hear from a leader, members
+     * ignore its vote requests. Without a leader we listen: our own view of
+     * the configuration may be the stale one (it may be a newly added node). */
+    if (vote_req && raft_promotable(r) && raft_progress_get(r, m->from) == NULL &&
+        r->lead != RAFT_NONE && r->election_elapsed < r->election_timeout) {
         raft_logf(r, RAFT_LOG_INFO, "ignored vote request from non-member %llu",
                   (unsigned long long)m->from);
         return RAFT_OK;

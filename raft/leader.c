@@ -93,10 +93,11 @@ static int propose(struct raft *r, const struct raft_message *m)
     if (ents == NULL)
         return RAFT_ERR_NOMEM;
     uint64_t last = raft_log_last_index(&r->log);
+    uint64_t pending = r->pending_conf_index;
     for (size_t i = 0; i < m->n_entries; i++) {
         ents[i] = m->entries[i]; /* shallow: raft_log_append copies the data */
         if (ents[i].entry_type == RAFT_ENTRY_CONF_CHANGE) {
-            if (r->pending_conf_index > r->log.applied) {
+            if (pending > r->log.applied) {
                 /* One change at a time: keep the slot but make it a no-op. */
                 raft_logf(r, RAFT_LOG_INFO, "ignoring conf change: one is pending at %llu",
                           (unsigned long long)r->pending_conf_index);
@@ -104,7 +105,7 @@ static int propose(struct raft *r, const struct raft_message *m)
                 ents[i].data = NULL;
                 ents[i].data_len = 0;
             } else {
-                r->pending_conf_index = last + 1 + i;
+                pending = last + 1 + i;
             }
         }
     }
@@ -112,6 +113,7 @@ static int propose(struct raft *r, const struct raft_message *m)
     free(ents);
     if (rc != RAFT_OK)
         return rc;
+    r->pending_conf_index = pending; /* only once the entry is really in the log */
     raft_bcast_append(r);
     return RAFT_OK;
 }

@@ -7,7 +7,8 @@
 
 struct raft_memory_storage {
     struct raft_hard_state hs;
-    struct raft_snapshot snap; /* owned; conf_state also serves initial_state */
+    struct raft_snapshot snap; /* owned, the latest snapshot */
+    struct raft_conf_state cs; /* owned, the members as of the applied index */
     struct raft_entry *ents;   /* ents[0] is a dummy at the snapshot index/term */
     size_t n;
     size_t cap;
@@ -36,6 +37,7 @@ void raft_memory_storage_free(struct raft_memory_storage *ms)
         return;
     raft_entries_free(ms->ents, ms->n);
     raft_snapshot_free(&ms->snap);
+    raft_conf_state_free(&ms->cs);
     free(ms);
 }
 
@@ -63,7 +65,7 @@ static int ms_initial_state(void *ctx, struct raft_hard_state *hs, struct raft_c
 {
     struct raft_memory_storage *ms = ctx;
     *hs = ms->hs;
-    return raft_conf_state_copy(cs, &ms->snap.metadata.conf_state);
+    return raft_conf_state_copy(cs, &ms->cs);
 }
 
 static int ms_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes,
@@ -171,8 +173,8 @@ int raft_memory_storage_set_conf_state(struct raft_memory_storage *ms,
     int rc = raft_conf_state_copy(&copy, cs);
     if (rc != RAFT_OK)
         return rc;
-    raft_conf_state_free(&ms->snap.metadata.conf_state);
-    ms->snap.metadata.conf_state = copy;
+    raft_conf_state_free(&ms->cs);
+    ms->cs = copy;
     return RAFT_OK;
 }
 
@@ -235,11 +237,19 @@ int raft_memory_storage_apply_snapshot(struct raft_memory_storage *ms,
     if (snap->metadata.index <= ms->snap.metadata.index && ms->snap.metadata.index > 0)
         return RAFT_ERR_SNAP_OUT_OF_DATE;
     struct raft_snapshot copy;
+    struct raft_conf_state cs;
     int rc = raft_snapshot_copy(&copy, snap);
     if (rc != RAFT_OK)
         return rc;
+    rc = raft_conf_state_copy(&cs, &snap->metadata.conf_state);
+    if (rc != RAFT_OK) {
+        raft_snapshot_free(&copy);
+        return rc;
+    }
     raft_snapshot_free(&ms->snap);
     ms->snap = copy;
+    raft_conf_state_free(&ms->cs);
+    ms->cs = cs;
     for (size_t i = 0; i < ms->n; i++)
         raft_entry_free(&ms->ents[i]);
     ms->ents[0] = (struct raft_entry){.term = snap->metadata.term, .index = snap->metadata.index};
@@ -260,7 +270,7 @@ int raft_memory_storage_create_snapshot(struct raft_memory_storage *ms, uint64_t
     s.metadata.term = ms->ents[index - ms->ents[0].index].term;
     s.data = (uint8_t *)data;
     s.data_len = data_len;
-    s.metadata.conf_state = cs ? *cs : ms->snap.metadata.conf_state;
+    s.metadata.conf_state = cs ? *cs : ms->cs;
     struct raft_snapshot copy;
     int rc = raft_snapshot_copy(&copy, &s);
     if (rc != RAFT_OK)

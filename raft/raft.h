@@ -227,7 +227,9 @@ void raft_memory_storage_set_hard_state(struct raft_memory_storage *ms,
                                         const struct raft_hard_state *hs);
 void raft_memory_storage_hard_state(const struct raft_memory_storage *ms,
                                     struct raft_hard_state *out);
-/* Sets the conf state returned by initial_state (copied); used to bootstrap. */
+/* Sets the conf state returned by initial_state (copied): the members as of
+ * the applied index. Bootstrap with it, and update it when applying a conf
+ * change (apply_snapshot sets it from the snapshot). */
 int raft_memory_storage_set_conf_state(struct raft_memory_storage *ms,
                                        const struct raft_conf_state *cs);
 /* Appends ents (copied), truncating any conflicting suffix; entries at or
@@ -238,7 +240,7 @@ int raft_memory_storage_append(struct raft_memory_storage *ms, const struct raft
 int raft_memory_storage_apply_snapshot(struct raft_memory_storage *ms,
                                        const struct raft_snapshot *snap);
 /* Records a snapshot at index (<= last index) with the given conf state and
- * data (copied; cs may be NULL to keep the current one). The log is not
+ * data (copied; cs NULL means the conf state set by set_conf_state). The log is not
  * compacted. RAFT_ERR_SNAP_OUT_OF_DATE if index <= the current snapshot's. */
 int raft_memory_storage_create_snapshot(struct raft_memory_storage *ms, uint64_t index,
                                         const struct raft_conf_state *cs, const void *data,

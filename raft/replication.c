@@ -194,12 +194,29 @@ static bool restore(struct raft *r, const struct raft_snapshot *s)
         raft_log_commit_to(&r->log, s->metadata.index);
         return false;
     }
-    uint64_t *ids = malloc((s->metadata.conf_state.n_nodes + 1) * sizeof *ids);
+    /* Build the new member set first, so running out of memory leaves the
+     * node unchanged (like a lost snapshot message). */
+    const struct raft_conf_state *cs = &s->metadata.conf_state;
+    uint64_t last = s->metadata.index;
+    struct raft_progress *prs = calloc(cs->n_nodes ? cs->n_nodes : 1, sizeof *prs);
     size_t n = 0;
-    if (ids == NULL)
+    if (prs == NULL)
         return false;
-    for (size_t i = 0; i < s->metadata.conf_state.n_nodes; i++)
-        ids[n++] = s->metadata.conf_state.nodes[i];
+    for (size_t i = 0; i < cs->n_nodes; i++) {
+        uint64_t id = cs->nodes[i];
+        size_t pos = 0;
+        while (pos < n && prs[pos].id < id)
+            pos++;
+        if (pos < n && prs[pos].id == id)
+            continue; /* duplicate id */
+        struct raft_progress pr;
+        if (raft_progress_init(&pr, id, id == r->id ? last : 0, last + 1, r->max_inflight) !=
+            RAFT_OK)
+            goto fail;
+        memmove(&prs[pos + 1], &prs[pos], (n - pos) * sizeof *prs);
+        prs[pos] = pr;
+        n++;
+    }
     if (raft_log_restore(&r->log, s) != RAFT_OK)
         goto fail;
     raft_logf(r, RAFT_LOG_INFO, "restored snapshot index %llu term %llu",
@@ -207,18 +224,13 @@ static bool restore(struct raft *r, const struct raft_snapshot *s)
     for (size_t i = 0; i < r->n_prs; i++)
         raft_progress_close(&r->prs[i]);
     free(r->prs);
-    r->prs = NULL;
-    r->n_prs = 0;
-    uint64_t last = raft_log_last_index(&r->log);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t match = ids[i] == r->id ? last : 0;
-        if (raft_set_progress(r, ids[i], match, last + 1) != RAFT_OK)
-            raft_panic(r, "out of memory restoring the configuration");
-    }
-    free(ids);
+    r->prs = prs;
+    r->n_prs = n;
     return true;
 fail:
-    free(ids);
+    for (size_t i = 0; i < n; i++)
+        raft_progress_close(&prs[i]);
+    free(prs);
     return false;
 }
 

@@ -14,20 +14,49 @@
 #include "store/engine.h"
 #include "mvcc/mvcc.h"
 #include "store/kv_service.h"
+#include "store/node.h"
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: tinykv-server [options]\n"
-                 "\n"
-                 "Serves one TinyKV store over gRPC (the tinykvpb.TinyKv service).\n"
-                 "\n"
-                 "  --addr HOST:PORT       listen address (default 127.0.0.1:20160)\n"
-                 "  --data-dir DIR         where the store keeps its data (default ./tinykv-data)\n"
-                 "  --scheduler HOST:PORT  the scheduler to join (default 127.0.0.1:2379)\n"
-                 "  --standalone           one store, no scheduler, no Raft\n"
-                 "  --log-level LEVEL      error, warn, info or debug (default info)\n"
-                 "  --help                 this text\n"
-                 "  --version              print the version\n");
+    fprintf(out,
+            "usage: tinykv-server [options]\n"
+            "\n"
+            "Serves one TinyKV store over gRPC (the tinykvpb.TinyKv service).\n"
+            "\n"
+            "  --addr HOST:PORT       listen address (default 127.0.0.1:20160)\n"
+            "  --data-dir DIR         where the store keeps its data (default ./tinykv-data)\n"
+            "  --scheduler HOST:PORT  the scheduler to join (default 127.0.0.1:2379)\n"
+            "  --advertise-addr H:P   the address other stores and clients dial (default --addr)\n"
+            "  --standalone           one store, no scheduler, no Raft\n"
+            "  --raft-tick-ms MS      Raft base tick (default 100; elections take 10-20 ticks)\n"
+            "  --log-level LEVEL      error, warn, info or debug (default info)\n"
+            "  --help                 this text\n"
+            "  --version              print the version\n");
+}
+
+/* Cluster mode: a node joined to the scheduler, until a signal. */
+static int run_cluster(const char *addr, const char *advertise, const char *data_dir,
+                       const char *scheduler, int tick_ms, sigset_t *sigs)
+{
+    struct node_config cfg = {
+        .addr = addr,
+        .advertise_addr = advertise,
+        .data_dir = data_dir,
+        .scheduler = scheduler,
+        .tick_ms = tick_ms,
+    };
+    struct node *node;
+    char errbuf[1024] = "";
+    if (node_start(&cfg, &node, errbuf, sizeof errbuf) != 0) {
+        fprintf(stderr, "tinykv-server: %s\n", errbuf);
+        return 1;
+    }
+    int sig;
+    sigwait(sigs, &sig);
+    LOG(LOG_INFO, "signal %d: shutting down", sig);
+    node_stop(node);
+    LOG(LOG_INFO, "stopped");
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -35,12 +64,20 @@ int main(int argc, char **argv)
     const char *addr = "127.0.0.1:20160";
     const char *data_dir = "./tinykv-data";
     const char *scheduler = "127.0.0.1:2379";
+    const char *advertise = NULL;
     int standalone = 0;
+    int tick_ms = 100;
     static const struct option opts[] = {
-        {"addr", required_argument, NULL, 'a'},      {"data-dir", required_argument, NULL, 'd'},
-        {"scheduler", required_argument, NULL, 's'}, {"standalone", no_argument, NULL, 'S'},
-        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'v'},         {NULL, 0, NULL, 0},
+        {"addr", required_argument, NULL, 'a'},
+        {"data-dir", required_argument, NULL, 'd'},
+        {"scheduler", required_argument, NULL, 's'},
+        {"standalone", no_argument, NULL, 'S'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'v'},
+        {"advertise-addr", required_argument, NULL, 'A'},
+        {"raft-tick-ms", required_argument, NULL, 'T'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -56,6 +93,16 @@ int main(int argc, char **argv)
             break;
         case 'S':
             standalone = 1;
+            break;
+        case 'A':
+            advertise = optarg;
+            break;
+        case 'T':
+            tick_ms = atoi(optarg);
+            if (tick_ms < 10 || tick_ms > 10000) {
+                fprintf(stderr, "tinykv-server: --raft-tick-ms must be 10..10000\n");
+                return 2;
+            }
             break;
         case 'l':
             if ((log_current_level = log_level_parse(optarg)) < 0) {
@@ -79,13 +126,6 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!standalone) {
-        fprintf(stderr,
-                "tinykv-server: cluster mode (joining the scheduler at %s) comes with the "
-                "replicated store; run with --standalone for now\n",
-                scheduler);
-        return 2;
-    }
 
     /* Signals are taken by sigwait below; every thread inherits the mask. */
     sigset_t sigs;
@@ -95,6 +135,9 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     rpc_process_hold();
+
+    if (!standalone)
+        return run_cluster(addr, advertise, data_dir, scheduler, tick_ms, &sigs);
 
     if (mkdir(data_dir, 0755) != 0 && access(data_dir, W_OK) != 0) {
         fprintf(stderr, "tinykv-server: cannot use data directory %s\n", data_dir);

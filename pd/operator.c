@@ -1,0 +1,273 @@
+/* operator.c — operators: at most one per region, steps that advance with region heartbeats. */
+#include "pd/pd_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/log.h"
+
+struct pd_operator *operator_find(struct pd_cluster *c, uint64_t region_id)
+{
+    for (size_t i = 0; i < c->op_count; i++)
+        if (c->ops[i].region_id == region_id)
+            return &c->ops[i];
+    return NULL;
+}
+
+int operator_add(struct pd_cluster *c, const struct pd_operator *op)
+{
+    if (operator_find(c, op->region_id))
+        return cluster_set_err(c, PD_ERR_EXISTS, "region %llu already has an operator",
+                               (unsigned long long)op->region_id);
+    if (c->op_count == c->op_cap) {
+        size_t cap = c->op_cap ? c->op_cap * 2 : 16;
+        struct pd_operator *n = realloc(c->ops, cap * sizeof *n);
+        if (n == NULL)
+            return PD_ERR_NOMEM;
+        c->ops = n;
+        c->op_cap = cap;
+    }
+    c->ops[c->op_count] = *op;
+    c->ops[c->op_count].create_ms = cluster_now_ms(c);
+    c->ops[c->op_count].current_step = 0;
+    c->op_count++;
+    c->metrics.operators_created++;
+    LOG(LOG_INFO, "operator %s created for region=%llu (%zu steps)", op->name,
+        (unsigned long long)op->region_id, op->step_count);
+    return PD_OK;
+}
+
+void operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_status status)
+{
+    for (size_t i = 0; i < c->op_count; i++) {
+        if (c->ops[i].region_id == region_id) {
+            struct op_record *rec = &c->op_history[c->op_history_next];
+            rec->op = c->ops[i];
+            rec->status = status;
+            c->op_history_next = (c->op_history_next + 1) % PD_OPERATOR_HISTORY;
+            if (c->op_history_count < PD_OPERATOR_HISTORY)
+                c->op_history_count++;
+            c->ops[i] = c->ops[c->op_count - 1];
+            c->op_count--;
+            return;
+        }
+    }
+}
+
+size_t operator_count_kind(struct pd_cluster *c, enum pd_operator_kind kind)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->op_count; i++)
+        n += c->ops[i].kind == kind;
+    return n;
+}
+
+/* step_done: whether the heartbeat shows the step's effect. */
+static bool step_done(const struct pd_step *s, const struct pd_region *r)
+{
+    const struct pd_peer *p = pd_region_store_peer(r, s->store_id);
+    switch (s->kind) {
+    case PD_STEP_ADD_PEER:
+        /* Present and caught up (no longer pending). */
+        return p != NULL && p->id == s->peer_id && !region_peer_is_pending(r, p->id);
+    case PD_STEP_REMOVE_PEER:
+        return p == NULL;
+    case PD_STEP_TRANSFER_LEADER:
+        return r->leader.store_id == s->store_id;
+    }
+    return false;
+}
+
+/* step_impossible: the region shows the step can never finish as built. */
+static bool step_impossible(const struct pd_step *s, const struct pd_region *r)
+{
+    const struct pd_peer *p = pd_region_store_peer(r, s->store_id);
+    switch (s->kind) {
+    case PD_STEP_ADD_PEER:
+        return p != NULL && p->id != s->peer_id;
+    case PD_STEP_REMOVE_PEER:
+        return false;
+    case PD_STEP_TRANSFER_LEADER:
+        return p == NULL;
+    }
+    return true;
+}
+
+void operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,
+                           struct pd_step *step, bool *has_step)
+{
+    *has_step = false;
+    struct pd_operator *op = operator_find(c, region->id);
+    if (op == NULL)
+        return;
+    while (op->current_step < op->step_count && step_done(&op->steps[op->current_step], region))
+        op->current_step++;
+    if (op->current_step == op->step_count) {
+        LOG(LOG_INFO, "operator %s finished for region=%llu", op->name,
+            (unsigned long long)region->id);
+        c->metrics.operators_finished++;
+        operator_remove(c, region->id, PD_OP_SUCCESS);
+        return;
+    }
+    if (step_impossible(&op->steps[op->current_step], region)) {
+        LOG(LOG_WARN, "operator %s canceled for region=%llu: step cannot finish", op->name,
+            (unsigned long long)region->id);
+        c->metrics.operators_canceled++;
+        operator_remove(c, region->id, PD_OP_CANCEL);
+        return;
+    }
+    *step = op->steps[op->current_step];
+    *has_step = true;
+}
+
+static uint64_t op_timeout_ms(const struct pd_cluster *c, const struct pd_operator *op)
+{
+    for (size_t i = 0; i < op->step_count; i++)
+        if (op->steps[i].kind != PD_STEP_TRANSFER_LEADER)
+            return c->cfg.region_operator_timeout_ms;
+    return c->cfg.leader_operator_timeout_ms;
+}
+
+void operator_check_timeouts(struct pd_cluster *c)
+{
+    uint64_t now = cluster_now_ms(c);
+    for (size_t i = 0; i < c->op_count;) {
+        struct pd_operator *op = &c->ops[i];
+        if (now > op->create_ms + op_timeout_ms(c, op)) {
+            LOG(LOG_WARN, "operator %s timed out for region=%llu at step %zu", op->name,
+                (unsigned long long)op->region_id, op->current_step);
+            c->metrics.operators_timed_out++;
+            operator_remove(c, op->region_id, PD_OP_TIMEOUT);
+            continue; /* the last one moved into slot i */
+        }
+        i++;
+    }
+}
+
+static void op_init(struct pd_operator *op, const struct pd_region *r, const char *name,
+                    enum pd_operator_kind kind)
+{
+    memset(op, 0, sizeof *op);
+    op->region_id = r->id;
+    snprintf(op->name, sizeof op->name, "%s", name);
+    op->kind = kind;
+    op->epoch = r->epoch;
+}
+
+static void op_push(struct pd_operator *op, enum pd_step_kind kind, uint64_t store_id,
+                    uint64_t peer_id)
+{
+    if (op->step_count >= PD_MAX_STEPS)
+        return;
+    struct pd_step *s = &op->steps[op->step_count++];
+    s->kind = kind;
+    s->store_id = store_id;
+    s->peer_id = peer_id;
+}
+
+void operator_build_transfer_leader(struct pd_operator *op, const struct pd_region *r,
+                                    const char *name, enum pd_operator_kind kind, uint64_t to_store)
+{
+    op_init(op, r, name, kind);
+    const struct pd_peer *p = pd_region_store_peer(r, to_store);
+    op_push(op, PD_STEP_TRANSFER_LEADER, to_store, p ? p->id : 0);
+}
+
+int operator_build_add_peer(struct pd_cluster *c, struct pd_operator *op, const struct pd_region *r,
+                            const char *name, enum pd_operator_kind kind, uint64_t store_id)
+{
+    uint64_t peer_id;
+    int err = cluster_alloc_id_locked(c, &peer_id);
+    if (err != PD_OK)
+        return err;
+    op_init(op, r, name, kind);
+    op_push(op, PD_STEP_ADD_PEER, store_id, peer_id);
+    return PD_OK;
+}
+
+/* leader_away_steps: when the leader sits on store_id, hand leadership to another peer first
+ * (prefer prefer_store, else a peer that is not pending). */
+static void leader_away_steps(struct pd_operator *op, const struct pd_region *r, uint64_t store_id,
+                              uint64_t prefer_store, uint64_t prefer_peer)
+{
+    if (r->leader.store_id != store_id)
+        return;
+    if (prefer_store) {
+        op_push(op, PD_STEP_TRANSFER_LEADER, prefer_store, prefer_peer);
+        return;
+    }
+    for (size_t i = 0; i < r->peer_count; i++) {
+        const struct pd_peer *p = &r->peers[i];
+        if (p->store_id != store_id && !region_peer_is_pending(r, p->id)) {
+            op_push(op, PD_STEP_TRANSFER_LEADER, p->store_id, p->id);
+            return;
+        }
+    }
+}
+
+void operator_build_remove_peer(struct pd_operator *op, const struct pd_region *r, const char *name,
+                                enum pd_operator_kind kind, uint64_t store_id)
+{
+    op_init(op, r, name, kind);
+    const struct pd_peer *p = pd_region_store_peer(r, store_id);
+    leader_away_steps(op, r, store_id, 0, 0);
+    op_push(op, PD_STEP_REMOVE_PEER, store_id, p ? p->id : 0);
+}
+
+int operator_build_move_peer(struct pd_cluster *c, struct pd_operator *op,
+                             const struct pd_region *r, const char *name,
+                             enum pd_operator_kind kind, uint64_t from_store, uint64_t to_store)
+{
+    int err = operator_build_add_peer(c, op, r, name, kind, to_store);
+    if (err != PD_OK)
+        return err;
+    uint64_t new_peer = op->steps[0].peer_id;
+    const struct pd_peer *p = pd_region_store_peer(r, from_store);
+    leader_away_steps(op, r, from_store, to_store, new_peer);
+    op_push(op, PD_STEP_REMOVE_PEER, from_store, p ? p->id : 0);
+    return PD_OK;
+}
+
+int pd_cluster_get_operator_status(struct pd_cluster *c, uint64_t region_id,
+                                   struct pd_operator *out, enum pd_operator_status *status)
+{
+    int err = PD_OK;
+    pthread_mutex_lock(&c->mu);
+    const struct pd_operator *op = operator_find(c, region_id);
+    if (op) {
+        *out = *op;
+        *status = PD_OP_RUNNING;
+        goto cleanup;
+    }
+    for (size_t n = 0; n < c->op_history_count; n++) {
+        size_t i = (c->op_history_next + PD_OPERATOR_HISTORY - 1 - n) % PD_OPERATOR_HISTORY;
+        if (c->op_history[i].op.region_id == region_id) {
+            *out = c->op_history[i].op;
+            *status = c->op_history[i].status;
+            goto cleanup;
+        }
+    }
+    err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator on record",
+                          (unsigned long long)region_id);
+cleanup:
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+const char *pd_operator_status_name(enum pd_operator_status s)
+{
+    switch (s) {
+    case PD_OP_SUCCESS:
+        return "SUCCESS";
+    case PD_OP_TIMEOUT:
+        return "TIMEOUT";
+    case PD_OP_CANCEL:
+        return "CANCEL";
+    case PD_OP_REPLACE:
+        return "REPLACE";
+    case PD_OP_RUNNING:
+        return "RUNNING";
+    }
+    return "UNKNOWN";
+}

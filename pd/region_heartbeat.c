@@ -1,0 +1,234 @@
+/* region_heartbeat.c — region heartbeats (staleness rules, tree updates) and region look-ups. */
+#include "pd/pd_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* epoch_stale: the reported epoch is older than what PD holds (version first, then conf_ver). */
+static bool epoch_stale(const struct pd_region_epoch *reported, const struct pd_region_epoch *held)
+{
+    return reported->version < held->version || reported->conf_ver < held->conf_ver;
+}
+
+/* persist_update writes r and deletes the regions it replaced, in one batch. Region records are
+ * rebuilt by heartbeats anyway, so the write is not synced (RocksDB's WAL still survives a
+ * process kill). */
+static int persist_update(struct pd_cluster *c, const struct pd_region *r, size_t first,
+                          size_t last)
+{
+    char key[META_KEY_BYTES], *buf = NULL;
+    size_t len;
+    struct meta_batch *b = meta_batch_new(c->meta);
+    int err = b ? codec_encode_region(r, &buf, &len) : PD_ERR_NOMEM;
+    if (err != PD_OK)
+        goto cleanup;
+    for (size_t i = first; i < last; i++) {
+        if (c->tree.by_key[i]->id == r->id)
+            continue;
+        meta_key_region(key, c->tree.by_key[i]->id);
+        meta_batch_delete(b, key);
+    }
+    meta_key_region(key, r->id);
+    meta_batch_put(b, key, buf, len);
+    err = meta_batch_write(c->meta, b, false, c->errmsg, sizeof c->errmsg);
+cleanup:
+    free(buf);
+    meta_batch_free(b);
+    return err;
+}
+
+static int heartbeat_locked(struct pd_cluster *c, const struct pd_region *region,
+                            struct pd_step *step, bool *has_step)
+{
+    int err = cluster_check_region(c, region);
+    if (err != PD_OK)
+        return err;
+    if (region->leader.id == 0 || pd_region_store_peer(region, region->leader.store_id) == NULL ||
+        pd_region_store_peer(region, region->leader.store_id)->id != region->leader.id)
+        return cluster_set_err(c, PD_ERR_INVALID, "region %llu: leader is not one of its peers",
+                               (unsigned long long)region->id);
+    c->metrics.region_heartbeats++;
+    struct pd_region *origin = region_tree_find_by_id(&c->tree, region->id);
+    if (origin && epoch_stale(&region->epoch, &origin->epoch)) {
+        c->metrics.stale_region_heartbeats++;
+        return cluster_set_err(c, PD_ERR_STALE, "region %llu: epoch older than PD's",
+                               (unsigned long long)region->id);
+    }
+    size_t first = region_tree_first_overlap(&c->tree, region), last = first;
+    for (; last < c->tree.count && regions_overlap(c->tree.by_key[last], region); last++) {
+        const struct pd_region *o = c->tree.by_key[last];
+        if (o != origin && epoch_stale(&region->epoch, &o->epoch)) {
+            c->metrics.stale_region_heartbeats++;
+            return cluster_set_err(c, PD_ERR_STALE,
+                                   "region %llu: epoch older than overlapping region %llu",
+                                   (unsigned long long)region->id, (unsigned long long)o->id);
+        }
+    }
+    struct pd_region *copy = region_new_copy(region);
+    if (copy == NULL || region_tree_reserve(&c->tree) != PD_OK) {
+        region_free(copy);
+        return PD_ERR_NOMEM;
+    }
+    if (origin == NULL || !region_meta_equal(origin, region) || last - first > 1 ||
+        (last - first == 1 && c->tree.by_key[first] != origin)) {
+        err = persist_update(c, region, first, last);
+        if (err != PD_OK) {
+            region_free(copy);
+            return err;
+        }
+    }
+    /* Replace the overlapped regions (older splits or merges) and the old record of this one. */
+    while (first < last) {
+        struct pd_region *o = c->tree.by_key[first];
+        if (o->id != region->id)
+            operator_remove(c, o->id, PD_OP_CANCEL);
+        if (o == origin)
+            origin = NULL;
+        region_tree_remove(&c->tree, o);
+        region_free(o);
+        last--;
+    }
+    if (origin) {
+        region_tree_remove(&c->tree, origin);
+        region_free(origin);
+    }
+    /* Room was reserved above and removals only shrink the tree: this cannot fail. */
+    err = region_tree_insert(&c->tree, copy);
+    if (err != PD_OK) {
+        region_free(copy);
+        return err;
+    }
+    operator_on_heartbeat(c, copy, step, has_step);
+    return PD_OK;
+}
+
+int pd_cluster_region_heartbeat(struct pd_cluster *c, const struct pd_region *region,
+                                struct pd_step *step, bool *has_step)
+{
+    struct pd_step dummy_step;
+    bool dummy_has;
+    if (step == NULL)
+        step = &dummy_step;
+    if (has_step == NULL)
+        has_step = &dummy_has;
+    *has_step = false;
+    pthread_mutex_lock(&c->mu);
+    int err = c->bootstrapped ? heartbeat_locked(c, region, step, has_step)
+                              : cluster_set_err(c, PD_ERR_NOT_BOOTSTRAPPED, "not bootstrapped");
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+static int copy_out(struct pd_cluster *c, const struct pd_region *r, struct pd_region *out,
+                    const char *what)
+{
+    if (r == NULL)
+        return cluster_set_err(c, PD_ERR_NOT_FOUND, "no region %s", what);
+    return pd_region_copy(out, r);
+}
+
+int pd_cluster_get_region(struct pd_cluster *c, const void *key, size_t key_len,
+                          struct pd_region *out)
+{
+    pthread_mutex_lock(&c->mu);
+    int err = copy_out(c, region_tree_find_by_key(&c->tree, key, key_len), out, "for the key");
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+int pd_cluster_get_prev_region(struct pd_cluster *c, const void *key, size_t key_len,
+                               struct pd_region *out)
+{
+    pthread_mutex_lock(&c->mu);
+    /* The region before the one holding key: the last region starting strictly before the
+     * start of key's region (or before key when key falls in a hole). */
+    const struct pd_region *prev = NULL;
+    struct pd_region *cur = region_tree_find_by_key(&c->tree, key, key_len);
+    const uint8_t *bound = cur ? cur->start_key : key;
+    size_t bound_len = cur ? cur->start_key_len : key_len;
+    for (size_t i = 0; i < c->tree.count; i++) {
+        const struct pd_region *r = c->tree.by_key[i];
+        if (key_cmp(r->start_key, r->start_key_len, bound, bound_len) >= 0)
+            break;
+        prev = r;
+    }
+    int err = copy_out(c, prev, out, "before the key");
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+int pd_cluster_get_region_by_id(struct pd_cluster *c, uint64_t region_id, struct pd_region *out)
+{
+    pthread_mutex_lock(&c->mu);
+    int err = copy_out(c, region_tree_find_by_id(&c->tree, region_id), out, "with that id");
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+int pd_cluster_scan_regions(struct pd_cluster *c, const void *start_key, size_t start_len,
+                            const void *end_key, size_t end_len, size_t limit,
+                            struct pd_region **out, size_t *count)
+{
+    int err = PD_OK;
+    *out = NULL;
+    *count = 0;
+    pthread_mutex_lock(&c->mu);
+    size_t i = region_tree_index_at_or_before(&c->tree, start_key, start_len);
+    if (i == c->tree.count)
+        i = 0;
+    else if (!region_contains_key(c->tree.by_key[i], start_key, start_len))
+        i++;
+    size_t n = 0;
+    for (size_t j = i; j < c->tree.count && (limit == 0 || n < limit); j++, n++) {
+        const struct pd_region *r = c->tree.by_key[j];
+        if (end_len && key_cmp(r->start_key, r->start_key_len, end_key, end_len) >= 0)
+            break;
+    }
+    struct pd_region *arr = calloc(n ? n : 1, sizeof *arr);
+    if (arr == NULL) {
+        err = PD_ERR_NOMEM;
+        goto cleanup;
+    }
+    for (size_t k = 0; k < n; k++) {
+        err = pd_region_copy(&arr[k], c->tree.by_key[i + k]);
+        if (err != PD_OK) {
+            pd_regions_free(arr, k);
+            goto cleanup;
+        }
+    }
+    *out = arr;
+    *count = n;
+cleanup:
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+size_t pd_cluster_region_count(struct pd_cluster *c)
+{
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->tree.count;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+int pd_cluster_ask_split(struct pd_cluster *c, uint64_t region_id, uint64_t *new_region_id,
+                         uint64_t *peer_ids, size_t *peer_count)
+{
+    int err = PD_OK;
+    pthread_mutex_lock(&c->mu);
+    const struct pd_region *r = region_tree_find_by_id(&c->tree, region_id);
+    if (r == NULL) {
+        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu not found",
+                              (unsigned long long)region_id);
+        goto cleanup;
+    }
+    if ((err = cluster_alloc_id_locked(c, new_region_id)) != PD_OK)
+        goto cleanup;
+    for (size_t i = 0; i < r->peer_count; i++)
+        if ((err = cluster_alloc_id_locked(c, &peer_ids[i])) != PD_OK)
+            goto cleanup;
+    *peer_count = r->peer_count;
+cleanup:
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}

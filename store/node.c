@@ -1,0 +1,245 @@
+/* node.c — starting and stopping a cluster-mode store: identity, bootstrap, wiring. */
+#include "store/node.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mvcc/mvcc.h"
+#include "proto/log.h"
+#include "proto/rpc.h"
+#include "raft_serverpb.pb-c.h"
+#include "store/engine.h"
+#include "store/keys.h"
+#include "store/kv_service.h"
+#include "store/pd_worker.h"
+#include "store/raft_kv.h"
+#include "store/raft_service.h"
+#include "store/raftstore.h"
+#include "store/transport.h"
+
+struct node {
+    struct node_config cfg;
+    char advertise[256];
+    struct engine *kv, *raft;
+    struct rpc_client *rpc;
+    struct pd_worker *pd;
+    struct transport *transport;
+    struct raftstore *rs;
+    struct storage *storage;
+    struct mvcc_engine *mvcc;
+    struct kv_service svc;
+    struct rpc_server *server;
+    uint64_t store_id;
+};
+
+static int read_store_ident(struct engine *kv, uint64_t *store_id)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *err = NULL;
+    size_t len;
+    char *v = rocksdb_get_cf(engine_db(kv), ro, engine_cf(kv, ENGINE_CF_META),
+                             (const char *)KEYS_STORE_IDENT, sizeof KEYS_STORE_IDENT, &len, &err);
+    rocksdb_readoptions_destroy(ro);
+    *store_id = 0;
+    if (err) {
+        rocksdb_free(err);
+        return -1;
+    }
+    if (!v)
+        return 0;
+    RaftServerpb__StoreIdent *id = raft_serverpb__store_ident__unpack(NULL, len, (uint8_t *)v);
+    rocksdb_free(v);
+    if (!id)
+        return -1;
+    *store_id = id->store_id;
+    raft_serverpb__store_ident__free_unpacked(id, NULL);
+    return 0;
+}
+
+static int write_store_ident(struct engine *kv, uint64_t store_id, char *errbuf, size_t len)
+{
+    RaftServerpb__StoreIdent id = RAFT_SERVERPB__STORE_IDENT__INIT;
+    id.store_id = store_id;
+    uint8_t buf[64];
+    size_t n = raft_serverpb__store_ident__pack(&id, buf);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(wb, engine_cf(kv, ENGINE_CF_META), (const char *)KEYS_STORE_IDENT,
+                              sizeof KEYS_STORE_IDENT, (const char *)buf, n);
+    int rc = engine_write_batch(kv, wb, 1, errbuf, len);
+    rocksdb_writebatch_destroy(wb);
+    return rc;
+}
+
+/* The first store of a new cluster creates region ["", "") and bootstraps. */
+static int maybe_bootstrap(struct node *n, char *errbuf, size_t len)
+{
+    if (raftstore_region_count(n->kv) > 0)
+        return 0;
+    int bootstrapped = 0;
+    if (pd_worker_is_bootstrapped(n->pd, &bootstrapped) != 0) {
+        snprintf(errbuf, len, "%s", pd_worker_errmsg(n->pd));
+        return -1;
+    }
+    if (bootstrapped)
+        return 0; /* peers arrive from the cluster */
+    uint64_t region_id, peer_id;
+    if (pd_worker_alloc_id(n->pd, &region_id) || pd_worker_alloc_id(n->pd, &peer_id)) {
+        snprintf(errbuf, len, "%s", pd_worker_errmsg(n->pd));
+        return -1;
+    }
+    struct region_peer me = {peer_id, n->store_id};
+    struct region r = {.id = region_id, .conf_ver = 1, .version = 1, .peers = &me, .n_peers = 1};
+    uint8_t empty = 0;
+    r.start_key = r.end_key = &empty;
+    if (raftstore_bootstrap_region(n->kv, n->raft, n->store_id, &r, errbuf, len) != 0)
+        return -1;
+    int rc = pd_worker_bootstrap(n->pd, n->store_id, n->advertise, &r);
+    if (rc == PD_WORKER_ERR_ALREADY_BOOTSTRAPPED) {
+        /* Another store won the race: forget our region, join theirs. */
+        struct region gone = r;
+        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+        uint8_t key[KEYS_REGION_KEY_LEN];
+        keys_region_state(gone.id, key);
+        rocksdb_writebatch_delete_cf(wb, engine_cf(n->kv, ENGINE_CF_META), (const char *)key,
+                                     sizeof key);
+        keys_apply_state(gone.id, key);
+        rocksdb_writebatch_delete_cf(wb, engine_cf(n->kv, ENGINE_CF_META), (const char *)key,
+                                     sizeof key);
+        engine_write_batch(n->kv, wb, 1, errbuf, len);
+        rocksdb_writebatch_destroy(wb);
+        LOG(LOG_INFO, "cluster was bootstrapped by another store; joining it");
+        return 0;
+    }
+    if (rc) {
+        snprintf(errbuf, len, "bootstrap: %s", pd_worker_errmsg(n->pd));
+        return -1;
+    }
+    LOG(LOG_INFO, "bootstrapped the cluster with region %llu (peer %llu on store %llu)",
+        (unsigned long long)region_id, (unsigned long long)peer_id,
+        (unsigned long long)n->store_id);
+    return 0;
+}
+
+int node_start(const struct node_config *cfg, struct node **out, char *errbuf, size_t len)
+{
+    struct node *n = calloc(1, sizeof *n);
+    if (!n) {
+        snprintf(errbuf, len, "out of memory");
+        return -1;
+    }
+    n->cfg = *cfg;
+    snprintf(n->advertise, sizeof n->advertise, "%s",
+             cfg->advertise_addr ? cfg->advertise_addr : cfg->addr);
+    if (mkdir(cfg->data_dir, 0755) != 0 && access(cfg->data_dir, W_OK) != 0) {
+        snprintf(errbuf, len, "cannot use data directory %s", cfg->data_dir);
+        goto fail;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/kv", cfg->data_dir);
+    if (engine_open(path, 0, &n->kv, errbuf, len) != 0)
+        goto fail;
+    snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
+    if (engine_open(path, 1, &n->raft, errbuf, len) != 0)
+        goto fail;
+
+    n->rpc = rpc_client_new();
+    n->pd = n->rpc ? pd_worker_new(n->rpc, cfg->scheduler) : NULL;
+    if (!n->pd) {
+        snprintf(errbuf, len, "out of memory");
+        goto fail;
+    }
+    if (pd_worker_connect(n->pd, 5000) != 0) {
+        snprintf(errbuf, len, "%s", pd_worker_errmsg(n->pd));
+        goto fail;
+    }
+    if (read_store_ident(n->kv, &n->store_id) != 0) {
+        snprintf(errbuf, len, "cannot read the store identity in %s", cfg->data_dir);
+        goto fail;
+    }
+    if (!n->store_id) {
+        if (pd_worker_alloc_id(n->pd, &n->store_id) != 0) {
+            snprintf(errbuf, len, "%s", pd_worker_errmsg(n->pd));
+            goto fail;
+        }
+        if (write_store_ident(n->kv, n->store_id, errbuf, len) != 0)
+            goto fail;
+        LOG(LOG_INFO, "new store: id %llu", (unsigned long long)n->store_id);
+    }
+    if (maybe_bootstrap(n, errbuf, len) != 0)
+        goto fail;
+    if (pd_worker_put_store(n->pd, n->store_id, n->advertise) != 0) {
+        snprintf(errbuf, len, "%s", pd_worker_errmsg(n->pd));
+        goto fail;
+    }
+
+    n->transport = transport_new(n->rpc, pd_worker_resolve, n->pd);
+    struct raftstore_config rcfg = {
+        .store_id = n->store_id,
+        .kv = n->kv,
+        .raft = n->raft,
+        .tick_ms = cfg->tick_ms,
+        .transport = {transport_send},
+        .transport_ctx = n->transport,
+        .pd = {pd_worker_region_heartbeat, pd_worker_peer_destroyed},
+        .pd_ctx = n->pd,
+    };
+    if (!n->transport || raftstore_new(&rcfg, &n->rs, errbuf, len) != 0)
+        goto fail;
+    transport_set_raftstore(n->transport, n->rs);
+    n->storage = raft_kv_new(n->rs, cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms : 5000);
+    if (!n->storage || mvcc_engine_new(n->storage, 0, &n->mvcc) != 0) {
+        snprintf(errbuf, len, "out of memory");
+        goto fail;
+    }
+    n->svc.storage = n->storage;
+    n->svc.mvcc = n->mvcc;
+    struct rpc_method methods[KV_SERVICE_MAX_METHODS + 2];
+    size_t nm = kv_service_methods(&n->svc, methods);
+    nm += raft_service_methods(n->rs, methods + nm);
+    n->server = rpc_server_new(cfg->addr, methods, nm, 4, errbuf, len);
+    if (!n->server)
+        goto fail;
+    rpc_server_set_workers(n->server, 16);
+    if (rpc_server_start(n->server) != 0) {
+        snprintf(errbuf, len, "cannot start the gRPC server");
+        goto fail;
+    }
+    if (pd_worker_start(n->pd, n->rs, n->store_id, n->advertise, cfg->store_heartbeat_ms) != 0) {
+        snprintf(errbuf, len, "cannot start the scheduler link");
+        goto fail;
+    }
+    LOG(LOG_INFO, "store %llu serving on %s (advertised as %s), scheduler %s, data in %s",
+        (unsigned long long)n->store_id, cfg->addr, n->advertise, cfg->scheduler, cfg->data_dir);
+    *out = n;
+    return 0;
+fail:
+    node_stop(n);
+    return -1;
+}
+
+void node_stop(struct node *n)
+{
+    if (!n)
+        return;
+    /* Stop taking requests first; queued ones still get answers from Raft. */
+    rpc_server_free(n->server);
+    pd_worker_free(n->pd);
+    if (n->transport)
+        transport_set_raftstore(n->transport, NULL);
+    raftstore_free(n->rs);
+    transport_free(n->transport);
+    mvcc_engine_free(n->mvcc);
+    storage_free(n->storage);
+    rpc_client_free(n->rpc);
+    engine_close(n->kv);
+    engine_close(n->raft);
+    free(n);
+}
+
+uint64_t node_store_id(const struct node *n)
+{
+    return n->store_id;
+}

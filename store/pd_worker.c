@@ -1,0 +1,468 @@
+/* pd_worker.c — schedulerpb calls of a store, the address cache and the heartbeat thread. */
+#include "store/pd_worker.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto/log.h"
+#include "schedulerpb.pb-c.h"
+
+#define CALL_TIMEOUT_MS 3000
+#define MAX_REPORTS 1024
+
+struct addr_entry {
+    uint64_t store_id;
+    char addr[128];
+};
+
+/* The newest report of one region, waiting to be sent. */
+struct report {
+    uint64_t region_id;
+    Metapb__Region *region; /* owned */
+    uint64_t leader_peer_id, leader_store_id;
+    uint64_t *pending;
+    size_t n_pending;
+    uint64_t approximate_size;
+};
+
+struct pd_worker {
+    struct rpc_client *rpc;
+    char addr[256];
+    uint64_t cluster_id;
+    char errmsg[1024];
+
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cond;
+    struct addr_entry *addrs;
+    size_t n_addrs;
+    struct report *reports;
+    size_t n_reports;
+    int stopping;
+
+    pthread_t thread;
+    int started;
+    struct raftstore *rs;
+    uint64_t store_id;
+    char store_addr[128];
+    int store_heartbeat_ms;
+};
+
+struct pd_worker *pd_worker_new(struct rpc_client *rpc, const char *pd_addr)
+{
+    struct pd_worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->rpc = rpc;
+    snprintf(w->addr, sizeof w->addr, "%s", pd_addr);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    return w;
+}
+
+static void report_free(struct report *r)
+{
+    if (r->region)
+        protobuf_c_message_free_unpacked(&r->region->base, NULL);
+    free(r->pending);
+    memset(r, 0, sizeof *r);
+}
+
+void pd_worker_free(struct pd_worker *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = 1;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    if (w->started)
+        pthread_join(w->thread, NULL);
+    for (size_t i = 0; i < w->n_reports; i++)
+        report_free(&w->reports[i]);
+    free(w->reports);
+    free(w->addrs);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+}
+
+const char *pd_worker_errmsg(const struct pd_worker *w)
+{
+    return w->errmsg;
+}
+
+/* A unary call; checks the response header's error. */
+static int call(struct pd_worker *w, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
+                Schedulerpb__ResponseHeader *(*header_of)(ProtobufCMessage *))
+{
+    struct rpc_error err;
+    int rc = rpc_client_unary(w->rpc, w->addr, method, req, desc, resp, CALL_TIMEOUT_MS, &err);
+    if (rc) {
+        snprintf(w->errmsg, sizeof w->errmsg, "scheduler %s: %s: %s", w->addr, method, err.msg);
+        return PD_WORKER_ERR_UNAVAILABLE;
+    }
+    Schedulerpb__ResponseHeader *h = header_of(*resp);
+    if (h && h->error && h->error->type != SCHEDULERPB__ERROR_TYPE__OK) {
+        snprintf(w->errmsg, sizeof w->errmsg, "scheduler %s: %s", method,
+                 h->error->message ? h->error->message : "error");
+        int type = h->error->type;
+        protobuf_c_message_free_unpacked(*resp, NULL);
+        *resp = NULL;
+        if (type == SCHEDULERPB__ERROR_TYPE__ALREADY_BOOTSTRAPPED)
+            return PD_WORKER_ERR_ALREADY_BOOTSTRAPPED;
+        if (type == SCHEDULERPB__ERROR_TYPE__NOT_BOOTSTRAPPED)
+            return PD_WORKER_ERR_NOT_BOOTSTRAPPED;
+        return PD_WORKER_ERR_REFUSED;
+    }
+    return 0;
+}
+
+#define HEADER_OF(type)                                                                            \
+    static Schedulerpb__ResponseHeader *header_of_##type(ProtobufCMessage *m)                      \
+    {                                                                                              \
+        return ((Schedulerpb__##type *)m)->header;                                                 \
+    }
+
+HEADER_OF(AllocIDResponse)
+HEADER_OF(IsBootstrappedResponse)
+HEADER_OF(BootstrapResponse)
+HEADER_OF(PutStoreResponse)
+HEADER_OF(GetStoreResponse)
+HEADER_OF(StoreHeartbeatResponse)
+
+static Schedulerpb__RequestHeader header(struct pd_worker *w)
+{
+    Schedulerpb__RequestHeader h = SCHEDULERPB__REQUEST_HEADER__INIT;
+    h.cluster_id = w->cluster_id;
+    return h;
+}
+
+int pd_worker_connect(struct pd_worker *w, int timeout_ms)
+{
+    Schedulerpb__RequestHeader h = header(w);
+    Schedulerpb__GetMembersRequest req = SCHEDULERPB__GET_MEMBERS_REQUEST__INIT;
+    req.header = &h;
+    ProtobufCMessage *resp;
+    struct rpc_error err;
+    int rc =
+        rpc_client_unary(w->rpc, w->addr, "/schedulerpb.Scheduler/GetMembers", &req.base,
+                         &schedulerpb__get_members_response__descriptor, &resp, timeout_ms, &err);
+    if (rc) {
+        snprintf(w->errmsg, sizeof w->errmsg, "cannot reach the scheduler at %s: %s", w->addr,
+                 err.msg);
+        return PD_WORKER_ERR_UNAVAILABLE;
+    }
+    Schedulerpb__GetMembersResponse *r = (Schedulerpb__GetMembersResponse *)resp;
+    if (r->header)
+        w->cluster_id = r->header->cluster_id;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return 0;
+}
+
+int pd_worker_alloc_id(struct pd_worker *w, uint64_t *id)
+{
+    Schedulerpb__RequestHeader h = header(w);
+    Schedulerpb__AllocIDRequest req = SCHEDULERPB__ALLOC_IDREQUEST__INIT;
+    req.header = &h;
+    ProtobufCMessage *resp;
+    int rc = call(w, "/schedulerpb.Scheduler/AllocID", &req.base,
+                  &schedulerpb__alloc_idresponse__descriptor, &resp, header_of_AllocIDResponse);
+    if (rc)
+        return rc;
+    *id = ((Schedulerpb__AllocIDResponse *)resp)->id;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return *id ? 0 : PD_WORKER_ERR_REFUSED;
+}
+
+int pd_worker_is_bootstrapped(struct pd_worker *w, int *bootstrapped)
+{
+    Schedulerpb__RequestHeader h = header(w);
+    Schedulerpb__IsBootstrappedRequest req = SCHEDULERPB__IS_BOOTSTRAPPED_REQUEST__INIT;
+    req.header = &h;
+    ProtobufCMessage *resp;
+    int rc = call(w, "/schedulerpb.Scheduler/IsBootstrapped", &req.base,
+                  &schedulerpb__is_bootstrapped_response__descriptor, &resp,
+                  header_of_IsBootstrappedResponse);
+    if (rc)
+        return rc;
+    *bootstrapped = ((Schedulerpb__IsBootstrappedResponse *)resp)->bootstrapped;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return 0;
+}
+
+int pd_worker_bootstrap(struct pd_worker *w, uint64_t store_id, const char *store_addr,
+                        const struct region *region)
+{
+    (void)region; /* the scheduler learns the first region from its first heartbeat */
+    Schedulerpb__RequestHeader h = header(w);
+    Metapb__Store store = METAPB__STORE__INIT;
+    store.id = store_id;
+    store.address = (char *)store_addr;
+    Schedulerpb__BootstrapRequest req = SCHEDULERPB__BOOTSTRAP_REQUEST__INIT;
+    req.header = &h;
+    req.store = &store;
+    ProtobufCMessage *resp;
+    int rc = call(w, "/schedulerpb.Scheduler/Bootstrap", &req.base,
+                  &schedulerpb__bootstrap_response__descriptor, &resp, header_of_BootstrapResponse);
+    if (!rc)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return rc;
+}
+
+int pd_worker_put_store(struct pd_worker *w, uint64_t store_id, const char *store_addr)
+{
+    Schedulerpb__RequestHeader h = header(w);
+    Metapb__Store store = METAPB__STORE__INIT;
+    store.id = store_id;
+    store.address = (char *)store_addr;
+    Schedulerpb__PutStoreRequest req = SCHEDULERPB__PUT_STORE_REQUEST__INIT;
+    req.header = &h;
+    req.store = &store;
+    ProtobufCMessage *resp;
+    int rc = call(w, "/schedulerpb.Scheduler/PutStore", &req.base,
+                  &schedulerpb__put_store_response__descriptor, &resp, header_of_PutStoreResponse);
+    if (!rc)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return rc;
+}
+
+int pd_worker_resolve(void *ctx, uint64_t store_id, char *addr, size_t len)
+{
+    struct pd_worker *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->n_addrs; i++) {
+        if (w->addrs[i].store_id == store_id) {
+            snprintf(addr, len, "%s", w->addrs[i].addr);
+            pthread_mutex_unlock(&w->mu);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    Schedulerpb__RequestHeader h = header(w);
+    Schedulerpb__GetStoreRequest req = SCHEDULERPB__GET_STORE_REQUEST__INIT;
+    req.header = &h;
+    req.store_id = store_id;
+    ProtobufCMessage *resp;
+    if (call(w, "/schedulerpb.Scheduler/GetStore", &req.base,
+             &schedulerpb__get_store_response__descriptor, &resp, header_of_GetStoreResponse))
+        return -1;
+    Schedulerpb__GetStoreResponse *r = (Schedulerpb__GetStoreResponse *)resp;
+    int rc = -1;
+    if (r->store && r->store->address && r->store->address[0]) {
+        snprintf(addr, len, "%s", r->store->address);
+        pthread_mutex_lock(&w->mu);
+        struct addr_entry *grown = realloc(w->addrs, (w->n_addrs + 1) * sizeof *grown);
+        if (grown) {
+            w->addrs = grown;
+            w->addrs[w->n_addrs].store_id = store_id;
+            snprintf(w->addrs[w->n_addrs].addr, sizeof w->addrs[0].addr, "%s", addr);
+            w->n_addrs++;
+        }
+        pthread_mutex_unlock(&w->mu);
+        rc = 0;
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return rc;
+}
+
+void pd_worker_region_heartbeat(void *ctx, const struct raftstore_region_report *rep)
+{
+    struct pd_worker *w = ctx;
+    struct report r;
+    memset(&r, 0, sizeof r);
+    r.region_id = rep->region->id;
+    r.region = region_to_proto(rep->region);
+    r.leader_peer_id = rep->leader_peer_id;
+    const struct region_peer *lp = region_peer_by_id(rep->region, rep->leader_peer_id);
+    r.leader_store_id = lp ? lp->store_id : 0;
+    r.approximate_size = rep->approximate_size_bytes;
+    if (rep->n_pending_peer_ids) {
+        r.pending = malloc(rep->n_pending_peer_ids * sizeof *r.pending);
+        if (r.pending) {
+            memcpy(r.pending, rep->pending_peer_ids, rep->n_pending_peer_ids * sizeof *r.pending);
+            r.n_pending = rep->n_pending_peer_ids;
+        }
+    }
+    if (!r.region) {
+        report_free(&r);
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    size_t i;
+    for (i = 0; i < w->n_reports; i++)
+        if (w->reports[i].region_id == r.region_id)
+            break;
+    if (i < w->n_reports) {
+        report_free(&w->reports[i]);
+        w->reports[i] = r;
+    } else if (w->n_reports < MAX_REPORTS) {
+        struct report *grown = realloc(w->reports, (w->n_reports + 1) * sizeof *grown);
+        if (grown) {
+            w->reports = grown;
+            w->reports[w->n_reports++] = r;
+        } else {
+            report_free(&r);
+        }
+    } else {
+        report_free(&r);
+    }
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void pd_worker_peer_destroyed(void *ctx, uint64_t region_id, uint64_t peer_id)
+{
+    (void)ctx;
+    LOG(LOG_INFO, "region=%llu peer=%llu: destroyed; the scheduler learns it from the leader",
+        (unsigned long long)region_id, (unsigned long long)peer_id);
+}
+
+static int send_report(struct pd_worker *w, struct rpc_stream *st, struct report *r)
+{
+    Schedulerpb__RequestHeader h = header(w);
+    Metapb__Peer leader = METAPB__PEER__INIT;
+    leader.id = r->leader_peer_id;
+    leader.store_id = r->leader_store_id;
+    Metapb__Peer *pending = calloc(r->n_pending ? r->n_pending : 1, sizeof *pending);
+    Metapb__Peer **pending_ptrs = calloc(r->n_pending ? r->n_pending : 1, sizeof *pending_ptrs);
+    if (!pending || !pending_ptrs) {
+        free(pending);
+        free(pending_ptrs);
+        return -1;
+    }
+    for (size_t i = 0; i < r->n_pending; i++) {
+        metapb__peer__init(&pending[i]);
+        pending[i].id = r->pending[i];
+        for (size_t k = 0; k < r->region->n_peers; k++)
+            if (r->region->peers[k]->id == r->pending[i])
+                pending[i].store_id = r->region->peers[k]->store_id;
+        pending_ptrs[i] = &pending[i];
+    }
+    Schedulerpb__RegionHeartbeatRequest req = SCHEDULERPB__REGION_HEARTBEAT_REQUEST__INIT;
+    req.header = &h;
+    req.region = r->region;
+    req.leader = &leader;
+    req.pending_peers = pending_ptrs;
+    req.n_pending_peers = r->n_pending;
+    req.approximate_size = r->approximate_size;
+    struct rpc_error err;
+    int rc = rpc_stream_send(st, &req.base, CALL_TIMEOUT_MS, &err);
+    free(pending);
+    free(pending_ptrs);
+    return rc;
+}
+
+static void handle_operator(struct pd_worker *w, const Schedulerpb__RegionHeartbeatResponse *resp)
+{
+    if (resp->change_peer && resp->change_peer->peer) {
+        int remove = resp->change_peer->change_type == ERAFTPB__CONF_CHANGE_TYPE__RemoveNode;
+        struct region_peer p = {resp->change_peer->peer->id, resp->change_peer->peer->store_id};
+        raftstore_change_peer(w->rs, resp->region_id, remove, p);
+    } else if (resp->transfer_leader && resp->transfer_leader->peer) {
+        raftstore_transfer_leader(w->rs, resp->region_id, resp->transfer_leader->peer->id);
+    }
+}
+
+static void store_heartbeat(struct pd_worker *w)
+{
+    struct raftstore_peer_info infos[256];
+    size_t n = raftstore_peers(w->rs, infos, 256);
+    Schedulerpb__RequestHeader h = header(w);
+    Schedulerpb__StoreStats stats = SCHEDULERPB__STORE_STATS__INIT;
+    stats.store_id = w->store_id;
+    stats.region_count = (uint32_t)n;
+    stats.capacity = 100ull << 30;
+    stats.available = 100ull << 30;
+    Schedulerpb__StoreHeartbeatRequest req = SCHEDULERPB__STORE_HEARTBEAT_REQUEST__INIT;
+    req.header = &h;
+    req.stats = &stats;
+    ProtobufCMessage *resp;
+    if (call(w, "/schedulerpb.Scheduler/StoreHeartbeat", &req.base,
+             &schedulerpb__store_heartbeat_response__descriptor, &resp,
+             header_of_StoreHeartbeatResponse) == 0)
+        protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void *heartbeat_thread(void *arg)
+{
+    struct pd_worker *w = arg;
+    struct rpc_stream *st = NULL;
+    uint64_t next_store_hb = 0;
+    int backoff_ms = 0;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        int stopping = w->stopping;
+        struct report *reports = w->reports;
+        size_t n = w->n_reports;
+        w->reports = NULL;
+        w->n_reports = 0;
+        pthread_mutex_unlock(&w->mu);
+        if (stopping) {
+            for (size_t i = 0; i < n; i++)
+                report_free(&reports[i]);
+            free(reports);
+            break;
+        }
+        if (mono_ms() >= next_store_hb) {
+            store_heartbeat(w);
+            next_store_hb = mono_ms() + (uint64_t)w->store_heartbeat_ms;
+        }
+        if (!st) {
+            struct rpc_error err;
+            st = rpc_stream_open(w->rpc, w->addr, "/schedulerpb.Scheduler/RegionHeartbeat",
+                                 &schedulerpb__region_heartbeat_response__descriptor, 0, &err);
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (st && send_report(w, st, &reports[i]) != 0) {
+                rpc_stream_free(st);
+                st = NULL;
+            }
+            report_free(&reports[i]);
+        }
+        free(reports);
+        if (!st) {
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 100;
+            struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        backoff_ms = 0;
+        ProtobufCMessage *m = NULL;
+        struct rpc_error err;
+        int rc = rpc_stream_recv(st, &m, 100, &err);
+        if (rc == 0) {
+            handle_operator(w, (Schedulerpb__RegionHeartbeatResponse *)m);
+            protobuf_c_message_free_unpacked(m, NULL);
+        } else if (rc != RPC_ERR_TIMEOUT) {
+            rpc_stream_free(st);
+            st = NULL;
+        }
+    }
+    if (st)
+        rpc_stream_free(st);
+    return NULL;
+}
+
+int pd_worker_start(struct pd_worker *w, struct raftstore *rs, uint64_t store_id,
+                    const char *store_addr, int store_heartbeat_ms)
+{
+    w->rs = rs;
+    w->store_id = store_id;
+    snprintf(w->store_addr, sizeof w->store_addr, "%s", store_addr);
+    w->store_heartbeat_ms = store_heartbeat_ms > 0 ? store_heartbeat_ms : 10000;
+    if (pthread_create(&w->thread, NULL, heartbeat_thread, w) != 0)
+        return -1;
+    w->started = 1;
+    return 0;
+}

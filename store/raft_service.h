@@ -1,0 +1,17 @@
+/* raft_service.h — the TinyKv.Raft and TinyKv.Snapshot streams a store receives (internal to
+ * store/). */
+#ifndef TINYKV_STORE_RAFT_SERVICE_H
+#define TINYKV_STORE_RAFT_SERVICE_H
+
+#include <stddef.h>
+
+#include "proto/rpc.h"
+#include "store/raftstore.h"
+
+/* Largest snapshot a store accepts over the Snapshot stream. */
+#define RAFT_SERVICE_MAX_SNAPSHOT_BYTES (1024ull * 1024 * 1024)
+
+/* Fills `out` (room for 2) with the Raft and Snapshot methods delivering to rs; returns 2. */
+size_t raft_service_methods(struct raftstore *rs, struct rpc_method *out);
+
+#endif

@@ -1,0 +1,281 @@
+/* transport.c — per-store sender threads streaming Raft messages and snapshots over gRPC,
+ * reconnecting with backoff. */
+#include "store/transport.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto/log.h"
+#include "store/raftstore.h"
+
+#define QUEUE_LIMIT 4096
+#define SEND_TIMEOUT_MS 5000
+#define SNAPSHOT_TIMEOUT_MS 60000
+
+struct queued {
+    RaftServerpb__RaftMessage *msg; /* owned */
+    struct queued *next;
+};
+
+/* One destination store. Fields below `mu` of the transport guard the queue. */
+struct conn {
+    struct transport *t;
+    uint64_t store_id;
+    pthread_t thread;
+    struct queued *head, *tail;
+    size_t n_queued;
+    pthread_cond_t cond;
+    struct rpc_stream *stream; /* sender thread only */
+    char addr[128];            /* sender thread only */
+    struct conn *next;
+};
+
+struct transport {
+    struct rpc_client *rpc;
+    transport_resolve_fn resolve;
+    void *resolve_ctx;
+    struct raftstore *rs;
+    pthread_mutex_t mu;
+    struct conn *conns; /* guarded by mu */
+    int stopping;       /* guarded by mu */
+};
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Reports go out under t->mu so transport_set_raftstore(t, NULL) fences them. */
+static void report_unreachable(struct transport *t, const RaftServerpb__RaftMessage *m)
+{
+    pthread_mutex_lock(&t->mu);
+    if (t->rs && m->to_peer)
+        raftstore_report_unreachable(t->rs, m->region_id, m->to_peer->id);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void report_snapshot(struct transport *t, const RaftServerpb__RaftMessage *m, int failed)
+{
+    pthread_mutex_lock(&t->mu);
+    if (t->rs && m->to_peer)
+        raftstore_report_snapshot(t->rs, m->region_id, m->to_peer->id, failed);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static int is_snapshot(const RaftServerpb__RaftMessage *m)
+{
+    return m->message && m->message->msg_type == ERAFTPB__MESSAGE_TYPE__MsgSnapshot &&
+           m->message->snapshot;
+}
+
+/* Streams one snapshot message; 0 when the receiver acknowledged it. */
+static int send_snapshot(struct conn *c, RaftServerpb__RaftMessage *m)
+{
+    struct rpc_error err;
+    struct rpc_stream *st =
+        rpc_stream_open(c->t->rpc, c->addr, "/tinykvpb.TinyKv/Snapshot",
+                        &raft_serverpb__done__descriptor, SNAPSHOT_TIMEOUT_MS, &err);
+    if (!st)
+        return -1;
+    ProtobufCBinaryData data = m->message->snapshot->data;
+    m->message->snapshot->data = (ProtobufCBinaryData){0, NULL};
+    RaftServerpb__SnapshotChunk first = RAFT_SERVERPB__SNAPSHOT_CHUNK__INIT;
+    first.message = m;
+    int rc = rpc_stream_send(st, &first.base, SEND_TIMEOUT_MS, &err);
+    m->message->snapshot->data = data;
+    for (size_t off = 0; !rc && off < data.len; off += TRANSPORT_SNAPSHOT_CHUNK_BYTES) {
+        RaftServerpb__SnapshotChunk chunk = RAFT_SERVERPB__SNAPSHOT_CHUNK__INIT;
+        size_t len = data.len - off;
+        if (len > TRANSPORT_SNAPSHOT_CHUNK_BYTES)
+            len = TRANSPORT_SNAPSHOT_CHUNK_BYTES;
+        chunk.data = (ProtobufCBinaryData){len, data.data + off};
+        rc = rpc_stream_send(st, &chunk.base, SEND_TIMEOUT_MS, &err);
+    }
+    ProtobufCMessage *done = NULL;
+    if (!rc)
+        rc = rpc_stream_close_send(st, &done, SNAPSHOT_TIMEOUT_MS, &err);
+    if (done)
+        protobuf_c_message_free_unpacked(done, NULL);
+    rpc_stream_free(st);
+    if (rc)
+        LOG(LOG_WARN, "region=%llu: snapshot to store %llu failed: %s",
+            (unsigned long long)m->region_id, (unsigned long long)c->store_id, err.msg);
+    return rc ? -1 : 0;
+}
+
+static int ensure_stream(struct conn *c)
+{
+    if (c->stream)
+        return 0;
+    if (c->t->resolve(c->t->resolve_ctx, c->store_id, c->addr, sizeof c->addr) != 0)
+        return -1;
+    struct rpc_error err;
+    c->stream = rpc_stream_open(c->t->rpc, c->addr, "/tinykvpb.TinyKv/Raft",
+                                &raft_serverpb__done__descriptor, 0, &err);
+    return c->stream ? 0 : -1;
+}
+
+static void *sender(void *arg)
+{
+    struct conn *c = arg;
+    struct transport *t = c->t;
+    int backoff_ms = 0;
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (!c->head && !t->stopping)
+            pthread_cond_wait(&c->cond, &t->mu);
+        if (t->stopping)
+            break;
+        struct queued *q = c->head;
+        c->head = q->next;
+        if (!c->head)
+            c->tail = NULL;
+        c->n_queued--;
+        pthread_mutex_unlock(&t->mu);
+
+        RaftServerpb__RaftMessage *m = q->msg;
+        free(q);
+        int ok;
+        if (backoff_ms) {
+            /* The store was unreachable a moment ago: wait before trying again. */
+            sleep_ms(backoff_ms);
+        }
+        if (ensure_stream(c) != 0) {
+            ok = 0;
+        } else if (is_snapshot(m)) {
+            ok = send_snapshot(c, m) == 0;
+            report_snapshot(t, m, !ok);
+        } else {
+            struct rpc_error err;
+            ok = rpc_stream_send(c->stream, &m->base, SEND_TIMEOUT_MS, &err) == 0;
+            if (!ok) {
+                rpc_stream_free(c->stream);
+                c->stream = NULL;
+            }
+        }
+        if (ok) {
+            backoff_ms = 0;
+        } else {
+            report_unreachable(t, m);
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2) : 50;
+        }
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        pthread_mutex_lock(&t->mu);
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (c->stream)
+        rpc_stream_free(c->stream);
+    return NULL;
+}
+
+struct transport *transport_new(struct rpc_client *rpc, transport_resolve_fn resolve,
+                                void *resolve_ctx)
+{
+    struct transport *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->rpc = rpc;
+    t->resolve = resolve;
+    t->resolve_ctx = resolve_ctx;
+    pthread_mutex_init(&t->mu, NULL);
+    return t;
+}
+
+void transport_set_raftstore(struct transport *t, struct raftstore *rs)
+{
+    pthread_mutex_lock(&t->mu);
+    t->rs = rs;
+    pthread_mutex_unlock(&t->mu);
+}
+
+void transport_free(struct transport *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->mu);
+    t->stopping = 1;
+    for (struct conn *c = t->conns; c; c = c->next)
+        pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&t->mu);
+    while (t->conns) {
+        struct conn *c = t->conns;
+        t->conns = c->next;
+        pthread_join(c->thread, NULL);
+        while (c->head) {
+            struct queued *q = c->head;
+            c->head = q->next;
+            protobuf_c_message_free_unpacked(&q->msg->base, NULL);
+            free(q);
+        }
+        pthread_cond_destroy(&c->cond);
+        free(c);
+    }
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+/* Deep copy through the wire format. */
+static RaftServerpb__RaftMessage *copy_message(const RaftServerpb__RaftMessage *msg)
+{
+    size_t len = raft_serverpb__raft_message__get_packed_size(msg);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return NULL;
+    raft_serverpb__raft_message__pack(msg, buf);
+    RaftServerpb__RaftMessage *copy = raft_serverpb__raft_message__unpack(NULL, len, buf);
+    free(buf);
+    return copy;
+}
+
+void transport_send(void *ctx, uint64_t to_store_id, const RaftServerpb__RaftMessage *msg)
+{
+    struct transport *t = ctx;
+    struct queued *q = malloc(sizeof *q);
+    if (!q)
+        return;
+    q->msg = copy_message(msg);
+    q->next = NULL;
+    if (!q->msg) {
+        free(q);
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    struct conn *c;
+    for (c = t->conns; c; c = c->next)
+        if (c->store_id == to_store_id)
+            break;
+    if (!c && !t->stopping) {
+        c = calloc(1, sizeof *c);
+        if (c) {
+            c->t = t;
+            c->store_id = to_store_id;
+            pthread_cond_init(&c->cond, NULL);
+            if (pthread_create(&c->thread, NULL, sender, c) != 0) {
+                pthread_cond_destroy(&c->cond);
+                free(c);
+                c = NULL;
+            } else {
+                c->next = t->conns;
+                t->conns = c;
+            }
+        }
+    }
+    if (!c || t->stopping || c->n_queued >= QUEUE_LIMIT) {
+        pthread_mutex_unlock(&t->mu);
+        protobuf_c_message_free_unpacked(&q->msg->base, NULL);
+        free(q);
+        return;
+    }
+    if (c->tail)
+        c->tail->next = q;
+    else
+        c->head = q;
+    c->tail = q;
+    c->n_queued++;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&t->mu);
+}

@@ -1,0 +1,45 @@
+/* transport.h — Raft messages between stores over gRPC: the TinyKv.Raft and TinyKv.Snapshot client
+ * streams (internal to store/). */
+#ifndef TINYKV_STORE_TRANSPORT_H
+#define TINYKV_STORE_TRANSPORT_H
+
+/*
+ * What it owns: one sender thread, queue and stream per destination store,
+ * and the rpc_client they share.
+ * Who calls it: the raftstore (through raftstore_transport_ops, on its loop
+ * thread: transport_send only queues) and the server main. Store addresses
+ * come from a resolver callback (the scheduler, cached).
+ * What it must never do: block the caller of transport_send; keep a message
+ * the network could not take (Raft retransmits) — a full queue drops.
+ *
+ * Snapshot messages go over TinyKv.Snapshot: a first chunk carrying the
+ * RaftMessage without the snapshot's data, then the data in 1 MiB chunks;
+ * the receiver reassembles them (raft_service.c).
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/rpc.h"
+#include "raft_serverpb.pb-c.h"
+
+struct transport;
+struct raftstore;
+
+/* Fills addr with the gRPC address of store_id; 0 or -1 if unknown. */
+typedef int (*transport_resolve_fn)(void *ctx, uint64_t store_id, char *addr, size_t len);
+
+struct transport *transport_new(struct rpc_client *rpc, transport_resolve_fn resolve,
+                                void *resolve_ctx);
+/* Reports unreachable peers and snapshot outcomes to rs (set before traffic;
+ * set NULL before freeing rs: no report reaches it after this returns). */
+void transport_set_raftstore(struct transport *t, struct raftstore *rs);
+void transport_free(struct transport *t);
+
+/* The raftstore_transport_ops.send implementation (ctx is the transport). */
+void transport_send(void *ctx, uint64_t to_store_id, const RaftServerpb__RaftMessage *msg);
+
+/* Chunk size of streamed snapshots. */
+#define TRANSPORT_SNAPSHOT_CHUNK_BYTES (1024 * 1024)
+
+#endif

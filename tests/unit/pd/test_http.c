@@ -1,0 +1,544 @@
+/* test_http.c — the admin HTTP API through libcurl against an in-process server on a free port. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "pd/pd.h"
+#include "proto/log.h"
+#include "tests/lib/pd_mock.h"
+
+#define TOKEN "s3cret-token"
+
+struct fixture {
+    struct pd_mock m;
+    struct pd_http *h;
+    char base[64];
+};
+
+struct resp {
+    long status;
+    char *body;
+    size_t len;
+    char allow[64];
+    char ctype[128];
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ctx)
+{
+    struct resp *r = ctx;
+    char *b = realloc(r->body, r->len + size * n + 1);
+    assert_non_null(b);
+    memcpy(b + r->len, p, size * n);
+    r->body = b;
+    r->len += size * n;
+    r->body[r->len] = '\0';
+    return size * n;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ctx)
+{
+    struct resp *r = ctx;
+    size_t len = size * n;
+    if (len > 7 && strncasecmp(p, "Allow: ", 7) == 0)
+        snprintf(r->allow, sizeof r->allow, "%.*s", (int)(len - 9), p + 7);
+    if (len > 14 && strncasecmp(p, "Content-Type: ", 14) == 0)
+        snprintf(r->ctype, sizeof r->ctype, "%.*s", (int)(len - 16), p + 14);
+    return len;
+}
+
+/* req performs method on base+path with an optional body (len bytes) and bearer token. */
+static void req_len(struct fixture *f, const char *method, const char *path, const char *body,
+                    size_t len, const char *token, struct resp *r)
+{
+    memset(r, 0, sizeof *r);
+    CURL *cu = curl_easy_init();
+    assert_non_null(cu);
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", f->base, path);
+    struct curl_slist *hdrs = NULL;
+    char auth[256];
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: %s", token);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    curl_easy_setopt(cu, CURLOPT_URL, url);
+    curl_easy_setopt(cu, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(cu, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(cu, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(cu, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(cu, CURLOPT_TIMEOUT, 10L);
+    if (body) {
+        curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(cu, CURLOPT_POSTFIELDSIZE, (long)len);
+    }
+    CURLcode rc = curl_easy_perform(cu);
+    if (rc != CURLE_OK)
+        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
+    curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(cu);
+    if (r->body == NULL)
+        r->body = calloc(1, 1);
+}
+
+static void req(struct fixture *f, const char *method, const char *path, const char *body,
+                const char *token, struct resp *r)
+{
+    req_len(f, method, path, body, body ? strlen(body) : 0, token, r);
+}
+
+/* get_json: GET path, expect status, return the parsed body (caller decrefs). */
+static json_t *call_json(struct fixture *f, const char *method, const char *path, const char *body,
+                         long status)
+{
+    struct resp r;
+    req(f, method, path, body, "Bearer " TOKEN, &r);
+    if (r.status != status)
+        fail_msg("%s %s: status %ld, want %ld: %s", method, path, r.status, status, r.body);
+    json_t *j = json_loads(r.body, 0, NULL);
+    if (j == NULL)
+        fail_msg("%s %s: body is not JSON: %s", method, path, r.body);
+    if (status >= 400) {
+        /* Every error has the {"error": "..."} shape. */
+        assert_true(json_is_string(json_object_get(j, "error")));
+        assert_string_equal(r.ctype, "application/json");
+    }
+    free(r.body);
+    return j;
+}
+
+static long status_of(struct fixture *f, const char *method, const char *path, const char *body,
+                      const char *token)
+{
+    struct resp r;
+    req(f, method, path, body, token, &r);
+    if (r.status >= 400) {
+        json_t *j = json_loads(r.body, 0, NULL);
+        if (j == NULL || !json_is_string(json_object_get(j, "error")))
+            fail_msg("%s %s: error body not {\"error\"}: %s", method, path, r.body);
+        json_decref(j);
+    }
+    free(r.body);
+    return r.status;
+}
+
+static json_int_t jint(json_t *o, const char *path)
+{
+    /* path like "a.b.c" through objects */
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *cur = o;
+    for (char *save, *tok = strtok_r(buf, ".", &save); tok; tok = strtok_r(NULL, ".", &save))
+        cur = json_object_get(cur, tok);
+    if (!json_is_integer(cur))
+        fail_msg("%s is not an integer", path);
+    return json_integer_value(cur);
+}
+
+static const char *jstr(json_t *o, const char *name)
+{
+    const char *s = json_string_value(json_object_get(o, name));
+    if (s == NULL)
+        fail_msg("%s is not a string", name);
+    return s;
+}
+
+static const uint64_t S123[] = {1, 2, 3};
+
+static int setup(void **state)
+{
+    log_current_level = LOG_ERROR;
+    struct fixture *f = calloc(1, sizeof *f);
+    pd_mock_open(&f->m);
+    pd_mock_add_store(&f->m, 2);
+    pd_mock_add_store(&f->m, 3);
+    struct pd_region r;
+    pd_region_init(&r);
+    pd_mock_region(&r, 10, "", "", 2, 1, 96, 1, S123, 3);
+    assert_int_equal(pd_region_set_keys(&r, "", 0, "\x01\xab", 2), PD_OK);
+    assert_int_equal(pd_cluster_region_heartbeat(f->m.c, &r, NULL, NULL), PD_OK);
+    pd_mock_region(&r, 11, "", "", 2, 1, 1, 2, S123, 3);
+    assert_int_equal(pd_region_set_keys(&r, "\x01\xab", 2, "", 0), PD_OK);
+    assert_int_equal(pd_cluster_region_heartbeat(f->m.c, &r, NULL, NULL), PD_OK);
+    pd_region_clear(&r);
+    char err[256];
+    if (pd_http_start(f->m.c, "127.0.0.1:0", TOKEN, "127.0.0.1:2379", &f->h, err, sizeof err) !=
+        PD_OK)
+        fail_msg("http start: %s", err);
+    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u", (unsigned)pd_http_port(f->h));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    pd_http_stop(f->h);
+    pd_mock_close(&f->m);
+    free(f);
+    return 0;
+}
+
+/* The read-only paths answer 200 with PD's shapes: health, members, cluster, config, stores,
+ * store, regions (hex keys), region by id and key, schedulers, tso, gc safe point. */
+static void test_read_paths(void **state)
+{
+    struct fixture *f = *state;
+    json_t *j = call_json(f, "GET", "/pd/api/v1/health", NULL, 200);
+    assert_true(json_is_true(json_object_get(json_array_get(j, 0), "health")));
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/members", NULL, 200);
+    assert_int_equal(jint(j, "header.cluster_id"), (json_int_t)pd_cluster_id(f->m.c));
+    assert_int_equal(json_array_size(json_object_get(j, "members")), 1);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/cluster", NULL, 200);
+    assert_int_equal(jint(j, "id"), (json_int_t)pd_cluster_id(f->m.c));
+    assert_int_equal(jint(j, "max_peer_count"), 3);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/config", NULL, 200);
+    assert_int_equal(jint(j, "max-replicas"), 3);
+    assert_string_equal(jstr(j, "max-store-down-time"), "30m0s");
+    json_decref(j);
+
+    j = call_json(f, "GET", "/pd/api/v1/stores", NULL, 200);
+    assert_int_equal(jint(j, "count"), 3);
+    json_t *s0 = json_array_get(json_object_get(j, "stores"), 0);
+    assert_int_equal(jint(s0, "store.id"), 1);
+    assert_string_equal(jstr(json_object_get(s0, "store"), "address"), "127.0.0.1:20001");
+    assert_string_equal(jstr(json_object_get(s0, "store"), "state_name"), "Up");
+    assert_int_equal(jint(s0, "status.region_count"), 2);
+    assert_int_equal(jint(s0, "status.leader_count"), 1);
+    assert_int_equal(jint(s0, "status.region_size"), 97);
+    assert_true(strlen(jstr(json_object_get(s0, "status"), "last_heartbeat_ts")) > 10);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/store/2", NULL, 200);
+    assert_int_equal(jint(j, "store.id"), 2);
+    assert_int_equal(jint(j, "status.leader_count"), 1);
+    json_decref(j);
+
+    j = call_json(f, "GET", "/pd/api/v1/regions", NULL, 200);
+    assert_int_equal(jint(j, "count"), 2);
+    json_t *r0 = json_array_get(json_object_get(j, "regions"), 0);
+    assert_int_equal(jint(r0, "id"), 10);
+    assert_string_equal(jstr(r0, "start_key"), "");
+    assert_string_equal(jstr(r0, "end_key"), "01AB");
+    assert_int_equal(jint(r0, "epoch.version"), 2);
+    assert_int_equal(jint(r0, "epoch.conf_ver"), 1);
+    assert_int_equal(json_array_size(json_object_get(r0, "peers")), 3);
+    assert_int_equal(jint(r0, "leader.store_id"), 1);
+    assert_int_equal(jint(r0, "approximate_size"), 96);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/region/id/11", NULL, 200);
+    assert_string_equal(jstr(j, "start_key"), "01AB");
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/region/key/01ac?format=hex", NULL, 200);
+    assert_int_equal(jint(j, "id"), 11);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/region/key/%01", NULL, 200); /* raw key 0x01 */
+    assert_int_equal(jint(j, "id"), 10);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/region/key/zz%2Fwith%2Fslashes", NULL, 200);
+    assert_int_equal(jint(j, "id"), 11);
+    json_decref(j);
+
+    j = call_json(f, "GET", "/pd/api/v1/schedulers", NULL, 200);
+    assert_true(json_is_array(j));
+    assert_int_equal(json_array_size(j), 2);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/tso", NULL, 200);
+    json_int_t t1 = jint(j, "ts");
+    assert_int_equal(jint(j, "physical"), t1 >> 18);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/tso", NULL, 200);
+    assert_true(jint(j, "ts") > t1);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/gc/safepoint", NULL, 200);
+    assert_int_equal(jint(j, "safe_point"), 0);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/operators", NULL, 200);
+    assert_int_equal(json_array_size(j), 0);
+    json_decref(j);
+}
+
+/* /metrics (and its /pd/api/v1 alias) serve Prometheus text with counters and per-store
+ * gauges. */
+static void test_metrics(void **state)
+{
+    struct fixture *f = *state;
+    struct resp r;
+    req(f, "GET", "/metrics", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.ctype, "text/plain"));
+    assert_non_null(strstr(r.body, "# TYPE pd_region_heartbeats_total counter\n"
+                                   "pd_region_heartbeats_total 2\n"));
+    assert_non_null(strstr(r.body, "pd_store_regions{store=\"2\",state=\"Up\"} 2\n"));
+    assert_non_null(strstr(r.body, "pd_regions 2\n"));
+    free(r.body);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/metrics", NULL, NULL), 200);
+}
+
+/* Config, schedulers, operators and store states change through POST/DELETE, and the change
+ * shows on the next GET. */
+static void test_mutations(void **state)
+{
+    struct fixture *f = *state;
+    json_t *j = call_json(f, "POST", "/pd/api/v1/config",
+                          "{\"max-replicas\": 5, \"max-store-down-time\": \"1h\"}", 200);
+    assert_int_equal(jint(j, "max-replicas"), 5);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/config", NULL, 200);
+    assert_string_equal(jstr(j, "max-store-down-time"), "1h0m0s");
+    json_decref(j);
+    j = call_json(f, "POST", "/pd/api/v1/config", "{\"max_peer_count\": 3}", 200);
+    json_decref(j);
+
+    json_decref(
+        call_json(f, "DELETE", "/pd/api/v1/schedulers/balance-leader-scheduler", NULL, 200));
+    j = call_json(f, "GET", "/pd/api/v1/schedulers", NULL, 200);
+    assert_int_equal(json_array_size(j), 1);
+    assert_string_equal(json_string_value(json_array_get(j, 0)), "balance-region-scheduler");
+    json_decref(j);
+    json_decref(
+        call_json(f, "DELETE", "/pd/api/v1/schedulers/balance-leader-scheduler", NULL, 404));
+    json_decref(call_json(f, "POST", "/pd/api/v1/schedulers",
+                          "{\"name\": \"balance-leader-scheduler\"}", 200));
+    json_decref(call_json(f, "POST", "/pd/api/v1/schedulers",
+                          "{\"name\": \"balance-leader-scheduler\"}", 409));
+    json_decref(call_json(f, "POST", "/pd/api/v1/schedulers", "{\"name\": \"nope\"}", 400));
+
+    json_decref(call_json(f, "POST", "/pd/api/v1/operators",
+                          "{\"name\": \"transfer-leader\", \"region_id\": 10, \"to_store_id\": 2}",
+                          200));
+    j = call_json(f, "GET", "/pd/api/v1/operators/10", NULL, 200);
+    assert_string_equal(jstr(j, "desc"), "admin-transfer-leader");
+    assert_string_equal(jstr(j, "status"), "RUNNING");
+    json_t *st = json_array_get(json_object_get(j, "steps"), 0);
+    assert_string_equal(jstr(st, "type"), "transfer-leader");
+    assert_int_equal(jint(st, "store_id"), 2);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/operators", NULL, 200);
+    assert_int_equal(json_array_size(j), 1);
+    json_decref(j);
+    json_decref(call_json(f, "POST", "/pd/api/v1/operators",
+                          "{\"name\": \"remove-peer\", \"region_id\": 10, \"store_id\": 3}", 409));
+    json_decref(call_json(f, "DELETE", "/pd/api/v1/operators/10", NULL, 200));
+    json_decref(call_json(f, "DELETE", "/pd/api/v1/operators/10", NULL, 404));
+    j = call_json(f, "GET", "/pd/api/v1/operators/10", NULL, 200); /* ended: on record */
+    assert_string_equal(jstr(j, "status"), "CANCEL");
+    json_decref(j);
+    json_decref(call_json(f, "POST", "/pd/api/v1/operators",
+                          "{\"name\": \"remove-peer\", \"region_id\": 10, \"store_id\": 3}", 200));
+    json_decref(call_json(f, "DELETE", "/pd/api/v1/operators/10", NULL, 200));
+    pd_mock_add_store(&f->m, 4);
+    json_decref(call_json(f, "POST", "/pd/api/v1/operators",
+                          "{\"name\": \"add-peer\", \"region_id\": 10, \"to_store_id\": 4}", 200));
+    json_decref(call_json(f, "POST", "/pd/api/v1/operators",
+                          "{\"name\": \"add-peer\", \"region_id\": 11, \"to_store_id\": 99}", 404));
+    json_decref(call_json(f, "POST", "/pd/api/v1/operators",
+                          "{\"name\": \"add-peer\", \"region_id\": 99, \"to_store_id\": 4}", 404));
+
+    json_decref(call_json(f, "POST", "/pd/api/v1/store/3/state?state=Offline", NULL, 200));
+    j = call_json(f, "GET", "/pd/api/v1/store/3", NULL, 200);
+    assert_string_equal(jstr(json_object_get(j, "store"), "state_name"), "Offline");
+    json_decref(j);
+    json_decref(call_json(f, "POST", "/pd/api/v1/store/3/state?state=Up", NULL, 200));
+    json_decref(call_json(f, "POST", "/pd/api/v1/store/3/state?state=Tombstone", NULL, 409));
+    json_decref(call_json(f, "POST", "/pd/api/v1/store/3/state?state=Sideways", NULL, 400));
+    json_decref(call_json(f, "DELETE", "/pd/api/v1/store/2", NULL, 200));
+    j = call_json(f, "GET", "/pd/api/v1/store/2", NULL, 200);
+    assert_string_equal(jstr(json_object_get(j, "store"), "state_name"), "Offline");
+    json_decref(j);
+}
+
+/* Every error status: 404 unknown paths and objects, 400 bad ids, bad JSON, unknown fields, bad
+ * values and oversized bodies, 405 wrong methods (with Allow). */
+static void test_error_statuses(void **state)
+{
+    struct fixture *f = *state;
+    const char *tok = "Bearer " TOKEN;
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/nope", NULL, NULL), 404);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v2/stores", NULL, NULL), 404);
+    assert_int_equal(status_of(f, "GET", "/", NULL, NULL), 404);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/store/", NULL, NULL), 404);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/store/1/extra/bits", NULL, NULL), 404);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/store/77", NULL, NULL), 404);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/region/id/77", NULL, NULL), 404);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/operators/10", NULL, NULL), 404);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/store/abc", NULL, NULL), 400);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/store/-1", NULL, NULL), 400);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/store/0", NULL, NULL), 400);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/store/99999999999999999999999", NULL, NULL),
+                     400);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/region/id/1x", NULL, NULL), 400);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/region/key/XYZ?format=hex", NULL, NULL), 400);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/region/key/ABC?format=hex", NULL, NULL), 400);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/region/key/a?format=base64", NULL, NULL), 400);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/config", "{not json", tok), 400);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/config", "", tok), 400);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/config", "[1]", tok), 400);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/config", "{\"colour\": \"red\"}", tok), 400);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/config", "{\"max-replicas\": -3}", tok), 400);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/config", "{\"max-replicas\": 1e99}", tok),
+                     400);
+    assert_int_equal(
+        status_of(f, "POST", "/pd/api/v1/config", "{\"max-store-down-time\": \"soon\"}", tok), 400);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/operators",
+                               "{\"name\": \"dance\", "
+                               "\"region_id\": 10}",
+                               tok),
+                     400);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/operators",
+                               "{\"name\": \"add-peer\", \"region_id\": \"ten\"}", tok),
+                     400);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/operators",
+                               "{\"name\": \"add-peer\", \"region_id\": 10}", tok),
+                     400);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/schedulers", "{\"name\": 7}", tok), 400);
+    size_t big = 70 * 1024;
+    char *body = malloc(big);
+    memset(body, ' ', big);
+    body[0] = '{';
+    body[big - 1] = '}';
+    struct resp r;
+    req_len(f, "POST", "/pd/api/v1/config", body, big, tok, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "larger"));
+    free(r.body);
+    free(body);
+
+    req(f, "PUT", "/pd/api/v1/config", "{}", tok, &r);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(r.allow, "GET, POST");
+    free(r.body);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/stores", "{}", tok), 405);
+    assert_int_equal(status_of(f, "DELETE", "/pd/api/v1/regions", NULL, tok), 405);
+    assert_int_equal(
+        status_of(f, "GET", "/pd/api/v1/schedulers/balance-leader-scheduler", NULL, tok), 405);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/tso", NULL, tok), 405);
+    assert_int_equal(status_of(f, "PATCH", "/pd/api/v1/store/1", NULL, tok), 405);
+    /* nothing above changed anything */
+    json_t *j = call_json(f, "GET", "/pd/api/v1/config", NULL, 200);
+    assert_int_equal(jint(j, "max-replicas"), 3);
+    json_decref(j);
+}
+
+/* With an admin token, mutating calls without "Authorization: Bearer <token>" get 401 and change
+ * nothing; reads need no token. */
+static void test_admin_token(void **state)
+{
+    struct fixture *f = *state;
+    const char *bad[] = {
+        NULL,           "Bearer wrong", "Bearer " TOKEN "x", "Bearer s3cret", TOKEN,
+        "Basic " TOKEN, "Bearer "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(status_of(f, "POST", "/pd/api/v1/config", "{\"max-replicas\": 1}", bad[i]),
+                         401);
+        assert_int_equal(
+            status_of(f, "DELETE", "/pd/api/v1/schedulers/balance-leader-scheduler", NULL, bad[i]),
+            401);
+        assert_int_equal(status_of(f, "DELETE", "/pd/api/v1/store/2", NULL, bad[i]), 401);
+        assert_int_equal(
+            status_of(f, "POST", "/pd/api/v1/store/2/state?state=Offline", NULL, bad[i]), 401);
+    }
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/stores", NULL, NULL), 200);
+    json_t *j = call_json(f, "GET", "/pd/api/v1/config", NULL, 200);
+    assert_int_equal(jint(j, "max-replicas"), 3);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/store/2", NULL, 200);
+    assert_string_equal(jstr(json_object_get(j, "store"), "state_name"), "Up");
+    json_decref(j);
+    assert_int_equal(
+        status_of(f, "POST", "/pd/api/v1/config", "{\"max-replicas\": 1}", "Bearer " TOKEN), 200);
+}
+
+/* Without a token configured, mutating calls are open (loopback deployments). */
+static void test_no_token_configured(void **state)
+{
+    struct fixture *f = *state;
+    pd_http_stop(f->h);
+    char err[128];
+    assert_int_equal(pd_http_start(f->m.c, "127.0.0.1:0", NULL, NULL, &f->h, err, sizeof err),
+                     PD_OK);
+    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u", (unsigned)pd_http_port(f->h));
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/config", "{\"max-replicas\": 2}", NULL), 200);
+    assert_int_equal(pd_http_start(f->m.c, "nonsense", NULL, NULL, &f->h, err, sizeof err),
+                     PD_ERR_INVALID);
+    assert_int_equal(pd_http_start(f->m.c, "127.0.0.1:99999", NULL, NULL, &f->h, err, sizeof err),
+                     PD_ERR_INVALID);
+}
+
+/* Random garbage bodies and paths never crash the server and always get a JSON error or a
+ * success. Seed: PD_TEST_SEED. */
+static void test_garbage_input(void **state)
+{
+    struct fixture *f = *state;
+    unsigned seed = getenv("PD_TEST_SEED") ? (unsigned)atoi(getenv("PD_TEST_SEED")) : 777u;
+    print_message("seed %u (PD_TEST_SEED)\n", seed);
+    srand(seed);
+    const char *paths[] = {"/pd/api/v1/config", "/pd/api/v1/operators", "/pd/api/v1/schedulers",
+                           "/pd/api/v1/store/1/state"};
+    const char *pieces[] = {"{",
+                            "}",
+                            "\"name\"",
+                            ":",
+                            ",",
+                            "\"region_id\"",
+                            "10",
+                            "-1",
+                            "\"add-peer\"",
+                            "[",
+                            "]",
+                            "null",
+                            "\"max-replicas\"",
+                            "\\u0000",
+                            "1e400",
+                            "\"to_store_id\"",
+                            "true"};
+    for (int i = 0; i < 200; i++) {
+        char body[512] = "";
+        int n = rand() % 12;
+        for (int k = 0; k < n; k++)
+            strncat(body, pieces[rand() % (int)(sizeof pieces / sizeof pieces[0])],
+                    sizeof body - strlen(body) - 1);
+        long st = status_of(f, "POST", paths[rand() % 4], body, "Bearer " TOKEN);
+        assert_true(st == 200 || st == 400 || st == 404 || st == 409);
+    }
+    for (int i = 0; i < 100; i++) {
+        char path[128] = "/pd/api/v1/";
+        for (int k = 0; k < 12; k++) {
+            char ch = "ab/%09Zx.?="[rand() % 11];
+            size_t l = strlen(path);
+            path[l] = ch;
+            path[l + 1] = '\0';
+        }
+        struct resp r;
+        req(f, "GET", path, NULL, NULL, &r);
+        assert_true(r.status == 400 || r.status == 404);
+        free(r.body);
+    }
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/health", NULL, NULL), 200);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_read_paths),     T(test_metrics),     T(test_mutations),
+        T(test_error_statuses), T(test_admin_token), T(test_no_token_configured),
+        T(test_garbage_input),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
