@@ -93,7 +93,26 @@ struct test_proxy {
     struct test_proxy_stats stats;
     struct fake_pd_region *current; /* guarded by mu; keys malloc'd */
     size_t n_current;
+    int random_percent; /* guarded by mu */
+    uint64_t random_state;
 };
+
+/* splitmix64 step; caller holds mu. */
+static uint64_t next_random(struct test_proxy *p)
+{
+    uint64_t z = (p->random_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void test_proxy_inject_random(struct test_proxy *p, int percent, uint64_t seed)
+{
+    pthread_mutex_lock(&p->mu);
+    p->random_percent = percent;
+    p->random_state = seed;
+    pthread_mutex_unlock(&p->mu);
+}
 
 static void free_current(struct test_proxy *p)
 {
@@ -242,6 +261,12 @@ static void proxy_message(struct rpc_call *call, const ProtobufCMessage *msg, vo
             p->fault = TEST_PROXY_NONE;
     } else if (p->require_version && st->last_version != p->require_version) {
         fault = TEST_PROXY_EPOCH_NOT_MATCH;
+    } else if (p->random_percent > 0 && (int)(next_random(p) % 100) < p->random_percent) {
+        static const enum test_proxy_fault kinds[] = {
+            TEST_PROXY_NOT_LEADER,    TEST_PROXY_EPOCH_NOT_MATCH, TEST_PROXY_REGION_NOT_FOUND,
+            TEST_PROXY_STALE_COMMAND, TEST_PROXY_UNAVAILABLE,     TEST_PROXY_LOSE_RESPONSE,
+        };
+        fault = kinds[next_random(p) % (sizeof kinds / sizeof kinds[0])];
     }
     uint64_t hp = p->hint_peer_id, hs = p->hint_store_id, rid = st->last_region_id;
     if (fault)
@@ -249,7 +274,7 @@ static void proxy_message(struct rpc_call *call, const ProtobufCMessage *msg, vo
     else
         p->stats.forwarded++;
     pthread_mutex_unlock(&p->mu);
-    if (fault) {
+    if (fault && fault != TEST_PROXY_LOSE_RESPONSE) {
         answer_fault(call, pm, fault, hp, hs, rid);
         return;
     }
@@ -260,7 +285,11 @@ static void proxy_message(struct rpc_call *call, const ProtobufCMessage *msg, vo
         rpc_call_finish(call, rc == RPC_ERR_STATUS ? err.status : RPC_UNAVAILABLE, err.msg);
         return;
     }
-    rpc_call_reply(call, resp);
+    if (fault == TEST_PROXY_LOSE_RESPONSE)
+        /* The store did the work; the client never hears of it. */
+        rpc_call_finish(call, RPC_UNAVAILABLE, "injected: response lost");
+    else
+        rpc_call_reply(call, resp);
     protobuf_c_message_free_unpacked(resp, NULL);
 }
 

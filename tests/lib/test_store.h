@@ -33,7 +33,8 @@ enum test_proxy_fault {
     TEST_PROXY_EPOCH_NOT_MATCH, /* no current regions attached */
     TEST_PROXY_REGION_NOT_FOUND,
     TEST_PROXY_STALE_COMMAND,
-    TEST_PROXY_UNAVAILABLE, /* the call ends with gRPC status UNAVAILABLE */
+    TEST_PROXY_UNAVAILABLE,   /* the call ends with gRPC status UNAVAILABLE */
+    TEST_PROXY_LOSE_RESPONSE, /* forwarded, then the call ends UNAVAILABLE anyway */
 };
 
 struct test_proxy_stats {
@@ -58,6 +59,11 @@ void test_proxy_free(struct test_proxy *p);
 /* The next `times` requests (-1: every request) get `fault`. */
 void test_proxy_inject(struct test_proxy *p, enum test_proxy_fault fault, int times,
                        uint64_t hint_peer_id, uint64_t hint_store_id);
+
+/* Every request after this gets, with probability percent/100, a fault
+ * drawn from all the kinds above (region errors, UNAVAILABLE, lost
+ * responses). Draws follow `seed` in arrival order. percent 0 stops it. */
+void test_proxy_inject_random(struct test_proxy *p, int percent, uint64_t seed);
 
 /* When `version` is non-zero, a request whose context epoch version differs
  * gets EpochNotMatch (as a store would after a split). */
