@@ -1,0 +1,111 @@
+/* store_call.c — requests to a region leader with routing context; region and transport errors. */
+#include <string.h>
+
+#include "client/client_internal.h"
+
+/* Updates the cache for a region error; returns a short name for the detail. */
+static const char *handle_region_error(struct client *c, const struct region_loc *loc,
+                                       const Errorpb__Error *e)
+{
+    atomic_fetch_add(&c->stat_region_errors, 1);
+    if (e->not_leader) {
+        const Metapb__Peer *l = e->not_leader->leader;
+        int member = 0;
+        for (size_t i = 0; l && i < loc->r.n_peers; i++)
+            member |= loc->r.peer_store_ids[i] == l->store_id;
+        if (l && l->store_id && member)
+            region_cache_set_leader(&c->regions, loc->r.id, l->id, l->store_id);
+        else
+            region_cache_invalidate(&c->regions, loc->r.id);
+        return "not leader";
+    }
+    if (e->stale_command)
+        return "stale command"; /* the same leader may well take it again */
+    if (e->store_not_match)
+        store_cache_invalidate(c, loc->r.leader_store_id);
+    region_cache_invalidate(&c->regions, loc->r.id);
+    if (e->epoch_not_match) {
+        /* The store says which regions now cover the range: no need to ask the scheduler. */
+        region_cache_learn(&c->regions,
+                           (const Metapb__Region *const *)e->epoch_not_match->current_regions,
+                           e->epoch_not_match->n_current_regions, loc->r.leader_store_id);
+        return "epoch not match";
+    }
+    if (e->region_not_found)
+        return "region not found";
+    if (e->key_not_in_region)
+        return "key not in region";
+    if (e->store_not_match)
+        return "store not match";
+    return "region error";
+}
+
+int store_call(struct client *c, const struct region_loc *loc, const char *method,
+               ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+               ProtobufCMessage **resp, struct backoff *b)
+{
+    *resp = NULL;
+    Kvrpcpb__Context ctx = KVRPCPB__CONTEXT__INIT;
+    Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
+    Metapb__Peer peer = METAPB__PEER__INIT;
+    ctx.region_id = loc->r.id;
+    epoch.conf_ver = loc->r.conf_ver;
+    epoch.version = loc->r.version;
+    ctx.region_epoch = &epoch;
+    peer.id = loc->r.leader_peer_id;
+    peer.store_id = loc->r.leader_store_id;
+    ctx.peer = &peer;
+    void **slot = client_message_field(req, "context");
+    if (slot)
+        *slot = &ctx;
+    struct rpc_error err = {0};
+    int rc = rpc_client_unary(c->rpc, loc->addr, method, req, resp_desc, resp,
+                              backoff_rpc_timeout_ms(b, c), &err);
+    if (slot)
+        *slot = NULL;
+    if (rc) {
+        int cr = client_rpc_error(rc, &err);
+        client_seterr(c, cr, "store %s %s: %s", loc->addr, method, err.msg);
+        if (cr != CLIENT_ERR_UNAVAILABLE && cr != CLIENT_ERR_TIMEOUT)
+            return cr;
+        /* The leader may be gone: let the scheduler tell us who leads now. */
+        region_cache_invalidate(&c->regions, loc->r.id);
+        store_cache_invalidate(c, loc->r.leader_store_id);
+        if (backoff_sleep(b) < 0)
+            return CLIENT_ERR_UNAVAILABLE;
+        return CLIENT_RETRY_REGION;
+    }
+    void **eslot = client_message_field(*resp, "region_error");
+    const Errorpb__Error *e = eslot ? *eslot : NULL;
+    if (e) {
+        const char *what = handle_region_error(c, loc, e);
+        client_seterr(c, CLIENT_ERR_TIMEOUT, "region %llu on %s: %s%s%s",
+                      (unsigned long long)loc->r.id, loc->addr, what, e->message ? ": " : "",
+                      e->message ? e->message : "");
+        protobuf_c_message_free_unpacked(*resp, NULL);
+        *resp = NULL;
+        if (backoff_sleep(b) < 0)
+            return CLIENT_ERR_TIMEOUT;
+        return CLIENT_RETRY_REGION;
+    }
+    return 0;
+}
+
+int store_call_key(struct client *c, const void *key, size_t key_len, const char *method,
+                   ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                   ProtobufCMessage **resp, struct backoff *b, struct region_loc *loc_out)
+{
+    for (;;) {
+        struct region_loc loc;
+        int rc = region_locate(c, key, key_len, b, &loc);
+        if (rc)
+            return rc;
+        rc = store_call(c, &loc, method, req, resp_desc, resp, b);
+        if (rc == 0 && loc_out)
+            *loc_out = loc;
+        else
+            region_loc_clear(&loc);
+        if (rc != CLIENT_RETRY_REGION)
+            return rc;
+    }
+}
