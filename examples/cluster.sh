@@ -1,64 +1,136 @@
 #!/usr/bin/env bash
-# cluster.sh — starts or stops the local TinyKV deployment used by `make run` / `make stop`.
+# cluster.sh — starts or stops the local TinyKV cluster and its FUSE mount (`make run` / `make stop`).
 #
-# For now this is one standalone store (no scheduler, no Raft) on
-# 127.0.0.1:20160 with its data and log under ./.cluster/. Running `start`
-# twice is harmless: a live server is left alone.
+# start: a tinyscheduler-server and three tinykv-server stores on loopback,
+# data and logs under $CLUSTER_DIR (default ./.cluster/); waits (bounded) until
+# the first region has three replicas and a leader, then mounts $MNT (default
+# ./mnt) with bin/tinykv-fuse. stop: unmounts, then stops the stores and the
+# scheduler. Running either twice is harmless: live processes are left alone,
+# a missing one is started again.
+#
+# Environment: BINDIR (bin), CLUSTER_DIR (.cluster), MNT (mnt), PD_PORT (2379),
+# PD_HTTP_PORT (2378), STORE_PORTS ("20160 20161 20162"), WAIT_S (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BINDIR=${BINDIR:-bin}
-DIR=.cluster
-ADDR=${TINYKV_ADDR:-127.0.0.1:20160}
-PIDFILE=$DIR/store1.pid
+DIR=${CLUSTER_DIR:-.cluster}
+MNT=${MNT:-mnt}
+PD_PORT=${PD_PORT:-2379}
+PD_HTTP_PORT=${PD_HTTP_PORT:-2378}
+STORE_PORTS=${STORE_PORTS:-20160 20161 20162}
+WAIT_S=${WAIT_S:-60}
+PD=127.0.0.1:$PD_PORT
+HTTP=127.0.0.1:$PD_HTTP_PORT
 
-running() {
-    [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
+alive() { # pidfile
+    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+mounted() {
+    grep -qs " $(realpath -m "$MNT") fuse.tinykv" /proc/mounts
+}
+
+# Starts "$name" in the background unless its pidfile names a live process.
+launch() { # name args...
+    local name=$1
+    shift
+    if alive "$DIR/$name.pid"; then
+        echo "  $name already running (pid $(cat "$DIR/$name.pid"))"
+        return
+    fi
+    "$@" >>"$DIR/$name.log" 2>&1 &
+    echo $! >"$DIR/$name.pid"
+    echo "  $name started (pid $!), log $DIR/$name.log"
+}
+
+# Number of peers of the first region and whether it has a leader ("3 1").
+region_shape() {
+    curl -fsS --max-time 2 "http://$HTTP/pd/api/v1/regions" 2>/dev/null |
+        python3 -c 'import json,sys
+r=json.load(sys.stdin).get("regions") or [{}]
+print(len(r[0].get("peers") or []), 1 if (r[0].get("leader") or {}).get("id") else 0)' 2>/dev/null ||
+        echo "0 0"
 }
 
 start() {
-    mkdir -p "$DIR"
-    if running; then
-        echo "tinykv-server already running (pid $(cat "$PIDFILE")) on $ADDR"
-    else
-        "$BINDIR"/tinykv-server --standalone --addr "$ADDR" --data-dir "$DIR/store1" \
-            >>"$DIR/store1.log" 2>&1 &
-        echo $! >"$PIDFILE"
-        # Ready when a read answers (bounded wait).
-        for _ in $(seq 1 100); do
-            if "$BINDIR"/tinykv-ctl --addr "$ADDR" --timeout 200 raw get __ready__ >/dev/null 2>&1 ||
-                [ $? -eq 1 ]; then
-                break
-            fi
-            running || { echo "tinykv-server failed to start; see $DIR/store1.log" >&2; exit 1; }
-            sleep 0.1
+    for b in tinyscheduler-server tinykv-server tinykv-fuse; do
+        [ -x "$BINDIR/$b" ] || { echo "missing $BINDIR/$b: run make first" >&2; exit 1; }
+    done
+    [ -e /dev/fuse ] || { echo "/dev/fuse is missing: cannot mount" >&2; exit 1; }
+    mkdir -p "$DIR" "$MNT"
+    echo "Starting the cluster under $DIR/:"
+    launch scheduler "$BINDIR"/tinyscheduler-server --addr "$PD" --http-addr "$HTTP" \
+        --data-dir "$DIR/scheduler" --log-level warn
+    local i=1
+    for port in $STORE_PORTS; do
+        launch "store$i" "$BINDIR"/tinykv-server --addr "127.0.0.1:$port" \
+            --data-dir "$DIR/store$i" --scheduler "$PD" --log-level warn
+        i=$((i + 1))
+        # The first store bootstraps the cluster; give it a head start.
+        [ "$i" -eq 2 ] && sleep 0.5
+    done
+
+    local deadline=$((SECONDS + WAIT_S)) shape
+    while :; do
+        shape=$(region_shape)
+        [ "$shape" = "3 1" ] && break
+        if [ $SECONDS -ge $deadline ]; then
+            echo "the region did not reach 3 replicas and a leader within ${WAIT_S}s (now: $shape);" \
+                "see $DIR/*.log" >&2
+            exit 1
+        fi
+        for p in "$DIR"/*.pid; do
+            alive "$p" || { echo "$(basename "$p" .pid) exited; see $DIR/*.log" >&2; exit 1; }
         done
-        echo "tinykv-server started (pid $(cat "$PIDFILE")) on $ADDR; log in $DIR/store1.log"
+        sleep 0.2
+    done
+    echo "  region replicated on 3 stores with a leader"
+
+    if mounted; then
+        echo "  $MNT already mounted"
+    else
+        "$BINDIR"/tinykv-fuse -o scheduler="$PD" "$MNT"
+        echo "  mounted $MNT (tinykv-fuse, scheduler $PD)"
     fi
     cat <<EOT
 
 Try it:
-  $BINDIR/tinykv-ctl raw put greeting hello
-  $BINDIR/tinykv-ctl raw get greeting
-  $BINDIR/tinykv-ctl raw scan
-  $BINDIR/tinykv-ctl --cf lock raw put k v
+  echo hello > $MNT/greeting && cat $MNT/greeting
+  mkdir -p $MNT/docs/notes && cp README.md $MNT/docs/ && ls -l $MNT/docs
+  mv $MNT/greeting $MNT/docs/ && rm $MNT/docs/greeting
+  getfattr -d $MNT/docs/README.md        # region, leader store, commit ts
+  ls $MNT/.snapshots/<ts>/               # the keyspace as of a TSO timestamp
+  curl -s http://$HTTP/pd/api/v1/regions   # the scheduler's admin API
+  examples/demo_fs.sh; examples/admin_api.sh
 Stop it with: make stop
 EOT
 }
 
-stop() {
-    if running; then
-        pid=$(cat "$PIDFILE")
+stop_proc() { # name
+    local pidfile=$DIR/$1.pid pid
+    if alive "$pidfile"; then
+        pid=$(cat "$pidfile")
         kill -TERM "$pid"
         for _ in $(seq 1 100); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
         kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-        echo "tinykv-server stopped"
-    else
-        echo "nothing running"
+        echo "  $1 stopped"
     fi
-    rm -f "$PIDFILE"
+    rm -f "$pidfile"
+}
+
+stop() {
+    if mounted; then
+        fusermount3 -u "$MNT" || fusermount3 -uz "$MNT"
+        echo "  unmounted $MNT"
+    fi
+    for p in "$DIR"/store*.pid; do
+        [ -e "$p" ] && stop_proc "$(basename "$p" .pid)"
+    done
+    stop_proc scheduler
+    echo "stopped (data kept in $DIR/; rm -rf $DIR for a fresh cluster)"
 }
 
 case "${1:-}" in

@@ -1,0 +1,285 @@
+/* fs.c — the struct fs lifecycle, error translation, and the key look-ups every operation shares.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs/fs_internal.h"
+
+int fs_new(struct client *client, const struct fs_options *opts, struct fs **out)
+{
+    struct fs *fs = calloc(1, sizeof *fs);
+
+    if (!fs)
+        return FS_ERR_NOMEM;
+    fs->client = client;
+    if (opts)
+        fs->opts = *opts;
+    clock_gettime(CLOCK_REALTIME, &fs->mount_time);
+    fs->uid = getuid();
+    fs->gid = getgid();
+    *out = fs;
+    return FS_OK;
+}
+
+void fs_free(struct fs *fs)
+{
+    free(fs);
+}
+
+struct fs *fs_current(void)
+{
+    return fuse_get_context()->private_data;
+}
+
+int fs_errno_of(int code)
+{
+    switch (code) {
+    case 0:
+        return 0;
+    case FS_ERR_INVALID:
+        return EINVAL;
+    case FS_ERR_NOT_FOUND:
+    case CLIENT_ERR_NOT_FOUND:
+        return ENOENT;
+    case FS_ERR_NAME_TOO_LONG:
+        return ENAMETOOLONG;
+    case FS_ERR_NOMEM:
+    case CLIENT_ERR_NOMEM:
+        return ENOMEM;
+    case CLIENT_ERR_CONFLICT:
+        return EAGAIN;
+    case CLIENT_ERR_TOO_LARGE:
+        return EFBIG;
+    case CLIENT_ERR_INVALID:
+        return EINVAL;
+    default: /* timeout, unavailable, server error, undetermined commit */
+        return EIO;
+    }
+}
+
+int fs_neg_errno(int code)
+{
+    return -fs_errno_of(code);
+}
+
+int fs_txn_for_read(struct fs *fs, const struct fs_path *p, struct client_txn **txn)
+{
+    if (p->snapshot_ts)
+        return client_txn_begin_at(fs->client, p->snapshot_ts, txn);
+    return client_txn_begin(fs->client, txn);
+}
+
+void fs_prefix_end(const uint8_t *prefix, size_t len, uint8_t *end, size_t *end_len)
+{
+    while (len > 0 && prefix[len - 1] == 0xFF)
+        len--;
+    memcpy(end, prefix, len);
+    if (len > 0)
+        end[len - 1]++;
+    *end_len = len;
+}
+
+size_t fs_dir_prefix(const struct fs_path *p, uint8_t *buf)
+{
+    if (p->kind != FS_PATH_NODE)
+        return 0;
+    memcpy(buf, p->key, p->key_len);
+    buf[p->key_len] = '/';
+    return p->key_len + 1;
+}
+
+int fs_prefix_has_keys(struct client_txn *txn, const uint8_t *prefix, size_t prefix_len,
+                       int skip_marker, int *found)
+{
+    uint8_t end[CLIENT_MAX_KEY_BYTES];
+    size_t end_len, n = 0;
+    struct client_kv *kvs = NULL;
+    int rc;
+
+    fs_prefix_end(prefix, prefix_len, end, &end_len);
+    rc = client_txn_scan(txn, prefix, prefix_len, end, end_len, 2, &kvs, &n);
+    if (rc != CLIENT_OK)
+        return rc;
+    *found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (skip_marker && kvs[i].key_len == prefix_len)
+            continue; /* the directory's own marker */
+        *found = 1;
+    }
+    client_kvs_free(kvs, n);
+    return CLIENT_OK;
+}
+
+int fs_node_stat(struct client_txn *txn, const struct fs_path *p, int *is_dir, void **value,
+                 size_t *value_len)
+{
+    uint8_t prefix[CLIENT_MAX_KEY_BYTES];
+    size_t prefix_len;
+    void *v = NULL;
+    size_t vlen = 0;
+    int rc, found = 0;
+
+    if (p->kind != FS_PATH_NODE) {
+        *is_dir = 1;
+        return 0;
+    }
+    if (!p->last_empty) {
+        rc = client_txn_get(txn, p->key, p->key_len, &v, &vlen);
+        if (rc == CLIENT_OK) {
+            *is_dir = 0;
+            if (value) {
+                *value = v;
+                *value_len = vlen;
+            } else {
+                free(v);
+            }
+            return 0;
+        }
+        if (rc != CLIENT_ERR_NOT_FOUND)
+            return fs_neg_errno(rc);
+    }
+    prefix_len = fs_dir_prefix(p, prefix);
+    rc = fs_prefix_has_keys(txn, prefix, prefix_len, 0, &found);
+    if (rc != CLIENT_OK)
+        return fs_neg_errno(rc);
+    if (!found)
+        return -ENOENT;
+    *is_dir = 1;
+    return 0;
+}
+
+static int op_unsupported(void)
+{
+    return -EPERM;
+}
+
+static int fs_op_symlink(const char *from, const char *to)
+{
+    (void)from;
+    (void)to;
+    return op_unsupported();
+}
+
+static int fs_op_link(const char *from, const char *to)
+{
+    (void)from;
+    (void)to;
+    return op_unsupported();
+}
+
+static int fs_op_mknod(const char *path, mode_t mode, dev_t dev)
+{
+    (void)path;
+    (void)mode;
+    (void)dev;
+    return op_unsupported();
+}
+
+static int fs_op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+    (void)path;
+    (void)uid;
+    (void)gid;
+    (void)fi;
+    return op_unsupported();
+}
+
+static int fs_op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    (void)path;
+    (void)mode;
+    (void)fi;
+    return op_unsupported();
+}
+
+static int fs_op_opendir(const char *path, struct fuse_file_info *fi)
+{
+    (void)path;
+    (void)fi;
+    return 0;
+}
+
+static void *fs_op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+    (void)conn;
+    /* Short caches: another mount's changes show within a second. */
+    cfg->entry_timeout = 1.0;
+    cfg->attr_timeout = 1.0;
+    cfg->negative_timeout = 0.0;
+    cfg->hard_remove = 1; /* no .fuse_hidden files: unlink deletes the key now */
+    cfg->kernel_cache = 0;
+    /* fuse_new's user data is the address of the struct fs pointer, which
+     * main fills in (after daemonizing) before the loop starts. */
+    return *(struct fs **)fuse_get_context()->private_data;
+}
+
+static const struct fuse_operations OPS = {
+    .init = fs_op_init,
+    .getattr = fs_op_getattr,
+    .statfs = fs_op_statfs,
+    .utimens = fs_op_utimens,
+    .getxattr = fs_op_getxattr,
+    .listxattr = fs_op_listxattr,
+    .setxattr = fs_op_setxattr,
+    .removexattr = fs_op_removexattr,
+    .opendir = fs_op_opendir,
+    .readdir = fs_op_readdir,
+    .mkdir = fs_op_mkdir,
+    .rmdir = fs_op_rmdir,
+    .create = fs_op_create,
+    .open = fs_op_open,
+    .read = fs_op_read,
+    .write = fs_op_write,
+    .truncate = fs_op_truncate,
+    .flush = fs_op_flush,
+    .fsync = fs_op_fsync,
+    .release = fs_op_release,
+    .unlink = fs_op_unlink,
+    .rename = fs_op_rename,
+    .symlink = fs_op_symlink,
+    .link = fs_op_link,
+    .mknod = fs_op_mknod,
+    .chown = fs_op_chown,
+    .chmod = fs_op_chmod,
+};
+
+const struct fuse_operations *fs_fuse_operations(void)
+{
+    return &OPS;
+}
+
+int fs_run_txn(struct fs *fs, int (*body)(struct client_txn *txn, void *arg), void *arg)
+{
+    int rc = 0;
+
+    for (int attempt = 0; attempt < FS_CONFLICT_RETRIES; attempt++) {
+        struct client_txn *txn = NULL;
+
+        rc = client_txn_begin(fs->client, &txn);
+        if (rc != CLIENT_OK)
+            return fs_neg_errno(rc);
+        rc = body(txn, arg);
+        if (rc != 0) {
+            client_txn_rollback(txn);
+            client_txn_free(txn);
+            return rc;
+        }
+        rc = client_txn_commit(txn, NULL);
+        client_txn_free(txn);
+        if (rc != CLIENT_ERR_CONFLICT)
+            return fs_neg_errno(rc);
+        /* Lost a write-write race: everything is re-read in the next attempt. */
+        struct timespec pause = {0, (long)(1 + attempt * attempt) * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    return fs_neg_errno(rc);
+}
+
+int fs_check_writable(struct fs *fs, const struct fs_path *p)
+{
+    if (fs->opts.read_only || p->snapshot_ts || p->kind == FS_PATH_SNAPSHOT_LIST)
+        return -EROFS;
+    return 0;
+}

@@ -1,0 +1,157 @@
+/* fs.h — public API of fs/: the key<->path codec and the tinykv-fuse filesystem object. */
+#ifndef TINYKV_FS_FS_H
+#define TINYKV_FS_FS_H
+
+/*
+ * What it owns: the mapping between TinyKV keys and file paths (pure, no
+ * I/O), and one mounted filesystem's state — its client, its options and the
+ * per-open-file write buffers (struct fs_handle, internal).
+ *
+ * Who calls it: fs/fuse_main.c (tinykv-fuse) builds a struct fs and hands
+ * fs_fuse_operations() to libfuse's multithreaded loop; unit tests call the
+ * codec directly.
+ *
+ * What it must never do: talk gRPC itself (everything goes through client/),
+ * hang past the client's deadline, or report a write as done that was not
+ * committed. It never writes part of a file: a file's new content is one
+ * put in one transaction.
+ *
+ * The mapping (bijective: every key has exactly one path and every valid
+ * path exactly one key):
+ *   - A key is split at every '/' byte into components; a path is the
+ *     components' names joined by '/' below the mount root. A key whose last
+ *     component is empty (it ends with '/') is the marker of the directory
+ *     named by the components before it (mkdir writes it); any other key is
+ *     a regular file.
+ *   - A component's name is its bytes, except:
+ *       '%' -> "%25", '/' -> "%2F" (a '/' inside a component cannot occur in
+ *       a key, but the rule keeps names decodable), NUL -> "%00";
+ *       the empty component -> "%" (so "a//b" is the file "a/%/b");
+ *       "." -> "%2E" and ".." -> "%2E%2E";
+ *       at the top level only, the reserved name ".snapshots" -> "%2Esnapshots".
+ *     Other bytes (spaces, UTF-8, any byte 0x01-0xFF but '/' and '%') stay as
+ *     they are. Hex digits are upper case. A name that is not the canonical
+ *     encoding of what it decodes to ("%41", "%2e", "%zz") names nothing
+ *     (ENOENT) and cannot be created (EINVAL).
+ *   - A name "%" (the empty component) can only be a directory.
+ *   - Keys are at most CLIENT_MAX_KEY_BYTES including a directory marker's
+ *     '/'; encoded names at most FS_NAME_MAX bytes (ENAMETOOLONG).
+ *   - /.snapshots/<ts>/... is a read-only view of the whole keyspace as of
+ *     the TSO timestamp <ts> (decimal, no leading zeros). /.snapshots lists
+ *     empty; any <ts> may be entered.
+ *   - If a key is both a file and has keys below it (possible only through
+ *     the client API), the file is shown and the keys below it are not.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "client/client.h"
+
+/* Error codes (0 is success), in this module's range. */
+enum {
+    FS_OK = 0,
+    FS_ERR_INVALID = 8000, /* not a canonical name or path */
+    FS_ERR_NOT_FOUND,      /* a path into the reserved namespace that names nothing */
+    FS_ERR_NAME_TOO_LONG,  /* a key over CLIENT_MAX_KEY_BYTES or a name over FS_NAME_MAX */
+    FS_ERR_NOMEM,
+};
+
+/* The longest encoded name of one path component (Linux NAME_MAX). */
+#define FS_NAME_MAX 255
+/* The top-level directory holding the time-travel views. */
+#define FS_SNAPSHOT_DIR ".snapshots"
+/* Most keys a directory rename moves in one transaction (more: EXDEV). */
+#define FS_RENAME_MAX_KEYS 1000
+/* Most value bytes a directory rename moves in one transaction (more: EXDEV). */
+#define FS_RENAME_MAX_BYTES (64 * 1024 * 1024)
+
+/* Human-readable text for an FS_ERR_* code. */
+const char *fs_strerror(int code);
+
+/* The errno (positive) for an FS_ERR_* or CLIENT_ERR_* code; 0 for 0. */
+int fs_errno_of(int code);
+
+/* ----------------------------------------------------------------- codec */
+
+/*
+ * fs_name_encode writes the name of one key component (`comp`, `len` bytes,
+ * borrowed) into `out` (capacity `cap`, NUL-terminated). `top_level` is
+ * non-zero when the component is the first of its key (the reserved name is
+ * escaped there). *name_len gets the name's length. FS_ERR_NAME_TOO_LONG
+ * when it would exceed FS_NAME_MAX or `cap` - 1.
+ */
+int fs_name_encode(const uint8_t *comp, size_t len, int top_level, char *out, size_t cap,
+                   size_t *name_len);
+
+/*
+ * fs_name_decode appends the bytes `name` (`name_len` bytes, borrowed)
+ * stands for to `out` (capacity `cap`) and sets *out_len to how many it
+ * wrote. FS_ERR_INVALID if the name is not canonical, FS_ERR_NAME_TOO_LONG
+ * if `cap` is too small.
+ */
+int fs_name_decode(const char *name, size_t name_len, int top_level, uint8_t *out, size_t cap,
+                   size_t *out_len);
+
+/* Where a FUSE path points. */
+enum fs_path_kind {
+    FS_PATH_ROOT,          /* "/" of the live keyspace or of a snapshot */
+    FS_PATH_NODE,          /* a file or directory: `key` is its key (without a marker '/') */
+    FS_PATH_SNAPSHOT_LIST, /* "/.snapshots" */
+};
+
+struct fs_path {
+    enum fs_path_kind kind;
+    client_ts snapshot_ts; /* 0: the live keyspace; else the read-only view at that ts */
+    size_t key_len;
+    int last_empty; /* the last component is the empty one ("%"): a directory only */
+    uint8_t key[CLIENT_MAX_KEY_BYTES];
+};
+
+/*
+ * fs_path_parse decodes an absolute FUSE path (borrowed) into *out
+ * (caller-allocated). FS_ERR_INVALID for a non-canonical name,
+ * FS_ERR_NOT_FOUND for a malformed snapshot path, FS_ERR_NAME_TOO_LONG when
+ * the key (plus a marker '/') would be over CLIENT_MAX_KEY_BYTES.
+ */
+int fs_path_parse(const char *path, struct fs_path *out);
+
+/*
+ * fs_key_to_path writes the path ("/..." NUL-terminated) of `key` into `out`
+ * (capacity `cap`) and sets *is_dir to 1 if the key is a directory marker
+ * (the path is then the directory's). FS_ERR_INVALID for the empty key,
+ * FS_ERR_NAME_TOO_LONG if a name is over FS_NAME_MAX or `cap` is too small.
+ */
+int fs_key_to_path(const uint8_t *key, size_t key_len, char *out, size_t cap, int *is_dir);
+
+/* ------------------------------------------------------------ filesystem */
+
+struct fs_options {
+    int read_only; /* refuse every change with EROFS */
+};
+
+struct fs;
+struct fuse_operations;
+
+/*
+ * fs_new makes the filesystem over `client` (borrowed; must outlive the
+ * struct fs). *out is owned by the caller (fs_free). FS_ERR_NOMEM.
+ */
+int fs_new(struct client *client, const struct fs_options *opts, struct fs **out);
+void fs_free(struct fs *fs);
+
+/*
+ * The libfuse high-level operations (FUSE_USE_VERSION 31). Pass as fuse_new's
+ * user data the address of a `struct fs *` (borrowed) that points at the
+ * filesystem by the time the loop starts (init() dereferences it; the mount
+ * can thus be made before the client exists, e.g. before daemonizing). Each
+ * operation finds the struct fs through fuse_get_context(). Errors are negative errnos: EIO when
+ * the cluster cannot be reached within the client's deadline, EAGAIN when a commit lost a
+ * write-write conflict, EFBIG past CLIENT_MAX_VALUE_BYTES, EROFS on a
+ * read-only mount or a snapshot, EPERM for symlink/link/mknod/chown/chmod,
+ * EXDEV for a directory rename over FS_RENAME_MAX_KEYS keys.
+ */
+const struct fuse_operations *fs_fuse_operations(void);
+
+#endif

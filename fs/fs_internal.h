@@ -1,0 +1,108 @@
+/* fs_internal.h — what the fs/ files share: the struct fs, open-file handles, key helpers. */
+#ifndef TINYKV_FS_FS_INTERNAL_H
+#define TINYKV_FS_FS_INTERNAL_H
+
+#define FUSE_USE_VERSION 31
+#include <fuse.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "fs/fs.h"
+
+/* Times a blind whole-file write is retried after a write conflict. */
+#define FS_CONFLICT_RETRIES 8
+
+struct fs {
+    struct client *client; /* borrowed; thread-safe */
+    struct fs_options opts;
+    struct timespec mount_time; /* mtime/ctime of everything */
+    uid_t uid;
+    gid_t gid;
+};
+
+/*
+ * One open file: the whole value read at open (a fresh timestamp) and every
+ * write since, committed as one put on flush/fsync/release. `lock` guards
+ * every field (the kernel may send reads and writes of one handle on several
+ * threads).
+ */
+struct fs_handle {
+    pthread_mutex_t lock;
+    struct fs_path path;    /* the key written back (not a snapshot unless read_only) */
+    struct client_txn *txn; /* began at open (or after the last commit); NULL if none */
+    uint8_t *data;          /* malloc'd value buffer */
+    size_t len;
+    size_t cap;
+    int dirty;      /* writes not yet committed */
+    int blind;      /* content does not depend on what was read (O_TRUNC, create) */
+    int read_only;  /* opened O_RDONLY or in a snapshot */
+    int sticky_err; /* negative errno of a failed commit that can never succeed */
+};
+
+/* The filesystem of the calling FUSE thread. */
+struct fs *fs_current(void);
+
+/* Negative errno for a client/fs code (0 stays 0). */
+int fs_neg_errno(int code);
+
+/* A read transaction for `p`: the snapshot's ts, or a fresh one. */
+int fs_txn_for_read(struct fs *fs, const struct fs_path *p, struct client_txn **txn);
+
+/* What a node is, read in `txn`. *value (may be NULL) gets the file's value
+ * (malloc'd, caller frees). Returns 0 with *is_dir set, or -ENOENT, -EIO... */
+int fs_node_stat(struct client_txn *txn, const struct fs_path *p, int *is_dir, void **value,
+                 size_t *value_len);
+
+/* The prefix of keys below the directory `p` ("" for a root) into buf; returns its length. */
+size_t fs_dir_prefix(const struct fs_path *p, uint8_t *buf);
+
+/* *found = whether a key starts with `prefix` (with skip_marker, other than the prefix itself). */
+int fs_prefix_has_keys(struct client_txn *txn, const uint8_t *prefix, size_t prefix_len,
+                       int skip_marker, int *found);
+
+/* The exclusive end of the keys starting with `prefix`; *end_len 0 means +inf. */
+void fs_prefix_end(const uint8_t *prefix, size_t len, uint8_t *end, size_t *end_len);
+
+/*
+ * fs_run_txn runs `body` in a fresh read-write transaction and commits it;
+ * on a write conflict it starts over (up to FS_CONFLICT_RETRIES times, the
+ * body re-reading what it needs). `body` returns 0 to commit or a negative
+ * errno to roll back. Returns 0 or a negative errno (EAGAIN after the last
+ * conflict).
+ */
+int fs_run_txn(struct fs *fs, int (*body)(struct client_txn *txn, void *arg), void *arg);
+
+/* -EROFS for a read-only mount or a path in a snapshot, else 0. */
+int fs_check_writable(struct fs *fs, const struct fs_path *p);
+
+/* Operation families (ops_*.c). */
+int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi);
+int fs_op_statfs(const char *path, struct statvfs *st);
+int fs_op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi);
+int fs_op_getxattr(const char *path, const char *name, char *value, size_t size);
+int fs_op_listxattr(const char *path, char *list, size_t size);
+int fs_op_setxattr(const char *path, const char *name, const char *value, size_t size, int flags);
+int fs_op_removexattr(const char *path, const char *name);
+int fs_op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
+                  struct fuse_file_info *fi, enum fuse_readdir_flags flags);
+int fs_op_mkdir(const char *path, mode_t mode);
+int fs_op_rmdir(const char *path);
+int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi);
+int fs_op_open(const char *path, struct fuse_file_info *fi);
+int fs_op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi);
+int fs_op_write(const char *path, const char *buf, size_t size, off_t off,
+                struct fuse_file_info *fi);
+int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *fi);
+int fs_op_flush(const char *path, struct fuse_file_info *fi);
+int fs_op_fsync(const char *path, int datasync, struct fuse_file_info *fi);
+int fs_op_release(const char *path, struct fuse_file_info *fi);
+int fs_op_unlink(const char *path);
+int fs_op_rename(const char *from, const char *to, unsigned int flags);
+
+/* Handles (handle.c). */
+int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, int created,
+                  struct fs_handle **out);
+int fs_handle_commit(struct fs *fs, struct fs_handle *h);
+void fs_handle_free(struct fs_handle *h);
+
+#endif

@@ -1,0 +1,296 @@
+/* ops_file.c — create, open, read, write, truncate, flush, fsync, release and unlink. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fs_internal.h"
+
+static struct fs_handle *handle_of(struct fuse_file_info *fi)
+{
+    return (struct fs_handle *)(uintptr_t)fi->fh;
+}
+
+/* Parses a path that must name a regular file's key. */
+static int parse_file(const char *path, struct fs_path *p)
+{
+    int rc = fs_path_parse(path, p);
+
+    if (rc != FS_OK)
+        return rc == FS_ERR_INVALID ? -ENOENT : fs_neg_errno(rc);
+    if (p->kind != FS_PATH_NODE || p->last_empty)
+        return -EISDIR;
+    return 0;
+}
+
+struct create_args {
+    const struct fs_path *p;
+    int excl;
+    int created;
+};
+
+static int create_body(struct client_txn *txn, void *arg)
+{
+    struct create_args *a = arg;
+    void *v = NULL;
+    size_t vlen;
+    int rc;
+
+    a->created = 0;
+    rc = client_txn_get(txn, a->p->key, a->p->key_len, &v, &vlen);
+    free(v);
+    if (rc == CLIENT_OK)
+        return a->excl ? -EEXIST : 0; /* someone else made it meanwhile: open theirs */
+    if (rc != CLIENT_ERR_NOT_FOUND)
+        return fs_neg_errno(rc);
+    a->created = 1;
+    return fs_neg_errno(client_txn_put(txn, a->p->key, a->p->key_len, "", 0));
+}
+
+int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    struct fs *fs = fs_current();
+    struct fs_path p;
+    struct create_args a;
+    struct fs_handle *h = NULL;
+    int rc;
+
+    (void)mode;
+    rc = fs_path_parse(path, &p);
+    if (rc != FS_OK)
+        return fs_neg_errno(rc); /* a non-canonical name cannot be created: EINVAL */
+    rc = fs_check_writable(fs, &p);
+    if (rc != 0)
+        return rc;
+    if (p.kind != FS_PATH_NODE)
+        return -EEXIST;
+    if (p.last_empty)
+        return -EINVAL; /* "%" names only directories */
+    a.p = &p;
+    a.excl = (fi->flags & O_EXCL) != 0;
+    rc = fs_run_txn(fs, create_body, &a);
+    if (rc != 0)
+        return rc;
+    rc = fs_handle_new(fs, &p, fi->flags, a.created, &h);
+    if (rc != 0)
+        return rc;
+    fi->fh = (uint64_t)(uintptr_t)h;
+    return 0;
+}
+
+int fs_op_open(const char *path, struct fuse_file_info *fi)
+{
+    struct fs *fs = fs_current();
+    struct fs_path p;
+    struct fs_handle *h = NULL;
+    int rc;
+
+    rc = parse_file(path, &p);
+    if (rc != 0)
+        return rc;
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+        rc = fs_check_writable(fs, &p);
+        if (rc != 0)
+            return rc;
+    }
+    rc = fs_handle_new(fs, &p, fi->flags, 0, &h);
+    if (rc != 0)
+        return rc;
+    fi->fh = (uint64_t)(uintptr_t)h;
+    return 0;
+}
+
+int fs_op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    struct fs_handle *h = handle_of(fi);
+    size_t n = 0;
+
+    (void)path;
+    if (off < 0)
+        return -EINVAL;
+    pthread_mutex_lock(&h->lock);
+    if ((size_t)off < h->len) {
+        n = h->len - (size_t)off < size ? h->len - (size_t)off : size;
+        memcpy(buf, h->data + off, n);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return (int)n;
+}
+
+/* Sets the buffer's length to `len`, zero-filling growth. Caller holds the lock. */
+static int handle_resize(struct fs_handle *h, size_t len)
+{
+    if (len > CLIENT_MAX_VALUE_BYTES)
+        return -EFBIG;
+    if (len > h->cap) {
+        size_t cap = h->cap ? h->cap : 4096;
+        uint8_t *grown;
+        while (cap < len)
+            cap *= 2;
+        if (cap > CLIENT_MAX_VALUE_BYTES)
+            cap = CLIENT_MAX_VALUE_BYTES;
+        grown = realloc(h->data, cap);
+        if (!grown)
+            return -ENOMEM;
+        h->data = grown;
+        h->cap = cap;
+    }
+    if (len > h->len)
+        memset(h->data + h->len, 0, len - h->len);
+    h->len = len;
+    h->dirty = 1;
+    return 0;
+}
+
+int fs_op_write(const char *path, const char *buf, size_t size, off_t off,
+                struct fuse_file_info *fi)
+{
+    struct fs_handle *h = handle_of(fi);
+    int rc = 0;
+
+    (void)path;
+    if (off < 0)
+        return -EINVAL;
+    pthread_mutex_lock(&h->lock);
+    if (h->read_only) {
+        rc = -EBADF;
+        goto out;
+    }
+    if (fi->flags & O_APPEND)
+        off = (off_t)h->len;
+    if ((size_t)off > CLIENT_MAX_VALUE_BYTES || size > CLIENT_MAX_VALUE_BYTES - (size_t)off) {
+        rc = -EFBIG;
+        goto out;
+    }
+    if ((size_t)off + size > h->len) {
+        rc = handle_resize(h, (size_t)off + size);
+        if (rc != 0)
+            goto out;
+    }
+    memcpy(h->data + off, buf, size);
+    h->dirty = 1;
+    rc = (int)size;
+out:
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+struct truncate_args {
+    const struct fs_path *p;
+    size_t size;
+};
+
+static int truncate_body(struct client_txn *txn, void *arg)
+{
+    struct truncate_args *a = arg;
+    uint8_t *v = NULL, *grown;
+    size_t vlen = 0;
+    int rc;
+
+    rc = client_txn_get(txn, a->p->key, a->p->key_len, (void **)&v, &vlen);
+    if (rc != CLIENT_OK)
+        return fs_neg_errno(rc);
+    if (a->size > vlen) {
+        grown = realloc(v, a->size);
+        if (!grown) {
+            free(v);
+            return -ENOMEM;
+        }
+        v = grown;
+        memset(v + vlen, 0, a->size - vlen);
+    }
+    rc = client_txn_put(txn, a->p->key, a->p->key_len, a->size ? (void *)v : "", a->size);
+    free(v);
+    return fs_neg_errno(rc);
+}
+
+int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+    struct fs *fs = fs_current();
+    struct fs_path p;
+    struct truncate_args a;
+    int rc;
+
+    if (size < 0)
+        return -EINVAL;
+    if ((uint64_t)size > CLIENT_MAX_VALUE_BYTES)
+        return -EFBIG;
+    if (fi && fi->fh) {
+        struct fs_handle *h = handle_of(fi);
+        pthread_mutex_lock(&h->lock);
+        rc = h->read_only ? -EBADF : handle_resize(h, (size_t)size);
+        if (rc == 0 && size == 0)
+            h->blind = 1;
+        pthread_mutex_unlock(&h->lock);
+        return rc;
+    }
+    rc = parse_file(path, &p);
+    if (rc != 0)
+        return rc;
+    rc = fs_check_writable(fs, &p);
+    if (rc != 0)
+        return rc;
+    a.p = &p;
+    a.size = (size_t)size;
+    return fs_run_txn(fs, truncate_body, &a);
+}
+
+int fs_op_flush(const char *path, struct fuse_file_info *fi)
+{
+    struct fs_handle *h = handle_of(fi);
+    int rc;
+
+    (void)path;
+    pthread_mutex_lock(&h->lock);
+    rc = fs_handle_commit(fs_current(), h);
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+int fs_op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+    (void)datasync;
+    return fs_op_flush(path, fi);
+}
+
+int fs_op_release(const char *path, struct fuse_file_info *fi)
+{
+    struct fs_handle *h = handle_of(fi);
+
+    (void)path;
+    /* flush already reported any failure to close(); this is the last chance to write. */
+    pthread_mutex_lock(&h->lock);
+    fs_handle_commit(fs_current(), h);
+    pthread_mutex_unlock(&h->lock);
+    fs_handle_free(h);
+    return 0;
+}
+
+static int unlink_body(struct client_txn *txn, void *arg)
+{
+    const struct fs_path *p = arg;
+    void *v = NULL;
+    size_t vlen;
+    int rc;
+
+    rc = client_txn_get(txn, p->key, p->key_len, &v, &vlen);
+    free(v);
+    if (rc != CLIENT_OK)
+        return fs_neg_errno(rc);
+    return fs_neg_errno(client_txn_delete(txn, p->key, p->key_len));
+}
+
+int fs_op_unlink(const char *path)
+{
+    struct fs *fs = fs_current();
+    struct fs_path p;
+    int rc;
+
+    rc = parse_file(path, &p);
+    if (rc != 0)
+        return rc;
+    rc = fs_check_writable(fs, &p);
+    if (rc != 0)
+        return rc;
+    return fs_run_txn(fs, unlink_body, &p);
+}

@@ -1,0 +1,166 @@
+/* ops_rename.c — rename of a file or a whole directory as one transaction. */
+#include <errno.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fs_internal.h"
+
+/* Keys moved per scan while renaming a directory. */
+#define RENAME_BATCH 128
+
+struct rename_args {
+    const struct fs_path *from;
+    const struct fs_path *to;
+    unsigned int flags;
+};
+
+/* Moves every key below the directory `from` to below `to` in `txn`. */
+static int move_tree(struct client_txn *txn, const struct fs_path *from, const struct fs_path *to)
+{
+    uint8_t fprefix[CLIENT_MAX_KEY_BYTES], tprefix[CLIENT_MAX_KEY_BYTES];
+    uint8_t end[CLIENT_MAX_KEY_BYTES], start[CLIENT_MAX_KEY_BYTES + 1];
+    uint8_t newkey[CLIENT_MAX_KEY_BYTES];
+    size_t flen = fs_dir_prefix(from, fprefix), tlen = fs_dir_prefix(to, tprefix);
+    size_t end_len, start_len = flen, moved = 0, bytes = 0;
+    int rc = 0;
+
+    fs_prefix_end(fprefix, flen, end, &end_len);
+    memcpy(start, fprefix, flen);
+    for (;;) {
+        struct client_kv *kvs = NULL;
+        size_t n = 0;
+
+        rc = client_txn_scan(txn, start, start_len, end, end_len, RENAME_BATCH, &kvs, &n);
+        if (rc != CLIENT_OK)
+            return fs_neg_errno(rc);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            size_t rest = kvs[i].key_len - flen;
+            moved++;
+            bytes += kvs[i].value_len;
+            if (moved > FS_RENAME_MAX_KEYS || bytes > FS_RENAME_MAX_BYTES) {
+                rc = -EXDEV; /* too big for one transaction: mv falls back to copying */
+                break;
+            }
+            if (tlen + rest > CLIENT_MAX_KEY_BYTES) {
+                rc = -ENAMETOOLONG;
+                break;
+            }
+            memcpy(newkey, tprefix, tlen);
+            memcpy(newkey + tlen, kvs[i].key + flen, rest);
+            rc = fs_neg_errno(
+                client_txn_put(txn, newkey, tlen + rest, kvs[i].value, kvs[i].value_len));
+            if (rc == 0)
+                rc = fs_neg_errno(client_txn_delete(txn, kvs[i].key, kvs[i].key_len));
+        }
+        if (rc == 0 && n == RENAME_BATCH) {
+            memcpy(start, kvs[n - 1].key, kvs[n - 1].key_len);
+            start[kvs[n - 1].key_len] = 0;
+            start_len = kvs[n - 1].key_len + 1;
+        }
+        client_kvs_free(kvs, n);
+        if (rc != 0 || n < RENAME_BATCH)
+            return rc;
+    }
+}
+
+static int rename_body(struct client_txn *txn, void *arg)
+{
+    struct rename_args *a = arg;
+    uint8_t prefix[CLIENT_MAX_KEY_BYTES];
+    void *value = NULL;
+    size_t vlen = 0, plen;
+    int rc, from_dir = 0, to_dir = 0, to_exists, found = 0;
+
+    rc = fs_node_stat(txn, a->from, &from_dir, &value, &vlen);
+    if (rc != 0)
+        return rc;
+    rc = fs_node_stat(txn, a->to, &to_dir, NULL, NULL);
+    if (rc != 0 && rc != -ENOENT)
+        goto cleanup;
+    to_exists = rc == 0;
+    rc = 0;
+    if (to_exists) {
+        if (a->flags & RENAME_NOREPLACE) {
+            rc = -EEXIST;
+            goto cleanup;
+        }
+        if (to_dir && !from_dir) {
+            rc = -EISDIR;
+            goto cleanup;
+        }
+        if (!to_dir && from_dir) {
+            rc = -ENOTDIR;
+            goto cleanup;
+        }
+        if (to_dir) {
+            plen = fs_dir_prefix(a->to, prefix);
+            rc = fs_neg_errno(fs_prefix_has_keys(txn, prefix, plen, 1, &found));
+            if (rc == 0 && found)
+                rc = -ENOTEMPTY;
+            if (rc == 0) /* replace the empty target: drop its marker */
+                rc = fs_neg_errno(client_txn_delete(txn, prefix, plen));
+            if (rc != 0)
+                goto cleanup;
+        }
+    }
+    if (from_dir) {
+        rc = move_tree(txn, a->from, a->to);
+    } else {
+        if (a->to->last_empty) {
+            rc = -EINVAL; /* "%" names only directories */
+            goto cleanup;
+        }
+        rc = fs_neg_errno(client_txn_put(txn, a->to->key, a->to->key_len, value, vlen));
+        if (rc == 0)
+            rc = fs_neg_errno(client_txn_delete(txn, a->from->key, a->from->key_len));
+    }
+cleanup:
+    free(value);
+    return rc;
+}
+
+int fs_op_rename(const char *from, const char *to, unsigned int flags)
+{
+    struct fs *fs = fs_current();
+    struct fs_path *pf = NULL, *pt = NULL;
+    struct rename_args a;
+    int rc;
+
+    if (flags & ~(unsigned int)RENAME_NOREPLACE)
+        return -EINVAL; /* RENAME_EXCHANGE and RENAME_WHITEOUT are not supported */
+    pf = malloc(sizeof *pf);
+    pt = malloc(sizeof *pt);
+    if (!pf || !pt) {
+        rc = -ENOMEM;
+        goto cleanup;
+    }
+    rc = fs_path_parse(from, pf);
+    if (rc == FS_OK)
+        rc = fs_path_parse(to, pt);
+    if (rc != FS_OK) {
+        rc = fs_neg_errno(rc);
+        goto cleanup;
+    }
+    rc = fs_check_writable(fs, pf);
+    if (rc == 0)
+        rc = fs_check_writable(fs, pt);
+    if (rc != 0)
+        goto cleanup;
+    if (pf->kind != FS_PATH_NODE || pt->kind != FS_PATH_NODE) {
+        rc = -EBUSY;
+        goto cleanup;
+    }
+    if (pf->key_len == pt->key_len && memcmp(pf->key, pt->key, pf->key_len) == 0) {
+        rc = 0;
+        goto cleanup;
+    }
+    a.from = pf;
+    a.to = pt;
+    a.flags = flags;
+    rc = fs_run_txn(fs, rename_body, &a);
+cleanup:
+    free(pf);
+    free(pt);
+    return rc;
+}
