@@ -23,16 +23,18 @@
  *     component is empty (it ends with '/') is the marker of the directory
  *     named by the components before it (mkdir writes it); any other key is
  *     a regular file.
- *   - A component's name is its bytes, except:
- *       '%' -> "%25", '/' -> "%2F" (a '/' inside a component cannot occur in
- *       a key, but the rule keeps names decodable), NUL -> "%00";
- *       the empty component -> "%" (so "a//b" is the file "a/%/b");
+ *   - A component's name is its bytes (never containing '/'), except:
+ *       NUL -> "%00" ("%2F" is never valid: every '/' of a key separates);
+ *       '%' -> "%25" when two upper-case hex digits follow it (it would read
+ *       as an escape), else '%' stays as it is ("100%" and "a%b" are plain);
+ *       the empty component -> "%" (so "a//b" is the file "a/%/b"), and
+ *       the component "%" -> "%25";
  *       "." -> "%2E" and ".." -> "%2E%2E";
  *       at the top level only, the reserved name ".snapshots" -> "%2Esnapshots".
- *     Other bytes (spaces, UTF-8, any byte 0x01-0xFF but '/' and '%') stay as
- *     they are. Hex digits are upper case. A name that is not the canonical
- *     encoding of what it decodes to ("%41", "%2e", "%zz") names nothing
- *     (ENOENT) and cannot be created (EINVAL).
+ *     Other bytes (spaces, UTF-8, any byte 0x01-0xFF but '/') stay as they
+ *     are. Hex digits are upper case. A name that is not the canonical
+ *     encoding of what it decodes to ("%41", "%2Ex") names nothing (ENOENT)
+ *     and cannot be created (EINVAL).
  *   - A name "%" (the empty component) can only be a directory.
  *   - Keys are at most CLIENT_MAX_KEY_BYTES including a directory marker's
  *     '/'; encoded names at most FS_NAME_MAX bytes (ENAMETOOLONG).
@@ -80,7 +82,8 @@ int fs_errno_of(int code);
  * borrowed) into `out` (capacity `cap`, NUL-terminated). `top_level` is
  * non-zero when the component is the first of its key (the reserved name is
  * escaped there). *name_len gets the name's length. FS_ERR_NAME_TOO_LONG
- * when it would exceed FS_NAME_MAX or `cap` - 1.
+ * when it would exceed FS_NAME_MAX or `cap` - 1; FS_ERR_INVALID if `comp`
+ * holds a '/'.
  */
 int fs_name_encode(const uint8_t *comp, size_t len, int top_level, char *out, size_t cap,
                    size_t *name_len);

@@ -52,10 +52,20 @@ int fs_name_encode(const uint8_t *comp, size_t len, int top_level, char *out, si
             rc = put_str(out, cap, &pos, FS_SNAPSHOT_DIR + 1, len - 1);
         goto done;
     }
+    if (len == 1 && comp[0] == '%') {
+        rc = put_str(out, cap, &pos, "%25", 3); /* a lone "%" is the empty component */
+        goto done;
+    }
+    if (memchr(comp, '/', len))
+        return FS_ERR_INVALID; /* keys are split at every '/': not a component */
     rc = FS_OK;
     for (size_t i = 0; i < len && rc == FS_OK; i++) {
         uint8_t b = comp[i];
-        if (b == '%' || b == '/' || b == 0) {
+        /* '%' stays literal unless two upper-case hex digits follow it (they
+         * would read as an escape); NUL is always escaped. */
+        int escape = b == 0 || (b == '%' && i + 2 < len && hex_value((char)comp[i + 1]) >= 0 &&
+                                hex_value((char)comp[i + 2]) >= 0);
+        if (escape) {
             char esc[3] = {'%', HEX[b >> 4], HEX[b & 15]};
             rc = put_str(out, cap, &pos, esc, 3);
         } else {
@@ -80,19 +90,15 @@ int fs_name_decode(const char *name, size_t name_len, int top_level, uint8_t *ou
     if (!(name_len == 1 && name[0] == '%')) {
         for (size_t i = 0; i < name_len; i++) {
             uint8_t b = (uint8_t)name[i];
-            if (b == '%') {
-                int hi, lo;
-                if (i + 2 >= name_len)
-                    return FS_ERR_INVALID;
-                hi = hex_value(name[i + 1]);
-                lo = hex_value(name[i + 2]);
-                if (hi < 0 || lo < 0)
-                    return FS_ERR_INVALID;
-                b = (uint8_t)(hi << 4 | lo);
+            if (b == '%' && i + 2 < name_len && hex_value(name[i + 1]) >= 0 &&
+                hex_value(name[i + 2]) >= 0) {
+                b = (uint8_t)(hex_value(name[i + 1]) << 4 | hex_value(name[i + 2]));
                 i += 2;
             } else if (b == '/' || b == 0) {
                 return FS_ERR_INVALID;
             }
+            if (b == '/')
+                return FS_ERR_INVALID; /* "%2F" would become a separator */
             if (n >= cap)
                 return FS_ERR_NAME_TOO_LONG;
             out[n++] = b;
