@@ -75,6 +75,10 @@ int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     if (rc != 0)
         return rc;
     fi->fh = (uint64_t)(uintptr_t)h;
+    /* Each open file is its own snapshot: the kernel's page cache, shared by
+     * every open of the inode, would mix versions (and O_TRUNC elsewhere
+     * would cut this reader short). */
+    fi->direct_io = 1;
     return 0;
 }
 
@@ -97,6 +101,10 @@ int fs_op_open(const char *path, struct fuse_file_info *fi)
     if (rc != 0)
         return rc;
     fi->fh = (uint64_t)(uintptr_t)h;
+    /* Each open file is its own snapshot: the kernel's page cache, shared by
+     * every open of the inode, would mix versions (and O_TRUNC elsewhere
+     * would cut this reader short). */
+    fi->direct_io = 1;
     return 0;
 }
 
