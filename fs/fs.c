@@ -64,10 +64,27 @@ int fs_neg_errno(int code)
     return -fs_errno_of(code);
 }
 
+int fs_snapshot_check(struct fs *fs, client_ts ts)
+{
+    client_ts now;
+    int rc = client_tso(fs->client, &now);
+
+    if (rc != CLIENT_OK)
+        return rc;
+    /* A view of the future would change under the reader as commits land. */
+    return ts > now ? CLIENT_ERR_NOT_FOUND : CLIENT_OK;
+}
+
 int fs_txn_for_read(struct fs *fs, const struct fs_path *p, struct client_txn **txn)
 {
-    if (p->snapshot_ts)
+    int rc;
+
+    if (p->snapshot_ts) {
+        rc = fs_snapshot_check(fs, p->snapshot_ts);
+        if (rc != CLIENT_OK)
+            return rc;
         return client_txn_begin_at(fs->client, p->snapshot_ts, txn);
+    }
     return client_txn_begin(fs->client, txn);
 }
 

@@ -45,7 +45,10 @@ struct fs *fs_current(void);
 /* Negative errno for a client/fs code (0 stays 0). */
 int fs_neg_errno(int code);
 
-/* A read transaction for `p`: the snapshot's ts, or a fresh one. */
+/* CLIENT_OK if `ts` is not in the future (a TSO round trip), CLIENT_ERR_NOT_FOUND if it is. */
+int fs_snapshot_check(struct fs *fs, client_ts ts);
+
+/* A read transaction for `p`: the snapshot's ts (not in the future), or a fresh one. */
 int fs_txn_for_read(struct fs *fs, const struct fs_path *p, struct client_txn **txn);
 
 /* What a node is, read in `txn`. *value (may be NULL) gets the file's value

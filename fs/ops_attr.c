@@ -43,8 +43,10 @@ int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
     if (rc != FS_OK)
         return rc == FS_ERR_INVALID ? -ENOENT : fs_neg_errno(rc);
     if (p.kind != FS_PATH_NODE) {
-        fill_stat(fs, st, 1, 0);
-        return 0;
+        rc = p.snapshot_ts ? fs_snapshot_check(fs, p.snapshot_ts) : CLIENT_OK;
+        if (rc == CLIENT_OK)
+            fill_stat(fs, st, 1, 0);
+        return fs_neg_errno(rc);
     }
     rc = fs_txn_for_read(fs, &p, &txn);
     if (rc != CLIENT_OK)
