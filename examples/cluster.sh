@@ -57,6 +57,11 @@ start() {
         [ -x "$BINDIR/$b" ] || { echo "missing $BINDIR/$b: run make first" >&2; exit 1; }
     done
     [ -e /dev/fuse ] || { echo "/dev/fuse is missing: cannot mount" >&2; exit 1; }
+    # A mount whose tinykv-fuse died ("Transport endpoint is not connected") is cleared first.
+    if mounted && ! stat "$MNT" >/dev/null 2>&1; then
+        fusermount3 -uz "$MNT"
+        echo "  cleared a dead mount on $MNT"
+    fi
     mkdir -p "$DIR" "$MNT"
     echo "Starting the cluster under $DIR/:"
     launch scheduler "$BINDIR"/tinyscheduler-server --addr "$PD" --http-addr "$HTTP" \
@@ -98,8 +103,9 @@ Try it:
   echo hello > $MNT/greeting && cat $MNT/greeting
   mkdir -p $MNT/docs/notes && cp README.md $MNT/docs/ && ls -l $MNT/docs
   mv $MNT/greeting $MNT/docs/ && rm $MNT/docs/greeting
-  getfattr -d $MNT/docs/README.md        # region, leader store, commit ts
-  ls $MNT/.snapshots/<ts>/               # the keyspace as of a TSO timestamp
+  getfattr -d $MNT/docs/README.md        # key, region, leader store, commit ts (package attr)
+  ts=\$(curl -s http://$HTTP/pd/api/v1/tso | python3 -c 'import json,sys; print(json.load(sys.stdin)["ts"])')
+  ls $MNT/.snapshots/\$ts/docs            # the keyspace as of that timestamp, read-only
   curl -s http://$HTTP/pd/api/v1/regions   # the scheduler's admin API
   examples/demo_fs.sh; examples/admin_api.sh
 Stop it with: make stop
