@@ -459,6 +459,24 @@ def run_scenarios(c, m1, m2, tmp):
 
     scenario(concurrent_writers)
 
+    # A read-modify-write open (no O_TRUNC) whose file another mount changed meanwhile fails its
+    # close with EAGAIN and writes nothing; the other writer's whole version stays.
+    def stale_update_fails_with_eagain():
+        write(a + "/rmw", b"base")
+        fd = os.open(a + "/rmw", os.O_RDWR)
+        try:
+            os.pwrite(fd, b"MINE", 0)
+            write(b + "/rmw", b"theirs, whole")
+        finally:
+            e = errno_of(lambda: os.close(fd))
+        fd2 = os.open(a + "/rmw", os.O_WRONLY | os.O_APPEND)
+        os.write(fd2, b"+tail")
+        os.close(fd2)  # no conflict this time: appended to the current version
+        v = read(b + "/rmw")
+        check("stale_update_fails_with_eagain", e == errno.EAGAIN and v == b"theirs, whole+tail", repr((e, v)))
+
+    scenario(stale_update_fails_with_eagain)
+
     # user.tinykv.* attributes name the key, its region, the leader store and its commit ts.
     def xattrs():
         write(a + "/attr", b"x")
@@ -505,8 +523,22 @@ def run_scenarios(c, m1, m2, tmp):
         e_fifo = errno_of(lambda: os.mkfifo(a + "/fifo"))
         e_chown = errno_of(lambda: os.chown(a + "/greeting", 1, 1))
         e_big = errno_of(lambda: os.truncate(a + "/greeting", 8 * 1024 * 1024 + 1))
-        ok = (e_sym, e_link, e_fifo, e_chown, e_big) == (errno.EPERM,) * 4 + (errno.EFBIG,)
-        check("unsupported_and_limits", ok, repr((e_sym, e_link, e_fifo, e_chown, e_big)))
+        e_big_write = errno_of(lambda: write(a + "/too-big", b"z" * (8 * 1024 * 1024 + 1)))
+        # A key over 8 KiB: directories nested through dir fds (paths would hit PATH_MAX first).
+        fd, e_long, depth = os.open(a, os.O_RDONLY), 0, 0
+        try:
+            while depth < 60 and not e_long:
+                name = "n%03d" % depth + "x" * 196
+                e_long = errno_of(lambda: os.mkdir(name, dir_fd=fd))
+                if not e_long:
+                    nfd = os.open(name, os.O_RDONLY, dir_fd=fd)
+                    os.close(fd)
+                    fd, depth = nfd, depth + 1
+        finally:
+            os.close(fd)
+        got = (e_sym, e_link, e_fifo, e_chown, e_big, e_big_write, e_long)
+        ok = got == (errno.EPERM,) * 4 + (errno.EFBIG,) * 2 + (errno.ENAMETOOLONG,) and 38 <= depth <= 41
+        check("unsupported_and_limits", ok, repr((got, depth)))
 
     scenario(unsupported_and_limits)
 
