@@ -40,9 +40,20 @@
  *     '/'; encoded names at most FS_NAME_MAX bytes (ENAMETOOLONG).
  *   - /.snapshots/<ts>/... is a read-only view of the whole keyspace as of
  *     the TSO timestamp <ts> (decimal, no leading zeros). /.snapshots lists
- *     empty; any <ts> may be entered.
+ *     empty; any <ts> not in the future may be entered (a future one: ENOENT).
  *   - If a key is both a file and has keys below it (possible only through
  *     the client API), the file is shown and the keys below it are not.
+ *
+ * Consistency (close-to-open): open reads the whole value at a fresh
+ * timestamp and reads of that open file see only it (direct I/O, no shared
+ * page cache). Writes are buffered per open file and committed as one put on
+ * flush (every close), fsync and release. An open with O_TRUNC, or a create,
+ * is a blind write: a write conflict is retried with a fresh transaction and
+ * the last committer wins whole. Any other modified open commits in the
+ * transaction begun at open, so a commit of the same key by someone else
+ * since then fails the close/fsync with EAGAIN (and every later one of that
+ * open file). A commit that cannot reach the cluster fails with EIO and stays
+ * pending for the next flush or the release.
  */
 
 #include <stddef.h>

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fs/fs_internal.h"
+#include "proto/log.h"
 
 int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, int created,
                   struct fs_handle **out)
@@ -69,8 +70,11 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
     for (int attempt = 0; attempt < FS_CONFLICT_RETRIES; attempt++) {
         if (!h->txn) {
             rc = client_txn_begin(fs->client, &h->txn);
-            if (rc != CLIENT_OK)
+            if (rc != CLIENT_OK) {
+                LOG(LOG_WARN, "cannot begin a commit: %s (%s)", client_strerror(rc),
+                    client_last_error(fs->client));
                 return fs_neg_errno(rc); /* still dirty: a later flush tries again */
+            }
         }
         rc = client_txn_put(h->txn, h->path.key, h->path.key_len, h->data ? (void *)h->data : "",
                             h->len);
@@ -86,8 +90,11 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
             h->blind = 1;
             return 0;
         }
-        if (rc != CLIENT_ERR_CONFLICT)
-            return fs_neg_errno(rc);
+        if (rc != CLIENT_ERR_CONFLICT) {
+            LOG(LOG_WARN, "commit of %zu bytes failed: %s (%s)", h->len, client_strerror(rc),
+                client_last_error(fs->client));
+            return fs_neg_errno(rc); /* still dirty: a later flush or the release tries again */
+        }
         if (!h->blind) {
             /* Someone committed this file after our open: our content is based
              * on a stale read and can never be written. */
