@@ -9,8 +9,9 @@
 # plant keys that need escaping), and finally kills the cluster to check that
 # calls fail with EIO within the deadline instead of hanging.
 #
-# Environment: BINDIR (default bin/), FS_TEST_SEED (the writers' random
-# pattern). Prints PASS/FAIL per scenario and "N passed, N failed".
+# Environment: BINDIR (default bin/), FS_TEST_SEED (the random content of the
+# binary file), FS_SOAK=1 (many more concurrent writers and rounds). Prints
+# PASS/FAIL per scenario and "N passed, N failed".
 
 import ctypes
 import errno
@@ -308,8 +309,20 @@ def run_scenarios(c, m1, m2, tmp):
         rc = libc.renameat2(-100, (a + "/nr-1").encode(), -100, (a + "/nr-2").encode(), 1)  # NOREPLACE
         err = ctypes.get_errno()
         ok_nr = rc == -1 and err == errno.EEXIST and read(a + "/nr-2") == b"two" and read(a + "/nr-1") == b"one"
-        check("rename_file_and_directory", ok_file and ok_dir and ok_nr,
-              repr((ok_file, ok_dir, ok_nr, r.stderr, r2.stderr, err)))
+        # Over the documented limit (1000 keys), a directory rename is EXDEV and changes nothing.
+        c.txn_put({b"huge/k%04d" % i: b"v" for i in range(1001)})
+        rc = libc.renameat2(-100, (a + "/huge").encode(), -100, (a + "/huge2").encode(), 0)
+        err_big = ctypes.get_errno()
+        ok_limit = rc == -1 and err_big == errno.EXDEV and len(os.listdir(b + "/huge")) == 1001 \
+            and not os.path.exists(b + "/huge2")
+        # Replacing an existing file swaps the content whole.
+        write(a + "/rep-old", b"new content")
+        write(a + "/rep-target", b"old content")
+        r3 = sh("mv -f %s/rep-old %s/rep-target" % (a, a))
+        ok_replace = r3.returncode == 0 and read(b + "/rep-target") == b"new content" \
+            and not os.path.exists(b + "/rep-old")
+        check("rename_file_and_directory", ok_file and ok_dir and ok_nr and ok_limit and ok_replace,
+              repr((ok_file, ok_dir, ok_nr, ok_limit, ok_replace, r.stderr, r2.stderr, err, err_big)))
 
     scenario(rename_file_and_directory)
 
@@ -417,7 +430,8 @@ def run_scenarios(c, m1, m2, tmp):
 
     # Writers on different files and on one shared file: every file ends as one writer's whole content.
     def concurrent_writers():
-        n_writers, rounds, size = 4, 6, 48 * 1024
+        soak = os.environ.get("FS_SOAK") == "1"
+        n_writers, rounds, size = (8, 50, 256 * 1024) if soak else (4, 6, 48 * 1024)
         contents = [bytes([65 + w]) * size + b"writer %d end" % w for w in range(n_writers)]
         srcs = []
         for w in range(n_writers):
@@ -446,7 +460,7 @@ def run_scenarios(c, m1, m2, tmp):
             procs.append(subprocess.Popen(["bash", "-c", loop], stderr=subprocess.PIPE))
         errs = []
         for p in procs:
-            _, err = p.communicate(timeout=120)
+            _, err = p.communicate(timeout=1200 if soak else 120)
             errs.append(err.decode(errors="replace").strip())
         stop.set()
         rt.join()
