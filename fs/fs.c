@@ -267,6 +267,19 @@ const struct fuse_operations *fs_fuse_operations(void)
     return &OPS;
 }
 
+void fs_conflict_backoff(int attempt)
+{
+    struct timespec now, pause;
+    unsigned int seed, cap_ms = 1u << (attempt < 6 ? attempt : 6);
+
+    /* Random, so that writers that collided once do not collide again in step. */
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    seed = (unsigned int)now.tv_nsec ^ (unsigned int)(uintptr_t)&now;
+    pause.tv_sec = 0;
+    pause.tv_nsec = (long)(rand_r(&seed) % (cap_ms * 1000u) + 500u) * 1000L;
+    nanosleep(&pause, NULL);
+}
+
 int fs_run_txn(struct fs *fs, int (*body)(struct client_txn *txn, void *arg), void *arg)
 {
     int rc = 0;
@@ -288,8 +301,7 @@ int fs_run_txn(struct fs *fs, int (*body)(struct client_txn *txn, void *arg), vo
         if (rc != CLIENT_ERR_CONFLICT)
             return fs_neg_errno(rc);
         /* Lost a write-write race: everything is re-read in the next attempt. */
-        struct timespec pause = {0, (long)(1 + attempt * attempt) * 1000000L};
-        nanosleep(&pause, NULL);
+        fs_conflict_backoff(attempt);
     }
     return fs_neg_errno(rc);
 }

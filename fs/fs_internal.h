@@ -9,8 +9,8 @@
 
 #include "fs/fs.h"
 
-/* Times a blind whole-file write is retried after a write conflict. */
-#define FS_CONFLICT_RETRIES 8
+/* Times a blind whole-file write (or a small transaction) is tried on write conflicts. */
+#define FS_CONFLICT_RETRIES 12
 
 struct fs {
     struct client *client; /* borrowed; thread-safe */
@@ -74,6 +74,9 @@ void fs_prefix_end(const uint8_t *prefix, size_t len, uint8_t *end, size_t *end_
  * conflict).
  */
 int fs_run_txn(struct fs *fs, int (*body)(struct client_txn *txn, void *arg), void *arg);
+
+/* Sleeps a random 0.5 ms .. 2^min(attempt,6) ms before retrying after a conflict. */
+void fs_conflict_backoff(int attempt);
 
 /* -EROFS for a read-only mount or a path in a snapshot, else 0. */
 int fs_check_writable(struct fs *fs, const struct fs_path *p);

@@ -101,8 +101,7 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
             h->sticky_err = -EAGAIN;
             return h->sticky_err;
         }
-        struct timespec pause = {0, (long)(1 + attempt * attempt) * 1000000L};
-        nanosleep(&pause, NULL);
+        fs_conflict_backoff(attempt);
     }
     return fs_neg_errno(rc);
 }
