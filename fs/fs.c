@@ -1,5 +1,4 @@
-/* fs.c — the struct fs lifecycle, error translation, and the key look-ups every operation shares.
- */
+/* fs.c — the struct fs lifecycle, errno translation, and the key look-ups operations share. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,4 @@
-/* fuse_main.c — tinykv-fuse: parses the mount command line, checks the scheduler, mounts and
- * serves. */
+/* fuse_main.c — tinykv-fuse: command line, scheduler check, mount, daemonize, serve. */
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
 #include <fuse_lowlevel.h>

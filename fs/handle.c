@@ -1,5 +1,4 @@
-/* handle.c — per-open-file buffers: the value read at open, writes buffered, one commit per flush.
- */
+/* handle.c — per-open-file buffers: value read at open, writes buffered, one commit per flush. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
