@@ -193,21 +193,32 @@ static int fs_op_mknod(const char *path, mode_t mode, dev_t dev)
     return op_unsupported();
 }
 
+/*
+ * Owners and modes are fixed (the mounting user; 0644 files, 0755
+ * directories): asking for what already is succeeds, so cp -p and friends
+ * work; anything else is EPERM.
+ */
 static int fs_op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
-    (void)path;
-    (void)uid;
-    (void)gid;
-    (void)fi;
-    return op_unsupported();
+    struct fs *fs = fs_current();
+    struct stat st;
+    int rc = fs_op_getattr(path, &st, fi);
+
+    if (rc != 0)
+        return rc;
+    if ((uid != (uid_t)-1 && uid != fs->uid) || (gid != (gid_t)-1 && gid != fs->gid))
+        return op_unsupported();
+    return 0;
 }
 
 static int fs_op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-    (void)path;
-    (void)mode;
-    (void)fi;
-    return op_unsupported();
+    struct stat st;
+    int rc = fs_op_getattr(path, &st, fi);
+
+    if (rc != 0)
+        return rc;
+    return (mode & 07777) == (st.st_mode & 07777) ? 0 : op_unsupported();
 }
 
 static int fs_op_opendir(const char *path, struct fuse_file_info *fi)

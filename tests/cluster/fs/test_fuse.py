@@ -530,12 +530,18 @@ def run_scenarios(c, m1, m2, tmp):
 
     scenario(time_travel_view)
 
-    # symlink, link, mknod and chown are refused with EPERM; oversized values with EFBIG.
+    # symlink, link, mknod, chown and chmod to something else are refused with EPERM; oversized
+    # values with EFBIG, an over-long key with ENAMETOOLONG.
     def unsupported_and_limits():
         e_sym = errno_of(lambda: os.symlink("greeting", a + "/sym"))
         e_link = errno_of(lambda: os.link(a + "/greeting", a + "/hard"))
         e_fifo = errno_of(lambda: os.mkfifo(a + "/fifo"))
         e_chown = errno_of(lambda: os.chown(a + "/greeting", 1, 1))
+        e_chmod = errno_of(lambda: os.chmod(a + "/greeting", 0o600))
+        # Asking for the owner and mode a file already has succeeds (cp -p works).
+        same = errno_of(lambda: os.chmod(a + "/greeting", 0o644)) + \
+            errno_of(lambda: os.chown(a + "/greeting", os.getuid(), -1)) + \
+            sh("cp -p %s/greeting %s/greeting-copy" % (a, a)).returncode
         e_big = errno_of(lambda: os.truncate(a + "/greeting", 8 * 1024 * 1024 + 1))
         e_big_write = errno_of(lambda: write(a + "/too-big", b"z" * (8 * 1024 * 1024 + 1)))
         # A key over 8 KiB: directories nested through dir fds (paths would hit PATH_MAX first).
@@ -550,8 +556,8 @@ def run_scenarios(c, m1, m2, tmp):
                     fd, depth = nfd, depth + 1
         finally:
             os.close(fd)
-        got = (e_sym, e_link, e_fifo, e_chown, e_big, e_big_write, e_long)
-        ok = got == (errno.EPERM,) * 4 + (errno.EFBIG,) * 2 + (errno.ENAMETOOLONG,) and 38 <= depth <= 41
+        got = (e_sym, e_link, e_fifo, e_chown, e_chmod, same, e_big, e_big_write, e_long)
+        ok = got == (errno.EPERM,) * 5 + (0,) + (errno.EFBIG,) * 2 + (errno.ENAMETOOLONG,) and 38 <= depth <= 41
         check("unsupported_and_limits", ok, repr((got, depth)))
 
     scenario(unsupported_and_limits)
