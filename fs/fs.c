@@ -18,12 +18,16 @@ int fs_new(struct client *client, const struct fs_options *opts, struct fs **out
     clock_gettime(CLOCK_REALTIME, &fs->mount_time);
     fs->uid = getuid();
     fs->gid = getgid();
+    pthread_mutex_init(&fs->handles_lock, NULL);
     *out = fs;
     return FS_OK;
 }
 
 void fs_free(struct fs *fs)
 {
+    if (!fs)
+        return;
+    pthread_mutex_destroy(&fs->handles_lock);
     free(fs);
 }
 

@@ -18,13 +18,15 @@ struct fs {
     struct timespec mount_time; /* mtime/ctime of everything */
     uid_t uid;
     gid_t gid;
+    pthread_mutex_t handles_lock;
+    struct fs_handle *handles; /* writable open files; guarded by handles_lock */
 };
 
 /*
  * One open file: the whole value read at open (a fresh timestamp) and every
  * write since, committed as one put on flush/fsync/release. `lock` guards
- * every field (the kernel may send reads and writes of one handle on several
- * threads).
+ * every field but the links (the kernel may send reads and writes of one
+ * handle on several threads). Lock order: fs->handles_lock, then h->lock.
  */
 struct fs_handle {
     pthread_mutex_t lock;
@@ -37,6 +39,10 @@ struct fs_handle {
     int blind;      /* content does not depend on what was read (O_TRUNC, create) */
     int read_only;  /* opened O_RDONLY or in a snapshot */
     int sticky_err; /* negative errno of a failed commit that can never succeed */
+    int detached;   /* its file was unlinked here: commits write nothing */
+    /* Links in fs->handles (writable handles only); guarded by fs->handles_lock. */
+    struct fs_handle *prev, *next;
+    int listed;
 };
 
 /* The filesystem of the calling FUSE thread. */
@@ -109,6 +115,14 @@ int fs_op_rename(const char *from, const char *to, unsigned int flags);
 int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, int created,
                   struct fs_handle **out);
 int fs_handle_commit(struct fs *fs, struct fs_handle *h);
-void fs_handle_free(struct fs_handle *h);
+void fs_handle_free(struct fs *fs, struct fs_handle *h);
+
+/* After an unlink of `key` in the live keyspace: open files of it write nothing more. */
+void fs_handles_unlinked(struct fs *fs, const uint8_t *key, size_t key_len);
+
+/* After a rename: open files of `from` (a file's key, or with is_dir every key
+ * below the directory `from`) write back to the new place. */
+void fs_handles_renamed(struct fs *fs, const struct fs_path *from, const struct fs_path *to,
+                        int is_dir);
 
 #endif

@@ -45,6 +45,14 @@ int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, int created
         client_txn_rollback(h->txn);
         client_txn_free(h->txn);
         h->txn = NULL;
+    } else {
+        pthread_mutex_lock(&fs->handles_lock);
+        h->next = fs->handles;
+        if (fs->handles)
+            fs->handles->prev = h;
+        fs->handles = h;
+        h->listed = 1;
+        pthread_mutex_unlock(&fs->handles_lock);
     }
     *out = h;
     return 0;
@@ -64,6 +72,8 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
 
     if (h->sticky_err)
         return h->sticky_err;
+    if (h->detached)
+        h->dirty = 0; /* unlinked meanwhile: like a local file, its data goes with it */
     if (!h->dirty)
         return 0;
     for (int attempt = 0; attempt < FS_CONFLICT_RETRIES; attempt++) {
@@ -105,10 +115,20 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
     return fs_neg_errno(rc);
 }
 
-void fs_handle_free(struct fs_handle *h)
+void fs_handle_free(struct fs *fs, struct fs_handle *h)
 {
     if (!h)
         return;
+    if (h->listed) {
+        pthread_mutex_lock(&fs->handles_lock);
+        if (h->prev)
+            h->prev->next = h->next;
+        else
+            fs->handles = h->next;
+        if (h->next)
+            h->next->prev = h->prev;
+        pthread_mutex_unlock(&fs->handles_lock);
+    }
     if (h->txn) {
         client_txn_rollback(h->txn);
         client_txn_free(h->txn);
@@ -116,4 +136,62 @@ void fs_handle_free(struct fs_handle *h)
     pthread_mutex_destroy(&h->lock);
     free(h->data);
     free(h);
+}
+
+/* Drops the transaction begun at open: the next commit starts a fresh one. Caller holds h->lock. */
+static void handle_forget_txn(struct fs_handle *h)
+{
+    if (h->txn) {
+        client_txn_rollback(h->txn);
+        client_txn_free(h->txn);
+        h->txn = NULL;
+    }
+}
+
+void fs_handles_unlinked(struct fs *fs, const uint8_t *key, size_t key_len)
+{
+    pthread_mutex_lock(&fs->handles_lock);
+    for (struct fs_handle *h = fs->handles; h; h = h->next) {
+        pthread_mutex_lock(&h->lock);
+        if (h->path.key_len == key_len && memcmp(h->path.key, key, key_len) == 0) {
+            h->detached = 1;
+            h->dirty = 0;
+            handle_forget_txn(h);
+        }
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&fs->handles_lock);
+}
+
+void fs_handles_renamed(struct fs *fs, const struct fs_path *from, const struct fs_path *to,
+                        int is_dir)
+{
+    pthread_mutex_lock(&fs->handles_lock);
+    for (struct fs_handle *h = fs->handles; h; h = h->next) {
+        size_t fl = from->key_len, rest;
+        pthread_mutex_lock(&h->lock);
+        if (!is_dir && h->path.key_len == fl && memcmp(h->path.key, from->key, fl) == 0) {
+            memcpy(h->path.key, to->key, to->key_len);
+            h->path.key_len = to->key_len;
+        } else if (is_dir && h->path.key_len > fl && memcmp(h->path.key, from->key, fl) == 0 &&
+                   h->path.key[fl] == '/') {
+            rest = h->path.key_len - fl;
+            if (to->key_len + rest <= CLIENT_MAX_KEY_BYTES) {
+                memmove(h->path.key + to->key_len, h->path.key + fl, rest);
+                memcpy(h->path.key, to->key, to->key_len);
+                h->path.key_len = to->key_len + rest;
+            } else {
+                h->detached = 1; /* cannot happen: the rename itself would have failed */
+            }
+        } else {
+            pthread_mutex_unlock(&h->lock);
+            continue;
+        }
+        /* The rename moved what this open file read; its content now belongs at the new key,
+         * which the rename's own commit would make the open-time transaction conflict on. */
+        handle_forget_txn(h);
+        h->blind = 1;
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&fs->handles_lock);
 }

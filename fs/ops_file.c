@@ -270,7 +270,7 @@ int fs_op_release(const char *path, struct fuse_file_info *fi)
     pthread_mutex_lock(&h->lock);
     fs_handle_commit(fs_current(), h);
     pthread_mutex_unlock(&h->lock);
-    fs_handle_free(h);
+    fs_handle_free(fs_current(), h);
     return 0;
 }
 
@@ -300,5 +300,8 @@ int fs_op_unlink(const char *path)
     rc = fs_check_writable(fs, &p);
     if (rc != 0)
         return rc;
-    return fs_run_txn(fs, unlink_body, &p);
+    rc = fs_run_txn(fs, unlink_body, &p);
+    if (rc == 0)
+        fs_handles_unlinked(fs, p.key, p.key_len);
+    return rc;
 }

@@ -13,6 +13,8 @@ struct rename_args {
     const struct fs_path *from;
     const struct fs_path *to;
     unsigned int flags;
+    int from_dir; /* out: what was moved */
+    int to_file;  /* out: a file was replaced */
 };
 
 /* Moves every key below the directory `from` to below `to` in `txn`. */
@@ -75,10 +77,13 @@ static int rename_body(struct client_txn *txn, void *arg)
     rc = fs_node_stat(txn, a->from, &from_dir, &value, &vlen);
     if (rc != 0)
         return rc;
+    a->from_dir = from_dir;
+    a->to_file = 0;
     rc = fs_node_stat(txn, a->to, &to_dir, NULL, NULL);
     if (rc != 0 && rc != -ENOENT)
         goto cleanup;
     to_exists = rc == 0;
+    a->to_file = to_exists && !to_dir;
     rc = 0;
     if (to_exists) {
         if (a->flags & RENAME_NOREPLACE) {
@@ -159,6 +164,11 @@ int fs_op_rename(const char *from, const char *to, unsigned int flags)
     a.to = pt;
     a.flags = flags;
     rc = fs_run_txn(fs, rename_body, &a);
+    if (rc == 0) {
+        if (a.to_file) /* the replaced file is gone, as if unlinked */
+            fs_handles_unlinked(fs, pt->key, pt->key_len);
+        fs_handles_renamed(fs, pf, pt, a.from_dir);
+    }
 cleanup:
     free(pf);
     free(pt);

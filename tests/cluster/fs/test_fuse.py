@@ -491,6 +491,23 @@ def run_scenarios(c, m1, m2, tmp):
 
     scenario(stale_update_fails_with_eagain)
 
+    # An open file follows a rename (its close writes the new name) and an unlinked one writes nothing.
+    def open_file_follows_rename_and_unlink():
+        fd = os.open(a + "/ren-open", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, b"written after open")
+        os.rename(a + "/ren-open", a + "/ren-moved")
+        os.close(fd)
+        fd = os.open(a + "/unl-open", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, b"never")
+        os.unlink(a + "/unl-open")
+        e = errno_of(lambda: os.close(fd))
+        ok = (read(b + "/ren-moved") == b"written after open" and not os.path.exists(b + "/ren-open")
+              and e == 0 and not os.path.exists(b + "/unl-open"))
+        check("open_file_follows_rename_and_unlink", ok,
+              repr((read(b + "/ren-moved"), os.path.exists(b + "/ren-open"), e, os.path.exists(b + "/unl-open"))))
+
+    scenario(open_file_follows_rename_and_unlink)
+
     # user.tinykv.* attributes name the key, its region, the leader store and its commit ts.
     def xattrs():
         write(a + "/attr", b"x")
