@@ -52,6 +52,7 @@ struct region_entry {
     size_t n_peers;
     uint64_t *peer_ids;
     uint64_t *peer_store_ids;
+    size_t send_failures; /* transport failures since loaded; guarded by the cache's mu */
 };
 
 /* A routing decision: a copy of the region plus its leader's address. Owned
@@ -92,6 +93,10 @@ void region_cache_clear(struct region_cache *rc);
 /* Records a new leader for a region (a NotLeader hint). */
 void region_cache_set_leader(struct region_cache *rc, uint64_t region_id, uint64_t peer_id,
                              uint64_t store_id);
+/* After a transport failure to the region's leader on `store_id`: try the
+ * next peer (the scheduler's leader may lag an election), or drop the
+ * region once every peer has failed. */
+void region_cache_on_send_failure(struct region_cache *rc, uint64_t region_id, uint64_t store_id);
 /* Forgets a store's address (after a transport failure). */
 void store_cache_invalidate(struct client *c, uint64_t store_id);
 

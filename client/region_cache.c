@@ -235,6 +235,32 @@ void region_cache_clear(struct region_cache *rc)
     pthread_mutex_unlock(&rc->mu);
 }
 
+void region_cache_on_send_failure(struct region_cache *rc, uint64_t region_id, uint64_t store_id)
+{
+    pthread_mutex_lock(&rc->mu);
+    for (size_t i = 0; i < rc->n; i++) {
+        struct region_entry *e = rc->entries[i];
+        if (e->id != region_id)
+            continue;
+        if (e->leader_store_id != store_id) {
+            /* Someone already moved on from that store. */
+        } else if (++e->send_failures < e->n_peers) {
+            size_t k = 0;
+            while (k < e->n_peers && e->peer_store_ids[k] != store_id)
+                k++;
+            k = k < e->n_peers ? (k + 1) % e->n_peers : 0;
+            e->leader_peer_id = e->peer_ids[k];
+            e->leader_store_id = e->peer_store_ids[k];
+        } else {
+            entry_free(e);
+            memmove(&rc->entries[i], &rc->entries[i + 1], (rc->n - i - 1) * sizeof *rc->entries);
+            rc->n--;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&rc->mu);
+}
+
 void region_loc_clear(struct region_loc *loc)
 {
     entry_free_fields(&loc->r);

@@ -68,8 +68,9 @@ int store_call(struct client *c, const struct region_loc *loc, const char *metho
         client_seterr(c, cr, "store %s %s: %s", loc->addr, method, err.msg);
         if (cr != CLIENT_ERR_UNAVAILABLE && cr != CLIENT_ERR_TIMEOUT)
             return cr;
-        /* The leader may be gone: let the scheduler tell us who leads now. */
-        region_cache_invalidate(&c->regions, loc->r.id);
+        /* The leader may be gone: try its peers (one of them will know the new
+         * leader), then the scheduler. The store may also have moved. */
+        region_cache_on_send_failure(&c->regions, loc->r.id, loc->r.leader_store_id);
         store_cache_invalidate(c, loc->r.leader_store_id);
         if (backoff_sleep(b) < 0)
             return CLIENT_ERR_UNAVAILABLE;

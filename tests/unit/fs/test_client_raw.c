@@ -606,13 +606,12 @@ static void test_epoch_not_match_with_current_regions(void **state)
     assert_int_equal(st.last_peer_id, 31); /* led by the peer on the store that answered */
 }
 
-/* RegionNotFound, StaleCommand and a transport failure are all retried until they stop. */
+/* RegionNotFound and StaleCommand are retried until they stop. */
 static void test_other_errors_retried(void **state)
 {
     struct proxy_fixture *f = *state;
-    const enum test_proxy_fault faults[] = {TEST_PROXY_REGION_NOT_FOUND, TEST_PROXY_STALE_COMMAND,
-                                            TEST_PROXY_UNAVAILABLE};
-    for (int i = 0; i < 3; i++) {
+    const enum test_proxy_fault faults[] = {TEST_PROXY_REGION_NOT_FOUND, TEST_PROXY_STALE_COMMAND};
+    for (int i = 0; i < 2; i++) {
         test_proxy_inject(f->proxy, faults[i], 3, 0, 0);
         char v[8];
         snprintf(v, sizeof v, "v%d", i);
@@ -621,7 +620,25 @@ static void test_other_errors_retried(void **state)
     }
     struct test_proxy_stats st;
     test_proxy_get_stats(f->proxy, &st);
-    assert_int_equal(st.faults, 9);
+    assert_int_equal(st.faults, 6);
+}
+
+/* A leader that cannot be reached makes the client try the region's next peer (the scheduler may
+ * lag an election). */
+static void test_unreachable_leader_tries_next_peer(void **state)
+{
+    struct proxy_fixture *f = *state;
+    put_str(f->c, "k", "v1");
+    test_proxy_inject(f->proxy, TEST_PROXY_UNAVAILABLE, -1, 0, 0);
+    put_str(f->c, "k", "v2");
+    check_value(f->c, "k", "v2");
+    struct test_proxy_stats st;
+    test_proxy_get_stats(f->proxy, &st);
+    assert_int_equal(st.faults, 1);
+    struct client_region_info info;
+    assert_int_equal(client_region_of_key(f->c, "k", 1, &info), 0);
+    assert_int_equal(info.leader_store_id, 2);
+    client_region_info_clear(&info);
 }
 
 /* A store that keeps answering region errors makes the call fail with TIMEOUT at its deadline. */
@@ -760,6 +777,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_epoch_not_match_with_current_regions, setup_proxy,
                                         teardown_proxy),
         cmocka_unit_test_setup_teardown(test_other_errors_retried, setup_proxy, teardown_proxy),
+        cmocka_unit_test_setup_teardown(test_unreachable_leader_tries_next_peer, setup_proxy,
+                                        teardown_proxy),
         cmocka_unit_test_setup_teardown(test_endless_region_errors_time_out, setup_proxy,
                                         teardown_proxy),
         cmocka_unit_test(test_dead_store_fails_within_deadline),
