@@ -38,7 +38,7 @@ static int members_from(struct client *c, const char *addr, struct backoff *b)
     struct rpc_error err = {0};
     int rc = rpc_client_unary(c->rpc, addr, "/schedulerpb.Scheduler/GetMembers", &req.base,
                               &schedulerpb__get_members_response__descriptor, &m,
-                              backoff_rpc_timeout_ms(b, c), &err);
+                              client_backoff_rpc_timeout_ms(b, c), &err);
     if (rc)
         return client_seterr(c, client_rpc_error(rc, &err), "scheduler %s: %s", addr, err.msg);
     Schedulerpb__GetMembersResponse *resp = (Schedulerpb__GetMembersResponse *)m;
@@ -56,7 +56,7 @@ static int members_from(struct client *c, const char *addr, struct backoff *b)
     return rc;
 }
 
-int pd_connect(struct client *c, struct backoff *b)
+int client_pd_connect(struct client *c, struct backoff *b)
 {
     int rc = CLIENT_ERR_UNAVAILABLE;
     for (;;) {
@@ -65,7 +65,7 @@ int pd_connect(struct client *c, struct backoff *b)
             if (rc == 0)
                 return 0;
         }
-        if (backoff_sleep(b) < 0)
+        if (client_backoff_sleep(b) < 0)
             break;
     }
     /* Nobody answered before the deadline: the scheduler is unreachable. */
@@ -74,8 +74,9 @@ int pd_connect(struct client *c, struct backoff *b)
     return rc;
 }
 
-int pd_call(struct client *c, const char *method, ProtobufCMessage *req,
-            const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp, struct backoff *b)
+int client_pd_call(struct client *c, const char *method, ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                   struct backoff *b)
 {
     *resp = NULL;
     Schedulerpb__RequestHeader hdr = SCHEDULERPB__REQUEST_HEADER__INIT;
@@ -91,7 +92,7 @@ int pd_call(struct client *c, const char *method, ProtobufCMessage *req,
         pthread_mutex_unlock(&c->pd_mu);
         struct rpc_error err = {0};
         rc = rpc_client_unary(c->rpc, addr, method, req, resp_desc, resp,
-                              backoff_rpc_timeout_ms(b, c), &err);
+                              client_backoff_rpc_timeout_ms(b, c), &err);
         if (rc == 0) {
             void **rslot = client_message_field(*resp, "header");
             rc = header_error(c, rslot ? *rslot : NULL);
@@ -106,14 +107,14 @@ int pd_call(struct client *c, const char *method, ProtobufCMessage *req,
         if (rc != CLIENT_ERR_UNAVAILABLE && rc != CLIENT_ERR_TIMEOUT)
             break;
         /* The leader may have moved: ask the members again, then retry. */
-        if (backoff_sleep(b) < 0)
+        if (client_backoff_sleep(b) < 0)
             break;
-        if (pd_connect(c, b) != 0)
+        if (client_pd_connect(c, b) != 0)
             break;
     }
     if (hslot)
         *hslot = NULL;
-    if (rc == CLIENT_ERR_TIMEOUT && backoff_remaining_ms(b) == 0)
+    if (rc == CLIENT_ERR_TIMEOUT && client_backoff_remaining_ms(b) == 0)
         rc = CLIENT_ERR_UNAVAILABLE;
     return rc;
 }
@@ -146,10 +147,10 @@ static int tso_round_trip(struct client *c, uint32_t count, client_ts *last, str
         req.header = &hdr;
         req.count = count;
         ProtobufCMessage *m = NULL;
-        int t = backoff_rpc_timeout_ms(b, c);
+        int t = client_backoff_rpc_timeout_ms(b, c);
         rc = rpc_stream_send(c->tso_stream, &req.base, t, &err);
         if (!rc)
-            rc = rpc_stream_recv(c->tso_stream, &m, backoff_rpc_timeout_ms(b, c), &err);
+            rc = rpc_stream_recv(c->tso_stream, &m, client_backoff_rpc_timeout_ms(b, c), &err);
         atomic_fetch_add(&c->stat_tso_round_trips, 1);
         if (rc) {
             rc = client_seterr(c,
@@ -178,9 +179,9 @@ static int tso_round_trip(struct client *c, uint32_t count, client_ts *last, str
         }
         return rc;
     retry:
-        if (backoff_sleep(b) < 0)
+        if (client_backoff_sleep(b) < 0)
             return rc == CLIENT_ERR_TIMEOUT ? rc : CLIENT_ERR_UNAVAILABLE;
-        pd_connect(c, b);
+        client_pd_connect(c, b);
     }
 }
 
@@ -188,7 +189,7 @@ static struct timespec abs_deadline(const struct backoff *b)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    int left = backoff_remaining_ms(b);
+    int left = client_backoff_remaining_ms(b);
     ts.tv_sec += left / 1000;
     ts.tv_nsec += (long)(left % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) {
@@ -243,7 +244,7 @@ static void tso_send_batch(struct client *c, struct backoff *b)
 int client_tso(struct client *c, client_ts *ts)
 {
     struct backoff b;
-    backoff_init(&b, c);
+    client_backoff_init(&b, c);
     struct tso_waiter *w = calloc(1, sizeof *w);
     if (!w)
         return client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
@@ -256,7 +257,7 @@ int client_tso(struct client *c, client_ts *ts)
     for (;;) {
         if (w->state == 2) {
             rc = w->rc;
-            if (rc && !sent && backoff_remaining_ms(&b) > 0) {
+            if (rc && !sent && client_backoff_remaining_ms(&b) > 0) {
                 /* Another caller's round trip failed within its deadline; ours has time left. */
                 w->state = 0;
                 w->rc = 0;
@@ -298,7 +299,7 @@ int client_tso(struct client *c, client_ts *ts)
     return rc;
 }
 
-void pd_tso_close(struct client *c)
+void client_pd_tso_close(struct client *c)
 {
     if (c->tso_stream) {
         rpc_stream_free(c->tso_stream);
