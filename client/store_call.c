@@ -1,5 +1,4 @@
-/* client_store_call.c — requests to a region leader with routing context; region and transport
- * errors. */
+/* store_call.c — one request to a region leader with routing context; region and send errors. */
 #include <string.h>
 
 #include "client/client_internal.h"

@@ -24,6 +24,7 @@ struct txn_mutation {
 struct client_txn {
     struct client *c; /* borrowed; outlives the transaction */
     client_ts start_ts;
+    uint64_t begin_ms; /* rpc_now_ms() when start_ts arrived */
     int read_only;
     int finished;              /* commit or rollback ran */
     struct txn_mutation *muts; /* sorted by key, one per key */
@@ -63,6 +64,7 @@ static int txn_new(struct client *c, client_ts ts, int read_only, struct client_
         return client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
     t->c = c;
     t->start_ts = ts;
+    t->begin_ms = rpc_now_ms();
     t->read_only = read_only;
     *out = t;
     return 0;
@@ -487,7 +489,10 @@ static int prewrite_group(struct client_txn *t, const struct region_loc *loc, si
     req.primary_lock.data = t->muts[0].key;
     req.primary_lock.len = t->muts[0].key_len;
     req.start_version = t->start_ts;
-    req.lock_ttl = c->opts.lock_ttl_ms;
+    /* A lock expires lock_ttl after its start ts (not after it was written):
+     * add the time the transaction has lived so far, so a transaction kept
+     * open long (a file being written) is not rolled back as it commits. */
+    req.lock_ttl = c->opts.lock_ttl_ms + (rpc_now_ms() - t->begin_ms);
     ProtobufCMessage *msg;
     int rc = client_store_call(c, loc, "/tinykvpb.TinyKv/KvPrewrite", &req.base,
                                &kvrpcpb__prewrite_response__descriptor, &msg, b);

@@ -254,6 +254,8 @@ static void proxy_message(struct rpc_call *call, const ProtobufCMessage *msg, vo
     st->last_version = ctx && ctx->region_epoch ? ctx->region_epoch->version : 0;
     st->last_peer_id = ctx && ctx->peer ? ctx->peer->id : 0;
     st->last_peer_store_id = ctx && ctx->peer ? ctx->peer->store_id : 0;
+    if (msg->descriptor == &kvrpcpb__prewrite_request__descriptor)
+        st->last_lock_ttl = ((const Kvrpcpb__PrewriteRequest *)msg)->lock_ttl;
     enum test_proxy_fault fault = TEST_PROXY_NONE;
     if (p->fault != TEST_PROXY_NONE && p->fault_times != 0) {
         fault = p->fault;

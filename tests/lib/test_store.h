@@ -47,6 +47,7 @@ struct test_proxy_stats {
     uint64_t last_version;
     uint64_t last_peer_id;
     uint64_t last_peer_store_id;
+    uint64_t last_lock_ttl; /* of the last KvPrewrite */
 };
 
 struct test_proxy;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -537,6 +538,49 @@ static void test_large_transaction_is_batched(void **state)
     free(big);
 }
 
+/* A transaction kept open longer than the lock TTL prewrites with a TTL that covers its age, so
+ * readers do not roll it back as expired. */
+static void test_lock_ttl_covers_transaction_age(void **state)
+{
+    (void)state;
+    struct fake_pd *pd = fake_pd_new();
+    struct test_store *store = test_store_new();
+    assert_non_null(pd);
+    assert_non_null(store);
+    struct test_proxy *proxy = test_proxy_new(test_store_addr(store));
+    assert_non_null(proxy);
+    fake_pd_set_store(pd, 1, test_proxy_addr(proxy));
+    fake_pd_set_regions(pd, two_regions, 2);
+    struct client_options o = opts;
+    o.lock_ttl_ms = 100;
+    struct client *c;
+    char err[256];
+    assert_int_equal(client_new(fake_pd_addr(pd), &o, &c, err, sizeof err), 0);
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(c, &t), 0);
+    client_ts start = client_txn_start_ts(t), now;
+    /* Age the transaction: wait until the TSO is 300 ms past its start. */
+    for (;;) {
+        assert_int_equal(client_tso(c, &now), 0);
+        if ((now >> CLIENT_TS_LOGICAL_BITS) >= (start >> CLIENT_TS_LOGICAL_BITS) + 300)
+            break;
+        struct timespec poll = {0, 10 * 1000 * 1000};
+        nanosleep(&poll, NULL);
+    }
+    txn_put_str(t, "old", "but alive");
+    assert_int_equal(client_txn_commit(t, NULL), 0);
+    client_txn_free(t);
+    struct test_proxy_stats st;
+    test_proxy_get_stats(proxy, &st);
+    assert_true(st.last_lock_ttl >= 400);
+    assert_true(st.last_lock_ttl < 5000);
+    fresh_check(c, "old", "but alive");
+    client_free(c);
+    test_proxy_free(proxy);
+    test_store_free(store);
+    fake_pd_free(pd);
+}
+
 /* The model of the scan test: committed value and buffered op per key. */
 enum { MODEL_KEYS = 104 };
 struct model_key {
@@ -754,6 +798,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollback_and_empty_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_matches_model, setup, teardown),
         cmocka_unit_test(test_commit_regroups_after_split),
+        cmocka_unit_test(test_lock_ttl_covers_transaction_age),
         cmocka_unit_test_setup_teardown(test_large_transaction_is_batched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_counter, setup, teardown),
         cmocka_unit_test(test_counter_through_faults),
