@@ -97,6 +97,22 @@ static void print_bytes(const struct ctl *ctl, const ProtobufCBinaryData *b)
     }
 }
 
+/* Prints a response's region error; returns 1 if there was one. */
+static int region_failed(const Errorpb__Error *e)
+{
+    if (!e)
+        return 0;
+    if (e->not_leader && e->not_leader->leader)
+        fprintf(stderr,
+                "tinykv-ctl: this store is not the region's leader; its leader is on store %llu\n",
+                (unsigned long long)e->not_leader->leader->store_id);
+    else if (e->not_leader)
+        fprintf(stderr, "tinykv-ctl: this store is not the region's leader (leader unknown yet)\n");
+    else
+        fprintf(stderr, "tinykv-ctl: region error: %s\n", e->message ? e->message : "unknown");
+    return 1;
+}
+
 static int call_failed(const struct rpc_error *err, int rc)
 {
     fprintf(stderr, "tinykv-ctl: %s: %s\n", rpc_strerror(rc), err->msg);
@@ -116,7 +132,9 @@ static int raw_get(struct ctl *ctl, const ProtobufCBinaryData *key)
         return call_failed(&err, rc);
     Kvrpcpb__RawGetResponse *resp = (Kvrpcpb__RawGetResponse *)m;
     int status = 0;
-    if (resp->error && resp->error[0]) {
+    if (region_failed(resp->region_error)) {
+        status = 1;
+    } else if (resp->error && resp->error[0]) {
         fprintf(stderr, "tinykv-ctl: %s\n", resp->error);
         status = 1;
     } else if (resp->not_found) {
@@ -156,8 +174,12 @@ static int raw_modify(struct ctl *ctl, const ProtobufCBinaryData *key,
     /* Put and delete responses share their layout: region_error, error. */
     const char *error =
         value ? ((Kvrpcpb__RawPutResponse *)m)->error : ((Kvrpcpb__RawDeleteResponse *)m)->error;
+    const Errorpb__Error *region_error = value ? ((Kvrpcpb__RawPutResponse *)m)->region_error
+                                               : ((Kvrpcpb__RawDeleteResponse *)m)->region_error;
     int status = 0;
-    if (error && error[0]) {
+    if (region_failed(region_error)) {
+        status = 1;
+    } else if (error && error[0]) {
         fprintf(stderr, "tinykv-ctl: %s\n", error);
         status = 1;
     }
@@ -179,7 +201,9 @@ static int raw_scan(struct ctl *ctl, const ProtobufCBinaryData *start)
         return call_failed(&err, rc);
     Kvrpcpb__RawScanResponse *resp = (Kvrpcpb__RawScanResponse *)m;
     int status = 0;
-    if (resp->error && resp->error[0]) {
+    if (region_failed(resp->region_error)) {
+        status = 1;
+    } else if (resp->error && resp->error[0]) {
         fprintf(stderr, "tinykv-ctl: %s\n", resp->error);
         status = 1;
     }

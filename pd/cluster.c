@@ -398,6 +398,19 @@ static int check_region(struct pd_cluster *c, const struct pd_region *r)
     return PD_OK;
 }
 
+/* store_valid: a non-zero id, a known state and a NUL-terminated address of printable ASCII
+ * without spaces (it is shown in JSON and logs). */
+static bool store_valid(const struct pd_store *s)
+{
+    if (s->id == 0 || s->state > PD_STORE_TOMBSTONE ||
+        memchr(s->address, '\0', PD_MAX_ADDR_BYTES) == NULL || s->address[0] == '\0')
+        return false;
+    for (const char *a = s->address; *a; a++)
+        if (*a <= ' ' || *a > '~')
+            return false;
+    return true;
+}
+
 int cluster_check_region(struct pd_cluster *c, const struct pd_region *r)
 {
     return check_region(c, r);
@@ -417,9 +430,8 @@ int pd_cluster_bootstrap(struct pd_cluster *c, const struct pd_store *store,
                               (unsigned long long)c->cluster_id);
         goto cleanup;
     }
-    if (store->id == 0 || store->address[0] == '\0' ||
-        memchr(store->address, '\0', PD_MAX_ADDR_BYTES) == NULL) {
-        err = cluster_set_err(c, PD_ERR_INVALID, "bootstrap store needs an id and an address");
+    if (!store_valid(store)) {
+        err = cluster_set_err(c, PD_ERR_INVALID, "store needs an id and a printable address");
         goto cleanup;
     }
     if (region && (err = check_region(c, region)) != PD_OK)
@@ -529,9 +541,8 @@ int pd_cluster_put_store(struct pd_cluster *c, const struct pd_store *store)
         err = cluster_set_err(c, PD_ERR_NOT_BOOTSTRAPPED, "cluster not bootstrapped");
         goto cleanup;
     }
-    if (store->id == 0 || memchr(store->address, '\0', PD_MAX_ADDR_BYTES) == NULL ||
-        store->address[0] == '\0' || store->state > PD_STORE_TOMBSTONE) {
-        err = cluster_set_err(c, PD_ERR_INVALID, "store needs an id and an address");
+    if (!store_valid(store)) {
+        err = cluster_set_err(c, PD_ERR_INVALID, "store needs an id and a printable address");
         goto cleanup;
     }
     for (size_t i = 0; i < c->store_count; i++) {

@@ -382,6 +382,23 @@ int pd_http_start(struct pd_cluster *c, const char *addr, const char *admin_toke
 uint16_t pd_http_port(struct pd_http *h);
 void pd_http_stop(struct pd_http *h);
 
+/* ---- the schedulerpb.Scheduler gRPC service ---- */
+
+struct pd_grpc;
+
+/*
+ * pd_grpc_start serves the scheduler's gRPC API for c (borrowed: must
+ * outlive the server) on addr (port 0 picks a free one, see pd_grpc_port).
+ * Calls that need a bootstrapped cluster answer NOT_BOOTSTRAPPED in their
+ * response header before; Tso and RegionHeartbeat are bidirectional streams,
+ * the latter answering a leader's report with its region's operator step.
+ * Errors: PD_ERR_IO (cannot listen), PD_ERR_NOMEM.
+ */
+int pd_grpc_start(struct pd_cluster *c, const char *addr, struct pd_grpc **out, char *errmsg,
+                  size_t errmsg_len);
+int pd_grpc_port(const struct pd_grpc *g);
+void pd_grpc_stop(struct pd_grpc *g);
+
 /* pd_hex_encode writes 2*len uppercase hex digits and a NUL to out (2*len+1 bytes). */
 void pd_hex_encode(const uint8_t *in, size_t len, char *out);
 /* pd_hex_decode decodes hex (either case) into out (len/2 bytes); -1 on bad input. */

@@ -140,17 +140,15 @@ int pd_cluster_get_prev_region(struct pd_cluster *c, const void *key, size_t key
                                struct pd_region *out)
 {
     pthread_mutex_lock(&c->mu);
-    /* The region before the one holding key: the last region starting strictly before the
-     * start of key's region (or before key when key falls in a hole). */
+    /* The region before the one holding key, or the last one before key when key falls in a
+     * hole between regions. */
     const struct pd_region *prev = NULL;
-    struct pd_region *cur = region_tree_find_by_key(&c->tree, key, key_len);
-    const uint8_t *bound = cur ? cur->start_key : key;
-    size_t bound_len = cur ? cur->start_key_len : key_len;
-    for (size_t i = 0; i < c->tree.count; i++) {
-        const struct pd_region *r = c->tree.by_key[i];
-        if (key_cmp(r->start_key, r->start_key_len, bound, bound_len) >= 0)
-            break;
-        prev = r;
+    size_t i = region_tree_index_at_or_before(&c->tree, key, key_len);
+    if (i < c->tree.count) {
+        if (!region_contains_key(c->tree.by_key[i], key, key_len))
+            prev = c->tree.by_key[i];
+        else if (i > 0)
+            prev = c->tree.by_key[i - 1];
     }
     int err = copy_out(c, prev, out, "before the key");
     pthread_mutex_unlock(&c->mu);

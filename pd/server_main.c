@@ -10,6 +10,7 @@
 
 #include "pd/pd.h"
 #include "proto/log.h"
+#include "proto/rpc.h"
 
 #define VERSION "0.1.0"
 
@@ -27,8 +28,8 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: tinyscheduler-server [options]\n"
-        "  --addr HOST:PORT        gRPC address (default 127.0.0.1:2379; the gRPC service\n"
-        "                          is not served yet, the address is reported in /members)\n"
+        "  --addr HOST:PORT        gRPC address of the schedulerpb.Scheduler service\n"
+        "                          (default 127.0.0.1:2379)\n"
         "  --http-addr HOST:PORT   HTTP/JSON admin API address (default 127.0.0.1:2378)\n"
         "  --data-dir DIR          where the cluster state lives (default ./tinyscheduler-data)\n"
         "  --log-level LEVEL       error, warn, info (default) or debug\n"
@@ -124,6 +125,7 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    rpc_process_hold();
 
     if (mkdir(a.data_dir, 0755) != 0 && errno != EEXIST) {
         LOG(LOG_ERROR, "cannot create data dir %s: %s", a.data_dir, strerror(errno));
@@ -133,6 +135,7 @@ int main(int argc, char **argv)
     opts.data_dir = a.data_dir;
     struct pd_cluster *c = NULL;
     struct pd_http *http = NULL;
+    struct pd_grpc *grpc = NULL;
     char err[512];
     int exit_code = 1;
     rc = pd_cluster_open(&opts, &c, err, sizeof err);
@@ -140,9 +143,13 @@ int main(int argc, char **argv)
         LOG(LOG_ERROR, "cannot open cluster state in %s: %s", a.data_dir, err);
         goto cleanup;
     }
-    LOG(LOG_INFO, "cluster %llu (%s) in %s; gRPC address %s (not served yet)",
-        (unsigned long long)pd_cluster_id(c),
+    LOG(LOG_INFO, "cluster %llu (%s) in %s; gRPC on %s", (unsigned long long)pd_cluster_id(c),
         pd_cluster_is_bootstrapped(c) ? "bootstrapped" : "not bootstrapped", a.data_dir, a.addr);
+    rc = pd_grpc_start(c, a.addr, &grpc, err, sizeof err);
+    if (rc != PD_OK) {
+        LOG(LOG_ERROR, "cannot start the gRPC service: %s", err);
+        goto cleanup;
+    }
     rc = pd_http_start(c, a.http_addr, a.admin_token, a.addr, &http, err, sizeof err);
     if (rc != PD_OK) {
         LOG(LOG_ERROR, "cannot start the HTTP API: %s", err);
@@ -169,6 +176,7 @@ int main(int argc, char **argv)
     }
     exit_code = 0;
 cleanup:
+    pd_grpc_stop(grpc);
     pd_http_stop(http);
     pd_cluster_close(c);
     if (exit_code == 0)

@@ -75,6 +75,10 @@ static void test_region_tree_lookups(void **state)
     assert_int_equal(pd_cluster_get_prev_region(m->c, "c", 1, &r), PD_OK);
     assert_int_equal(r.id, 10);
     assert_int_equal(pd_cluster_get_prev_region(m->c, "a", 1, &r), PD_ERR_NOT_FOUND);
+    assert_int_equal(pd_cluster_get_prev_region(m->c, "g", 1, &r), PD_OK); /* in the hole */
+    assert_int_equal(r.id, 12);
+    assert_int_equal(pd_cluster_get_prev_region(m->c, "zzz", 3, &r), PD_OK);
+    assert_int_equal(r.id, 12);
     assert_int_equal(pd_cluster_get_region_by_id(m->c, 12, &r), PD_OK);
     assert_int_equal(r.start_key_len, 1);
     assert_memory_equal(r.start_key, "d", 1);
@@ -258,14 +262,20 @@ static void test_store_liveness(void **state)
     assert_false(si.disconnected);
 }
 
-/* Store registration rules: duplicate addresses are refused, tombstones refuse heartbeats and
- * re-registration, and only an empty store becomes a tombstone without force. */
+/* Store registration rules: duplicate or unprintable addresses are refused, tombstones refuse
+ * heartbeats and re-registration, and only an empty store becomes a tombstone without force. */
 static void test_store_states(void **state)
 {
     struct pd_mock *m = *state;
     struct pd_store s = {.id = 9, .state = PD_STORE_UP};
     strcpy(s.address, "127.0.0.1:20002"); /* store 2's address */
     assert_int_equal(pd_cluster_put_store(m->c, &s), PD_ERR_EXISTS);
+    strcpy(s.address, "bad address");
+    assert_int_equal(pd_cluster_put_store(m->c, &s), PD_ERR_INVALID);
+    strcpy(s.address, "h\xff:1");
+    assert_int_equal(pd_cluster_put_store(m->c, &s), PD_ERR_INVALID);
+    s.address[0] = '\0';
+    assert_int_equal(pd_cluster_put_store(m->c, &s), PD_ERR_INVALID);
     assert_int_equal(pd_mock_region_hb(m, 10, "", "", 2, 1, 1, 1, S123, 3), PD_OK);
     assert_int_equal(pd_cluster_set_store_state(m->c, 3, PD_STORE_TOMBSTONE, false), PD_ERR_STATE);
     assert_int_equal(pd_cluster_set_store_state(m->c, 3, PD_STORE_OFFLINE, false), PD_OK);
