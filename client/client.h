@@ -49,6 +49,19 @@ enum {
 #define CLIENT_TS_LOGICAL_BITS 18
 typedef uint64_t client_ts;
 
+/* The wall-clock milliseconds (Unix epoch) a timestamp was issued at. */
+static inline uint64_t client_ts_physical_ms(client_ts ts)
+{
+    return ts >> CLIENT_TS_LOGICAL_BITS;
+}
+
+/* The last timestamp of a Unix millisecond: a snapshot at it (client_txn_begin_at)
+ * sees every commit of that millisecond and before. */
+static inline client_ts client_ts_from_unix_ms(uint64_t ms)
+{
+    return (ms << CLIENT_TS_LOGICAL_BITS) | ((1u << CLIENT_TS_LOGICAL_BITS) - 1);
+}
+
 /* Tunables; zero fields take the defaults in brackets. */
 struct client_options {
     int timeout_ms;       /* deadline of one operation, retries included [10000] */

@@ -386,6 +386,13 @@ static void test_snapshot_at_past_ts(void **state)
     assert_int_equal(client_txn_begin_at(f->c, ts1 - 1, &snap), 0);
     txn_check(f->c, snap, "doc", NULL);
     client_txn_free(snap);
+    /* By wall clock: the millisecond of the first commit shows v1 unless the second
+     * commit came in the same millisecond. */
+    assert_int_equal(
+        client_txn_begin_at(f->c, client_ts_from_unix_ms(client_ts_physical_ms(ts1)), &snap), 0);
+    txn_check(f->c, snap, "doc",
+              client_ts_physical_ms(ts2) == client_ts_physical_ms(ts1) ? "v2" : "v1");
+    client_txn_free(snap);
     fresh_check(f->c, "doc", "v2");
 }
 
@@ -599,13 +606,9 @@ static const char *model_visible(const struct model_key *m)
     return m->committed[0] ? m->committed : NULL;
 }
 
-/* Random committed data plus random buffered puts and deletes: every scan (random bounds and
- * limits, across the split) equals the same scan of a model. */
-static void test_scan_matches_model(void **state)
+/* One round of the scan model test with `seed`; it deletes its keys at the end. */
+static void scan_model_round(struct fixture *f, unsigned seed)
 {
-    struct fixture *f = *state;
-    const char *env = getenv("CLIENT_TEST_SEED");
-    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)test_now_ms();
     printf("scan model: seed %u (CLIENT_TEST_SEED=%u to repeat)\n", seed, seed);
     srand(seed);
     struct model_key m[MODEL_KEYS];
@@ -662,6 +665,26 @@ static void test_scan_matches_model(void **state)
         client_kvs_free(kvs, n);
     }
     client_txn_free(t);
+    /* Leave an empty keyspace for the next round. */
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    for (int i = 0; i < MODEL_KEYS; i++)
+        assert_int_equal(client_txn_delete(t, m[i].key, strlen(m[i].key)), 0);
+    assert_int_equal(client_txn_commit(t, NULL), 0);
+    client_txn_free(t);
+}
+
+/* Random committed data plus random buffered puts and deletes: every scan (random bounds and
+ * limits, across the split) equals the same scan of a model. */
+static void test_scan_matches_model(void **state)
+{
+    struct fixture *f = *state;
+    const char *env = getenv("CLIENT_TEST_SEED");
+    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)test_now_ms();
+    scan_model_round(f, seed);
+    /* Soak: CLIENT_SOAK_ROUNDS more rounds with the following seeds. */
+    const char *soak = getenv("CLIENT_SOAK_ROUNDS");
+    for (long i = 1; soak && i <= atol(soak); i++)
+        scan_model_round(f, seed + (unsigned)i);
 }
 
 struct counter_thread {
@@ -736,13 +759,9 @@ static void test_concurrent_counter(void **state)
     fresh_check(f->c, "counter", want);
 }
 
-/* Increments through a proxy that answers a quarter of all requests with a random region error,
- * UNAVAILABLE or a lost response (after the store acted): no increment is lost or doubled. */
-static void test_counter_through_faults(void **state)
+/* One round of the faulty counter test: its own scheduler, store and proxy. */
+static void faulty_counter_round(unsigned seed)
 {
-    (void)state;
-    const char *env = getenv("CLIENT_TEST_SEED");
-    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)test_now_ms();
     printf("faulty counter: seed %u (CLIENT_TEST_SEED=%u replays the fault draws; thread timing "
            "varies)\n",
            seed, seed);
@@ -782,6 +801,20 @@ static void test_counter_through_faults(void **state)
     test_proxy_free(proxy);
     test_store_free(store);
     fake_pd_free(pd);
+}
+
+/* Increments through a proxy that answers a quarter of all requests with a random region error,
+ * UNAVAILABLE or a lost response (after the store acted): no increment is lost or doubled. */
+static void test_counter_through_faults(void **state)
+{
+    (void)state;
+    const char *env = getenv("CLIENT_TEST_SEED");
+    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)test_now_ms();
+    faulty_counter_round(seed);
+    /* Soak: CLIENT_SOAK_ROUNDS more rounds with the following seeds. */
+    const char *soak = getenv("CLIENT_SOAK_ROUNDS");
+    for (long i = 1; soak && i <= atol(soak); i++)
+        faulty_counter_round(seed + (unsigned)i);
 }
 
 int main(void)
