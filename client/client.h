@@ -56,7 +56,8 @@ static inline uint64_t client_ts_physical_ms(client_ts ts)
 }
 
 /* The last timestamp of a Unix millisecond: a snapshot at it (client_txn_begin_at)
- * sees every commit of that millisecond and before. */
+ * sees every commit of that millisecond and before. Only past milliseconds give
+ * stable reads: commits may still arrive below a timestamp the TSO has not issued. */
 static inline client_ts client_ts_from_unix_ms(uint64_t ms)
 {
     return (ms << CLIENT_TS_LOGICAL_BITS) | ((1u << CLIENT_TS_LOGICAL_BITS) - 1);
