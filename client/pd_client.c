@@ -20,6 +20,25 @@ static void copy_addr(char *out, const char *url)
         out[n - 1] = 0;
 }
 
+/* The leader's address from its URL; a wildcard host (a server listening on
+ * every interface) is replaced by the host of `answered`, which we reached. */
+static void leader_addr(char *out, const char *url, const char *answered)
+{
+    copy_addr(out, url);
+    const char *port = strrchr(out, ':');
+    if (!port || !(strncmp(out, "0.0.0.0:", 8) == 0 || strncmp(out, "[::]:", 5) == 0))
+        return;
+    char host[CLIENT_ADDR_BYTES];
+    snprintf(host, sizeof host, "%s", answered);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return;
+    *colon = 0;
+    char tmp[CLIENT_ADDR_BYTES];
+    snprintf(tmp, sizeof tmp, "%s%s", host, port);
+    memcpy(out, tmp, CLIENT_ADDR_BYTES);
+}
+
 static int header_error(struct client *c, const Schedulerpb__ResponseHeader *h)
 {
     if (h && h->error && h->error->type != SCHEDULERPB__ERROR_TYPE__OK)
@@ -47,7 +66,7 @@ static int members_from(struct client *c, const char *addr, struct backoff *b)
         pthread_mutex_lock(&c->pd_mu);
         c->cluster_id = resp->header ? resp->header->cluster_id : 0;
         if (resp->leader && resp->leader->n_client_urls > 0 && resp->leader->client_urls[0][0])
-            copy_addr(c->pd_leader, resp->leader->client_urls[0]);
+            leader_addr(c->pd_leader, resp->leader->client_urls[0], addr);
         else
             copy_addr(c->pd_leader, addr);
         pthread_mutex_unlock(&c->pd_mu);
