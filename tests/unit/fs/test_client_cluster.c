@@ -201,6 +201,75 @@ static void test_survives_leader_crash(void **state)
     assert_true(now != (uint64_t)leader && now != 0);
 }
 
+struct counter_thread {
+    struct client *c;
+    int increments;
+    int failures;
+};
+
+static void *counter_worker(void *arg)
+{
+    struct counter_thread *w = arg;
+    for (int done = 0; done < w->increments;) {
+        struct client_txn *t;
+        if (client_txn_begin(w->c, &t) != 0) {
+            w->failures++;
+            return NULL;
+        }
+        void *v = NULL;
+        size_t len = 0;
+        long value = 0;
+        int rc = client_txn_get(t, "counter", 7, &v, &len);
+        if (rc == 0) {
+            char buf[32] = "";
+            memcpy(buf, v, len < 31 ? len : 31);
+            value = strtol(buf, NULL, 10);
+            free(v);
+        } else if (rc != CLIENT_ERR_NOT_FOUND) {
+            fprintf(stderr, "counter get: %s (%s)\n", client_strerror(rc), client_last_error(w->c));
+            w->failures++;
+            client_txn_free(t);
+            return NULL;
+        }
+        char out[32];
+        int n = snprintf(out, sizeof out, "%ld", value + 1);
+        client_txn_put(t, "counter", 7, out, (size_t)n);
+        rc = client_txn_commit(t, NULL);
+        client_txn_free(t);
+        if (rc == 0) {
+            done++;
+        } else if (rc != CLIENT_ERR_CONFLICT) {
+            fprintf(stderr, "counter commit: %s (%s)\n", client_strerror(rc),
+                    client_last_error(w->c));
+            w->failures++;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Concurrent increments while the Raft links drop and delay messages: the final count is exact. */
+static void test_counter_over_lossy_raft(void **state)
+{
+    struct fixture *f = *state;
+    test_cluster_set_unreliable(f->tc, 100, 20);
+    enum { THREADS = 3, EACH = 5 };
+    struct counter_thread w[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (struct counter_thread){f->c, EACH, 0};
+        pthread_create(&th[i], NULL, counter_worker, &w[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    test_cluster_set_unreliable(f->tc, 0, 0);
+    char want[16];
+    snprintf(want, sizeof want, "%d", THREADS * EACH);
+    txn_expect(f->c, "counter", want);
+}
+
 int main(void)
 {
     /* The raftstores log every election at INFO; only problems matter here. */
@@ -209,6 +278,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_follows_not_leader_to_raft_leader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follows_leader_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_survives_leader_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counter_over_lossy_raft, setup, teardown),
     };
     return cmocka_run_group_tests_name("client_cluster", tests, NULL, NULL);
 }
