@@ -18,10 +18,12 @@
  * out through this header, and never reports a commit as failed when the
  * primary key may have committed (that is CLIENT_ERR_UNDETERMINED).
  *
- * Retries: region errors (NotLeader — the leader hint updates the cache —,
- * EpochNotMatch, RegionNotFound, KeyNotInRegion, StaleCommand, ServerIsBusy)
- * and transport errors are retried with exponential backoff, refreshing the
- * region cache from the scheduler, until the deadline.
+ * Retries: region errors (NotLeader — its leader hint updates the cache —,
+ * EpochNotMatch — its current regions replace the stale one —,
+ * RegionNotFound, KeyNotInRegion, StoreNotMatch, StaleCommand) and transport
+ * errors (the next peer is tried, then the scheduler asked again) are
+ * retried with exponential backoff until the deadline. client/README.md has
+ * the details.
  */
 
 #include <stddef.h>
