@@ -108,6 +108,9 @@ enum {
     /* Internal: the region moved or changed; relocate the keys and resend.
      * The cache has been updated and the backoff slept. */
     CLIENT_RETRY_REGION = 7900,
+    /* Internal: the scheduler answered NOT_BOOTSTRAPPED or REGION_NOT_FOUND;
+     * client_pd_call's callers wait and ask again or report UNAVAILABLE. */
+    CLIENT_PD_NOT_READY = 7901,
 };
 
 /*

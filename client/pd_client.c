@@ -41,10 +41,15 @@ static void leader_addr(char *out, const char *url, const char *answered)
 
 static int header_error(struct client *c, const Schedulerpb__ResponseHeader *h)
 {
-    if (h && h->error && h->error->type != SCHEDULERPB__ERROR_TYPE__OK)
-        return client_seterr(c, CLIENT_ERR_SERVER, "scheduler error %d: %s", (int)h->error->type,
-                             h->error->message ? h->error->message : "");
-    return 0;
+    if (!h || !h->error || h->error->type == SCHEDULERPB__ERROR_TYPE__OK)
+        return 0;
+    /* A cluster still starting up: worth asking again. */
+    int code = h->error->type == SCHEDULERPB__ERROR_TYPE__NOT_BOOTSTRAPPED ||
+                       h->error->type == SCHEDULERPB__ERROR_TYPE__REGION_NOT_FOUND
+                   ? CLIENT_PD_NOT_READY
+                   : CLIENT_ERR_SERVER;
+    return client_seterr(c, code, "scheduler error %d: %s", (int)h->error->type,
+                         h->error->message ? h->error->message : "");
 }
 
 /* One GetMembers round against `addr`; on success records leader and cluster id. */
@@ -62,6 +67,8 @@ static int members_from(struct client *c, const char *addr, struct backoff *b)
         return client_seterr(c, client_rpc_error(rc, &err), "scheduler %s: %s", addr, err.msg);
     Schedulerpb__GetMembersResponse *resp = (Schedulerpb__GetMembersResponse *)m;
     rc = header_error(c, resp->header);
+    if (rc == CLIENT_PD_NOT_READY)
+        rc = CLIENT_ERR_UNAVAILABLE;
     if (!rc) {
         pthread_mutex_lock(&c->pd_mu);
         c->cluster_id = resp->header ? resp->header->cluster_id : 0;
@@ -181,6 +188,8 @@ static int tso_round_trip(struct client *c, uint32_t count, client_ts *last, str
         }
         Schedulerpb__TsoResponse *resp = (Schedulerpb__TsoResponse *)m;
         rc = header_error(c, resp->header);
+        if (rc == CLIENT_PD_NOT_READY)
+            rc = CLIENT_ERR_UNAVAILABLE;
         if (!rc && (!resp->timestamp || resp->count != count || resp->timestamp->physical < 0 ||
                     resp->timestamp->logical < 0 ||
                     resp->timestamp->logical >= (1 << CLIENT_TS_LOGICAL_BITS) ||

@@ -292,10 +292,12 @@ static int load_region(struct client *c, const void *key, size_t key_len, struct
         atomic_fetch_add(&c->stat_pd_region_lookups, 1);
         int rc = client_pd_call(c, "/schedulerpb.Scheduler/GetRegion", &req.base,
                                 &schedulerpb__get_region_response__descriptor, &m, b);
-        if (rc)
+        if (rc && rc != CLIENT_PD_NOT_READY)
             return rc;
         Schedulerpb__GetRegionResponse *resp = (Schedulerpb__GetRegionResponse *)m;
-        if (resp->region) {
+        if (rc) {
+            /* Not bootstrapped, or no region yet: wait below. */
+        } else if (resp->region) {
             struct region_entry *e = entry_from_proto(resp->region, resp->leader);
             protobuf_c_message_free_unpacked(m, NULL);
             if (!e)
@@ -382,6 +384,8 @@ static int store_addr_of(struct client *c, uint64_t store_id, char *addr, struct
     ProtobufCMessage *m = NULL;
     int rc = client_pd_call(c, "/schedulerpb.Scheduler/GetStore", &req.base,
                             &schedulerpb__get_store_response__descriptor, &m, b);
+    if (rc == CLIENT_PD_NOT_READY)
+        return CLIENT_ERR_UNAVAILABLE;
     if (rc)
         return rc;
     Schedulerpb__GetStoreResponse *resp = (Schedulerpb__GetStoreResponse *)m;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -658,6 +659,50 @@ static void test_endless_region_errors_time_out(void **state)
     client_free(c);
 }
 
+struct put_thread {
+    struct client *c;
+    int rc;
+};
+
+static void *put_worker(void *arg)
+{
+    struct put_thread *t = arg;
+    t->rc = client_raw_put(t->c, NULL, "early", 5, "bird", 4);
+    return NULL;
+}
+
+/* A request made before the scheduler knows any region waits for the region to appear, then
+ * succeeds. */
+static void test_waits_for_region_to_appear(void **state)
+{
+    (void)state;
+    struct fake_pd *pd = fake_pd_new();
+    struct test_store *store = test_store_new();
+    fake_pd_set_store(pd, 1, test_store_addr(store));
+    struct client *c;
+    char err[256];
+    assert_int_equal(client_new(fake_pd_addr(pd), &fast_opts, &c, err, sizeof err), 0);
+    struct put_thread t = {c, -1};
+    pthread_t th;
+    pthread_create(&th, NULL, put_worker, &t);
+    /* Wait (bounded) until the client has asked at least twice, then bootstrap. */
+    struct fake_pd_counts n;
+    uint64_t t0 = test_now_ms();
+    do {
+        fake_pd_get_counts(pd, &n);
+        struct timespec poll = {0, 2 * 1000 * 1000};
+        nanosleep(&poll, NULL);
+    } while (n.get_region < 2 && test_now_ms() - t0 < 4000);
+    assert_true(n.get_region >= 2);
+    fake_pd_set_regions(pd, &one_region, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(t.rc, 0);
+    check_value(c, "early", "bird");
+    client_free(c);
+    test_store_free(store);
+    fake_pd_free(pd);
+}
+
 /* ----------------------------------------------------------- deadlines */
 
 /* A store nobody listens on gives UNAVAILABLE (or TIMEOUT) within the deadline, never a hang. */
@@ -781,6 +826,7 @@ int main(void)
                                         teardown_proxy),
         cmocka_unit_test_setup_teardown(test_endless_region_errors_time_out, setup_proxy,
                                         teardown_proxy),
+        cmocka_unit_test(test_waits_for_region_to_appear),
         cmocka_unit_test(test_dead_store_fails_within_deadline),
         cmocka_unit_test(test_dead_scheduler_fails_within_deadline),
         cmocka_unit_test(test_scheduler_address_list),
