@@ -588,6 +588,43 @@ static void test_lock_ttl_covers_transaction_age(void **state)
     fake_pd_free(pd);
 }
 
+/* Commits whose answers are all lost: the client reports UNDETERMINED within its deadline, and the
+ * transaction did commit. */
+static void test_unacknowledged_commit_is_undetermined(void **state)
+{
+    (void)state;
+    struct fake_pd *pd = fake_pd_new();
+    struct test_store *store = test_store_new();
+    assert_non_null(pd);
+    assert_non_null(store);
+    struct test_proxy *proxy = test_proxy_new(test_store_addr(store));
+    assert_non_null(proxy);
+    fake_pd_set_store(pd, 1, test_proxy_addr(proxy));
+    fake_pd_set_regions(pd, two_regions, 2);
+    struct client_options o = opts;
+    o.timeout_ms = 500;
+    struct client *c;
+    char err[256];
+    assert_int_equal(client_new(fake_pd_addr(pd), &o, &c, err, sizeof err), 0);
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(c, &t), 0);
+    txn_put_str(t, "a", "maybe");
+    txn_put_str(t, "z", "maybe");
+    test_proxy_inject_method(proxy, "/tinykvpb.TinyKv/KvCommit", TEST_PROXY_LOSE_RESPONSE, -1);
+    uint64_t t0 = test_now_ms();
+    assert_int_equal(client_txn_commit(t, NULL), CLIENT_ERR_UNDETERMINED);
+    assert_true(test_now_ms() - t0 < 3000);
+    client_txn_free(t);
+    test_proxy_inject(proxy, TEST_PROXY_NONE, 0, 0, 0);
+    /* The store did commit the primary: readers see both keys (the secondary rolled forward). */
+    fresh_check(c, "a", "maybe");
+    fresh_check(c, "z", "maybe");
+    client_free(c);
+    test_proxy_free(proxy);
+    test_store_free(store);
+    fake_pd_free(pd);
+}
+
 /* The model of the scan test: committed value and buffered op per key. */
 enum { MODEL_KEYS = 104 };
 struct model_key {
@@ -832,6 +869,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan_matches_model, setup, teardown),
         cmocka_unit_test(test_commit_regroups_after_split),
         cmocka_unit_test(test_lock_ttl_covers_transaction_age),
+        cmocka_unit_test(test_unacknowledged_commit_is_undetermined),
         cmocka_unit_test_setup_teardown(test_large_transaction_is_batched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_counter, setup, teardown),
         cmocka_unit_test(test_counter_through_faults),
