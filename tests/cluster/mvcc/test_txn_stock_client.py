@@ -217,6 +217,16 @@ def main():
         run_txn(store, lambda read: {b"s1": b"1", b"s2": b"2", b"s3": b"3"})
         sc = store.scan(b"s", 2, clock.next())
         check("scan_order_and_limit", [p.key for p in sc.pairs] == [b"s1", b"s2"])
+        sc = store.call(
+            "KvScan",
+            kv.ScanRequest(start_key=b"s", limit=10, version=clock.next(), key_only=True, end_key=b"s3"),
+            kv.ScanResponse,
+        )
+        check(
+            "scan_key_only_before_end_key",
+            [(p.key, p.value) for p in sc.pairs] == [(b"s1", b""), (b"s2", b"")],
+            repr([(p.key, p.value) for p in sc.pairs]),
+        )
 
         # Racing read-modify-write increments: no lost update.
         store_c = [Store("127.0.0.1:%d" % port) for _ in range(4)]
