@@ -196,6 +196,13 @@ int client_txn_get(struct client_txn *txn, const void *key, size_t key_len, void
 int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len, const void *end,
                     size_t end_len, size_t limit, struct client_kv **kvs, size_t *n);
 
+/* client_txn_scan_keys is client_txn_scan for keys only: the stores leave the
+ * committed values out (value_len 0), so listing keys beside large values
+ * moves only the keys. Buffered puts may still carry their values. */
+int client_txn_scan_keys(struct client_txn *txn, const void *start, size_t start_len,
+                         const void *end, size_t end_len, size_t limit, struct client_kv **kvs,
+                         size_t *n);
+
 /* Buffer a put or delete (key and value copied). Nothing reaches the stores
  * before commit. */
 int client_txn_put(struct client_txn *txn, const void *key, size_t key_len, const void *value,

@@ -263,8 +263,8 @@ int client_txn_get(struct client_txn *txn, const void *key, size_t key_len, void
  * key. Appends to *out.
  */
 static int snapshot_scan(struct client_txn *txn, const void *start, size_t start_len,
-                         const void *end, size_t end_len, size_t limit, struct kv_array *out,
-                         struct backoff *b)
+                         const void *end, size_t end_len, size_t limit, int key_only,
+                         struct kv_array *out, struct backoff *b)
 {
     struct client *c = txn->c;
     struct scan_cursor cur = {0};
@@ -279,6 +279,9 @@ static int snapshot_scan(struct client_txn *txn, const void *start, size_t start
         req.start_key.len = cur.len;
         req.limit = (uint32_t)want;
         req.version = txn->start_ts;
+        req.key_only = key_only;
+        req.end_key.data = (uint8_t *)end;
+        req.end_key.len = end ? end_len : 0;
         ProtobufCMessage *msg;
         struct region_loc loc;
         rc = client_store_call_key(c, cur.key, cur.len, "/tinykvpb.TinyKv/KvScan", &req.base,
@@ -340,8 +343,8 @@ static int snapshot_scan(struct client_txn *txn, const void *start, size_t start
     return rc;
 }
 
-int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len, const void *end,
-                    size_t end_len, size_t limit, struct client_kv **kvs, size_t *n)
+static int txn_scan(struct client_txn *txn, const void *start, size_t start_len, const void *end,
+                    size_t end_len, size_t limit, int key_only, struct client_kv **kvs, size_t *n)
 {
     struct client *c = txn->c;
     *kvs = NULL;
@@ -366,7 +369,7 @@ int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len,
     while (out.n < limit) {
         size_t want = limit - out.n;
         struct kv_array batch = {0};
-        rc = snapshot_scan(txn, cur.key, cur.len, end, end_len, want, &batch, &b);
+        rc = snapshot_scan(txn, cur.key, cur.len, end, end_len, want, key_only, &batch, &b);
         if (rc) {
             client_kvs_free(batch.kvs, batch.n);
             break;
@@ -420,6 +423,19 @@ cleanup:
     *kvs = out.kvs;
     *n = out.n;
     return 0;
+}
+
+int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len, const void *end,
+                    size_t end_len, size_t limit, struct client_kv **kvs, size_t *n)
+{
+    return txn_scan(txn, start, start_len, end, end_len, limit, 0, kvs, n);
+}
+
+int client_txn_scan_keys(struct client_txn *txn, const void *start, size_t start_len,
+                         const void *end, size_t end_len, size_t limit, struct client_kv **kvs,
+                         size_t *n)
+{
+    return txn_scan(txn, start, start_len, end, end_len, limit, 1, kvs, n);
 }
 
 /* ---------------------------------------------------------- two-phase commit */
