@@ -12,8 +12,9 @@
 #include <time.h>
 
 #define API_PREFIX "/pd/api/v1"
-#define TSO_LOGICAL_BITS 18 /* ts = physical_ms << 18 | logical, as the scheduler hands them out   \
-                             */
+#define TSO_LOGICAL_BITS                                                                           \
+    18 /* ts = physical_ms << 18 | logical, as the scheduler hands them out                        \
+        */
 
 /* ---- aligned tables ---- */
 
@@ -423,8 +424,7 @@ static int store_show(const struct ctl_admin_options *o, uint64_t id)
     char sz1[32];
     snprintf(regions, sizeof regions, "%" PRIu64 " (%s)", jint(st, "region_count"),
              bytes_s(sz1, sizeof sz1, jint(st, "region_size_bytes")));
-    snprintf(leaders, sizeof leaders, "%" PRIu64 " (%" PRIu64 " MiB)", jint(st, "leader_count"),
-             jint(st, "leader_size"));
+    snprintf(leaders, sizeof leaders, "%" PRIu64, jint(st, "leader_count"));
     snprintf(snaps, sizeof snaps, "sending %" PRIu64 ", receiving %" PRIu64,
              jint(st, "sending_snap_count"), jint(st, "receiving_snap_count"));
     struct table t;
