@@ -83,9 +83,9 @@ static ProtobufCMessage *call(struct fixture *f, const char *method, const Proto
     return call_at(f->rpc, f->addr, method, req, d);
 }
 
-/* err_type reads the response header's error type (OK when there is none); every
+/* header_error reads the response header's error (NULL when there is none); every
  * schedulerpb response has its header in a field named "header". */
-static int err_type(const ProtobufCMessage *m)
+static const Schedulerpb__Error *header_error(const ProtobufCMessage *m)
 {
     const ProtobufCFieldDescriptor *fd =
         protobuf_c_message_descriptor_get_field_by_name(m->descriptor, "header");
@@ -93,7 +93,24 @@ static int err_type(const ProtobufCMessage *m)
     const Schedulerpb__ResponseHeader *h =
         *(Schedulerpb__ResponseHeader *const *)((const char *)m + fd->offset);
     assert_non_null(h);
-    return h->error ? (int)h->error->type : SCHEDULERPB__ERROR_TYPE__OK;
+    return h->error;
+}
+
+static int err_type(const ProtobufCMessage *m)
+{
+    const Schedulerpb__Error *e = header_error(m);
+    return e ? (int)e->type : SCHEDULERPB__ERROR_TYPE__OK;
+}
+
+/* expect_message checks that m's header error has a message containing want and not avoid. */
+static void expect_message(const ProtobufCMessage *m, const char *want, const char *avoid)
+{
+    const Schedulerpb__Error *e = header_error(m);
+    assert_non_null(e);
+    assert_non_null(e->message);
+    if (!strstr(e->message, want) || (avoid && strstr(e->message, avoid)))
+        fail_msg("error message \"%s\": want \"%s\"%s%s", e->message, want, avoid ? ", not " : "",
+                 avoid ? avoid : "");
 }
 
 /* expect_type calls method and checks the header's error type, freeing the response. */
@@ -379,9 +396,14 @@ static void test_before_bootstrap(void **state)
 static void test_bootstrap_once(void **state)
 {
     struct fixture *f = *state;
+    /* An earlier failure leaves its detail in the cluster; the next error must not carry it. */
+    assert_int_equal(put_store(f, 1, "127.0.0.1:20161"), SCHEDULERPB__ERROR_TYPE__NOT_BOOTSTRAPPED);
     Schedulerpb__BootstrapRequest empty = SCHEDULERPB__BOOTSTRAP_REQUEST__INIT;
-    expect_type(f, METHOD("Bootstrap"), &empty.base, &schedulerpb__bootstrap_response__descriptor,
-                SCHEDULERPB__ERROR_TYPE__UNKNOWN);
+    ProtobufCMessage *m =
+        call(f, METHOD("Bootstrap"), &empty.base, &schedulerpb__bootstrap_response__descriptor);
+    assert_int_equal(err_type(m), SCHEDULERPB__ERROR_TYPE__UNKNOWN);
+    expect_message(m, "needs a store", "bootstrapped");
+    protobuf_c_message_free_unpacked(m, NULL);
     assert_false(pd_cluster_is_bootstrapped(f->c));
 
     bootstrap_default(f);
@@ -504,7 +526,9 @@ static void test_store_round_trip(void **state)
     assert_int_equal(put_store(f, 3, "127.0.0.1:20173"), SCHEDULERPB__ERROR_TYPE__OK);
 
     assert_int_equal(store_heartbeat(f, 2), SCHEDULERPB__ERROR_TYPE__OK);
-    assert_int_not_equal(store_heartbeat(f, 42), SCHEDULERPB__ERROR_TYPE__OK);
+    /* An unknown store is UNKNOWN with a message, not REGION_NOT_FOUND (which a client would take
+     * for a stale region cache). */
+    assert_int_equal(store_heartbeat(f, 42), SCHEDULERPB__ERROR_TYPE__UNKNOWN);
 
     Schedulerpb__GetStoreRequest gs = SCHEDULERPB__GET_STORE_REQUEST__INIT;
     gs.store_id = 2;
@@ -522,7 +546,8 @@ static void test_store_round_trip(void **state)
     gs.store_id = 42;
     s = (Schedulerpb__GetStoreResponse *)call(f, METHOD("GetStore"), &gs.base,
                                               &schedulerpb__get_store_response__descriptor);
-    assert_int_not_equal(err_type(&s->base), SCHEDULERPB__ERROR_TYPE__OK);
+    assert_int_equal(err_type(&s->base), SCHEDULERPB__ERROR_TYPE__UNKNOWN);
+    expect_message(&s->base, "store 42", NULL);
     assert_null(s->store);
     protobuf_c_message_free_unpacked(&s->base, NULL);
 
@@ -547,6 +572,7 @@ static void test_store_round_trip(void **state)
     assert_int_equal(all->n_stores, 2);
     protobuf_c_message_free_unpacked(&all->base, NULL);
     assert_int_equal(put_store(f, 3, "127.0.0.1:20173"), SCHEDULERPB__ERROR_TYPE__STORE_TOMBSTONE);
+    assert_int_equal(store_heartbeat(f, 3), SCHEDULERPB__ERROR_TYPE__STORE_TOMBSTONE);
 }
 
 /* A RegionHeartbeat report makes the region visible to GetRegion, GetRegionByID, ScanRegions and
