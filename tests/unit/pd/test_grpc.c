@@ -758,6 +758,71 @@ static void test_add_peer_operator(void **state)
     rpc_stream_free(st);
 }
 
+/* recv_step waits for the next answer on a heartbeat stream; the caller frees it. */
+static Schedulerpb__RegionHeartbeatResponse *recv_step(struct rpc_stream *st)
+{
+    ProtobufCMessage *m = NULL;
+    struct rpc_error err = {0};
+    int rc = rpc_stream_recv(st, &m, CALL_TIMEOUT_MS, &err);
+    if (rc != 0)
+        fail_msg("no answer on the heartbeat stream: %s (%s)", rpc_strerror(rc), err.msg);
+    return (Schedulerpb__RegionHeartbeatResponse *)m;
+}
+
+/* An admin transfer-leader reaches the leader as TransferLeader with the target peer, and an admin
+ * remove-peer of the leader's own store first moves leadership away, then answers RemoveNode. */
+static void test_transfer_and_remove_steps(void **state)
+{
+    struct fixture *f = *state;
+    bootstrap_default(f);
+    for (uint64_t s = 2; s <= 3; s++) {
+        char addr[32];
+        snprintf(addr, sizeof addr, "127.0.0.1:2016%llu", (unsigned long long)s);
+        assert_int_equal(put_store(f, s, addr), SCHEDULERPB__ERROR_TYPE__OK);
+    }
+    for (uint64_t s = 1; s <= 3; s++)
+        assert_int_equal(store_heartbeat(f, s), SCHEDULERPB__ERROR_TYPE__OK);
+    struct rpc_stream *st = hb_open(f);
+    struct region_msg rm;
+    const uint64_t peers[][2] = {{11, 1}, {12, 2}, {13, 3}};
+    region_build(&rm, 10, "", "", 1, 3, peers, 3);
+    hb_send(st, &rm, 0);
+    wait_region(f, 10, 1, 3);
+
+    assert_int_equal(pd_cluster_add_transfer_leader(f->c, 10, 3), PD_OK);
+    hb_send(st, &rm, 0);
+    Schedulerpb__RegionHeartbeatResponse *r = recv_step(st);
+    assert_null(r->change_peer);
+    assert_non_null(r->transfer_leader);
+    assert_int_equal(r->transfer_leader->peer->id, 13);
+    assert_int_equal(r->transfer_leader->peer->store_id, 3);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    hb_send(st, &rm, 2); /* leader now on store 3: the operator is done */
+
+    /* Remove the peer on store 3, which leads: leadership goes first. */
+    uint64_t deadline = test_now_ms() + WAIT_MS;
+    while (pd_cluster_add_remove_peer(f->c, 10, 3) != PD_OK) {
+        if (test_now_ms() > deadline)
+            fail_msg("the transfer never finished");
+        usleep(2000);
+    }
+    hb_send(st, &rm, 2);
+    r = recv_step(st);
+    assert_non_null(r->transfer_leader);
+    assert_int_not_equal(r->transfer_leader->peer->store_id, 3);
+    size_t new_leader = r->transfer_leader->peer->store_id - 1;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    hb_send(st, &rm, new_leader);
+    r = recv_step(st);
+    assert_non_null(r->change_peer);
+    assert_int_equal(r->change_peer->change_type, ERAFTPB__CONF_CHANGE_TYPE__RemoveNode);
+    assert_int_equal(r->change_peer->peer->id, 13);
+    assert_int_equal(r->change_peer->peer->store_id, 3);
+    assert_int_equal(r->target_peer->id, peers[new_leader][0]);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    rpc_stream_free(st);
+}
+
 /* AskSplit returns a fresh region id and one fresh peer id per peer (above every id AllocID gave
  * before), different on every call; an unknown region is an error. */
 static void test_ask_split(void **state)
@@ -1061,6 +1126,7 @@ int main(void)
         T(test_store_round_trip),
         T(test_region_heartbeat_visible),
         T(test_add_peer_operator),
+        T(test_transfer_and_remove_steps),
         T(test_ask_split),
         T(test_cluster_config),
         T(test_gc_safe_point),
