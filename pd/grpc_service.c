@@ -343,43 +343,41 @@ static int need_bootstrap(struct pd_grpc *g)
     return pd_cluster_is_bootstrapped(g->c) ? 0 : PD_ERR_NOT_BOOTSTRAPPED;
 }
 
-static void get_region(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+enum region_lookup { BY_KEY, PREV_OF_KEY, BY_ID };
+
+/* GetRegion, GetPrevRegion and GetRegionByID differ only in the look-up. */
+static void lookup_region(struct rpc_call *call, struct pd_grpc *g, enum region_lookup how,
+                          const ProtobufCBinaryData *key, uint64_t id)
 {
-    struct pd_grpc *g = arg;
-    const Schedulerpb__GetRegionRequest *req = (const Schedulerpb__GetRegionRequest *)msg;
     struct pd_region r;
     pd_region_init(&r);
     int rc = need_bootstrap(g);
-    if (!rc)
-        rc = pd_cluster_get_region(g->c, req->region_key.data, req->region_key.len, &r);
+    if (!rc && how == BY_KEY)
+        rc = pd_cluster_get_region(g->c, key->data, key->len, &r);
+    else if (!rc && how == PREV_OF_KEY)
+        rc = pd_cluster_get_prev_region(g->c, key->data, key->len, &r);
+    else if (!rc)
+        rc = pd_cluster_get_region_by_id(g->c, id, &r);
     region_reply(call, g, rc, &r);
     pd_region_clear(&r);
+}
+
+static void get_region(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Schedulerpb__GetRegionRequest *req = (const Schedulerpb__GetRegionRequest *)msg;
+    lookup_region(call, arg, BY_KEY, &req->region_key, 0);
 }
 
 static void get_prev_region(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
-    struct pd_grpc *g = arg;
     const Schedulerpb__GetRegionRequest *req = (const Schedulerpb__GetRegionRequest *)msg;
-    struct pd_region r;
-    pd_region_init(&r);
-    int rc = need_bootstrap(g);
-    if (!rc)
-        rc = pd_cluster_get_prev_region(g->c, req->region_key.data, req->region_key.len, &r);
-    region_reply(call, g, rc, &r);
-    pd_region_clear(&r);
+    lookup_region(call, arg, PREV_OF_KEY, &req->region_key, 0);
 }
 
 static void get_region_by_id(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
-    struct pd_grpc *g = arg;
     const Schedulerpb__GetRegionByIDRequest *req = (const Schedulerpb__GetRegionByIDRequest *)msg;
-    struct pd_region r;
-    pd_region_init(&r);
-    int rc = need_bootstrap(g);
-    if (!rc)
-        rc = pd_cluster_get_region_by_id(g->c, req->region_id, &r);
-    region_reply(call, g, rc, &r);
-    pd_region_clear(&r);
+    lookup_region(call, arg, BY_ID, NULL, req->region_id);
 }
 
 static void scan_regions(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
