@@ -390,13 +390,20 @@ int main(int argc, char **argv)
         .bench_value_size = 100,
     };
     static const struct option opts[] = {
-        {"addr", required_argument, NULL, 'a'},    {"cf", required_argument, NULL, 'c'},
-        {"hex", no_argument, NULL, 'x'},           {"limit", required_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'v'},       {"ops", required_argument, NULL, 'o'},
-        {"threads", required_argument, NULL, 'T'}, {"value-size", required_argument, NULL, 'V'},
-        {"pd-http", required_argument, NULL, 'P'}, {"json", no_argument, NULL, 'j'},
-        {"token", required_argument, NULL, 'k'},   {NULL, 0, NULL, 0},
+        {"addr", required_argument, NULL, 'a'},
+        {"cf", required_argument, NULL, 'c'},
+        {"hex", no_argument, NULL, 'x'},
+        {"limit", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'v'},
+        {"ops", required_argument, NULL, 'o'},
+        {"threads", required_argument, NULL, 'T'},
+        {"value-size", required_argument, NULL, 'V'},
+        {"pd-http", required_argument, NULL, 'P'}, /* admin subcommands (ctl_admin.h) */
+        {"json", no_argument, NULL, 'j'},
+        {"token", required_argument, NULL, 'k'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     char *end;
