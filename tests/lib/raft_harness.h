@@ -80,6 +80,7 @@ struct rh_net {
     /* random-delivery mode: messages stay queued until rh_net_deliver_one */
     bool async;
     double dup_rate;
+    double crash_after_persist; /* chance a node crashes after persisting a Ready, before sending */
     /* checker state */
     uint64_t *leader_of_term; /* indexed by term */
     size_t n_leader_of_term;
