@@ -115,6 +115,8 @@ int raft_init(struct raft *r, const struct raft_config *cfg, char *errbuf, size_
     r->log_level = cfg->log_level;
 
     rc = raft_log_init(&r->log, cfg->storage, cfg->max_committed_size_per_ready);
+    r->log.log_fn = cfg->log_fn;
+    r->log.log_ctx = cfg->log_ctx;
     if (rc != RAFT_OK) {
         set_errmsg(errbuf, errbuf_len, "storage failed to report its indexes");
         return rc;
