@@ -284,6 +284,26 @@ static void test_lagging_follower_catches_up(void **state)
     rh_net_close(&net);
 }
 
+/* A leader sends a heartbeat to every follower each heartbeat interval, and none in between. */
+static void test_leader_heartbeat_interval(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    struct rh_config cfg;
+    rh_config_default(&cfg);
+    cfg.heartbeat_ticks = 3;
+    rh_net_init(&net, &cfg);
+    rh_campaign(&net, 1);
+    rh_net_clear_queue(&net);
+    uint64_t before = net.sent[1][RAFT_MSG_HEARTBEAT];
+    rh_tick(&net, 1);
+    rh_tick(&net, 1);
+    assert_int_equal(net.sent[1][RAFT_MSG_HEARTBEAT], before);
+    rh_tick(&net, 1);
+    assert_int_equal(net.sent[1][RAFT_MSG_HEARTBEAT], before + 2);
+    rh_net_close(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_append_consistency_check),
         cmocka_unit_test(test_proposal_dropped_unless_leader),
         cmocka_unit_test(test_lagging_follower_catches_up),
+        cmocka_unit_test(test_leader_heartbeat_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
