@@ -358,6 +358,25 @@ static void test_election_timeouts_rarely_collide(void **state)
     assert_true(collisions < 30);
 }
 
+/* A candidate behind in terms learns the voter's term from its refusal (Raft paper RequestVote
+ * reply). */
+static void test_stale_candidate_learns_term_from_rejection(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    net_up(&net, 3, 0);
+    rh_node_set_log(&net, 3, NULL, 0, 5, 0, 0);
+    rh_net_cut(&net, 1, 2);
+    rh_campaign(&net, 1); /* term 1 < 5 */
+    struct raft_status st = rh_status(&net, 1);
+    assert_int_equal(st.hard_state.term, 5);
+    assert_int_equal(st.role, RAFT_ROLE_FOLLOWER);
+    rh_campaign(&net, 1); /* now at term 6, 3 grants */
+    assert_int_equal(rh_status(&net, 1).role, RAFT_ROLE_LEADER);
+    assert_int_equal(rh_status(&net, 1).hard_state.term, 6);
+    rh_net_close(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_candidate_rejected_by_quorum),
         cmocka_unit_test(test_campaign_while_leader),
         cmocka_unit_test(test_election_timeouts_rarely_collide),
+        cmocka_unit_test(test_stale_candidate_learns_term_from_rejection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
