@@ -304,6 +304,49 @@ static void test_leader_heartbeat_interval(void **state)
     rh_net_close(&net);
 }
 
+/* Log matching (§5.3): after leader changes under partitions, any two logs holding an entry with the same index and term agree on every entry up to it. */
+static void test_log_matching_property(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    net_up(&net, 5);
+    rh_campaign(&net, 1);
+    rh_propose(&net, 1, "a");
+    rh_net_cut(&net, 1, 3);
+    rh_net_cut(&net, 1, 4);
+    rh_net_cut(&net, 1, 5);
+    rh_propose(&net, 1, "lost1"); /* only on 1 and 2 */
+    rh_net_recover(&net);
+    rh_net_isolate(&net, 1);
+    rh_net_isolate(&net, 2);
+    rh_campaign(&net, 3);
+    rh_propose(&net, 3, "b"); /* 3, 4, 5 commit */
+    rh_net_recover(&net);
+    rh_net_isolate(&net, 3);
+    rh_campaign(&net, 4);
+    rh_propose(&net, 4, "c");
+    rh_net_recover(&net);
+    rh_tick_all(&net, 3);
+    for (uint64_t a = 1; a <= 5; a++) {
+        for (uint64_t b = a + 1; b <= 5; b++) {
+            uint64_t la = rh_status(&net, a).last_index, lb = rh_status(&net, b).last_index;
+            uint64_t hi = la < lb ? la : lb;
+            uint64_t top = 0;
+            for (uint64_t i = hi; i >= 1 && top == 0; i--)
+                if (rh_storage_term(&net, a, i) == rh_storage_term(&net, b, i))
+                    top = i;
+            for (uint64_t i = 1; i <= top; i++)
+                assert_int_equal(rh_storage_term(&net, a, i), rh_storage_term(&net, b, i));
+        }
+    }
+    for (uint64_t id = 1; id <= 5; id++) {
+        assert_false(rh_applied_data(&net, id, "lost1"));
+        assert_true(rh_applied_data(&net, id, "c"));
+    }
+    assert_clean(&net);
+    rh_net_close(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_proposal_dropped_unless_leader),
         cmocka_unit_test(test_lagging_follower_catches_up),
         cmocka_unit_test(test_leader_heartbeat_interval),
+        cmocka_unit_test(test_log_matching_property),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
