@@ -548,6 +548,8 @@ static bool filtered(struct rh_net *net, const struct raft_message *m)
         return true;
     if ((unsigned)m->msg_type < 32 && net->ignore_type[m->msg_type])
         return true;
+    if (net->filter != NULL && net->filter(net->filter_ctx, m))
+        return true;
     double d = m->from < RH_MAX_NODES ? net->drop[m->from][m->to] : 0;
     if (d > 0 && rand01(net) < d)
         return true;
