@@ -231,6 +231,31 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
             if (net.nodes[id].exists && rh_applied_data(&net, id, final))
                 done = true;
     }
+    /* Then every member of the leader's configuration catches up to it. */
+    bool converged = false;
+    uint64_t final_index = 0;
+    for (uint64_t id = 1; id < RH_MAX_NODES && done; id++) {
+        struct rh_node *nd = rh_node(&net, id);
+        for (size_t i = 0; i < nd->n_log; i++)
+            if (nd->log[i].data_len == strlen(final) &&
+                memcmp(nd->log[i].data, final, strlen(final)) == 0)
+                final_index = nd->log[i].index;
+    }
+    for (int k = 0; done && !converged && k < HEAL_BOUND_TICKS && net.violation[0] == '\0'; k++) {
+        uint64_t lead = rh_leader(&net);
+        if (lead != 0) {
+            struct raft_status st;
+            if (raft_rawnode_status(rh_node(&net, lead)->rn, &st) != RAFT_OK)
+                abort();
+            converged = true;
+            for (size_t i = 0; i < st.n_peers; i++)
+                if (rh_node(&net, st.peers[i].id)->applied < final_index)
+                    converged = false;
+            raft_status_free(&st);
+        }
+        if (!converged)
+            rh_tick_all(&net, 1);
+    }
     if (verbose) {
         for (uint64_t id = 1; id < RH_MAX_NODES; id++) {
             struct rh_node *nd = rh_node(&net, id);
@@ -263,6 +288,9 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
         snprintf(fail, fail_len, "%s", net.violation);
     else if (!done)
         snprintf(fail, fail_len, "no progress within %d ticks after healing", HEAL_BOUND_TICKS);
+    else if (!converged)
+        snprintf(fail, fail_len, "members did not all reach index %llu after healing",
+                 (unsigned long long)final_index);
     rh_net_close(&net);
 }
 
