@@ -325,6 +325,34 @@ static void test_duplicate_change_peer_is_ignored(void **state)
     test_cluster_free(c);
 }
 
+/* A lost snapshot is reported as failed, so the leader sends another and a follower left
+ * behind by a partition catches up (found by test_raftstore_faults, seed 3450741). */
+static void test_snapshot_lost_in_partition_is_resent(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3, 20);
+    put_ok(c, "first", "1");
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    int cut = leader % 3 + 1;
+    int rest[2], nr = 0;
+    for (int s = 1; s <= 3; s++)
+        if (s != cut)
+            rest[nr++] = s;
+    test_cluster_partition(c, &cut, 1, rest, 2);
+    char k[32];
+    for (int i = 0; i < 150; i++) {
+        snprintf(k, sizeof k, "p%03d", i);
+        put_ok(c, k, k);
+    }
+    /* Heal, but lose every snapshot for a while: the leader must hear of the loss and resend. */
+    test_cluster_drop_snapshots(c, 1);
+    test_cluster_heal(c);
+    usleep(1000000);
+    test_cluster_drop_snapshots(c, 0);
+    assert_true(wait_local(c, cut, "p149", "p149", 15000));
+    test_cluster_free(c);
+}
+
 /* Leadership moves to the requested store and writes keep working. */
 static void test_transfer_leader(void **state)
 {
@@ -353,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_transfer_leader),
         cmocka_unit_test(test_removed_peer_not_resurrected_by_stale_messages),
         cmocka_unit_test(test_duplicate_change_peer_is_ignored),
+        cmocka_unit_test(test_snapshot_lost_in_partition_is_resent),
     };
     return cmocka_run_group_tests_name("raftstore", tests, NULL, NULL);
 }
