@@ -684,9 +684,20 @@ static void maybe_compact_log(struct peer *p)
         ps->applied_index - ps->truncated_index < p->rs->cfg.raft_log_gc_count_limit)
         return;
     /* Keep the newest entries so slightly lagging followers need no snapshot. */
-    uint64_t keep = p->rs->cfg.raft_log_gc_count_limit / 4;
-    uint64_t idx = ps->applied_index - keep;
-    if (idx <= p->compact_proposed)
+    uint64_t limit = p->rs->cfg.raft_log_gc_count_limit;
+    uint64_t idx = ps->applied_index - limit / 4;
+    /* Spare a live follower that is behind that, unless the log has grown to
+     * twice the limit: then it takes a snapshot rather than holding the log. */
+    struct raft_status st;
+    if (ps->applied_index - ps->truncated_index < 2 * limit &&
+        raft_rawnode_status(p->rn, &st) == 0) {
+        for (size_t i = 0; i < st.n_peers; i++)
+            if (st.peers[i].id != p->peer_id && st.peers[i].recent_active &&
+                st.peers[i].match > ps->truncated_index && st.peers[i].match < idx)
+                idx = st.peers[i].match;
+        raft_status_free(&st);
+    }
+    if (idx <= p->compact_proposed || idx <= ps->truncated_index)
         return; /* one compaction in flight at a time */
     uint64_t term;
     struct raft_storage s = peer_storage_raft_storage(ps);
