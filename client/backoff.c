@@ -3,7 +3,7 @@
 
 #include "client/client_internal.h"
 
-void backoff_init(struct backoff *b, const struct client *c)
+void client_backoff_init(struct backoff *b, const struct client *c)
 {
     uint64_t now = rpc_now_ms();
     b->deadline_ms = now + (uint64_t)c->opts.timeout_ms;
@@ -14,7 +14,7 @@ void backoff_init(struct backoff *b, const struct client *c)
     b->rand_state = (uint32_t)(now ^ (uintptr_t)b) | 1u;
 }
 
-int backoff_remaining_ms(const struct backoff *b)
+int client_backoff_remaining_ms(const struct backoff *b)
 {
     uint64_t now = rpc_now_ms();
     if (now >= b->deadline_ms)
@@ -23,9 +23,9 @@ int backoff_remaining_ms(const struct backoff *b)
     return left > 0x7fffffff ? 0x7fffffff : (int)left;
 }
 
-int backoff_rpc_timeout_ms(const struct backoff *b, const struct client *c)
+int client_backoff_rpc_timeout_ms(const struct backoff *b, const struct client *c)
 {
-    int left = backoff_remaining_ms(b);
+    int left = client_backoff_remaining_ms(b);
     int t = c->opts.rpc_timeout_ms;
     if (left < t)
         t = left;
@@ -43,9 +43,9 @@ static uint32_t next_rand(struct backoff *b)
     return x;
 }
 
-int backoff_sleep(struct backoff *b)
+int client_backoff_sleep(struct backoff *b)
 {
-    int left = backoff_remaining_ms(b);
+    int left = client_backoff_remaining_ms(b);
     if (left <= 0)
         return -1;
     long delay = b->base_ms;
@@ -61,5 +61,5 @@ int backoff_sleep(struct backoff *b)
     struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;
-    return backoff_remaining_ms(b) > 0 ? 0 : -1;
+    return client_backoff_remaining_ms(b) > 0 ? 0 : -1;
 }

@@ -208,7 +208,7 @@ int client_new(const char *pd_addrs, const struct client_options *opts, struct c
     pthread_condattr_destroy(&ca);
     c->tso_pending_tail = &c->tso_pending;
     pthread_mutex_init(&c->store_mu, NULL);
-    region_cache_init(&c->regions);
+    client_region_cache_init(&c->regions);
 
     int rc = parse_pd_addrs(c, pd_addrs);
     if (rc) {
@@ -224,8 +224,8 @@ int client_new(const char *pd_addrs, const struct client_options *opts, struct c
         goto fail;
     }
     struct backoff b;
-    backoff_init(&b, c);
-    rc = pd_connect(c, &b);
+    client_backoff_init(&b, c);
+    rc = client_pd_connect(c, &b);
     if (rc) {
         if (err)
             snprintf(err, err_len, "%s", client_last_error(c));
@@ -242,8 +242,8 @@ void client_free(struct client *c)
 {
     if (!c)
         return;
-    pd_tso_close(c);
-    region_cache_close(&c->regions);
+    client_pd_tso_close(c);
+    client_region_cache_close(&c->regions);
     if (c->rpc)
         rpc_client_free(c->rpc);
     for (size_t i = 0; i < c->n_pd_addrs; i++)

@@ -18,10 +18,12 @@
  * out through this header, and never reports a commit as failed when the
  * primary key may have committed (that is CLIENT_ERR_UNDETERMINED).
  *
- * Retries: region errors (NotLeader — the leader hint updates the cache —,
- * EpochNotMatch, RegionNotFound, KeyNotInRegion, StaleCommand, ServerIsBusy)
- * and transport errors are retried with exponential backoff, refreshing the
- * region cache from the scheduler, until the deadline.
+ * Retries: region errors (NotLeader — its leader hint updates the cache —,
+ * EpochNotMatch — its current regions replace the stale one —,
+ * RegionNotFound, KeyNotInRegion, StoreNotMatch, StaleCommand) and transport
+ * errors (the next peer is tried, then the scheduler asked again) are
+ * retried with exponential backoff until the deadline. client/README.md has
+ * the details.
  */
 
 #include <stddef.h>
@@ -48,6 +50,20 @@ enum {
 /* Timestamps: physical milliseconds << 18 | logical. */
 #define CLIENT_TS_LOGICAL_BITS 18
 typedef uint64_t client_ts;
+
+/* The wall-clock milliseconds (Unix epoch) a timestamp was issued at. */
+static inline uint64_t client_ts_physical_ms(client_ts ts)
+{
+    return ts >> CLIENT_TS_LOGICAL_BITS;
+}
+
+/* The last timestamp of a Unix millisecond: a snapshot at it (client_txn_begin_at)
+ * sees every commit of that millisecond and before. Only past milliseconds give
+ * stable reads: commits may still arrive below a timestamp the TSO has not issued. */
+static inline client_ts client_ts_from_unix_ms(uint64_t ms)
+{
+    return (ms << CLIENT_TS_LOGICAL_BITS) | ((1u << CLIENT_TS_LOGICAL_BITS) - 1);
+}
 
 /* Tunables; zero fields take the defaults in brackets. */
 struct client_options {
@@ -179,6 +195,13 @@ int client_txn_get(struct client_txn *txn, const void *key, size_t key_len, void
  * *kvs is owned by the caller (client_kvs_free). */
 int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len, const void *end,
                     size_t end_len, size_t limit, struct client_kv **kvs, size_t *n);
+
+/* client_txn_scan_keys is client_txn_scan for keys only: the stores leave the
+ * committed values out (value_len 0), so listing keys beside large values
+ * moves only the keys. Buffered puts may still carry their values. */
+int client_txn_scan_keys(struct client_txn *txn, const void *start, size_t start_len,
+                         const void *end, size_t end_len, size_t limit, struct client_kv **kvs,
+                         size_t *n);
 
 /* Buffer a put or delete (key and value copied). Nothing reaches the stores
  * before commit. */

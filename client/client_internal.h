@@ -27,14 +27,14 @@ struct backoff {
     uint32_t rand_state;
 };
 
-void backoff_init(struct backoff *b, const struct client *c);
+void client_backoff_init(struct backoff *b, const struct client *c);
 /* Milliseconds left before the deadline (0 once passed). */
-int backoff_remaining_ms(const struct backoff *b);
+int client_backoff_remaining_ms(const struct backoff *b);
 /* The timeout for one RPC attempt: the client's rpc timeout, capped by what is left. */
-int backoff_rpc_timeout_ms(const struct backoff *b, const struct client *c);
+int client_backoff_rpc_timeout_ms(const struct backoff *b, const struct client *c);
 /* Sleeps the next delay (capped by the deadline). Returns 0, or -1 when the
  * deadline has passed (then the caller gives up). */
-int backoff_sleep(struct backoff *b);
+int client_backoff_sleep(struct backoff *b);
 
 /* ------------------------------------------------------------ region cache */
 
@@ -52,18 +52,19 @@ struct region_entry {
     size_t n_peers;
     uint64_t *peer_ids;
     uint64_t *peer_store_ids;
+    size_t send_failures; /* transport failures since loaded; guarded by the cache's mu */
 };
 
 /* A routing decision: a copy of the region plus its leader's address. Owned
- * by whoever filled it (region_loc_clear). */
+ * by whoever filled it (client_region_loc_clear). */
 struct region_loc {
     struct region_entry r;
     char addr[CLIENT_ADDR_BYTES];
 };
 
-void region_loc_clear(struct region_loc *loc);
+void client_region_loc_clear(struct region_loc *loc);
 /* 1 if `key` lies in the region. */
-int region_contains(const struct region_entry *r, const void *key, size_t key_len);
+int client_region_contains(const struct region_entry *r, const void *key, size_t key_len);
 
 struct region_cache {
     pthread_mutex_t mu;
@@ -71,29 +72,34 @@ struct region_cache {
     size_t n, cap;
 };
 
-void region_cache_init(struct region_cache *rc);
-void region_cache_close(struct region_cache *rc);
+void client_region_cache_init(struct region_cache *rc);
+void client_region_cache_close(struct region_cache *rc);
 
 /*
- * region_locate fills *loc for `key`: from the cache, else from the
+ * client_region_locate fills *loc for `key`: from the cache, else from the
  * scheduler (GetRegion), then the leader's store address (GetStore, cached).
  * Returns 0 or CLIENT_ERR_*; retries the scheduler within `b`.
  */
-int region_locate(struct client *c, const void *key, size_t key_len, struct backoff *b,
-                  struct region_loc *loc);
+int client_region_locate(struct client *c, const void *key, size_t key_len, struct backoff *b,
+                         struct region_loc *loc);
 /* Drops a region from the cache (by id, if the epoch still matches or any). */
-void region_cache_invalidate(struct region_cache *rc, uint64_t region_id);
+void client_region_cache_invalidate(struct region_cache *rc, uint64_t region_id);
 /* Caches the regions an EpochNotMatch carried (replacing what they
  * overlap), led by their peer on `store_id` when they have one. */
-void region_cache_learn(struct region_cache *rc, const Metapb__Region *const *regions, size_t n,
-                        uint64_t store_id);
+void client_region_cache_learn(struct region_cache *rc, const Metapb__Region *const *regions,
+                               size_t n, uint64_t store_id);
 /* Drops every cached region. */
-void region_cache_clear(struct region_cache *rc);
+void client_region_cache_clear(struct region_cache *rc);
 /* Records a new leader for a region (a NotLeader hint). */
-void region_cache_set_leader(struct region_cache *rc, uint64_t region_id, uint64_t peer_id,
-                             uint64_t store_id);
+void client_region_cache_set_leader(struct region_cache *rc, uint64_t region_id, uint64_t peer_id,
+                                    uint64_t store_id);
+/* After a transport failure to the region's leader on `store_id`: try the
+ * next peer (the scheduler's leader may lag an election), or drop the
+ * region once every peer has failed. */
+void client_region_cache_on_send_failure(struct region_cache *rc, uint64_t region_id,
+                                         uint64_t store_id);
 /* Forgets a store's address (after a transport failure). */
-void store_cache_invalidate(struct client *c, uint64_t store_id);
+void client_store_cache_invalidate(struct client *c, uint64_t store_id);
 
 /* ------------------------------------------------------------- store calls */
 
@@ -102,26 +108,29 @@ enum {
     /* Internal: the region moved or changed; relocate the keys and resend.
      * The cache has been updated and the backoff slept. */
     CLIENT_RETRY_REGION = 7900,
+    /* Internal: the scheduler answered NOT_BOOTSTRAPPED or REGION_NOT_FOUND;
+     * client_pd_call's callers wait and ask again or report UNAVAILABLE. */
+    CLIENT_PD_NOT_READY = 7901,
 };
 
 /*
- * store_call sends `req` (a kvrpcpb request with a `context` field) to
+ * client_store_call sends `req` (a kvrpcpb request with a `context` field) to
  * loc's leader with the routing context set, and on success leaves the
  * response in *resp (owned by the caller, protobuf_c_message_free_unpacked).
  * Region errors and transport failures update the cache, sleep the backoff
  * and return CLIENT_RETRY_REGION (or TIMEOUT/UNAVAILABLE once the deadline
  * passes). A response with a region error never reaches the caller.
  */
-int store_call(struct client *c, const struct region_loc *loc, const char *method,
-               ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
-               ProtobufCMessage **resp, struct backoff *b);
+int client_store_call(struct client *c, const struct region_loc *loc, const char *method,
+                      ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                      ProtobufCMessage **resp, struct backoff *b);
 
-/* store_call_key: locate the region of `key` and store_call, relocating on
+/* client_store_call_key: locate the region of `key` and client_store_call, relocating on
  * CLIENT_RETRY_REGION until success or the deadline. *loc_out (may be
  * NULL) receives the region it was served from (caller clears it). */
-int store_call_key(struct client *c, const void *key, size_t key_len, const char *method,
-                   ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
-                   ProtobufCMessage **resp, struct backoff *b, struct region_loc *loc_out);
+int client_store_call_key(struct client *c, const void *key, size_t key_len, const char *method,
+                          ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                          ProtobufCMessage **resp, struct backoff *b, struct region_loc *loc_out);
 
 /* ---------------------------------------------------------------- scheduler */
 
@@ -135,13 +144,13 @@ struct tso_waiter {
     client_ts ts;
 };
 
-/* pd_call: a unary call to the scheduler leader with the request header
+/* client_pd_call: a unary call to the scheduler leader with the request header
  * set, retried (re-discovering the leader) within `b`. */
-int pd_call(struct client *c, const char *method, ProtobufCMessage *req,
-            const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
-            struct backoff *b);
-int pd_connect(struct client *c, struct backoff *b);
-void pd_tso_close(struct client *c);
+int client_pd_call(struct client *c, const char *method, ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                   struct backoff *b);
+int client_pd_connect(struct client *c, struct backoff *b);
+void client_pd_tso_close(struct client *c);
 
 /* ---------------------------------------------------------------- the client */
 
@@ -192,14 +201,14 @@ int client_rpc_error(int rc, const struct rpc_error *err);
 /* ------------------------------------------------------------ lock resolver */
 
 /*
- * lock_resolve handles a lock met by a read or a prewrite: checks the
+ * client_lock_resolve handles a lock met by a read or a prewrite: checks the
  * lock's primary (KvCheckTxnStatus at a fresh ts) and resolves the lock's
  * transaction in the locked key's region (KvResolveLock) when it has
  * committed or been rolled back. Returns 0 when the lock is gone (retry at
  * once), CLIENT_RETRY_REGION when it is still alive (the backoff was slept;
  * retry), or an error.
  */
-int lock_resolve(struct client *c, const Kvrpcpb__LockInfo *lock, struct backoff *b);
+int client_lock_resolve(struct client *c, const Kvrpcpb__LockInfo *lock, struct backoff *b);
 
 /* The slot of singular message field `name` in `m` (requests keep their
  * routing `context`/`header` and responses their `region_error`/`header`
@@ -212,8 +221,8 @@ struct kv_array {
     size_t n, cap;
 };
 /* Appends copies of key and value; 0 or CLIENT_ERR_NOMEM. */
-int kv_array_push(struct kv_array *a, const void *key, size_t key_len, const void *value,
-                  size_t value_len);
+int client_kv_array_push(struct kv_array *a, const void *key, size_t key_len, const void *value,
+                         size_t value_len);
 
 /* Where a scan resumes: a key buffer owned by the scan. */
 struct scan_cursor {
@@ -222,9 +231,9 @@ struct scan_cursor {
 };
 /* Sets the cursor to `key` (or to its successor key+"\0" when `successor`);
  * `key` may point into the cursor itself. 0 or CLIENT_ERR_NOMEM. */
-int scan_cursor_set(struct scan_cursor *cur, const void *key, size_t key_len, int successor);
+int client_scan_cursor_set(struct scan_cursor *cur, const void *key, size_t key_len, int successor);
 /* 1 if key < end, where end_len 0 means +inf. */
-int key_before_end(const void *key, size_t key_len, const void *end, size_t end_len);
+int client_key_before_end(const void *key, size_t key_len, const void *end, size_t end_len);
 
 /* Validation shared by raw and txn calls. */
 int client_check_key(struct client *c, size_t key_len);

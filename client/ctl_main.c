@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "client/ctl_admin.h"
 #include "kvrpcpb.pb-c.h"
 #include "proto/rpc.h"
 #include "proto/version.h"
@@ -21,29 +22,38 @@ struct ctl {
     long bench_ops;
     int bench_threads;
     long bench_value_size;
+    struct ctl_admin_options admin;
 };
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: tinykv-ctl [options] raw get KEY\n"
-                 "       tinykv-ctl [options] raw put KEY VALUE\n"
-                 "       tinykv-ctl [options] raw delete KEY\n"
-                 "       tinykv-ctl [options] raw scan [START_KEY] [--limit N]\n"
-                 "       tinykv-ctl [options] bench raw [--ops N] [--threads T] [--value-size B]\n"
-                 "\n"
-                 "  --addr HOST:PORT   the store to talk to (default 127.0.0.1:20160)\n"
-                 "  --cf CF            column family: default, lock or write (default: default)\n"
-                 "  --hex              keys and values are given and printed as hex\n"
-                 "  --limit N          most pairs a scan prints (default 100)\n"
-                 "  --timeout MS       deadline of each call (default 5000)\n"
-                 "  --ops N            bench: operations per phase (default 20000)\n"
-                 "  --threads T        bench: concurrent clients (default 4)\n"
-                 "  --value-size B     bench: bytes per value (default 100)\n"
-                 "  --help, --version\n"
-                 "\n"
-                 "Values print as they are when printable, else with \\xNN escapes.\n"
-                 "Exit status: 0 ok, 1 not found or the store reported an error, 2 usage,\n"
-                 "3 the store could not be reached.\n");
+    fprintf(out,
+            "usage: tinykv-ctl [options] raw get KEY\n"
+            "       tinykv-ctl [options] raw put KEY VALUE\n"
+            "       tinykv-ctl [options] raw delete KEY\n"
+            "       tinykv-ctl [options] raw scan [START_KEY] [--limit N]\n"
+            "       tinykv-ctl [options] bench raw [--ops N] [--threads T] [--value-size B]\n");
+    ctl_admin_usage(out);
+    fprintf(out,
+            "\n"
+            "  --addr HOST:PORT   the store to talk to (default 127.0.0.1:20160)\n"
+            "  --cf CF            column family: default, lock or write (default: default)\n"
+            "  --hex              keys and values are given and printed as hex\n"
+            "  --limit N          most pairs a scan prints (default 100)\n"
+            "  --timeout MS       deadline of each call (default 5000)\n"
+            "  --ops N            bench: operations per phase (default 20000)\n"
+            "  --threads T        bench: concurrent clients (default 4)\n"
+            "  --value-size B     bench: bytes per value (default 100)\n"
+            "  --pd-http HOST:PORT  admin: the scheduler's HTTP API (default $TINYKV_PD_HTTP,\n"
+            "                     else 127.0.0.1:2378)\n"
+            "  --json             admin: print the API's JSON instead of tables\n"
+            "  --token T          admin: bearer token for changes (--admin-token of the\n"
+            "                     scheduler)\n"
+            "  --help, --version\n"
+            "\n"
+            "Values print as they are when printable, else with \\xNN escapes.\n"
+            "Exit status: 0 ok, 1 not found or the store (or the admin API) reported an\n"
+            "error, 2 usage, 3 the store (or the scheduler) could not be reached.\n");
 }
 
 static int hexval(int c)
@@ -390,6 +400,9 @@ int main(int argc, char **argv)
         {"ops", required_argument, NULL, 'o'},
         {"threads", required_argument, NULL, 'T'},
         {"value-size", required_argument, NULL, 'V'},
+        {"pd-http", required_argument, NULL, 'P'}, /* admin subcommands (ctl_admin.h) */
+        {"json", no_argument, NULL, 'j'},
+        {"token", required_argument, NULL, 'k'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -435,6 +448,15 @@ int main(int argc, char **argv)
                 ctl.bench_value_size = v;
             break;
         }
+        case 'P':
+            ctl.admin.pd_http = optarg;
+            break;
+        case 'j':
+            ctl.admin.json = true;
+            break;
+        case 'k':
+            ctl.admin.token = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -449,6 +471,11 @@ int main(int argc, char **argv)
     if (optind >= argc) {
         usage(stderr);
         return 2;
+    }
+    if (ctl_admin_is_command(argv[optind])) {
+        ctl.admin.hex = ctl.hex;
+        ctl.admin.timeout_ms = ctl.timeout_ms;
+        return ctl_admin_run(&ctl.admin, argc - optind, argv + optind);
     }
     int is_bench = strcmp(argv[optind], "bench") == 0;
     if (!is_bench && strcmp(argv[optind], "raw") != 0) {

@@ -1,7 +1,7 @@
 /* lock_resolver.c — settles a lock met by a read or prewrite via its primary's status. */
 #include "client/client_internal.h"
 
-int lock_resolve(struct client *c, const Kvrpcpb__LockInfo *lock, struct backoff *b)
+int client_lock_resolve(struct client *c, const Kvrpcpb__LockInfo *lock, struct backoff *b)
 {
     if (lock->primary_lock.len == 0 || lock->key.len == 0 || lock->lock_version == 0)
         return client_seterr(c, CLIENT_ERR_SERVER, "store reported a lock without primary or key");
@@ -15,9 +15,9 @@ int lock_resolve(struct client *c, const Kvrpcpb__LockInfo *lock, struct backoff
     creq.lock_ts = lock->lock_version;
     creq.current_ts = now;
     ProtobufCMessage *m;
-    rc = store_call_key(c, lock->primary_lock.data, lock->primary_lock.len,
-                        "/tinykvpb.TinyKv/KvCheckTxnStatus", &creq.base,
-                        &kvrpcpb__check_txn_status_response__descriptor, &m, b, NULL);
+    rc = client_store_call_key(c, lock->primary_lock.data, lock->primary_lock.len,
+                               "/tinykvpb.TinyKv/KvCheckTxnStatus", &creq.base,
+                               &kvrpcpb__check_txn_status_response__descriptor, &m, b, NULL);
     if (rc)
         return rc;
     Kvrpcpb__CheckTxnStatusResponse *cresp = (Kvrpcpb__CheckTxnStatusResponse *)m;
@@ -27,7 +27,7 @@ int lock_resolve(struct client *c, const Kvrpcpb__LockInfo *lock, struct backoff
         /* The owner is alive: wait a little for it to finish or its TTL to run out. */
         client_seterr(c, CLIENT_ERR_TIMEOUT, "key locked by live transaction %llu",
                       (unsigned long long)lock->lock_version);
-        if (backoff_sleep(b) < 0)
+        if (client_backoff_sleep(b) < 0)
             return CLIENT_ERR_TIMEOUT;
         return CLIENT_RETRY_REGION;
     }
@@ -35,8 +35,9 @@ int lock_resolve(struct client *c, const Kvrpcpb__LockInfo *lock, struct backoff
     Kvrpcpb__ResolveLockRequest rreq = KVRPCPB__RESOLVE_LOCK_REQUEST__INIT;
     rreq.start_version = lock->lock_version;
     rreq.commit_version = commit_ts; /* 0: rolled back */
-    rc = store_call_key(c, lock->key.data, lock->key.len, "/tinykvpb.TinyKv/KvResolveLock",
-                        &rreq.base, &kvrpcpb__resolve_lock_response__descriptor, &m, b, NULL);
+    rc =
+        client_store_call_key(c, lock->key.data, lock->key.len, "/tinykvpb.TinyKv/KvResolveLock",
+                              &rreq.base, &kvrpcpb__resolve_lock_response__descriptor, &m, b, NULL);
     if (rc)
         return rc;
     Kvrpcpb__ResolveLockResponse *rresp = (Kvrpcpb__ResolveLockResponse *)m;

@@ -20,12 +20,36 @@ static void copy_addr(char *out, const char *url)
         out[n - 1] = 0;
 }
 
+/* The leader's address from its URL; a wildcard host (a server listening on
+ * every interface) is replaced by the host of `answered`, which we reached. */
+static void leader_addr(char *out, const char *url, const char *answered)
+{
+    copy_addr(out, url);
+    const char *port = strrchr(out, ':');
+    if (!port || !(strncmp(out, "0.0.0.0:", 8) == 0 || strncmp(out, "[::]:", 5) == 0))
+        return;
+    char host[CLIENT_ADDR_BYTES];
+    snprintf(host, sizeof host, "%s", answered);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return;
+    *colon = 0;
+    char tmp[CLIENT_ADDR_BYTES];
+    snprintf(tmp, sizeof tmp, "%s%s", host, port);
+    memcpy(out, tmp, CLIENT_ADDR_BYTES);
+}
+
 static int header_error(struct client *c, const Schedulerpb__ResponseHeader *h)
 {
-    if (h && h->error && h->error->type != SCHEDULERPB__ERROR_TYPE__OK)
-        return client_seterr(c, CLIENT_ERR_SERVER, "scheduler error %d: %s", (int)h->error->type,
-                             h->error->message ? h->error->message : "");
-    return 0;
+    if (!h || !h->error || h->error->type == SCHEDULERPB__ERROR_TYPE__OK)
+        return 0;
+    /* A cluster still starting up: worth asking again. */
+    int code = h->error->type == SCHEDULERPB__ERROR_TYPE__NOT_BOOTSTRAPPED ||
+                       h->error->type == SCHEDULERPB__ERROR_TYPE__REGION_NOT_FOUND
+                   ? CLIENT_PD_NOT_READY
+                   : CLIENT_ERR_SERVER;
+    return client_seterr(c, code, "scheduler error %d: %s", (int)h->error->type,
+                         h->error->message ? h->error->message : "");
 }
 
 /* One GetMembers round against `addr`; on success records leader and cluster id. */
@@ -38,16 +62,18 @@ static int members_from(struct client *c, const char *addr, struct backoff *b)
     struct rpc_error err = {0};
     int rc = rpc_client_unary(c->rpc, addr, "/schedulerpb.Scheduler/GetMembers", &req.base,
                               &schedulerpb__get_members_response__descriptor, &m,
-                              backoff_rpc_timeout_ms(b, c), &err);
+                              client_backoff_rpc_timeout_ms(b, c), &err);
     if (rc)
         return client_seterr(c, client_rpc_error(rc, &err), "scheduler %s: %s", addr, err.msg);
     Schedulerpb__GetMembersResponse *resp = (Schedulerpb__GetMembersResponse *)m;
     rc = header_error(c, resp->header);
+    if (rc == CLIENT_PD_NOT_READY)
+        rc = CLIENT_ERR_UNAVAILABLE;
     if (!rc) {
         pthread_mutex_lock(&c->pd_mu);
         c->cluster_id = resp->header ? resp->header->cluster_id : 0;
         if (resp->leader && resp->leader->n_client_urls > 0 && resp->leader->client_urls[0][0])
-            copy_addr(c->pd_leader, resp->leader->client_urls[0]);
+            leader_addr(c->pd_leader, resp->leader->client_urls[0], addr);
         else
             copy_addr(c->pd_leader, addr);
         pthread_mutex_unlock(&c->pd_mu);
@@ -56,7 +82,7 @@ static int members_from(struct client *c, const char *addr, struct backoff *b)
     return rc;
 }
 
-int pd_connect(struct client *c, struct backoff *b)
+int client_pd_connect(struct client *c, struct backoff *b)
 {
     int rc = CLIENT_ERR_UNAVAILABLE;
     for (;;) {
@@ -65,7 +91,7 @@ int pd_connect(struct client *c, struct backoff *b)
             if (rc == 0)
                 return 0;
         }
-        if (backoff_sleep(b) < 0)
+        if (client_backoff_sleep(b) < 0)
             break;
     }
     /* Nobody answered before the deadline: the scheduler is unreachable. */
@@ -74,8 +100,9 @@ int pd_connect(struct client *c, struct backoff *b)
     return rc;
 }
 
-int pd_call(struct client *c, const char *method, ProtobufCMessage *req,
-            const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp, struct backoff *b)
+int client_pd_call(struct client *c, const char *method, ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                   struct backoff *b)
 {
     *resp = NULL;
     Schedulerpb__RequestHeader hdr = SCHEDULERPB__REQUEST_HEADER__INIT;
@@ -91,7 +118,7 @@ int pd_call(struct client *c, const char *method, ProtobufCMessage *req,
         pthread_mutex_unlock(&c->pd_mu);
         struct rpc_error err = {0};
         rc = rpc_client_unary(c->rpc, addr, method, req, resp_desc, resp,
-                              backoff_rpc_timeout_ms(b, c), &err);
+                              client_backoff_rpc_timeout_ms(b, c), &err);
         if (rc == 0) {
             void **rslot = client_message_field(*resp, "header");
             rc = header_error(c, rslot ? *rslot : NULL);
@@ -106,14 +133,14 @@ int pd_call(struct client *c, const char *method, ProtobufCMessage *req,
         if (rc != CLIENT_ERR_UNAVAILABLE && rc != CLIENT_ERR_TIMEOUT)
             break;
         /* The leader may have moved: ask the members again, then retry. */
-        if (backoff_sleep(b) < 0)
+        if (client_backoff_sleep(b) < 0)
             break;
-        if (pd_connect(c, b) != 0)
+        if (client_pd_connect(c, b) != 0)
             break;
     }
     if (hslot)
         *hslot = NULL;
-    if (rc == CLIENT_ERR_TIMEOUT && backoff_remaining_ms(b) == 0)
+    if (rc == CLIENT_ERR_TIMEOUT && client_backoff_remaining_ms(b) == 0)
         rc = CLIENT_ERR_UNAVAILABLE;
     return rc;
 }
@@ -146,10 +173,10 @@ static int tso_round_trip(struct client *c, uint32_t count, client_ts *last, str
         req.header = &hdr;
         req.count = count;
         ProtobufCMessage *m = NULL;
-        int t = backoff_rpc_timeout_ms(b, c);
+        int t = client_backoff_rpc_timeout_ms(b, c);
         rc = rpc_stream_send(c->tso_stream, &req.base, t, &err);
         if (!rc)
-            rc = rpc_stream_recv(c->tso_stream, &m, backoff_rpc_timeout_ms(b, c), &err);
+            rc = rpc_stream_recv(c->tso_stream, &m, client_backoff_rpc_timeout_ms(b, c), &err);
         atomic_fetch_add(&c->stat_tso_round_trips, 1);
         if (rc) {
             rc = client_seterr(c,
@@ -161,6 +188,8 @@ static int tso_round_trip(struct client *c, uint32_t count, client_ts *last, str
         }
         Schedulerpb__TsoResponse *resp = (Schedulerpb__TsoResponse *)m;
         rc = header_error(c, resp->header);
+        if (rc == CLIENT_PD_NOT_READY)
+            rc = CLIENT_ERR_UNAVAILABLE;
         if (!rc && (!resp->timestamp || resp->count != count || resp->timestamp->physical < 0 ||
                     resp->timestamp->logical < 0 ||
                     resp->timestamp->logical >= (1 << CLIENT_TS_LOGICAL_BITS) ||
@@ -178,9 +207,9 @@ static int tso_round_trip(struct client *c, uint32_t count, client_ts *last, str
         }
         return rc;
     retry:
-        if (backoff_sleep(b) < 0)
+        if (client_backoff_sleep(b) < 0)
             return rc == CLIENT_ERR_TIMEOUT ? rc : CLIENT_ERR_UNAVAILABLE;
-        pd_connect(c, b);
+        client_pd_connect(c, b);
     }
 }
 
@@ -188,7 +217,7 @@ static struct timespec abs_deadline(const struct backoff *b)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    int left = backoff_remaining_ms(b);
+    int left = client_backoff_remaining_ms(b);
     ts.tv_sec += left / 1000;
     ts.tv_nsec += (long)(left % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) {
@@ -243,7 +272,7 @@ static void tso_send_batch(struct client *c, struct backoff *b)
 int client_tso(struct client *c, client_ts *ts)
 {
     struct backoff b;
-    backoff_init(&b, c);
+    client_backoff_init(&b, c);
     struct tso_waiter *w = calloc(1, sizeof *w);
     if (!w)
         return client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
@@ -256,7 +285,7 @@ int client_tso(struct client *c, client_ts *ts)
     for (;;) {
         if (w->state == 2) {
             rc = w->rc;
-            if (rc && !sent && backoff_remaining_ms(&b) > 0) {
+            if (rc && !sent && client_backoff_remaining_ms(&b) > 0) {
                 /* Another caller's round trip failed within its deadline; ours has time left. */
                 w->state = 0;
                 w->rc = 0;
@@ -298,7 +327,7 @@ int client_tso(struct client *c, client_ts *ts)
     return rc;
 }
 
-void pd_tso_close(struct client *c)
+void client_pd_tso_close(struct client *c)
 {
     if (c->tso_stream) {
         rpc_stream_free(c->tso_stream);

@@ -39,10 +39,10 @@ int client_raw_get(struct client *c, const char *cf, const void *key, size_t key
     req.key.len = key_len;
     req.cf = (char *)(cf ? cf : "");
     struct backoff b;
-    backoff_init(&b, c);
+    client_backoff_init(&b, c);
     ProtobufCMessage *m;
-    rc = store_call_key(c, key, key_len, "/tinykvpb.TinyKv/RawGet", &req.base,
-                        &kvrpcpb__raw_get_response__descriptor, &m, &b, NULL);
+    rc = client_store_call_key(c, key, key_len, "/tinykvpb.TinyKv/RawGet", &req.base,
+                               &kvrpcpb__raw_get_response__descriptor, &m, &b, NULL);
     if (rc)
         return rc;
     Kvrpcpb__RawGetResponse *resp = (Kvrpcpb__RawGetResponse *)m;
@@ -81,10 +81,10 @@ int client_raw_put(struct client *c, const char *cf, const void *key, size_t key
     req.value.len = value_len;
     req.cf = (char *)(cf ? cf : "");
     struct backoff b;
-    backoff_init(&b, c);
+    client_backoff_init(&b, c);
     ProtobufCMessage *m;
-    rc = store_call_key(c, key, key_len, "/tinykvpb.TinyKv/RawPut", &req.base,
-                        &kvrpcpb__raw_put_response__descriptor, &m, &b, NULL);
+    rc = client_store_call_key(c, key, key_len, "/tinykvpb.TinyKv/RawPut", &req.base,
+                               &kvrpcpb__raw_put_response__descriptor, &m, &b, NULL);
     if (rc)
         return rc;
     Kvrpcpb__RawPutResponse *resp = (Kvrpcpb__RawPutResponse *)m;
@@ -106,10 +106,10 @@ int client_raw_delete(struct client *c, const char *cf, const void *key, size_t 
     req.key.len = key_len;
     req.cf = (char *)(cf ? cf : "");
     struct backoff b;
-    backoff_init(&b, c);
+    client_backoff_init(&b, c);
     ProtobufCMessage *m;
-    rc = store_call_key(c, key, key_len, "/tinykvpb.TinyKv/RawDelete", &req.base,
-                        &kvrpcpb__raw_delete_response__descriptor, &m, &b, NULL);
+    rc = client_store_call_key(c, key, key_len, "/tinykvpb.TinyKv/RawDelete", &req.base,
+                               &kvrpcpb__raw_delete_response__descriptor, &m, &b, NULL);
     if (rc)
         return rc;
     Kvrpcpb__RawDeleteResponse *resp = (Kvrpcpb__RawDeleteResponse *)m;
@@ -130,8 +130,8 @@ void client_kvs_free(struct client_kv *kvs, size_t n)
     free(kvs);
 }
 
-int kv_array_push(struct kv_array *a, const void *key, size_t key_len, const void *value,
-                  size_t value_len)
+int client_kv_array_push(struct kv_array *a, const void *key, size_t key_len, const void *value,
+                         size_t value_len)
 {
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 16;
@@ -159,7 +159,7 @@ int kv_array_push(struct kv_array *a, const void *key, size_t key_len, const voi
     return 0;
 }
 
-int key_before_end(const void *key, size_t key_len, const void *end, size_t end_len)
+int client_key_before_end(const void *key, size_t key_len, const void *end, size_t end_len)
 {
     if (end_len == 0)
         return 1;
@@ -168,7 +168,7 @@ int key_before_end(const void *key, size_t key_len, const void *end, size_t end_
     return r < 0 || (r == 0 && key_len < end_len);
 }
 
-int scan_cursor_set(struct scan_cursor *cur, const void *key, size_t key_len, int successor)
+int client_scan_cursor_set(struct scan_cursor *cur, const void *key, size_t key_len, int successor)
 {
     size_t need = key_len + (successor ? 1 : 0);
     if (need > cur->cap) {
@@ -202,12 +202,12 @@ int client_raw_scan(struct client *c, const char *cf, const void *start, size_t 
     struct kv_array out = {0};
     struct scan_cursor cur = {0};
     struct backoff b;
-    backoff_init(&b, c);
-    if (scan_cursor_set(&cur, start, start_len, 0)) {
+    client_backoff_init(&b, c);
+    if (client_scan_cursor_set(&cur, start, start_len, 0)) {
         rc = client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
-    while (out.n < limit && key_before_end(cur.key, cur.len, end, end_len)) {
+    while (out.n < limit && client_key_before_end(cur.key, cur.len, end, end_len)) {
         size_t want = limit - out.n < SCAN_BATCH ? limit - out.n : SCAN_BATCH;
         Kvrpcpb__RawScanRequest req = KVRPCPB__RAW_SCAN_REQUEST__INIT;
         req.start_key.data = cur.key;
@@ -217,8 +217,8 @@ int client_raw_scan(struct client *c, const char *cf, const void *start, size_t 
         ProtobufCMessage *m;
         struct region_loc loc;
         /* An empty start key is the first region's; RawGet's routing handles it the same. */
-        rc = store_call_key(c, cur.key, cur.len, "/tinykvpb.TinyKv/RawScan", &req.base,
-                            &kvrpcpb__raw_scan_response__descriptor, &m, &b, &loc);
+        rc = client_store_call_key(c, cur.key, cur.len, "/tinykvpb.TinyKv/RawScan", &req.base,
+                                   &kvrpcpb__raw_scan_response__descriptor, &m, &b, &loc);
         if (rc)
             goto cleanup;
         Kvrpcpb__RawScanResponse *resp = (Kvrpcpb__RawScanResponse *)m;
@@ -230,16 +230,17 @@ int client_raw_scan(struct client *c, const char *cf, const void *start, size_t 
             for (size_t i = 0; i < resp->n_kvs && !rc; i++) {
                 const Kvrpcpb__KvPair *p = resp->kvs[i];
                 bytes += p->key.len + p->value.len;
-                if (!key_before_end(p->key.data, p->key.len, end, end_len)) {
+                if (!client_key_before_end(p->key.data, p->key.len, end, end_len)) {
                     done = 1;
                     break;
                 }
                 /* A store may answer past its region; those keys belong to the next one. */
-                if (!region_contains(&loc.r, p->key.data, p->key.len)) {
+                if (!client_region_contains(&loc.r, p->key.data, p->key.len)) {
                     next_region = 1;
                     break;
                 }
-                if (kv_array_push(&out, p->key.data, p->key.len, p->value.data, p->value.len))
+                if (client_kv_array_push(&out, p->key.data, p->key.len, p->value.data,
+                                         p->value.len))
                     rc = client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
                 if (out.n == limit)
                     done = 1;
@@ -247,19 +248,19 @@ int client_raw_scan(struct client *c, const char *cf, const void *start, size_t 
             if (!rc && !done && !next_region) {
                 if (resp->n_kvs == 0 || (resp->n_kvs < want && bytes < SCAN_SHORT_BYTES))
                     next_region = 1;
-                else if (scan_cursor_set(&cur, out.kvs[out.n - 1].key, out.kvs[out.n - 1].key_len,
-                                         1))
+                else if (client_scan_cursor_set(&cur, out.kvs[out.n - 1].key,
+                                                out.kvs[out.n - 1].key_len, 1))
                     rc = client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
             }
             if (!rc && next_region) {
                 if (loc.r.end_len == 0)
                     done = 1;
-                else if (scan_cursor_set(&cur, loc.r.end_key, loc.r.end_len, 0))
+                else if (client_scan_cursor_set(&cur, loc.r.end_key, loc.r.end_len, 0))
                     rc = client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
             }
         }
         protobuf_c_message_free_unpacked(m, NULL);
-        region_loc_clear(&loc);
+        client_region_loc_clear(&loc);
         if (rc || done)
             break;
     }

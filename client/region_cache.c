@@ -14,7 +14,7 @@ static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
     return alen < blen ? -1 : alen > blen;
 }
 
-int region_contains(const struct region_entry *r, const void *key, size_t key_len)
+int client_region_contains(const struct region_entry *r, const void *key, size_t key_len)
 {
     if (key_cmp(key, key_len, r->start_key, r->start_len) < 0)
         return 0;
@@ -98,14 +98,14 @@ static struct region_entry *entry_from_proto(const Metapb__Region *r, const Meta
     return e;
 }
 
-void region_cache_init(struct region_cache *rc)
+void client_region_cache_init(struct region_cache *rc)
 {
     pthread_mutex_init(&rc->mu, NULL);
     rc->entries = NULL;
     rc->n = rc->cap = 0;
 }
 
-void region_cache_close(struct region_cache *rc)
+void client_region_cache_close(struct region_cache *rc)
 {
     for (size_t i = 0; i < rc->n; i++)
         entry_free(rc->entries[i]);
@@ -171,7 +171,7 @@ static int cache_insert(struct region_cache *rc, struct region_entry *e)
     return 0;
 }
 
-void region_cache_invalidate(struct region_cache *rc, uint64_t region_id)
+void client_region_cache_invalidate(struct region_cache *rc, uint64_t region_id)
 {
     pthread_mutex_lock(&rc->mu);
     for (size_t i = 0; i < rc->n; i++) {
@@ -185,8 +185,8 @@ void region_cache_invalidate(struct region_cache *rc, uint64_t region_id)
     pthread_mutex_unlock(&rc->mu);
 }
 
-void region_cache_set_leader(struct region_cache *rc, uint64_t region_id, uint64_t peer_id,
-                             uint64_t store_id)
+void client_region_cache_set_leader(struct region_cache *rc, uint64_t region_id, uint64_t peer_id,
+                                    uint64_t store_id)
 {
     pthread_mutex_lock(&rc->mu);
     for (size_t i = 0; i < rc->n; i++) {
@@ -201,8 +201,8 @@ void region_cache_set_leader(struct region_cache *rc, uint64_t region_id, uint64
     pthread_mutex_unlock(&rc->mu);
 }
 
-void region_cache_learn(struct region_cache *rc, const Metapb__Region *const *regions, size_t n,
-                        uint64_t store_id)
+void client_region_cache_learn(struct region_cache *rc, const Metapb__Region *const *regions,
+                               size_t n, uint64_t store_id)
 {
     for (size_t i = 0; i < n; i++) {
         const Metapb__Region *r = regions[i];
@@ -213,20 +213,20 @@ void region_cache_learn(struct region_cache *rc, const Metapb__Region *const *re
                 leader = *r->peers[k];
         struct region_entry *e = entry_from_proto(r, leader.store_id ? &leader : NULL);
         if (!e) {
-            region_cache_clear(rc); /* stale entries must not survive a lost update */
+            client_region_cache_clear(rc); /* stale entries must not survive a lost update */
             return;
         }
         pthread_mutex_lock(&rc->mu);
         if (cache_insert(rc, e) != 0) {
             pthread_mutex_unlock(&rc->mu);
-            region_cache_clear(rc);
+            client_region_cache_clear(rc);
             return;
         }
         pthread_mutex_unlock(&rc->mu);
     }
 }
 
-void region_cache_clear(struct region_cache *rc)
+void client_region_cache_clear(struct region_cache *rc)
 {
     pthread_mutex_lock(&rc->mu);
     for (size_t i = 0; i < rc->n; i++)
@@ -235,7 +235,34 @@ void region_cache_clear(struct region_cache *rc)
     pthread_mutex_unlock(&rc->mu);
 }
 
-void region_loc_clear(struct region_loc *loc)
+void client_region_cache_on_send_failure(struct region_cache *rc, uint64_t region_id,
+                                         uint64_t store_id)
+{
+    pthread_mutex_lock(&rc->mu);
+    for (size_t i = 0; i < rc->n; i++) {
+        struct region_entry *e = rc->entries[i];
+        if (e->id != region_id)
+            continue;
+        if (e->leader_store_id != store_id) {
+            /* Someone already moved on from that store. */
+        } else if (++e->send_failures < e->n_peers) {
+            size_t k = 0;
+            while (k < e->n_peers && e->peer_store_ids[k] != store_id)
+                k++;
+            k = k < e->n_peers ? (k + 1) % e->n_peers : 0;
+            e->leader_peer_id = e->peer_ids[k];
+            e->leader_store_id = e->peer_store_ids[k];
+        } else {
+            entry_free(e);
+            memmove(&rc->entries[i], &rc->entries[i + 1], (rc->n - i - 1) * sizeof *rc->entries);
+            rc->n--;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&rc->mu);
+}
+
+void client_region_loc_clear(struct region_loc *loc)
 {
     entry_free_fields(&loc->r);
     loc->addr[0] = 0;
@@ -248,7 +275,7 @@ static int cache_lookup(struct region_cache *rc, const void *key, size_t key_len
     int found = 0;
     pthread_mutex_lock(&rc->mu);
     long i = find_floor(rc, key, key_len);
-    if (i >= 0 && region_contains(rc->entries[i], key, key_len))
+    if (i >= 0 && client_region_contains(rc->entries[i], key, key_len))
         found = entry_copy(&loc->r, rc->entries[i]) == 0 ? 1 : -1;
     pthread_mutex_unlock(&rc->mu);
     return found;
@@ -263,17 +290,19 @@ static int load_region(struct client *c, const void *key, size_t key_len, struct
         req.region_key.len = key_len;
         ProtobufCMessage *m = NULL;
         atomic_fetch_add(&c->stat_pd_region_lookups, 1);
-        int rc = pd_call(c, "/schedulerpb.Scheduler/GetRegion", &req.base,
-                         &schedulerpb__get_region_response__descriptor, &m, b);
-        if (rc)
+        int rc = client_pd_call(c, "/schedulerpb.Scheduler/GetRegion", &req.base,
+                                &schedulerpb__get_region_response__descriptor, &m, b);
+        if (rc && rc != CLIENT_PD_NOT_READY)
             return rc;
         Schedulerpb__GetRegionResponse *resp = (Schedulerpb__GetRegionResponse *)m;
-        if (resp->region) {
+        if (rc) {
+            /* Not bootstrapped, or no region yet: wait below. */
+        } else if (resp->region) {
             struct region_entry *e = entry_from_proto(resp->region, resp->leader);
             protobuf_c_message_free_unpacked(m, NULL);
             if (!e)
                 return client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
-            if (!region_contains(e, key, key_len)) {
+            if (!client_region_contains(e, key, key_len)) {
                 entry_free(e);
                 client_seterr(c, CLIENT_ERR_SERVER, "scheduler answered a region without the key");
             } else {
@@ -287,7 +316,7 @@ static int load_region(struct client *c, const void *key, size_t key_len, struct
             client_seterr(c, CLIENT_ERR_UNAVAILABLE, "scheduler knows no region for the key yet");
         }
         /* No region yet (a cluster still bootstrapping, a split being reported): wait. */
-        if (backoff_sleep(b) < 0)
+        if (client_backoff_sleep(b) < 0)
             return CLIENT_ERR_UNAVAILABLE;
     }
 }
@@ -334,7 +363,7 @@ static void store_cache_put(struct client *c, uint64_t store_id, const char *add
     pthread_mutex_unlock(&c->store_mu);
 }
 
-void store_cache_invalidate(struct client *c, uint64_t store_id)
+void client_store_cache_invalidate(struct client *c, uint64_t store_id)
 {
     pthread_mutex_lock(&c->store_mu);
     for (size_t i = 0; i < c->n_stores; i++) {
@@ -353,8 +382,10 @@ static int store_addr_of(struct client *c, uint64_t store_id, char *addr, struct
     Schedulerpb__GetStoreRequest req = SCHEDULERPB__GET_STORE_REQUEST__INIT;
     req.store_id = store_id;
     ProtobufCMessage *m = NULL;
-    int rc = pd_call(c, "/schedulerpb.Scheduler/GetStore", &req.base,
-                     &schedulerpb__get_store_response__descriptor, &m, b);
+    int rc = client_pd_call(c, "/schedulerpb.Scheduler/GetStore", &req.base,
+                            &schedulerpb__get_store_response__descriptor, &m, b);
+    if (rc == CLIENT_PD_NOT_READY)
+        return CLIENT_ERR_UNAVAILABLE;
     if (rc)
         return rc;
     Schedulerpb__GetStoreResponse *resp = (Schedulerpb__GetStoreResponse *)m;
@@ -372,8 +403,8 @@ static int store_addr_of(struct client *c, uint64_t store_id, char *addr, struct
     return rc;
 }
 
-int region_locate(struct client *c, const void *key, size_t key_len, struct backoff *b,
-                  struct region_loc *loc)
+int client_region_locate(struct client *c, const void *key, size_t key_len, struct backoff *b,
+                         struct region_loc *loc)
 {
     memset(loc, 0, sizeof *loc);
     for (int tries = 0;; tries++) {
@@ -382,19 +413,19 @@ int region_locate(struct client *c, const void *key, size_t key_len, struct back
             return client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
         if (found)
             break;
-        if (tries > 0 && backoff_sleep(b) < 0)
+        if (tries > 0 && client_backoff_sleep(b) < 0)
             return client_seterr(c, CLIENT_ERR_UNAVAILABLE, "no region for the key");
         int rc = load_region(c, key, key_len, b);
         if (rc)
             return rc;
     }
     if (loc->r.leader_store_id == 0) {
-        region_loc_clear(loc);
+        client_region_loc_clear(loc);
         return client_seterr(c, CLIENT_ERR_UNAVAILABLE, "region has no peers");
     }
     int rc = store_addr_of(c, loc->r.leader_store_id, loc->addr, b);
     if (rc)
-        region_loc_clear(loc);
+        client_region_loc_clear(loc);
     return rc;
 }
 
@@ -403,9 +434,9 @@ int client_region_of_key(struct client *c, const void *key, size_t key_len,
 {
     memset(info, 0, sizeof *info);
     struct backoff b;
-    backoff_init(&b, c);
+    client_backoff_init(&b, c);
     struct region_loc loc;
-    int rc = region_locate(c, key, key_len, &b, &loc);
+    int rc = client_region_locate(c, key, key_len, &b, &loc);
     if (rc)
         return rc;
     info->region_id = loc.r.id;
@@ -421,7 +452,7 @@ int client_region_of_key(struct client *c, const void *key, size_t key_len,
     /* The keys moved into info. */
     loc.r.start_key = NULL;
     loc.r.end_key = NULL;
-    region_loc_clear(&loc);
+    client_region_loc_clear(&loc);
     return 0;
 }
 

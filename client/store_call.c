@@ -1,4 +1,4 @@
-/* store_call.c — requests to a region leader with routing context; region and transport errors. */
+/* store_call.c — one request to a region leader with routing context; region and send errors. */
 #include <string.h>
 
 #include "client/client_internal.h"
@@ -14,21 +14,21 @@ static const char *handle_region_error(struct client *c, const struct region_loc
         for (size_t i = 0; l && i < loc->r.n_peers; i++)
             member |= loc->r.peer_store_ids[i] == l->store_id;
         if (l && l->store_id && member)
-            region_cache_set_leader(&c->regions, loc->r.id, l->id, l->store_id);
+            client_region_cache_set_leader(&c->regions, loc->r.id, l->id, l->store_id);
         else
-            region_cache_invalidate(&c->regions, loc->r.id);
+            client_region_cache_invalidate(&c->regions, loc->r.id);
         return "not leader";
     }
     if (e->stale_command)
         return "stale command"; /* the same leader may well take it again */
     if (e->store_not_match)
-        store_cache_invalidate(c, loc->r.leader_store_id);
-    region_cache_invalidate(&c->regions, loc->r.id);
+        client_store_cache_invalidate(c, loc->r.leader_store_id);
+    client_region_cache_invalidate(&c->regions, loc->r.id);
     if (e->epoch_not_match) {
         /* The store says which regions now cover the range: no need to ask the scheduler. */
-        region_cache_learn(&c->regions,
-                           (const Metapb__Region *const *)e->epoch_not_match->current_regions,
-                           e->epoch_not_match->n_current_regions, loc->r.leader_store_id);
+        client_region_cache_learn(
+            &c->regions, (const Metapb__Region *const *)e->epoch_not_match->current_regions,
+            e->epoch_not_match->n_current_regions, loc->r.leader_store_id);
         return "epoch not match";
     }
     if (e->region_not_found)
@@ -40,9 +40,9 @@ static const char *handle_region_error(struct client *c, const struct region_loc
     return "region error";
 }
 
-int store_call(struct client *c, const struct region_loc *loc, const char *method,
-               ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
-               ProtobufCMessage **resp, struct backoff *b)
+int client_store_call(struct client *c, const struct region_loc *loc, const char *method,
+                      ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                      ProtobufCMessage **resp, struct backoff *b)
 {
     *resp = NULL;
     Kvrpcpb__Context ctx = KVRPCPB__CONTEXT__INIT;
@@ -60,7 +60,7 @@ int store_call(struct client *c, const struct region_loc *loc, const char *metho
         *slot = &ctx;
     struct rpc_error err = {0};
     int rc = rpc_client_unary(c->rpc, loc->addr, method, req, resp_desc, resp,
-                              backoff_rpc_timeout_ms(b, c), &err);
+                              client_backoff_rpc_timeout_ms(b, c), &err);
     if (slot)
         *slot = NULL;
     if (rc) {
@@ -68,10 +68,11 @@ int store_call(struct client *c, const struct region_loc *loc, const char *metho
         client_seterr(c, cr, "store %s %s: %s", loc->addr, method, err.msg);
         if (cr != CLIENT_ERR_UNAVAILABLE && cr != CLIENT_ERR_TIMEOUT)
             return cr;
-        /* The leader may be gone: let the scheduler tell us who leads now. */
-        region_cache_invalidate(&c->regions, loc->r.id);
-        store_cache_invalidate(c, loc->r.leader_store_id);
-        if (backoff_sleep(b) < 0)
+        /* The leader may be gone: try its peers (one of them will know the new
+         * leader), then the scheduler. The store may also have moved. */
+        client_region_cache_on_send_failure(&c->regions, loc->r.id, loc->r.leader_store_id);
+        client_store_cache_invalidate(c, loc->r.leader_store_id);
+        if (client_backoff_sleep(b) < 0)
             return CLIENT_ERR_UNAVAILABLE;
         return CLIENT_RETRY_REGION;
     }
@@ -84,27 +85,27 @@ int store_call(struct client *c, const struct region_loc *loc, const char *metho
                       e->message ? e->message : "");
         protobuf_c_message_free_unpacked(*resp, NULL);
         *resp = NULL;
-        if (backoff_sleep(b) < 0)
+        if (client_backoff_sleep(b) < 0)
             return CLIENT_ERR_TIMEOUT;
         return CLIENT_RETRY_REGION;
     }
     return 0;
 }
 
-int store_call_key(struct client *c, const void *key, size_t key_len, const char *method,
-                   ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
-                   ProtobufCMessage **resp, struct backoff *b, struct region_loc *loc_out)
+int client_store_call_key(struct client *c, const void *key, size_t key_len, const char *method,
+                          ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                          ProtobufCMessage **resp, struct backoff *b, struct region_loc *loc_out)
 {
     for (;;) {
         struct region_loc loc;
-        int rc = region_locate(c, key, key_len, b, &loc);
+        int rc = client_region_locate(c, key, key_len, b, &loc);
         if (rc)
             return rc;
-        rc = store_call(c, &loc, method, req, resp_desc, resp, b);
+        rc = client_store_call(c, &loc, method, req, resp_desc, resp, b);
         if (rc == 0 && loc_out)
             *loc_out = loc;
         else
-            region_loc_clear(&loc);
+            client_region_loc_clear(&loc);
         if (rc != CLIENT_RETRY_REGION)
             return rc;
     }

@@ -24,6 +24,7 @@ struct txn_mutation {
 struct client_txn {
     struct client *c; /* borrowed; outlives the transaction */
     client_ts start_ts;
+    uint64_t begin_ms; /* rpc_now_ms() when start_ts arrived */
     int read_only;
     int finished;              /* commit or rollback ran */
     struct txn_mutation *muts; /* sorted by key, one per key */
@@ -63,6 +64,7 @@ static int txn_new(struct client *c, client_ts ts, int read_only, struct client_
         return client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
     t->c = c;
     t->start_ts = ts;
+    t->begin_ms = rpc_now_ms();
     t->read_only = read_only;
     *out = t;
     return 0;
@@ -217,20 +219,20 @@ int client_txn_get(struct client_txn *txn, const void *key, size_t key_len, void
         return 0;
     }
     struct backoff b;
-    backoff_init(&b, c);
+    client_backoff_init(&b, c);
     for (;;) {
         Kvrpcpb__GetRequest req = KVRPCPB__GET_REQUEST__INIT;
         req.key.data = (uint8_t *)key;
         req.key.len = key_len;
         req.version = txn->start_ts;
         ProtobufCMessage *msg;
-        rc = store_call_key(c, key, key_len, "/tinykvpb.TinyKv/KvGet", &req.base,
-                            &kvrpcpb__get_response__descriptor, &msg, &b, NULL);
+        rc = client_store_call_key(c, key, key_len, "/tinykvpb.TinyKv/KvGet", &req.base,
+                                   &kvrpcpb__get_response__descriptor, &msg, &b, NULL);
         if (rc)
             return rc;
         Kvrpcpb__GetResponse *resp = (Kvrpcpb__GetResponse *)msg;
         if (resp->error && resp->error->locked) {
-            rc = lock_resolve(c, resp->error->locked, &b);
+            rc = client_lock_resolve(c, resp->error->locked, &b);
             protobuf_c_message_free_unpacked(msg, NULL);
             if (rc && rc != CLIENT_RETRY_REGION)
                 return rc;
@@ -261,26 +263,29 @@ int client_txn_get(struct client_txn *txn, const void *key, size_t key_len, void
  * key. Appends to *out.
  */
 static int snapshot_scan(struct client_txn *txn, const void *start, size_t start_len,
-                         const void *end, size_t end_len, size_t limit, struct kv_array *out,
-                         struct backoff *b)
+                         const void *end, size_t end_len, size_t limit, int key_only,
+                         struct kv_array *out, struct backoff *b)
 {
     struct client *c = txn->c;
     struct scan_cursor cur = {0};
     size_t got = 0;
     int rc = 0;
-    if (scan_cursor_set(&cur, start, start_len, 0))
+    if (client_scan_cursor_set(&cur, start, start_len, 0))
         return client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
-    while (got < limit && key_before_end(cur.key, cur.len, end, end_len)) {
+    while (got < limit && client_key_before_end(cur.key, cur.len, end, end_len)) {
         size_t want = limit - got < TXN_SCAN_BATCH ? limit - got : TXN_SCAN_BATCH;
         Kvrpcpb__ScanRequest req = KVRPCPB__SCAN_REQUEST__INIT;
         req.start_key.data = cur.key;
         req.start_key.len = cur.len;
         req.limit = (uint32_t)want;
         req.version = txn->start_ts;
+        req.key_only = key_only;
+        req.end_key.data = (uint8_t *)end;
+        req.end_key.len = end ? end_len : 0;
         ProtobufCMessage *msg;
         struct region_loc loc;
-        rc = store_call_key(c, cur.key, cur.len, "/tinykvpb.TinyKv/KvScan", &req.base,
-                            &kvrpcpb__scan_response__descriptor, &msg, b, &loc);
+        rc = client_store_call_key(c, cur.key, cur.len, "/tinykvpb.TinyKv/KvScan", &req.base,
+                                   &kvrpcpb__scan_response__descriptor, &msg, b, &loc);
         if (rc)
             break;
         Kvrpcpb__ScanResponse *resp = (Kvrpcpb__ScanResponse *)msg;
@@ -293,25 +298,25 @@ static int snapshot_scan(struct client_txn *txn, const void *start, size_t start
                 rc = client_seterr(c, CLIENT_ERR_SERVER, "scan: %s", key_error_text(p->error));
                 break;
             }
-            if (!key_before_end(p->key.data, p->key.len, end, end_len)) {
+            if (!client_key_before_end(p->key.data, p->key.len, end, end_len)) {
                 done = 1;
                 break;
             }
-            if (!region_contains(&loc.r, p->key.data, p->key.len)) {
+            if (!client_region_contains(&loc.r, p->key.data, p->key.len)) {
                 next_region = 1;
                 break;
             }
             if (p->error) {
                 /* Resolve, then read again from this very key. */
-                int lr = lock_resolve(c, p->error->locked, b);
+                int lr = client_lock_resolve(c, p->error->locked, b);
                 if (lr && lr != CLIENT_RETRY_REGION)
                     rc = lr;
-                else if (scan_cursor_set(&cur, p->key.data, p->key.len, 0))
+                else if (client_scan_cursor_set(&cur, p->key.data, p->key.len, 0))
                     rc = client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
                 resume_here = 1;
                 break;
             }
-            if (kv_array_push(out, p->key.data, p->key.len, p->value.data, p->value.len))
+            if (client_kv_array_push(out, p->key.data, p->key.len, p->value.data, p->value.len))
                 rc = client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
             else if (++got == limit)
                 done = 1;
@@ -319,18 +324,18 @@ static int snapshot_scan(struct client_txn *txn, const void *start, size_t start
         if (!rc && !done && !next_region && !resume_here) {
             if (resp->n_pairs == 0 || (resp->n_pairs < want && bytes < TXN_SCAN_SHORT_BYTES))
                 next_region = 1;
-            else if (scan_cursor_set(&cur, resp->pairs[resp->n_pairs - 1]->key.data,
-                                     resp->pairs[resp->n_pairs - 1]->key.len, 1))
+            else if (client_scan_cursor_set(&cur, resp->pairs[resp->n_pairs - 1]->key.data,
+                                            resp->pairs[resp->n_pairs - 1]->key.len, 1))
                 rc = client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
         }
         if (!rc && next_region) {
             if (loc.r.end_len == 0)
                 done = 1;
-            else if (scan_cursor_set(&cur, loc.r.end_key, loc.r.end_len, 0))
+            else if (client_scan_cursor_set(&cur, loc.r.end_key, loc.r.end_len, 0))
                 rc = client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
         }
         protobuf_c_message_free_unpacked(msg, NULL);
-        region_loc_clear(&loc);
+        client_region_loc_clear(&loc);
         if (rc || done)
             break;
     }
@@ -338,8 +343,8 @@ static int snapshot_scan(struct client_txn *txn, const void *start, size_t start
     return rc;
 }
 
-int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len, const void *end,
-                    size_t end_len, size_t limit, struct client_kv **kvs, size_t *n)
+static int txn_scan(struct client_txn *txn, const void *start, size_t start_len, const void *end,
+                    size_t end_len, size_t limit, int key_only, struct client_kv **kvs, size_t *n)
 {
     struct client *c = txn->c;
     *kvs = NULL;
@@ -352,10 +357,10 @@ int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len,
     if (!end)
         end_len = 0;
     struct backoff b;
-    backoff_init(&b, c);
+    client_backoff_init(&b, c);
     struct kv_array out = {0};
     struct scan_cursor cur = {0};
-    if (scan_cursor_set(&cur, start, start_len, 0)) {
+    if (client_scan_cursor_set(&cur, start, start_len, 0)) {
         rc = client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
@@ -364,7 +369,7 @@ int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len,
     while (out.n < limit) {
         size_t want = limit - out.n;
         struct kv_array batch = {0};
-        rc = snapshot_scan(txn, cur.key, cur.len, end, end_len, want, &batch, &b);
+        rc = snapshot_scan(txn, cur.key, cur.len, end, end_len, want, key_only, &batch, &b);
         if (rc) {
             client_kvs_free(batch.kvs, batch.n);
             break;
@@ -377,7 +382,7 @@ int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len,
             if (j < txn->n) {
                 m = &txn->muts[j];
                 /* Buffer keys past the batch wait for the next batch, unless the store is done. */
-                int in_range = exhausted ? key_before_end(m->key, m->key_len, end, end_len)
+                int in_range = exhausted ? client_key_before_end(m->key, m->key_len, end, end_len)
                                          : bytes_cmp(m->key, m->key_len, batch.kvs[batch.n - 1].key,
                                                      batch.kvs[batch.n - 1].key_len) <= 0;
                 if (!in_range)
@@ -387,11 +392,11 @@ int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len,
                 break;
             int cmp = !s ? 1 : !m ? -1 : bytes_cmp(s->key, s->key_len, m->key, m->key_len);
             if (cmp < 0) {
-                rc = kv_array_push(&out, s->key, s->key_len, s->value, s->value_len);
+                rc = client_kv_array_push(&out, s->key, s->key_len, s->value, s->value_len);
                 i++;
             } else {
                 if (m->op == KVRPCPB__OP__Put)
-                    rc = kv_array_push(&out, m->key, m->key_len, m->value, m->value_len);
+                    rc = client_kv_array_push(&out, m->key, m->key_len, m->value, m->value_len);
                 j++;
                 if (cmp == 0)
                     i++;
@@ -402,7 +407,8 @@ int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len,
             }
         }
         if (!rc && !exhausted &&
-            scan_cursor_set(&cur, batch.kvs[batch.n - 1].key, batch.kvs[batch.n - 1].key_len, 1))
+            client_scan_cursor_set(&cur, batch.kvs[batch.n - 1].key, batch.kvs[batch.n - 1].key_len,
+                                   1))
             rc = client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
         client_kvs_free(batch.kvs, batch.n);
         if (rc || exhausted)
@@ -417,6 +423,19 @@ cleanup:
     *kvs = out.kvs;
     *n = out.n;
     return 0;
+}
+
+int client_txn_scan(struct client_txn *txn, const void *start, size_t start_len, const void *end,
+                    size_t end_len, size_t limit, struct client_kv **kvs, size_t *n)
+{
+    return txn_scan(txn, start, start_len, end, end_len, limit, 0, kvs, n);
+}
+
+int client_txn_scan_keys(struct client_txn *txn, const void *start, size_t start_len,
+                         const void *end, size_t end_len, size_t limit, struct client_kv **kvs,
+                         size_t *n)
+{
+    return txn_scan(txn, start, start_len, end, end_len, limit, 1, kvs, n);
 }
 
 /* ---------------------------------------------------------- two-phase commit */
@@ -434,7 +453,7 @@ static int for_each_region_group(struct client_txn *t, size_t lo, size_t hi, gro
     size_t i = lo;
     while (i < hi) {
         struct region_loc loc;
-        int rc = region_locate(t->c, t->muts[i].key, t->muts[i].key_len, b, &loc);
+        int rc = client_region_locate(t->c, t->muts[i].key, t->muts[i].key_len, b, &loc);
         if (rc)
             return rc;
         /* One request per region, split further so each stays well under the
@@ -442,12 +461,12 @@ static int for_each_region_group(struct client_txn *t, size_t lo, size_t hi, gro
         size_t j = i + 1, bytes = t->muts[i].key_len + t->muts[i].value_len;
         while (j < hi && j - i < TXN_BATCH_KEYS &&
                bytes + t->muts[j].key_len + t->muts[j].value_len <= TXN_BATCH_BYTES &&
-               region_contains(&loc.r, t->muts[j].key, t->muts[j].key_len)) {
+               client_region_contains(&loc.r, t->muts[j].key, t->muts[j].key_len)) {
             bytes += t->muts[j].key_len + t->muts[j].value_len;
             j++;
         }
         rc = fn(t, &loc, i, j, arg, b);
-        region_loc_clear(&loc);
+        client_region_loc_clear(&loc);
         if (rc == CLIENT_RETRY_REGION)
             continue;
         if (rc)
@@ -486,10 +505,13 @@ static int prewrite_group(struct client_txn *t, const struct region_loc *loc, si
     req.primary_lock.data = t->muts[0].key;
     req.primary_lock.len = t->muts[0].key_len;
     req.start_version = t->start_ts;
-    req.lock_ttl = c->opts.lock_ttl_ms;
+    /* A lock expires lock_ttl after its start ts (not after it was written):
+     * add the time the transaction has lived so far, so a transaction kept
+     * open long (a file being written) is not rolled back as it commits. */
+    req.lock_ttl = c->opts.lock_ttl_ms + (rpc_now_ms() - t->begin_ms);
     ProtobufCMessage *msg;
-    int rc = store_call(c, loc, "/tinykvpb.TinyKv/KvPrewrite", &req.base,
-                        &kvrpcpb__prewrite_response__descriptor, &msg, b);
+    int rc = client_store_call(c, loc, "/tinykvpb.TinyKv/KvPrewrite", &req.base,
+                               &kvrpcpb__prewrite_response__descriptor, &msg, b);
     free(ms);
     free(ptrs);
     if (rc)
@@ -506,12 +528,12 @@ static int prewrite_group(struct client_txn *t, const struct region_loc *loc, si
         } else {
             /* Retryable: wait and send the group again. */
             client_seterr(c, CLIENT_ERR_TIMEOUT, "prewrite: %s", key_error_text(e));
-            rc = backoff_sleep(b) < 0 ? CLIENT_ERR_TIMEOUT : CLIENT_RETRY_REGION;
+            rc = client_backoff_sleep(b) < 0 ? CLIENT_ERR_TIMEOUT : CLIENT_RETRY_REGION;
         }
     }
     if (!rc && lock) {
         /* Another transaction holds a key: settle its fate, then try again. */
-        rc = lock_resolve(c, lock, b);
+        rc = client_lock_resolve(c, lock, b);
         if (!rc)
             rc = CLIENT_RETRY_REGION;
     }
@@ -542,8 +564,8 @@ static int commit_group(struct client_txn *t, const struct region_loc *loc, size
     req.n_keys = n;
     req.keys = keys;
     ProtobufCMessage *msg;
-    int rc = store_call(c, loc, "/tinykvpb.TinyKv/KvCommit", &req.base,
-                        &kvrpcpb__commit_response__descriptor, &msg, b);
+    int rc = client_store_call(c, loc, "/tinykvpb.TinyKv/KvCommit", &req.base,
+                               &kvrpcpb__commit_response__descriptor, &msg, b);
     free(keys);
     if (rc)
         return rc;
@@ -573,8 +595,8 @@ static int rollback_group(struct client_txn *t, const struct region_loc *loc, si
     req.n_keys = n;
     req.keys = keys;
     ProtobufCMessage *msg;
-    int rc = store_call(t->c, loc, "/tinykvpb.TinyKv/KvBatchRollback", &req.base,
-                        &kvrpcpb__batch_rollback_response__descriptor, &msg, b);
+    int rc = client_store_call(t->c, loc, "/tinykvpb.TinyKv/KvBatchRollback", &req.base,
+                               &kvrpcpb__batch_rollback_response__descriptor, &msg, b);
     free(keys);
     if (!rc)
         protobuf_c_message_free_unpacked(msg, NULL);
@@ -586,7 +608,7 @@ static int rollback_group(struct client_txn *t, const struct region_loc *loc, si
 static void rollback_all(struct client_txn *t, const struct backoff *commit_b)
 {
     struct backoff b;
-    backoff_init(&b, t->c);
+    client_backoff_init(&b, t->c);
     uint64_t floor = rpc_now_ms() + (uint64_t)t->c->opts.rpc_timeout_ms;
     b.deadline_ms = commit_b->deadline_ms > floor ? commit_b->deadline_ms : floor;
     for_each_region_group(t, 0, t->n, rollback_group, NULL, &b);
@@ -605,7 +627,7 @@ int client_txn_commit(struct client_txn *txn, client_ts *commit_ts)
         return 0;
     }
     struct backoff b;
-    backoff_init(&b, c);
+    client_backoff_init(&b, c);
     /* The primary (smallest key) is in the first group, so its lock exists
      * before any secondary's: a reader finding a secondary can always check it. */
     rc = for_each_region_group(txn, 0, txn->n, prewrite_group, NULL, &b);

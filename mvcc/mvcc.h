@@ -274,6 +274,8 @@ struct mvcc_scan_req {
     /* Stop before the pairs' keys and values would pass this many bytes
      * (there is always at least one pair); 0 means no cap. */
     size_t max_bytes;
+    /* Pairs carry keys only (value NULL, length 0): values are not read. */
+    int key_only;
 };
 
 /*

@@ -13,7 +13,8 @@ struct scan_state {
     uint64_t version;
     size_t max_bytes;
     size_t bytes; /* keys and values collected so far */
-    int full;     /* the byte cap stopped the scan */
+    int key_only;
+    int full; /* the byte cap stopped the scan */
     size_t cap;
     struct mvcc_scan_result *out;
 };
@@ -84,7 +85,9 @@ static int visible_and_skip(struct scan_state *st, const uint8_t *key, size_t ke
             goto cleanup;
         if (w.kind == MVCC_WRITE_ROLLBACK || w.kind == MVCC_WRITE_LOCK)
             continue;
-        if (w.kind == MVCC_WRITE_PUT) {
+        if (w.kind == MVCC_WRITE_PUT && st->key_only) {
+            *found = 1;
+        } else if (w.kind == MVCC_WRITE_PUT) {
             rc = mvcc_key_encode(key, key_len, w.start_ts, &dkey, &dlen);
             if (rc != MVCC_OK)
                 goto cleanup;
@@ -154,6 +157,7 @@ int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const struct
     st.end = end_key;
     st.end_len = end_key_len;
     st.max_bytes = req->max_bytes;
+    st.key_only = req->key_only;
     rc = mvcc_open_reader(e, ctx, &st.reader, &out->storage_err, out->errmsg);
     if (rc != MVCC_OK)
         return rc;

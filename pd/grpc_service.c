@@ -22,6 +22,9 @@ struct header_buf {
     Schedulerpb__ResponseHeader h;
     Schedulerpb__Error e;
     char msg[256];
+    /* Detail of an error the service found itself (a malformed request); NULL = the cluster's
+     * detail of its last error, which would belong to some earlier call here. */
+    const char *detail;
 };
 
 static Schedulerpb__ResponseHeader *ok_header(struct pd_grpc *g, struct header_buf *b)
@@ -52,8 +55,12 @@ static Schedulerpb__ResponseHeader *err_header(struct pd_grpc *g, struct header_
         b->e.type = SCHEDULERPB__ERROR_TYPE__UNKNOWN;
         break;
     }
-    char detail[200];
-    pd_cluster_errmsg(g->c, detail, sizeof detail);
+    char detail[200] = "";
+    if (b->detail)
+        snprintf(detail, sizeof detail, "%s", b->detail);
+    else if (err != PD_ERR_NOT_BOOTSTRAPPED && err != PD_ERR_NOMEM)
+        /* Those two are often found here, not in the cluster: its detail would be stale. */
+        pd_cluster_errmsg(g->c, detail, sizeof detail);
     snprintf(b->msg, sizeof b->msg, "%s%s%s", pd_strerror(err), detail[0] ? ": " : "", detail);
     b->e.message = b->msg;
     b->h.error = &b->e;
@@ -63,6 +70,17 @@ static Schedulerpb__ResponseHeader *err_header(struct pd_grpc *g, struct header_
 static Schedulerpb__ResponseHeader *header_for(struct pd_grpc *g, struct header_buf *b, int err)
 {
     return err ? err_header(g, b, err) : ok_header(g, b);
+}
+
+/* store_header_for: as header_for, but an unknown store is UNKNOWN (with the message), as PD
+ * answers it; REGION_NOT_FOUND would send a client off to refresh its region cache. */
+static Schedulerpb__ResponseHeader *store_header_for(struct pd_grpc *g, struct header_buf *b,
+                                                     int err)
+{
+    Schedulerpb__ResponseHeader *h = header_for(g, b, err);
+    if (err == PD_ERR_NOT_FOUND)
+        b->e.type = SCHEDULERPB__ERROR_TYPE__UNKNOWN;
+    return h;
 }
 
 /* ---- metapb conversion (pointers into `out` borrow from `r` / scratch) ---- */
@@ -121,6 +139,8 @@ static void store_to_pb(const struct pd_store *s, Metapb__Store *out)
     out->state = (Metapb__StoreState)s->state;
 }
 
+#define BAD_STORE "the request needs a store with an address shorter than 256 bytes"
+
 static int store_from_pb(const Metapb__Store *m, struct pd_store *s)
 {
     memset(s, 0, sizeof *s);
@@ -140,7 +160,7 @@ static void get_members(struct rpc_call *call, const ProtobufCMessage *msg, void
 {
     (void)msg;
     struct pd_grpc *g = arg;
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     char name[] = "tinyscheduler";
     char url[PD_MAX_ADDR_BYTES + 8];
     snprintf(url, sizeof url, "http://%s", g->addr);
@@ -166,11 +186,13 @@ static void bootstrap(struct rpc_call *call, const ProtobufCMessage *msg, void *
 {
     struct pd_grpc *g = arg;
     const Schedulerpb__BootstrapRequest *req = (const Schedulerpb__BootstrapRequest *)msg;
+    struct header_buf hb = {.detail = NULL};
     struct pd_store s;
     int rc = store_from_pb(req->store, &s);
-    if (!rc)
+    if (rc)
+        hb.detail = BAD_STORE;
+    else
         rc = pd_cluster_bootstrap(g->c, &s, NULL);
-    struct header_buf hb;
     Schedulerpb__BootstrapResponse resp = SCHEDULERPB__BOOTSTRAP_RESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
     rpc_call_reply(call, &resp.base);
@@ -180,7 +202,7 @@ static void is_bootstrapped(struct rpc_call *call, const ProtobufCMessage *msg, 
 {
     (void)msg;
     struct pd_grpc *g = arg;
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     Schedulerpb__IsBootstrappedResponse resp = SCHEDULERPB__IS_BOOTSTRAPPED_RESPONSE__INIT;
     resp.header = ok_header(g, &hb);
     resp.bootstrapped = pd_cluster_is_bootstrapped(g->c);
@@ -193,7 +215,7 @@ static void alloc_id(struct rpc_call *call, const ProtobufCMessage *msg, void *a
     struct pd_grpc *g = arg;
     uint64_t id = 0;
     int rc = pd_cluster_alloc_id(g->c, &id);
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     Schedulerpb__AllocIDResponse resp = SCHEDULERPB__ALLOC_IDRESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
     resp.id = id;
@@ -207,11 +229,11 @@ static void get_store(struct rpc_call *call, const ProtobufCMessage *msg, void *
     struct pd_store_info info;
     int rc = pd_cluster_is_bootstrapped(g->c) ? pd_cluster_get_store(g->c, req->store_id, &info)
                                               : PD_ERR_NOT_BOOTSTRAPPED;
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     Metapb__Store store;
     Schedulerpb__StoreStats stats = SCHEDULERPB__STORE_STATS__INIT;
     Schedulerpb__GetStoreResponse resp = SCHEDULERPB__GET_STORE_RESPONSE__INIT;
-    resp.header = header_for(g, &hb, rc);
+    resp.header = store_header_for(g, &hb, rc);
     if (!rc) {
         store_to_pb(&info.store, &store);
         stats.store_id = info.store.id;
@@ -228,11 +250,13 @@ static void put_store(struct rpc_call *call, const ProtobufCMessage *msg, void *
 {
     struct pd_grpc *g = arg;
     const Schedulerpb__PutStoreRequest *req = (const Schedulerpb__PutStoreRequest *)msg;
+    struct header_buf hb = {.detail = NULL};
     struct pd_store s;
     int rc = store_from_pb(req->store, &s);
-    if (!rc)
+    if (rc)
+        hb.detail = BAD_STORE;
+    else
         rc = pd_cluster_put_store(g->c, &s);
-    struct header_buf hb;
     Schedulerpb__PutStoreResponse resp = SCHEDULERPB__PUT_STORE_RESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
     rpc_call_reply(call, &resp.base);
@@ -246,12 +270,14 @@ static void get_all_stores(struct rpc_call *call, const ProtobufCMessage *msg, v
     size_t n = 0;
     int rc = pd_cluster_is_bootstrapped(g->c) ? pd_cluster_get_all_stores(g->c, &infos, &n)
                                               : PD_ERR_NOT_BOOTSTRAPPED;
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     Schedulerpb__GetAllStoresResponse resp = SCHEDULERPB__GET_ALL_STORES_RESPONSE__INIT;
-    resp.header = header_for(g, &hb, rc);
     Metapb__Store *stores = calloc(n ? n : 1, sizeof *stores);
     Metapb__Store **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-    if (!rc && stores && ptrs) {
+    if (!rc && (!stores || !ptrs))
+        rc = PD_ERR_NOMEM;
+    resp.header = header_for(g, &hb, rc);
+    if (!rc) {
         for (size_t i = 0; i < n; i++) {
             if (req->exclude_tombstone_stores && infos[i].store.state == PD_STORE_TOMBSTONE)
                 continue;
@@ -271,10 +297,13 @@ static void store_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg, 
 {
     struct pd_grpc *g = arg;
     const Schedulerpb__StoreHeartbeatRequest *req = (const Schedulerpb__StoreHeartbeatRequest *)msg;
+    struct header_buf hb = {.detail = NULL};
     int rc = PD_ERR_INVALID;
     if (!pd_cluster_is_bootstrapped(g->c)) {
         rc = PD_ERR_NOT_BOOTSTRAPPED;
-    } else if (req->stats) {
+    } else if (!req->stats) {
+        hb.detail = "the request needs stats";
+    } else {
         struct pd_store_stats s = {
             .store_id = req->stats->store_id,
             .capacity_bytes = req->stats->capacity,
@@ -288,16 +317,15 @@ static void store_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg, 
         };
         rc = pd_cluster_store_heartbeat(g->c, &s);
     }
-    struct header_buf hb;
     Schedulerpb__StoreHeartbeatResponse resp = SCHEDULERPB__STORE_HEARTBEAT_RESPONSE__INIT;
-    resp.header = header_for(g, &hb, rc);
+    resp.header = store_header_for(g, &hb, rc);
     rpc_call_reply(call, &resp.base);
 }
 
 /* GetRegion and GetPrevRegion share a request type. */
 static void region_reply(struct rpc_call *call, struct pd_grpc *g, int rc, struct pd_region *r)
 {
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     struct region_buf rb;
     Schedulerpb__GetRegionResponse resp = SCHEDULERPB__GET_REGION_RESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
@@ -315,43 +343,41 @@ static int need_bootstrap(struct pd_grpc *g)
     return pd_cluster_is_bootstrapped(g->c) ? 0 : PD_ERR_NOT_BOOTSTRAPPED;
 }
 
-static void get_region(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+enum region_lookup { BY_KEY, PREV_OF_KEY, BY_ID };
+
+/* GetRegion, GetPrevRegion and GetRegionByID differ only in the look-up. */
+static void lookup_region(struct rpc_call *call, struct pd_grpc *g, enum region_lookup how,
+                          const ProtobufCBinaryData *key, uint64_t id)
 {
-    struct pd_grpc *g = arg;
-    const Schedulerpb__GetRegionRequest *req = (const Schedulerpb__GetRegionRequest *)msg;
     struct pd_region r;
     pd_region_init(&r);
     int rc = need_bootstrap(g);
-    if (!rc)
-        rc = pd_cluster_get_region(g->c, req->region_key.data, req->region_key.len, &r);
+    if (!rc && how == BY_KEY)
+        rc = pd_cluster_get_region(g->c, key->data, key->len, &r);
+    else if (!rc && how == PREV_OF_KEY)
+        rc = pd_cluster_get_prev_region(g->c, key->data, key->len, &r);
+    else if (!rc)
+        rc = pd_cluster_get_region_by_id(g->c, id, &r);
     region_reply(call, g, rc, &r);
     pd_region_clear(&r);
+}
+
+static void get_region(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Schedulerpb__GetRegionRequest *req = (const Schedulerpb__GetRegionRequest *)msg;
+    lookup_region(call, arg, BY_KEY, &req->region_key, 0);
 }
 
 static void get_prev_region(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
-    struct pd_grpc *g = arg;
     const Schedulerpb__GetRegionRequest *req = (const Schedulerpb__GetRegionRequest *)msg;
-    struct pd_region r;
-    pd_region_init(&r);
-    int rc = need_bootstrap(g);
-    if (!rc)
-        rc = pd_cluster_get_prev_region(g->c, req->region_key.data, req->region_key.len, &r);
-    region_reply(call, g, rc, &r);
-    pd_region_clear(&r);
+    lookup_region(call, arg, PREV_OF_KEY, &req->region_key, 0);
 }
 
 static void get_region_by_id(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
-    struct pd_grpc *g = arg;
     const Schedulerpb__GetRegionByIDRequest *req = (const Schedulerpb__GetRegionByIDRequest *)msg;
-    struct pd_region r;
-    pd_region_init(&r);
-    int rc = need_bootstrap(g);
-    if (!rc)
-        rc = pd_cluster_get_region_by_id(g->c, req->region_id, &r);
-    region_reply(call, g, rc, &r);
-    pd_region_clear(&r);
+    lookup_region(call, arg, BY_ID, NULL, req->region_id);
 }
 
 static void scan_regions(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
@@ -365,13 +391,15 @@ static void scan_regions(struct rpc_call *call, const ProtobufCMessage *msg, voi
         rc = pd_cluster_scan_regions(g->c, req->start_key.data, req->start_key.len,
                                      req->end_key.data, req->end_key.len,
                                      req->limit > 0 ? (size_t)req->limit : 0, &regions, &n);
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     Schedulerpb__ScanRegionsResponse resp = SCHEDULERPB__SCAN_REGIONS_RESPONSE__INIT;
-    resp.header = header_for(g, &hb, rc);
     struct region_buf *bufs = calloc(n ? n : 1, sizeof *bufs);
     Metapb__Region **rp = calloc(n ? n : 1, sizeof *rp);
     Metapb__Peer **lp = calloc(n ? n : 1, sizeof *lp);
-    if (!rc && bufs && rp && lp) {
+    if (!rc && (!bufs || !rp || !lp))
+        rc = PD_ERR_NOMEM;
+    resp.header = header_for(g, &hb, rc);
+    if (!rc) {
         for (size_t i = 0; i < n; i++) {
             region_to_pb(&regions[i], &bufs[i]);
             rp[i] = &bufs[i].region;
@@ -395,11 +423,14 @@ static void ask_split(struct rpc_call *call, const ProtobufCMessage *msg, void *
     const Schedulerpb__AskSplitRequest *req = (const Schedulerpb__AskSplitRequest *)msg;
     uint64_t new_id = 0, peers[PD_MAX_PEERS];
     size_t n = 0;
+    struct header_buf hb = {.detail = NULL};
     int rc = need_bootstrap(g);
-    if (!rc)
-        rc = req->region ? pd_cluster_ask_split(g->c, req->region->id, &new_id, peers, &n)
-                         : PD_ERR_INVALID;
-    struct header_buf hb;
+    if (!rc && !req->region) {
+        rc = PD_ERR_INVALID;
+        hb.detail = "the request needs a region";
+    } else if (!rc) {
+        rc = pd_cluster_ask_split(g->c, req->region->id, &new_id, peers, &n);
+    }
     Schedulerpb__AskSplitResponse resp = SCHEDULERPB__ASK_SPLIT_RESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
     if (!rc) {
@@ -418,7 +449,7 @@ static void get_cluster_config(struct rpc_call *call, const ProtobufCMessage *ms
     int rc = need_bootstrap(g);
     if (!rc)
         rc = pd_cluster_get_config(g->c, &cfg);
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     Metapb__Cluster cl = METAPB__CLUSTER__INIT;
     Schedulerpb__GetClusterConfigResponse resp = SCHEDULERPB__GET_CLUSTER_CONFIG_RESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
@@ -436,14 +467,18 @@ static void put_cluster_config(struct rpc_call *call, const ProtobufCMessage *ms
     const Schedulerpb__PutClusterConfigRequest *req =
         (const Schedulerpb__PutClusterConfigRequest *)msg;
     struct pd_config cfg;
+    struct header_buf hb = {.detail = NULL};
     int rc = need_bootstrap(g);
-    if (!rc)
-        rc = req->cluster ? pd_cluster_get_config(g->c, &cfg) : PD_ERR_INVALID;
+    if (!rc && !req->cluster) {
+        rc = PD_ERR_INVALID;
+        hb.detail = "the request needs a cluster";
+    } else if (!rc) {
+        rc = pd_cluster_get_config(g->c, &cfg);
+    }
     if (!rc) {
         cfg.max_replicas = req->cluster->max_peer_count;
         rc = pd_cluster_put_config(g->c, &cfg);
     }
-    struct header_buf hb;
     Schedulerpb__PutClusterConfigResponse resp = SCHEDULERPB__PUT_CLUSTER_CONFIG_RESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
     rpc_call_reply(call, &resp.base);
@@ -453,12 +488,14 @@ static void scatter_region(struct rpc_call *call, const ProtobufCMessage *msg, v
 {
     struct pd_grpc *g = arg;
     const Schedulerpb__ScatterRegionRequest *req = (const Schedulerpb__ScatterRegionRequest *)msg;
+    struct header_buf hb = {.detail = NULL};
     int rc = need_bootstrap(g);
     if (!rc) {
         uint64_t id = req->region_id ? req->region_id : req->region ? req->region->id : 0;
         rc = id ? pd_cluster_scatter_region(g->c, id) : PD_ERR_INVALID;
+        if (!id)
+            hb.detail = "the request needs a region id";
     }
-    struct header_buf hb;
     Schedulerpb__ScatterRegionResponse resp = SCHEDULERPB__SCATTER_REGION_RESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
     rpc_call_reply(call, &resp.base);
@@ -472,7 +509,7 @@ static void get_gc_safe_point(struct rpc_call *call, const ProtobufCMessage *msg
     int rc = need_bootstrap(g);
     if (!rc)
         rc = pd_cluster_get_gc_safe_point(g->c, &sp);
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     Schedulerpb__GetGCSafePointResponse resp = SCHEDULERPB__GET_GCSAFE_POINT_RESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
     resp.safe_point = sp;
@@ -488,7 +525,7 @@ static void update_gc_safe_point(struct rpc_call *call, const ProtobufCMessage *
     int rc = need_bootstrap(g);
     if (!rc)
         rc = pd_cluster_update_gc_safe_point(g->c, req->safe_point, &now);
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     Schedulerpb__UpdateGCSafePointResponse resp = SCHEDULERPB__UPDATE_GCSAFE_POINT_RESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
     resp.new_safe_point = now;
@@ -504,7 +541,7 @@ static void get_operator(struct rpc_call *call, const ProtobufCMessage *msg, voi
     int rc = need_bootstrap(g);
     if (!rc)
         rc = pd_cluster_get_operator_status(g->c, req->region_id, &op, &st);
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     Schedulerpb__GetOperatorResponse resp = SCHEDULERPB__GET_OPERATOR_RESPONSE__INIT;
     resp.header = header_for(g, &hb, rc);
     resp.region_id = req->region_id;
@@ -533,7 +570,7 @@ static void tso_message(struct rpc_call *call, const ProtobufCMessage *msg, void
         rpc_call_finish(call, RPC_UNAVAILABLE, pd_strerror(rc));
         return;
     }
-    struct header_buf hb;
+    struct header_buf hb = {.detail = NULL};
     Schedulerpb__Timestamp t = SCHEDULERPB__TIMESTAMP__INIT;
     t.physical = (int64_t)(ts >> PD_TSO_LOGICAL_BITS);
     t.logical = (int64_t)(ts & ((1u << PD_TSO_LOGICAL_BITS) - 1));
@@ -576,7 +613,7 @@ static void region_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg,
     bool has_step = false;
     int rc = pd_cluster_region_heartbeat(g->c, &r, &step, &has_step);
     if (rc == 0 && has_step) {
-        struct header_buf hb;
+        struct header_buf hb = {.detail = NULL};
         Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
         epoch.conf_ver = r.epoch.conf_ver;
         epoch.version = r.epoch.version;

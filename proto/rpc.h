@@ -204,9 +204,9 @@ int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg, int time
                     struct rpc_error *err);
 
 /* rpc_stream_recv waits at most `timeout_ms` (0: no limit) for the next
- * response; *msg is owned by the caller. RPC_ERR_CLOSED when the server ended
- * the stream (then err has its status). RPC_ERR_TIMEOUT leaves the stream
- * open and the receive in flight: the next call goes on waiting for it, so a
+ * response; *msg is owned by the caller. When the server has ended the stream:
+ * RPC_ERR_CLOSED for status OK, RPC_ERR_STATUS otherwise (err has the status). RPC_ERR_TIMEOUT
+ * leaves the stream open and the receive in flight: the next call goes on waiting for it, so a
  * thread can poll a stream between sends. One receiving thread. */
 int rpc_stream_recv(struct rpc_stream *st, ProtobufCMessage **msg, int timeout_ms,
                     struct rpc_error *err);

@@ -115,6 +115,8 @@ int raft_init(struct raft *r, const struct raft_config *cfg, char *errbuf, size_
     r->log_level = cfg->log_level;
 
     rc = raft_log_init(&r->log, cfg->storage, cfg->max_committed_size_per_ready);
+    r->log.log_fn = cfg->log_fn;
+    r->log.log_ctx = cfg->log_ctx;
     if (rc != RAFT_OK) {
         set_errmsg(errbuf, errbuf_len, "storage failed to report its indexes");
         return rc;
@@ -445,8 +447,15 @@ int raft_step_msg(struct raft *r, const struct raft_message *m)
              * term could never rejoin when pre-vote keeps it from campaigning. */
             struct raft_message resp = {.msg_type = RAFT_MSG_APPEND_RESPONSE, .to = m->from};
             raft_send(r, &resp);
-        } else if (m->msg_type == RAFT_MSG_REQUEST_PRE_VOTE) {
-            struct raft_message resp = {.msg_type = RAFT_MSG_REQUEST_PRE_VOTE_RESPONSE,
+        } else if (m->msg_type == RAFT_MSG_REQUEST_PRE_VOTE ||
+                   m->msg_type == RAFT_MSG_REQUEST_VOTE) {
+            /* Refuse with our term (as in the Raft paper) so a candidate that
+             * fell behind in terms catches up; otherwise a stale member that
+             * only talks to others (e.g. its view of the configuration is
+             * old) could keep the group without a leader forever. */
+            struct raft_message resp = {.msg_type = m->msg_type == RAFT_MSG_REQUEST_VOTE
+                                                        ? RAFT_MSG_REQUEST_VOTE_RESPONSE
+                                                        : RAFT_MSG_REQUEST_PRE_VOTE_RESPONSE,
                                         .to = m->from,
                                         .term = r->term,
                                         .reject = 1};

@@ -65,20 +65,16 @@ static size_t poll(struct raft *r, uint64_t id, bool granted, size_t *rejected)
 void raft_campaign(struct raft *r, enum raft_campaign_type t)
 {
     enum raft_msg_type vote_msg;
-    enum raft_msg_type resp_msg;
     uint64_t term;
     if (t == RAFT_CAMPAIGN_PRE_ELECTION) {
         raft_become_pre_candidate(r);
         vote_msg = RAFT_MSG_REQUEST_PRE_VOTE;
-        resp_msg = RAFT_MSG_REQUEST_PRE_VOTE_RESPONSE;
         term = r->term + 1; /* the term we would campaign at */
     } else {
         raft_become_candidate(r);
         vote_msg = RAFT_MSG_REQUEST_VOTE;
-        resp_msg = RAFT_MSG_REQUEST_VOTE_RESPONSE;
         term = r->term;
     }
-    (void)resp_msg;
     size_t rejected;
     if (poll(r, r->id, true, &rejected) >= raft_quorum(r)) {
         /* a single-node group wins at once */

@@ -4,6 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Always-on panic: the log's invariants protect committed data. */
+static void log_panic(const struct raft_log *l, const char *what) __attribute__((noreturn));
+static void log_panic(const struct raft_log *l, const char *what)
+{
+    if (l != NULL && l->log_fn != NULL)
+        l->log_fn(l->log_ctx, RAFT_LOG_ERROR, what);
+    abort();
+}
+
 /* ---- unstable ---- */
 
 static bool unstable_maybe_first_index(const struct raft_unstable *u, uint64_t *i)
@@ -100,7 +109,7 @@ static int unstable_truncate_and_append(struct raft_unstable *u, const struct ra
     } else {
         keep = (size_t)(after - u->offset);
         if (keep > u->n_ents)
-            abort(); /* a gap in the log */
+            log_panic(NULL, "raft log: append would leave a gap");
     }
     rc = unstable_reserve(u, keep + n);
     if (rc != RAFT_OK)
@@ -123,7 +132,7 @@ static uint64_t storage_first(const struct raft_log *l)
 {
     uint64_t i = 0;
     if (l->storage.ops->first_index(l->storage.ctx, &i) != RAFT_OK)
-        abort();
+        log_panic(l, "raft log: storage failed to report its first index");
     return i;
 }
 
@@ -131,7 +140,7 @@ static uint64_t storage_last(const struct raft_log *l)
 {
     uint64_t i = 0;
     if (l->storage.ops->last_index(l->storage.ctx, &i) != RAFT_OK)
-        abort();
+        log_panic(l, "raft log: storage failed to report its last index");
     return i;
 }
 
@@ -197,7 +206,7 @@ uint64_t raft_log_last_term(const struct raft_log *l)
 {
     uint64_t t;
     if (raft_log_term(l, raft_log_last_index(l), &t) != RAFT_OK)
-        abort();
+        log_panic(l, "raft log: the term of the last entry is unavailable");
     return t;
 }
 
@@ -290,7 +299,7 @@ int raft_log_append(struct raft_log *l, const struct raft_entry *ents, size_t n)
     if (n == 0)
         return RAFT_OK;
     if (ents[0].index - 1 < l->committed)
-        abort(); /* would overwrite committed entries */
+        log_panic(l, "raft log: append would overwrite committed entries");
     return unstable_truncate_and_append(&l->unstable, ents, n);
 }
 
@@ -317,7 +326,7 @@ int raft_log_maybe_append(struct raft_log *l, uint64_t index, uint64_t log_term,
     uint64_t ci = find_conflict(l, ents, n, &pos);
     if (ci != 0) {
         if (ci <= l->committed)
-            abort(); /* a conflict with a committed entry breaks log matching */
+            log_panic(l, "raft log: an entry conflicts with a committed one");
         int rc = raft_log_append(l, ents + pos, n - pos);
         if (rc != RAFT_OK)
             return rc;
@@ -332,7 +341,7 @@ void raft_log_commit_to(struct raft_log *l, uint64_t tocommit)
 {
     if (l->committed < tocommit) {
         if (raft_log_last_index(l) < tocommit)
-            abort(); /* commit beyond the log: the log is corrupt or truncated */
+            log_panic(l, "raft log: commit beyond the last index (log corrupt or truncated)");
         l->committed = tocommit;
     }
 }
@@ -352,7 +361,7 @@ void raft_log_applied_to(struct raft_log *l, uint64_t i)
     if (i == 0)
         return;
     if (l->committed < i || i < l->applied)
-        abort(); /* applied must stay within (applied, committed] */
+        log_panic(l, "raft log: applied index must stay within [applied, committed]");
     l->applied = i;
 }
 

@@ -30,6 +30,26 @@
  * Memory: unless stated otherwise, pointer arguments are borrowed for the
  * duration of the call and anything the node keeps is copied. All heap memory
  * in these structs comes from malloc and is released with the *_free helpers.
+ * An allocation failure inside a call leaves the node consistent: the call
+ * returns RAFT_ERR_NOMEM, or the work is dropped the way a lost message would
+ * be (Raft tolerates loss), and is retried by the protocol.
+ *
+ * Contract details the embedder must honour:
+ * - Restart: initial_state's conf state is the member set as of the applied
+ *   index (persist it atomically with the applied index and with each applied
+ *   conf change); raft_config.applied must lie in [snapshot index, commit].
+ * - After sending a MsgSnapshot, call raft_rawnode_report_snapshot with the
+ *   outcome; until then the leader sends that follower nothing new.
+ * - Followers do not forward proposals (RAFT_ERR_PROPOSAL_DROPPED): redirect
+ *   the client to the leader. Transfer and ReadIndex requests are forwarded.
+ * - Membership takes effect when the caller applies the committed conf change
+ *   (raft_rawnode_apply_conf_change). A leader that applies its own removal
+ *   steps down and, like every node outside the configuration, never
+ *   campaigns; members that hear from a leader ignore outsiders' votes.
+ * - Always-on panics (logged at RAFT_LOG_ERROR, then abort) guard
+ *   invariants whose breach would corrupt data: committing past the log,
+ *   truncating committed entries, applied moving backwards or past commit,
+ *   and a storage that cannot report its first/last index.
  */
 
 #include <stddef.h>

@@ -27,6 +27,8 @@ struct raft_log {
     uint64_t committed;
     uint64_t applied;
     uint64_t max_apply_bytes;
+    raft_log_fn log_fn; /* where a panic is reported before abort */
+    void *log_ctx;
 };
 
 int raft_log_init(struct raft_log *l, struct raft_storage storage, uint64_t max_apply_bytes);

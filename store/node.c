@@ -35,7 +35,7 @@ struct node {
     uint64_t store_id;
 };
 
-static int read_store_ident(struct engine *kv, uint64_t *store_id)
+static int read_store_ident(struct engine *kv, uint64_t *store_id, uint64_t *cluster_id)
 {
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     char *err = NULL;
@@ -44,6 +44,7 @@ static int read_store_ident(struct engine *kv, uint64_t *store_id)
                              (const char *)KEYS_STORE_IDENT, sizeof KEYS_STORE_IDENT, &len, &err);
     rocksdb_readoptions_destroy(ro);
     *store_id = 0;
+    *cluster_id = 0;
     if (err) {
         rocksdb_free(err);
         return -1;
@@ -55,14 +56,17 @@ static int read_store_ident(struct engine *kv, uint64_t *store_id)
     if (!id)
         return -1;
     *store_id = id->store_id;
+    *cluster_id = id->cluster_id;
     raft_serverpb__store_ident__free_unpacked(id, NULL);
     return 0;
 }
 
-static int write_store_ident(struct engine *kv, uint64_t store_id, char *errbuf, size_t len)
+static int write_store_ident(struct engine *kv, uint64_t store_id, uint64_t cluster_id,
+                             char *errbuf, size_t len)
 {
     RaftServerpb__StoreIdent id = RAFT_SERVERPB__STORE_IDENT__INIT;
     id.store_id = store_id;
+    id.cluster_id = cluster_id;
     uint8_t buf[64];
     size_t n = raft_serverpb__store_ident__pack(&id, buf);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
@@ -155,8 +159,18 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         snprintf(errbuf, len, "%s", pd_worker_errmsg(n->pd));
         goto fail;
     }
-    if (read_store_ident(n->kv, &n->store_id) != 0) {
+    uint64_t cluster_id = 0;
+    if (read_store_ident(n->kv, &n->store_id, &cluster_id) != 0) {
         snprintf(errbuf, len, "cannot read the store identity in %s", cfg->data_dir);
+        goto fail;
+    }
+    if (n->store_id && cluster_id && cluster_id != pd_worker_cluster_id(n->pd)) {
+        /* Joining another cluster with this data would mix two histories. */
+        snprintf(errbuf, len,
+                 "%s belongs to cluster %llu but the scheduler at %s runs cluster %llu; use an "
+                 "empty data directory to join it",
+                 cfg->data_dir, (unsigned long long)cluster_id, cfg->scheduler,
+                 (unsigned long long)pd_worker_cluster_id(n->pd));
         goto fail;
     }
     if (!n->store_id) {
@@ -164,7 +178,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
             snprintf(errbuf, len, "%s", pd_worker_errmsg(n->pd));
             goto fail;
         }
-        if (write_store_ident(n->kv, n->store_id, errbuf, len) != 0)
+        if (write_store_ident(n->kv, n->store_id, pd_worker_cluster_id(n->pd), errbuf, len) != 0)
             goto fail;
         LOG(LOG_INFO, "new store: id %llu", (unsigned long long)n->store_id);
     }

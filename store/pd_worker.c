@@ -163,6 +163,11 @@ int pd_worker_connect(struct pd_worker *w, int timeout_ms)
     return 0;
 }
 
+uint64_t pd_worker_cluster_id(const struct pd_worker *w)
+{
+    return w->cluster_id;
+}
+
 int pd_worker_alloc_id(struct pd_worker *w, uint64_t *id)
 {
     Schedulerpb__RequestHeader h = header(w);

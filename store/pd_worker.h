@@ -39,6 +39,7 @@ const char *pd_worker_errmsg(const struct pd_worker *w);
 
 /* Start-up calls; each returns 0 or PD_WORKER_ERR_*. */
 int pd_worker_connect(struct pd_worker *w, int timeout_ms); /* GetMembers: learns the cluster id */
+uint64_t pd_worker_cluster_id(const struct pd_worker *w);
 int pd_worker_alloc_id(struct pd_worker *w, uint64_t *id);
 int pd_worker_is_bootstrapped(struct pd_worker *w, int *bootstrapped);
 int pd_worker_bootstrap(struct pd_worker *w, uint64_t store_id, const char *store_addr,

@@ -379,7 +379,39 @@ void peer_tick(struct peer *p)
 
 int peer_has_ready(struct peer *p)
 {
+    if (p->applying_snapshot)
+        return 0;
     return raft_rawnode_has_ready(p->rn) || p->ps.snap_requested;
+}
+
+void peer_snapshot_applied(struct peer *p)
+{
+    struct peer_storage *ps = &p->ps;
+    struct raft_ready *rd = &p->held;
+    rocksdb_writebatch_t *kv_wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_t *raft_wb = rocksdb_writebatch_create();
+    peer_storage_apply_snapshot_meta(ps, &rd->snapshot, &p->held_region, kv_wb, raft_wb);
+    char err[256];
+    if (engine_write_batch(p->rs->cfg.kv, kv_wb, 1, err, sizeof err) != 0)
+        abort();
+    if (peer_storage_append_to_batch(ps, rd->entries, rd->n_entries, raft_wb) != 0)
+        abort();
+    if (rd->has_hard_state)
+        ps->hs = rd->hard_state;
+    peer_storage_raft_state_to_batch(ps, raft_wb);
+    if (engine_write_batch(p->rs->cfg.raft, raft_wb, 1, err, sizeof err) != 0)
+        abort();
+    rocksdb_writebatch_destroy(kv_wb);
+    rocksdb_writebatch_destroy(raft_wb);
+    region_free(&p->held_region);
+    p->last_compact_index = ps->truncated_index + 1;
+    p->applying_snapshot = 0;
+    LOG(LOG_INFO, "region=%llu peer=%llu: applied snapshot at index %llu (%zu peers)",
+        (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
+        (unsigned long long)ps->truncated_index, ps->region.n_peers);
+    struct raft_ready done = *rd;
+    memset(&p->held, 0, sizeof p->held);
+    peer_after_persist(p, &done);
 }
 
 int peer_collect_ready(struct peer *p, struct raft_ready *rd, rocksdb_writebatch_t *raft_wb)
@@ -394,25 +426,16 @@ int peer_collect_ready(struct peer *p, struct raft_ready *rd, rocksdb_writebatch
         return -1;
     struct peer_storage *ps = &p->ps;
     if (rd->has_snapshot) {
-        struct region r;
-        if (snapshot_region(&rd->snapshot, &r) != 0) {
+        /* The data goes to the worker; this Ready waits for it, off the loop. */
+        if (snapshot_region(&rd->snapshot, &p->held_region) != 0) {
             LOG(LOG_ERROR, "region=%llu peer=%llu: snapshot does not decode",
                 (unsigned long long)p->region_id, (unsigned long long)p->peer_id);
             abort();
         }
-        if (snapshot_apply_data(p->rs, &r, &rd->snapshot) != 0)
-            abort(); /* cannot go on with half a snapshot */
-        rocksdb_writebatch_t *kv_wb = rocksdb_writebatch_create();
-        peer_storage_apply_snapshot_meta(ps, &rd->snapshot, &r, kv_wb, raft_wb);
-        char err[256];
-        if (engine_write_batch(p->rs->cfg.kv, kv_wb, 1, err, sizeof err) != 0)
-            abort();
-        rocksdb_writebatch_destroy(kv_wb);
-        region_free(&r);
-        p->last_compact_index = ps->truncated_index + 1;
-        LOG(LOG_INFO, "region=%llu peer=%llu: applied snapshot at index %llu (%zu peers)",
-            (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
-            (unsigned long long)ps->truncated_index, ps->region.n_peers);
+        p->held = *rd;
+        p->applying_snapshot = 1;
+        snapshot_schedule_apply(p->rs, p);
+        return -1;
     }
     if (peer_storage_append_to_batch(ps, rd->entries, rd->n_entries, raft_wb) != 0)
         abort();
@@ -661,9 +684,20 @@ static void maybe_compact_log(struct peer *p)
         ps->applied_index - ps->truncated_index < p->rs->cfg.raft_log_gc_count_limit)
         return;
     /* Keep the newest entries so slightly lagging followers need no snapshot. */
-    uint64_t keep = p->rs->cfg.raft_log_gc_count_limit / 4;
-    uint64_t idx = ps->applied_index - keep;
-    if (idx <= p->compact_proposed)
+    uint64_t limit = p->rs->cfg.raft_log_gc_count_limit;
+    uint64_t idx = ps->applied_index - limit / 4;
+    /* Spare a live follower that is behind that, unless the log has grown to
+     * twice the limit: then it takes a snapshot rather than holding the log. */
+    struct raft_status st;
+    if (ps->applied_index - ps->truncated_index < 2 * limit &&
+        raft_rawnode_status(p->rn, &st) == 0) {
+        for (size_t i = 0; i < st.n_peers; i++)
+            if (st.peers[i].id != p->peer_id && st.peers[i].recent_active &&
+                st.peers[i].match > ps->truncated_index && st.peers[i].match < idx)
+                idx = st.peers[i].match;
+        raft_status_free(&st);
+    }
+    if (idx <= p->compact_proposed || idx <= ps->truncated_index)
         return; /* one compaction in flight at a time */
     uint64_t term;
     struct raft_storage s = peer_storage_raft_storage(ps);

@@ -37,28 +37,37 @@ static void put_msg(rocksdb_writebatch_t *wb, struct engine *e, int cf, const vo
         free(buf);
 }
 
+/* Reads and decodes the message stored at key; *msg NULL when absent. */
+static int load_msg(struct engine *e, int cf, const uint8_t *key, size_t klen,
+                    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg)
+{
+    char *v;
+    size_t vlen;
+    *msg = NULL;
+    int rc = db_get(e, cf, key, klen, &v, &vlen);
+    if (rc || !v)
+        return rc;
+    *msg = protobuf_c_message_unpack(desc, NULL, vlen, (const uint8_t *)v);
+    rocksdb_free(v);
+    return *msg ? 0 : STORAGE_ERR_IO;
+}
+
 static int load_raft_state(struct peer_storage *ps, int *found)
 {
     uint8_t key[KEYS_REGION_KEY_LEN];
     keys_raft_state(ps->region_id, key);
-    char *v;
-    size_t vlen;
-    int rc = db_get(ps->raft, STORAGE_CF_DEFAULT, key, sizeof key, &v, &vlen);
-    if (rc)
+    ProtobufCMessage *m;
+    int rc = load_msg(ps->raft, STORAGE_CF_DEFAULT, key, sizeof key,
+                      &raft_serverpb__raft_local_state__descriptor, &m);
+    *found = m != NULL;
+    if (rc || !m)
         return rc;
-    *found = v != NULL;
-    if (!v)
-        return 0;
-    RaftServerpb__RaftLocalState *st =
-        raft_serverpb__raft_local_state__unpack(NULL, vlen, (const uint8_t *)v);
-    rocksdb_free(v);
-    if (!st)
-        return STORAGE_ERR_IO;
+    RaftServerpb__RaftLocalState *st = (RaftServerpb__RaftLocalState *)m;
     if (st->hard_state)
         raft_codec_hard_state_from_proto(st->hard_state, &ps->hs);
     ps->last_index = st->last_index;
     ps->last_term = st->last_term;
-    raft_serverpb__raft_local_state__free_unpacked(st, NULL);
+    protobuf_c_message_free_unpacked(m, NULL);
     return 0;
 }
 
@@ -66,25 +75,19 @@ static int load_apply_state(struct peer_storage *ps, int *found)
 {
     uint8_t key[KEYS_REGION_KEY_LEN];
     keys_apply_state(ps->region_id, key);
-    char *v;
-    size_t vlen;
-    int rc = db_get(ps->kv, ENGINE_CF_META, key, sizeof key, &v, &vlen);
-    if (rc)
+    ProtobufCMessage *m;
+    int rc = load_msg(ps->kv, ENGINE_CF_META, key, sizeof key,
+                      &raft_serverpb__raft_apply_state__descriptor, &m);
+    *found = m != NULL;
+    if (rc || !m)
         return rc;
-    *found = v != NULL;
-    if (!v)
-        return 0;
-    RaftServerpb__RaftApplyState *st =
-        raft_serverpb__raft_apply_state__unpack(NULL, vlen, (const uint8_t *)v);
-    rocksdb_free(v);
-    if (!st)
-        return STORAGE_ERR_IO;
+    RaftServerpb__RaftApplyState *st = (RaftServerpb__RaftApplyState *)m;
     ps->applied_index = st->applied_index;
     if (st->truncated_state) {
         ps->truncated_index = st->truncated_state->index;
         ps->truncated_term = st->truncated_state->term;
     }
-    raft_serverpb__raft_apply_state__free_unpacked(st, NULL);
+    protobuf_c_message_free_unpacked(m, NULL);
     return 0;
 }
 
@@ -92,25 +95,19 @@ static int load_region_state(struct peer_storage *ps, int *found)
 {
     uint8_t key[KEYS_REGION_KEY_LEN];
     keys_region_state(ps->region_id, key);
-    char *v;
-    size_t vlen;
-    int rc = db_get(ps->kv, ENGINE_CF_META, key, sizeof key, &v, &vlen);
-    if (rc)
+    ProtobufCMessage *m;
+    int rc = load_msg(ps->kv, ENGINE_CF_META, key, sizeof key,
+                      &raft_serverpb__region_local_state__descriptor, &m);
+    *found = m != NULL;
+    if (rc || !m)
         return rc;
-    *found = v != NULL;
-    if (!v)
-        return 0;
-    RaftServerpb__RegionLocalState *st =
-        raft_serverpb__region_local_state__unpack(NULL, vlen, (const uint8_t *)v);
-    rocksdb_free(v);
-    if (!st || !st->region) {
-        if (st)
-            raft_serverpb__region_local_state__free_unpacked(st, NULL);
-        return STORAGE_ERR_IO;
-    }
+    RaftServerpb__RegionLocalState *st = (RaftServerpb__RegionLocalState *)m;
+    if (!st->region)
+        rc = STORAGE_ERR_IO;
+    else if (region_from_proto(&ps->region, st->region))
+        rc = STORAGE_ERR_NOMEM;
     ps->tombstone = st->state == RAFT_SERVERPB__PEER_STATE__Tombstone;
-    rc = region_from_proto(&ps->region, st->region) ? STORAGE_ERR_NOMEM : 0;
-    raft_serverpb__region_local_state__free_unpacked(st, NULL);
+    protobuf_c_message_free_unpacked(m, NULL);
     return rc;
 }
 

@@ -240,6 +240,10 @@ static void handle_mail(struct raftstore *rs, struct mail *m)
             p->ps.snap_state = PEER_SNAP_READY;
         }
         break;
+    case MAIL_SNAP_APPLIED:
+        if ((p = raftstore_find_peer(rs, m->region_id)) && p->applying_snapshot)
+            peer_snapshot_applied(p);
+        break;
     case MAIL_SNAP_STATUS:
         if ((p = raftstore_find_peer(rs, m->region_id)))
             raft_rawnode_report_snapshot(p->rn, m->peer.id, m->flag);
@@ -269,7 +273,7 @@ static void reap_removed_peers(struct raftstore *rs)
     struct peer **pp = &rs->peers;
     while (*pp) {
         struct peer *p = *pp;
-        if (!p->pending_remove) {
+        if (!p->pending_remove || p->applying_snapshot) {
             pp = &p->next;
             continue;
         }
@@ -576,7 +580,8 @@ void raftstore_free(struct raftstore *rs)
     }
     while (rs->snap_jobs) {
         struct snap_job *next = rs->snap_jobs->next;
-        rocksdb_release_snapshot(engine_db(rs->cfg.kv), rs->snap_jobs->db_snap);
+        if (rs->snap_jobs->db_snap)
+            rocksdb_release_snapshot(engine_db(rs->cfg.kv), rs->snap_jobs->db_snap);
         region_free(&rs->snap_jobs->region);
         free(rs->snap_jobs);
         rs->snap_jobs = next;

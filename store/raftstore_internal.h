@@ -16,7 +16,8 @@ enum mail_kind {
     MAIL_READ,  /* a linearizable read */
     MAIL_CHANGE_PEER,
     MAIL_TRANSFER_LEADER,
-    MAIL_SNAP_GENERATED, /* the snapshot worker finished */
+    MAIL_SNAP_GENERATED, /* the snapshot worker finished generating */
+    MAIL_SNAP_APPLIED,   /* the snapshot worker finished writing a received snapshot's data */
     MAIL_SNAP_STATUS,
     MAIL_UNREACHABLE,
 };
@@ -73,6 +74,11 @@ struct peer {
      * its region yet (waiting for a snapshot) can still answer them. */
     struct region_peer peer_cache[8];
     size_t n_peer_cache;
+    /* A Ready carrying a snapshot whose data the worker is writing: held,
+     * not persisted or advanced, until MAIL_SNAP_APPLIED. */
+    int applying_snapshot;
+    struct raft_ready held;
+    struct region held_region;
     struct peer *next;
 };
 
@@ -106,10 +112,12 @@ struct raftstore {
 /* A snapshot to build off the loop: the region and a RocksDB snapshot taken
  * at applied index `index` of term `term`. */
 struct snap_job {
+    int apply; /* 0: generate from db_snap; 1: write `snap`'s data for `region` */
     uint64_t region_id;
     uint64_t index, term;
     struct region region;
-    const rocksdb_snapshot_t *db_snap;
+    const rocksdb_snapshot_t *db_snap; /* generate */
+    const struct raft_snapshot *snap;  /* apply: borrowed from the peer's held Ready */
     struct snap_job *next;
 };
 
@@ -138,12 +146,16 @@ void peer_tick(struct peer *p);
  * peer_after_persist to send, apply and advance. */
 int peer_has_ready(struct peer *p);
 int peer_collect_ready(struct peer *p, struct raft_ready *rd, rocksdb_writebatch_t *raft_wb);
+/* The worker wrote a held snapshot's data: persist the rest of that Ready and go on. */
+void peer_snapshot_applied(struct peer *p);
 void peer_after_persist(struct peer *p, struct raft_ready *rd);
 /* The peer's region leader peer (store id), from the region and Raft's lead. */
 uint64_t peer_leader_store(const struct peer *p);
 
 /* snapshot.c */
 void snapshot_schedule(struct raftstore *rs, struct peer *p);
+/* Hands the data of the snapshot in p->held to the worker. */
+void snapshot_schedule_apply(struct raftstore *rs, struct peer *p);
 void *snapshot_worker(void *arg);
 /* Writes the snapshot's data (RaftSnapshotData) into the kv DB for region r,
  * replacing what the range held. Returns 0 or STORAGE_ERR_*. */

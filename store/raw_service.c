@@ -141,11 +141,21 @@ static void free_pairs(Kvrpcpb__KvPair **pairs, size_t n)
     free(pairs);
 }
 
-/* Collects up to `limit` pairs from `start` on; returns 0 or a STORAGE_ERR_*. */
-static int scan_pairs(struct storage_reader *r, enum storage_cf cf,
-                      const ProtobufCBinaryData *start, uint32_t limit, Kvrpcpb__KvPair ***out,
-                      size_t *n_out)
+/* Bytewise a < b for binary strings. */
+static int key_less(const void *a, size_t alen, const ProtobufCBinaryData *b)
 {
+    size_t n = alen < b->len ? alen : b->len;
+    int c = n ? memcmp(a, b->data, n) : 0;
+    return c < 0 || (c == 0 && alen < b->len);
+}
+
+/* Collects up to `limit` pairs from the request's start key on, before its
+ * end key (if any); keys only when asked. Returns 0 or a STORAGE_ERR_*. */
+static int scan_pairs(struct storage_reader *r, enum storage_cf cf,
+                      const Kvrpcpb__RawScanRequest *req, Kvrpcpb__KvPair ***out, size_t *n_out)
+{
+    const ProtobufCBinaryData *start = &req->start_key;
+    uint32_t limit = req->limit;
     struct storage_iter *it;
     int rc = storage_reader_iter(r, cf, &it);
     if (rc)
@@ -160,7 +170,11 @@ static int scan_pairs(struct storage_reader *r, enum storage_cf cf,
          storage_iter_next(it)) {
         size_t klen, vlen;
         const void *k = storage_iter_key(it, &klen);
+        if (req->end_key.len && !key_less(k, klen, &req->end_key))
+            break;
         const void *v = storage_iter_value(it, &vlen);
+        if (req->key_only)
+            vlen = 0;
         if (n > 0 && bytes + klen + vlen > KV_MAX_SCAN_RESPONSE_BYTES)
             break;
         if (n == cap) {
@@ -180,7 +194,8 @@ static int scan_pairs(struct storage_reader *r, enum storage_cf cf,
         if (!p->key.data || !p->value.data)
             goto nomem;
         memcpy(p->key.data, k, klen);
-        memcpy(p->value.data, v, vlen);
+        if (vlen)
+            memcpy(p->value.data, v, vlen);
         p->key.len = klen;
         p->value.len = vlen;
         bytes += klen + vlen;
@@ -223,7 +238,7 @@ static void raw_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *a
         resp.error = owned;
         goto reply;
     }
-    rc = scan_pairs(r, cf, &req->start_key, req->limit, &pairs, &n);
+    rc = scan_pairs(r, cf, req, &pairs, &n);
     storage_reader_free(r);
     if (rc)
         resp.error = (char *)storage_strerror(rc);

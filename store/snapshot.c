@@ -145,6 +145,34 @@ static int build_data(struct raftstore *rs, struct snap_job *job, uint8_t **out,
     return rc;
 }
 
+void snapshot_schedule_apply(struct raftstore *rs, struct peer *p)
+{
+    struct snap_job *job = calloc(1, sizeof *job);
+    if (!job || region_copy(&job->region, &p->held_region) != 0)
+        abort(); /* cannot leave a received snapshot half handled */
+    job->apply = 1;
+    job->region_id = p->region_id;
+    job->snap = &p->held.snapshot;
+    pthread_mutex_lock(&rs->mu);
+    job->next = rs->snap_jobs;
+    rs->snap_jobs = job;
+    pthread_cond_signal(&rs->snap_cond);
+    pthread_mutex_unlock(&rs->mu);
+}
+
+/* Writes a received snapshot's data, then tells the loop. */
+static void run_apply_job(struct raftstore *rs, struct snap_job *job)
+{
+    if (snapshot_apply_data(rs, &job->region, job->snap) != 0)
+        abort(); /* the replica cannot go on with half a snapshot */
+    struct mail *m = calloc(1, sizeof *m);
+    if (!m)
+        abort();
+    m->kind = MAIL_SNAP_APPLIED;
+    m->region_id = job->region_id;
+    raftstore_post(rs, m);
+}
+
 void *snapshot_worker(void *arg)
 {
     struct raftstore *rs = arg;
@@ -158,6 +186,13 @@ void *snapshot_worker(void *arg)
         rs->snap_jobs = job->next;
         pthread_mutex_unlock(&rs->mu);
 
+        if (job->apply) {
+            run_apply_job(rs, job);
+            region_free(&job->region);
+            free(job);
+            pthread_mutex_lock(&rs->mu);
+            continue;
+        }
         struct mail *m = calloc(1, sizeof *m);
         uint8_t *data = NULL;
         size_t len = 0;

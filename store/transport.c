@@ -148,7 +148,6 @@ static void *sender(void *arg)
             ok = 0;
         } else if (is_snapshot(m)) {
             ok = send_snapshot(c, m) == 0;
-            report_snapshot(t, m, !ok);
         } else {
             struct rpc_error err;
             ok = rpc_stream_send(c->stream, &m->base, SEND_TIMEOUT_MS, &err) == 0;
@@ -157,6 +156,8 @@ static void *sender(void *arg)
                 c->stream = NULL;
             }
         }
+        if (is_snapshot(m))
+            report_snapshot(t, m, !ok);
         if (ok) {
             backoff_ms = 0;
         } else {
@@ -266,6 +267,9 @@ void transport_send(void *ctx, uint64_t to_store_id, const RaftServerpb__RaftMes
     }
     if (!c || t->stopping || c->n_queued >= QUEUE_LIMIT) {
         pthread_mutex_unlock(&t->mu);
+        /* A dropped snapshot must be reported, or the leader waits for it forever. */
+        if (is_snapshot(q->msg))
+            report_snapshot(t, q->msg, 1);
         protobuf_c_message_free_unpacked(&q->msg->base, NULL);
         free(q);
         return;

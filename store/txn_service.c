@@ -114,9 +114,12 @@ static void kv_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *ar
     struct mvcc_scan_req sreq = {
         .start_key = req->start_key.data,
         .start_key_len = req->start_key.len,
+        .end_key = req->end_key.data,
+        .end_key_len = req->end_key.len,
         .limit = req->limit,
         .version = req->version,
         .max_bytes = KV_MAX_SCAN_RESPONSE_BYTES,
+        .key_only = req->key_only,
     };
     int rc = mvcc_scan(arg, &ctx, &sreq, &r);
     if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))

@@ -1,19 +1,73 @@
 #!/usr/bin/env bash
-# bench.sh — `make bench`: starts a standalone store in a temporary directory and prints raw KV figures.
+# bench.sh — `make bench`: raw KV figures for a standalone store and for a three-replica cluster on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BINDIR=${BINDIR:-bin}
+CTL="$BINDIR/tinykv-ctl"
 dir=$(mktemp -d /tmp/tinykv-bench-XXXXXX)
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BINDIR"/tinykv-server --standalone --addr 127.0.0.1:$port --data-dir "$dir" --log-level warn &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 100); do
-    "$BINDIR"/tinykv-ctl --addr 127.0.0.1:$port --timeout 200 raw get x >/dev/null 2>&1 || [ $? -eq 1 ] && break
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() { # addr: a read answers (found or not found)
+    for _ in $(seq 1 100); do
+        "$CTL" --addr "$1" --timeout 200 raw get x >/dev/null 2>&1 && return 0
+        [ $? -eq 1 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+echo "== standalone store (synced writes), $(nproc) cores, loopback gRPC"
+p=$(port)
+"$BINDIR"/tinykv-server --standalone --addr 127.0.0.1:$p --data-dir "$dir/standalone" --log-level warn &
+pids+=($!)
+wait_ready 127.0.0.1:$p
+for t in 1 4 16; do
+    "$CTL" --addr 127.0.0.1:$p bench raw --ops 20000 --threads $t --value-size 100
+done
+"$CTL" --addr 127.0.0.1:$p bench raw --ops 2000 --threads 4 --value-size 65536
+
+echo "== three replicas (Raft, synced raft log), scheduler + 3 stores on loopback"
+pd=$(port)
+http=$(port)
+"$BINDIR"/tinyscheduler-server --addr 127.0.0.1:$pd --http-addr 127.0.0.1:$http \
+    --data-dir "$dir/pd" --log-level warn &
+pids+=($!)
+sleep 0.5
+ports=()
+for i in 1 2 3; do
+    sp=$(port)
+    ports+=($sp)
+    "$BINDIR"/tinykv-server --addr 127.0.0.1:$sp --data-dir "$dir/s$i" \
+        --scheduler 127.0.0.1:$pd --log-level warn &
+    pids+=($!)
+    sleep 0.3
+done
+leader=""
+for _ in $(seq 1 300); do
+    leader=$(curl -s "127.0.0.1:$http/pd/api/v1/regions" "127.0.0.1:$http/pd/api/v1/stores" |
+        /usr/bin/python3 -c '
+import json, sys
+text = sys.stdin.read()
+dec = json.JSONDecoder(); regions, end = dec.raw_decode(text); stores, _ = dec.raw_decode(text[end:].lstrip())
+r = regions["regions"][0] if regions["count"] else None
+if r and len(r["peers"]) == 3 and r["leader"]["store_id"]:
+    print([s["store"]["address"] for s in stores["stores"] if s["store"]["id"] == r["leader"]["store_id"]][0])
+' 2>/dev/null || true)
+    [ -n "$leader" ] && break
     sleep 0.1
 done
-echo "standalone store, synced writes, one machine ($(nproc) cores), loopback gRPC:"
-for t in 1 4 16; do
-    "$BINDIR"/tinykv-ctl --addr 127.0.0.1:$port bench raw --ops 20000 --threads $t --value-size 100
+if [ -z "$leader" ]; then
+    echo "cluster did not form" >&2
+    exit 1
+fi
+echo "leader at $leader"
+for t in 1 4 16 64; do
+    "$CTL" --addr "$leader" bench raw --ops 10000 --threads $t --value-size 100
 done
-"$BINDIR"/tinykv-ctl --addr 127.0.0.1:$port bench raw --ops 2000 --threads 4 --value-size 65536
+"$CTL" --addr "$leader" bench raw --ops 1000 --threads 16 --value-size 65536

@@ -161,6 +161,13 @@ static void answer_region(struct fake_pd *pd, struct rpc_call *call, const uint8
             break;
         }
     }
+    /* Like a scheduler that has no region there (yet). */
+    Schedulerpb__Error none = SCHEDULERPB__ERROR__INIT;
+    if (!resp.region) {
+        none.type = SCHEDULERPB__ERROR_TYPE__REGION_NOT_FOUND;
+        none.message = "no region";
+        h.error = &none;
+    }
     /* Encoded inside rpc_call_reply, so the borrowed keys stay valid under mu. */
     rpc_call_reply(call, &resp.base);
     pthread_mutex_unlock(&pd->mu);

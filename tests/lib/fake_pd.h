@@ -64,7 +64,8 @@ const char *fake_pd_addr(const struct fake_pd *pd);
 /* Adds or replaces a store's address (copied). */
 void fake_pd_set_store(struct fake_pd *pd, uint64_t store_id, const char *addr);
 
-/* Replaces the whole region layout (copied). */
+/* Replaces the whole region layout (copied). A key outside every region
+ * gets a REGION_NOT_FOUND header error from GetRegion. */
 void fake_pd_set_regions(struct fake_pd *pd, const struct fake_pd_region *regions, size_t n);
 
 /* Delays every TSO answer by `ms` (to make batching observable). */

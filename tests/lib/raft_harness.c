@@ -481,6 +481,9 @@ bool rh_node_handle_ready(struct rh_net *net, uint64_t id)
         if (rc != RAFT_OK)
             violation(net, "node %llu could not store snapshot %llu: %s", (unsigned long long)id,
                       (unsigned long long)si, raft_strerror(rc));
+        /* the snapshot's data is the state machine: installed atomically with it */
+        if (si > nd->applied)
+            nd->applied = si;
     }
     if (rd.n_entries > 0) {
         int rc = raft_memory_storage_append(nd->ms, rd.entries, rd.n_entries);
@@ -502,10 +505,13 @@ bool rh_node_handle_ready(struct rh_net *net, uint64_t id)
             check_leader_completeness(net, id, hs.term);
         }
     }
+    if (net->crash_after_persist > 0 && rand01(net) < net->crash_after_persist) {
+        /* persisted, but nothing sent or applied: the Ready dies with the node */
+        rh_node_crash(net, id);
+        return true;
+    }
     for (size_t i = 0; i < rd.n_messages; i++)
         enqueue(net, &rd.messages[i]);
-    if (rd.has_snapshot && rd.snapshot.metadata.index > nd->applied)
-        nd->applied = rd.snapshot.metadata.index; /* the state machine restores it */
     for (size_t i = 0; i < rd.n_committed_entries; i++)
         apply_entry(net, nd, &rd.committed_entries[i]);
     for (size_t i = 0; i < rd.n_read_states; i++)
@@ -541,6 +547,8 @@ static bool filtered(struct rh_net *net, const struct raft_message *m)
     if (m->from < RH_MAX_NODES && net->cut[m->from][m->to])
         return true;
     if ((unsigned)m->msg_type < 32 && net->ignore_type[m->msg_type])
+        return true;
+    if (net->filter != NULL && net->filter(net->filter_ctx, m))
         return true;
     double d = m->from < RH_MAX_NODES ? net->drop[m->from][m->to] : 0;
     if (d > 0 && rand01(net) < d)

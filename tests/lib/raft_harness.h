@@ -76,10 +76,14 @@ struct rh_net {
     bool cut[RH_MAX_NODES][RH_MAX_NODES]; /* cut[from][to]: drop */
     double drop[RH_MAX_NODES][RH_MAX_NODES];
     bool ignore_type[32];
+    /* optional test filter: return true to drop m (borrowed for the call) */
+    bool (*filter)(void *ctx, const struct raft_message *m);
+    void *filter_ctx;
     uint64_t rng;
     /* random-delivery mode: messages stay queued until rh_net_deliver_one */
     bool async;
     double dup_rate;
+    double crash_after_persist; /* chance a node crashes after persisting a Ready, before sending */
     /* checker state */
     uint64_t *leader_of_term; /* indexed by term */
     size_t n_leader_of_term;

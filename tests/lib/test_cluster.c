@@ -25,7 +25,7 @@ struct cstore {
 
 struct in_flight {
     uint64_t deliver_at;
-    int to;
+    int from, to;
     uint8_t *buf;
     size_t len;
     struct in_flight *next;
@@ -41,6 +41,7 @@ struct test_cluster {
     int stop;
     int group[TEST_CLUSTER_MAX_STORES + 1]; /* partition group per store; 0: none */
     int drop_per_mille, max_delay_ms;
+    int drop_snapshots;
     uint64_t rng;
     pthread_t thread;
 };
@@ -51,6 +52,21 @@ static uint64_t next_rand(struct test_cluster *c)
     c->rng ^= c->rng >> 7;
     c->rng ^= c->rng << 17;
     return c->rng;
+}
+
+static int is_snapshot(const RaftServerpb__RaftMessage *msg)
+{
+    return msg->message && msg->message->msg_type == ERAFTPB__MESSAGE_TYPE__MsgSnapshot;
+}
+
+/* Like the gRPC transport, tell the sender how a snapshot fared; the leader
+ * sends that follower nothing more until it hears. Caller holds c->mu. */
+static void report_snapshot(struct test_cluster *c, int from_store,
+                            const RaftServerpb__RaftMessage *msg, int failed)
+{
+    struct raftstore *rs = c->stores[from_store].rs;
+    if (rs && msg->to_peer)
+        raftstore_report_snapshot(rs, msg->region_id, msg->to_peer->id, failed);
 }
 
 /* The transport of store `from` (ctx is its cstore). Runs on that store's loop thread. */
@@ -65,7 +81,11 @@ static void transport_send(void *ctx, uint64_t to_store, const RaftServerpb__Raf
         c->group[from->id] && c->group[to_store] && c->group[from->id] != c->group[to_store];
     if (!blocked && c->drop_per_mille && (int)(next_rand(c) % 1000) < c->drop_per_mille)
         blocked = 1;
+    if (c->drop_snapshots && is_snapshot(msg))
+        blocked = 1;
     if (blocked) {
+        if (is_snapshot(msg))
+            report_snapshot(c, from->id, msg, 1);
         pthread_mutex_unlock(&c->mu);
         return;
     }
@@ -82,6 +102,7 @@ static void transport_send(void *ctx, uint64_t to_store, const RaftServerpb__Raf
     }
     raft_serverpb__raft_message__pack(msg, f->buf);
     f->to = (int)to_store;
+    f->from = from->id;
     f->deliver_at =
         test_now_ms() + (c->max_delay_ms ? next_rand(c) % (uint64_t)(c->max_delay_ms + 1) : 0);
     struct in_flight **pp = &c->queue;
@@ -117,8 +138,17 @@ static void *delivery_thread(void *arg)
                 raft_serverpb__raft_message__unpack(NULL, f->len, f->buf);
             if (m) {
                 raftstore_step(rs, m); /* only posts to the mailbox: safe under mu */
+                if (is_snapshot(m))
+                    report_snapshot(c, f->from, m, 0);
                 raft_serverpb__raft_message__free_unpacked(m, NULL);
             }
+        } else {
+            RaftServerpb__RaftMessage *m =
+                raft_serverpb__raft_message__unpack(NULL, f->len, f->buf);
+            if (m && is_snapshot(m))
+                report_snapshot(c, f->from, m, 1);
+            if (m)
+                raft_serverpb__raft_message__free_unpacked(m, NULL);
         }
         free(f->buf);
         free(f);
@@ -269,6 +299,13 @@ void test_cluster_heal(struct test_cluster *c)
     memset(c->group, 0, sizeof c->group);
     c->drop_per_mille = 0;
     c->max_delay_ms = 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void test_cluster_drop_snapshots(struct test_cluster *c, int on)
+{
+    pthread_mutex_lock(&c->mu);
+    c->drop_snapshots = on;
     pthread_mutex_unlock(&c->mu);
 }
 

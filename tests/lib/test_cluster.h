@@ -37,6 +37,8 @@ void test_cluster_partition(struct test_cluster *c, const int *group_a, size_t n
 void test_cluster_heal(struct test_cluster *c);
 /* Drop this per-mille of messages and delay each by up to max_delay_ms (reordering them). */
 void test_cluster_set_unreliable(struct test_cluster *c, int drop_per_mille, int max_delay_ms);
+/* While on, every snapshot message is lost (and reported as failed, as the gRPC transport does). */
+void test_cluster_drop_snapshots(struct test_cluster *c, int on);
 
 /* Requests against region 1 that find the leader and retry until timeout_ms.
  * test_cluster_get returns 0 and a malloc'd value, STORAGE_ERR_NOT_FOUND, or -1 on timeout. */

@@ -87,6 +87,7 @@ struct test_proxy {
     struct proxy_method methods[PROXY_METHODS];
     pthread_mutex_t mu;
     enum test_proxy_fault fault; /* guarded by mu */
+    char fault_method[64];       /* "" any method, else only this full name */
     int fault_times;
     uint64_t hint_peer_id, hint_store_id;
     uint64_t require_version;
@@ -254,8 +255,11 @@ static void proxy_message(struct rpc_call *call, const ProtobufCMessage *msg, vo
     st->last_version = ctx && ctx->region_epoch ? ctx->region_epoch->version : 0;
     st->last_peer_id = ctx && ctx->peer ? ctx->peer->id : 0;
     st->last_peer_store_id = ctx && ctx->peer ? ctx->peer->store_id : 0;
+    if (msg->descriptor == &kvrpcpb__prewrite_request__descriptor)
+        st->last_lock_ttl = ((const Kvrpcpb__PrewriteRequest *)msg)->lock_ttl;
     enum test_proxy_fault fault = TEST_PROXY_NONE;
-    if (p->fault != TEST_PROXY_NONE && p->fault_times != 0) {
+    if (p->fault != TEST_PROXY_NONE && p->fault_times != 0 &&
+        (!p->fault_method[0] || strcmp(p->fault_method, pm->name) == 0)) {
         fault = p->fault;
         if (p->fault_times > 0 && --p->fault_times == 0)
             p->fault = TEST_PROXY_NONE;
@@ -372,6 +376,18 @@ void test_proxy_inject(struct test_proxy *p, enum test_proxy_fault fault, int ti
     p->fault_times = times;
     p->hint_peer_id = hint_peer_id;
     p->hint_store_id = hint_store_id;
+    p->fault_method[0] = 0;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void test_proxy_inject_method(struct test_proxy *p, const char *method, enum test_proxy_fault fault,
+                              int times)
+{
+    pthread_mutex_lock(&p->mu);
+    p->fault = fault;
+    p->fault_times = times;
+    p->hint_peer_id = p->hint_store_id = 0;
+    snprintf(p->fault_method, sizeof p->fault_method, "%s", method);
     pthread_mutex_unlock(&p->mu);
 }
 

@@ -47,6 +47,7 @@ struct test_proxy_stats {
     uint64_t last_version;
     uint64_t last_peer_id;
     uint64_t last_peer_store_id;
+    uint64_t last_lock_ttl; /* of the last KvPrewrite */
 };
 
 struct test_proxy;
@@ -59,6 +60,11 @@ void test_proxy_free(struct test_proxy *p);
 /* The next `times` requests (-1: every request) get `fault`. */
 void test_proxy_inject(struct test_proxy *p, enum test_proxy_fault fault, int times,
                        uint64_t hint_peer_id, uint64_t hint_store_id);
+
+/* Like test_proxy_inject (no hint), for requests of one method only (its
+ * full name, e.g. "/tinykvpb.TinyKv/KvCommit"). */
+void test_proxy_inject_method(struct test_proxy *p, const char *method, enum test_proxy_fault fault,
+                              int times);
 
 /* Every request after this gets, with probability percent/100, a fault
  * drawn from all the kinds above (region errors, UNAVAILABLE, lost

@@ -241,6 +241,29 @@ def main():
         lost = [k for k, v in acked.items() if c.get(k, timeout_s=30) != v]
         check("sigkill_of_every_store_loses_nothing_acknowledged", not lost, "lost %r" % lost[:5])
         check("writes_work_after_full_restart", c.put(b"final", b"3"))
+
+        # A store's data belongs to its cluster: pointed at another scheduler, it refuses to start.
+        for st in c.stores:
+            st.kill()
+        other_pd, other_http = free_port(), free_port()
+        other = Proc(
+            [os.path.join(BINDIR, "tinyscheduler-server"), "--addr", "127.0.0.1:%d" % other_pd,
+             "--http-addr", "127.0.0.1:%d" % other_http, "--data-dir", os.path.join(tmp, "other-pd"),
+             "--log-level", "warn"],
+            os.path.join(tmp, "other-pd.log"),
+        )
+        other.start()
+        try:
+            time.sleep(0.5)
+            out = subprocess.run(
+                [os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % c.ports[0],
+                 "--data-dir", os.path.join(tmp, "store0"), "--scheduler", "127.0.0.1:%d" % other_pd],
+                capture_output=True, timeout=30,
+            )
+            check("store_refuses_another_clusters_scheduler",
+                  out.returncode == 1 and b"belongs to cluster" in out.stderr, out.stderr.decode(errors="replace")[-300:])
+        finally:
+            other.kill(signal.SIGTERM)
     finally:
         c.stop_all()
         for ch in c.channels.values():

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -385,6 +386,13 @@ static void test_snapshot_at_past_ts(void **state)
     assert_int_equal(client_txn_begin_at(f->c, ts1 - 1, &snap), 0);
     txn_check(f->c, snap, "doc", NULL);
     client_txn_free(snap);
+    /* By wall clock: the millisecond of the first commit shows v1 unless the second
+     * commit came in the same millisecond. */
+    assert_int_equal(
+        client_txn_begin_at(f->c, client_ts_from_unix_ms(client_ts_physical_ms(ts1)), &snap), 0);
+    txn_check(f->c, snap, "doc",
+              client_ts_physical_ms(ts2) == client_ts_physical_ms(ts1) ? "v2" : "v1");
+    client_txn_free(snap);
     fresh_check(f->c, "doc", "v2");
 }
 
@@ -537,6 +545,86 @@ static void test_large_transaction_is_batched(void **state)
     free(big);
 }
 
+/* A transaction kept open longer than the lock TTL prewrites with a TTL that covers its age, so
+ * readers do not roll it back as expired. */
+static void test_lock_ttl_covers_transaction_age(void **state)
+{
+    (void)state;
+    struct fake_pd *pd = fake_pd_new();
+    struct test_store *store = test_store_new();
+    assert_non_null(pd);
+    assert_non_null(store);
+    struct test_proxy *proxy = test_proxy_new(test_store_addr(store));
+    assert_non_null(proxy);
+    fake_pd_set_store(pd, 1, test_proxy_addr(proxy));
+    fake_pd_set_regions(pd, two_regions, 2);
+    struct client_options o = opts;
+    o.lock_ttl_ms = 100;
+    struct client *c;
+    char err[256];
+    assert_int_equal(client_new(fake_pd_addr(pd), &o, &c, err, sizeof err), 0);
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(c, &t), 0);
+    client_ts start = client_txn_start_ts(t), now;
+    /* Age the transaction: wait until the TSO is 300 ms past its start. */
+    for (;;) {
+        assert_int_equal(client_tso(c, &now), 0);
+        if ((now >> CLIENT_TS_LOGICAL_BITS) >= (start >> CLIENT_TS_LOGICAL_BITS) + 300)
+            break;
+        struct timespec poll = {0, 10 * 1000 * 1000};
+        nanosleep(&poll, NULL);
+    }
+    txn_put_str(t, "old", "but alive");
+    assert_int_equal(client_txn_commit(t, NULL), 0);
+    client_txn_free(t);
+    struct test_proxy_stats st;
+    test_proxy_get_stats(proxy, &st);
+    assert_true(st.last_lock_ttl >= 400);
+    assert_true(st.last_lock_ttl < 5000);
+    fresh_check(c, "old", "but alive");
+    client_free(c);
+    test_proxy_free(proxy);
+    test_store_free(store);
+    fake_pd_free(pd);
+}
+
+/* Commits whose answers are all lost: the client reports UNDETERMINED within its deadline, and the
+ * transaction did commit. */
+static void test_unacknowledged_commit_is_undetermined(void **state)
+{
+    (void)state;
+    struct fake_pd *pd = fake_pd_new();
+    struct test_store *store = test_store_new();
+    assert_non_null(pd);
+    assert_non_null(store);
+    struct test_proxy *proxy = test_proxy_new(test_store_addr(store));
+    assert_non_null(proxy);
+    fake_pd_set_store(pd, 1, test_proxy_addr(proxy));
+    fake_pd_set_regions(pd, two_regions, 2);
+    struct client_options o = opts;
+    o.timeout_ms = 500;
+    struct client *c;
+    char err[256];
+    assert_int_equal(client_new(fake_pd_addr(pd), &o, &c, err, sizeof err), 0);
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(c, &t), 0);
+    txn_put_str(t, "a", "maybe");
+    txn_put_str(t, "z", "maybe");
+    test_proxy_inject_method(proxy, "/tinykvpb.TinyKv/KvCommit", TEST_PROXY_LOSE_RESPONSE, -1);
+    uint64_t t0 = test_now_ms();
+    assert_int_equal(client_txn_commit(t, NULL), CLIENT_ERR_UNDETERMINED);
+    assert_true(test_now_ms() - t0 < 3000);
+    client_txn_free(t);
+    test_proxy_inject(proxy, TEST_PROXY_NONE, 0, 0, 0);
+    /* The store did commit the primary: readers see both keys (the secondary rolled forward). */
+    fresh_check(c, "a", "maybe");
+    fresh_check(c, "z", "maybe");
+    client_free(c);
+    test_proxy_free(proxy);
+    test_store_free(store);
+    fake_pd_free(pd);
+}
+
 /* The model of the scan test: committed value and buffered op per key. */
 enum { MODEL_KEYS = 104 };
 struct model_key {
@@ -555,13 +643,9 @@ static const char *model_visible(const struct model_key *m)
     return m->committed[0] ? m->committed : NULL;
 }
 
-/* Random committed data plus random buffered puts and deletes: every scan (random bounds and
- * limits, across the split) equals the same scan of a model. */
-static void test_scan_matches_model(void **state)
+/* One round of the scan model test with `seed`; it deletes its keys at the end. */
+static void scan_model_round(struct fixture *f, unsigned seed)
 {
-    struct fixture *f = *state;
-    const char *env = getenv("CLIENT_TEST_SEED");
-    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)test_now_ms();
     printf("scan model: seed %u (CLIENT_TEST_SEED=%u to repeat)\n", seed, seed);
     srand(seed);
     struct model_key m[MODEL_KEYS];
@@ -618,6 +702,26 @@ static void test_scan_matches_model(void **state)
         client_kvs_free(kvs, n);
     }
     client_txn_free(t);
+    /* Leave an empty keyspace for the next round. */
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    for (int i = 0; i < MODEL_KEYS; i++)
+        assert_int_equal(client_txn_delete(t, m[i].key, strlen(m[i].key)), 0);
+    assert_int_equal(client_txn_commit(t, NULL), 0);
+    client_txn_free(t);
+}
+
+/* Random committed data plus random buffered puts and deletes: every scan (random bounds and
+ * limits, across the split) equals the same scan of a model. */
+static void test_scan_matches_model(void **state)
+{
+    struct fixture *f = *state;
+    const char *env = getenv("CLIENT_TEST_SEED");
+    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)test_now_ms();
+    scan_model_round(f, seed);
+    /* Soak: CLIENT_SOAK_ROUNDS more rounds with the following seeds. */
+    const char *soak = getenv("CLIENT_SOAK_ROUNDS");
+    for (long i = 1; soak && i <= atol(soak); i++)
+        scan_model_round(f, seed + (unsigned)i);
 }
 
 struct counter_thread {
@@ -692,13 +796,9 @@ static void test_concurrent_counter(void **state)
     fresh_check(f->c, "counter", want);
 }
 
-/* Increments through a proxy that answers a quarter of all requests with a random region error,
- * UNAVAILABLE or a lost response (after the store acted): no increment is lost or doubled. */
-static void test_counter_through_faults(void **state)
+/* One round of the faulty counter test: its own scheduler, store and proxy. */
+static void faulty_counter_round(unsigned seed)
 {
-    (void)state;
-    const char *env = getenv("CLIENT_TEST_SEED");
-    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)test_now_ms();
     printf("faulty counter: seed %u (CLIENT_TEST_SEED=%u replays the fault draws; thread timing "
            "varies)\n",
            seed, seed);
@@ -740,6 +840,20 @@ static void test_counter_through_faults(void **state)
     fake_pd_free(pd);
 }
 
+/* Increments through a proxy that answers a quarter of all requests with a random region error,
+ * UNAVAILABLE or a lost response (after the store acted): no increment is lost or doubled. */
+static void test_counter_through_faults(void **state)
+{
+    (void)state;
+    const char *env = getenv("CLIENT_TEST_SEED");
+    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)test_now_ms();
+    faulty_counter_round(seed);
+    /* Soak: CLIENT_SOAK_ROUNDS more rounds with the following seeds. */
+    const char *soak = getenv("CLIENT_SOAK_ROUNDS");
+    for (long i = 1; soak && i <= atol(soak); i++)
+        faulty_counter_round(seed + (unsigned)i);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -754,6 +868,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollback_and_empty_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_matches_model, setup, teardown),
         cmocka_unit_test(test_commit_regroups_after_split),
+        cmocka_unit_test(test_lock_ttl_covers_transaction_age),
+        cmocka_unit_test(test_unacknowledged_commit_is_undetermined),
         cmocka_unit_test_setup_teardown(test_large_transaction_is_batched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_counter, setup, teardown),
         cmocka_unit_test(test_counter_through_faults),

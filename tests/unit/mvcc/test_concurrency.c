@@ -196,7 +196,7 @@ static void audit(struct world *w, int by_scan)
         struct mvcc_scan_result s;
         int locked = 0;
         CHECK_EQ(mvcc_scan(w->f->e, NULL,
-                           &(struct mvcc_scan_req){"acct", 4, "acct~", 5, 100, ts, 0}, &s),
+                           &(struct mvcc_scan_req){"acct", 4, "acct~", 5, 100, ts, 0, 0}, &s),
                  0);
         sum = 0;
         for (size_t i = 0; i < s.n_pairs; i++) {

@@ -31,10 +31,10 @@ static int scan_setup(void **state)
 static void scan(struct fx *f, const void *start, size_t slen, const void *end, size_t elen,
                  uint32_t limit, uint64_t version, struct mvcc_scan_result *r)
 {
-    assert_int_equal(mvcc_scan(f->e, NULL,
-                               &(struct mvcc_scan_req){start, slen, end, elen, limit, version, 0},
-                               r),
-                     0);
+    assert_int_equal(
+        mvcc_scan(f->e, NULL, &(struct mvcc_scan_req){start, slen, end, elen, limit, version, 0, 0},
+                  r),
+        0);
     assert_int_equal(r->error.kind, MVCC_KEY_ERR_NONE);
 }
 
@@ -87,6 +87,24 @@ static void test_scan_all(void **state)
     scan(f, NULL, 0, NULL, 0, 10000, 100, &r);
     assert_int_equal(r.n_pairs, 11);
     mvcc_scan_result_free(&r);
+}
+
+/* key_only returns the same visible keys as a full scan, without values. */
+static void test_scan_key_only(void **state)
+{
+    struct fx *f = *state;
+    struct mvcc_scan_result full, keys;
+    scan(f, NULL, 0, NULL, 0, 10000, 100, &full);
+    struct mvcc_scan_req req = {.limit = 10000, .version = 100, .key_only = 1};
+    assert_int_equal(mvcc_scan(f->e, NULL, &req, &keys), 0);
+    assert_int_equal(keys.n_pairs, full.n_pairs);
+    for (size_t i = 0; i < keys.n_pairs; i++) {
+        assert_int_equal(keys.pairs[i].key_len, full.pairs[i].key_len);
+        assert_memory_equal(keys.pairs[i].key, full.pairs[i].key, keys.pairs[i].key_len);
+        assert_int_equal(keys.pairs[i].value_len, 0);
+    }
+    mvcc_scan_result_free(&full);
+    mvcc_scan_result_free(&keys);
 }
 
 /* The limit caps the number of pairs; the scan starts at the start key. */
@@ -233,9 +251,9 @@ static void test_scan_max_bytes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_scan_empty),     T(test_scan_limit_zero), T(test_scan_all),     T(test_scan_limit),
-        T(test_scan_deleted),   T(test_scan_versions),   T(test_scan_end_key), T(test_scan_locks),
-        T(test_scan_long_keys), T(test_scan_max_bytes),
+        T(test_scan_empty),     T(test_scan_limit_zero), T(test_scan_all),      T(test_scan_limit),
+        T(test_scan_deleted),   T(test_scan_versions),   T(test_scan_end_key),  T(test_scan_locks),
+        T(test_scan_long_keys), T(test_scan_max_bytes),  T(test_scan_key_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

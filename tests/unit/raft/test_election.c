@@ -317,6 +317,66 @@ static void test_candidate_rejected_by_quorum(void **state)
     rh_net_close(&net);
 }
 
+/* A leader asked to campaign again stays leader in the same term. */
+static void test_campaign_while_leader(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    net_up(&net, 3, 0);
+    rh_campaign(&net, 1);
+    rh_campaign(&net, 1);
+    assert_int_equal(rh_status(&net, 1).role, RAFT_ROLE_LEADER);
+    assert_int_equal(rh_status(&net, 1).hard_state.term, 1);
+    rh_net_close(&net);
+}
+
+/* Followers of one group time out at different ticks most of the time, which avoids split votes. */
+static void test_election_timeouts_rarely_collide(void **state)
+{
+    (void)state;
+    int collisions = 0;
+    for (uint64_t seed = 1; seed <= 100; seed++) {
+        struct rh_net net;
+        struct rh_config cfg;
+        rh_config_default(&cfg);
+        cfg.seed = seed;
+        rh_net_init(&net, &cfg);
+        rh_net_isolate(&net, 1);
+        rh_net_isolate(&net, 2);
+        int t1 = 0, t2 = 0;
+        for (int t = 1; t <= 40 && (!t1 || !t2); t++) {
+            rh_tick(&net, 1);
+            rh_tick(&net, 2);
+            if (!t1 && rh_status(&net, 1).role != RAFT_ROLE_FOLLOWER)
+                t1 = t;
+            if (!t2 && rh_status(&net, 2).role != RAFT_ROLE_FOLLOWER)
+                t2 = t;
+        }
+        collisions += t1 == t2;
+        rh_net_close(&net);
+    }
+    assert_true(collisions < 30);
+}
+
+/* A candidate behind in terms learns the voter's term from its refusal (Raft paper RequestVote
+ * reply). */
+static void test_stale_candidate_learns_term_from_rejection(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    net_up(&net, 3, 0);
+    rh_node_set_log(&net, 3, NULL, 0, 5, 0, 0);
+    rh_net_cut(&net, 1, 2);
+    rh_campaign(&net, 1); /* term 1 < 5 */
+    struct raft_status st = rh_status(&net, 1);
+    assert_int_equal(st.hard_state.term, 5);
+    assert_int_equal(st.role, RAFT_ROLE_FOLLOWER);
+    rh_campaign(&net, 1); /* now at term 6, 3 grants */
+    assert_int_equal(rh_status(&net, 1).role, RAFT_ROLE_LEADER);
+    assert_int_equal(rh_status(&net, 1).hard_state.term, 6);
+    rh_net_close(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +392,9 @@ int main(void)
         cmocka_unit_test(test_higher_term_converts_to_follower),
         cmocka_unit_test(test_old_messages_ignored),
         cmocka_unit_test(test_candidate_rejected_by_quorum),
+        cmocka_unit_test(test_campaign_while_leader),
+        cmocka_unit_test(test_election_timeouts_rarely_collide),
+        cmocka_unit_test(test_stale_candidate_learns_term_from_rejection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -284,6 +285,183 @@ static void test_lagging_follower_catches_up(void **state)
     rh_net_close(&net);
 }
 
+/* A leader sends a heartbeat to every follower each heartbeat interval, and none in between. */
+static void test_leader_heartbeat_interval(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    struct rh_config cfg;
+    rh_config_default(&cfg);
+    cfg.heartbeat_ticks = 3;
+    rh_net_init(&net, &cfg);
+    rh_campaign(&net, 1);
+    rh_net_clear_queue(&net);
+    uint64_t before = net.sent[1][RAFT_MSG_HEARTBEAT];
+    rh_tick(&net, 1);
+    rh_tick(&net, 1);
+    assert_int_equal(net.sent[1][RAFT_MSG_HEARTBEAT], before);
+    rh_tick(&net, 1);
+    assert_int_equal(net.sent[1][RAFT_MSG_HEARTBEAT], before + 2);
+    rh_net_close(&net);
+}
+
+/* Log matching (§5.3): after leader changes under partitions, any two logs holding an entry with
+ * the same index and term agree on every entry up to it. */
+static void test_log_matching_property(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    net_up(&net, 5);
+    rh_campaign(&net, 1);
+    rh_propose(&net, 1, "a");
+    rh_net_cut(&net, 1, 3);
+    rh_net_cut(&net, 1, 4);
+    rh_net_cut(&net, 1, 5);
+    rh_propose(&net, 1, "lost1"); /* only on 1 and 2 */
+    rh_net_recover(&net);
+    rh_net_isolate(&net, 1);
+    rh_net_isolate(&net, 2);
+    rh_campaign(&net, 3);
+    rh_propose(&net, 3, "b"); /* 3, 4, 5 commit */
+    rh_net_recover(&net);
+    rh_net_isolate(&net, 3);
+    rh_campaign(&net, 4);
+    rh_propose(&net, 4, "c");
+    rh_net_recover(&net);
+    rh_tick_all(&net, 3);
+    for (uint64_t a = 1; a <= 5; a++) {
+        for (uint64_t b = a + 1; b <= 5; b++) {
+            uint64_t la = rh_status(&net, a).last_index, lb = rh_status(&net, b).last_index;
+            uint64_t hi = la < lb ? la : lb;
+            uint64_t top = 0;
+            for (uint64_t i = hi; i >= 1 && top == 0; i--)
+                if (rh_storage_term(&net, a, i) == rh_storage_term(&net, b, i))
+                    top = i;
+            for (uint64_t i = 1; i <= top; i++)
+                assert_int_equal(rh_storage_term(&net, a, i), rh_storage_term(&net, b, i));
+        }
+    }
+    for (uint64_t id = 1; id <= 5; id++) {
+        assert_false(rh_applied_data(&net, id, "lost1"));
+        assert_true(rh_applied_data(&net, id, "c"));
+    }
+    assert_clean(&net);
+    rh_net_close(&net);
+}
+
+/* Figure 8 (c): S4 and S5 are unreachable, and the term-3 entry (index 3) never reaches a follower
+ * that already holds index 2; a follower lacking index 2 may still see (and refuse) the probe. */
+static bool fig8_filter(void *ctx, const struct raft_message *m)
+{
+    struct rh_net *net = ctx;
+    if (m->from >= 4 || m->to >= 4)
+        return true;
+    if (m->msg_type != RAFT_MSG_APPEND)
+        return false;
+    for (size_t i = 0; i < m->n_entries; i++)
+        if (m->entries[i].index >= 3 && rh_status(net, m->to).last_index >= 2)
+            return true;
+    return false;
+}
+
+/* Figure 8 setup through (b): S1 (term 1) put x2 at index 2 on S1,S2; S5 won term 2 alone with its
+ * own index 2..3, then crashed; S1 is back as leader of term 3. */
+static void figure8_setup(struct rh_net *net)
+{
+    struct rh_config cfg;
+    rh_config_default(&cfg);
+    cfg.n = 5;
+    cfg.max_entries_per_msg = 1;
+    cfg.verbose = getenv("RAFT_TEST_VERBOSE") != NULL;
+    rh_net_init(net, &cfg);
+    rh_campaign(net, 1);
+    rh_net_cut(net, 1, 3);
+    rh_net_cut(net, 1, 4);
+    rh_net_cut(net, 1, 5);
+    rh_propose(net, 1, "x2"); /* (a) index 2, term 1 on S1 and S2 */
+    rh_node_crash(net, 1);
+    rh_net_recover(net);
+    rh_net_ignore(net, RAFT_MSG_APPEND);
+    rh_campaign(net, 5); /* (b) S5 wins term 2 with S3, S4 */
+    assert_int_equal(rh_status(net, 5).role, RAFT_ROLE_LEADER);
+    rh_propose(net, 5, "y3");
+    rh_node_crash(net, 5);
+    rh_node_restart(net, 1);
+    rh_campaign(net, 1); /* term 2 is taken: refused, learns term 2 */
+    rh_campaign(net, 1); /* term 3: S2, S3, S4 vote */
+    assert_int_equal(rh_status(net, 1).role, RAFT_ROLE_LEADER);
+    assert_int_equal(rh_status(net, 1).hard_state.term, 3);
+    rh_net_recover(net);
+}
+
+/* Figure 8 (c)-(d): an old-term entry stored on a majority is not committed, and a later leader may
+ * rightly overwrite it. */
+static void test_figure8_old_term_entry_overwritten(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    figure8_setup(&net);
+    net.filter = fig8_filter;
+    net.filter_ctx = &net;
+    rh_tick_all(&net, 3); /* (c) x2 reaches S3: now on S1, S2, S3 */
+    assert_int_equal(rh_storage_term(&net, 3, 2), 1);
+    /* S2 (which holds x2 since (a)) acknowledges it: a majority stores x2 */
+    struct raft_message ack = msg(RAFT_MSG_APPEND_RESPONSE, 2, 1, 3);
+    ack.index = 2;
+    rh_net_send(&net, &ack);
+    struct raft_status st;
+    raft_rawnode_status(rh_node(&net, 1)->rn, &st);
+    assert_int_equal(st.peers[1].match, 2);
+    assert_int_equal(st.peers[2].match, 2);
+    raft_status_free(&st);
+    assert_int_equal(rh_status(&net, 1).hard_state.commit, 1); /* yet not committed */
+    rh_node_crash(&net, 1);
+    net.filter = NULL;
+    rh_node_restart(&net, 5);
+    for (int i = 0; i < 3 && rh_status(&net, 5).role != RAFT_ROLE_LEADER; i++)
+        rh_campaign(&net, 5); /* (d) S5's last term 2 beats their last term 1 */
+    assert_int_equal(rh_status(&net, 5).role, RAFT_ROLE_LEADER);
+    rh_tick_all(&net, 3);
+    for (uint64_t id = 2; id <= 4; id++) {
+        assert_int_equal(rh_storage_term(&net, id, 2), 2); /* x2 replaced */
+        assert_false(rh_applied_data(&net, id, "x2"));
+        assert_true(rh_applied_data(&net, id, "y3"));
+    }
+    assert_clean(&net);
+    rh_net_close(&net);
+}
+
+/* Figure 8 (e): once the leader replicates an entry of its own term to a majority, the old entry is
+ * committed and S5 can never win. */
+static void test_figure8_current_term_entry_protects(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    figure8_setup(&net);
+    rh_net_isolate(&net, 4);
+    rh_net_isolate(&net, 5);
+    rh_tick_all(&net, 3);
+    assert_int_equal(rh_status(&net, 1).hard_state.commit, 3);
+    assert_true(rh_applied_data(&net, 1, "x2"));
+    rh_node_crash(&net, 1);
+    rh_net_recover(&net);
+    rh_net_isolate(&net, 1);
+    rh_node_restart(&net, 5);
+    for (int i = 0; i < 5; i++) {
+        rh_campaign(&net, 5);
+        assert_int_not_equal(rh_status(&net, 5).role, RAFT_ROLE_LEADER);
+    }
+    uint64_t lead = 0;
+    for (int i = 0; i < 100 && ((lead = rh_leader(&net)) == 0 || lead == 5); i++)
+        rh_tick_all(&net, 1);
+    assert_true(lead == 2 || lead == 3);
+    rh_tick_all(&net, 3);
+    for (uint64_t id = 2; id <= 5; id++)
+        assert_true(rh_applied_data(&net, id, "x2"));
+    assert_clean(&net);
+    rh_net_close(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +475,10 @@ int main(void)
         cmocka_unit_test(test_append_consistency_check),
         cmocka_unit_test(test_proposal_dropped_unless_leader),
         cmocka_unit_test(test_lagging_follower_catches_up),
+        cmocka_unit_test(test_leader_heartbeat_interval),
+        cmocka_unit_test(test_log_matching_property),
+        cmocka_unit_test(test_figure8_old_term_entry_overwritten),
+        cmocka_unit_test(test_figure8_current_term_entry_protects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

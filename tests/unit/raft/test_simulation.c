@@ -138,16 +138,18 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
     cfg.n = (r >> 7) % 2 ? 5 : 3;
     cfg.pre_vote = (int)((r >> 9) % 2);
     cfg.check_quorum = (int)((r >> 10) % 2);
-    cfg.election_ticks = 10;
-    cfg.heartbeat_ticks = 2;
+    cfg.election_ticks = 5 + (int)((r >> 20) % 11);
+    cfg.heartbeat_ticks = 1 + (int)((r >> 24) % 3);
     cfg.max_size_per_msg = (r >> 11) % 2 ? 64 : UINT64_MAX;
     cfg.max_entries_per_msg = (r >> 12) % 4;
     cfg.max_inflight_msgs = 1 + (int)((r >> 14) % 8);
     cfg.bootstrap_snapshot = true;
     cfg.verbose = verbose;
     rh_net_init(&net, &cfg);
+    double loss = (double)((r >> 28) % 4) * 0.07; /* 0%, 7%, 14% or 21% */
     net.dup_rate = 0.03;
-    set_loss(&net, 0.05);
+    net.crash_after_persist = 0.002;
+    set_loss(&net, loss);
     uint64_t next_spare = (uint64_t)cfg.n + 1;
     int proposals = 0;
     fail[0] = '\0';
@@ -179,7 +181,7 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
             partition(&net);
         } else if (a < 955) {
             rh_net_recover(&net);
-            set_loss(&net, 0.05);
+            set_loss(&net, loss);
         } else if (a < 975) {
             if ((id = pick_up_node(&net)))
                 compact(&net, id);
@@ -207,6 +209,7 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
     /* Heal: everyone up, no loss, no partitions; a new proposal must commit. */
     rh_net_recover(&net);
     net.dup_rate = 0;
+    net.crash_after_persist = 0;
     for (uint64_t id = 1; id < RH_MAX_NODES; id++)
         if (net.nodes[id].exists && !net.nodes[id].up)
             rh_node_restart(&net, id);
@@ -227,6 +230,31 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
         for (uint64_t id = 1; id < RH_MAX_NODES; id++)
             if (net.nodes[id].exists && rh_applied_data(&net, id, final))
                 done = true;
+    }
+    /* Then every member of the leader's configuration catches up to it. */
+    bool converged = false;
+    uint64_t final_index = 0;
+    for (uint64_t id = 1; id < RH_MAX_NODES && done; id++) {
+        struct rh_node *nd = rh_node(&net, id);
+        for (size_t i = 0; i < nd->n_log; i++)
+            if (nd->log[i].data_len == strlen(final) &&
+                memcmp(nd->log[i].data, final, strlen(final)) == 0)
+                final_index = nd->log[i].index;
+    }
+    for (int k = 0; done && !converged && k < HEAL_BOUND_TICKS && net.violation[0] == '\0'; k++) {
+        uint64_t lead = rh_leader(&net);
+        if (lead != 0) {
+            struct raft_status st;
+            if (raft_rawnode_status(rh_node(&net, lead)->rn, &st) != RAFT_OK)
+                abort();
+            converged = true;
+            for (size_t i = 0; i < st.n_peers; i++)
+                if (rh_node(&net, st.peers[i].id)->applied < final_index)
+                    converged = false;
+            raft_status_free(&st);
+        }
+        if (!converged)
+            rh_tick_all(&net, 1);
     }
     if (verbose) {
         for (uint64_t id = 1; id < RH_MAX_NODES; id++) {
@@ -260,6 +288,9 @@ static void run_seed(uint64_t seed, const struct sim_opts *opts, bool verbose, c
         snprintf(fail, fail_len, "%s", net.violation);
     else if (!done)
         snprintf(fail, fail_len, "no progress within %d ticks after healing", HEAL_BOUND_TICKS);
+    else if (!converged)
+        snprintf(fail, fail_len, "members did not all reach index %llu after healing",
+                 (unsigned long long)final_index);
     rh_net_close(&net);
 }
 

@@ -180,6 +180,23 @@ static void test_transfer_aborted_when_transferee_removed(void **state)
     rh_net_close(&net);
 }
 
+/* Asking to transfer back to the current leader cancels a pending transfer. */
+static void test_transfer_back_to_self_cancels(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    net_up(&net, false, false);
+    rh_net_isolate(&net, 3);
+    rh_propose(&net, 1, "x");
+    transfer(&net, 1, 3);
+    assert_int_equal(rh_status(&net, 1).lead_transferee, 3);
+    transfer(&net, 1, 1);
+    assert_int_equal(rh_status(&net, 1).lead_transferee, 0);
+    assert_int_equal(rh_propose(&net, 1, "y"), RAFT_OK);
+    check_leader(&net, 1, 1);
+    rh_net_close(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_transfer_repeat_and_replace),
         cmocka_unit_test(test_transfer_overrides_lease),
         cmocka_unit_test(test_transfer_aborted_when_transferee_removed),
+        cmocka_unit_test(test_transfer_back_to_self_cancels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

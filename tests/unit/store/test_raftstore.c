@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "eraftpb.pb-c.h"
+#include "raft_serverpb.pb-c.h"
 #include "tests/lib/test_cluster.h"
 #include "tests/lib/test_util.h"
 
@@ -252,6 +254,105 @@ static void test_add_and_remove_peers_including_leader(void **state)
     test_cluster_free(c);
 }
 
+/* Sends store `to` a heartbeat for region 1 from peer 1 as of an old membership (conf_ver). */
+static void send_stale_heartbeat(struct test_cluster *c, int to, uint64_t to_peer,
+                                 uint64_t conf_ver)
+{
+    Metapb__Peer from = METAPB__PEER__INIT, dst = METAPB__PEER__INIT;
+    from.id = 1;
+    from.store_id = 1;
+    dst.id = to_peer;
+    dst.store_id = (uint64_t)to;
+    Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
+    epoch.conf_ver = conf_ver;
+    epoch.version = 1;
+    Eraftpb__Message m = ERAFTPB__MESSAGE__INIT;
+    m.msg_type = ERAFTPB__MESSAGE_TYPE__MsgHeartbeat;
+    m.from = 1;
+    m.to = to_peer;
+    m.term = 6;
+    RaftServerpb__RaftMessage msg = RAFT_SERVERPB__RAFT_MESSAGE__INIT;
+    msg.region_id = 1;
+    msg.from_peer = &from;
+    msg.to_peer = &dst;
+    msg.region_epoch = &epoch;
+    msg.message = &m;
+    raftstore_step(test_cluster_store(c, to), &msg);
+}
+
+/* A removed peer is destroyed for good: a stale message from the old configuration does not
+ * bring it back, also after its store restarts, and adding the same peer id again is ignored. */
+static void test_removed_peer_not_resurrected_by_stale_messages(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3, 0);
+    put_ok(c, "k", "v");
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    int victim = leader % 3 + 1;
+    assert_int_equal(test_cluster_remove_peer(c, victim, OP_TIMEOUT), 0);
+    assert_true(wait_local(c, victim, "k", NULL, 10000));
+    send_stale_heartbeat(c, victim, (uint64_t)victim, 1);
+    usleep(300000);
+    struct raftstore_peer_info info;
+    assert_false(test_cluster_peer_info(c, victim, &info));
+    test_cluster_stop_store(c, victim);
+    test_cluster_start_store(c, victim);
+    send_stale_heartbeat(c, victim, (uint64_t)victim, 1);
+    usleep(300000);
+    assert_false(test_cluster_peer_info(c, victim, &info));
+    /* The rest of the region goes on. */
+    put_ok(c, "k2", "v2");
+    get_eq(c, "k", "v");
+    test_cluster_free(c);
+}
+
+/* A repeated membership change (the same add twice) changes the configuration once. */
+static void test_duplicate_change_peer_is_ignored(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 2, 0);
+    put_ok(c, "k", "v");
+    assert_int_equal(test_cluster_add_peer(c, 3, 103, OP_TIMEOUT), 0);
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    struct raftstore_peer_info before, after;
+    assert_true(test_cluster_peer_info(c, leader, &before));
+    raftstore_change_peer(test_cluster_store(c, leader), 1, 0, (struct region_peer){103, 3});
+    raftstore_change_peer(test_cluster_store(c, leader), 1, 0, (struct region_peer){103, 3});
+    put_ok(c, "k2", "v2"); /* a round trip through the log after the duplicates */
+    assert_true(test_cluster_peer_info(c, leader, &after));
+    assert_int_equal(after.conf_ver, before.conf_ver);
+    assert_int_equal(after.n_peers, 3);
+    test_cluster_free(c);
+}
+
+/* A lost snapshot is reported as failed, so the leader sends another and a follower left
+ * behind by a partition catches up (found by test_raftstore_faults, seed 3450741). */
+static void test_snapshot_lost_in_partition_is_resent(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3, 20);
+    put_ok(c, "first", "1");
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    int cut = leader % 3 + 1;
+    int rest[2], nr = 0;
+    for (int s = 1; s <= 3; s++)
+        if (s != cut)
+            rest[nr++] = s;
+    test_cluster_partition(c, &cut, 1, rest, 2);
+    char k[32];
+    for (int i = 0; i < 150; i++) {
+        snprintf(k, sizeof k, "p%03d", i);
+        put_ok(c, k, k);
+    }
+    /* Heal, but lose every snapshot for a while: the leader must hear of the loss and resend. */
+    test_cluster_drop_snapshots(c, 1);
+    test_cluster_heal(c);
+    usleep(1000000);
+    test_cluster_drop_snapshots(c, 0);
+    assert_true(wait_local(c, cut, "p149", "p149", 15000));
+    test_cluster_free(c);
+}
+
 /* Leadership moves to the requested store and writes keep working. */
 static void test_transfer_leader(void **state)
 {
@@ -278,6 +379,9 @@ int main(void)
         cmocka_unit_test(test_snapshot_after_log_compaction),
         cmocka_unit_test(test_add_and_remove_peers_including_leader),
         cmocka_unit_test(test_transfer_leader),
+        cmocka_unit_test(test_removed_peer_not_resurrected_by_stale_messages),
+        cmocka_unit_test(test_duplicate_change_peer_is_ignored),
+        cmocka_unit_test(test_snapshot_lost_in_partition_is_resent),
     };
     return cmocka_run_group_tests_name("raftstore", tests, NULL, NULL);
 }

@@ -287,6 +287,30 @@ static void test_scan_order_start_and_limit(void **state)
     protobuf_c_message_free_unpacked(&s->base, NULL);
 }
 
+/* A scan stops before its end key, and key_only answers keys without values. */
+static void test_scan_end_key_and_key_only(void **state)
+{
+    struct fixture *f = *state;
+    put_ok(f, "", "a", "1");
+    put_ok(f, "", "b", "2");
+    put_ok(f, "", "c", "3");
+    Kvrpcpb__RawScanRequest req = KVRPCPB__RAW_SCAN_REQUEST__INIT;
+    req.start_key = bin("a", 1);
+    req.end_key = bin("c", 1);
+    req.limit = 10;
+    req.key_only = 1;
+    ProtobufCMessage *resp;
+    assert_int_equal(rpc_client_unary(f->client, f->addr, "/tinykvpb.TinyKv/RawScan", &req.base,
+                                      &kvrpcpb__raw_scan_response__descriptor, &resp, 5000, NULL),
+                     0);
+    Kvrpcpb__RawScanResponse *s = (Kvrpcpb__RawScanResponse *)resp;
+    assert_int_equal(s->n_kvs, 2);
+    assert_memory_equal(s->kvs[1]->key.data, "b", 1);
+    assert_int_equal(s->kvs[0]->value.len, 0);
+    assert_int_equal(s->kvs[1]->value.len, 0);
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
 /* An unknown method answers UNIMPLEMENTED; bytes that do not decode answer INVALID_ARGUMENT. */
 static void test_unknown_method_and_garbage(void **state)
 {
@@ -381,6 +405,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_input_rejected_without_writing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_order_start_and_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_end_key_and_key_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_method_and_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bidi_stream_echo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_stream_count, setup, teardown),
