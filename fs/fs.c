@@ -119,7 +119,7 @@ int fs_prefix_has_keys(struct client_txn *txn, const uint8_t *prefix, size_t pre
     int rc;
 
     fs_prefix_end(prefix, prefix_len, end, &end_len);
-    rc = client_txn_scan(txn, prefix, prefix_len, end, end_len, 2, &kvs, &n);
+    rc = client_txn_scan_keys(txn, prefix, prefix_len, end, end_len, 2, &kvs, &n);
     if (rc != CLIENT_OK)
         return rc;
     *found = 0;

@@ -5,8 +5,8 @@
 
 #include "fs/fs_internal.h"
 
-/* Keys fetched per scan while listing. */
-#define READDIR_BATCH 64
+/* Keys fetched per scan while listing (keys only: values stay on the stores). */
+#define READDIR_BATCH 256
 
 int fs_op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
                   struct fuse_file_info *fi, enum fuse_readdir_flags flags)
@@ -45,7 +45,7 @@ int fs_op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
         size_t n = 0;
         int jumped = 0;
 
-        rc = client_txn_scan(txn, start, start_len, end, end_len, READDIR_BATCH, &kvs, &n);
+        rc = client_txn_scan_keys(txn, start, start_len, end, end_len, READDIR_BATCH, &kvs, &n);
         if (rc != CLIENT_OK)
             break;
         for (size_t i = 0; i < n && !jumped; i++) {
