@@ -19,8 +19,11 @@ struct cstore {
     int id;
     char path[512];
     struct engine *kv, *raft;
-    struct raftstore *rs;    /* NULL while stopped; changed under c->mu */
+    struct raftstore *rs;    /* NULL while stopped; changed under c->mu and `life` */
     struct storage *storage; /* raft_kv over rs */
+    /* Held shared by anything using rs, storage or kv from a test thread, and
+     * exclusively while the store starts or stops (writers first). */
+    pthread_rwlock_t life;
 };
 
 struct in_flight {
@@ -45,6 +48,17 @@ struct test_cluster {
     uint64_t rng;
     pthread_t thread;
 };
+
+/* Pins store `id` (running or not) against being stopped or started meanwhile. */
+static void hold(struct test_cluster *c, int id)
+{
+    pthread_rwlock_rdlock(&c->stores[id].life);
+}
+
+static void release(struct test_cluster *c, int id)
+{
+    pthread_rwlock_unlock(&c->stores[id].life);
+}
 
 static uint64_t next_rand(struct test_cluster *c)
 {
@@ -175,8 +189,11 @@ static void open_engines(struct cstore *s)
 void test_cluster_start_store(struct test_cluster *c, int id)
 {
     struct cstore *s = &c->stores[id];
-    if (s->rs)
+    pthread_rwlock_wrlock(&s->life);
+    if (s->rs) {
+        pthread_rwlock_unlock(&s->life);
         return;
+    }
     open_engines(s);
     struct raftstore_config cfg = {
         .store_id = (uint64_t)id,
@@ -199,23 +216,28 @@ void test_cluster_start_store(struct test_cluster *c, int id)
     pthread_mutex_lock(&c->mu);
     s->rs = rs;
     pthread_mutex_unlock(&c->mu);
+    pthread_rwlock_unlock(&s->life);
 }
 
 void test_cluster_stop_store(struct test_cluster *c, int id)
 {
     struct cstore *s = &c->stores[id];
+    pthread_rwlock_wrlock(&s->life);
     pthread_mutex_lock(&c->mu);
     struct raftstore *rs = s->rs;
     s->rs = NULL;
     pthread_mutex_unlock(&c->mu);
-    if (!rs)
+    if (!rs) {
+        pthread_rwlock_unlock(&s->life);
         return;
+    }
     raftstore_free(rs);
     storage_free(s->storage);
     s->storage = NULL;
     engine_close(s->kv);
     engine_close(s->raft);
     s->kv = s->raft = NULL;
+    pthread_rwlock_unlock(&s->life);
 }
 
 struct test_cluster *test_cluster_new(const struct test_cluster_options *opts)
@@ -241,6 +263,11 @@ struct test_cluster *test_cluster_new(const struct test_cluster_options *opts)
         struct cstore *s = &c->stores[i];
         s->c = c;
         s->id = i;
+        pthread_rwlockattr_t attr;
+        pthread_rwlockattr_init(&attr);
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&s->life, &attr);
+        pthread_rwlockattr_destroy(&attr);
         snprintf(s->path, sizeof s->path, "%s/store%d", c->dir, i);
         mkdir(s->path, 0755);
         if (i <= c->opts.n_region_peers) {
@@ -277,6 +304,8 @@ void test_cluster_free(struct test_cluster *c)
         free(f->buf);
         free(f);
     }
+    for (int i = 1; i <= c->opts.n_stores; i++)
+        pthread_rwlock_destroy(&c->stores[i].life);
     test_tmpdir_remove(c->dir);
     free(c);
 }
@@ -329,18 +358,31 @@ struct storage *test_cluster_storage(struct test_cluster *c, int store)
 
 int test_cluster_peer_info(struct test_cluster *c, int store, struct raftstore_peer_info *out)
 {
+    hold(c, store);
     struct raftstore *rs = c->stores[store].rs;
-    if (!rs)
-        return 0;
+    int found = 0;
     struct raftstore_peer_info infos[16];
-    size_t n = raftstore_peers(rs, infos, 16);
-    for (size_t i = 0; i < n && i < 16; i++) {
+    size_t n = rs ? raftstore_peers(rs, infos, 16) : 0;
+    for (size_t i = 0; i < n && i < 16 && !found; i++) {
         if (infos[i].region_id == 1) {
             *out = infos[i];
-            return 1;
+            found = 1;
         }
     }
-    return 0;
+    release(c, store);
+    return found;
+}
+
+/* Runs a membership or leadership request on a store that is running. */
+static void on_store(struct test_cluster *c, int store, int kind, struct region_peer peer)
+{
+    hold(c, store);
+    struct raftstore *rs = c->stores[store].rs;
+    if (rs && kind == 2)
+        raftstore_transfer_leader(rs, 1, peer.id);
+    else if (rs)
+        raftstore_change_peer(rs, 1, kind, peer);
+    release(c, store);
 }
 
 int test_cluster_leader(struct test_cluster *c, int timeout_ms)
@@ -381,13 +423,13 @@ static int with_leader(struct test_cluster *c, int timeout_ms,
     do {
         int leader = test_cluster_leader(c, 50);
         struct raftstore_peer_info info;
-        pthread_mutex_lock(&c->mu);
-        struct storage *s = leader ? c->stores[leader].storage : NULL;
-        pthread_mutex_unlock(&c->mu);
-        if (s && test_cluster_peer_info(c, leader, &info)) {
+        if (leader && test_cluster_peer_info(c, leader, &info)) {
             struct storage_ctx ctx = {
                 .region_id = 1, .region_conf_ver = info.conf_ver, .region_version = info.version};
-            rc = op(s, &ctx, arg);
+            hold(c, leader);
+            struct storage *s = c->stores[leader].storage;
+            rc = s ? op(s, &ctx, arg) : -1;
+            release(c, leader);
             if (rc == 0 || rc == STORAGE_ERR_NOT_FOUND)
                 return rc;
         }
@@ -459,11 +501,12 @@ int test_cluster_get(struct test_cluster *c, const char *key, char **value, int 
 char *test_cluster_local_get(struct test_cluster *c, int store, const char *key)
 {
     struct cstore *s = &c->stores[store];
-    if (!s->kv)
-        return NULL;
+    hold(c, store);
     struct storage_reader *r;
-    if (engine_snapshot_reader(s->kv, &r) != 0)
+    if (!s->kv || engine_snapshot_reader(s->kv, &r) != 0) {
+        release(c, store);
         return NULL;
+    }
     void *v;
     size_t len;
     char *out = NULL;
@@ -474,6 +517,7 @@ char *test_cluster_local_get(struct test_cluster *c, int store, const char *key)
         free(v);
     }
     storage_reader_free(r);
+    release(c, store);
     return out;
 }
 
@@ -493,8 +537,7 @@ int test_cluster_add_peer(struct test_cluster *c, int store, uint64_t peer_id, i
         if (leader) {
             struct raftstore_peer_info before;
             test_cluster_peer_info(c, leader, &before);
-            raftstore_change_peer(c->stores[leader].rs, 1, 0,
-                                  (struct region_peer){peer_id, (uint64_t)store});
+            on_store(c, leader, 0, (struct region_peer){peer_id, (uint64_t)store});
             uint64_t until = test_now_ms() + 1000;
             while (test_now_ms() < until) {
                 struct raftstore_peer_info now;
@@ -517,8 +560,7 @@ int test_cluster_remove_peer(struct test_cluster *c, int store, int timeout_ms)
             return 0; /* already gone */
         int leader = test_cluster_leader(c, 100);
         if (leader) {
-            raftstore_change_peer(c->stores[leader].rs, 1, 1,
-                                  (struct region_peer){target.peer_id, (uint64_t)store});
+            on_store(c, leader, 1, (struct region_peer){target.peer_id, (uint64_t)store});
             uint64_t until = test_now_ms() + 1000;
             while (test_now_ms() < until) {
                 if (region_has_store(c, leader, store, 0))
@@ -539,7 +581,7 @@ int test_cluster_transfer_leader(struct test_cluster *c, int to_store, int timeo
             return 0;
         struct raftstore_peer_info target;
         if (leader && test_cluster_peer_info(c, to_store, &target))
-            raftstore_transfer_leader(c->stores[leader].rs, 1, target.peer_id);
+            on_store(c, leader, 2, (struct region_peer){target.peer_id, (uint64_t)to_store});
         usleep(50000);
     } while (test_now_ms() < deadline);
     return -1;
