@@ -237,14 +237,20 @@ void peer_read(struct peer *p, struct mail *m)
         raftstore_answer(m->cb, m->cb_arg, STORAGE_ERR_NOMEM, NULL, NULL);
         return;
     }
-    uint64_t id = ++p->rs->next_read_id;
-    uint8_t ctx[8];
-    for (int i = 0; i < 8; i++)
-        ctx[i] = (uint8_t)(id >> (56 - 8 * i));
-    if (raft_rawnode_read_index(p->rn, ctx, sizeof ctx) != 0) {
-        free(rd);
-        answer_not_leader(p, m->cb, m->cb_arg);
-        return;
+    /* Reads drained from the mailbox together share one ReadIndex: all of them
+     * arrived before it is issued, so its confirmation covers each. */
+    uint64_t id = p->batch_read_id;
+    if (!id) {
+        id = ++p->rs->next_read_id;
+        uint8_t ctx[8];
+        for (int i = 0; i < 8; i++)
+            ctx[i] = (uint8_t)(id >> (56 - 8 * i));
+        if (raft_rawnode_read_index(p->rn, ctx, sizeof ctx) != 0) {
+            free(rd);
+            answer_not_leader(p, m->cb, m->cb_arg);
+            return;
+        }
+        p->batch_read_id = id;
     }
     *rd = (struct pending_read){id, 0, m->cb, m->cb_arg, NULL};
     if (p->reads_tail)

@@ -411,6 +411,9 @@ static void *store_loop(void *arg)
             free_mail(mails);
             mails = next;
         }
+        /* Reads that arrive from now on need a ReadIndex of their own. */
+        for (struct peer *p = rs->peers; p; p = p->next)
+            p->batch_read_id = 0;
         uint64_t now = now_ms();
         if (now >= next_tick) {
             for (struct peer *p = rs->peers; p; p = p->next)

@@ -66,7 +66,8 @@ struct peer {
     int is_leader;
     struct proposal *proposals, *proposals_tail; /* in index order */
     struct pending_read *reads, *reads_tail;     /* in request order */
-    int pending_remove; /* removed from the region: destroy after this ready */
+    uint64_t batch_read_id; /* ReadIndex issued for this mailbox drain; 0 after it */
+    int pending_remove;     /* removed from the region: destroy after this ready */
     int ticks_since_heartbeat;
     uint64_t last_compact_index; /* raft log deleted below this */
     uint64_t compact_proposed;   /* newest CompactLog index proposed */
