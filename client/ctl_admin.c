@@ -378,17 +378,27 @@ static const char *heartbeat_s(json_t *status)
     return ts[0] ? ts : "never";
 }
 
-static int store_list(const struct ctl_admin_options *o)
+/* GETs path: with --json prints the answer and sets *j NULL; else hands it
+ * over for a table (the caller json_decrefs it). */
+static int get_for_table(const struct ctl_admin_options *o, const char *path, json_t **j)
 {
-    json_t *j;
-    int rc = api(o, "GET", API_PREFIX "/stores", NULL, &j);
+    int rc = api(o, "GET", path, NULL, j);
     if (rc != CTL_ADMIN_OK)
         return rc;
     if (o->json) {
-        print_json(j);
-        json_decref(j);
-        return CTL_ADMIN_OK;
+        print_json(*j);
+        json_decref(*j);
+        *j = NULL;
     }
+    return CTL_ADMIN_OK;
+}
+
+static int store_list(const struct ctl_admin_options *o)
+{
+    json_t *j;
+    int rc = get_for_table(o, API_PREFIX "/stores", &j);
+    if (rc != CTL_ADMIN_OK || !j)
+        return rc;
     struct table t;
     table_init(&t, 6);
     table_row(&t, "ID", "ADDRESS", "STATE", "REGIONS", "LEADERS", "LAST-HEARTBEAT");
@@ -411,14 +421,9 @@ static int store_show(const struct ctl_admin_options *o, uint64_t id)
     char path[96];
     snprintf(path, sizeof path, API_PREFIX "/store/%" PRIu64, id);
     json_t *j;
-    int rc = api(o, "GET", path, NULL, &j);
-    if (rc != CTL_ADMIN_OK)
+    int rc = get_for_table(o, path, &j);
+    if (rc != CTL_ADMIN_OK || !j)
         return rc;
-    if (o->json) {
-        print_json(j);
-        json_decref(j);
-        return CTL_ADMIN_OK;
-    }
     json_t *s = json_object_get(j, "store"), *st = json_object_get(j, "status");
     char a[24], regions[96], leaders[96], cap[32], avail[32], used[32], snaps[96], pending[24];
     char sz1[32];
@@ -499,14 +504,9 @@ static void peers_s(json_t *r, char *buf, size_t len)
 static int region_list(const struct ctl_admin_options *o)
 {
     json_t *j;
-    int rc = api(o, "GET", API_PREFIX "/regions", NULL, &j);
-    if (rc != CTL_ADMIN_OK)
+    int rc = get_for_table(o, API_PREFIX "/regions", &j);
+    if (rc != CTL_ADMIN_OK || !j)
         return rc;
-    if (o->json) {
-        print_json(j);
-        json_decref(j);
-        return CTL_ADMIN_OK;
-    }
     struct table t;
     table_init(&t, 8);
     table_row(&t, "ID", "START-KEY", "END-KEY", "VERSION", "CONF-VER", "LEADER-STORE", "STORES",
@@ -538,14 +538,9 @@ static int region_list(const struct ctl_admin_options *o)
 static int region_print(const struct ctl_admin_options *o, const char *path)
 {
     json_t *j;
-    int rc = api(o, "GET", path, NULL, &j);
-    if (rc != CTL_ADMIN_OK)
+    int rc = get_for_table(o, path, &j);
+    if (rc != CTL_ADMIN_OK || !j)
         return rc;
-    if (o->json) {
-        print_json(j);
-        json_decref(j);
-        return CTL_ADMIN_OK;
-    }
     json_t *epoch = json_object_get(j, "epoch"), *leader = json_object_get(j, "leader");
     char id[24], ep[96], size[32], line[128];
     char *start = key_s(o, jstr(j, "start_key"), "-inf");
@@ -665,14 +660,9 @@ static void progress_s(json_t *op, char *buf, size_t len)
 static int operator_list(const struct ctl_admin_options *o)
 {
     json_t *j;
-    int rc = api(o, "GET", API_PREFIX "/operators", NULL, &j);
-    if (rc != CTL_ADMIN_OK)
+    int rc = get_for_table(o, API_PREFIX "/operators", &j);
+    if (rc != CTL_ADMIN_OK || !j)
         return rc;
-    if (o->json) {
-        print_json(j);
-        json_decref(j);
-        return CTL_ADMIN_OK;
-    }
     struct table t;
     table_init(&t, 6);
     table_row(&t, "REGION", "NAME", "KIND", "STEP", "STEPS", "CREATED");
@@ -695,14 +685,9 @@ static int operator_show(const struct ctl_admin_options *o, uint64_t region)
     char path[96];
     snprintf(path, sizeof path, API_PREFIX "/operators/%" PRIu64, region);
     json_t *j;
-    int rc = api(o, "GET", path, NULL, &j);
-    if (rc != CTL_ADMIN_OK)
+    int rc = get_for_table(o, path, &j);
+    if (rc != CTL_ADMIN_OK || !j)
         return rc;
-    if (o->json) {
-        print_json(j);
-        json_decref(j);
-        return CTL_ADMIN_OK;
-    }
     char id[24], prog[32], line[128];
     progress_s(j, prog, sizeof prog);
     struct table t;
@@ -890,14 +875,9 @@ static int run_tso(const struct ctl_admin_options *o, int argc, char **argv)
     if (argc > 0)
         return usage_error("tso takes no arguments");
     json_t *j;
-    int rc = api(o, "GET", API_PREFIX "/tso", NULL, &j);
-    if (rc != CTL_ADMIN_OK)
+    int rc = get_for_table(o, API_PREFIX "/tso", &j);
+    if (rc != CTL_ADMIN_OK || !j)
         return rc;
-    if (o->json) {
-        print_json(j);
-        json_decref(j);
-        return CTL_ADMIN_OK;
-    }
     uint64_t ts = jint(j, "ts");
     uint64_t physical = ts >> TSO_LOGICAL_BITS, logical = ts & ((1u << TSO_LOGICAL_BITS) - 1);
     time_t secs = (time_t)(physical / 1000);
