@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "client/ctl_admin.h"
+#include "client/client.h"
 #include "kvrpcpb.pb-c.h"
 #include "proto/rpc.h"
 #include "proto/version.h"
@@ -15,6 +16,7 @@
 struct ctl {
     struct rpc_client *rpc;
     const char *addr;
+    const char *pd; /* raw commands route through the cluster's scheduler when set */
     const char *cf;
     int hex;
     int timeout_ms;
@@ -37,6 +39,9 @@ static void usage(FILE *out)
     fprintf(out,
             "\n"
             "  --addr HOST:PORT   the store to talk to (default 127.0.0.1:20160)\n"
+            "  --pd HOST:PORT     raw commands: ask the cluster's scheduler where each key\n"
+            "                     lives and follow its region's leader (default $TINYKV_PD;\n"
+            "                     without it they go to --addr)\n"
             "  --cf CF            column family: default, lock or write (default: default)\n"
             "  --hex              keys and values are given and printed as hex\n"
             "  --limit N          most pairs a scan prints (default 100)\n"
@@ -227,6 +232,64 @@ static int raw_scan(struct ctl *ctl, const ProtobufCBinaryData *start)
     return status;
 }
 
+/* Exit status for a client library error. */
+static int routed_failed(int rc)
+{
+    fprintf(stderr, "tinykv-ctl: %s\n", client_strerror(rc));
+    return rc == CLIENT_ERR_UNAVAILABLE || rc == CLIENT_ERR_TIMEOUT ? 3 : 1;
+}
+
+/* Raw commands through the client library: routed by region, following leaders. */
+static int run_raw_routed(struct ctl *ctl, const char *verb, const ProtobufCBinaryData *a,
+                          const ProtobufCBinaryData *b)
+{
+    struct client_options opts = {.timeout_ms = ctl->timeout_ms};
+    struct client *c;
+    char err[256];
+    if (client_new(ctl->pd, &opts, &c, err, sizeof err) != 0) {
+        fprintf(stderr, "tinykv-ctl: %s\n", err);
+        return 3;
+    }
+    int rc, status = 0;
+    if (strcmp(verb, "get") == 0) {
+        void *v;
+        size_t len;
+        rc = client_raw_get(c, ctl->cf, a->data, a->len, &v, &len);
+        if (rc == CLIENT_ERR_NOT_FOUND) {
+            fprintf(stderr, "tinykv-ctl: not found\n");
+            status = 1;
+        } else if (rc) {
+            status = routed_failed(rc);
+        } else {
+            print_bytes(ctl, &(ProtobufCBinaryData){len, v});
+            putchar('\n');
+            free(v);
+        }
+    } else if (strcmp(verb, "put") == 0 || strcmp(verb, "delete") == 0) {
+        rc = b ? client_raw_put(c, ctl->cf, a->data, a->len, b->data, b->len)
+               : client_raw_delete(c, ctl->cf, a->data, a->len);
+        if (rc)
+            status = routed_failed(rc);
+    } else {
+        struct client_kv *kvs;
+        size_t n;
+        rc = client_raw_scan(c, ctl->cf, a->data, a->len, NULL, 0, ctl->limit, &kvs, &n);
+        if (rc) {
+            status = routed_failed(rc);
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                print_bytes(ctl, &(ProtobufCBinaryData){kvs[i].key_len, kvs[i].key});
+                putchar('\t');
+                print_bytes(ctl, &(ProtobufCBinaryData){kvs[i].value_len, kvs[i].value});
+                putchar('\n');
+            }
+            client_kvs_free(kvs, n);
+        }
+    }
+    client_free(c);
+    return status;
+}
+
 static int run_raw(struct ctl *ctl, int argc, char **argv)
 {
     if (argc < 1) {
@@ -252,7 +315,9 @@ static int run_raw(struct ctl *ctl, int argc, char **argv)
         return 2;
     }
     int rc;
-    if (strcmp(verb, "get") == 0)
+    if (ctl->pd)
+        rc = run_raw_routed(ctl, verb, &a, strcmp(verb, "put") == 0 ? &b : NULL);
+    else if (strcmp(verb, "get") == 0)
         rc = raw_get(ctl, &a);
     else if (strcmp(verb, "put") == 0)
         rc = raw_modify(ctl, &a, &b);
@@ -391,6 +456,7 @@ int main(int argc, char **argv)
     };
     static const struct option opts[] = {
         {"addr", required_argument, NULL, 'a'},
+        {"pd", required_argument, NULL, 'D'},
         {"cf", required_argument, NULL, 'c'},
         {"hex", no_argument, NULL, 'x'},
         {"limit", required_argument, NULL, 'n'},
@@ -407,10 +473,14 @@ int main(int argc, char **argv)
     };
     int c;
     char *end;
+    ctl.pd = getenv("TINYKV_PD") && getenv("TINYKV_PD")[0] ? getenv("TINYKV_PD") : NULL;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             ctl.addr = optarg;
+            break;
+        case 'D':
+            ctl.pd = optarg;
             break;
         case 'c':
             ctl.cf = optarg;

@@ -198,6 +198,15 @@ def main():
             time.sleep(0.3)  # the first store bootstraps; the others join
         check("three_replicas_and_a_leader_within_30s", c.wait_replicated(30))
 
+        # tinykv-ctl --pd routes through the scheduler to the leader, wherever it is.
+        ctl = [os.path.join(BINDIR, "tinykv-ctl"), "--pd", "127.0.0.1:%d" % c.pd_port]
+        put = subprocess.run(ctl + ["raw", "put", "ctl-key", "ctl-value"], capture_output=True, timeout=30)
+        get = subprocess.run(ctl + ["raw", "get", "ctl-key"], capture_output=True, timeout=30)
+        check("ctl_routes_raw_commands_through_the_scheduler",
+              put.returncode == 0 and get.returncode == 0 and get.stdout == b"ctl-value\n",
+              (put.stderr + get.stderr).decode(errors="replace"))
+        acked[b"ctl-key"] = b"ctl-value"
+
         ok = all(c.put(b"k%03d" % i, b"v%d" % i) for i in range(50))
         for i in range(50):
             acked[b"k%03d" % i] = b"v%d" % i
