@@ -107,6 +107,8 @@ Try it:
   ts=\$(curl -s http://$HTTP/pd/api/v1/tso | python3 -c 'import json,sys; print(json.load(sys.stdin)["ts"])')
   ls $MNT/.snapshots/\$ts/docs            # the keyspace as of that timestamp, read-only
   curl -s http://$HTTP/pd/api/v1/regions   # the scheduler's admin API
+  bin/tinykv-ctl --pd-http $HTTP region list   # the same, as a table (also: store list, tso)
+  bin/tinykv-ctl --pd $PD raw put k v; bin/tinykv-ctl --pd $PD raw get k   # raw KV, routed
   examples/demo_fs.sh; examples/admin_api.sh
 Stop it with: make stop
 EOT
