@@ -221,7 +221,8 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         snprintf(errbuf, len, "cannot start the gRPC server");
         goto fail;
     }
-    if (pd_worker_start(n->pd, n->rs, n->store_id, n->advertise, cfg->store_heartbeat_ms) != 0) {
+    if (pd_worker_start(n->pd, n->rs, n->store_id, n->advertise, cfg->data_dir,
+                        cfg->store_heartbeat_ms) != 0) {
         snprintf(errbuf, len, "cannot start the scheduler link");
         goto fail;
     }

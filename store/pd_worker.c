@@ -2,6 +2,7 @@
 #include "store/pd_worker.h"
 
 #include <pthread.h>
+#include <sys/statvfs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ struct pd_worker {
     struct raftstore *rs;
     uint64_t store_id;
     char store_addr[128];
+    char data_dir[1024];
     int store_heartbeat_ms;
 };
 
@@ -380,8 +382,11 @@ static void store_heartbeat(struct pd_worker *w)
     Schedulerpb__StoreStats stats = SCHEDULERPB__STORE_STATS__INIT;
     stats.store_id = w->store_id;
     stats.region_count = (uint32_t)n;
-    stats.capacity = 100ull << 30;
-    stats.available = 100ull << 30;
+    struct statvfs fs;
+    if (statvfs(w->data_dir, &fs) == 0) {
+        stats.capacity = (uint64_t)fs.f_blocks * fs.f_frsize;
+        stats.available = (uint64_t)fs.f_bavail * fs.f_frsize;
+    }
     Schedulerpb__StoreHeartbeatRequest req = SCHEDULERPB__STORE_HEARTBEAT_REQUEST__INIT;
     req.header = &h;
     req.stats = &stats;
@@ -460,8 +465,9 @@ static void *heartbeat_thread(void *arg)
 }
 
 int pd_worker_start(struct pd_worker *w, struct raftstore *rs, uint64_t store_id,
-                    const char *store_addr, int store_heartbeat_ms)
+                    const char *store_addr, const char *data_dir, int store_heartbeat_ms)
 {
+    snprintf(w->data_dir, sizeof w->data_dir, "%s", data_dir);
     w->rs = rs;
     w->store_id = store_id;
     snprintf(w->store_addr, sizeof w->store_addr, "%s", store_addr);

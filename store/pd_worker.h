@@ -53,8 +53,10 @@ int pd_worker_resolve(void *ctx, uint64_t store_id, char *addr, size_t len);
 void pd_worker_region_heartbeat(void *ctx, const struct raftstore_region_report *report);
 void pd_worker_peer_destroyed(void *ctx, uint64_t region_id, uint64_t peer_id);
 
-/* Starts the heartbeat thread for store_id; operators go to rs. */
+/* Starts the heartbeat thread for store_id; operators go to rs. Store
+ * heartbeats report the capacity and free space of the file system holding
+ * data_dir (copied). */
 int pd_worker_start(struct pd_worker *w, struct raftstore *rs, uint64_t store_id,
-                    const char *store_addr, int store_heartbeat_ms);
+                    const char *store_addr, const char *data_dir, int store_heartbeat_ms);
 
 #endif
