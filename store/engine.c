@@ -174,6 +174,39 @@ int engine_write(struct engine *e, const struct storage_modify *mods, size_t n, 
     return 0;
 }
 
+uint64_t engine_approximate_size(struct engine *e, const void *start, size_t start_len,
+                                 const void *end, size_t end_len)
+{
+    /* An unbounded range ends past any key (keys are at most 8 KiB plus encoding). */
+    static const char max_key[] =
+        "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff";
+    const char *limit = end_len ? end : max_key;
+    size_t limit_len = end_len ? end_len : sizeof max_key - 1;
+    const char *starts[1] = {start};
+    size_t start_lens[1] = {start_len};
+    const char *limits[1] = {limit};
+    size_t limit_lens[1] = {limit_len};
+    uint64_t total = 0;
+    for (int cf = 0; cf < STORAGE_CF_COUNT; cf++) {
+        uint64_t size = 0;
+        char *err = NULL;
+        rocksdb_approximate_sizes_cf(e->db, e->cfs[cf], 1, starts, start_lens, limits, limit_lens,
+                                     &size, &err);
+        if (err)
+            rocksdb_free(err);
+        else
+            total += size;
+        /* Unflushed data can be placed only when the range is every key. */
+        if (start_len == 0 && end_len == 0) {
+            uint64_t mem = 0;
+            if (rocksdb_property_int_cf(e->db, e->cfs[cf], "rocksdb.cur-size-all-mem-tables",
+                                        &mem) == 0)
+                total += mem;
+        }
+    }
+    return total;
+}
+
 static int reader_get(struct storage_reader *base, enum storage_cf cf, const void *key,
                       size_t key_len, void **value, size_t *value_len)
 {

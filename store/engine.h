@@ -45,6 +45,14 @@ int engine_write(struct engine *e, const struct storage_modify *mods, size_t n, 
                  size_t errbuf_len);
 
 /*
+ * engine_approximate_size: RocksDB's estimate of the bytes the data CFs hold
+ * in [start, end) (end_len 0: no bound), from its files; data not yet
+ * flushed from memory counts only when the range is every key.
+ */
+uint64_t engine_approximate_size(struct engine *e, const void *start, size_t start_len,
+                                 const void *end, size_t end_len);
+
+/*
  * engine_snapshot_reader returns a Storage reader over a RocksDB snapshot
  * taken now; it is owned by the caller (storage_reader_free).
  */

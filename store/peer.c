@@ -365,11 +365,14 @@ static void region_heartbeat(struct peer *p)
                 pending[n_pending++] = st.peers[i].id;
         raft_status_free(&st);
     }
+    const struct region *r = &p->ps.region;
     struct raftstore_region_report rep = {
-        .region = &p->ps.region,
+        .region = r,
         .leader_peer_id = p->peer_id,
         .pending_peer_ids = pending,
         .n_pending_peer_ids = n_pending,
+        .approximate_size_bytes = engine_approximate_size(
+            p->rs->cfg.kv, r->start_key, r->start_key_len, r->end_key, r->end_key_len),
     };
     p->rs->cfg.pd.region_heartbeat(p->rs->cfg.pd_ctx, &rep);
 }
