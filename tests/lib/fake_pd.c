@@ -444,3 +444,22 @@ void fake_pd_get_counts(struct fake_pd *pd, struct fake_pd_counts *out)
     *out = pd->counts;
     pthread_mutex_unlock(&pd->mu);
 }
+
+const struct fake_pd_region fake_pd_split_at_m[2] = {
+    {.id = 1,
+     .start = "",
+     .end = "m",
+     .conf_ver = 1,
+     .version = 2,
+     .n_peers = 1,
+     .peers = {{11, 1}},
+     .leader = 0},
+    {.id = 2,
+     .start = "m",
+     .end = "",
+     .conf_ver = 1,
+     .version = 2,
+     .n_peers = 1,
+     .peers = {{21, 1}},
+     .leader = 0},
+};

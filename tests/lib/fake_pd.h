@@ -36,6 +36,10 @@ struct fake_pd_region {
     int leader; /* index into peers the scheduler reports as leader; -1: none */
 };
 
+/* A common layout: two regions split at "m" (ids 1 and 2, epoch 1/2), both
+ * with one peer (11 and 21) on store 1, leader the first peer. */
+extern const struct fake_pd_region fake_pd_split_at_m[2];
+
 /* Call counts since start. */
 struct fake_pd_counts {
     uint64_t get_members;

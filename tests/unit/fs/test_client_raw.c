@@ -34,26 +34,6 @@ static const struct fake_pd_region one_region = {
     .leader = 0,
 };
 
-/* Two regions split at "m", both on store 1. */
-static const struct fake_pd_region two_regions[] = {
-    {.id = 1,
-     .start = "",
-     .end = "m",
-     .conf_ver = 1,
-     .version = 2,
-     .n_peers = 1,
-     .peers = {{11, 1}},
-     .leader = 0},
-    {.id = 2,
-     .start = "m",
-     .end = "",
-     .conf_ver = 1,
-     .version = 2,
-     .n_peers = 1,
-     .peers = {{21, 1}},
-     .leader = 0},
-};
-
 static const struct client_options fast_opts = {
     .timeout_ms = 5000,
     .rpc_timeout_ms = 1000,
@@ -86,7 +66,7 @@ static int setup_one(void **state)
 
 static int setup_two(void **state)
 {
-    return setup_common(state, two_regions, 2);
+    return setup_common(state, fake_pd_split_at_m, 2);
 }
 
 static int teardown(void **state)

@@ -25,26 +25,6 @@ struct fixture {
     struct rpc_client *rpc; /* for hand-made Kv* calls */
 };
 
-/* Two regions split at "m", both on store 1. */
-static const struct fake_pd_region two_regions[] = {
-    {.id = 1,
-     .start = "",
-     .end = "m",
-     .conf_ver = 1,
-     .version = 2,
-     .n_peers = 1,
-     .peers = {{11, 1}},
-     .leader = 0},
-    {.id = 2,
-     .start = "m",
-     .end = "",
-     .conf_ver = 1,
-     .version = 2,
-     .n_peers = 1,
-     .peers = {{21, 1}},
-     .leader = 0},
-};
-
 static const struct client_options opts = {
     .timeout_ms = 10000,
     .rpc_timeout_ms = 2000,
@@ -60,7 +40,7 @@ static int setup(void **state)
     assert_non_null(f->pd);
     assert_non_null(f->store);
     fake_pd_set_store(f->pd, 1, test_store_addr(f->store));
-    fake_pd_set_regions(f->pd, two_regions, 2);
+    fake_pd_set_regions(f->pd, fake_pd_split_at_m, 2);
     char err[256] = "";
     assert_int_equal(client_new(fake_pd_addr(f->pd), &opts, &f->c, err, sizeof err), 0);
     f->rpc = rpc_client_new();
@@ -557,7 +537,7 @@ static void test_lock_ttl_covers_transaction_age(void **state)
     struct test_proxy *proxy = test_proxy_new(test_store_addr(store));
     assert_non_null(proxy);
     fake_pd_set_store(pd, 1, test_proxy_addr(proxy));
-    fake_pd_set_regions(pd, two_regions, 2);
+    fake_pd_set_regions(pd, fake_pd_split_at_m, 2);
     struct client_options o = opts;
     o.lock_ttl_ms = 100;
     struct client *c;
@@ -600,7 +580,7 @@ static void test_unacknowledged_commit_is_undetermined(void **state)
     struct test_proxy *proxy = test_proxy_new(test_store_addr(store));
     assert_non_null(proxy);
     fake_pd_set_store(pd, 1, test_proxy_addr(proxy));
-    fake_pd_set_regions(pd, two_regions, 2);
+    fake_pd_set_regions(pd, fake_pd_split_at_m, 2);
     struct client_options o = opts;
     o.timeout_ms = 500;
     struct client *c;
@@ -809,7 +789,7 @@ static void faulty_counter_round(unsigned seed)
     struct test_proxy *proxy = test_proxy_new(test_store_addr(store));
     assert_non_null(proxy);
     fake_pd_set_store(pd, 1, test_proxy_addr(proxy));
-    fake_pd_set_regions(pd, two_regions, 2);
+    fake_pd_set_regions(pd, fake_pd_split_at_m, 2);
     struct client *c;
     char err[256];
     assert_int_equal(client_new(fake_pd_addr(pd), &opts, &c, err, sizeof err), 0);
