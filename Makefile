@@ -37,9 +37,9 @@ DEB_PACKAGES := gcc make pkg-config libfuse3-dev fuse3 librocksdb-dev libprotobu
 	libjansson-dev protobuf-compiler python3 python3-grpcio python3-protobuf curl \
 	clang-format iproute2 psmisc
 
-MODULES := raft proto store mvcc pd client fs
+MODULES := codec raft proto store mvcc pd client fs
 # Link order: a library comes before the libraries it uses.
-LINK_ORDER := fs client store mvcc pd raft proto
+LINK_ORDER := fs client store mvcc pd codec raft proto
 
 PROTOS := $(wildcard proto/*.proto)
 PROTO_SRCS := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))

@@ -190,6 +190,11 @@ client_ts client_txn_start_ts(const struct client_txn *txn);
 int client_txn_get(struct client_txn *txn, const void *key, size_t key_len, void **value,
                    size_t *value_len);
 
+/* client_txn_get_version is client_txn_get that also gives the commit ts
+ * of the version read (0 for the transaction's own buffered write). */
+int client_txn_get_version(struct client_txn *txn, const void *key, size_t key_len, void **value,
+                           size_t *value_len, client_ts *commit_ts);
+
 /* client_txn_scan: up to `limit` pairs with start <= key < end (end NULL or
  * end_len 0: +inf) at the start ts, merged with the buffered writes.
  * *kvs is owned by the caller (client_kvs_free). */

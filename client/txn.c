@@ -196,9 +196,17 @@ static const char *key_error_text(const Kvrpcpb__KeyError *e)
 int client_txn_get(struct client_txn *txn, const void *key, size_t key_len, void **value,
                    size_t *value_len)
 {
+    client_ts commit_ts;
+    return client_txn_get_version(txn, key, key_len, value, value_len, &commit_ts);
+}
+
+int client_txn_get_version(struct client_txn *txn, const void *key, size_t key_len, void **value,
+                           size_t *value_len, client_ts *commit_ts)
+{
     struct client *c = txn->c;
     *value = NULL;
     *value_len = 0;
+    *commit_ts = 0;
     int rc = check_active(txn, 0);
     if (!rc)
         rc = client_check_key(c, key_len);
@@ -250,6 +258,7 @@ int client_txn_get(struct client_txn *txn, const void *key, size_t key_len, void
                 if (resp->value.len)
                     memcpy(*value, resp->value.data, resp->value.len);
                 *value_len = resp->value.len;
+                *commit_ts = resp->commit_ts;
             }
         }
         protobuf_c_message_free_unpacked(msg, NULL);

@@ -102,62 +102,25 @@ static const char *const XATTRS[] = {
     "user.tinykv.read_ts", "user.tinykv.commit_ts",
 };
 
-/* The memcomparable encoding the stores use for keys in CF write (see mvcc/mvcc.h). */
-static size_t mvcc_key_encode(const uint8_t *key, size_t len, uint8_t *out)
-{
-    size_t pos = 0;
-
-    for (size_t i = 0; i <= len; i += 8) {
-        size_t take = len - i < 8 ? len - i : 8;
-        memset(out + pos, 0, 8);
-        memcpy(out + pos, key + i, take);
-        out[pos + 8] = (uint8_t)(0xFF - (8 - take));
-        pos += 9;
-        if (take < 8)
-            break;
-    }
-    return pos;
-}
-
 /*
- * The commit ts of the newest put or delete of `key` at or before `read_ts`,
- * read from CF write with a raw scan (keys there are enc(key) ++ ~commit_ts,
- * values start with the record kind: 1 put, 2 delete); 0 if there is none.
+ * The commit ts of the newest put of `key` at or before `read_ts` (what a
+ * read at read_ts sees); 0 if the key has no value there.
  */
 static int latest_commit_ts(struct client *c, const uint8_t *key, size_t len, client_ts read_ts,
                             client_ts *out)
 {
-    uint8_t *start = malloc(len + len / 8 + 16), *end = malloc(len + len / 8 + 16);
-    size_t start_len, end_len, n = 0;
-    struct client_kv *kvs = NULL;
-    int rc = CLIENT_ERR_NOMEM;
-
+    struct client_txn *txn;
+    void *value = NULL;
+    size_t value_len;
     *out = 0;
-    if (!start || !end)
-        goto cleanup;
-    start_len = mvcc_key_encode(key, len, start);
-    fs_prefix_end(start, start_len, end, &end_len);
-    /* Newest first; more than 64 rollback or too-new records in a row is not expected. */
-    rc = client_raw_scan(c, "write", start, start_len, end, end_len, 64, &kvs, &n);
+    int rc = client_txn_begin_at(c, read_ts, &txn);
     if (rc != CLIENT_OK)
-        goto cleanup;
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *k = kvs[i].key + kvs[i].key_len - 8;
-        client_ts ts = 0;
-        if (kvs[i].key_len < 8 || kvs[i].value_len < 1)
-            continue;
-        for (int b = 0; b < 8; b++)
-            ts = ts << 8 | (uint8_t)~k[b];
-        if (ts > read_ts || (kvs[i].value[0] != 1 && kvs[i].value[0] != 2))
-            continue;
-        *out = kvs[i].value[0] == 1 ? ts : 0;
-        break;
-    }
-    client_kvs_free(kvs, n);
-cleanup:
-    free(start);
-    free(end);
-    return rc;
+        return rc;
+    rc = client_txn_get_version(txn, key, len, &value, &value_len, out);
+    free(value);
+    client_txn_rollback(txn);
+    client_txn_free(txn);
+    return rc == CLIENT_ERR_NOT_FOUND ? CLIENT_OK : rc;
 }
 
 /* Copies `s` as an attribute value (size 0: just its length). */

@@ -33,7 +33,8 @@ int mvcc_get(struct mvcc_engine *e, const struct storage_ctx *ctx, const void *k
         rc = mvcc_key_error_locked(&out->error, key, key_len, &lock);
         goto cleanup;
     }
-    rc = mvcc_txn_get_value(&txn, key, key_len, &out->value, &out->value_len, &found);
+    rc = mvcc_txn_get_version(&txn, key, key_len, &out->value, &out->value_len, &out->commit_ts,
+                              &found);
     if (rc != MVCC_OK)
         goto cleanup;
     out->not_found = !found;

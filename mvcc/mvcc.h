@@ -180,6 +180,7 @@ struct mvcc_get_result {
     int not_found; /* 1 when no visible value exists at the version */
     void *value;   /* owned, malloc'd; NULL when not_found or on error */
     size_t value_len;
+    uint64_t commit_ts; /* of the version read; 0 when not_found */
     struct storage_error storage_err;
     char errmsg[256];
 };

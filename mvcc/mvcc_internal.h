@@ -11,30 +11,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec/codec.h"
 #include "mvcc/mvcc.h"
 
-/* ---- codec.c: memcomparable key encoding with timestamps ---- */
-
-/* Length of enc(key) for a key of key_len bytes. */
-size_t mvcc_codec_encoded_len(size_t key_len);
-
-/* Writes enc(key) to out, which must hold mvcc_codec_encoded_len(len) bytes. */
-void mvcc_codec_encode_bytes(const void *key, size_t len, uint8_t *out);
-
-/*
- * Decodes one enc() group sequence at the start of `in`. The user key is
- * written to `out` (room for in_len bytes suffices); *out_len gets its length
- * and *consumed the encoded bytes read. Returns MVCC_ERR_CORRUPT on bad
- * input.
- */
-int mvcc_codec_decode_bytes(const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len,
-                            size_t *consumed);
+/* ---- codec.c: MVCC keys over the one key space (codec/codec.h) ---- */
 
 /*
  * mvcc_key_encode builds enc(key) ++ ~ts BE. *out is malloc'd and owned by the
  * caller. Errors: MVCC_ERR_NOMEM.
  */
 int mvcc_key_encode(const void *key, size_t key_len, uint64_t ts, uint8_t **out, size_t *out_len);
+
+/*
+ * Lock CF keys are enc(key) with no suffix. mvcc_lock_key_encode: *out is
+ * malloc'd and owned by the caller (MVCC_ERR_NOMEM). mvcc_lock_key_decode:
+ * *user is malloc'd and owned by the caller (MVCC_ERR_CORRUPT, _NOMEM).
+ */
+int mvcc_lock_key_encode(const void *key, size_t key_len, uint8_t **out, size_t *out_len);
+int mvcc_lock_key_decode(const void *enc, size_t enc_len, uint8_t **user, size_t *user_len);
 
 /*
  * mvcc_key_decode splits an encoded key into the user key (malloc'd into
@@ -147,6 +141,10 @@ int mvcc_txn_get_lock(struct mvcc_txn *txn, const void *key, size_t key_len, str
  */
 int mvcc_txn_get_value(struct mvcc_txn *txn, const void *key, size_t key_len, void **value,
                        size_t *value_len, int *found);
+/* mvcc_txn_get_version is mvcc_txn_get_value that also gives the version's
+ * *commit_ts (commit_ts may be NULL). */
+int mvcc_txn_get_version(struct mvcc_txn *txn, const void *key, size_t key_len, void **value,
+                         size_t *value_len, uint64_t *commit_ts, int *found);
 
 /*
  * mvcc_txn_current_write finds the write record of this transaction (record

@@ -60,7 +60,13 @@ static int find_locks(struct mvcc_engine *e, const struct storage_ctx *ctx, uint
         if (rc != MVCC_OK)
             goto cleanup;
         if (lock.start_ts == start_ts) {
-            rc = key_list_push(out, k, klen);
+            uint8_t *user;
+            size_t user_len;
+            rc = mvcc_lock_key_decode(k, klen, &user, &user_len);
+            if (rc != MVCC_OK)
+                goto cleanup;
+            rc = key_list_push(out, user, user_len);
+            free(user);
             if (rc != MVCC_OK)
                 goto cleanup;
         }

@@ -6,7 +6,7 @@
 
 struct scan_state {
     struct storage_reader *reader;
-    struct storage_iter *lit; /* CF lock, raw user keys */
+    struct storage_iter *lit; /* CF lock, enc(user key) */
     struct storage_iter *wit; /* CF write, enc(user key) ++ ~commit_ts */
     const uint8_t *end;
     size_t end_len;
@@ -65,7 +65,7 @@ static int visible_and_skip(struct scan_state *st, const uint8_t *key, size_t ke
                             size_t *value_len, int *found)
 {
     uint8_t *seek = NULL, *dkey = NULL;
-    size_t seek_len, dlen, prefix_len = mvcc_codec_encoded_len(key_len);
+    size_t seek_len, dlen, prefix_len = codec_key_len(key_len);
     int rc;
 
     *found = 0;
@@ -131,7 +131,7 @@ int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const struct
               struct mvcc_scan_result *out)
 {
     struct scan_state st = {0};
-    uint8_t *wkey = NULL, *seek = NULL;
+    uint8_t *wkey = NULL, *lkey = NULL, *seek = NULL;
     size_t seek_len;
     int rc;
 
@@ -168,15 +168,15 @@ int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const struct
         rc = mvcc_from_storage(rc);
         goto cleanup;
     }
-    storage_iter_seek(st.lit, start_key_len ? start_key : "", start_key_len);
     /* enc(start) sorts before every version of start and after smaller keys. */
-    seek_len = mvcc_codec_encoded_len(start_key_len);
+    seek_len = codec_key_len(start_key_len);
     seek = malloc(seek_len);
     if (!seek) {
         rc = MVCC_ERR_NOMEM;
         goto cleanup;
     }
-    mvcc_codec_encode_bytes(start_key_len ? start_key : "", start_key_len, seek);
+    codec_key_encode(start_key_len ? start_key : "", start_key_len, seek);
+    storage_iter_seek(st.lit, seek, seek_len);
     storage_iter_seek(st.wit, seek, seek_len);
 
     while (out->n_pairs < limit && !st.full) {
@@ -185,9 +185,15 @@ int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const struct
         int have_l = 0, have_w = 0;
 
         free(wkey);
-        wkey = NULL;
+        free(lkey);
+        wkey = lkey = NULL;
         if (storage_iter_valid(st.lit)) {
-            lk = storage_iter_key(st.lit, &lk_len);
+            size_t klen;
+            const void *k = storage_iter_key(st.lit, &klen);
+            rc = mvcc_lock_key_decode(k, klen, &lkey, &lk_len);
+            if (rc != MVCC_OK)
+                goto cleanup;
+            lk = lkey;
             have_l = before_end(&st, lk, lk_len);
         }
         if (storage_iter_valid(st.wit)) {
@@ -256,6 +262,7 @@ int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const struct
 
 cleanup:
     free(wkey);
+    free(lkey);
     free(seek);
     storage_iter_free(st.lit);
     storage_iter_free(st.wit);

@@ -51,24 +51,24 @@ static int txn_push(struct mvcc_txn *txn, enum storage_modify_kind kind, enum st
 int mvcc_txn_put_lock(struct mvcc_txn *txn, const void *key, size_t key_len,
                       const struct mvcc_lock *lock)
 {
-    size_t vlen = mvcc_lock_encoded_len(lock);
-    uint8_t *k = mvcc_memdup(key, key_len);
+    size_t vlen = mvcc_lock_encoded_len(lock), klen;
+    uint8_t *k = NULL;
     uint8_t *v = malloc(vlen);
-    if (!k || !v) {
-        free(k);
+    if (!v || mvcc_lock_key_encode(key, key_len, &k, &klen) != MVCC_OK) {
         free(v);
         return MVCC_ERR_NOMEM;
     }
     mvcc_lock_encode(lock, v);
-    return txn_push(txn, STORAGE_MODIFY_PUT, STORAGE_CF_LOCK, k, key_len, v, vlen);
+    return txn_push(txn, STORAGE_MODIFY_PUT, STORAGE_CF_LOCK, k, klen, v, vlen);
 }
 
 int mvcc_txn_delete_lock(struct mvcc_txn *txn, const void *key, size_t key_len)
 {
-    uint8_t *k = mvcc_memdup(key, key_len);
-    if (!k)
+    uint8_t *k;
+    size_t klen;
+    if (mvcc_lock_key_encode(key, key_len, &k, &klen) != MVCC_OK)
         return MVCC_ERR_NOMEM;
-    return txn_push(txn, STORAGE_MODIFY_DELETE, STORAGE_CF_LOCK, k, key_len, NULL, 0);
+    return txn_push(txn, STORAGE_MODIFY_DELETE, STORAGE_CF_LOCK, k, klen, NULL, 0);
 }
 
 int mvcc_txn_put_value(struct mvcc_txn *txn, const void *key, size_t key_len, const void *value,
@@ -130,13 +130,19 @@ int mvcc_txn_get_lock(struct mvcc_txn *txn, const void *key, size_t key_len, str
     size_t vlen = 0;
     int rc;
 
+    uint8_t *lk;
+    size_t lk_len;
+
     *found = 0;
     memset(out, 0, sizeof(*out));
+    if (mvcc_lock_key_encode(key, key_len, &lk, &lk_len) != MVCC_OK)
+        return MVCC_ERR_NOMEM;
     /* A command that touches a key twice must see its own first change. */
     for (size_t i = txn->n_mods; i-- > 0;) {
         const struct mvcc_txn_mod *m = &txn->mods[i];
-        if (m->cf != STORAGE_CF_LOCK || m->key_len != key_len || memcmp(m->key, key, key_len) != 0)
+        if (m->cf != STORAGE_CF_LOCK || m->key_len != lk_len || memcmp(m->key, lk, lk_len) != 0)
             continue;
+        free(lk);
         if (m->kind == STORAGE_MODIFY_DELETE)
             return MVCC_OK;
         val = mvcc_memdup(m->value, m->value_len);
@@ -147,7 +153,8 @@ int mvcc_txn_get_lock(struct mvcc_txn *txn, const void *key, size_t key_len, str
             *found = 1;
         return rc;
     }
-    rc = storage_reader_get(txn->reader, STORAGE_CF_LOCK, key, key_len, &val, &vlen);
+    rc = storage_reader_get(txn->reader, STORAGE_CF_LOCK, lk, lk_len, &val, &vlen);
+    free(lk);
     if (rc == STORAGE_ERR_NOT_FOUND)
         return MVCC_OK;
     if (rc != STORAGE_OK)
@@ -178,7 +185,7 @@ static int walk_writes(struct mvcc_txn *txn, const void *key, size_t key_len, ui
 {
     struct storage_iter *it = NULL;
     uint8_t *seek_key = NULL;
-    size_t seek_len, prefix_len = mvcc_codec_encoded_len(key_len);
+    size_t seek_len, prefix_len = codec_key_len(key_len);
     int rc;
 
     rc = mvcc_key_encode(key, key_len, from_ts, &seek_key, &seek_len);
@@ -217,22 +224,29 @@ out:
 
 struct visible_arg {
     struct mvcc_write w;
+    uint64_t commit_ts;
     int found;
 };
 
 static int visit_visible(void *arg, uint64_t commit_ts, const struct mvcc_write *w)
 {
     struct visible_arg *a = arg;
-    (void)commit_ts;
     if (w->kind == MVCC_WRITE_ROLLBACK || w->kind == MVCC_WRITE_LOCK)
         return 0;
     a->w = *w;
+    a->commit_ts = commit_ts;
     a->found = 1;
     return 1;
 }
 
 int mvcc_txn_get_value(struct mvcc_txn *txn, const void *key, size_t key_len, void **value,
                        size_t *value_len, int *found)
+{
+    return mvcc_txn_get_version(txn, key, key_len, value, value_len, NULL, found);
+}
+
+int mvcc_txn_get_version(struct mvcc_txn *txn, const void *key, size_t key_len, void **value,
+                         size_t *value_len, uint64_t *commit_ts, int *found)
 {
     struct visible_arg a = {.found = 0};
     uint8_t *dkey = NULL;
@@ -255,6 +269,8 @@ int mvcc_txn_get_value(struct mvcc_txn *txn, const void *key, size_t key_len, vo
     if (rc != STORAGE_OK)
         return mvcc_from_storage(rc);
     *found = 1;
+    if (commit_ts)
+        *commit_ts = a.commit_ts;
     return MVCC_OK;
 }
 

@@ -1,6 +1,8 @@
 /* engine.c — RocksDB with the data column families, atomic batches and snapshot readers. */
 #include "store/engine.h"
 
+#include "store/keys.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,8 @@ struct engine_reader {
     struct engine *e;
     const rocksdb_snapshot_t *snap;
     rocksdb_readoptions_t *ropts;
+    char *lo, *hi; /* iterate bounds (owned; the read options point at them) */
+    size_t lo_len, hi_len;
 };
 
 struct engine_iter {
@@ -103,6 +107,56 @@ int engine_open(const char *path, int sync, struct engine **out, char *errbuf, s
     }
     *out = e;
     return 0;
+}
+
+static int engine_is_empty(struct engine *e)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    int empty = 1;
+    for (int cf = 0; cf < ENGINE_CF_COUNT && empty; cf++) {
+        rocksdb_iterator_t *it = rocksdb_create_iterator_cf(e->db, ro, e->cfs[cf]);
+        rocksdb_iter_seek_to_first(it);
+        empty = !rocksdb_iter_valid(it);
+        rocksdb_iter_destroy(it);
+    }
+    rocksdb_readoptions_destroy(ro);
+    return empty;
+}
+
+int engine_format_check(struct engine *e, char *errbuf, size_t errbuf_len)
+{
+    static const char stamp[] = KEYS_FORMAT_STAMP;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *err = NULL;
+    size_t len = 0;
+    char *v = rocksdb_get_cf(e->db, ro, e->cfs[ENGINE_CF_META], (const char *)KEYS_FORMAT_KEY,
+                             sizeof KEYS_FORMAT_KEY, &len, &err);
+    rocksdb_readoptions_destroy(ro);
+    if (err) {
+        snprintf(errbuf, errbuf_len, "reading the format stamp: %s", err);
+        rocksdb_free(err);
+        return STORAGE_ERR_IO;
+    }
+    if (v) {
+        int same = len == sizeof stamp - 1 && memcmp(v, stamp, len) == 0;
+        if (!same)
+            snprintf(errbuf, errbuf_len, "the data directory has format \"%.*s\", not \"%s\"",
+                     (int)(len < 120 ? len : 120), v, stamp);
+        rocksdb_free(v);
+        return same ? 0 : STORAGE_ERR_INVALID;
+    }
+    if (!engine_is_empty(e)) {
+        snprintf(errbuf, errbuf_len,
+                 "the data directory was written by an older TinyKV-C key layout (no format "
+                 "stamp); this version cannot read it: move it away and start with an empty one");
+        return STORAGE_ERR_INVALID;
+    }
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(wb, e->cfs[ENGINE_CF_META], (const char *)KEYS_FORMAT_KEY,
+                              sizeof KEYS_FORMAT_KEY, stamp, sizeof stamp - 1);
+    int rc = engine_write_batch(e, wb, 1, errbuf, errbuf_len);
+    rocksdb_writebatch_destroy(wb);
+    return rc;
 }
 
 void engine_close(struct engine *e)
@@ -296,6 +350,8 @@ static void reader_free(struct storage_reader *base)
     struct engine_reader *r = (struct engine_reader *)base;
     rocksdb_readoptions_destroy(r->ropts);
     rocksdb_release_snapshot(r->e->db, r->snap);
+    free(r->lo);
+    free(r->hi);
     free(r);
 }
 
@@ -316,5 +372,37 @@ int engine_snapshot_reader(struct engine *e, struct storage_reader **out)
     r->ropts = rocksdb_readoptions_create();
     rocksdb_readoptions_set_snapshot(r->ropts, r->snap);
     *out = &r->base;
+    return 0;
+}
+
+int engine_snapshot_reader_bounded(struct engine *e, const void *lo, size_t lo_len, const void *hi,
+                                   size_t hi_len, struct storage_reader **out)
+{
+    char *lo_copy = lo_len ? malloc(lo_len) : NULL;
+    char *hi_copy = hi_len ? malloc(hi_len) : NULL;
+    if ((lo_len && !lo_copy) || (hi_len && !hi_copy)) {
+        free(lo_copy);
+        free(hi_copy);
+        return STORAGE_ERR_NOMEM;
+    }
+    int rc = engine_snapshot_reader(e, out);
+    if (rc) {
+        free(lo_copy);
+        free(hi_copy);
+        return rc;
+    }
+    struct engine_reader *r = (struct engine_reader *)*out;
+    if (lo_len) {
+        memcpy(lo_copy, lo, lo_len);
+        rocksdb_readoptions_set_iterate_lower_bound(r->ropts, lo_copy, lo_len);
+    }
+    if (hi_len) {
+        memcpy(hi_copy, hi, hi_len);
+        rocksdb_readoptions_set_iterate_upper_bound(r->ropts, hi_copy, hi_len);
+    }
+    r->lo = lo_copy;
+    r->hi = hi_copy;
+    r->lo_len = lo_len;
+    r->hi_len = hi_len;
     return 0;
 }

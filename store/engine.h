@@ -36,6 +36,15 @@ int engine_write_batch(struct engine *e, rocksdb_writebatch_t *wb, int sync, cha
                        size_t errbuf_len);
 void engine_close(struct engine *e);
 
+/*
+ * engine_format_check makes sure the kv DB speaks today's key layout
+ * (store/keys.h KEYS_FORMAT_STAMP): an empty DB is stamped, a stamped one
+ * passes, and one that holds data without the stamp (an older layout) or
+ * with another stamp is refused with STORAGE_ERR_INVALID and the reason in
+ * errbuf, before anything reads it.
+ */
+int engine_format_check(struct engine *e, char *errbuf, size_t errbuf_len);
+
 /* Borrowed handles, valid until engine_close. */
 rocksdb_t *engine_db(struct engine *e);
 rocksdb_column_family_handle_t *engine_cf(struct engine *e, int cf);
@@ -57,6 +66,15 @@ uint64_t engine_approximate_size(struct engine *e, const void *start, size_t sta
  * taken now; it is owned by the caller (storage_reader_free).
  */
 int engine_snapshot_reader(struct engine *e, struct storage_reader **out);
+
+/*
+ * engine_snapshot_reader_bounded is engine_snapshot_reader whose iterators
+ * stop at the data range [lo, hi) (copied; a 0 length: unbounded on that
+ * side; RocksDB iterate bounds), so a region's reader never sees another
+ * region's keys.
+ */
+int engine_snapshot_reader_bounded(struct engine *e, const void *lo, size_t lo_len, const void *hi,
+                                   size_t hi_len, struct storage_reader **out);
 
 /*
  * standalone_storage_open: the Storage interface straight over an engine in

@@ -4,6 +4,7 @@
 #include <string.h>
 
 const uint8_t KEYS_STORE_IDENT[2] = {0x01, 0x01};
+const uint8_t KEYS_FORMAT_KEY[2] = {0x01, 0x04};
 
 void keys_put_u64(uint8_t *p, uint64_t v)
 {

@@ -14,10 +14,11 @@
  *     0x01 0x02 region_id(8) 0x03            raft_serverpb.RaftApplyState
  *     0x01 0x03 region_id(8) 0x01            raft_serverpb.RegionLocalState
  *     0x01 0x01                              raft_serverpb.StoreIdent
+ *     0x01 0x04                              data format stamp (KEYS_FORMAT_STAMP)
  *
  * User data never shares a CF with these keys: it lives in the kv DB's
- * default, lock and write CFs, keyed exactly as the Storage interface's
- * callers wrote them.
+ * default, lock and write CFs, keyed as codec/codec.h says (enc(user key),
+ * plus ~ts in default and write), the raw API's keys included.
  */
 
 #include <stddef.h>
@@ -38,6 +39,10 @@ void keys_region_state_range(uint8_t start[2], uint8_t end[2]);
 uint64_t keys_region_state_id(const void *key, size_t len);
 
 extern const uint8_t KEYS_STORE_IDENT[2];
+extern const uint8_t KEYS_FORMAT_KEY[2];
+/* The value of KEYS_FORMAT_KEY for the layout above. A kv DB that holds data
+ * but not this stamp was written by an older layout and is refused. */
+#define KEYS_FORMAT_STAMP "tinykv-c kv format 2: enc(user key) in every CF"
 
 void keys_put_u64(uint8_t *p, uint64_t v);
 uint64_t keys_get_u64(const uint8_t *p);

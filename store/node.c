@@ -143,7 +143,8 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/kv", cfg->data_dir);
-    if (engine_open(path, 0, &n->kv, errbuf, len) != 0)
+    if (engine_open(path, 0, &n->kv, errbuf, len) != 0 ||
+        engine_format_check(n->kv, errbuf, len) != 0)
         goto fail;
     snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
     if (engine_open(path, 1, &n->raft, errbuf, len) != 0)

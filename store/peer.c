@@ -219,7 +219,7 @@ void peer_propose_write(struct peer *p, struct mail *m)
     for (size_t i = 0; i < m->cmd->n_requests; i++) {
         const RaftCmdpb__Request *r = m->cmd->requests[i];
         const ProtobufCBinaryData *key = r->put ? &r->put->key : &r->delete_->key;
-        if (!region_contains(&p->ps.region, key->data, key->len)) {
+        if (!region_contains_stored(&p->ps.region, key->data, key->len)) {
             raftstore_answer_region_error(m->cb, m->cb_arg, STORAGE_REGION_ERR_KEY_NOT_IN_REGION,
                                           p->region_id, 0, 0, "key is not in region");
             return;
@@ -366,14 +366,19 @@ static void region_heartbeat(struct peer *p)
         raft_status_free(&st);
     }
     const struct region *r = &p->ps.region;
+    uint8_t *lo, *hi;
+    size_t lo_len, hi_len;
+    if (region_data_range(r, &lo, &lo_len, &hi, &hi_len) != 0)
+        return;
     struct raftstore_region_report rep = {
         .region = r,
         .leader_peer_id = p->peer_id,
         .pending_peer_ids = pending,
         .n_pending_peer_ids = n_pending,
-        .approximate_size_bytes = engine_approximate_size(
-            p->rs->cfg.kv, r->start_key, r->start_key_len, r->end_key, r->end_key_len),
+        .approximate_size_bytes = engine_approximate_size(p->rs->cfg.kv, lo, lo_len, hi, hi_len),
     };
+    free(lo);
+    free(hi);
     p->rs->cfg.pd.region_heartbeat(p->rs->cfg.pd_ctx, &rep);
 }
 
@@ -538,7 +543,7 @@ static int apply_data(struct peer *p, const RaftCmdpb__RaftCmdRequest *cmd, stru
         const ProtobufCBinaryData *key = q->put       ? &q->put->key
                                          : q->delete_ ? &q->delete_->key
                                                       : NULL;
-        if (!key || !region_contains(r, key->data, key->len)) {
+        if (!key || !region_contains_stored(r, key->data, key->len)) {
             err->region_kind = STORAGE_REGION_ERR_KEY_NOT_IN_REGION;
             snprintf(err->msg, sizeof err->msg, "key is not in region");
             return -1;

@@ -3,8 +3,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/codec.h"
 #include "errorpb.pb-c.h"
 #include "store/kv_service.h"
+
+/* Raw keys are stored as enc(key) in every CF, like transactional ones (codec/codec.h). */
+static uint8_t *encode_key(const ProtobufCBinaryData *key, size_t *len)
+{
+    *len = codec_key_len(key->len);
+    uint8_t *out = malloc(*len);
+    if (out)
+        codec_key_encode(key->data, key->len, out);
+    return out;
+}
 
 /* Sets *cf from a request's CF name; returns NULL or the reason it is bad. */
 static const char *parse_cf(const char *name, enum storage_cf *cf)
@@ -46,15 +57,26 @@ static void raw_get(struct rpc_call *call, const ProtobufCMessage *msg, void *ar
     struct storage_ctx ctx;
     struct storage_error err = {0};
     struct storage_reader *r;
+    struct storage_key touched = {req->key.data, req->key.len};
     kv_ctx_from_proto(req->context, &ctx);
+    ctx.keys = &touched;
+    ctx.n_keys = 1;
+    size_t enc_len;
+    uint8_t *enc = encode_key(&req->key, &enc_len);
+    if (!enc) {
+        resp.error = (char *)storage_strerror(STORAGE_ERR_NOMEM);
+        goto reply;
+    }
     int rc = storage_reader(svc->storage, &ctx, &r, &err);
     if (rc) {
+        free(enc);
         error = storage_failure(&err, rc, &resp.region_error);
         resp.error = error;
         goto reply;
     }
-    rc = storage_reader_get(r, cf, req->key.data, req->key.len, &value, &value_len);
+    rc = storage_reader_get(r, cf, enc, enc_len, &value, &value_len);
     storage_reader_free(r);
+    free(enc);
     if (rc == STORAGE_ERR_NOT_FOUND) {
         resp.not_found = 1;
     } else if (rc) {
@@ -87,11 +109,17 @@ static void raw_modify(struct kv_service *svc, const Kvrpcpb__Context *context,
         *error = (char *)bad;
         return;
     }
+    size_t enc_len;
+    uint8_t *enc = encode_key(key, &enc_len);
+    if (!enc) {
+        *error = (char *)storage_strerror(STORAGE_ERR_NOMEM);
+        return;
+    }
     struct storage_modify m = {
         .kind = kind,
         .cf = cf,
-        .key = key->data,
-        .key_len = key->len,
+        .key = enc,
+        .key_len = enc_len,
         .value = value ? value->data : NULL,
         .value_len = value ? value->len : 0,
     };
@@ -99,6 +127,7 @@ static void raw_modify(struct kv_service *svc, const Kvrpcpb__Context *context,
     struct storage_error err = {0};
     kv_ctx_from_proto(context, &ctx);
     int rc = storage_write(svc->storage, &ctx, &m, 1, &err);
+    free(enc);
     if (rc) {
         *owned_error = storage_failure(&err, rc, region_error);
         *error = *owned_error;
@@ -141,36 +170,43 @@ static void free_pairs(Kvrpcpb__KvPair **pairs, size_t n)
     free(pairs);
 }
 
-/* Bytewise a < b for binary strings. */
-static int key_less(const void *a, size_t alen, const ProtobufCBinaryData *b)
-{
-    size_t n = alen < b->len ? alen : b->len;
-    int c = n ? memcmp(a, b->data, n) : 0;
-    return c < 0 || (c == 0 && alen < b->len);
-}
-
 /* Collects up to `limit` pairs from the request's start key on, before its
- * end key (if any); keys only when asked. Returns 0 or a STORAGE_ERR_*. */
+ * end key (if any); keys only when asked. The reader is bounded to the
+ * region, so the scan also stops at the region's end. Returns 0 or a
+ * STORAGE_ERR_*. */
 static int scan_pairs(struct storage_reader *r, enum storage_cf cf,
                       const Kvrpcpb__RawScanRequest *req, Kvrpcpb__KvPair ***out, size_t *n_out)
 {
-    const ProtobufCBinaryData *start = &req->start_key;
     uint32_t limit = req->limit;
     struct storage_iter *it;
+    size_t seek_len;
+    uint8_t *seek = encode_key(&req->start_key, &seek_len);
+    if (!seek)
+        return STORAGE_ERR_NOMEM;
     int rc = storage_reader_iter(r, cf, &it);
-    if (rc)
+    if (rc) {
+        free(seek);
         return rc;
+    }
     size_t cap = limit < 64 ? limit : 64, n = 0, bytes = 0;
     Kvrpcpb__KvPair **pairs = malloc(cap * sizeof *pairs);
-    if (!pairs) {
-        storage_iter_free(it);
-        return STORAGE_ERR_NOMEM;
+    uint8_t *user = malloc(KV_MAX_KEY_BYTES + 16);
+    if (!pairs || !user) {
+        free(pairs);
+        pairs = NULL;
+        goto nomem;
     }
-    for (storage_iter_seek(it, start->data, start->len); storage_iter_valid(it) && n < limit;
+    for (storage_iter_seek(it, seek, seek_len); storage_iter_valid(it) && n < limit;
          storage_iter_next(it)) {
-        size_t klen, vlen;
-        const void *k = storage_iter_key(it, &klen);
-        if (req->end_key.len && !key_less(k, klen, &req->end_key))
+        size_t enc_len, klen, vlen;
+        const uint8_t *enc = storage_iter_key(it, &enc_len);
+        if (enc_len > codec_key_len(KV_MAX_KEY_BYTES) ||
+            codec_key_decode_exact(enc, enc_len, user, &klen) != CODEC_OK) {
+            rc = STORAGE_ERR_IO; /* not a raw key: written by another layout */
+            goto fail;
+        }
+        const uint8_t *k = user;
+        if (req->end_key.len && codec_bytes_cmp(k, klen, req->end_key.data, req->end_key.len) >= 0)
             break;
         const void *v = storage_iter_value(it, &vlen);
         if (req->key_only)
@@ -201,13 +237,20 @@ static int scan_pairs(struct storage_reader *r, enum storage_cf cf,
         bytes += klen + vlen;
     }
     storage_iter_free(it);
+    free(seek);
+    free(user);
     *out = pairs;
     *n_out = n;
     return 0;
 nomem:
+    rc = STORAGE_ERR_NOMEM;
+fail:
     storage_iter_free(it);
-    free_pairs(pairs, n);
-    return STORAGE_ERR_NOMEM;
+    free(seek);
+    free(user);
+    if (pairs)
+        free_pairs(pairs, n);
+    return rc;
 }
 
 static void raw_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
@@ -231,7 +274,10 @@ static void raw_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *a
     struct storage_ctx ctx;
     struct storage_error err = {0};
     struct storage_reader *r;
+    struct storage_key touched = {req->start_key.data, req->start_key.len};
     kv_ctx_from_proto(req->context, &ctx);
+    ctx.keys = &touched;
+    ctx.n_keys = 1;
     int rc = storage_reader(svc->storage, &ctx, &r, &err);
     if (rc) {
         owned = storage_failure(&err, rc, &resp.region_error);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/codec.h"
+
 static uint8_t *dup_bytes(const void *p, size_t len)
 {
     uint8_t *d = malloc(len ? len : 1);
@@ -107,20 +109,40 @@ const struct region_peer *region_peer_by_id(const struct region *r, uint64_t pee
     return NULL;
 }
 
-static int bytes_cmp(const void *a, size_t alen, const void *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c)
-        return c;
-    return alen < blen ? -1 : alen > blen;
-}
-
 int region_contains(const struct region *r, const void *key, size_t len)
 {
-    if (bytes_cmp(key, len, r->start_key, r->start_key_len) < 0)
+    if (codec_bytes_cmp(key, len, r->start_key, r->start_key_len) < 0)
         return 0;
-    return r->end_key_len == 0 || bytes_cmp(key, len, r->end_key, r->end_key_len) < 0;
+    return r->end_key_len == 0 || codec_bytes_cmp(key, len, r->end_key, r->end_key_len) < 0;
+}
+
+int region_contains_stored(const struct region *r, const void *key, size_t len)
+{
+    if (r->start_key_len && codec_key_cmp_stored(r->start_key, r->start_key_len, key, len) > 0)
+        return 0;
+    return r->end_key_len == 0 || codec_key_cmp_stored(r->end_key, r->end_key_len, key, len) > 0;
+}
+
+static uint8_t *encode_bound(const uint8_t *key, size_t len, size_t *out_len)
+{
+    *out_len = len ? codec_key_len(len) : 0;
+    uint8_t *out = malloc(*out_len ? *out_len : 1);
+    if (out && len)
+        codec_key_encode(key, len, out);
+    return out;
+}
+
+int region_data_range(const struct region *r, uint8_t **lo, size_t *lo_len, uint8_t **hi,
+                      size_t *hi_len)
+{
+    *lo = encode_bound(r->start_key, r->start_key_len, lo_len);
+    *hi = encode_bound(r->end_key, r->end_key_len, hi_len);
+    if (*lo && *hi)
+        return 0;
+    free(*lo);
+    free(*hi);
+    *lo = *hi = NULL;
+    return -1;
 }
 
 int region_add_peer(struct region *r, struct region_peer p)

@@ -41,8 +41,21 @@ Metapb__Region *region_to_proto(const struct region *r);
 const struct region_peer *region_peer_on_store(const struct region *r, uint64_t store_id);
 const struct region_peer *region_peer_by_id(const struct region *r, uint64_t peer_id);
 
-/* Whether key lies in [start_key, end_key). */
+/* Whether user key `key` lies in [start_key, end_key). */
 int region_contains(const struct region *r, const void *key, size_t len);
+
+/* Whether a stored data key (any CF; codec/codec.h) lies in the region's
+ * data range [enc(start_key), enc(end_key)), i.e. its user key is in the region. */
+int region_contains_stored(const struct region *r, const void *key, size_t len);
+
+/*
+ * region_data_range: the region's data range in stored keys, [*lo, *hi);
+ * *lo_len 0 means from the first key, *hi_len 0 means no upper bound. Both
+ * are malloc'd and owned by the caller (free(); set even when empty).
+ * Returns 0 or -1 on OOM.
+ */
+int region_data_range(const struct region *r, uint8_t **lo, size_t *lo_len, uint8_t **hi,
+                      size_t *hi_len);
 
 /* region_add_peer / region_remove_peer edit the peer list; -1 on OOM or absent. */
 int region_add_peer(struct region *r, struct region_peer p);

@@ -29,9 +29,12 @@ static uint8_t *max_key(void)
 
 void snapshot_clear_range(struct engine *kv, const struct region *r)
 {
-    uint8_t *bound = NULL;
-    const uint8_t *end = r->end_key;
-    size_t end_len = r->end_key_len;
+    uint8_t *lo, *hi, *bound = NULL;
+    size_t lo_len, hi_len;
+    if (region_data_range(r, &lo, &lo_len, &hi, &hi_len) != 0)
+        abort();
+    const uint8_t *end = hi;
+    size_t end_len = hi_len;
     if (end_len == 0) {
         bound = max_key();
         if (!bound)
@@ -41,8 +44,10 @@ void snapshot_clear_range(struct engine *kv, const struct region *r)
     }
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (int cf = 0; cf < STORAGE_CF_COUNT; cf++)
-        rocksdb_writebatch_delete_range_cf(wb, engine_cf(kv, cf), (const char *)r->start_key,
-                                           r->start_key_len, (const char *)end, end_len);
+        rocksdb_writebatch_delete_range_cf(wb, engine_cf(kv, cf), (const char *)lo, lo_len,
+                                           (const char *)end, end_len);
+    free(lo);
+    free(hi);
     char err[256];
     if (engine_write_batch(kv, wb, 1, err, sizeof err) != 0) {
         LOG(LOG_ERROR, "region=%llu: clearing data: %s", (unsigned long long)r->id, err);
@@ -82,16 +87,22 @@ static int build_data(struct raftstore *rs, struct snap_job *job, uint8_t **out,
     size_t cap = 1024, n = 0;
     RaftServerpb__KeyValue **kvs = malloc(cap * sizeof *kvs);
     int rc = kvs ? 0 : -1;
+    uint8_t *lo = NULL, *hi = NULL;
+    size_t lo_len, hi_len;
+    if (!rc && region_data_range(&job->region, &lo, &lo_len, &hi, &hi_len) != 0)
+        rc = -1;
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_snapshot(ro, job->db_snap);
+    if (hi_len)
+        rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, hi_len);
     for (int cf = 0; cf < STORAGE_CF_COUNT && !rc; cf++) {
         rocksdb_iterator_t *it =
             rocksdb_create_iterator_cf(engine_db(rs->cfg.kv), ro, engine_cf(rs->cfg.kv, cf));
-        for (rocksdb_iter_seek(it, (const char *)job->region.start_key, job->region.start_key_len);
-             rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        for (rocksdb_iter_seek(it, (const char *)lo, lo_len); rocksdb_iter_valid(it);
+             rocksdb_iter_next(it)) {
             size_t klen, vlen;
             const char *k = rocksdb_iter_key(it, &klen);
-            if (!region_contains(&job->region, k, klen))
+            if (!region_contains_stored(&job->region, k, klen))
                 break;
             const char *v = rocksdb_iter_value(it, &vlen);
             if (n == cap) {
@@ -125,6 +136,8 @@ static int build_data(struct raftstore *rs, struct snap_job *job, uint8_t **out,
         rocksdb_iter_destroy(it);
     }
     rocksdb_readoptions_destroy(ro);
+    free(lo);
+    free(hi);
     sd.data = kvs;
     sd.n_data = n;
     if (!rc) {
@@ -251,8 +264,9 @@ int snapshot_apply_data(struct raftstore *rs, const struct region *r,
     int rc = 0;
     for (size_t i = 0; i < sd->n_data && !rc; i++) {
         const RaftServerpb__KeyValue *kv = sd->data[i];
-        if (kv->key.len < 1 || kv->key.data[0] >= STORAGE_CF_COUNT)
-            continue;
+        if (kv->key.len < 1 || kv->key.data[0] >= STORAGE_CF_COUNT ||
+            !region_contains_stored(r, kv->key.data + 1, kv->key.len - 1))
+            continue; /* not data of this region: never written outside its range */
         rocksdb_writebatch_put_cf(wb, engine_cf(rs->cfg.kv, kv->key.data[0]),
                                   (const char *)kv->key.data + 1, kv->key.len - 1,
                                   (const char *)kv->value.data, kv->value.len);

@@ -76,6 +76,8 @@ int standalone_storage_open(const char *dir, struct storage **out, char *errbuf,
         return STORAGE_ERR_NOMEM;
     }
     int rc = engine_open(dir, 1, &s->engine, errbuf, errbuf_len);
+    if (!rc && (rc = engine_format_check(s->engine, errbuf, errbuf_len)) != 0)
+        engine_close(s->engine);
     if (rc) {
         free(s);
         return rc;

@@ -43,6 +43,12 @@ enum {
     STORAGE_ERR_CLOSED,  /* the storage is shutting down */
 };
 
+/* A user key, borrowed. */
+struct storage_key {
+    const void *data;
+    size_t len;
+};
+
 /* Region routing of a request, from kvrpcpb.Context. Zeroes in standalone mode. */
 struct storage_ctx {
     uint64_t region_id;
@@ -50,6 +56,11 @@ struct storage_ctx {
     uint64_t region_version;
     uint64_t peer_id;
     uint64_t peer_store_id;
+    /* The user keys a read touches (a scan: its start key), borrowed for the
+     * call; may be none. A replicated storage answers KeyNotInRegion when
+     * one lies outside the region, before it confirms leadership. */
+    const struct storage_key *keys;
+    size_t n_keys;
 };
 
 /* Region error kinds, mirroring errorpb.Error's variants. */

@@ -82,7 +82,10 @@ static void kv_get(struct rpc_call *call, const ProtobufCMessage *msg, void *arg
     struct pb_key_error ke;
     struct storage_ctx ctx;
 
+    struct storage_key touched = {req->key.data, req->key.len};
     kv_ctx_from_proto(req->context, &ctx);
+    ctx.keys = &touched;
+    ctx.n_keys = 1;
     int rc = mvcc_get(arg, &ctx, req->key.data, req->key.len, req->version, &r);
     if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
@@ -94,6 +97,7 @@ static void kv_get(struct rpc_call *call, const ProtobufCMessage *msg, void *arg
             resp.not_found = 1;
         } else {
             resp.value = (ProtobufCBinaryData){r.value_len, r.value};
+            resp.commit_ts = r.commit_ts;
         }
     }
     reply_and_free_region(call, &resp.base, resp.region_error);
@@ -110,7 +114,10 @@ static void kv_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *ar
     Kvrpcpb__KvPair *pairs = NULL, **ptrs = NULL;
     struct pb_key_error *kes = NULL;
 
+    struct storage_key touched = {req->start_key.data, req->start_key.len};
     kv_ctx_from_proto(req->context, &ctx);
+    ctx.keys = &touched;
+    ctx.n_keys = 1;
     struct mvcc_scan_req sreq = {
         .start_key = req->start_key.data,
         .start_key_len = req->start_key.len,
@@ -170,13 +177,15 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
     struct mvcc_prewrite_result r;
     struct storage_ctx ctx;
     struct mvcc_mutation *muts = NULL;
+    struct storage_key *touched = NULL;
     struct pb_key_error *kes = NULL;
     Kvrpcpb__KeyError **ptrs = NULL;
 
     memset(&r, 0, sizeof(r));
     if (req->n_mutations) {
         muts = calloc(req->n_mutations, sizeof(*muts));
-        if (!muts) {
+        touched = calloc(req->n_mutations, sizeof(*touched));
+        if (!muts || !touched) {
             rpc_call_finish(call, RPC_INTERNAL, "out of memory");
             goto cleanup;
         }
@@ -191,6 +200,7 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
             .value = m->value.data,
             .value_len = m->value.len,
         };
+        touched[i] = (struct storage_key){m->key.data, m->key.len};
     }
     struct mvcc_prewrite_req preq = {
         .mutations = muts,
@@ -201,6 +211,8 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
         .lock_ttl_ms = req->lock_ttl,
     };
     kv_ctx_from_proto(req->context, &ctx);
+    ctx.keys = touched;
+    ctx.n_keys = req->n_mutations;
     int rc = mvcc_prewrite(arg, &ctx, &preq, &r);
     if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
@@ -221,6 +233,7 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
     reply_and_free_region(call, &resp.base, resp.region_error);
 cleanup:
     free(muts);
+    free(touched);
     free(kes);
     free(ptrs);
     mvcc_prewrite_result_free(&r);
@@ -232,6 +245,15 @@ static struct mvcc_key_slice *key_slices(const ProtobufCBinaryData *keys, size_t
     struct mvcc_key_slice *s = calloc(n ? n : 1, sizeof(*s));
     for (size_t i = 0; s && i < n; i++)
         s[i] = (struct mvcc_key_slice){keys[i].data, keys[i].len};
+    return s;
+}
+
+/* The same keys as the storage_ctx's touched keys; NULL on allocation failure. */
+static struct storage_key *touched_keys(const ProtobufCBinaryData *keys, size_t n)
+{
+    struct storage_key *s = calloc(n ? n : 1, sizeof(*s));
+    for (size_t i = 0; s && i < n; i++)
+        s[i] = (struct storage_key){keys[i].data, keys[i].len};
     return s;
 }
 
@@ -261,15 +283,21 @@ static void kv_commit(struct rpc_call *call, const ProtobufCMessage *msg, void *
     struct mvcc_write_result r;
     struct storage_ctx ctx;
     struct mvcc_key_slice *keys = key_slices(req->keys, req->n_keys);
+    struct storage_key *touched = touched_keys(req->keys, req->n_keys);
 
-    if (!keys) {
+    if (!keys || !touched) {
+        free(keys);
+        free(touched);
         rpc_call_finish(call, RPC_INTERNAL, "out of memory");
         return;
     }
     kv_ctx_from_proto(req->context, &ctx);
+    ctx.keys = touched;
+    ctx.n_keys = req->n_keys;
     int rc = mvcc_commit(arg, &ctx, keys, req->n_keys, req->start_version, req->commit_version, &r);
     write_reply(call, rc, &r, &resp.base, &resp.region_error, &resp.error);
     free(keys);
+    free(touched);
     mvcc_write_result_free(&r);
 }
 
@@ -280,15 +308,21 @@ static void kv_batch_rollback(struct rpc_call *call, const ProtobufCMessage *msg
     struct mvcc_write_result r;
     struct storage_ctx ctx;
     struct mvcc_key_slice *keys = key_slices(req->keys, req->n_keys);
+    struct storage_key *touched = touched_keys(req->keys, req->n_keys);
 
-    if (!keys) {
+    if (!keys || !touched) {
+        free(keys);
+        free(touched);
         rpc_call_finish(call, RPC_INTERNAL, "out of memory");
         return;
     }
     kv_ctx_from_proto(req->context, &ctx);
+    ctx.keys = touched;
+    ctx.n_keys = req->n_keys;
     int rc = mvcc_batch_rollback(arg, &ctx, keys, req->n_keys, req->start_version, &r);
     write_reply(call, rc, &r, &resp.base, &resp.region_error, &resp.error);
     free(keys);
+    free(touched);
     mvcc_write_result_free(&r);
 }
 
@@ -312,7 +346,10 @@ static void kv_check_txn_status(struct rpc_call *call, const ProtobufCMessage *m
     struct mvcc_check_txn_status_result r;
     struct storage_ctx ctx;
 
+    struct storage_key touched = {req->primary_key.data, req->primary_key.len};
     kv_ctx_from_proto(req->context, &ctx);
+    ctx.keys = &touched;
+    ctx.n_keys = 1;
     int rc = mvcc_check_txn_status(arg, &ctx, req->primary_key.data, req->primary_key.len,
                                    req->lock_ts, req->current_ts, &r);
     if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))

@@ -85,7 +85,11 @@ static inline void fx_put_lock(struct fx *f, const void *key, size_t klen, const
     uint8_t *v = malloc(mvcc_lock_encoded_len(&l));
     assert_non_null(v);
     mvcc_lock_encode(&l, v);
-    fx_raw_put(f, STORAGE_CF_LOCK, key, klen, v, mvcc_lock_encoded_len(&l));
+    uint8_t *lk;
+    size_t lk_len;
+    assert_int_equal(mvcc_lock_key_encode(key, klen, &lk, &lk_len), MVCC_OK);
+    fx_raw_put(f, STORAGE_CF_LOCK, lk, lk_len, v, mvcc_lock_encoded_len(&l));
+    free(lk);
     free(v);
 }
 
@@ -156,8 +160,13 @@ static inline int fx_get_lock(struct fx *f, const void *key, size_t klen, struct
 {
     void *v;
     size_t vl;
+    uint8_t *lk;
+    size_t lk_len;
     memset(l, 0, sizeof(*l));
-    if (!fx_raw_get(f, STORAGE_CF_LOCK, key, klen, &v, &vl))
+    assert_int_equal(mvcc_lock_key_encode(key, klen, &lk, &lk_len), MVCC_OK);
+    int found = fx_raw_get(f, STORAGE_CF_LOCK, lk, lk_len, &v, &vl);
+    free(lk);
+    if (!found)
         return 0;
     assert_int_equal(mvcc_lock_decode(v, vl, l), 0);
     l->buf = v;

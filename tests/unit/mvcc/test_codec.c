@@ -19,21 +19,21 @@ static void test_encode_vectors(void **state)
     (void)state;
     uint8_t out[27];
     const uint8_t empty[] = {0, 0, 0, 0, 0, 0, 0, 0, 0xF7};
-    mvcc_codec_encode_bytes("", 0, out);
-    assert_int_equal(mvcc_codec_encoded_len(0), 9);
+    codec_key_encode("", 0, out);
+    assert_int_equal(codec_key_len(0), 9);
     assert_memory_equal(out, empty, 9);
 
     const uint8_t abc[] = {'a', 'b', 'c', 0, 0, 0, 0, 0, 0xFA};
-    mvcc_codec_encode_bytes("abc", 3, out);
+    codec_key_encode("abc", 3, out);
     assert_memory_equal(out, abc, 9);
 
     const uint8_t eight[] = {1, 2, 3, 4, 5, 6, 7, 8, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0xF7};
-    mvcc_codec_encode_bytes((const uint8_t[]){1, 2, 3, 4, 5, 6, 7, 8}, 8, out);
-    assert_int_equal(mvcc_codec_encoded_len(8), 18);
+    codec_key_encode((const uint8_t[]){1, 2, 3, 4, 5, 6, 7, 8}, 8, out);
+    assert_int_equal(codec_key_len(8), 18);
     assert_memory_equal(out, eight, 18);
 
     const uint8_t nine[] = {1, 2, 3, 4, 5, 6, 7, 8, 0xFF, 9, 0, 0, 0, 0, 0, 0, 0, 0xF8};
-    mvcc_codec_encode_bytes((const uint8_t[]){1, 2, 3, 4, 5, 6, 7, 8, 9}, 9, out);
+    codec_key_encode((const uint8_t[]){1, 2, 3, 4, 5, 6, 7, 8, 9}, 9, out);
     assert_memory_equal(out, nine, 18);
 }
 

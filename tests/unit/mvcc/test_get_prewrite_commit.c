@@ -123,7 +123,9 @@ static void test_single_prewrite(void **state)
     assert_true(fx_has_value(f, K(3), 100, "\x2a", 1));
     void *raw;
     size_t rl;
-    assert_true(fx_raw_get(f, STORAGE_CF_LOCK, K(3), &raw, &rl));
+    /* The lock CF is keyed by enc(key): one group, pad 7, marker 0xF8. */
+    const uint8_t lock_key[] = {3, 0, 0, 0, 0, 0, 0, 0, 0xF8};
+    assert_true(fx_raw_get(f, STORAGE_CF_LOCK, lock_key, sizeof lock_key, &raw, &rl));
     const uint8_t want[] = {1, 1, 0, 0, 0, 0, 0, 0, 0, 100, 0, 0, 0, 0, 0, 0, 3, 232};
     assert_int_equal(rl, sizeof(want));
     assert_memory_equal(raw, want, sizeof(want));

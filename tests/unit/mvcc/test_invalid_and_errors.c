@@ -192,7 +192,7 @@ static void test_corrupt_record(void **state)
 {
     struct fx *f = *state;
     struct mvcc_get_result g;
-    fx_raw_put(f, STORAGE_CF_LOCK, "k", 1, "short", 5);
+    fx_raw_put(f, STORAGE_CF_LOCK, "k\0\0\0\0\0\0\0\xF8", 9, "short", 5);
     assert_int_equal(mvcc_get(f->e, NULL, "k", 1, 10, &g), MVCC_ERR_CORRUPT);
     assert_string_equal(g.errmsg, "corrupt MVCC record");
     mvcc_get_result_free(&g);
