@@ -1,6 +1,8 @@
 /* kv_service.c — the TinyKv method table and helpers shared by its handlers. */
 #include "store/kv_service.h"
 
+#include "store/raftstore.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,7 @@ size_t kv_service_methods(struct kv_service *svc, struct rpc_method *out)
     size_t n = 0;
     n += kv_raw_methods(svc, out + n);
     if (svc->mvcc)
-        n += kv_txn_methods(svc->mvcc, out + n);
+        n += kv_txn_methods(svc, out + n);
     return n;
 }
 
@@ -42,7 +44,67 @@ const char *kv_check_key(size_t len)
     return NULL;
 }
 
-Errorpb__Error *kv_region_error_new(const struct storage_error *err)
+static uint8_t *dup_bytes(const void *p, size_t len)
+{
+    uint8_t *d = malloc(len ? len : 1);
+    if (d && len)
+        memcpy(d, p, len);
+    return d;
+}
+
+#define KV_EPOCH_REGIONS_MAX 8
+
+/* Adds region r (owned, freed here) to m's current regions unless present or full. */
+static void add_current_region(Errorpb__EpochNotMatch *m, struct region *r)
+{
+    for (size_t i = 0; i < m->n_current_regions; i++)
+        if (m->current_regions[i]->id == r->id)
+            goto done;
+    if (m->n_current_regions < KV_EPOCH_REGIONS_MAX) {
+        Metapb__Region *pr = region_to_proto(r);
+        if (pr)
+            m->current_regions[m->n_current_regions++] = pr;
+    }
+done:
+    region_free(r);
+}
+
+static void fill_epoch_not_match(const struct kv_service *svc, const struct storage_ctx *ctx,
+                                 const struct storage_error *err, Errorpb__EpochNotMatch *m)
+{
+    m->current_regions = calloc(KV_EPOCH_REGIONS_MAX, sizeof *m->current_regions);
+    if (!m->current_regions)
+        return;
+    struct region r;
+    if (raftstore_region(svc->rs, err->region_id, &r) == 0)
+        add_current_region(m, &r);
+    if (raftstore_region_next(svc->rs, err->region_id, &r) == 0)
+        add_current_region(m, &r);
+    for (size_t i = 0; ctx && i < ctx->n_keys; i++)
+        if (raftstore_region_of_key(svc->rs, ctx->keys[i].data, ctx->keys[i].len, &r) == 0)
+            add_current_region(m, &r);
+}
+
+static void fill_key_not_in_region(const struct kv_service *svc, const struct storage_ctx *ctx,
+                                   const struct storage_error *err, Errorpb__KeyNotInRegion *k)
+{
+    if (ctx && err->key_pos && err->key_pos <= ctx->n_keys) {
+        const struct storage_key *key = &ctx->keys[err->key_pos - 1];
+        k->key.data = dup_bytes(key->data, key->len);
+        k->key.len = k->key.data ? key->len : 0;
+    }
+    struct region r;
+    if (raftstore_region(svc->rs, err->region_id, &r) != 0)
+        return;
+    k->start_key.data = dup_bytes(r.start_key, r.start_key_len);
+    k->start_key.len = k->start_key.data ? r.start_key_len : 0;
+    k->end_key.data = dup_bytes(r.end_key, r.end_key_len);
+    k->end_key.len = k->end_key.data ? r.end_key_len : 0;
+    region_free(&r);
+}
+
+Errorpb__Error *kv_region_error_new(const struct kv_service *svc, const struct storage_ctx *ctx,
+                                    const struct storage_error *err)
 {
     if (!err || err->code != STORAGE_ERR_REGION)
         return NULL;
@@ -83,14 +145,19 @@ Errorpb__Error *kv_region_error_new(const struct storage_error *err)
         if (k) {
             errorpb__key_not_in_region__init(k);
             k->region_id = err->region_id;
+            if (svc && svc->rs)
+                fill_key_not_in_region(svc, ctx, err, k);
         }
         e->key_not_in_region = k;
         break;
     }
     case STORAGE_REGION_ERR_EPOCH_NOT_MATCH: {
         Errorpb__EpochNotMatch *m = malloc(sizeof *m);
-        if (m)
+        if (m) {
             errorpb__epoch_not_match__init(m);
+            if (svc && svc->rs)
+                fill_epoch_not_match(svc, ctx, err, m);
+        }
         e->epoch_not_match = m;
         break;
     }

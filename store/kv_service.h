@@ -27,9 +27,12 @@
 
 struct mvcc_engine;
 
+struct raftstore;
+
 struct kv_service {
     struct storage *storage;  /* borrowed; outlives the service */
     struct mvcc_engine *mvcc; /* borrowed; NULL serves no Kv* methods */
+    struct raftstore *rs;     /* borrowed; NULL in standalone mode (no regions to describe) */
 };
 
 /* The most methods kv_service_methods can return. */
@@ -48,9 +51,14 @@ void kv_ctx_from_proto(const Kvrpcpb__Context *c, struct storage_ctx *out);
 /*
  * kv_region_error_new builds the errorpb.Error for a STORAGE_ERR_REGION
  * failure, or NULL if `err` is not a region error (or on allocation failure).
+ * With svc->rs it describes the regions: KeyNotInRegion carries the key
+ * (from ctx's touched keys) and the region's range; EpochNotMatch carries the
+ * current region, the one after it and those holding the touched keys, so a
+ * client learns a split without asking the scheduler.
  * Owned by the caller: protobuf_c_message_free_unpacked(..., NULL).
  */
-Errorpb__Error *kv_region_error_new(const struct storage_error *err);
+Errorpb__Error *kv_region_error_new(const struct kv_service *svc, const struct storage_ctx *ctx,
+                                    const struct storage_error *err);
 
 /* kv_check_key returns NULL if `len` is a valid key length, else a reason. */
 const char *kv_check_key(size_t len);

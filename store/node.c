@@ -211,6 +211,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     }
     n->svc.storage = n->storage;
     n->svc.mvcc = n->mvcc;
+    n->svc.rs = n->rs;
     struct rpc_method methods[KV_SERVICE_MAX_METHODS + 2];
     size_t nm = kv_service_methods(&n->svc, methods);
     nm += raft_service_methods(n->rs, methods + nm);

@@ -135,6 +135,7 @@ HEADER_OF(BootstrapResponse)
 HEADER_OF(PutStoreResponse)
 HEADER_OF(GetStoreResponse)
 HEADER_OF(StoreHeartbeatResponse)
+HEADER_OF(AskSplitResponse)
 
 static Schedulerpb__RequestHeader header(struct pd_worker *w)
 {
@@ -363,8 +364,117 @@ static int send_report(struct pd_worker *w, struct rpc_stream *st, struct report
     return rc;
 }
 
+/* Waits for one split's outcome on the store loop. */
+struct split_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int done, code;
+    int abandoned; /* the waiter gave up: the callback frees */
+};
+
+static void split_done(void *arg, struct raftstore_result *res)
+{
+    struct split_wait *sw = arg;
+    pthread_mutex_lock(&sw->mu);
+    sw->done = 1;
+    sw->code = res->code;
+    int abandoned = sw->abandoned;
+    pthread_cond_signal(&sw->cond);
+    pthread_mutex_unlock(&sw->mu);
+    if (abandoned) {
+        pthread_mutex_destroy(&sw->mu);
+        pthread_cond_destroy(&sw->cond);
+        free(sw);
+    }
+}
+
+/* Asks the scheduler for ids and splits region_id at key, waiting (bounded) for the apply. */
+static int split_one(struct pd_worker *w, uint64_t region_id, const ProtobufCBinaryData *key)
+{
+    Schedulerpb__RequestHeader h = header(w);
+    Metapb__Region region = METAPB__REGION__INIT;
+    region.id = region_id;
+    Schedulerpb__AskSplitRequest req = SCHEDULERPB__ASK_SPLIT_REQUEST__INIT;
+    req.header = &h;
+    req.region = &region;
+    ProtobufCMessage *m;
+    if (call(w, "/schedulerpb.Scheduler/AskSplit", &req.base,
+             &schedulerpb__ask_split_response__descriptor, &m, header_of_AskSplitResponse) != 0) {
+        LOG(LOG_WARN, "region=%llu: split: %s", (unsigned long long)region_id, w->errmsg);
+        return -1;
+    }
+    Schedulerpb__AskSplitResponse *resp = (Schedulerpb__AskSplitResponse *)m;
+    struct split_wait *sw = calloc(1, sizeof *sw);
+    if (!sw) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return -1;
+    }
+    pthread_mutex_init(&sw->mu, NULL);
+    pthread_cond_init(&sw->cond, NULL);
+    raftstore_split(w->rs, region_id, 0, key->data, key->len, resp->new_region_id,
+                    resp->new_peer_ids, resp->n_new_peer_ids, split_done, sw);
+    protobuf_c_message_free_unpacked(m, NULL);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&sw->mu);
+    int rc = 0;
+    while (!sw->done && rc == 0)
+        rc = pthread_cond_timedwait(&sw->cond, &sw->mu, &until);
+    int done = sw->done, code = sw->code;
+    sw->abandoned = !done;
+    pthread_mutex_unlock(&sw->mu);
+    if (done) {
+        pthread_mutex_destroy(&sw->mu);
+        pthread_cond_destroy(&sw->cond);
+        free(sw);
+    }
+    return done && code == 0 ? 0 : -1;
+}
+
+static int key_desc(const void *a, const void *b)
+{
+    const ProtobufCBinaryData *x = *(ProtobufCBinaryData *const *)a;
+    const ProtobufCBinaryData *y = *(ProtobufCBinaryData *const *)b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = n ? memcmp(x->data, y->data, n) : 0;
+    if (!c)
+        c = x->len < y->len ? -1 : x->len > y->len;
+    return -c;
+}
+
+/*
+ * A split operator: the keys are split from the highest down, so the region
+ * keeps its id and every next key is still inside it; each waits for the
+ * previous split to apply (a split proposed under the old epoch would be
+ * refused).
+ */
+static void handle_split(struct pd_worker *w, uint64_t region_id,
+                         const Schedulerpb__SplitRegion *sr)
+{
+    if (!sr->n_keys)
+        return;
+    const ProtobufCBinaryData **keys = malloc(sr->n_keys * sizeof *keys);
+    if (!keys)
+        return;
+    for (size_t i = 0; i < sr->n_keys; i++)
+        keys[i] = &sr->keys[i];
+    qsort(keys, sr->n_keys, sizeof *keys, key_desc);
+    for (size_t i = 0; i < sr->n_keys; i++) {
+        if (i && key_desc(&keys[i - 1], &keys[i]) == 0)
+            continue;
+        if (split_one(w, region_id, keys[i]) != 0)
+            break;
+    }
+    free(keys);
+}
+
 static void handle_operator(struct pd_worker *w, const Schedulerpb__RegionHeartbeatResponse *resp)
 {
+    if (resp->split_region) {
+        handle_split(w, resp->region_id, resp->split_region);
+        return;
+    }
     if (resp->change_peer && resp->change_peer->peer) {
         int remove = resp->change_peer->change_type == ERAFTPB__CONF_CHANGE_TYPE__RemoveNode;
         struct region_peer p = {resp->change_peer->peer->id, resp->change_peer->peer->store_id};

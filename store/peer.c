@@ -113,6 +113,19 @@ void peer_free(struct peer *p, int code)
     free(p);
 }
 
+static void answer_key_not_in_region(struct peer *p, raftstore_cb cb, void *arg, size_t key_pos)
+{
+    struct storage_error err;
+    memset(&err, 0, sizeof err);
+    err.code = STORAGE_ERR_REGION;
+    err.region_kind = STORAGE_REGION_ERR_KEY_NOT_IN_REGION;
+    err.region_id = p->region_id;
+    err.key_pos = key_pos;
+    snprintf(err.msg, sizeof err.msg, "key is not in region %llu",
+             (unsigned long long)p->region_id);
+    raftstore_answer(cb, arg, STORAGE_ERR_REGION, &err, NULL);
+}
+
 /* Checks a request's routing against this peer; answers and returns -1 if it fails. */
 static int check_request(struct peer *p, const struct storage_ctx *ctx, raftstore_cb cb, void *arg)
 {
@@ -125,11 +138,17 @@ static int check_request(struct peer *p, const struct storage_ctx *ctx, raftstor
                                       0, "request meant for another store");
         return -1;
     }
-    if (ctx->region_id && (ctx->region_version != p->ps.region.version ||
-                           ctx->region_conf_ver != p->ps.region.conf_ver)) {
+    /* Data requests care about the range (version), not the membership. */
+    if (ctx->region_id && ctx->region_version != p->ps.region.version) {
         raftstore_answer_region_error(cb, arg, STORAGE_REGION_ERR_EPOCH_NOT_MATCH, p->region_id, 0,
                                       0, "region epoch does not match");
         return -1;
+    }
+    for (size_t i = 0; i < ctx->n_keys; i++) {
+        if (!region_contains(&p->ps.region, ctx->keys[i].data, ctx->keys[i].len)) {
+            answer_key_not_in_region(p, cb, arg, i + 1);
+            return -1;
+        }
     }
     return 0;
 }
@@ -220,12 +239,16 @@ void peer_propose_write(struct peer *p, struct mail *m)
         const RaftCmdpb__Request *r = m->cmd->requests[i];
         const ProtobufCBinaryData *key = r->put ? &r->put->key : &r->delete_->key;
         if (!region_contains_stored(&p->ps.region, key->data, key->len)) {
-            raftstore_answer_region_error(m->cb, m->cb_arg, STORAGE_REGION_ERR_KEY_NOT_IN_REGION,
-                                          p->region_id, 0, 0, "key is not in region");
+            answer_key_not_in_region(p, m->cb, m->cb_arg, 0);
             return;
         }
     }
     propose_cmd(p, m->cmd, 0, NULL, m->cb, m->cb_arg);
+}
+
+void peer_propose_admin(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, raftstore_cb cb, void *arg)
+{
+    propose_cmd(p, cmd, 0, NULL, cb, arg);
 }
 
 void peer_read(struct peer *p, struct mail *m)
@@ -252,7 +275,7 @@ void peer_read(struct peer *p, struct mail *m)
         }
         p->batch_read_id = id;
     }
-    *rd = (struct pending_read){id, 0, m->cb, m->cb_arg, NULL};
+    *rd = (struct pending_read){id, 0, p->ps.region.version, m->cb, m->cb_arg, NULL};
     if (p->reads_tail)
         p->reads_tail->next = rd;
     else
@@ -446,6 +469,11 @@ int peer_collect_ready(struct peer *p, struct raft_ready *rd, rocksdb_writebatch
                 (unsigned long long)p->region_id, (unsigned long long)p->peer_id);
             abort();
         }
+        /* Its range is taken from now on: no other region may be created
+         * or snapshot over it while the worker writes. */
+        if (store_meta_put(&p->rs->meta, &p->held_region) != 0)
+            LOG(LOG_ERROR, "region=%llu peer=%llu: snapshot's range overlaps another region",
+                (unsigned long long)p->region_id, (unsigned long long)p->peer_id);
         p->held = *rd;
         p->applying_snapshot = 1;
         snapshot_schedule_apply(p->rs, p);
@@ -462,23 +490,8 @@ int peer_collect_ready(struct peer *p, struct raft_ready *rd, rocksdb_writebatch
 
 /* ---- apply ---- */
 
-/* A finished command whose answer waits for the kv batch to be written. */
-struct applied_cb {
-    raftstore_cb cb;
-    void *arg;
-    int code;
-    struct storage_error err;
-};
-
-struct apply_ctx {
-    rocksdb_writebatch_t *kv_wb;
-    struct applied_cb *done;
-    size_t n_done, cap_done;
-    uint64_t compact_to; /* delete raft log below this after the write */
-};
-
-static void add_done(struct apply_ctx *ac, raftstore_cb cb, void *arg, int code,
-                     const struct storage_error *err)
+void apply_add_done(struct apply_ctx *ac, raftstore_cb cb, void *arg, int code,
+                    const struct storage_error *err)
 {
     if (ac->n_done == ac->cap_done) {
         size_t cap = ac->cap_done ? ac->cap_done * 2 : 16;
@@ -516,7 +529,7 @@ static struct proposal *take_proposal(struct peer *p, uint64_t index, uint64_t t
         err.region_kind = STORAGE_REGION_ERR_STALE_COMMAND;
         err.region_id = p->region_id;
         snprintf(err.msg, sizeof err.msg, "command was superseded by a new leader's log");
-        add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
+        apply_add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
         free(pr);
     }
     return NULL;
@@ -578,6 +591,9 @@ static void apply_compact_log(struct peer *p, const RaftCmdpb__CompactLogRequest
     ps->truncated_index = req->compact_index;
     ps->truncated_term = req->compact_term;
     ac->compact_to = req->compact_index + 1;
+    /* The log below compact_index is deleted after this batch: the applied
+     * state it replaces must be on disk first. */
+    ac->sync = 1;
 }
 
 static void apply_conf_change(struct peer *p, const struct raft_entry *e, struct apply_ctx *ac,
@@ -606,7 +622,7 @@ static void apply_conf_change(struct peer *p, const struct raft_entry *e, struct
             err.code = STORAGE_ERR_REGION;
             err.region_kind = STORAGE_REGION_ERR_EPOCH_NOT_MATCH;
             snprintf(err.msg, sizeof err.msg, "stale membership change");
-            add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
+            apply_add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
         }
     } else {
         if (remove)
@@ -615,6 +631,8 @@ static void apply_conf_change(struct peer *p, const struct raft_entry *e, struct
             region_add_peer(r, (struct region_peer){cp->peer->id, cp->peer->store_id});
         r->conf_ver++;
         peer_storage_region_state_to_batch(&p->ps, NULL, 0, ac->kv_wb);
+        ac->sync = 1;
+        ac->region_changed = 1;
         struct raft_conf_change rcc = {remove ? RAFT_CONF_REMOVE_NODE : RAFT_CONF_ADD_NODE,
                                        cc->node_id, NULL, 0};
         raft_rawnode_apply_conf_change(p->rn, &rcc, NULL);
@@ -625,7 +643,7 @@ static void apply_conf_change(struct peer *p, const struct raft_entry *e, struct
         if (remove && cc->node_id == p->peer_id)
             p->pending_remove = 1;
         if (pr)
-            add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
+            apply_add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
     }
     if (cmd)
         raft_cmdpb__raft_cmd_request__free_unpacked(cmd, NULL);
@@ -644,7 +662,7 @@ static void apply_entry(struct peer *p, const struct raft_entry *e, struct apply
     }
     if (e->data_len == 0) { /* a new leader's empty entry */
         if (pr)
-            add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
+            apply_add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
         free(pr);
         return;
     }
@@ -659,8 +677,21 @@ static void apply_entry(struct peer *p, const struct raft_entry *e, struct apply
     memset(&err, 0, sizeof err);
     int failed = 0;
     if (cmd->admin_request) {
-        if (cmd->admin_request->cmd_type == RAFT_CMDPB__ADMIN_CMD_TYPE__CompactLog)
+        switch (cmd->admin_request->cmd_type) {
+        case RAFT_CMDPB__ADMIN_CMD_TYPE__CompactLog:
             apply_compact_log(p, cmd->admin_request->compact_log, ac);
+            break;
+        case RAFT_CMDPB__ADMIN_CMD_TYPE__Split:
+            failed = split_apply(p, cmd, ac, &err) != 0;
+            break;
+        default:
+            /* Never acknowledged: an entry this version cannot apply. */
+            err.region_kind = STORAGE_REGION_ERR_STALE_COMMAND;
+            snprintf(err.msg, sizeof err.msg, "unknown admin command %d",
+                     (int)cmd->admin_request->cmd_type);
+            failed = 1;
+            break;
+        }
     } else {
         failed = apply_data(p, cmd, ac, &err) != 0;
     }
@@ -668,9 +699,9 @@ static void apply_entry(struct peer *p, const struct raft_entry *e, struct apply
         if (failed) {
             err.code = STORAGE_ERR_REGION;
             err.region_id = p->region_id;
-            add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
+            apply_add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
         } else {
-            add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
+            apply_add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
         }
         free(pr);
     }
@@ -684,8 +715,23 @@ static void serve_reads(struct peer *p)
         p->reads = rd->next;
         if (!p->reads)
             p->reads_tail = NULL;
-        struct storage_reader *reader;
-        int rc = engine_snapshot_reader(p->rs->cfg.kv, &reader);
+        if (rd->version != p->ps.region.version) {
+            /* A split applied while it waited: its keys were checked against
+             * a range the region no longer has. */
+            raftstore_answer_region_error(rd->cb, rd->cb_arg, STORAGE_REGION_ERR_EPOCH_NOT_MATCH,
+                                          p->region_id, 0, 0, "region changed during the read");
+            free(rd);
+            continue;
+        }
+        struct storage_reader *reader = NULL;
+        uint8_t *lo, *hi;
+        size_t lo_len, hi_len;
+        int rc = STORAGE_ERR_NOMEM;
+        if (region_data_range(&p->ps.region, &lo, &lo_len, &hi, &hi_len) == 0) {
+            rc = engine_snapshot_reader_bounded(p->rs->cfg.kv, lo, lo_len, hi, hi_len, &reader);
+            free(lo);
+            free(hi);
+        }
         raftstore_answer(rd->cb, rd->cb_arg, rc, NULL, rc ? NULL : reader);
         free(rd);
     }
@@ -771,12 +817,22 @@ void peer_after_persist(struct peer *p, struct raft_ready *rd)
         }
         peer_storage_apply_state_to_batch(&p->ps, ac.kv_wb);
         char err[256];
-        if (engine_write_batch(rs->cfg.kv, ac.kv_wb, 0, err, sizeof err) != 0) {
+        if (engine_write_batch(rs->cfg.kv, ac.kv_wb, ac.sync, err, sizeof err) != 0) {
             LOG(LOG_ERROR, "region=%llu: kv write failed: %s", (unsigned long long)p->region_id,
                 err);
             abort();
         }
         rocksdb_writebatch_destroy(ac.kv_wb);
+        if (ac.n_new_regions) {
+            split_create_peers(p, &ac);
+            for (size_t i = 0; i < ac.n_new_regions; i++)
+                region_free(&ac.new_regions[i]);
+            free(ac.new_regions);
+            if (p->is_leader)
+                region_heartbeat(p);
+        } else if (ac.region_changed && store_meta_put(&rs->meta, &p->ps.region) != 0) {
+            abort();
+        }
         for (size_t i = 0; i < ac.n_done; i++)
             raftstore_answer(ac.done[i].cb, ac.done[i].arg, ac.done[i].code, &ac.done[i].err, NULL);
         free(ac.done);

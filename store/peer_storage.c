@@ -148,6 +148,16 @@ int peer_storage_load(struct peer_storage *ps, struct engine *kv, struct engine 
                  (unsigned long long)region_id);
         return STORAGE_ERR_NOT_FOUND;
     }
+    /* A region split off another starts with its apply state only: its log
+     * position is the initial one (store/split.c). */
+    if (!ps->tombstone && found_apply && !found_raft && ps->region.n_peers &&
+        ps->applied_index == STORE_INIT_LOG_INDEX && ps->truncated_index == STORE_INIT_LOG_INDEX) {
+        ps->hs.term = STORE_INIT_LOG_TERM;
+        ps->hs.commit = STORE_INIT_LOG_INDEX;
+        ps->last_index = STORE_INIT_LOG_INDEX;
+        ps->last_term = STORE_INIT_LOG_TERM;
+        found_raft = 1;
+    }
     if (!ps->tombstone && (!found_apply || !found_raft)) {
         snprintf(ps->errmsg, sizeof ps->errmsg, "region %llu: state incomplete",
                  (unsigned long long)region_id);

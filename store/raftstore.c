@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec/codec.h"
 #include "proto/log.h"
 #include "store/keys.h"
 #include "store/raft_codec.h"
@@ -74,12 +75,61 @@ void raftstore_post(struct raftstore *rs, struct mail *m)
     pthread_mutex_unlock(&rs->mu);
 }
 
+/* Position of region_id in rs->by_id, or where it would go; *found set. */
+static size_t peer_slot(const struct raftstore *rs, uint64_t region_id, int *found)
+{
+    size_t lo = 0, hi = rs->n_by_id;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rs->by_id[mid]->region_id < region_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < rs->n_by_id && rs->by_id[lo]->region_id == region_id;
+    return lo;
+}
+
 struct peer *raftstore_find_peer(struct raftstore *rs, uint64_t region_id)
 {
-    for (struct peer *p = rs->peers; p; p = p->next)
-        if (p->region_id == region_id)
-            return p;
-    return NULL;
+    int found;
+    size_t i = peer_slot(rs, region_id, &found);
+    return found ? rs->by_id[i] : NULL;
+}
+
+int raftstore_add_peer(struct raftstore *rs, struct peer *p)
+{
+    int found;
+    size_t i = peer_slot(rs, p->region_id, &found);
+    if (found)
+        return -1;
+    if (rs->n_by_id == rs->cap_by_id) {
+        size_t cap = rs->cap_by_id ? rs->cap_by_id * 2 : 16;
+        struct peer **grown = realloc(rs->by_id, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        rs->by_id = grown;
+        rs->cap_by_id = cap;
+    }
+    if (peer_storage_initialized(&p->ps) && store_meta_put(&rs->meta, &p->ps.region) != 0)
+        return -1;
+    memmove(&rs->by_id[i + 1], &rs->by_id[i], (rs->n_by_id - i) * sizeof *rs->by_id);
+    rs->by_id[i] = p;
+    rs->n_by_id++;
+    p->next = rs->peers;
+    rs->peers = p;
+    return 0;
+}
+
+/* Drops a peer from the id index (the caller unlinks it from the list). */
+static void remove_peer_index(struct raftstore *rs, struct peer *p)
+{
+    int found;
+    size_t i = peer_slot(rs, p->region_id, &found);
+    if (!found || rs->by_id[i] != p)
+        return;
+    memmove(&rs->by_id[i], &rs->by_id[i + 1], (rs->n_by_id - i - 1) * sizeof *rs->by_id);
+    rs->n_by_id--;
 }
 
 void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_message *m)
@@ -153,6 +203,17 @@ static struct peer *create_peer_from_message(struct raftstore *rs,
     uint64_t conf_ver = msg->region_epoch ? msg->region_epoch->conf_ver : 0;
     if (is_tombstoned(rs, msg->region_id, conf_ver))
         return NULL;
+    /* A region we do not have whose range overlaps one we do: it was split
+     * off a region this store has not split yet (the split will create the
+     * peer), or it is stale. Creating a peer now could vote or take a
+     * snapshot over data this store still serves. */
+    uint64_t other = store_meta_overlap(&rs->meta, msg->start_key.data, msg->start_key.len,
+                                        msg->end_key.data, msg->end_key.len, msg->region_id);
+    if (other) {
+        LOG(LOG_DEBUG, "region=%llu: message dropped: its range overlaps region %llu here",
+            (unsigned long long)msg->region_id, (unsigned long long)other);
+        return NULL;
+    }
     struct region r;
     memset(&r, 0, sizeof r);
     r.id = msg->region_id;
@@ -168,12 +229,38 @@ static struct peer *create_peer_from_message(struct raftstore *rs,
             err);
         return NULL;
     }
-    p->next = rs->peers;
-    rs->peers = p;
+    if (raftstore_add_peer(rs, p) != 0) {
+        peer_free(p, STORAGE_ERR_CLOSED);
+        return NULL;
+    }
     LOG(LOG_INFO, "region=%llu peer=%llu: created by a message from peer %llu",
         (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
         (unsigned long long)(msg->from_peer ? msg->from_peer->id : 0));
     return p;
+}
+
+/* A snapshot message whose region overlaps another region of this store
+ * (or one whose snapshot is being applied) must not be stepped. */
+static int snapshot_overlaps(struct raftstore *rs, const RaftServerpb__RaftMessage *msg)
+{
+    const Eraftpb__Message *m = msg->message;
+    if (!m || (int)m->msg_type != RAFT_MSG_SNAPSHOT || !m->snapshot)
+        return 0;
+    RaftServerpb__RaftSnapshotData *sd = raft_serverpb__raft_snapshot_data__unpack(
+        NULL, m->snapshot->data.len, m->snapshot->data.data);
+    if (!sd || !sd->region) {
+        if (sd)
+            raft_serverpb__raft_snapshot_data__free_unpacked(sd, NULL);
+        return 1; /* not a snapshot we could apply */
+    }
+    const Metapb__Region *r = sd->region;
+    uint64_t other = store_meta_overlap(&rs->meta, r->start_key.data, r->start_key.len,
+                                        r->end_key.data, r->end_key.len, msg->region_id);
+    raft_serverpb__raft_snapshot_data__free_unpacked(sd, NULL);
+    if (other)
+        LOG(LOG_INFO, "region=%llu: snapshot dropped: its range overlaps region %llu here",
+            (unsigned long long)msg->region_id, (unsigned long long)other);
+    return other != 0;
 }
 
 static void handle_raft_mail(struct raftstore *rs, struct mail *m)
@@ -191,15 +278,35 @@ static void handle_raft_mail(struct raftstore *rs, struct mail *m)
     }
     if (p->peer_id != msg->to_peer->id)
         return; /* meant for an older or newer incarnation of the peer */
+    if (snapshot_overlaps(rs, msg))
+        return;
     peer_step(p, msg);
 }
 
-/* Region routing for requests: by id, else the region holding... the only region. */
-static struct peer *route(struct raftstore *rs, const struct storage_ctx *ctx)
+/* Region routing for requests: by id, else by the first key through the range index. */
+static struct peer *route(struct raftstore *rs, const struct mail *m)
 {
+    const struct storage_ctx *ctx = &m->ctx;
     if (ctx->region_id)
         return raftstore_find_peer(rs, ctx->region_id);
-    return rs->peers && !rs->peers->next ? rs->peers : NULL;
+    struct region r;
+    int rc = -1;
+    if (m->kind == MAIL_READ && ctx->n_keys) {
+        rc = store_meta_find(&rs->meta, ctx->keys[0].data, ctx->keys[0].len, &r);
+    } else if (m->kind == MAIL_WRITE && m->cmd->n_requests) {
+        const RaftCmdpb__Request *q = m->cmd->requests[0];
+        const ProtobufCBinaryData *k = q->put ? &q->put->key : q->delete_ ? &q->delete_->key : NULL;
+        uint8_t *user = k ? malloc(k->len ? k->len : 1) : NULL;
+        size_t user_len;
+        if (user && codec_user_key_of(k->data, k->len, user, &user_len) == CODEC_OK)
+            rc = store_meta_find(&rs->meta, user, user_len, &r);
+        free(user);
+    }
+    if (rc != 0)
+        return NULL;
+    uint64_t id = r.id;
+    region_free(&r);
+    return raftstore_find_peer(rs, id);
 }
 
 static void handle_mail(struct raftstore *rs, struct mail *m)
@@ -211,7 +318,7 @@ static void handle_mail(struct raftstore *rs, struct mail *m)
         break;
     case MAIL_WRITE:
     case MAIL_READ:
-        p = route(rs, &m->ctx);
+        p = route(rs, m);
         if (!p || p->pending_remove) {
             raftstore_answer_region_error(m->cb, m->cb_arg, STORAGE_REGION_ERR_REGION_NOT_FOUND,
                                           m->ctx.region_id, 0, 0, "region not found on this store");
@@ -252,6 +359,14 @@ static void handle_mail(struct raftstore *rs, struct mail *m)
         if ((p = raftstore_find_peer(rs, m->region_id)))
             raft_rawnode_report_unreachable(p->rn, m->peer.id);
         break;
+    case MAIL_SPLIT:
+        if ((p = raftstore_find_peer(rs, m->region_id)) && !p->pending_remove)
+            split_propose(p, m);
+        else if (m->cb)
+            raftstore_answer_region_error(m->cb, m->cb_arg, STORAGE_REGION_ERR_REGION_NOT_FOUND,
+                                          m->region_id, 0, 0, "region not found on this store");
+        m->cb = NULL;
+        break;
     }
 }
 
@@ -264,6 +379,10 @@ static void free_mail(struct mail *m)
     if (m->cmd)
         protobuf_c_message_free_unpacked(&m->cmd->base, NULL);
     raft_snapshot_free(&m->snap);
+    free(m->keys);
+    free(m->keys_buf);
+    free(m->split_key);
+    free(m->new_peer_ids);
     free(m);
 }
 
@@ -289,8 +408,11 @@ static void reap_removed_peers(struct raftstore *rs)
                 err);
         rocksdb_writebatch_destroy(kv_wb);
         rocksdb_writebatch_destroy(raft_wb);
+        /* Clear exactly its range, and only then let another region take it. */
         if (peer_storage_initialized(&p->ps))
             snapshot_clear_range(rs->cfg.kv, &p->ps.region);
+        store_meta_remove(&rs->meta, p->region_id);
+        remove_peer_index(rs, p);
         struct tombstone *grown =
             realloc(rs->tombstones, (rs->n_tombstones + 1) * sizeof *rs->tombstones);
         if (grown) {
@@ -475,8 +597,13 @@ static int load_regions(struct raftstore *rs, char *errbuf, size_t errbuf_len)
         rc = peer_create(rs, me->id, &ps, &p, errbuf, errbuf_len);
         if (rc)
             break;
-        p->next = rs->peers;
-        rs->peers = p;
+        if (raftstore_add_peer(rs, p) != 0) {
+            snprintf(errbuf, errbuf_len, "region %llu overlaps another region of this store",
+                     (unsigned long long)region_id);
+            peer_free(p, STORAGE_ERR_CLOSED);
+            rc = STORAGE_ERR_IO;
+            break;
+        }
         LOG(LOG_INFO, "region=%llu peer=%llu: loaded (applied %llu, last %llu)",
             (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
             (unsigned long long)p->ps.applied_index, (unsigned long long)p->ps.last_index);
@@ -543,6 +670,7 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
         rs->cfg.max_inflight_msgs = 64;
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cond, NULL);
+    store_meta_init(&rs->meta);
     pthread_cond_init(&rs->snap_cond, NULL);
     int rc = load_regions(rs, errbuf, errbuf_len);
     if (rc) {
@@ -552,6 +680,8 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
             rs->peers = next;
         }
         free(rs->tombstones);
+        free(rs->by_id);
+        store_meta_close(&rs->meta);
         free(rs);
         return rc;
     }
@@ -590,6 +720,8 @@ void raftstore_free(struct raftstore *rs)
         rs->snap_jobs = next;
     }
     free(rs->tombstones);
+    free(rs->by_id);
+    store_meta_close(&rs->meta);
     free(rs->info);
     pthread_mutex_destroy(&rs->mu);
     pthread_cond_destroy(&rs->cond);
@@ -686,14 +818,42 @@ void raftstore_write(struct raftstore *rs, const struct storage_ctx *ctx,
     raftstore_post(rs, m);
 }
 
+/* Copies ctx's touched keys into the mail, which owns them; -1 on OOM. */
+static int copy_keys(struct mail *m, const struct storage_ctx *ctx)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < ctx->n_keys; i++)
+        total += ctx->keys[i].len;
+    m->keys = calloc(ctx->n_keys ? ctx->n_keys : 1, sizeof *m->keys);
+    m->keys_buf = malloc(total ? total : 1);
+    if (!m->keys || !m->keys_buf)
+        return -1;
+    size_t off = 0;
+    for (size_t i = 0; i < ctx->n_keys; i++) {
+        if (ctx->keys[i].len)
+            memcpy(m->keys_buf + off, ctx->keys[i].data, ctx->keys[i].len);
+        m->keys[i] = (struct storage_key){m->keys_buf + off, ctx->keys[i].len};
+        off += ctx->keys[i].len;
+    }
+    m->ctx.keys = m->keys;
+    m->ctx.n_keys = ctx->n_keys;
+    return 0;
+}
+
 void raftstore_read(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb, void *arg)
 {
     struct mail *m = mail_new(MAIL_READ);
+    if (m) {
+        m->ctx = *ctx;
+        if (copy_keys(m, ctx) != 0) {
+            free_mail(m);
+            m = NULL;
+        }
+    }
     if (!m) {
         raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
         return;
     }
-    m->ctx = *ctx;
     m->cb = cb;
     m->cb_arg = arg;
     raftstore_post(rs, m);
@@ -754,6 +914,54 @@ void raftstore_report_snapshot(struct raftstore *rs, uint64_t region_id, uint64_
     m->peer.id = to_peer_id;
     m->flag = failed;
     raftstore_post(rs, m);
+}
+
+void raftstore_split(struct raftstore *rs, uint64_t region_id, uint64_t epoch_version,
+                     const void *split_key, size_t split_key_len, uint64_t new_region_id,
+                     const uint64_t *new_peer_ids, size_t n_new_peer_ids, raftstore_cb cb,
+                     void *arg)
+{
+    struct mail *m = mail_new(MAIL_SPLIT);
+    if (m) {
+        m->split_key = malloc(split_key_len ? split_key_len : 1);
+        m->new_peer_ids = malloc((n_new_peer_ids ? n_new_peer_ids : 1) * sizeof(uint64_t));
+        if (!m->split_key || !m->new_peer_ids) {
+            free_mail(m);
+            m = NULL;
+        }
+    }
+    if (!m) {
+        if (cb)
+            raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
+        return;
+    }
+    m->region_id = region_id;
+    m->epoch_version = epoch_version;
+    if (split_key_len)
+        memcpy(m->split_key, split_key, split_key_len);
+    m->split_key_len = split_key_len;
+    m->new_region_id = new_region_id;
+    if (n_new_peer_ids)
+        memcpy(m->new_peer_ids, new_peer_ids, n_new_peer_ids * sizeof(uint64_t));
+    m->n_new_peer_ids = n_new_peer_ids;
+    m->cb = cb;
+    m->cb_arg = arg;
+    raftstore_post(rs, m);
+}
+
+int raftstore_region(struct raftstore *rs, uint64_t region_id, struct region *out)
+{
+    return store_meta_get(&rs->meta, region_id, out);
+}
+
+int raftstore_region_of_key(struct raftstore *rs, const void *key, size_t len, struct region *out)
+{
+    return store_meta_find(&rs->meta, key, len, out);
+}
+
+int raftstore_region_next(struct raftstore *rs, uint64_t region_id, struct region *out)
+{
+    return store_meta_next(&rs->meta, region_id, out);
 }
 
 void raftstore_report_unreachable(struct raftstore *rs, uint64_t region_id, uint64_t to_peer_id)

@@ -124,6 +124,31 @@ void raftstore_write(struct raftstore *rs, const struct storage_ctx *ctx,
 void raftstore_read(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb,
                     void *arg);
 
+/*
+ * raftstore_split asks the leader of region_id to split it at user key
+ * split_key (copied): the region keeps [start, split_key) and the new region
+ * new_region_id gets [split_key, end) with one new peer id per peer of the
+ * region, in the region's peer order (from the scheduler's AskSplit). The
+ * request is refused (EpochNotMatch) when the region's version is no longer
+ * epoch_version (0: not checked), and KeyNotInRegion when the key is not
+ * strictly inside it. cb (may be NULL) runs on the store loop once the split
+ * applied or failed.
+ */
+void raftstore_split(struct raftstore *rs, uint64_t region_id, uint64_t epoch_version,
+                     const void *split_key, size_t split_key_len, uint64_t new_region_id,
+                     const uint64_t *new_peer_ids, size_t n_new_peer_ids, raftstore_cb cb,
+                     void *arg);
+
+/*
+ * Region look-ups from any thread, over the store's range index: a copy into
+ * *out (owned: region_free). raftstore_region by id; raftstore_region_of_key
+ * the region holding a user key; raftstore_region_next the region starting
+ * where region_id ends. 0, or -1 when there is none (or on OOM).
+ */
+int raftstore_region(struct raftstore *rs, uint64_t region_id, struct region *out);
+int raftstore_region_of_key(struct raftstore *rs, const void *key, size_t len, struct region *out);
+int raftstore_region_next(struct raftstore *rs, uint64_t region_id, struct region *out);
+
 /* raftstore_step delivers a message from another store (copied). */
 void raftstore_step(struct raftstore *rs, const RaftServerpb__RaftMessage *msg);
 

@@ -9,6 +9,7 @@
 #include "raft_cmdpb.pb-c.h"
 #include "store/peer_storage.h"
 #include "store/raftstore.h"
+#include "store/store_meta.h"
 
 enum mail_kind {
     MAIL_RAFT,  /* a RaftMessage from another store */
@@ -20,6 +21,7 @@ enum mail_kind {
     MAIL_SNAP_APPLIED,   /* the snapshot worker finished writing a received snapshot's data */
     MAIL_SNAP_STATUS,
     MAIL_UNREACHABLE,
+    MAIL_SPLIT, /* split a region this store leads at split_key with the given ids */
 };
 
 /* One request posted to the store loop. Owned by the mailbox until handled. */
@@ -36,6 +38,16 @@ struct mail {
     int flag;                  /* remove / failed */
     uint64_t to_peer_id;       /* MAIL_TRANSFER_LEADER */
     struct raft_snapshot snap; /* MAIL_SNAP_GENERATED, owned */
+    /* MAIL_READ: the touched keys of ctx, copied (ctx.keys points here). */
+    struct storage_key *keys;
+    uint8_t *keys_buf;
+    /* MAIL_SPLIT */
+    uint64_t epoch_version;
+    uint8_t *split_key;
+    size_t split_key_len;
+    uint64_t new_region_id;
+    uint64_t *new_peer_ids;
+    size_t n_new_peer_ids;
 };
 
 /* A proposed command waiting for its entry to apply. */
@@ -49,8 +61,9 @@ struct proposal {
 
 /* A read waiting for ReadIndex confirmation (index 0) and then for apply. */
 struct pending_read {
-    uint64_t id;    /* the ReadIndex context */
-    uint64_t index; /* 0 until confirmed */
+    uint64_t id;      /* the ReadIndex context */
+    uint64_t index;   /* 0 until confirmed */
+    uint64_t version; /* the region's version when the read was accepted */
     raftstore_cb cb;
     void *cb_arg;
     struct pending_read *next;
@@ -85,7 +98,10 @@ struct peer {
 
 struct raftstore {
     struct raftstore_config cfg;
-    struct peer *peers; /* owned by the loop thread */
+    struct peer *peers;  /* owned by the loop thread */
+    struct peer **by_id; /* the same peers sorted by region id (loop thread) */
+    size_t n_by_id, cap_by_id;
+    struct store_meta meta; /* initialized regions, for the loop and the services */
     /* Tombstoned regions: (id, conf_ver) so stale messages do not recreate them. */
     struct tombstone {
         uint64_t region_id;
@@ -125,6 +141,9 @@ struct snap_job {
 /* raftstore.c */
 void raftstore_post(struct raftstore *rs, struct mail *m);
 struct peer *raftstore_find_peer(struct raftstore *rs, uint64_t region_id);
+/* Adds a new peer to the loop's list and id index (and its region to the
+ * meta when initialized); -1 on OOM or when its range overlaps another region. */
+int raftstore_add_peer(struct raftstore *rs, struct peer *p);
 void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_message *m);
 void raftstore_answer(raftstore_cb cb, void *arg, int code, const struct storage_error *err,
                       struct storage_reader *reader);
@@ -132,11 +151,46 @@ void raftstore_answer_region_error(raftstore_cb cb, void *arg, enum storage_regi
                                    uint64_t region_id, uint64_t leader_peer_id,
                                    uint64_t leader_store_id, const char *msg);
 
+/* A finished command whose answer waits for the kv batch to be written. */
+struct applied_cb {
+    raftstore_cb cb;
+    void *arg;
+    int code;
+    struct storage_error err;
+};
+
+/* What applying one Ready's committed entries gathers before its kv write. */
+struct apply_ctx {
+    rocksdb_writebatch_t *kv_wb;
+    struct applied_cb *done;
+    size_t n_done, cap_done;
+    uint64_t compact_to;        /* delete raft log below this after the write */
+    int sync;                   /* an admin command (split, conf change) applied: sync the batch */
+    int region_changed;         /* membership changed: refresh the store's range index */
+    struct region *new_regions; /* regions split off, to create peers for after the write */
+    size_t n_new_regions;
+};
+
+void apply_add_done(struct apply_ctx *ac, raftstore_cb cb, void *arg, int code,
+                    const struct storage_error *err);
+
+/* split.c */
+/* The leader proposes a Split admin command from a MAIL_SPLIT. */
+void split_propose(struct peer *p, struct mail *m);
+/* Applies a committed Split into ac (region states, the new region's
+ * initial apply state); fills *err and returns -1 if it is stale or bad. */
+int split_apply(struct peer *p, const RaftCmdpb__RaftCmdRequest *cmd, struct apply_ctx *ac,
+                struct storage_error *err);
+/* After the split's batch is durable: the new regions' peers start here. */
+void split_create_peers(struct peer *parent, struct apply_ctx *ac);
+
 /* peer.c */
 int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps, struct peer **out,
                 char *errbuf, size_t errbuf_len);
 void peer_free(struct peer *p, int code);
 void peer_propose_write(struct peer *p, struct mail *m);
+/* Proposes an admin command (built by the caller, borrowed); cb answers it. */
+void peer_propose_admin(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, raftstore_cb cb, void *arg);
 void peer_read(struct peer *p, struct mail *m);
 void peer_change_peer(struct peer *p, int remove, struct region_peer target);
 void peer_transfer_leader(struct peer *p, uint64_t to_peer_id);

@@ -29,10 +29,11 @@ static const char *parse_cf(const char *name, enum storage_cf *cf)
 
 /* Fills a response's region_error / error from a failed storage call. The
  * returned string (if any) is owned by the caller. */
-static char *storage_failure(const struct storage_error *err, int rc, Errorpb__Error **region_error)
+static char *storage_failure(const struct kv_service *svc, const struct storage_ctx *ctx,
+                             const struct storage_error *err, int rc, Errorpb__Error **region_error)
 {
     if (rc == STORAGE_ERR_REGION) {
-        *region_error = kv_region_error_new(err);
+        *region_error = kv_region_error_new(svc, ctx, err);
         return NULL;
     }
     return strdup(err->msg[0] ? err->msg : storage_strerror(rc));
@@ -70,7 +71,7 @@ static void raw_get(struct rpc_call *call, const ProtobufCMessage *msg, void *ar
     int rc = storage_reader(svc->storage, &ctx, &r, &err);
     if (rc) {
         free(enc);
-        error = storage_failure(&err, rc, &resp.region_error);
+        error = storage_failure(svc, &ctx, &err, rc, &resp.region_error);
         resp.error = error;
         goto reply;
     }
@@ -129,7 +130,7 @@ static void raw_modify(struct kv_service *svc, const Kvrpcpb__Context *context,
     int rc = storage_write(svc->storage, &ctx, &m, 1, &err);
     free(enc);
     if (rc) {
-        *owned_error = storage_failure(&err, rc, region_error);
+        *owned_error = storage_failure(svc, &ctx, &err, rc, region_error);
         *error = *owned_error;
     }
 }
@@ -280,7 +281,7 @@ static void raw_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *a
     ctx.n_keys = 1;
     int rc = storage_reader(svc->storage, &ctx, &r, &err);
     if (rc) {
-        owned = storage_failure(&err, rc, &resp.region_error);
+        owned = storage_failure(svc, &ctx, &err, rc, &resp.region_error);
         resp.error = owned;
         goto reply;
     }

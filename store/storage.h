@@ -82,6 +82,8 @@ struct storage_error {
     uint64_t region_id;
     uint64_t leader_peer_id;  /* NOT_LEADER hint, 0 if unknown */
     uint64_t leader_store_id; /* NOT_LEADER hint, 0 if unknown */
+    /* KEY_NOT_IN_REGION: 1 + the index in ctx->keys of the key outside (0: unknown). */
+    size_t key_pos;
     char msg[256];
 };
 

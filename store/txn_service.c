@@ -53,11 +53,12 @@ static void pb_key_error_fill(struct pb_key_error *p, struct mvcc_key_error *e)
  * *region_error (then 0 is returned and the caller replies normally); any
  * other failure ends the call with a gRPC status (then 1 is returned).
  */
-static int failure(struct rpc_call *call, int rc, const struct storage_error *serr,
+static int failure(const struct kv_service *svc, const struct storage_ctx *ctx,
+                   struct rpc_call *call, int rc, const struct storage_error *serr,
                    const char *errmsg, Errorpb__Error **region_error)
 {
     if (rc == MVCC_ERR_REGION) {
-        *region_error = kv_region_error_new(serr);
+        *region_error = kv_region_error_new(svc, ctx, serr);
         if (*region_error)
             return 0;
     }
@@ -86,8 +87,9 @@ static void kv_get(struct rpc_call *call, const ProtobufCMessage *msg, void *arg
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = &touched;
     ctx.n_keys = 1;
-    int rc = mvcc_get(arg, &ctx, req->key.data, req->key.len, req->version, &r);
-    if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+    int rc = mvcc_get(((struct kv_service *)arg)->mvcc, &ctx, req->key.data, req->key.len,
+                      req->version, &r);
+    if (rc && failure(arg, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
     if (!rc) {
         if (r.error.kind != MVCC_KEY_ERR_NONE) {
@@ -128,8 +130,8 @@ static void kv_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *ar
         .max_bytes = KV_MAX_SCAN_RESPONSE_BYTES,
         .key_only = req->key_only,
     };
-    int rc = mvcc_scan(arg, &ctx, &sreq, &r);
-    if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+    int rc = mvcc_scan(((struct kv_service *)arg)->mvcc, &ctx, &sreq, &r);
+    if (rc && failure(arg, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
     if (!rc && r.error.kind != MVCC_KEY_ERR_NONE) {
         /* ScanResponse has no request-level KeyError: bad input ends the call. */
@@ -213,8 +215,8 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = touched;
     ctx.n_keys = req->n_mutations;
-    int rc = mvcc_prewrite(arg, &ctx, &preq, &r);
-    if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+    int rc = mvcc_prewrite(((struct kv_service *)arg)->mvcc, &ctx, &preq, &r);
+    if (rc && failure(arg, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
     if (!rc && r.n_errors) {
         kes = calloc(r.n_errors, sizeof(*kes));
@@ -262,12 +264,13 @@ static struct storage_key *touched_keys(const ProtobufCBinaryData *keys, size_t 
  * whose region_error and error fields are given; a failure other than a
  * region error ends the call with a gRPC status instead.
  */
-static void write_reply(struct rpc_call *call, int rc, struct mvcc_write_result *r,
+static void write_reply(const struct kv_service *svc, const struct storage_ctx *ctx,
+                        struct rpc_call *call, int rc, struct mvcc_write_result *r,
                         ProtobufCMessage *resp, Errorpb__Error **region_error,
                         Kvrpcpb__KeyError **error)
 {
     struct pb_key_error ke;
-    if (rc && failure(call, rc, &r->storage_err, r->errmsg, region_error))
+    if (rc && failure(svc, ctx, call, rc, &r->storage_err, r->errmsg, region_error))
         return;
     if (!rc && r->error.kind != MVCC_KEY_ERR_NONE) {
         pb_key_error_fill(&ke, &r->error);
@@ -294,8 +297,9 @@ static void kv_commit(struct rpc_call *call, const ProtobufCMessage *msg, void *
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = touched;
     ctx.n_keys = req->n_keys;
-    int rc = mvcc_commit(arg, &ctx, keys, req->n_keys, req->start_version, req->commit_version, &r);
-    write_reply(call, rc, &r, &resp.base, &resp.region_error, &resp.error);
+    int rc = mvcc_commit(((struct kv_service *)arg)->mvcc, &ctx, keys, req->n_keys,
+                         req->start_version, req->commit_version, &r);
+    write_reply(arg, &ctx, call, rc, &r, &resp.base, &resp.region_error, &resp.error);
     free(keys);
     free(touched);
     mvcc_write_result_free(&r);
@@ -319,8 +323,9 @@ static void kv_batch_rollback(struct rpc_call *call, const ProtobufCMessage *msg
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = touched;
     ctx.n_keys = req->n_keys;
-    int rc = mvcc_batch_rollback(arg, &ctx, keys, req->n_keys, req->start_version, &r);
-    write_reply(call, rc, &r, &resp.base, &resp.region_error, &resp.error);
+    int rc = mvcc_batch_rollback(((struct kv_service *)arg)->mvcc, &ctx, keys, req->n_keys,
+                                 req->start_version, &r);
+    write_reply(arg, &ctx, call, rc, &r, &resp.base, &resp.region_error, &resp.error);
     free(keys);
     free(touched);
     mvcc_write_result_free(&r);
@@ -334,8 +339,9 @@ static void kv_resolve_lock(struct rpc_call *call, const ProtobufCMessage *msg, 
     struct storage_ctx ctx;
 
     kv_ctx_from_proto(req->context, &ctx);
-    int rc = mvcc_resolve_lock(arg, &ctx, req->start_version, req->commit_version, &r);
-    write_reply(call, rc, &r, &resp.base, &resp.region_error, &resp.error);
+    int rc = mvcc_resolve_lock(((struct kv_service *)arg)->mvcc, &ctx, req->start_version,
+                               req->commit_version, &r);
+    write_reply(arg, &ctx, call, rc, &r, &resp.base, &resp.region_error, &resp.error);
     mvcc_write_result_free(&r);
 }
 
@@ -350,9 +356,9 @@ static void kv_check_txn_status(struct rpc_call *call, const ProtobufCMessage *m
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = &touched;
     ctx.n_keys = 1;
-    int rc = mvcc_check_txn_status(arg, &ctx, req->primary_key.data, req->primary_key.len,
-                                   req->lock_ts, req->current_ts, &r);
-    if (rc && failure(call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+    int rc = mvcc_check_txn_status(((struct kv_service *)arg)->mvcc, &ctx, req->primary_key.data,
+                                   req->primary_key.len, req->lock_ts, req->current_ts, &r);
+    if (rc && failure(arg, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
     if (!rc && r.error.kind != MVCC_KEY_ERR_NONE) {
         /* CheckTxnStatusResponse has no KeyError: bad input ends the call. */
@@ -370,7 +376,7 @@ cleanup:
     mvcc_check_txn_status_result_free(&r);
 }
 
-size_t kv_txn_methods(struct mvcc_engine *engine, struct rpc_method *out)
+size_t kv_txn_methods(struct kv_service *svc, struct rpc_method *out)
 {
     /* Blocking: they wait on latches and the disk now, and on Raft in cluster mode. */
     const struct rpc_method methods[KV_TXN_METHODS] = {
@@ -399,7 +405,7 @@ size_t kv_txn_methods(struct mvcc_engine *engine, struct rpc_method *out)
     for (size_t i = 0; i < KV_TXN_METHODS; i++) {
         out[i] = methods[i];
         out[i].kind = RPC_UNARY;
-        out[i].arg = engine;
+        out[i].arg = svc;
         out[i].blocking = 1;
     }
     return KV_TXN_METHODS;

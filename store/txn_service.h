@@ -30,6 +30,7 @@
  * methods bound to `engine` (borrowed: it must outlive the server); returns
  * how many. The handlers are blocking (they run on the server's workers).
  */
-size_t kv_txn_methods(struct mvcc_engine *engine, struct rpc_method *out);
+struct kv_service;
+size_t kv_txn_methods(struct kv_service *svc, struct rpc_method *out);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/codec.h"
 #include "store/engine.h"
 #include "store/raft_kv.h"
 #include "tests/lib/test_util.h"
@@ -356,21 +357,54 @@ struct storage *test_cluster_storage(struct test_cluster *c, int store)
     return c->stores[store].storage;
 }
 
-int test_cluster_peer_info(struct test_cluster *c, int store, struct raftstore_peer_info *out)
+int test_cluster_region_peer_info(struct test_cluster *c, int store, uint64_t region_id,
+                                  struct raftstore_peer_info *out)
 {
     hold(c, store);
     struct raftstore *rs = c->stores[store].rs;
     int found = 0;
-    struct raftstore_peer_info infos[16];
-    size_t n = rs ? raftstore_peers(rs, infos, 16) : 0;
-    for (size_t i = 0; i < n && i < 16 && !found; i++) {
-        if (infos[i].region_id == 1) {
+    struct raftstore_peer_info infos[256];
+    size_t n = rs ? raftstore_peers(rs, infos, 256) : 0;
+    for (size_t i = 0; i < n && i < 256 && !found; i++) {
+        if (infos[i].region_id == region_id) {
             *out = infos[i];
             found = 1;
         }
     }
     release(c, store);
     return found;
+}
+
+int test_cluster_peer_info(struct test_cluster *c, int store, struct raftstore_peer_info *out)
+{
+    return test_cluster_region_peer_info(c, store, 1, out);
+}
+
+uint64_t test_cluster_region_of_key(struct test_cluster *c, const char *key)
+{
+    uint64_t best = 0, best_version = 0;
+    for (int i = 1; i <= c->opts.n_stores; i++) {
+        hold(c, i);
+        struct region r;
+        if (c->stores[i].rs &&
+            raftstore_region_of_key(c->stores[i].rs, key, strlen(key), &r) == 0) {
+            if (!best || r.version > best_version) {
+                best = r.id;
+                best_version = r.version;
+            }
+            region_free(&r);
+        }
+        release(c, i);
+    }
+    return best;
+}
+
+int test_cluster_region(struct test_cluster *c, int store, uint64_t region_id, struct region *out)
+{
+    hold(c, store);
+    int rc = c->stores[store].rs ? raftstore_region(c->stores[store].rs, region_id, out) : -1;
+    release(c, store);
+    return rc;
 }
 
 /* Runs a membership or leadership request on a store that is running. */
@@ -387,13 +421,19 @@ static void on_store(struct test_cluster *c, int store, int kind, struct region_
 
 int test_cluster_leader(struct test_cluster *c, int timeout_ms)
 {
+    return test_cluster_region_leader(c, 1, timeout_ms);
+}
+
+int test_cluster_region_leader(struct test_cluster *c, uint64_t region_id, int timeout_ms)
+{
     uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
     do {
         uint64_t best_term = 0;
         int best = 0;
         for (int i = 1; i <= c->opts.n_stores; i++) {
             struct raftstore_peer_info info;
-            if (test_cluster_peer_info(c, i, &info) && info.is_leader && info.term >= best_term) {
+            if (test_cluster_region_peer_info(c, i, region_id, &info) && info.is_leader &&
+                info.term >= best_term) {
                 best_term = info.term;
                 best = i;
             }
@@ -413,19 +453,26 @@ uint64_t test_cluster_log_entries(struct test_cluster *c, int store)
     return info.last_index + 1 - info.first_index;
 }
 
-/* Runs `op` against the leader until it succeeds or the time is up. */
-static int with_leader(struct test_cluster *c, int timeout_ms,
+/* Runs `op` against the leader of key's region until it succeeds or the time is up. */
+static int with_leader(struct test_cluster *c, const char *key, int timeout_ms,
                        int (*op)(struct storage *s, const struct storage_ctx *ctx, void *arg),
                        void *arg)
 {
     uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
     int rc = -1;
+    struct storage_key touched = {key, strlen(key)};
     do {
-        int leader = test_cluster_leader(c, 50);
+        uint64_t region_id = test_cluster_region_of_key(c, key);
+        if (!region_id)
+            region_id = 1; /* no store knows the region yet (a fresh cluster) */
+        int leader = test_cluster_region_leader(c, region_id, 50);
         struct raftstore_peer_info info;
-        if (leader && test_cluster_peer_info(c, leader, &info)) {
-            struct storage_ctx ctx = {
-                .region_id = 1, .region_conf_ver = info.conf_ver, .region_version = info.version};
+        if (leader && test_cluster_region_peer_info(c, leader, region_id, &info)) {
+            struct storage_ctx ctx = {.region_id = region_id,
+                                      .region_conf_ver = info.conf_ver,
+                                      .region_version = info.version,
+                                      .keys = &touched,
+                                      .n_keys = 1};
             hold(c, leader);
             struct storage *s = c->stores[leader].storage;
             rc = s ? op(s, &ctx, arg) : -1;
@@ -444,17 +491,30 @@ struct kv_arg {
     char *out;
 };
 
+/* The stored form of a test key, as the raw API stores it: enc(key). Owned. */
+static uint8_t *stored_key(const char *key, size_t *len)
+{
+    *len = codec_key_len(strlen(key));
+    uint8_t *out = malloc(*len);
+    codec_key_encode(key, strlen(key), out);
+    return out;
+}
+
 static int op_put(struct storage *s, const struct storage_ctx *ctx, void *arg)
 {
     struct kv_arg *a = arg;
+    size_t klen;
+    uint8_t *k = stored_key(a->key, &klen);
     struct storage_modify m = {a->value ? STORAGE_MODIFY_PUT : STORAGE_MODIFY_DELETE,
                                STORAGE_CF_DEFAULT,
-                               a->key,
-                               strlen(a->key),
+                               k,
+                               klen,
                                a->value,
                                a->value ? strlen(a->value) : 0};
     struct storage_error err;
-    return storage_write(s, ctx, &m, 1, &err);
+    int rc = storage_write(s, ctx, &m, 1, &err);
+    free(k);
+    return rc;
 }
 
 static int op_get(struct storage *s, const struct storage_ctx *ctx, void *arg)
@@ -466,8 +526,10 @@ static int op_get(struct storage *s, const struct storage_ctx *ctx, void *arg)
     if (rc)
         return rc;
     void *v;
-    size_t len;
-    rc = storage_reader_get(r, STORAGE_CF_DEFAULT, a->key, strlen(a->key), &v, &len);
+    size_t len, klen;
+    uint8_t *k = stored_key(a->key, &klen);
+    rc = storage_reader_get(r, STORAGE_CF_DEFAULT, k, klen, &v, &len);
+    free(k);
     storage_reader_free(r);
     if (rc)
         return rc;
@@ -481,19 +543,19 @@ static int op_get(struct storage *s, const struct storage_ctx *ctx, void *arg)
 int test_cluster_put(struct test_cluster *c, const char *key, const char *value, int timeout_ms)
 {
     struct kv_arg a = {key, value, NULL};
-    return with_leader(c, timeout_ms, op_put, &a);
+    return with_leader(c, key, timeout_ms, op_put, &a);
 }
 
 int test_cluster_delete(struct test_cluster *c, const char *key, int timeout_ms)
 {
     struct kv_arg a = {key, NULL, NULL};
-    return with_leader(c, timeout_ms, op_put, &a);
+    return with_leader(c, key, timeout_ms, op_put, &a);
 }
 
 int test_cluster_get(struct test_cluster *c, const char *key, char **value, int timeout_ms)
 {
     struct kv_arg a = {key, NULL, NULL};
-    int rc = with_leader(c, timeout_ms, op_get, &a);
+    int rc = with_leader(c, key, timeout_ms, op_get, &a);
     *value = a.out;
     return rc;
 }
@@ -508,9 +570,12 @@ char *test_cluster_local_get(struct test_cluster *c, int store, const char *key)
         return NULL;
     }
     void *v;
-    size_t len;
+    size_t len, klen;
     char *out = NULL;
-    if (storage_reader_get(r, STORAGE_CF_DEFAULT, key, strlen(key), &v, &len) == 0) {
+    uint8_t *k = stored_key(key, &klen);
+    int found = storage_reader_get(r, STORAGE_CF_DEFAULT, k, klen, &v, &len) == 0;
+    free(k);
+    if (found) {
         out = malloc(len + 1);
         memcpy(out, v, len);
         out[len] = 0;
@@ -583,6 +648,69 @@ int test_cluster_transfer_leader(struct test_cluster *c, int to_store, int timeo
         if (leader && test_cluster_peer_info(c, to_store, &target))
             on_store(c, leader, 2, (struct region_peer){target.peer_id, (uint64_t)to_store});
         usleep(50000);
+    } while (test_now_ms() < deadline);
+    return -1;
+}
+
+/* Outcome of a split request, set on the store loop. */
+struct split_result {
+    pthread_mutex_t mu;
+    int done, code;
+};
+
+static void on_split(void *arg, struct raftstore_result *res)
+{
+    struct split_result *r = arg;
+    pthread_mutex_lock(&r->mu);
+    r->done = 1;
+    r->code = res->code;
+    pthread_mutex_unlock(&r->mu);
+}
+
+int test_cluster_split(struct test_cluster *c, const char *key, uint64_t new_region_id,
+                       int timeout_ms)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        uint64_t region_id = test_cluster_region_of_key(c, key);
+        int leader = region_id ? test_cluster_region_leader(c, region_id, 100) : 0;
+        struct region r;
+        if (!leader || test_cluster_region(c, leader, region_id, &r) != 0) {
+            usleep(10000);
+            continue;
+        }
+        if (r.start_key_len == strlen(key) && memcmp(r.start_key, key, r.start_key_len) == 0) {
+            region_free(&r);
+            return 0; /* already split there */
+        }
+        uint64_t peer_ids[TEST_CLUSTER_MAX_STORES];
+        for (size_t i = 0; i < r.n_peers && i < TEST_CLUSTER_MAX_STORES; i++)
+            peer_ids[i] = new_region_id * 100 + r.peers[i].store_id;
+        /* Heap-allocated and leaked on timeout: the callback may still come. */
+        struct split_result *res = calloc(1, sizeof *res);
+        pthread_mutex_init(&res->mu, NULL);
+        hold(c, leader);
+        if (c->stores[leader].rs)
+            raftstore_split(c->stores[leader].rs, region_id, r.version, key, strlen(key),
+                            new_region_id, peer_ids, r.n_peers, on_split, res);
+        release(c, leader);
+        region_free(&r);
+        uint64_t until = test_now_ms() + 2000;
+        int done = 0, code = -1;
+        while (!done && test_now_ms() < until) {
+            pthread_mutex_lock(&res->mu);
+            done = res->done;
+            code = res->code;
+            pthread_mutex_unlock(&res->mu);
+            if (!done)
+                usleep(5000);
+        }
+        if (done) {
+            pthread_mutex_destroy(&res->mu);
+            free(res);
+        }
+        if (done && code == 0)
+            return 0;
     } while (test_now_ms() < deadline);
     return -1;
 }

@@ -60,6 +60,24 @@ int test_cluster_peer_info(struct test_cluster *c, int store, struct raftstore_p
 /* Bytes of raft log (count of entries) a store keeps for region 1. */
 uint64_t test_cluster_log_entries(struct test_cluster *c, int store);
 
+/* ---- many regions ---- */
+
+/* Info of region_id's peer on a store; 0 if the store has none. */
+int test_cluster_region_peer_info(struct test_cluster *c, int store, uint64_t region_id,
+                                  struct raftstore_peer_info *out);
+/* The region holding user key `key`, as the running stores' range indexes know it
+ * (the newest version wins); 0 if none. */
+uint64_t test_cluster_region_of_key(struct test_cluster *c, const char *key);
+/* A store's copy of region_id (owned: region_free); 0, or -1 if it has none. */
+int test_cluster_region(struct test_cluster *c, int store, uint64_t region_id, struct region *out);
+/* The store whose peer leads region_id, waiting up to timeout_ms; 0 if none. */
+int test_cluster_region_leader(struct test_cluster *c, uint64_t region_id, int timeout_ms);
+/* Splits the region holding `key` at `key` (new region new_region_id, peer ids
+ * new_region_id * 100 + store), through its leader, retrying until the split
+ * applied there or timeout_ms passed; 0 or -1. Puts and gets route by key. */
+int test_cluster_split(struct test_cluster *c, const char *key, uint64_t new_region_id,
+                       int timeout_ms);
+
 /* Membership changes through region 1's leader, retried until they take effect or time out. */
 int test_cluster_add_peer(struct test_cluster *c, int store, uint64_t peer_id, int timeout_ms);
 int test_cluster_remove_peer(struct test_cluster *c, int store, int timeout_ms);

@@ -45,7 +45,8 @@ static int start(void **state, int on_rocksdb)
     f->svc.storage = f->storage;
     struct rpc_method methods[KV_SERVICE_MAX_METHODS + KV_TXN_METHODS];
     size_t n = kv_service_methods(&f->svc, methods);
-    n += kv_txn_methods(f->engine, methods + n);
+    f->svc.mvcc = f->engine;
+    n += kv_txn_methods(&f->svc, methods + n);
     f->server = rpc_server_new("127.0.0.1:0", methods, n, 2, err, sizeof err);
     assert_non_null(f->server);
     assert_int_equal(rpc_server_start(f->server), 0);

@@ -1,0 +1,277 @@
+/* test_split.c — many regions in one process: splitting a region, requests bounded by it, restarts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "codec/codec.h"
+#include "tests/lib/test_cluster.h"
+#include "tests/lib/test_util.h"
+
+#define OP_TIMEOUT 10000
+
+static void put_ok(struct test_cluster *c, const char *k, const char *v)
+{
+    assert_int_equal(test_cluster_put(c, k, v, OP_TIMEOUT), 0);
+}
+
+static void get_eq(struct test_cluster *c, const char *k, const char *want)
+{
+    char *v = NULL;
+    int rc = test_cluster_get(c, k, &v, OP_TIMEOUT);
+    if (!want) {
+        assert_int_equal(rc, STORAGE_ERR_NOT_FOUND);
+        return;
+    }
+    assert_int_equal(rc, 0);
+    assert_string_equal(v, want);
+    free(v);
+}
+
+static struct test_cluster *cluster(int n_stores, int n_peers)
+{
+    struct test_cluster_options o = {.n_stores = n_stores, .n_region_peers = n_peers, .seed = 7};
+    struct test_cluster *c = test_cluster_new(&o);
+    assert_non_null(c);
+    assert_true(test_cluster_leader(c, OP_TIMEOUT) > 0);
+    return c;
+}
+
+/* Whether `store` holds region_id with range [start, end) (NULL end: +inf), waiting. */
+static int wait_range(struct test_cluster *c, int store, uint64_t region_id, const char *start,
+                      const char *end, int timeout_ms)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        struct region r;
+        if (test_cluster_region(c, store, region_id, &r) == 0) {
+            size_t el = end ? strlen(end) : 0;
+            int ok = r.start_key_len == strlen(start) &&
+                     memcmp(r.start_key, start, r.start_key_len) == 0 && r.end_key_len == el &&
+                     (el == 0 || memcmp(r.end_key, end, el) == 0);
+            region_free(&r);
+            if (ok)
+                return 1;
+        }
+        usleep(10000);
+    } while (test_now_ms() < deadline);
+    return 0;
+}
+
+static void put_keys(struct test_cluster *c, const char *prefix, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char k[32], v[32];
+        snprintf(k, sizeof k, "%s%02d", prefix, i);
+        snprintf(v, sizeof v, "v-%s%02d", prefix, i);
+        put_ok(c, k, v);
+    }
+}
+
+static void check_keys(struct test_cluster *c, const char *prefix, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char k[32], v[32];
+        snprintf(k, sizeof k, "%s%02d", prefix, i);
+        snprintf(v, sizeof v, "v-%s%02d", prefix, i);
+        get_eq(c, k, v);
+    }
+}
+
+/* A split at "m" gives every store both halves; both elect leaders and serve their keys. */
+static void test_split_one_region_serves_both_halves(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3);
+    put_keys(c, "a", 10);
+    put_keys(c, "x", 10);
+    assert_int_equal(test_cluster_split(c, "m", 2, OP_TIMEOUT), 0);
+    for (int s = 1; s <= 3; s++) {
+        assert_true(wait_range(c, s, 1, "", "m", OP_TIMEOUT));
+        assert_true(wait_range(c, s, 2, "m", NULL, OP_TIMEOUT));
+    }
+    assert_true(test_cluster_region_leader(c, 2, OP_TIMEOUT) > 0);
+    assert_int_equal(test_cluster_region_of_key(c, "a00"), 1);
+    assert_int_equal(test_cluster_region_of_key(c, "x00"), 2);
+    check_keys(c, "a", 10);
+    check_keys(c, "x", 10);
+    put_keys(c, "b", 5);
+    put_keys(c, "y", 5);
+    check_keys(c, "b", 5);
+    check_keys(c, "y", 5);
+    test_cluster_free(c);
+}
+
+/* Reads for the right-hand key sent to the left region: KeyNotInRegion naming the key;
+ * a request with the pre-split version: EpochNotMatch. */
+static void test_requests_bounded_by_region(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3);
+    put_ok(c, "zebra", "1");
+    struct raftstore_peer_info before;
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    assert_true(test_cluster_region_peer_info(c, leader, 1, &before));
+    assert_int_equal(test_cluster_split(c, "m", 2, OP_TIMEOUT), 0);
+    leader = test_cluster_region_leader(c, 1, OP_TIMEOUT);
+    assert_true(leader > 0);
+    struct raftstore_peer_info now;
+    assert_true(test_cluster_region_peer_info(c, leader, 1, &now));
+    assert_int_equal(now.version, before.version + 1);
+
+    struct storage_key k = {"zebra", 5};
+    struct storage_ctx ctx = {.region_id = 1,
+                              .region_conf_ver = now.conf_ver,
+                              .region_version = now.version,
+                              .keys = &k,
+                              .n_keys = 1};
+    struct storage_reader *r = NULL;
+    struct storage_error err;
+    memset(&err, 0, sizeof err);
+    int rc = storage_reader(test_cluster_storage(c, leader), &ctx, &r, &err);
+    assert_int_equal(rc, STORAGE_ERR_REGION);
+    assert_int_equal(err.region_kind, STORAGE_REGION_ERR_KEY_NOT_IN_REGION);
+    assert_int_equal(err.region_id, 1);
+    assert_int_equal(err.key_pos, 1);
+
+    ctx.region_version = before.version;
+    struct storage_key a = {"apple", 5};
+    ctx.keys = &a;
+    memset(&err, 0, sizeof err);
+    rc = storage_reader(test_cluster_storage(c, leader), &ctx, &r, &err);
+    assert_int_equal(rc, STORAGE_ERR_REGION);
+    assert_int_equal(err.region_kind, STORAGE_REGION_ERR_EPOCH_NOT_MATCH);
+
+    /* A write of a right-hand key to the left region is refused too. */
+    size_t klen = codec_key_len(5);
+    uint8_t *enc = malloc(klen);
+    codec_key_encode("zebra", 5, enc);
+    struct storage_modify m = {STORAGE_MODIFY_PUT, STORAGE_CF_DEFAULT, enc, klen, "2", 1};
+    ctx.region_version = now.version;
+    ctx.keys = NULL;
+    ctx.n_keys = 0;
+    memset(&err, 0, sizeof err);
+    rc = storage_write(test_cluster_storage(c, leader), &ctx, &m, 1, &err);
+    free(enc);
+    assert_int_equal(rc, STORAGE_ERR_REGION);
+    assert_int_equal(err.region_kind, STORAGE_REGION_ERR_KEY_NOT_IN_REGION);
+    get_eq(c, "zebra", "1");
+    test_cluster_free(c);
+}
+
+/* TinyKV 3B OneSplit: 5 stores, one partitioned away while the region splits; the others
+ * serve both halves; after the heal the isolated store catches up with both regions. */
+static void test_one_split_with_a_partitioned_store(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(5, 5);
+    put_keys(c, "k", 10);
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    int isolated = leader == 5 ? 4 : 5;
+    int rest[4], nr = 0;
+    for (int s = 1; s <= 5; s++)
+        if (s != isolated)
+            rest[nr++] = s;
+    test_cluster_partition(c, rest, 4, &isolated, 1);
+    assert_int_equal(test_cluster_split(c, "k05", 2, OP_TIMEOUT), 0);
+    put_ok(c, "k02", "after");
+    put_ok(c, "k07", "after");
+    /* The isolated store still has the unsplit region. */
+    assert_true(wait_range(c, isolated, 1, "", NULL, 100));
+    test_cluster_heal(c);
+    assert_true(wait_range(c, isolated, 1, "", "k05", OP_TIMEOUT));
+    assert_true(wait_range(c, isolated, 2, "k05", NULL, OP_TIMEOUT));
+    uint64_t deadline = test_now_ms() + OP_TIMEOUT;
+    char *v = NULL;
+    while (test_now_ms() < deadline) {
+        free(v);
+        v = test_cluster_local_get(c, isolated, "k07");
+        if (v && strcmp(v, "after") == 0)
+            break;
+        usleep(10000);
+    }
+    assert_non_null(v);
+    assert_string_equal(v, "after");
+    free(v);
+    get_eq(c, "k02", "after");
+    get_eq(c, "k09", "v-k09");
+    test_cluster_free(c);
+}
+
+/* Every store restarts right after a split: both regions come back with their ranges and data. */
+static void test_restart_every_store_after_split(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3);
+    put_keys(c, "a", 5);
+    put_keys(c, "q", 5);
+    assert_int_equal(test_cluster_split(c, "m", 2, OP_TIMEOUT), 0);
+    assert_int_equal(test_cluster_split(c, "t", 3, OP_TIMEOUT), 0);
+    for (int s = 1; s <= 3; s++)
+        test_cluster_stop_store(c, s);
+    for (int s = 1; s <= 3; s++)
+        test_cluster_start_store(c, s);
+    for (int s = 1; s <= 3; s++) {
+        assert_true(wait_range(c, s, 1, "", "m", OP_TIMEOUT));
+        assert_true(wait_range(c, s, 2, "m", "t", OP_TIMEOUT));
+        assert_true(wait_range(c, s, 3, "t", NULL, OP_TIMEOUT));
+    }
+    check_keys(c, "a", 5);
+    check_keys(c, "q", 5);
+    put_ok(c, "zz", "1");
+    get_eq(c, "zz", "1");
+    test_cluster_free(c);
+}
+
+/* A slow store: the new region's leader reaches it (votes, appends) before it applies the
+ * split; nothing is created early and the store ends with both regions and the data. */
+static void test_new_region_message_before_split_reaches_slow_store(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3);
+    put_keys(c, "k", 6);
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    int slow = leader == 3 ? 2 : 3;
+    /* The slow store misses the split entry but not, after the heal, the new region's traffic. */
+    int rest[2], nr = 0;
+    for (int s = 1; s <= 3; s++)
+        if (s != slow)
+            rest[nr++] = s;
+    test_cluster_partition(c, rest, 2, &slow, 1);
+    assert_int_equal(test_cluster_split(c, "k03", 2, OP_TIMEOUT), 0);
+    put_ok(c, "k04", "new");
+    test_cluster_heal(c);
+    assert_true(wait_range(c, slow, 2, "k03", NULL, OP_TIMEOUT));
+    assert_true(wait_range(c, slow, 1, "", "k03", OP_TIMEOUT));
+    uint64_t deadline = test_now_ms() + OP_TIMEOUT;
+    char *v = NULL;
+    while (test_now_ms() < deadline) {
+        free(v);
+        v = test_cluster_local_get(c, slow, "k04");
+        if (v && strcmp(v, "new") == 0)
+            break;
+        usleep(10000);
+    }
+    assert_non_null(v);
+    assert_string_equal(v, "new");
+    free(v);
+    test_cluster_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_split_one_region_serves_both_halves),
+        cmocka_unit_test(test_requests_bounded_by_region),
+        cmocka_unit_test(test_one_split_with_a_partitioned_store),
+        cmocka_unit_test(test_restart_every_store_after_split),
+        cmocka_unit_test(test_new_region_message_before_split_reaches_slow_store),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
