@@ -175,6 +175,13 @@ Errorpb__Error *kv_region_error_new(const struct kv_service *svc, const struct s
         e->store_not_match = s;
         break;
     }
+    case STORAGE_REGION_ERR_UNDETERMINED: {
+        Errorpb__Undetermined *u = malloc(sizeof *u);
+        if (u)
+            errorpb__undetermined__init(u);
+        e->undetermined = u;
+        break;
+    }
     default:
         break;
     }
