@@ -1,4 +1,5 @@
-/* split.c — splitting a region: the leader's Split proposal, its atomic apply, and the new peers. */
+/* split.c — splitting a region: the leader's Split proposal, its atomic apply, and the new peers.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,8 +138,8 @@ int split_apply(struct peer *p, const RaftCmdpb__RaftCmdRequest *cmd, struct app
     peer_storage_apply_state_to_batch(&fresh, ac->kv_wb);
     ac->sync = 1;
     LOG(LOG_INFO, "region=%llu peer=%llu: split, new region %llu, version %llu",
-        (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
-        (unsigned long long)n->id, (unsigned long long)r->version);
+        (unsigned long long)p->region_id, (unsigned long long)p->peer_id, (unsigned long long)n->id,
+        (unsigned long long)r->version);
     return 0;
 }
 

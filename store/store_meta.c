@@ -74,8 +74,8 @@ static int ranges_overlap(const struct region *r, const void *start, size_t star
 {
     /* [a, b) and [c, d) overlap iff a < d and c < b (empty end: +inf). */
     int a_lt_d = end_len == 0 || codec_bytes_cmp(r->start_key, r->start_key_len, end, end_len) < 0;
-    int c_lt_b = r->end_key_len == 0 ||
-                 codec_bytes_cmp(start, start_len, r->end_key, r->end_key_len) < 0;
+    int c_lt_b =
+        r->end_key_len == 0 || codec_bytes_cmp(start, start_len, r->end_key, r->end_key_len) < 0;
     return a_lt_d && c_lt_b;
 }
 

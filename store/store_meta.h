@@ -1,4 +1,5 @@
-/* store_meta.h — the regions of one store: an id map and a sorted range index (internal to store/). */
+/* store_meta.h — the regions of one store: an id map and a sorted range index (internal to store/).
+ */
 #ifndef TINYKV_STORE_STORE_META_H
 #define TINYKV_STORE_STORE_META_H
 

@@ -1,5 +1,5 @@
-/* test_raftstore_stepdown.c — what a write is answered when its leader steps down before the write's
- * entry commits: never "not done" for an entry a later leader commits (issue 14). */
+/* test_raftstore_stepdown.c — what a write is answered when its leader steps down before the
+ * write's entry commits: never "not done" for an entry a later leader commits (issue 14). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "codec/codec.h"
 #include "tests/lib/test_cluster.h"
 #include "tests/lib/test_util.h"
 
@@ -37,9 +38,14 @@ struct pending_write {
 static void *write_thread(void *arg)
 {
     struct pending_write *w = arg;
-    struct storage_modify m = {STORAGE_MODIFY_PUT,    STORAGE_CF_DEFAULT, w->key, strlen(w->key),
-                               w->value, strlen(w->value)};
+    /* Stored as the raw API stores it, so the harness's reads find it. */
+    size_t klen = codec_key_len(strlen(w->key));
+    uint8_t *k = malloc(klen);
+    codec_key_encode(w->key, strlen(w->key), k);
+    struct storage_modify m = {STORAGE_MODIFY_PUT, STORAGE_CF_DEFAULT, k, klen,
+                               w->value,           strlen(w->value)};
     w->rc = storage_write(w->s, &w->ctx, &m, 1, &w->err);
+    free(k);
     w->done = 1;
     return NULL;
 }
@@ -71,7 +77,8 @@ static int other(int leader, int k)
     return 0;
 }
 
-/* Starts a write on `leader` after crashing both followers; returns once the leader stepped down. */
+/* Starts a write on `leader` after crashing both followers; returns once the leader stepped down.
+ */
 static void start_orphaned_write(struct test_cluster *c, int leader, struct pending_write *w,
                                  pthread_t *th)
 {
@@ -126,7 +133,8 @@ static void test_write_committed_by_reelected_leader_is_never_answered_not_done(
 }
 
 /* Leader loses both followers with a write in its log, then is cut off while they elect a new
- * leader and write at the same index: the old entry never applies, and is never answered success. */
+ * leader and write at the same index: the old entry never applies, and is never answered success.
+ */
 static void test_write_superseded_by_new_leader_is_never_answered_success(void **state)
 {
     (void)state;

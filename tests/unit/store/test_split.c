@@ -1,4 +1,5 @@
-/* test_split.c — many regions in one process: splitting a region, requests bounded by it, restarts. */
+/* test_split.c — many regions in one process: splitting a region, requests bounded by it, restarts.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
