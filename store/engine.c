@@ -3,9 +3,12 @@
 
 #include "store/keys.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct engine {
     rocksdb_t *db;
@@ -16,6 +19,11 @@ struct engine {
     rocksdb_column_family_handle_t *cfs[ENGINE_CF_COUNT];
     rocksdb_block_based_table_options_t *table_opts;
     rocksdb_cache_t *cache;
+    /* Crash model (tests): where the WAL stood after the last synced write. */
+    int crash_model;
+    char path[1024];
+    uint64_t synced_wal;      /* number of the newest WAL file then */
+    long long synced_wal_len; /* its length then */
 };
 
 struct engine_reader {
@@ -71,7 +79,23 @@ const char *storage_strerror(int code)
     }
 }
 
+static int open_impl(const char *path, int sync, int crash_model, struct engine **out, char *errbuf,
+                     size_t errbuf_len);
+static uint64_t newest_wal(const char *dir, long long *len);
+
 int engine_open(const char *path, int sync, struct engine **out, char *errbuf, size_t errbuf_len)
+{
+    return open_impl(path, sync, 0, out, errbuf, errbuf_len);
+}
+
+int engine_open_crash_model(const char *path, int sync, struct engine **out, char *errbuf,
+                            size_t errbuf_len)
+{
+    return open_impl(path, sync, 1, out, errbuf, errbuf_len);
+}
+
+static int open_impl(const char *path, int sync, int crash_model, struct engine **out, char *errbuf,
+                     size_t errbuf_len)
 {
     struct engine *e = calloc(1, sizeof *e);
     if (!e) {
@@ -94,8 +118,24 @@ int engine_open(const char *path, int sync, struct engine **out, char *errbuf, s
     rocksdb_writeoptions_set_sync(e->wopts_sync, 1);
     e->wopts_nosync = rocksdb_writeoptions_create();
 
-    const rocksdb_options_t *cf_opts[ENGINE_CF_COUNT] = {e->opts, e->opts, e->opts, e->opts};
     char *err = NULL;
+    if (crash_model) {
+        /* Memtables flushed at close would make unsynced writes durable. */
+        rocksdb_options_t *o = rocksdb_options_create();
+        rocksdb_get_options_from_string(e->opts, "avoid_flush_during_shutdown=true", o, &err);
+        if (err) {
+            snprintf(errbuf, errbuf_len, "crash model: %s", err);
+            rocksdb_free(err);
+            rocksdb_options_destroy(o);
+            e->db = NULL;
+            engine_close(e);
+            return STORAGE_ERR_IO;
+        }
+        rocksdb_options_destroy(e->opts);
+        e->opts = o;
+        e->crash_model = 1;
+    }
+    const rocksdb_options_t *cf_opts[ENGINE_CF_COUNT] = {e->opts, e->opts, e->opts, e->opts};
     e->db = rocksdb_open_column_families(e->opts, path, ENGINE_CF_COUNT,
                                          (const char *const *)cf_names, cf_opts, e->cfs, &err);
     if (err) {
@@ -105,6 +145,9 @@ int engine_open(const char *path, int sync, struct engine **out, char *errbuf, s
         engine_close(e);
         return STORAGE_ERR_IO;
     }
+    snprintf(e->path, sizeof e->path, "%s", path);
+    if (e->crash_model)
+        e->synced_wal = newest_wal(e->path, &e->synced_wal_len);
     *out = e;
     return 0;
 }
@@ -159,6 +202,69 @@ int engine_format_check(struct engine *e, char *errbuf, size_t errbuf_len)
     return rc;
 }
 
+/* The newest WAL file of the DB (number and length); 0 if none. */
+static uint64_t newest_wal(const char *dir, long long *len)
+{
+    DIR *d = opendir(dir);
+    uint64_t best = 0;
+    *len = 0;
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 5 || strcmp(de->d_name + n - 4, ".log") != 0)
+            continue;
+        uint64_t num = strtoull(de->d_name, NULL, 10);
+        if (num > best) {
+            char p[1400];
+            struct stat st;
+            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+            if (stat(p, &st) == 0) {
+                best = num;
+                *len = (long long)st.st_size;
+            }
+        }
+    }
+    closedir(d);
+    return best;
+}
+
+static void note_synced(struct engine *e, int sync)
+{
+    if (e->crash_model && sync)
+        e->synced_wal = newest_wal(e->path, &e->synced_wal_len);
+}
+
+void engine_close_crashed(struct engine *e)
+{
+    if (!e)
+        return;
+    char dir[sizeof e->path];
+    snprintf(dir, sizeof dir, "%s", e->path);
+    uint64_t keep = e->synced_wal;
+    long long keep_len = e->synced_wal_len;
+    engine_close(e);
+    /* What a machine crash leaves: the WAL as of the last fsync, nothing after. */
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 5 || strcmp(de->d_name + n - 4, ".log") != 0)
+            continue;
+        uint64_t num = strtoull(de->d_name, NULL, 10);
+        char p[1400];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (num == keep && truncate(p, keep_len) != 0)
+            perror("engine_close_crashed: truncate");
+        else if (num > keep && truncate(p, 0) != 0)
+            perror("engine_close_crashed: truncate");
+    }
+    closedir(d);
+}
+
 void engine_close(struct engine *e)
 {
     if (!e)
@@ -192,6 +298,8 @@ int engine_write_batch(struct engine *e, rocksdb_writebatch_t *wb, int sync, cha
 {
     char *err = NULL;
     rocksdb_write(e->db, sync ? e->wopts_sync : e->wopts_nosync, wb, &err);
+    if (!err)
+        note_synced(e, sync);
     if (err) {
         snprintf(errbuf, errbuf_len, "write: %s", err);
         rocksdb_free(err);
@@ -220,6 +328,8 @@ int engine_write(struct engine *e, const struct storage_modify *mods, size_t n, 
     char *err = NULL;
     rocksdb_write(e->db, e->wopts, wb, &err);
     rocksdb_writebatch_destroy(wb);
+    if (!err)
+        note_synced(e, rocksdb_writeoptions_get_sync(e->wopts));
     if (err) {
         snprintf(errbuf, errbuf_len, "write: %s", err);
         rocksdb_free(err);

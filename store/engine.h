@@ -37,6 +37,18 @@ int engine_write_batch(struct engine *e, rocksdb_writebatch_t *wb, int sync, cha
 void engine_close(struct engine *e);
 
 /*
+ * Machine-crash model, for tests. engine_open_crash_model opens an engine
+ * that remembers where its WAL stood after each synced write (and does not
+ * flush memtables at close); engine_close_crashed then closes it and cuts
+ * the WAL back to that point, so a reopen sees exactly what a power loss
+ * would have left: every synced write and whatever was flushed to tables,
+ * and none of the unsynced writes after the last sync.
+ */
+int engine_open_crash_model(const char *path, int sync, struct engine **out, char *errbuf,
+                            size_t errbuf_len);
+void engine_close_crashed(struct engine *e);
+
+/*
  * engine_format_check makes sure the kv DB speaks today's key layout
  * (store/keys.h KEYS_FORMAT_STAMP): an empty DB is stamped, a stamped one
  * passes, and one that holds data without the stamp (an older layout) or

@@ -174,6 +174,12 @@ struct apply_ctx {
 void apply_add_done(struct apply_ctx *ac, raftstore_cb cb, void *arg, int code,
                     const struct storage_error *err);
 
+/* apply.c */
+/* Applies rd's committed entries (those past the applied index) in one kv
+ * batch — synced when it holds an admin command — then creates split-off
+ * peers, answers the proposals and deletes compacted log. */
+void apply_committed(struct peer *p, const struct raft_ready *rd);
+
 /* split.c */
 /* The leader proposes a Split admin command from a MAIL_SPLIT. */
 void split_propose(struct peer *p, struct mail *m);
@@ -204,6 +210,8 @@ int peer_collect_ready(struct peer *p, struct raft_ready *rd, rocksdb_writebatch
 /* The worker wrote a held snapshot's data: persist the rest of that Ready and go on. */
 void peer_snapshot_applied(struct peer *p);
 void peer_after_persist(struct peer *p, struct raft_ready *rd);
+/* A leader reports its region to the scheduler now. */
+void peer_region_heartbeat(struct peer *p);
 /* The peer's region leader peer (store id), from the region and Raft's lead. */
 uint64_t peer_leader_store(const struct peer *p);
 

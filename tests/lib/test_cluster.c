@@ -176,12 +176,14 @@ static void open_engines(struct cstore *s)
 {
     char path[600], err[256];
     snprintf(path, sizeof path, "%s/kv", s->path);
-    if (engine_open(path, 0, &s->kv, err, sizeof err) != 0) {
+    int (*open)(const char *, int, struct engine **, char *, size_t) =
+        s->c->opts.crash_model ? engine_open_crash_model : engine_open;
+    if (open(path, 0, &s->kv, err, sizeof err) != 0) {
         fprintf(stderr, "test_cluster: %s\n", err);
         abort();
     }
     snprintf(path, sizeof path, "%s/raft", s->path);
-    if (engine_open(path, 0, &s->raft, err, sizeof err) != 0) {
+    if (open(path, 0, &s->raft, err, sizeof err) != 0) {
         fprintf(stderr, "test_cluster: %s\n", err);
         abort();
     }
@@ -235,8 +237,13 @@ void test_cluster_stop_store(struct test_cluster *c, int id)
     raftstore_free(rs);
     storage_free(s->storage);
     s->storage = NULL;
-    engine_close(s->kv);
-    engine_close(s->raft);
+    if (c->opts.crash_model) {
+        engine_close_crashed(s->kv);
+        engine_close_crashed(s->raft);
+    } else {
+        engine_close(s->kv);
+        engine_close(s->raft);
+    }
     s->kv = s->raft = NULL;
     pthread_rwlock_unlock(&s->life);
 }

@@ -20,6 +20,9 @@ struct test_cluster_options {
     int n_region_peers;
     uint64_t raft_log_gc_count_limit; /* 0: the raftstore default */
     uint64_t seed;
+    /* Stopping a store models a machine crash: its DBs lose every write
+     * after their last synced one (store/engine.h engine_close_crashed). */
+    int crash_model;
 };
 
 /* Creates and starts the cluster in a fresh temporary directory. */
@@ -27,7 +30,8 @@ struct test_cluster *test_cluster_new(const struct test_cluster_options *opts);
 /* Stops every store and removes the directory. */
 void test_cluster_free(struct test_cluster *c);
 
-/* Stop (as a crash: nothing flushed beyond what RocksDB has) and restart a store (1-based id). */
+/* Stop (as a crash: nothing flushed beyond what RocksDB has; with crash_model, nothing
+ * past the last sync) and restart a store (1-based id). */
 void test_cluster_stop_store(struct test_cluster *c, int store);
 void test_cluster_start_store(struct test_cluster *c, int store);
 

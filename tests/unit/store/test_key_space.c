@@ -75,8 +75,8 @@ static void test_stored_key_in_range_iff_user_key_in_region(void **state)
         if (want != got)
             fail_msg("seed %llu iteration %d: cf %d key len %zu start len %zu end len %zu: user "
                      "%d stored %d",
-                     (unsigned long long)seed, iter, cf, ulen, r.start_key_len, r.end_key_len,
-                     want, got);
+                     (unsigned long long)seed, iter, cf, ulen, r.start_key_len, r.end_key_len, want,
+                     got);
         /* The same through the encoded bounds, as RocksDB compares them. */
         uint8_t *lo, *hi;
         size_t lo_len, hi_len;
@@ -86,8 +86,8 @@ static void test_stored_key_in_range_iff_user_key_in_region(void **state)
         free(lo);
         free(hi);
         if (in != want)
-            fail_msg("seed %llu iteration %d: bytewise data range disagrees", (unsigned long long)seed,
-                     iter);
+            fail_msg("seed %llu iteration %d: bytewise data range disagrees",
+                     (unsigned long long)seed, iter);
         size_t blen;
         assert_int_equal(codec_user_key_of(stored, n, back, &blen), CODEC_OK);
         assert_int_equal(blen, ulen);
