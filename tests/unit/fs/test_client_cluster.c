@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "client/client.h"
+#include "kvrpcpb.pb-c.h"
 #include "mvcc/mvcc.h"
 #include "proto/log.h"
 #include "proto/rpc.h"
@@ -44,6 +45,7 @@ static void serve_store(struct fixture *f, int i)
     assert_int_equal(mvcc_engine_new(test_cluster_storage(f->tc, i), 0, &f->engine[i]), 0);
     f->svc[i].storage = test_cluster_storage(f->tc, i);
     f->svc[i].mvcc = f->engine[i];
+    f->svc[i].rs = test_cluster_store(f->tc, i);
     struct rpc_method methods[KV_SERVICE_MAX_METHODS];
     size_t n = kv_service_methods(&f->svc[i], methods);
     char err[256] = "";
@@ -270,6 +272,149 @@ static void test_counter_over_lossy_raft(void **state)
     txn_expect(f->c, "counter", want);
 }
 
+/* ---- many regions: the stores split, the (stale) scheduler still shows one region ---- */
+
+static void split_at(struct fixture *f, const char *key, uint64_t new_id)
+{
+    assert_int_equal(test_cluster_split(f->tc, key, new_id, 20000), 0);
+    assert_true(test_cluster_region_leader(f->tc, new_id, 20000) > 0);
+}
+
+/* A split the scheduler has not heard of: the client's requests get EpochNotMatch (or
+ * KeyNotInRegion) carrying the new regions, and reads, writes and transactions spanning both
+ * regions go on without asking the scheduler for regions again. */
+static void test_client_learns_split_from_the_stores(void **state)
+{
+    struct fixture *f = *state;
+    txn_write(f->c, "apple", "1");
+    txn_write(f->c, "zebra", "1");
+    split_at(f, "m", 2);
+    struct fake_pd_counts before, after;
+    fake_pd_get_counts(f->pd, &before);
+    txn_expect(f->c, "zebra", "1");
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    assert_int_equal(client_txn_put(t, "apple", 5, "2", 1), 0);
+    assert_int_equal(client_txn_put(t, "zebra", 5, "2", 1), 0);
+    assert_int_equal(client_txn_commit(t, NULL), 0);
+    client_txn_free(t);
+    txn_expect(f->c, "apple", "2");
+    txn_expect(f->c, "zebra", "2");
+    fake_pd_get_counts(f->pd, &after);
+    assert_int_equal(after.get_region, before.get_region);
+    struct client_region_info info;
+    assert_int_equal(client_region_of_key(f->c, "zebra", 5, &info), 0);
+    assert_int_equal(info.region_id, 2);
+    client_region_info_clear(&info);
+    assert_int_equal(client_raw_put(f->c, NULL, "raw-z", 5, "r", 1), 0);
+    void *v;
+    size_t len;
+    assert_int_equal(client_raw_get(f->c, NULL, "raw-z", 5, &v, &len), 0);
+    free(v);
+}
+
+/* Scans over three regions return every key once, in order, for the raw and the
+ * transactional API. */
+static void test_scans_cross_regions(void **state)
+{
+    struct fixture *f = *state;
+    const char *keys[] = {"a1", "a2", "h1", "m0", "m1", "t0", "x1", "z9"};
+    size_t n = sizeof keys / sizeof keys[0];
+    for (size_t i = 0; i < n; i++) {
+        txn_write(f->c, keys[i], keys[i]);
+        assert_int_equal(client_raw_put(f->c, NULL, keys[i], 2, keys[i], 2), 0);
+    }
+    split_at(f, "m", 2);
+    split_at(f, "t", 3);
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    struct client_kv *kvs = NULL;
+    size_t got = 0;
+    assert_int_equal(client_txn_scan(t, "", 0, NULL, 0, 100, &kvs, &got), 0);
+    assert_int_equal(got, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(kvs[i].key_len, 2);
+        assert_memory_equal(kvs[i].key, keys[i], 2);
+    }
+    client_kvs_free(kvs, got);
+    client_txn_free(t);
+    assert_int_equal(client_raw_scan(f->c, NULL, "", 0, NULL, 0, 100, &kvs, &got), 0);
+    assert_int_equal(got, n);
+    for (size_t i = 0; i < n; i++)
+        assert_memory_equal(kvs[i].key, keys[i], 2);
+    client_kvs_free(kvs, got);
+}
+
+/* KvPrewrite of one key straight to the leader of its region, no commit: a lock left behind. */
+static void leave_lock(struct fixture *f, struct rpc_client *rpc, const char *key,
+                       const char *primary, uint64_t start_ts)
+{
+    uint64_t region_id = test_cluster_region_of_key(f->tc, key);
+    int leader = test_cluster_region_leader(f->tc, region_id, 20000);
+    struct region r;
+    assert_int_equal(test_cluster_region(f->tc, leader, region_id, &r), 0);
+    const struct region_peer *me = region_peer_on_store(&r, (uint64_t)leader);
+    Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
+    epoch.conf_ver = r.conf_ver;
+    epoch.version = r.version;
+    Metapb__Peer peer = METAPB__PEER__INIT;
+    peer.id = me->id;
+    peer.store_id = me->store_id;
+    Kvrpcpb__Context ctx = KVRPCPB__CONTEXT__INIT;
+    ctx.region_id = region_id;
+    ctx.region_epoch = &epoch;
+    ctx.peer = &peer;
+    Kvrpcpb__Mutation m = KVRPCPB__MUTATION__INIT;
+    m.op = KVRPCPB__OP__Put;
+    m.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+    m.value = (ProtobufCBinaryData){6, (uint8_t *)"locked"};
+    Kvrpcpb__Mutation *muts[] = {&m};
+    Kvrpcpb__PrewriteRequest req = KVRPCPB__PREWRITE_REQUEST__INIT;
+    req.context = &ctx;
+    req.mutations = muts;
+    req.n_mutations = 1;
+    req.primary_lock = (ProtobufCBinaryData){strlen(primary), (uint8_t *)primary};
+    req.start_version = start_ts;
+    req.lock_ttl = 1;
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", rpc_server_port(f->server[leader]));
+    ProtobufCMessage *resp = NULL;
+    struct rpc_error err;
+    assert_int_equal(rpc_client_unary(rpc, addr, "/tinykvpb.TinyKv/KvPrewrite", &req.base,
+                                      &kvrpcpb__prewrite_response__descriptor, &resp, 5000, &err),
+                     0);
+    Kvrpcpb__PrewriteResponse *pr = (Kvrpcpb__PrewriteResponse *)resp;
+    assert_null(pr->region_error);
+    assert_int_equal(pr->n_errors, 0);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    region_free(&r);
+}
+
+/* A transaction abandoned after prewriting a primary in one region and a secondary in another:
+ * a reader of the secondary finds the primary expired, rolls it back and resolves the lock in
+ * the secondary's own region. */
+static void test_lock_spanning_two_regions_is_resolved(void **state)
+{
+    struct fixture *f = *state;
+    split_at(f, "m", 2);
+    txn_write(f->c, "zz-secondary", "old");
+    struct rpc_client *rpc = rpc_client_new();
+    client_ts start_ts;
+    assert_int_equal(client_tso(f->c, &start_ts), 0);
+    leave_lock(f, rpc, "aa-primary", "aa-primary", start_ts);
+    leave_lock(f, rpc, "zz-secondary", "aa-primary", start_ts);
+    txn_expect(f->c, "zz-secondary", "old");
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    void *v = NULL;
+    size_t len;
+    assert_int_equal(client_txn_get(t, "aa-primary", 10, &v, &len), CLIENT_ERR_NOT_FOUND);
+    client_txn_free(t);
+    txn_write(f->c, "zz-secondary", "new");
+    txn_expect(f->c, "zz-secondary", "new");
+    rpc_client_free(rpc);
+}
+
 int main(void)
 {
     /* The raftstores log every election at INFO; only problems matter here. */
@@ -279,6 +424,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_follows_leader_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_survives_leader_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counter_over_lossy_raft, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_learns_split_from_the_stores, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scans_cross_regions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_spanning_two_regions_is_resolved, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("client_cluster", tests, NULL, NULL);
 }
