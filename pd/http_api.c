@@ -307,7 +307,7 @@ static void send_config(struct call *k)
 {
     struct pd_config cfg;
     pd_cluster_get_config(k->h->c, &cfg);
-    char *text = config_to_json(&cfg);
+    char *text = pd_config_to_json(&cfg);
     json_t *j = text ? json_loads(text, 0, NULL) : NULL;
     free(text);
     reply_json(k, MHD_HTTP_OK, j);
@@ -322,7 +322,7 @@ static void h_config(struct call *k)
     struct pd_config cfg;
     char err[256];
     pd_cluster_get_config(k->h->c, &cfg);
-    if (config_apply_json(&cfg, k->rq->body ? k->rq->body : "", k->rq->len, err, sizeof err) !=
+    if (pd_config_apply_json(&cfg, k->rq->body ? k->rq->body : "", k->rq->len, err, sizeof err) !=
         PD_OK) {
         reply_error(k, MHD_HTTP_BAD_REQUEST, "%s", err);
         return;

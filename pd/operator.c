@@ -7,7 +7,7 @@
 
 #include "proto/log.h"
 
-struct pd_operator *operator_find(struct pd_cluster *c, uint64_t region_id)
+struct pd_operator *pd_operator_find(struct pd_cluster *c, uint64_t region_id)
 {
     for (size_t i = 0; i < c->op_count; i++)
         if (c->ops[i].region_id == region_id)
@@ -15,11 +15,11 @@ struct pd_operator *operator_find(struct pd_cluster *c, uint64_t region_id)
     return NULL;
 }
 
-int operator_add(struct pd_cluster *c, const struct pd_operator *op)
+int pd_operator_add(struct pd_cluster *c, const struct pd_operator *op)
 {
-    if (operator_find(c, op->region_id))
-        return cluster_set_err(c, PD_ERR_EXISTS, "region %llu already has an operator",
-                               (unsigned long long)op->region_id);
+    if (pd_operator_find(c, op->region_id))
+        return pd_cluster_set_err(c, PD_ERR_EXISTS, "region %llu already has an operator",
+                                  (unsigned long long)op->region_id);
     if (c->op_count == c->op_cap) {
         size_t cap = c->op_cap ? c->op_cap * 2 : 16;
         struct pd_operator *n = realloc(c->ops, cap * sizeof *n);
@@ -29,7 +29,7 @@ int operator_add(struct pd_cluster *c, const struct pd_operator *op)
         c->op_cap = cap;
     }
     c->ops[c->op_count] = *op;
-    c->ops[c->op_count].create_ms = cluster_now_ms(c);
+    c->ops[c->op_count].create_ms = pd_cluster_now_ms(c);
     c->ops[c->op_count].current_step = 0;
     c->op_count++;
     c->metrics.operators_created++;
@@ -38,11 +38,11 @@ int operator_add(struct pd_cluster *c, const struct pd_operator *op)
     return PD_OK;
 }
 
-void operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_status status)
+void pd_operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_status status)
 {
     for (size_t i = 0; i < c->op_count; i++) {
         if (c->ops[i].region_id == region_id) {
-            struct op_record *rec = &c->op_history[c->op_history_next];
+            struct pd_op_record *rec = &c->op_history[c->op_history_next];
             rec->op = c->ops[i];
             rec->status = status;
             c->op_history_next = (c->op_history_next + 1) % PD_OPERATOR_HISTORY;
@@ -55,7 +55,7 @@ void operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_
     }
 }
 
-size_t operator_count_kind(struct pd_cluster *c, enum pd_operator_kind kind)
+size_t pd_operator_count_kind(struct pd_cluster *c, enum pd_operator_kind kind)
 {
     size_t n = 0;
     for (size_t i = 0; i < c->op_count; i++)
@@ -70,7 +70,7 @@ static bool step_done(const struct pd_step *s, const struct pd_region *r)
     switch (s->kind) {
     case PD_STEP_ADD_PEER:
         /* Present and caught up (no longer pending). */
-        return p != NULL && p->id == s->peer_id && !region_peer_is_pending(r, p->id);
+        return p != NULL && p->id == s->peer_id && !pd_region_peer_is_pending(r, p->id);
     case PD_STEP_REMOVE_PEER:
         return p == NULL;
     case PD_STEP_TRANSFER_LEADER:
@@ -94,11 +94,11 @@ static bool step_impossible(const struct pd_step *s, const struct pd_region *r)
     return true;
 }
 
-void operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,
-                           struct pd_step *step, bool *has_step)
+void pd_operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,
+                              struct pd_step *step, bool *has_step)
 {
     *has_step = false;
-    struct pd_operator *op = operator_find(c, region->id);
+    struct pd_operator *op = pd_operator_find(c, region->id);
     if (op == NULL)
         return;
     while (op->current_step < op->step_count && step_done(&op->steps[op->current_step], region))
@@ -107,14 +107,14 @@ void operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,
         LOG(LOG_INFO, "operator %s finished for region=%llu", op->name,
             (unsigned long long)region->id);
         c->metrics.operators_finished++;
-        operator_remove(c, region->id, PD_OP_SUCCESS);
+        pd_operator_remove(c, region->id, PD_OP_SUCCESS);
         return;
     }
     if (step_impossible(&op->steps[op->current_step], region)) {
         LOG(LOG_WARN, "operator %s canceled for region=%llu: step cannot finish", op->name,
             (unsigned long long)region->id);
         c->metrics.operators_canceled++;
-        operator_remove(c, region->id, PD_OP_CANCEL);
+        pd_operator_remove(c, region->id, PD_OP_CANCEL);
         return;
     }
     *step = op->steps[op->current_step];
@@ -129,16 +129,16 @@ static uint64_t op_timeout_ms(const struct pd_cluster *c, const struct pd_operat
     return c->cfg.leader_operator_timeout_ms;
 }
 
-void operator_check_timeouts(struct pd_cluster *c)
+void pd_operator_check_timeouts(struct pd_cluster *c)
 {
-    uint64_t now = cluster_now_ms(c);
+    uint64_t now = pd_cluster_now_ms(c);
     for (size_t i = 0; i < c->op_count;) {
         struct pd_operator *op = &c->ops[i];
         if (now > op->create_ms + op_timeout_ms(c, op)) {
             LOG(LOG_WARN, "operator %s timed out for region=%llu at step %zu", op->name,
                 (unsigned long long)op->region_id, op->current_step);
             c->metrics.operators_timed_out++;
-            operator_remove(c, op->region_id, PD_OP_TIMEOUT);
+            pd_operator_remove(c, op->region_id, PD_OP_TIMEOUT);
             continue; /* the last one moved into slot i */
         }
         i++;
@@ -166,19 +166,21 @@ static void op_push(struct pd_operator *op, enum pd_step_kind kind, uint64_t sto
     s->peer_id = peer_id;
 }
 
-void operator_build_transfer_leader(struct pd_operator *op, const struct pd_region *r,
-                                    const char *name, enum pd_operator_kind kind, uint64_t to_store)
+void pd_operator_build_transfer_leader(struct pd_operator *op, const struct pd_region *r,
+                                       const char *name, enum pd_operator_kind kind,
+                                       uint64_t to_store)
 {
     op_init(op, r, name, kind);
     const struct pd_peer *p = pd_region_store_peer(r, to_store);
     op_push(op, PD_STEP_TRANSFER_LEADER, to_store, p ? p->id : 0);
 }
 
-int operator_build_add_peer(struct pd_cluster *c, struct pd_operator *op, const struct pd_region *r,
-                            const char *name, enum pd_operator_kind kind, uint64_t store_id)
+int pd_operator_build_add_peer(struct pd_cluster *c, struct pd_operator *op,
+                               const struct pd_region *r, const char *name,
+                               enum pd_operator_kind kind, uint64_t store_id)
 {
     uint64_t peer_id;
-    int err = cluster_alloc_id_locked(c, &peer_id);
+    int err = pd_cluster_alloc_id_locked(c, &peer_id);
     if (err != PD_OK)
         return err;
     op_init(op, r, name, kind);
@@ -199,15 +201,15 @@ static void leader_away_steps(struct pd_operator *op, const struct pd_region *r,
     }
     for (size_t i = 0; i < r->peer_count; i++) {
         const struct pd_peer *p = &r->peers[i];
-        if (p->store_id != store_id && !region_peer_is_pending(r, p->id)) {
+        if (p->store_id != store_id && !pd_region_peer_is_pending(r, p->id)) {
             op_push(op, PD_STEP_TRANSFER_LEADER, p->store_id, p->id);
             return;
         }
     }
 }
 
-void operator_build_remove_peer(struct pd_operator *op, const struct pd_region *r, const char *name,
-                                enum pd_operator_kind kind, uint64_t store_id)
+void pd_operator_build_remove_peer(struct pd_operator *op, const struct pd_region *r,
+                                   const char *name, enum pd_operator_kind kind, uint64_t store_id)
 {
     op_init(op, r, name, kind);
     const struct pd_peer *p = pd_region_store_peer(r, store_id);
@@ -215,11 +217,11 @@ void operator_build_remove_peer(struct pd_operator *op, const struct pd_region *
     op_push(op, PD_STEP_REMOVE_PEER, store_id, p ? p->id : 0);
 }
 
-int operator_build_move_peer(struct pd_cluster *c, struct pd_operator *op,
-                             const struct pd_region *r, const char *name,
-                             enum pd_operator_kind kind, uint64_t from_store, uint64_t to_store)
+int pd_operator_build_move_peer(struct pd_cluster *c, struct pd_operator *op,
+                                const struct pd_region *r, const char *name,
+                                enum pd_operator_kind kind, uint64_t from_store, uint64_t to_store)
 {
-    int err = operator_build_add_peer(c, op, r, name, kind, to_store);
+    int err = pd_operator_build_add_peer(c, op, r, name, kind, to_store);
     if (err != PD_OK)
         return err;
     uint64_t new_peer = op->steps[0].peer_id;
@@ -234,7 +236,7 @@ int pd_cluster_get_operator_status(struct pd_cluster *c, uint64_t region_id,
 {
     int err = PD_OK;
     pthread_mutex_lock(&c->mu);
-    const struct pd_operator *op = operator_find(c, region_id);
+    const struct pd_operator *op = pd_operator_find(c, region_id);
     if (op) {
         *out = *op;
         *status = PD_OP_RUNNING;
@@ -248,8 +250,8 @@ int pd_cluster_get_operator_status(struct pd_cluster *c, uint64_t region_id,
             goto cleanup;
         }
     }
-    err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator on record",
-                          (unsigned long long)region_id);
+    err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator on record",
+                             (unsigned long long)region_id);
 cleanup:
     pthread_mutex_unlock(&c->mu);
     return err;
