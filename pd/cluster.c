@@ -63,6 +63,8 @@ const char *pd_step_kind_name(enum pd_step_kind k)
         return "remove-peer";
     case PD_STEP_TRANSFER_LEADER:
         return "transfer-leader";
+    case PD_STEP_SPLIT:
+        return "split-region";
     }
     return "unknown";
 }
@@ -78,6 +80,8 @@ const char *pd_operator_kind_name(enum pd_operator_kind k)
         return "replica";
     case PD_OP_KIND_ADMIN:
         return "admin";
+    case PD_OP_KIND_SPLIT:
+        return "split-region";
     }
     return "unknown";
 }
@@ -356,6 +360,7 @@ void pd_cluster_close(struct pd_cluster *c)
     pd_region_tree_close(&c->tree);
     free(c->stores);
     free(c->ops);
+    pd_split_jobs_free(c);
     free(c->op_history);
     pthread_mutex_destroy(&c->mu);
     free(c);

@@ -38,6 +38,72 @@ int pd_operator_add(struct pd_cluster *c, const struct pd_operator *op)
     return PD_OK;
 }
 
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return PD_OK;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(*arr, n * elem);
+    if (p == NULL)
+        return PD_ERR_NOMEM;
+    *arr = p;
+    *cap = n;
+    return PD_OK;
+}
+
+int pd_operator_reserve(struct pd_cluster *c, size_t n)
+{
+    if (grow((void **)&c->ops, &c->op_cap, c->op_count + n, sizeof *c->ops) != PD_OK ||
+        grow((void **)&c->splits, &c->split_cap, c->split_count + n, sizeof *c->splits) != PD_OK)
+        return PD_ERR_NOMEM;
+    return PD_OK;
+}
+
+struct pd_split_job *pd_split_job_find(struct pd_cluster *c, uint64_t region_id)
+{
+    for (size_t i = 0; i < c->split_count; i++)
+        if (c->splits[i].region_id == region_id)
+            return &c->splits[i];
+    return NULL;
+}
+
+int pd_split_job_add(struct pd_cluster *c, uint64_t region_id, struct pd_key *keys, size_t count)
+{
+    if (grow((void **)&c->splits, &c->split_cap, c->split_count + 1, sizeof *c->splits) != PD_OK)
+        return PD_ERR_NOMEM;
+    c->splits[c->split_count++] = (struct pd_split_job){region_id, keys, count};
+    return PD_OK;
+}
+
+static void split_job_drop(struct pd_cluster *c, uint64_t region_id)
+{
+    struct pd_split_job *j = pd_split_job_find(c, region_id);
+    if (j == NULL)
+        return;
+    pd_keys_free(j->keys, j->count);
+    *j = c->splits[--c->split_count];
+}
+
+void pd_split_jobs_free(struct pd_cluster *c)
+{
+    for (size_t i = 0; i < c->split_count; i++)
+        pd_keys_free(c->splits[i].keys, c->splits[i].count);
+    free(c->splits);
+    c->splits = NULL;
+    c->split_count = c->split_cap = 0;
+}
+
+void pd_keys_free(struct pd_key *keys, size_t count)
+{
+    if (keys == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free(keys[i].data);
+    free(keys);
+}
+
 void pd_operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_status status)
 {
     for (size_t i = 0; i < c->op_count; i++) {
@@ -50,9 +116,26 @@ void pd_operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operat
                 c->op_history_count++;
             c->ops[i] = c->ops[c->op_count - 1];
             c->op_count--;
+            split_job_drop(c, region_id);
             return;
         }
     }
+}
+
+void pd_operator_on_replaced(struct pd_cluster *c, const struct pd_region *old,
+                             const struct pd_region *by)
+{
+    const struct pd_operator *op = pd_operator_find(c, old->id);
+    if (op == NULL)
+        return;
+    if (op->kind == PD_OP_KIND_SPLIT && by->epoch.version > op->epoch.version) {
+        LOG(LOG_INFO, "operator %s finished for region=%llu: region %llu reported past the split",
+            op->name, (unsigned long long)old->id, (unsigned long long)by->id);
+        c->metrics.operators_finished++;
+        pd_operator_remove(c, old->id, PD_OP_SUCCESS);
+        return;
+    }
+    pd_operator_remove(c, old->id, PD_OP_CANCEL);
 }
 
 size_t pd_operator_count_kind(struct pd_cluster *c, enum pd_operator_kind kind)
@@ -75,6 +158,8 @@ static bool step_done(const struct pd_step *s, const struct pd_region *r)
         return p == NULL;
     case PD_STEP_TRANSFER_LEADER:
         return r->leader.store_id == s->store_id;
+    case PD_STEP_SPLIT:
+        return false; /* judged by the epoch in split_on_heartbeat */
     }
     return false;
 }
@@ -90,8 +175,37 @@ static bool step_impossible(const struct pd_step *s, const struct pd_region *r)
         return false;
     case PD_STEP_TRANSFER_LEADER:
         return p == NULL;
+    case PD_STEP_SPLIT:
+        return false;
     }
     return true;
+}
+
+/* split_on_heartbeat: a split is done once the region's version grew (the left half keeps the
+ * id); a membership change first makes the operator stale; else the leader gets the step. */
+static void split_on_heartbeat(struct pd_cluster *c, struct pd_operator *op,
+                               const struct pd_region *region, struct pd_step *step, bool *has_step)
+{
+    if (region->epoch.version > op->epoch.version) {
+        LOG(LOG_INFO, "operator %s finished for region=%llu (version %llu -> %llu)", op->name,
+            (unsigned long long)region->id, (unsigned long long)op->epoch.version,
+            (unsigned long long)region->epoch.version);
+        c->metrics.operators_finished++;
+        pd_operator_remove(c, region->id, PD_OP_SUCCESS);
+        return;
+    }
+    if (region->epoch.conf_ver != op->epoch.conf_ver) {
+        LOG(LOG_WARN, "operator %s canceled for region=%llu: stale (conf_ver %llu -> %llu)",
+            op->name, (unsigned long long)region->id, (unsigned long long)op->epoch.conf_ver,
+            (unsigned long long)region->epoch.conf_ver);
+        c->metrics.operators_canceled++;
+        pd_operator_remove(c, region->id, PD_OP_CANCEL);
+        return;
+    }
+    *step = op->steps[0];
+    step->store_id = region->leader.store_id;
+    step->peer_id = region->leader.id;
+    *has_step = true;
 }
 
 void pd_operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,
@@ -101,6 +215,10 @@ void pd_operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *regi
     struct pd_operator *op = pd_operator_find(c, region->id);
     if (op == NULL)
         return;
+    if (op->kind == PD_OP_KIND_SPLIT) {
+        split_on_heartbeat(c, op, region, step, has_step);
+        return;
+    }
     while (op->current_step < op->step_count && step_done(&op->steps[op->current_step], region))
         op->current_step++;
     if (op->current_step == op->step_count) {
@@ -123,6 +241,8 @@ void pd_operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *regi
 
 static uint64_t op_timeout_ms(const struct pd_cluster *c, const struct pd_operator *op)
 {
+    if (op->kind == PD_OP_KIND_SPLIT)
+        return c->cfg.leader_operator_timeout_ms; /* one Raft proposal, like a leader transfer */
     for (size_t i = 0; i < op->step_count; i++)
         if (op->steps[i].kind != PD_STEP_TRANSFER_LEADER)
             return c->cfg.region_operator_timeout_ms;
@@ -215,6 +335,13 @@ void pd_operator_build_remove_peer(struct pd_operator *op, const struct pd_regio
     const struct pd_peer *p = pd_region_store_peer(r, store_id);
     leader_away_steps(op, r, store_id, 0, 0);
     op_push(op, PD_STEP_REMOVE_PEER, store_id, p ? p->id : 0);
+}
+
+void pd_operator_build_split(struct pd_operator *op, const struct pd_region *r, size_t key_count)
+{
+    op_init(op, r, "split-region", PD_OP_KIND_SPLIT);
+    op_push(op, PD_STEP_SPLIT, r->leader.store_id, r->leader.id);
+    op->steps[0].split_key_count = key_count;
 }
 
 int pd_operator_build_move_peer(struct pd_cluster *c, struct pd_operator *op,

@@ -174,6 +174,14 @@ struct pd_cluster {
     } * op_history; /* ring of PD_OPERATOR_HISTORY ended operators, allocated at open */
     size_t op_history_next;
     size_t op_history_count;
+    /* The keys of running split operators, one entry per such operator (freed with it). */
+    struct pd_split_job {
+        uint64_t region_id;
+        struct pd_key *keys; /* ascending, distinct, each inside the region when asked */
+        size_t count;
+    } * splits;
+    size_t split_count;
+    size_t split_cap;
     bool sched_balance_leader;
     bool sched_balance_region;
     struct pd_config cfg;
@@ -214,8 +222,25 @@ void pd_cluster_note_move(struct pd_store_info *stores, size_t count, const stru
 struct pd_operator *pd_operator_find(struct pd_cluster *c, uint64_t region_id);
 /* pd_operator_add copies op in and stamps its creation time. PD_ERR_EXISTS, PD_ERR_NOMEM. */
 int pd_operator_add(struct pd_cluster *c, const struct pd_operator *op);
-/* pd_operator_remove ends the region's operator (if any), remembering how it ended. */
+/* pd_operator_reserve makes room for n more operators and split jobs, so that the next n
+ * pd_operator_add / pd_split_job_add calls cannot fail for memory. PD_ERR_NOMEM. */
+int pd_operator_reserve(struct pd_cluster *c, size_t n);
+/* pd_operator_remove ends the region's operator (if any), remembering how it ended; a split
+ * operator's keys are freed. */
 void pd_operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_status status);
+/* pd_operator_on_replaced ends the operator of old, which a heartbeat of the overlapping region
+ * by replaces in the tree: a split operator whose region by's version has passed succeeded (the
+ * split's other half reported first), any other is canceled. */
+void pd_operator_on_replaced(struct pd_cluster *c, const struct pd_region *old,
+                             const struct pd_region *by);
+/* pd_split_job_add hands keys (count, owned by the cluster on success) to region_id's split
+ * operator. PD_ERR_NOMEM leaves them with the caller. */
+int pd_split_job_add(struct pd_cluster *c, uint64_t region_id, struct pd_key *keys, size_t count);
+struct pd_split_job *pd_split_job_find(struct pd_cluster *c, uint64_t region_id);
+/* pd_keys_copy makes *out a malloc'ed deep copy of keys (free with pd_keys_free). PD_ERR_NOMEM. */
+int pd_keys_copy(const struct pd_key *keys, size_t count, struct pd_key **out);
+/* pd_split_jobs_free frees every split job (at close). */
+void pd_split_jobs_free(struct pd_cluster *c);
 size_t pd_operator_count_kind(struct pd_cluster *c, enum pd_operator_kind kind);
 /* pd_operator_on_heartbeat advances region's operator; sets *step and *has_step to what to send. */
 void pd_operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,
@@ -231,6 +256,8 @@ int pd_operator_build_add_peer(struct pd_cluster *c, struct pd_operator *op,
                                enum pd_operator_kind kind, uint64_t store_id);
 void pd_operator_build_remove_peer(struct pd_operator *op, const struct pd_region *r,
                                    const char *name, enum pd_operator_kind kind, uint64_t store_id);
+/* build_split: one PD_STEP_SPLIT step at key_count keys, aimed at r's current leader. */
+void pd_operator_build_split(struct pd_operator *op, const struct pd_region *r, size_t key_count);
 /* move_peer: add on to_store, transfer the leader away from from_store if it leads, remove. */
 int pd_operator_build_move_peer(struct pd_cluster *c, struct pd_operator *op,
                                 const struct pd_region *r, const char *name,

@@ -81,7 +81,7 @@ static int heartbeat_locked(struct pd_cluster *c, const struct pd_region *region
     while (first < last) {
         struct pd_region *o = c->tree.by_key[first];
         if (o->id != region->id)
-            pd_operator_remove(c, o->id, PD_OP_CANCEL);
+            pd_operator_on_replaced(c, o, region);
         if (o == origin)
             origin = NULL;
         pd_region_tree_remove(&c->tree, o);
@@ -102,20 +102,50 @@ static int heartbeat_locked(struct pd_cluster *c, const struct pd_region *region
     return PD_OK;
 }
 
+/* reply_split_keys copies the keys of a split step into out (no step when memory runs out: the
+ * next heartbeat asks again). */
+static void reply_split_keys(struct pd_cluster *c, uint64_t region_id,
+                             struct pd_heartbeat_reply *out)
+{
+    const struct pd_split_job *j = pd_split_job_find(c, region_id);
+    if (j == NULL || pd_keys_copy(j->keys, j->count, &out->split_keys) != PD_OK) {
+        out->has_step = false;
+        return;
+    }
+    out->step.split_key_count = j->count;
+}
+
+int pd_cluster_region_heartbeat_reply(struct pd_cluster *c, const struct pd_region *region,
+                                      struct pd_heartbeat_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&c->mu);
+    int err = c->bootstrapped ? heartbeat_locked(c, region, &out->step, &out->has_step)
+                              : pd_cluster_set_err(c, PD_ERR_NOT_BOOTSTRAPPED, "not bootstrapped");
+    if (err == PD_OK && out->has_step && out->step.kind == PD_STEP_SPLIT)
+        reply_split_keys(c, region->id, out);
+    pthread_mutex_unlock(&c->mu);
+    if (err != PD_OK || !out->has_step)
+        memset(&out->step, 0, sizeof out->step);
+    return err;
+}
+
+void pd_heartbeat_reply_clear(struct pd_heartbeat_reply *r)
+{
+    pd_keys_free(r->split_keys, r->step.split_key_count);
+    memset(r, 0, sizeof *r);
+}
+
 int pd_cluster_region_heartbeat(struct pd_cluster *c, const struct pd_region *region,
                                 struct pd_step *step, bool *has_step)
 {
-    struct pd_step dummy_step;
-    bool dummy_has;
-    if (step == NULL)
-        step = &dummy_step;
-    if (has_step == NULL)
-        has_step = &dummy_has;
-    *has_step = false;
-    pthread_mutex_lock(&c->mu);
-    int err = c->bootstrapped ? heartbeat_locked(c, region, step, has_step)
-                              : pd_cluster_set_err(c, PD_ERR_NOT_BOOTSTRAPPED, "not bootstrapped");
-    pthread_mutex_unlock(&c->mu);
+    struct pd_heartbeat_reply reply;
+    int err = pd_cluster_region_heartbeat_reply(c, region, &reply);
+    if (step && reply.has_step)
+        *step = reply.step;
+    if (has_step)
+        *has_step = reply.has_step;
+    pd_heartbeat_reply_clear(&reply);
     return err;
 }
 

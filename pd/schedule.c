@@ -44,6 +44,8 @@ static void apply_influence(struct pd_cluster *c, struct pd_store_info *infos, s
                     to->leader_count++;
                 }
                 break;
+            case PD_STEP_SPLIT:
+                break; /* moves nothing between stores */
             }
         }
     }
