@@ -54,8 +54,7 @@ static int split(struct pd_mock *m, const char *const *keys, size_t n, uint64_t 
 
 /* heartbeat reports a region built by pd_mock_region and returns the reply (caller clears it). */
 static void heartbeat(struct pd_mock *m, uint64_t id, const char *start, const char *end,
-                      uint64_t version, uint64_t conf_ver, struct pd_heartbeat_reply *out,
-                      int want)
+                      uint64_t version, uint64_t conf_ver, struct pd_heartbeat_reply *out, int want)
 {
     struct pd_region r;
     pd_region_init(&r);
