@@ -80,8 +80,8 @@ static int check_keys(struct pd_cluster *c, const struct pd_key *sorted, size_t 
     return PD_OK;
 }
 
-static int split_locked(struct pd_cluster *c, struct pd_key *sorted, size_t n,
-                        uint64_t *region_ids, size_t *region_count)
+static int split_locked(struct pd_cluster *c, struct pd_key *sorted, size_t n, uint64_t *region_ids,
+                        size_t *region_count)
 {
     struct split_group groups[PD_MAX_SPLIT_KEYS];
     struct pd_key *copies[PD_MAX_SPLIT_KEYS] = {NULL};
