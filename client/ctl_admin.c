@@ -611,6 +611,74 @@ static int region_key(const struct ctl_admin_options *o, const char *key)
     return rc;
 }
 
+/*
+ * region_split asks the scheduler to split the regions holding keys (argv,
+ * as given or hex with --hex) there. The scheduler checks the keys (an empty
+ * key or a region's own start key is its error, exit 1) and queues the
+ * splits; the regions' leaders carry them out at their next heartbeat.
+ */
+static int region_split(const struct ctl_admin_options *o, int argc, char **argv)
+{
+    if (argc < 1)
+        return usage_error("region split needs at least one KEY");
+    json_t *keys = json_array();
+    int rc = CTL_ADMIN_EXIT_API;
+    for (int i = 0; keys && i < argc; i++) {
+        size_t n = strlen(argv[i]);
+        char *hex = malloc(2 * n + 1);
+        if (!hex)
+            break;
+        if (o->hex) {
+            bool ok = n % 2 == 0;
+            for (size_t k = 0; ok && k < n; k++)
+                ok = hexval(argv[i][k]) >= 0;
+            if (!ok) {
+                free(hex);
+                json_decref(keys);
+                return usage_error("bad hex key '%s'", argv[i]);
+            }
+            memcpy(hex, argv[i], n + 1);
+        } else {
+            for (size_t k = 0; k < n; k++)
+                sprintf(hex + 2 * k, "%02X", (unsigned char)argv[i][k]);
+            hex[2 * n] = '\0';
+        }
+        json_array_append_new(keys, json_string(hex));
+        free(hex);
+    }
+    json_t *b = keys && json_array_size(keys) == (size_t)argc
+                    ? json_pack("{s:O}", "split_keys", keys)
+                    : NULL;
+    char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    json_decref(keys);
+    if (!body) {
+        fprintf(stderr, "tinykv-ctl: out of memory\n");
+        return CTL_ADMIN_EXIT_API;
+    }
+    json_t *j;
+    rc = api(o, "POST", API_PREFIX "/regions/split", body, &j);
+    free(body);
+    if (rc != CTL_ADMIN_OK)
+        return rc;
+    if (o->json) {
+        print_json(j);
+    } else {
+        json_t *ids = json_object_get(j, "regions-id");
+        size_t n = json_array_size(ids), i;
+        json_t *id;
+        printf("split queued at %d key%s for region%s", argc, argc == 1 ? "" : "s",
+               n == 1 ? "" : "s");
+        json_array_foreach(ids, i, id)
+        {
+            printf("%s %" JSON_INTEGER_FORMAT, i ? "," : "", json_integer_value(id));
+        }
+        printf("; each region's leader splits it at its next heartbeat (see region list)\n");
+    }
+    json_decref(j);
+    return CTL_ADMIN_OK;
+}
+
 static int run_region(const struct ctl_admin_options *o, int argc, char **argv)
 {
     uint64_t id;
@@ -631,6 +699,8 @@ static int run_region(const struct ctl_admin_options *o, int argc, char **argv)
             return usage_error("region key needs one KEY");
         return region_key(o, argv[1]);
     }
+    if (strcmp(argv[0], "split") == 0)
+        return region_split(o, argc - 1, argv + 1);
     return usage_error("unknown region command '%s'", argv[0]);
 }
 
@@ -938,7 +1008,7 @@ void ctl_admin_usage(FILE *out)
     fprintf(out,
             "       tinykv-ctl [admin options] store [list | show ID | state ID "
             "Up|Offline|Tombstone | delete ID]\n"
-            "       tinykv-ctl [admin options] region [list | show ID | key KEY]\n"
+            "       tinykv-ctl [admin options] region [list | show ID | key KEY | split KEY...]\n"
             "       tinykv-ctl [admin options] operator [list | show REGION_ID | remove "
             "REGION_ID]\n"
             "       tinykv-ctl [admin options] operator add transfer-leader|add-peer|remove-peer "

@@ -20,16 +20,17 @@ static int by_leaders_desc(const void *a, const void *b)
     return x->store.id < y->store.id ? -1 : x->store.id > y->store.id;
 }
 
-int balance_leader_schedule(struct pd_cluster *c, struct pd_store_info *stores, size_t store_count)
+int pd_balance_leader_schedule(struct pd_cluster *c, struct pd_store_info *stores,
+                               size_t store_count)
 {
-    if (operator_count_kind(c, PD_OP_KIND_LEADER) >= c->cfg.leader_schedule_limit)
+    if (pd_operator_count_kind(c, PD_OP_KIND_LEADER) >= c->cfg.leader_schedule_limit)
         return 0;
     struct pd_store_info **sorted = malloc((store_count ? store_count : 1) * sizeof *sorted);
     if (sorted == NULL)
         return 0;
     size_t n = 0;
     for (size_t i = 0; i < store_count; i++)
-        if (cluster_store_schedulable(&stores[i]))
+        if (pd_cluster_store_schedulable(&stores[i]))
             sorted[n++] = &stores[i];
     int created = 0;
     if (n < 2)
@@ -39,14 +40,14 @@ int balance_leader_schedule(struct pd_cluster *c, struct pd_store_info *stores, 
         struct pd_store_info *source = sorted[s];
         for (size_t k = 0; k < c->tree.count && !created; k++) {
             const struct pd_region *r = c->tree.by_key[k];
-            if (r->leader.store_id != source->store.id || operator_find(c, r->id) ||
+            if (r->leader.store_id != source->store.id || pd_operator_find(c, r->id) ||
                 r->pending_peer_count > 0)
                 continue;
             struct pd_store_info *target = NULL;
             for (size_t p = 0; p < r->peer_count; p++) {
                 struct pd_store_info *t =
-                    cluster_info_of(stores, store_count, r->peers[p].store_id);
-                if (t == NULL || t == source || !cluster_store_schedulable(t))
+                    pd_cluster_info_of(stores, store_count, r->peers[p].store_id);
+                if (t == NULL || t == source || !pd_cluster_store_schedulable(t))
                     continue;
                 if (target == NULL || t->leader_count < target->leader_count)
                     target = t;
@@ -54,9 +55,9 @@ int balance_leader_schedule(struct pd_cluster *c, struct pd_store_info *stores, 
             if (target == NULL || source->leader_count < target->leader_count + 2)
                 continue;
             struct pd_operator op;
-            operator_build_transfer_leader(&op, r, "balance-leader", PD_OP_KIND_LEADER,
-                                           target->store.id);
-            if (operator_add(c, &op) != PD_OK)
+            pd_operator_build_transfer_leader(&op, r, "balance-leader", PD_OP_KIND_LEADER,
+                                              target->store.id);
+            if (pd_operator_add(c, &op) != PD_OK)
                 continue;
             source->leader_count--;
             target->leader_count++;

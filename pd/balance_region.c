@@ -33,9 +33,9 @@ static bool region_matches(const struct pd_region *r, uint64_t store_id, enum pi
         return false;
     switch (kind) {
     case PICK_PENDING:
-        return region_peer_is_pending(r, p->id);
+        return pd_region_peer_is_pending(r, p->id);
     case PICK_FOLLOWER:
-        return p->id != r->leader.id && !region_peer_is_pending(r, p->id);
+        return p->id != r->leader.id && !pd_region_peer_is_pending(r, p->id);
     case PICK_LEADER:
         return p->id == r->leader.id;
     }
@@ -59,24 +59,25 @@ static int try_move(struct pd_cluster *c, const struct pd_region *r, struct pd_s
     if (source->region_size_bytes - target->region_size_bytes <= 2 * r->approximate_size_bytes)
         return 0;
     struct pd_operator op;
-    if (operator_build_move_peer(c, &op, r, "balance-region", PD_OP_KIND_REGION, source->store.id,
-                                 target->store.id) != PD_OK ||
-        operator_add(c, &op) != PD_OK)
+    if (pd_operator_build_move_peer(c, &op, r, "balance-region", PD_OP_KIND_REGION,
+                                    source->store.id, target->store.id) != PD_OK ||
+        pd_operator_add(c, &op) != PD_OK)
         return 0;
-    cluster_note_move(stores, store_count, r, source->store.id, target->store.id);
+    pd_cluster_note_move(stores, store_count, r, source->store.id, target->store.id);
     return 1;
 }
 
-int balance_region_schedule(struct pd_cluster *c, struct pd_store_info *stores, size_t store_count)
+int pd_balance_region_schedule(struct pd_cluster *c, struct pd_store_info *stores,
+                               size_t store_count)
 {
-    if (operator_count_kind(c, PD_OP_KIND_REGION) >= c->cfg.region_schedule_limit)
+    if (pd_operator_count_kind(c, PD_OP_KIND_REGION) >= c->cfg.region_schedule_limit)
         return 0;
     struct pd_store_info **sorted = malloc((store_count ? store_count : 1) * sizeof *sorted);
     if (sorted == NULL)
         return 0;
     size_t n = 0;
     for (size_t i = 0; i < store_count; i++)
-        if (cluster_store_schedulable(&stores[i]))
+        if (pd_cluster_store_schedulable(&stores[i]))
             sorted[n++] = &stores[i];
     int created = 0;
     if (n < 2)
@@ -89,7 +90,7 @@ int balance_region_schedule(struct pd_cluster *c, struct pd_store_info *stores, 
             for (size_t k = 0; k < c->tree.count && tried < CANDIDATES_PER_SOURCE; k++) {
                 const struct pd_region *r = c->tree.by_key[k];
                 if (!region_matches(r, source->store.id, (enum pick)kind) ||
-                    operator_find(c, r->id) || r->peer_count < c->cfg.max_replicas)
+                    pd_operator_find(c, r->id) || r->peer_count < c->cfg.max_replicas)
                     continue;
                 tried++;
                 if ((created = try_move(c, r, source, sorted, n, stores, store_count)) != 0)

@@ -63,6 +63,8 @@ const char *pd_step_kind_name(enum pd_step_kind k)
         return "remove-peer";
     case PD_STEP_TRANSFER_LEADER:
         return "transfer-leader";
+    case PD_STEP_SPLIT:
+        return "split-region";
     }
     return "unknown";
 }
@@ -78,6 +80,8 @@ const char *pd_operator_kind_name(enum pd_operator_kind k)
         return "replica";
     case PD_OP_KIND_ADMIN:
         return "admin";
+    case PD_OP_KIND_SPLIT:
+        return "split-region";
     }
     return "unknown";
 }
@@ -90,12 +94,12 @@ static uint64_t realtime_ms(void *ctx)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-uint64_t cluster_now_ms(struct pd_cluster *c)
+uint64_t pd_cluster_now_ms(struct pd_cluster *c)
 {
     return c->now_ms(c->clock_ctx);
 }
 
-int cluster_set_err(struct pd_cluster *c, int err, const char *fmt, ...)
+int pd_cluster_set_err(struct pd_cluster *c, int err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -104,7 +108,7 @@ int cluster_set_err(struct pd_cluster *c, int err, const char *fmt, ...)
     return err;
 }
 
-struct store_entry *cluster_find_store(struct pd_cluster *c, uint64_t id)
+struct pd_store_entry *pd_cluster_find_store(struct pd_cluster *c, uint64_t id)
 {
     for (size_t i = 0; i < c->store_count; i++)
         if (c->stores[i].store.id == id)
@@ -116,10 +120,10 @@ static int put_u64(struct pd_cluster *c, const char *key, uint64_t v)
 {
     char *buf;
     size_t len;
-    int err = codec_encode_u64(v, &buf, &len);
+    int err = pd_codec_encode_u64(v, &buf, &len);
     if (err != PD_OK)
         return err;
-    err = meta_store_put(c->meta, key, buf, len, true, c->errmsg, sizeof c->errmsg);
+    err = pd_meta_store_put(c->meta, key, buf, len, true, c->errmsg, sizeof c->errmsg);
     free(buf);
     return err;
 }
@@ -129,25 +133,25 @@ static int get_u64(struct pd_cluster *c, const char *key, uint64_t *v)
 {
     char *buf;
     size_t len;
-    int err = meta_store_get(c->meta, key, &buf, &len, c->errmsg, sizeof c->errmsg);
+    int err = pd_meta_store_get(c->meta, key, &buf, &len, c->errmsg, sizeof c->errmsg);
     if (err != PD_OK)
         return err;
-    err = codec_decode_u64(buf, len, v);
+    err = pd_codec_decode_u64(buf, len, v);
     free(buf);
     if (err != PD_OK)
-        cluster_set_err(c, err, "cannot decode %s", key);
+        pd_cluster_set_err(c, err, "cannot decode %s", key);
     return err;
 }
 
 static int persist_store(struct pd_cluster *c, const struct pd_store *s)
 {
-    char key[META_KEY_BYTES], *buf;
+    char key[PD_META_KEY_BYTES], *buf;
     size_t len;
-    int err = codec_encode_store(s, &buf, &len);
+    int err = pd_codec_encode_store(s, &buf, &len);
     if (err != PD_OK)
         return err;
-    meta_key_store(key, s->id);
-    err = meta_store_put(c->meta, key, buf, len, true, c->errmsg, sizeof c->errmsg);
+    pd_meta_key_store(key, s->id);
+    err = pd_meta_store_put(c->meta, key, buf, len, true, c->errmsg, sizeof c->errmsg);
     free(buf);
     return err;
 }
@@ -156,18 +160,18 @@ static int append_store(struct pd_cluster *c, const struct pd_store *s)
 {
     if (c->store_count == c->store_cap) {
         size_t cap = c->store_cap ? c->store_cap * 2 : 8;
-        struct store_entry *n = realloc(c->stores, cap * sizeof *n);
+        struct pd_store_entry *n = realloc(c->stores, cap * sizeof *n);
         if (n == NULL)
             return PD_ERR_NOMEM;
         c->stores = n;
         c->store_cap = cap;
     }
-    struct store_entry *e = &c->stores[c->store_count++];
+    struct pd_store_entry *e = &c->stores[c->store_count++];
     memset(e, 0, sizeof *e);
     e->store = *s;
     e->store.address[PD_MAX_ADDR_BYTES - 1] = '\0';
     e->stats.store_id = s->id;
-    e->since_ms = cluster_now_ms(c);
+    e->since_ms = pd_cluster_now_ms(c);
     return PD_OK;
 }
 
@@ -177,8 +181,8 @@ static int load_store_cb(void *ctx, const char *key, size_t klen, const char *va
     struct pd_store s;
     (void)key;
     (void)klen;
-    if (codec_decode_store(val, vlen, &s) != PD_OK)
-        return cluster_set_err(c, PD_ERR_CORRUPT, "cannot decode a store record");
+    if (pd_codec_decode_store(val, vlen, &s) != PD_OK)
+        return pd_cluster_set_err(c, PD_ERR_CORRUPT, "cannot decode a store record");
     return append_store(c, &s);
 }
 
@@ -189,21 +193,21 @@ static int load_region_cb(void *ctx, const char *key, size_t klen, const char *v
     (void)klen;
     struct pd_region tmp;
     pd_region_init(&tmp);
-    int err = codec_decode_region(val, vlen, &tmp);
+    int err = pd_codec_decode_region(val, vlen, &tmp);
     if (err != PD_OK)
-        return cluster_set_err(c, err, "cannot decode a region record");
-    struct pd_region *r = region_new_copy(&tmp);
+        return pd_cluster_set_err(c, err, "cannot decode a region record");
+    struct pd_region *r = pd_region_new_copy(&tmp);
     pd_region_clear(&tmp);
     if (r == NULL)
         return PD_ERR_NOMEM;
-    if (region_tree_first_overlap(&c->tree, r) != c->tree.count ||
-        region_tree_find_by_id(&c->tree, r->id) != NULL) {
-        region_free(r);
-        return cluster_set_err(c, PD_ERR_CORRUPT, "persisted regions overlap");
+    if (pd_region_tree_first_overlap(&c->tree, r) != c->tree.count ||
+        pd_region_tree_find_by_id(&c->tree, r->id) != NULL) {
+        pd_region_free(r);
+        return pd_cluster_set_err(c, PD_ERR_CORRUPT, "persisted regions overlap");
     }
-    err = region_tree_insert(&c->tree, r);
+    err = pd_region_tree_insert(&c->tree, r);
     if (err != PD_OK)
-        region_free(r);
+        pd_region_free(r);
     return err;
 }
 
@@ -213,7 +217,8 @@ static int load_schedulers(struct pd_cluster *c)
     size_t len;
     c->sched_balance_leader = true;
     c->sched_balance_region = true;
-    int err = meta_store_get(c->meta, META_KEY_SCHEDULERS, &buf, &len, c->errmsg, sizeof c->errmsg);
+    int err =
+        pd_meta_store_get(c->meta, PD_META_KEY_SCHEDULERS, &buf, &len, c->errmsg, sizeof c->errmsg);
     if (err == PD_ERR_NOT_FOUND)
         return PD_OK;
     if (err != PD_OK)
@@ -222,7 +227,7 @@ static int load_schedulers(struct pd_cluster *c)
     free(buf);
     if (!json_is_array(a)) {
         json_decref(a);
-        return cluster_set_err(c, PD_ERR_CORRUPT, "cannot decode the scheduler list");
+        return pd_cluster_set_err(c, PD_ERR_CORRUPT, "cannot decode the scheduler list");
     }
     c->sched_balance_leader = false;
     c->sched_balance_region = false;
@@ -240,7 +245,7 @@ static int load_schedulers(struct pd_cluster *c)
     return PD_OK;
 }
 
-int cluster_save_schedulers(struct pd_cluster *c)
+int pd_cluster_save_schedulers(struct pd_cluster *c)
 {
     json_t *a = json_array();
     if (a == NULL)
@@ -253,8 +258,8 @@ int cluster_save_schedulers(struct pd_cluster *c)
     json_decref(a);
     if (text == NULL)
         return PD_ERR_NOMEM;
-    int err = meta_store_put(c->meta, META_KEY_SCHEDULERS, text, strlen(text), true, c->errmsg,
-                             sizeof c->errmsg);
+    int err = pd_meta_store_put(c->meta, PD_META_KEY_SCHEDULERS, text, strlen(text), true,
+                                c->errmsg, sizeof c->errmsg);
     free(text);
     return err;
 }
@@ -264,19 +269,20 @@ static int load_config(struct pd_cluster *c)
     char *buf;
     size_t len;
     pd_config_default(&c->cfg);
-    int err = meta_store_get(c->meta, META_KEY_CONFIG, &buf, &len, c->errmsg, sizeof c->errmsg);
+    int err =
+        pd_meta_store_get(c->meta, PD_META_KEY_CONFIG, &buf, &len, c->errmsg, sizeof c->errmsg);
     if (err == PD_ERR_NOT_FOUND)
         return PD_OK;
     if (err != PD_OK)
         return err;
-    err = config_apply_json(&c->cfg, buf, len, c->errmsg, sizeof c->errmsg);
+    err = pd_config_apply_json(&c->cfg, buf, len, c->errmsg, sizeof c->errmsg);
     free(buf);
     return err == PD_OK ? PD_OK : PD_ERR_CORRUPT;
 }
 
 static int load_all(struct pd_cluster *c)
 {
-    int err = get_u64(c, META_KEY_CLUSTER_ID, &c->cluster_id);
+    int err = get_u64(c, PD_META_KEY_CLUSTER_ID, &c->cluster_id);
     if (err == PD_ERR_NOT_FOUND) {
         uint64_t rnd = 0;
         if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
@@ -284,26 +290,26 @@ static int load_all(struct pd_cluster *c)
         /* PD's shape: creation time in the high bits, randomness below; kept below 2^63 so JSON
          * integers (signed 64-bit in jansson) carry it exactly. */
         c->cluster_id = ((realtime_ms(NULL) / 1000) << 32 | (rnd & 0xffffffffu)) & INT64_MAX;
-        err = put_u64(c, META_KEY_CLUSTER_ID, c->cluster_id);
+        err = put_u64(c, PD_META_KEY_CLUSTER_ID, c->cluster_id);
     }
     if (err != PD_OK)
         return err;
     uint64_t boot = 0;
-    err = get_u64(c, META_KEY_BOOTSTRAPPED, &boot);
+    err = get_u64(c, PD_META_KEY_BOOTSTRAPPED, &boot);
     if (err != PD_OK && err != PD_ERR_NOT_FOUND)
         return err;
     c->bootstrapped = boot != 0;
-    err = get_u64(c, META_KEY_GC_SAFE_POINT, &c->gc_safe_point);
+    err = get_u64(c, PD_META_KEY_GC_SAFE_POINT, &c->gc_safe_point);
     if (err != PD_OK && err != PD_ERR_NOT_FOUND)
         return err;
     if ((err = load_config(c)) != PD_OK || (err = load_schedulers(c)) != PD_OK)
         return err;
-    err =
-        meta_store_scan(c->meta, META_PREFIX_STORE, load_store_cb, c, c->errmsg, sizeof c->errmsg);
+    err = pd_meta_store_scan(c->meta, PD_META_PREFIX_STORE, load_store_cb, c, c->errmsg,
+                             sizeof c->errmsg);
     if (err != PD_OK)
         return err;
-    return meta_store_scan(c->meta, META_PREFIX_REGION, load_region_cb, c, c->errmsg,
-                           sizeof c->errmsg);
+    return pd_meta_store_scan(c->meta, PD_META_PREFIX_REGION, load_region_cb, c, c->errmsg,
+                              sizeof c->errmsg);
 }
 
 int pd_cluster_open(const struct pd_options *opts, struct pd_cluster **out, char *errmsg,
@@ -315,7 +321,7 @@ int pd_cluster_open(const struct pd_options *opts, struct pd_cluster **out, char
         return PD_ERR_NOMEM;
     int err = PD_OK;
     pthread_mutex_init(&c->mu, NULL);
-    region_tree_init(&c->tree);
+    pd_region_tree_init(&c->tree);
     c->op_history = calloc(PD_OPERATOR_HISTORY, sizeof *c->op_history);
     if (c->op_history == NULL) {
         err = PD_ERR_NOMEM;
@@ -323,17 +329,17 @@ int pd_cluster_open(const struct pd_options *opts, struct pd_cluster **out, char
     }
     c->now_ms = opts->now_ms ? opts->now_ms : realtime_ms;
     c->clock_ctx = opts->clock_ctx;
-    err = meta_store_open(opts->data_dir, &c->meta, c->errmsg, sizeof c->errmsg);
+    err = pd_meta_store_open(opts->data_dir, &c->meta, c->errmsg, sizeof c->errmsg);
     if (err != PD_OK)
         goto fail;
     if ((err = load_all(c)) != PD_OK)
         goto fail;
-    err = id_alloc_load(&c->ids, c->meta, opts->id_batch ? opts->id_batch : 1000, c->errmsg,
-                        sizeof c->errmsg);
+    err = pd_id_alloc_load(&c->ids, c->meta, opts->id_batch ? opts->id_batch : 1000, c->errmsg,
+                           sizeof c->errmsg);
     if (err != PD_OK)
         goto fail;
-    err = tso_load(&c->tso, c->meta, opts->tso_window_ms ? opts->tso_window_ms : 3000,
-                   cluster_now_ms(c), c->errmsg, sizeof c->errmsg);
+    err = pd_tso_load(&c->tso, c->meta, opts->tso_window_ms ? opts->tso_window_ms : 3000,
+                      pd_cluster_now_ms(c), c->errmsg, sizeof c->errmsg);
     if (err != PD_OK)
         goto fail;
     *out = c;
@@ -350,10 +356,11 @@ void pd_cluster_close(struct pd_cluster *c)
 {
     if (c == NULL)
         return;
-    meta_store_close(c->meta);
-    region_tree_close(&c->tree);
+    pd_meta_store_close(c->meta);
+    pd_region_tree_close(&c->tree);
     free(c->stores);
     free(c->ops);
+    pd_split_jobs_free(c);
     free(c->op_history);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -376,24 +383,25 @@ uint64_t pd_cluster_id(struct pd_cluster *c)
 static int check_region(struct pd_cluster *c, const struct pd_region *r)
 {
     if (r->id == 0)
-        return cluster_set_err(c, PD_ERR_INVALID, "region id 0");
+        return pd_cluster_set_err(c, PD_ERR_INVALID, "region id 0");
     if (r->peer_count == 0 || r->peer_count > PD_MAX_PEERS)
-        return cluster_set_err(c, PD_ERR_INVALID, "region %llu has %zu peers",
-                               (unsigned long long)r->id, r->peer_count);
+        return pd_cluster_set_err(c, PD_ERR_INVALID, "region %llu has %zu peers",
+                                  (unsigned long long)r->id, r->peer_count);
     if (r->start_key_len > PD_MAX_KEY_BYTES || r->end_key_len > PD_MAX_KEY_BYTES)
-        return cluster_set_err(c, PD_ERR_INVALID, "region %llu: key longer than %d bytes",
-                               (unsigned long long)r->id, PD_MAX_KEY_BYTES);
-    if (r->end_key_len && key_cmp(r->start_key, r->start_key_len, r->end_key, r->end_key_len) >= 0)
-        return cluster_set_err(c, PD_ERR_INVALID, "region %llu: start key >= end key",
-                               (unsigned long long)r->id);
+        return pd_cluster_set_err(c, PD_ERR_INVALID, "region %llu: key longer than %d bytes",
+                                  (unsigned long long)r->id, PD_MAX_KEY_BYTES);
+    if (r->end_key_len &&
+        pd_key_cmp(r->start_key, r->start_key_len, r->end_key, r->end_key_len) >= 0)
+        return pd_cluster_set_err(c, PD_ERR_INVALID, "region %llu: start key >= end key",
+                                  (unsigned long long)r->id);
     for (size_t i = 0; i < r->peer_count; i++) {
         if (r->peers[i].id == 0 || r->peers[i].store_id == 0)
-            return cluster_set_err(c, PD_ERR_INVALID, "region %llu: peer with id 0",
-                                   (unsigned long long)r->id);
+            return pd_cluster_set_err(c, PD_ERR_INVALID, "region %llu: peer with id 0",
+                                      (unsigned long long)r->id);
         for (size_t j = 0; j < i; j++)
             if (r->peers[j].store_id == r->peers[i].store_id || r->peers[j].id == r->peers[i].id)
-                return cluster_set_err(c, PD_ERR_INVALID, "region %llu: duplicate peer",
-                                       (unsigned long long)r->id);
+                return pd_cluster_set_err(c, PD_ERR_INVALID, "region %llu: duplicate peer",
+                                          (unsigned long long)r->id);
     }
     return PD_OK;
 }
@@ -411,7 +419,7 @@ static bool store_valid(const struct pd_store *s)
     return true;
 }
 
-int cluster_check_region(struct pd_cluster *c, const struct pd_region *r)
+int pd_cluster_check_region(struct pd_cluster *c, const struct pd_region *r)
 {
     return check_region(c, r);
 }
@@ -422,54 +430,54 @@ int pd_cluster_bootstrap(struct pd_cluster *c, const struct pd_store *store,
     int err = PD_OK;
     char *sbuf = NULL, *rbuf = NULL, *bbuf = NULL;
     size_t slen, rlen, blen;
-    struct meta_batch *b = NULL;
+    struct pd_meta_batch *b = NULL;
     struct pd_region *copy = NULL;
     pthread_mutex_lock(&c->mu);
     if (c->bootstrapped) {
-        err = cluster_set_err(c, PD_ERR_ALREADY_BOOTSTRAPPED, "cluster %llu is bootstrapped",
-                              (unsigned long long)c->cluster_id);
+        err = pd_cluster_set_err(c, PD_ERR_ALREADY_BOOTSTRAPPED, "cluster %llu is bootstrapped",
+                                 (unsigned long long)c->cluster_id);
         goto cleanup;
     }
     if (!store_valid(store)) {
-        err = cluster_set_err(c, PD_ERR_INVALID, "store needs an id and a printable address");
+        err = pd_cluster_set_err(c, PD_ERR_INVALID, "store needs an id and a printable address");
         goto cleanup;
     }
     if (region && (err = check_region(c, region)) != PD_OK)
         goto cleanup;
     if (region && pd_region_store_peer(region, store->id) == NULL) {
-        err = cluster_set_err(c, PD_ERR_INVALID, "bootstrap region has no peer on the store");
+        err = pd_cluster_set_err(c, PD_ERR_INVALID, "bootstrap region has no peer on the store");
         goto cleanup;
     }
-    copy = region ? region_new_copy(region) : NULL;
-    b = meta_batch_new(c->meta);
+    copy = region ? pd_region_new_copy(region) : NULL;
+    b = pd_meta_batch_new(c->meta);
     if ((region && copy == NULL) || b == NULL) {
         err = PD_ERR_NOMEM;
         goto cleanup;
     }
     struct pd_store s = *store;
     s.state = PD_STORE_UP;
-    if ((err = codec_encode_store(&s, &sbuf, &slen)) != PD_OK ||
-        (region && (err = codec_encode_region(region, &rbuf, &rlen)) != PD_OK) ||
-        (err = codec_encode_u64(1, &bbuf, &blen)) != PD_OK)
+    if ((err = pd_codec_encode_store(&s, &sbuf, &slen)) != PD_OK ||
+        (region && (err = pd_codec_encode_region(region, &rbuf, &rlen)) != PD_OK) ||
+        (err = pd_codec_encode_u64(1, &bbuf, &blen)) != PD_OK)
         goto cleanup;
-    char key[META_KEY_BYTES];
-    meta_key_store(key, s.id);
-    meta_batch_put(b, key, sbuf, slen);
+    char key[PD_META_KEY_BYTES];
+    pd_meta_key_store(key, s.id);
+    pd_meta_batch_put(b, key, sbuf, slen);
     if (region) {
-        meta_key_region(key, region->id);
-        meta_batch_put(b, key, rbuf, rlen);
+        pd_meta_key_region(key, region->id);
+        pd_meta_batch_put(b, key, rbuf, rlen);
     }
-    meta_batch_put(b, META_KEY_BOOTSTRAPPED, bbuf, blen);
+    pd_meta_batch_put(b, PD_META_KEY_BOOTSTRAPPED, bbuf, blen);
     /* Take every in-memory resource first so a failure below leaves nothing half-done. */
     bool appended = false;
-    if ((err = region_tree_reserve(&c->tree)) != PD_OK)
+    if ((err = pd_region_tree_reserve(&c->tree)) != PD_OK)
         goto cleanup;
-    if (cluster_find_store(c, s.id) == NULL) {
+    if (pd_cluster_find_store(c, s.id) == NULL) {
         if ((err = append_store(c, &s)) != PD_OK)
             goto cleanup;
         appended = true;
     }
-    err = meta_batch_write(c->meta, b, true, c->errmsg, sizeof c->errmsg);
+    err = pd_meta_batch_write(c->meta, b, true, c->errmsg, sizeof c->errmsg);
     if (err != PD_OK) {
         if (appended)
             c->store_count--;
@@ -478,21 +486,21 @@ int pd_cluster_bootstrap(struct pd_cluster *c, const struct pd_store *store,
     /* Only an empty tree can be bootstrapped into; drop anything left from before. */
     while (c->tree.count > 0) {
         struct pd_region *old = c->tree.by_key[0];
-        region_tree_remove(&c->tree, old);
-        region_free(old);
+        pd_region_tree_remove(&c->tree, old);
+        pd_region_free(old);
     }
     if (copy) {
         memset(&copy->leader, 0, sizeof copy->leader); /* known from the first heartbeat */
         copy->pending_peer_count = 0;
-        if ((err = region_tree_insert(&c->tree, copy)) != PD_OK)
+        if ((err = pd_region_tree_insert(&c->tree, copy)) != PD_OK)
             goto cleanup;
         copy = NULL;
     }
     c->bootstrapped = true;
 cleanup:
     pthread_mutex_unlock(&c->mu);
-    region_free(copy);
-    meta_batch_free(b);
+    pd_region_free(copy);
+    pd_meta_batch_free(b);
     free(sbuf);
     free(rbuf);
     free(bbuf);
@@ -507,9 +515,9 @@ bool pd_cluster_is_bootstrapped(struct pd_cluster *c)
     return b;
 }
 
-int cluster_alloc_id_locked(struct pd_cluster *c, uint64_t *id)
+int pd_cluster_alloc_id_locked(struct pd_cluster *c, uint64_t *id)
 {
-    int err = id_alloc_next(&c->ids, c->meta, id, c->errmsg, sizeof c->errmsg);
+    int err = pd_id_alloc_next(&c->ids, c->meta, id, c->errmsg, sizeof c->errmsg);
     if (err == PD_OK)
         c->metrics.ids_allocated++;
     return err;
@@ -518,7 +526,7 @@ int cluster_alloc_id_locked(struct pd_cluster *c, uint64_t *id)
 int pd_cluster_alloc_id(struct pd_cluster *c, uint64_t *id)
 {
     pthread_mutex_lock(&c->mu);
-    int err = cluster_alloc_id_locked(c, id);
+    int err = pd_cluster_alloc_id_locked(c, id);
     pthread_mutex_unlock(&c->mu);
     return err;
 }
@@ -526,7 +534,8 @@ int pd_cluster_alloc_id(struct pd_cluster *c, uint64_t *id)
 int pd_cluster_tso(struct pd_cluster *c, uint32_t count, uint64_t *ts)
 {
     pthread_mutex_lock(&c->mu);
-    int err = tso_next(&c->tso, c->meta, cluster_now_ms(c), count, ts, c->errmsg, sizeof c->errmsg);
+    int err =
+        pd_tso_next(&c->tso, c->meta, pd_cluster_now_ms(c), count, ts, c->errmsg, sizeof c->errmsg);
     if (err == PD_OK)
         c->metrics.tso_requests++;
     pthread_mutex_unlock(&c->mu);
@@ -538,26 +547,26 @@ int pd_cluster_put_store(struct pd_cluster *c, const struct pd_store *store)
     int err = PD_OK;
     pthread_mutex_lock(&c->mu);
     if (!c->bootstrapped) {
-        err = cluster_set_err(c, PD_ERR_NOT_BOOTSTRAPPED, "cluster not bootstrapped");
+        err = pd_cluster_set_err(c, PD_ERR_NOT_BOOTSTRAPPED, "cluster not bootstrapped");
         goto cleanup;
     }
     if (!store_valid(store)) {
-        err = cluster_set_err(c, PD_ERR_INVALID, "store needs an id and a printable address");
+        err = pd_cluster_set_err(c, PD_ERR_INVALID, "store needs an id and a printable address");
         goto cleanup;
     }
     for (size_t i = 0; i < c->store_count; i++) {
-        const struct store_entry *e = &c->stores[i];
+        const struct pd_store_entry *e = &c->stores[i];
         if (e->store.id != store->id && e->store.state != PD_STORE_TOMBSTONE &&
             strcmp(e->store.address, store->address) == 0) {
-            err = cluster_set_err(c, PD_ERR_EXISTS, "store %llu already has address %s",
-                                  (unsigned long long)e->store.id, store->address);
+            err = pd_cluster_set_err(c, PD_ERR_EXISTS, "store %llu already has address %s",
+                                     (unsigned long long)e->store.id, store->address);
             goto cleanup;
         }
     }
-    struct store_entry *e = cluster_find_store(c, store->id);
+    struct pd_store_entry *e = pd_cluster_find_store(c, store->id);
     if (e && e->store.state == PD_STORE_TOMBSTONE) {
-        err = cluster_set_err(c, PD_ERR_TOMBSTONE, "store %llu is tombstone",
-                              (unsigned long long)store->id);
+        err = pd_cluster_set_err(c, PD_ERR_TOMBSTONE, "store %llu is tombstone",
+                                 (unsigned long long)store->id);
         goto cleanup;
     }
     struct pd_store s = *store;
@@ -574,14 +583,14 @@ cleanup:
     return err;
 }
 
-int cluster_store_infos(struct pd_cluster *c, struct pd_store_info **out, size_t *count)
+int pd_cluster_store_infos(struct pd_cluster *c, struct pd_store_info **out, size_t *count)
 {
     struct pd_store_info *infos = calloc(c->store_count ? c->store_count : 1, sizeof *infos);
     if (infos == NULL)
         return PD_ERR_NOMEM;
-    uint64_t now = cluster_now_ms(c);
+    uint64_t now = pd_cluster_now_ms(c);
     for (size_t i = 0; i < c->store_count; i++) {
-        const struct store_entry *e = &c->stores[i];
+        const struct pd_store_entry *e = &c->stores[i];
         struct pd_store_info *in = &infos[i];
         in->store = e->store;
         in->stats = e->stats;
@@ -604,7 +613,7 @@ int cluster_store_infos(struct pd_cluster *c, struct pd_store_info **out, size_t
                     in->leader_count++;
                     in->leader_size_bytes += r->approximate_size_bytes;
                 }
-                if (region_peer_is_pending(r, r->peers[p].id))
+                if (pd_region_peer_is_pending(r, r->peers[p].id))
                     in->pending_peer_count++;
                 break;
             }
@@ -615,7 +624,7 @@ int cluster_store_infos(struct pd_cluster *c, struct pd_store_info **out, size_t
     return PD_OK;
 }
 
-bool cluster_store_schedulable(const struct pd_store_info *s)
+bool pd_cluster_store_schedulable(const struct pd_store_info *s)
 {
     return s->store.state == PD_STORE_UP && !s->disconnected && !s->down;
 }
@@ -625,10 +634,10 @@ int pd_cluster_get_store(struct pd_cluster *c, uint64_t store_id, struct pd_stor
     struct pd_store_info *infos = NULL;
     size_t n = 0;
     pthread_mutex_lock(&c->mu);
-    int err = cluster_store_infos(c, &infos, &n);
+    int err = pd_cluster_store_infos(c, &infos, &n);
     if (err == PD_OK) {
-        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "store %llu not found",
-                              (unsigned long long)store_id);
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "store %llu not found",
+                                 (unsigned long long)store_id);
         for (size_t i = 0; i < n; i++)
             if (infos[i].store.id == store_id) {
                 *out = infos[i];
@@ -643,13 +652,13 @@ int pd_cluster_get_store(struct pd_cluster *c, uint64_t store_id, struct pd_stor
 int pd_cluster_get_all_stores(struct pd_cluster *c, struct pd_store_info **out, size_t *count)
 {
     pthread_mutex_lock(&c->mu);
-    int err = cluster_store_infos(c, out, count);
+    int err = pd_cluster_store_infos(c, out, count);
     pthread_mutex_unlock(&c->mu);
     return err;
 }
 
 /* store_has_regions: whether any region keeps a peer on the store. c->mu held. */
-bool cluster_store_has_regions(struct pd_cluster *c, uint64_t store_id)
+bool pd_cluster_store_has_regions(struct pd_cluster *c, uint64_t store_id)
 {
     for (size_t k = 0; k < c->tree.count; k++)
         if (pd_region_store_peer(c->tree.by_key[k], store_id))
@@ -657,23 +666,23 @@ bool cluster_store_has_regions(struct pd_cluster *c, uint64_t store_id)
     return false;
 }
 
-int cluster_set_store_state_locked(struct pd_cluster *c, uint64_t store_id,
-                                   enum pd_store_state state, bool force)
+int pd_cluster_set_store_state_locked(struct pd_cluster *c, uint64_t store_id,
+                                      enum pd_store_state state, bool force)
 {
-    struct store_entry *e = cluster_find_store(c, store_id);
+    struct pd_store_entry *e = pd_cluster_find_store(c, store_id);
     if (e == NULL)
-        return cluster_set_err(c, PD_ERR_NOT_FOUND, "store %llu not found",
-                               (unsigned long long)store_id);
+        return pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "store %llu not found",
+                                  (unsigned long long)store_id);
     if (state > PD_STORE_TOMBSTONE)
-        return cluster_set_err(c, PD_ERR_INVALID, "unknown store state");
+        return pd_cluster_set_err(c, PD_ERR_INVALID, "unknown store state");
     if (e->store.state == state)
         return PD_OK;
     if (e->store.state == PD_STORE_TOMBSTONE)
-        return cluster_set_err(c, PD_ERR_TOMBSTONE, "store %llu is tombstone",
-                               (unsigned long long)store_id);
-    if (state == PD_STORE_TOMBSTONE && !force && cluster_store_has_regions(c, store_id))
-        return cluster_set_err(c, PD_ERR_STATE, "store %llu still has regions",
-                               (unsigned long long)store_id);
+        return pd_cluster_set_err(c, PD_ERR_TOMBSTONE, "store %llu is tombstone",
+                                  (unsigned long long)store_id);
+    if (state == PD_STORE_TOMBSTONE && !force && pd_cluster_store_has_regions(c, store_id))
+        return pd_cluster_set_err(c, PD_ERR_STATE, "store %llu still has regions",
+                                  (unsigned long long)store_id);
     struct pd_store s = e->store;
     s.state = state;
     int err = persist_store(c, &s);
@@ -686,7 +695,7 @@ int pd_cluster_set_store_state(struct pd_cluster *c, uint64_t store_id, enum pd_
                                bool force)
 {
     pthread_mutex_lock(&c->mu);
-    int err = cluster_set_store_state_locked(c, store_id, state, force);
+    int err = pd_cluster_set_store_state_locked(c, store_id, state, force);
     pthread_mutex_unlock(&c->mu);
     return err;
 }
@@ -695,16 +704,16 @@ int pd_cluster_store_heartbeat(struct pd_cluster *c, const struct pd_store_stats
 {
     int err = PD_OK;
     pthread_mutex_lock(&c->mu);
-    struct store_entry *e = cluster_find_store(c, stats->store_id);
+    struct pd_store_entry *e = pd_cluster_find_store(c, stats->store_id);
     if (e == NULL) {
-        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "store %llu not found",
-                              (unsigned long long)stats->store_id);
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "store %llu not found",
+                                 (unsigned long long)stats->store_id);
     } else if (e->store.state == PD_STORE_TOMBSTONE) {
-        err = cluster_set_err(c, PD_ERR_TOMBSTONE, "store %llu is tombstone",
-                              (unsigned long long)stats->store_id);
+        err = pd_cluster_set_err(c, PD_ERR_TOMBSTONE, "store %llu is tombstone",
+                                 (unsigned long long)stats->store_id);
     } else {
         e->stats = *stats;
-        e->last_heartbeat_ms = cluster_now_ms(c);
+        e->last_heartbeat_ms = pd_cluster_now_ms(c);
         c->metrics.store_heartbeats++;
     }
     pthread_mutex_unlock(&c->mu);
@@ -723,16 +732,16 @@ int pd_cluster_put_config(struct pd_cluster *c, const struct pd_config *cfg)
 {
     char *text = NULL;
     pthread_mutex_lock(&c->mu);
-    int err = config_validate(cfg, c->errmsg, sizeof c->errmsg);
+    int err = pd_config_validate(cfg, c->errmsg, sizeof c->errmsg);
     if (err != PD_OK)
         goto cleanup;
-    text = config_to_json(cfg);
+    text = pd_config_to_json(cfg);
     if (text == NULL) {
         err = PD_ERR_NOMEM;
         goto cleanup;
     }
-    err = meta_store_put(c->meta, META_KEY_CONFIG, text, strlen(text), true, c->errmsg,
-                         sizeof c->errmsg);
+    err = pd_meta_store_put(c->meta, PD_META_KEY_CONFIG, text, strlen(text), true, c->errmsg,
+                            sizeof c->errmsg);
     if (err == PD_OK)
         c->cfg = *cfg;
 cleanup:
@@ -754,7 +763,7 @@ int pd_cluster_update_gc_safe_point(struct pd_cluster *c, uint64_t safe_point, u
     int err = PD_OK;
     pthread_mutex_lock(&c->mu);
     if (safe_point > c->gc_safe_point) {
-        err = put_u64(c, META_KEY_GC_SAFE_POINT, safe_point);
+        err = put_u64(c, PD_META_KEY_GC_SAFE_POINT, safe_point);
         if (err == PD_OK)
             c->gc_safe_point = safe_point;
     }

@@ -118,21 +118,21 @@ static uint8_t r_u8(struct rbuf *b)
     return p ? p[0] : 0;
 }
 
-int codec_encode_u64(uint64_t v, char **out, size_t *len)
+int pd_codec_encode_u64(uint64_t v, char **out, size_t *len)
 {
     struct wbuf b = {0};
     w_u64(&b, v);
     return w_finish(&b, out, len);
 }
 
-int codec_decode_u64(const char *buf, size_t len, uint64_t *v)
+int pd_codec_decode_u64(const char *buf, size_t len, uint64_t *v)
 {
     struct rbuf b = {(const uint8_t *)buf, len, 0, false};
     *v = r_u64(&b);
     return b.bad || b.off != len ? PD_ERR_CORRUPT : PD_OK;
 }
 
-int codec_encode_store(const struct pd_store *s, char **out, size_t *len)
+int pd_codec_encode_store(const struct pd_store *s, char **out, size_t *len)
 {
     struct wbuf b = {0};
     size_t alen = strnlen(s->address, PD_MAX_ADDR_BYTES - 1);
@@ -144,7 +144,7 @@ int codec_encode_store(const struct pd_store *s, char **out, size_t *len)
     return w_finish(&b, out, len);
 }
 
-int codec_decode_store(const char *buf, size_t len, struct pd_store *s)
+int pd_codec_decode_store(const char *buf, size_t len, struct pd_store *s)
 {
     struct rbuf b = {(const uint8_t *)buf, len, 0, false};
     memset(s, 0, sizeof *s);
@@ -163,7 +163,7 @@ int codec_decode_store(const char *buf, size_t len, struct pd_store *s)
     return PD_OK;
 }
 
-int codec_encode_region(const struct pd_region *r, char **out, size_t *len)
+int pd_codec_encode_region(const struct pd_region *r, char **out, size_t *len)
 {
     struct wbuf b = {0};
     w_u8(&b, CODEC_VERSION);
@@ -182,7 +182,7 @@ int codec_encode_region(const struct pd_region *r, char **out, size_t *len)
     return w_finish(&b, out, len);
 }
 
-int codec_decode_region(const char *buf, size_t len, struct pd_region *r)
+int pd_codec_decode_region(const char *buf, size_t len, struct pd_region *r)
 {
     struct rbuf b = {(const uint8_t *)buf, len, 0, false};
     struct pd_region tmp;

@@ -25,7 +25,7 @@ void pd_config_default(struct pd_config *cfg)
     cfg->region_operator_timeout_ms = 10 * 60 * 1000;
 }
 
-int config_validate(const struct pd_config *cfg, char *errmsg, size_t errmsg_len)
+int pd_config_validate(const struct pd_config *cfg, char *errmsg, size_t errmsg_len)
 {
     const char *bad = NULL;
     if (cfg->max_replicas < 1 || cfg->max_replicas > PD_MAX_PEERS)
@@ -98,7 +98,7 @@ static int parse_duration(const char *s, uint64_t *ms)
     return 0;
 }
 
-char *config_to_json(const struct pd_config *cfg)
+char *pd_config_to_json(const struct pd_config *cfg)
 {
     char d1[48], d2[48], d3[48];
     format_duration(cfg->max_store_down_time_ms, d1, sizeof d1);
@@ -139,8 +139,8 @@ static int get_duration(json_t *v, uint64_t *out)
     return -1;
 }
 
-int config_apply_json(struct pd_config *cfg, const char *json, size_t len, char *errmsg,
-                      size_t errmsg_len)
+int pd_config_apply_json(struct pd_config *cfg, const char *json, size_t len, char *errmsg,
+                         size_t errmsg_len)
 {
     json_error_t jerr;
     int rc = PD_ERR_INVALID;
@@ -178,7 +178,7 @@ int config_apply_json(struct pd_config *cfg, const char *json, size_t len, char 
             goto cleanup;
         }
     }
-    rc = config_validate(&next, errmsg, errmsg_len);
+    rc = pd_config_validate(&next, errmsg, errmsg_len);
     if (rc == PD_OK)
         *cfg = next;
 cleanup:

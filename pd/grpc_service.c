@@ -609,10 +609,10 @@ static void region_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg,
         r.pending_peer_count = i + 1;
     }
     r.approximate_size_bytes = req->approximate_size;
-    struct pd_step step;
-    bool has_step = false;
-    int rc = pd_cluster_region_heartbeat(g->c, &r, &step, &has_step);
-    if (rc == 0 && has_step) {
+    struct pd_heartbeat_reply reply;
+    int rc = pd_cluster_region_heartbeat_reply(g->c, &r, &reply);
+    if (rc == 0 && reply.has_step) {
+        const struct pd_step *step = &reply.step;
         struct header_buf hb = {.detail = NULL};
         Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
         epoch.conf_ver = r.epoch.conf_ver;
@@ -620,27 +620,65 @@ static void region_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg,
         Metapb__Peer target = METAPB__PEER__INIT, peer = METAPB__PEER__INIT;
         target.id = r.leader.id;
         target.store_id = r.leader.store_id;
-        peer.id = step.peer_id;
-        peer.store_id = step.store_id;
+        peer.id = step->peer_id;
+        peer.store_id = step->store_id;
         Schedulerpb__ChangePeer cp = SCHEDULERPB__CHANGE_PEER__INIT;
         Schedulerpb__TransferLeader tl = SCHEDULERPB__TRANSFER_LEADER__INIT;
+        Schedulerpb__SplitRegion sr = SCHEDULERPB__SPLIT_REGION__INIT;
+        ProtobufCBinaryData keys[PD_MAX_SPLIT_KEYS];
         Schedulerpb__RegionHeartbeatResponse resp = SCHEDULERPB__REGION_HEARTBEAT_RESPONSE__INIT;
         resp.header = ok_header(g, &hb);
         resp.region_id = r.id;
         resp.region_epoch = &epoch;
         resp.target_peer = &target;
-        if (step.kind == PD_STEP_TRANSFER_LEADER) {
+        if (step->kind == PD_STEP_SPLIT) {
+            /* TiKV's shape: the leader splits at these keys, asking AskSplit for the ids. */
+            for (size_t i = 0; i < step->split_key_count && i < PD_MAX_SPLIT_KEYS; i++)
+                keys[i] = (ProtobufCBinaryData){reply.split_keys[i].len, reply.split_keys[i].data};
+            sr.policy = SCHEDULERPB__CHECK_POLICY__USEKEY;
+            sr.keys = keys;
+            sr.n_keys = step->split_key_count;
+            resp.split_region = &sr;
+        } else if (step->kind == PD_STEP_TRANSFER_LEADER) {
             tl.peer = &peer;
             resp.transfer_leader = &tl;
         } else {
             cp.peer = &peer;
-            cp.change_type = step.kind == PD_STEP_ADD_PEER ? ERAFTPB__CONF_CHANGE_TYPE__AddNode
-                                                           : ERAFTPB__CONF_CHANGE_TYPE__RemoveNode;
+            cp.change_type = step->kind == PD_STEP_ADD_PEER ? ERAFTPB__CONF_CHANGE_TYPE__AddNode
+                                                            : ERAFTPB__CONF_CHANGE_TYPE__RemoveNode;
             resp.change_peer = &cp;
         }
         rpc_call_send(call, &resp.base);
     }
+    pd_heartbeat_reply_clear(&reply);
     pd_region_clear(&r);
+}
+
+/* ReportSplit: the regions themselves arrive by heartbeats (the left half keeps its id), so this
+ * only checks that the report describes a split and acknowledges it, as PD does. */
+static void report_split(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    struct pd_grpc *g = arg;
+    const Schedulerpb__ReportSplitRequest *req = (const Schedulerpb__ReportSplitRequest *)msg;
+    struct header_buf hb = {.detail = NULL};
+    int rc = need_bootstrap(g);
+    if (!rc && (!req->left || !req->right)) {
+        rc = PD_ERR_INVALID;
+        hb.detail = "the report needs the left and the right region";
+    } else if (!rc && (req->left->end_key.len == 0 ||
+                       req->left->end_key.len != req->right->start_key.len ||
+                       (req->left->end_key.len &&
+                        memcmp(req->left->end_key.data, req->right->start_key.data,
+                               req->left->end_key.len) != 0))) {
+        rc = PD_ERR_INVALID;
+        hb.detail = "the left region must end where the right one starts";
+    } else if (!rc) {
+        LOG(LOG_INFO, "split reported: region=%" PRIu64 " and region=%" PRIu64, req->left->id,
+            req->right->id);
+    }
+    Schedulerpb__ReportSplitResponse resp = SCHEDULERPB__REPORT_SPLIT_RESPONSE__INIT;
+    resp.header = header_for(g, &hb, rc);
+    rpc_call_reply(call, &resp.base);
 }
 
 /* ---- server ---- */
@@ -675,6 +713,7 @@ int pd_grpc_start(struct pd_cluster *c, const char *addr, struct pd_grpc **out, 
         UNARY("GetRegionByID", get_region_by_idrequest, get_region_by_id),
         UNARY("ScanRegions", scan_regions_request, scan_regions),
         UNARY("AskSplit", ask_split_request, ask_split),
+        UNARY("ReportSplit", report_split_request, report_split),
         UNARY("GetClusterConfig", get_cluster_config_request, get_cluster_config),
         UNARY("PutClusterConfig", put_cluster_config_request, put_cluster_config),
         UNARY("ScatterRegion", scatter_region_request, scatter_region),

@@ -244,14 +244,38 @@ static json_t *store_json(const struct pd_store_info *s)
         "last_heartbeat_ms", (json_int_t)s->last_heartbeat_ms);
 }
 
-static json_t *operator_json(const struct pd_operator *op)
+/* split_keys_json: the hex keys of a running split operator, or NULL when it has ended. */
+static json_t *split_keys_json(struct pd_cluster *c, uint64_t region_id)
+{
+    struct pd_key *keys;
+    size_t n;
+    if (pd_cluster_get_split_keys(c, region_id, &keys, &n) != PD_OK)
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        char *h = hex_dup(keys[i].data, keys[i].len);
+        json_array_append_new(arr, h ? json_string(h) : json_null());
+        free(h);
+    }
+    pd_keys_free(keys, n);
+    return arr;
+}
+
+static json_t *operator_json(struct pd_cluster *c, const struct pd_operator *op)
 {
     json_t *steps = json_array();
-    for (size_t i = 0; steps && i < op->step_count; i++)
-        json_array_append_new(steps, json_pack("{s:s,s:I,s:I}", "type",
-                                               pd_step_kind_name(op->steps[i].kind), "store_id",
-                                               (json_int_t)op->steps[i].store_id, "peer_id",
-                                               (json_int_t)op->steps[i].peer_id));
+    for (size_t i = 0; steps && i < op->step_count; i++) {
+        const struct pd_step *s = &op->steps[i];
+        json_t *j = json_pack("{s:s,s:I,s:I}", "type", pd_step_kind_name(s->kind), "store_id",
+                              (json_int_t)s->store_id, "peer_id", (json_int_t)s->peer_id);
+        if (j && s->kind == PD_STEP_SPLIT) {
+            json_t *keys = split_keys_json(c, op->region_id);
+            json_object_set_new(j, "key_count", json_integer((json_int_t)s->split_key_count));
+            if (keys)
+                json_object_set_new(j, "keys", keys);
+        }
+        json_array_append_new(steps, j);
+    }
     if (steps == NULL)
         return NULL;
     char created[80];
@@ -307,7 +331,7 @@ static void send_config(struct call *k)
 {
     struct pd_config cfg;
     pd_cluster_get_config(k->h->c, &cfg);
-    char *text = config_to_json(&cfg);
+    char *text = pd_config_to_json(&cfg);
     json_t *j = text ? json_loads(text, 0, NULL) : NULL;
     free(text);
     reply_json(k, MHD_HTTP_OK, j);
@@ -322,7 +346,7 @@ static void h_config(struct call *k)
     struct pd_config cfg;
     char err[256];
     pd_cluster_get_config(k->h->c, &cfg);
-    if (config_apply_json(&cfg, k->rq->body ? k->rq->body : "", k->rq->len, err, sizeof err) !=
+    if (pd_config_apply_json(&cfg, k->rq->body ? k->rq->body : "", k->rq->len, err, sizeof err) !=
         PD_OK) {
         reply_error(k, MHD_HTTP_BAD_REQUEST, "%s", err);
         return;
@@ -473,6 +497,71 @@ static void h_region_key(struct call *k)
     free(raw);
 }
 
+/* POST /regions/split {"split_keys": ["<hex>", ...]} (PD's shape): every key is checked before
+ * anything changes; the splits happen asynchronously, through the regions' leaders. */
+static void h_regions_split(struct call *k)
+{
+    struct pd_key keys[PD_MAX_SPLIT_KEYS];
+    size_t n = 0;
+    json_t *o = body_object(k);
+    if (o == NULL)
+        return;
+    json_t *arr = json_object_get(o, "split_keys");
+    if (!json_is_array(arr) || json_array_size(arr) == 0) {
+        reply_error(k, MHD_HTTP_BAD_REQUEST, "need a non-empty \"split_keys\" array of hex keys");
+        goto cleanup;
+    }
+    if (json_array_size(arr) > PD_MAX_SPLIT_KEYS) {
+        reply_error(k, MHD_HTTP_BAD_REQUEST, "at most %d split keys per request, not %zu",
+                    PD_MAX_SPLIT_KEYS, json_array_size(arr));
+        goto cleanup;
+    }
+    for (; n < json_array_size(arr); n++) {
+        const char *hex = json_string_value(json_array_get(arr, n));
+        size_t len = hex ? json_string_length(json_array_get(arr, n)) : 0;
+        if (hex == NULL || len % 2 != 0 || len > 2 * PD_MAX_KEY_BYTES) {
+            reply_error(k, MHD_HTTP_BAD_REQUEST,
+                        "split key %zu must be a string of hex digit pairs (at most %d bytes)",
+                        n + 1, PD_MAX_KEY_BYTES);
+            goto cleanup;
+        }
+        if (len == 0) {
+            reply_error(k, MHD_HTTP_BAD_REQUEST, "split key %zu is empty", n + 1);
+            goto cleanup;
+        }
+        keys[n].len = len / 2;
+        keys[n].data = malloc(keys[n].len);
+        if (keys[n].data == NULL) {
+            reply_error(k, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+            goto cleanup;
+        }
+        if (pd_hex_decode(hex, len, keys[n].data) != 0) {
+            free(keys[n].data);
+            reply_error(k, MHD_HTTP_BAD_REQUEST, "split key %zu is not hex", n + 1);
+            goto cleanup;
+        }
+    }
+    uint64_t ids[PD_MAX_SPLIT_KEYS];
+    size_t nids = 0;
+    int rc = pd_cluster_split_regions(k->h->c, keys, n, ids, &nids);
+    if (rc != PD_OK) {
+        reply_pd_error(k, rc);
+        goto cleanup;
+    }
+    json_t *regions = json_array();
+    for (size_t i = 0; regions && i < nids; i++)
+        json_array_append_new(regions, json_integer((json_int_t)ids[i]));
+    /* PD answers once the splits are done; here they are queued, so "regions-id" names the
+     * regions being split (their left halves keep these ids). */
+    reply_json(k, MHD_HTTP_OK,
+               regions ? json_pack("{s:i,s:o}", "processed-percentage", 100, "regions-id", regions)
+                       : NULL);
+cleanup:
+    for (size_t i = 0; i < n; i++)
+        free(keys[i].data);
+    json_decref(o);
+}
+
 static void h_operators(struct call *k)
 {
     if (k->method == M_GET) {
@@ -485,7 +574,7 @@ static void h_operators(struct call *k)
         }
         json_t *arr = json_array();
         for (size_t i = 0; arr && i < n; i++)
-            json_array_append_new(arr, operator_json(&ops[i]));
+            json_array_append_new(arr, operator_json(k->h->c, &ops[i]));
         free(ops);
         reply_json(k, MHD_HTTP_OK, arr);
         return;
@@ -550,7 +639,7 @@ static void h_operator(struct call *k)
         reply_pd_error(k, rc);
         return;
     }
-    json_t *j = operator_json(&op);
+    json_t *j = operator_json(k->h->c, &op);
     if (j)
         json_object_set_new(j, "status", json_string(pd_operator_status_name(status)));
     reply_json(k, MHD_HTTP_OK, j);
@@ -730,6 +819,7 @@ static const struct route routes[] = {
     {HTTP_PREFIX "/store/*", M_GET | M_DELETE, h_store, "GET, DELETE"},
     {HTTP_PREFIX "/store/*/state", M_POST, h_store_state, "POST"},
     {HTTP_PREFIX "/regions", M_GET, h_regions, "GET"},
+    {HTTP_PREFIX "/regions/split", M_POST, h_regions_split, "POST"},
     {HTTP_PREFIX "/region/id/*", M_GET, h_region_id, "GET"},
     {HTTP_PREFIX "/region/key/**", M_GET, h_region_key, "GET"},
     {HTTP_PREFIX "/operators", M_GET | M_POST, h_operators, "GET, POST"},

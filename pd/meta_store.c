@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct meta_store {
+struct pd_meta_store {
     rocksdb_t *db;
     rocksdb_options_t *opts;
     rocksdb_writeoptions_t *wsync;
@@ -14,7 +14,7 @@ struct meta_store {
     rocksdb_readoptions_t *ropts;
 };
 
-struct meta_batch {
+struct pd_meta_batch {
     rocksdb_writebatch_t *wb;
 };
 
@@ -26,12 +26,12 @@ static int io_err(char *rerr, const char *what, char *errmsg, size_t errmsg_len)
     return PD_ERR_IO;
 }
 
-int meta_store_open(const char *dir, struct meta_store **out, char *errmsg, size_t errmsg_len)
+int pd_meta_store_open(const char *dir, struct pd_meta_store **out, char *errmsg, size_t errmsg_len)
 {
     *out = NULL;
     if (dir == NULL)
         return PD_OK; /* in-memory cluster: every write succeeds and nothing is read back */
-    struct meta_store *m = calloc(1, sizeof *m);
+    struct pd_meta_store *m = calloc(1, sizeof *m);
     if (m == NULL)
         return PD_ERR_NOMEM;
     char *rerr = NULL;
@@ -52,7 +52,7 @@ int meta_store_open(const char *dir, struct meta_store **out, char *errmsg, size
     return PD_OK;
 }
 
-void meta_store_close(struct meta_store *m)
+void pd_meta_store_close(struct pd_meta_store *m)
 {
     if (m == NULL)
         return;
@@ -64,8 +64,8 @@ void meta_store_close(struct meta_store *m)
     free(m);
 }
 
-int meta_store_get(struct meta_store *m, const char *key, char **val, size_t *len, char *errmsg,
-                   size_t errmsg_len)
+int pd_meta_store_get(struct pd_meta_store *m, const char *key, char **val, size_t *len,
+                      char *errmsg, size_t errmsg_len)
 {
     *val = NULL;
     *len = 0;
@@ -91,8 +91,8 @@ int meta_store_get(struct meta_store *m, const char *key, char **val, size_t *le
     return PD_OK;
 }
 
-int meta_store_put(struct meta_store *m, const char *key, const void *val, size_t len, bool sync,
-                   char *errmsg, size_t errmsg_len)
+int pd_meta_store_put(struct pd_meta_store *m, const char *key, const void *val, size_t len,
+                      bool sync, char *errmsg, size_t errmsg_len)
 {
     if (m == NULL)
         return PD_OK;
@@ -103,10 +103,10 @@ int meta_store_put(struct meta_store *m, const char *key, const void *val, size_
     return PD_OK;
 }
 
-int meta_store_scan(struct meta_store *m, const char *prefix,
-                    int (*fn)(void *ctx, const char *key, size_t klen, const char *val,
-                              size_t vlen),
-                    void *ctx, char *errmsg, size_t errmsg_len)
+int pd_meta_store_scan(struct pd_meta_store *m, const char *prefix,
+                       int (*fn)(void *ctx, const char *key, size_t klen, const char *val,
+                                 size_t vlen),
+                       void *ctx, char *errmsg, size_t errmsg_len)
 {
     if (m == NULL)
         return PD_OK;
@@ -132,9 +132,9 @@ cleanup:
     return rc;
 }
 
-struct meta_batch *meta_batch_new(struct meta_store *m)
+struct pd_meta_batch *pd_meta_batch_new(struct pd_meta_store *m)
 {
-    struct meta_batch *b = malloc(sizeof *b);
+    struct pd_meta_batch *b = malloc(sizeof *b);
     if (b == NULL)
         return NULL;
     /* Without a store the batch stays empty: no RocksDB object (whose allocations would throw
@@ -143,7 +143,7 @@ struct meta_batch *meta_batch_new(struct meta_store *m)
     return b;
 }
 
-void meta_batch_free(struct meta_batch *b)
+void pd_meta_batch_free(struct pd_meta_batch *b)
 {
     if (b == NULL)
         return;
@@ -152,20 +152,20 @@ void meta_batch_free(struct meta_batch *b)
     free(b);
 }
 
-void meta_batch_put(struct meta_batch *b, const char *key, const void *val, size_t len)
+void pd_meta_batch_put(struct pd_meta_batch *b, const char *key, const void *val, size_t len)
 {
     if (b->wb)
         rocksdb_writebatch_put(b->wb, key, strlen(key), val, len);
 }
 
-void meta_batch_delete(struct meta_batch *b, const char *key)
+void pd_meta_batch_delete(struct pd_meta_batch *b, const char *key)
 {
     if (b->wb)
         rocksdb_writebatch_delete(b->wb, key, strlen(key));
 }
 
-int meta_batch_write(struct meta_store *m, struct meta_batch *b, bool sync, char *errmsg,
-                     size_t errmsg_len)
+int pd_meta_batch_write(struct pd_meta_store *m, struct pd_meta_batch *b, bool sync, char *errmsg,
+                        size_t errmsg_len)
 {
     if (m == NULL)
         return PD_OK;
@@ -176,12 +176,12 @@ int meta_batch_write(struct meta_store *m, struct meta_batch *b, bool sync, char
     return PD_OK;
 }
 
-void meta_key_store(char *out, uint64_t id)
+void pd_meta_key_store(char *out, uint64_t id)
 {
-    snprintf(out, META_KEY_BYTES, META_PREFIX_STORE "%016llx", (unsigned long long)id);
+    snprintf(out, PD_META_KEY_BYTES, PD_META_PREFIX_STORE "%016llx", (unsigned long long)id);
 }
 
-void meta_key_region(char *out, uint64_t id)
+void pd_meta_key_region(char *out, uint64_t id)
 {
-    snprintf(out, META_KEY_BYTES, META_PREFIX_REGION "%016llx", (unsigned long long)id);
+    snprintf(out, PD_META_KEY_BYTES, PD_META_PREFIX_REGION "%016llx", (unsigned long long)id);
 }

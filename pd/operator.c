@@ -7,7 +7,7 @@
 
 #include "proto/log.h"
 
-struct pd_operator *operator_find(struct pd_cluster *c, uint64_t region_id)
+struct pd_operator *pd_operator_find(struct pd_cluster *c, uint64_t region_id)
 {
     for (size_t i = 0; i < c->op_count; i++)
         if (c->ops[i].region_id == region_id)
@@ -15,11 +15,11 @@ struct pd_operator *operator_find(struct pd_cluster *c, uint64_t region_id)
     return NULL;
 }
 
-int operator_add(struct pd_cluster *c, const struct pd_operator *op)
+int pd_operator_add(struct pd_cluster *c, const struct pd_operator *op)
 {
-    if (operator_find(c, op->region_id))
-        return cluster_set_err(c, PD_ERR_EXISTS, "region %llu already has an operator",
-                               (unsigned long long)op->region_id);
+    if (pd_operator_find(c, op->region_id))
+        return pd_cluster_set_err(c, PD_ERR_EXISTS, "region %llu already has an operator",
+                                  (unsigned long long)op->region_id);
     if (c->op_count == c->op_cap) {
         size_t cap = c->op_cap ? c->op_cap * 2 : 16;
         struct pd_operator *n = realloc(c->ops, cap * sizeof *n);
@@ -29,7 +29,7 @@ int operator_add(struct pd_cluster *c, const struct pd_operator *op)
         c->op_cap = cap;
     }
     c->ops[c->op_count] = *op;
-    c->ops[c->op_count].create_ms = cluster_now_ms(c);
+    c->ops[c->op_count].create_ms = pd_cluster_now_ms(c);
     c->ops[c->op_count].current_step = 0;
     c->op_count++;
     c->metrics.operators_created++;
@@ -38,11 +38,77 @@ int operator_add(struct pd_cluster *c, const struct pd_operator *op)
     return PD_OK;
 }
 
-void operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_status status)
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return PD_OK;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(*arr, n * elem);
+    if (p == NULL)
+        return PD_ERR_NOMEM;
+    *arr = p;
+    *cap = n;
+    return PD_OK;
+}
+
+int pd_operator_reserve(struct pd_cluster *c, size_t n)
+{
+    if (grow((void **)&c->ops, &c->op_cap, c->op_count + n, sizeof *c->ops) != PD_OK ||
+        grow((void **)&c->splits, &c->split_cap, c->split_count + n, sizeof *c->splits) != PD_OK)
+        return PD_ERR_NOMEM;
+    return PD_OK;
+}
+
+struct pd_split_job *pd_split_job_find(struct pd_cluster *c, uint64_t region_id)
+{
+    for (size_t i = 0; i < c->split_count; i++)
+        if (c->splits[i].region_id == region_id)
+            return &c->splits[i];
+    return NULL;
+}
+
+int pd_split_job_add(struct pd_cluster *c, uint64_t region_id, struct pd_key *keys, size_t count)
+{
+    if (grow((void **)&c->splits, &c->split_cap, c->split_count + 1, sizeof *c->splits) != PD_OK)
+        return PD_ERR_NOMEM;
+    c->splits[c->split_count++] = (struct pd_split_job){region_id, keys, count};
+    return PD_OK;
+}
+
+static void split_job_drop(struct pd_cluster *c, uint64_t region_id)
+{
+    struct pd_split_job *j = pd_split_job_find(c, region_id);
+    if (j == NULL)
+        return;
+    pd_keys_free(j->keys, j->count);
+    *j = c->splits[--c->split_count];
+}
+
+void pd_split_jobs_free(struct pd_cluster *c)
+{
+    for (size_t i = 0; i < c->split_count; i++)
+        pd_keys_free(c->splits[i].keys, c->splits[i].count);
+    free(c->splits);
+    c->splits = NULL;
+    c->split_count = c->split_cap = 0;
+}
+
+void pd_keys_free(struct pd_key *keys, size_t count)
+{
+    if (keys == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free(keys[i].data);
+    free(keys);
+}
+
+void pd_operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_status status)
 {
     for (size_t i = 0; i < c->op_count; i++) {
         if (c->ops[i].region_id == region_id) {
-            struct op_record *rec = &c->op_history[c->op_history_next];
+            struct pd_op_record *rec = &c->op_history[c->op_history_next];
             rec->op = c->ops[i];
             rec->status = status;
             c->op_history_next = (c->op_history_next + 1) % PD_OPERATOR_HISTORY;
@@ -50,12 +116,29 @@ void operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_
                 c->op_history_count++;
             c->ops[i] = c->ops[c->op_count - 1];
             c->op_count--;
+            split_job_drop(c, region_id);
             return;
         }
     }
 }
 
-size_t operator_count_kind(struct pd_cluster *c, enum pd_operator_kind kind)
+void pd_operator_on_replaced(struct pd_cluster *c, const struct pd_region *old,
+                             const struct pd_region *by)
+{
+    const struct pd_operator *op = pd_operator_find(c, old->id);
+    if (op == NULL)
+        return;
+    if (op->kind == PD_OP_KIND_SPLIT && by->epoch.version > op->epoch.version) {
+        LOG(LOG_INFO, "operator %s finished for region=%llu: region %llu reported past the split",
+            op->name, (unsigned long long)old->id, (unsigned long long)by->id);
+        c->metrics.operators_finished++;
+        pd_operator_remove(c, old->id, PD_OP_SUCCESS);
+        return;
+    }
+    pd_operator_remove(c, old->id, PD_OP_CANCEL);
+}
+
+size_t pd_operator_count_kind(struct pd_cluster *c, enum pd_operator_kind kind)
 {
     size_t n = 0;
     for (size_t i = 0; i < c->op_count; i++)
@@ -70,11 +153,13 @@ static bool step_done(const struct pd_step *s, const struct pd_region *r)
     switch (s->kind) {
     case PD_STEP_ADD_PEER:
         /* Present and caught up (no longer pending). */
-        return p != NULL && p->id == s->peer_id && !region_peer_is_pending(r, p->id);
+        return p != NULL && p->id == s->peer_id && !pd_region_peer_is_pending(r, p->id);
     case PD_STEP_REMOVE_PEER:
         return p == NULL;
     case PD_STEP_TRANSFER_LEADER:
         return r->leader.store_id == s->store_id;
+    case PD_STEP_SPLIT:
+        return false; /* judged by the epoch in split_on_heartbeat */
     }
     return false;
 }
@@ -90,31 +175,64 @@ static bool step_impossible(const struct pd_step *s, const struct pd_region *r)
         return false;
     case PD_STEP_TRANSFER_LEADER:
         return p == NULL;
+    case PD_STEP_SPLIT:
+        return false;
     }
     return true;
 }
 
-void operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,
-                           struct pd_step *step, bool *has_step)
+/* split_on_heartbeat: a split is done once the region's version grew (the left half keeps the
+ * id); a membership change first makes the operator stale; else the leader gets the step. */
+static void split_on_heartbeat(struct pd_cluster *c, struct pd_operator *op,
+                               const struct pd_region *region, struct pd_step *step, bool *has_step)
+{
+    if (region->epoch.version > op->epoch.version) {
+        LOG(LOG_INFO, "operator %s finished for region=%llu (version %llu -> %llu)", op->name,
+            (unsigned long long)region->id, (unsigned long long)op->epoch.version,
+            (unsigned long long)region->epoch.version);
+        c->metrics.operators_finished++;
+        pd_operator_remove(c, region->id, PD_OP_SUCCESS);
+        return;
+    }
+    if (region->epoch.conf_ver != op->epoch.conf_ver) {
+        LOG(LOG_WARN, "operator %s canceled for region=%llu: stale (conf_ver %llu -> %llu)",
+            op->name, (unsigned long long)region->id, (unsigned long long)op->epoch.conf_ver,
+            (unsigned long long)region->epoch.conf_ver);
+        c->metrics.operators_canceled++;
+        pd_operator_remove(c, region->id, PD_OP_CANCEL);
+        return;
+    }
+    *step = op->steps[0];
+    step->store_id = region->leader.store_id;
+    step->peer_id = region->leader.id;
+    *has_step = true;
+}
+
+void pd_operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,
+                              struct pd_step *step, bool *has_step)
 {
     *has_step = false;
-    struct pd_operator *op = operator_find(c, region->id);
+    struct pd_operator *op = pd_operator_find(c, region->id);
     if (op == NULL)
         return;
+    if (op->kind == PD_OP_KIND_SPLIT) {
+        split_on_heartbeat(c, op, region, step, has_step);
+        return;
+    }
     while (op->current_step < op->step_count && step_done(&op->steps[op->current_step], region))
         op->current_step++;
     if (op->current_step == op->step_count) {
         LOG(LOG_INFO, "operator %s finished for region=%llu", op->name,
             (unsigned long long)region->id);
         c->metrics.operators_finished++;
-        operator_remove(c, region->id, PD_OP_SUCCESS);
+        pd_operator_remove(c, region->id, PD_OP_SUCCESS);
         return;
     }
     if (step_impossible(&op->steps[op->current_step], region)) {
         LOG(LOG_WARN, "operator %s canceled for region=%llu: step cannot finish", op->name,
             (unsigned long long)region->id);
         c->metrics.operators_canceled++;
-        operator_remove(c, region->id, PD_OP_CANCEL);
+        pd_operator_remove(c, region->id, PD_OP_CANCEL);
         return;
     }
     *step = op->steps[op->current_step];
@@ -123,22 +241,24 @@ void operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *region,
 
 static uint64_t op_timeout_ms(const struct pd_cluster *c, const struct pd_operator *op)
 {
+    if (op->kind == PD_OP_KIND_SPLIT)
+        return c->cfg.leader_operator_timeout_ms; /* one Raft proposal, like a leader transfer */
     for (size_t i = 0; i < op->step_count; i++)
         if (op->steps[i].kind != PD_STEP_TRANSFER_LEADER)
             return c->cfg.region_operator_timeout_ms;
     return c->cfg.leader_operator_timeout_ms;
 }
 
-void operator_check_timeouts(struct pd_cluster *c)
+void pd_operator_check_timeouts(struct pd_cluster *c)
 {
-    uint64_t now = cluster_now_ms(c);
+    uint64_t now = pd_cluster_now_ms(c);
     for (size_t i = 0; i < c->op_count;) {
         struct pd_operator *op = &c->ops[i];
         if (now > op->create_ms + op_timeout_ms(c, op)) {
             LOG(LOG_WARN, "operator %s timed out for region=%llu at step %zu", op->name,
                 (unsigned long long)op->region_id, op->current_step);
             c->metrics.operators_timed_out++;
-            operator_remove(c, op->region_id, PD_OP_TIMEOUT);
+            pd_operator_remove(c, op->region_id, PD_OP_TIMEOUT);
             continue; /* the last one moved into slot i */
         }
         i++;
@@ -166,19 +286,21 @@ static void op_push(struct pd_operator *op, enum pd_step_kind kind, uint64_t sto
     s->peer_id = peer_id;
 }
 
-void operator_build_transfer_leader(struct pd_operator *op, const struct pd_region *r,
-                                    const char *name, enum pd_operator_kind kind, uint64_t to_store)
+void pd_operator_build_transfer_leader(struct pd_operator *op, const struct pd_region *r,
+                                       const char *name, enum pd_operator_kind kind,
+                                       uint64_t to_store)
 {
     op_init(op, r, name, kind);
     const struct pd_peer *p = pd_region_store_peer(r, to_store);
     op_push(op, PD_STEP_TRANSFER_LEADER, to_store, p ? p->id : 0);
 }
 
-int operator_build_add_peer(struct pd_cluster *c, struct pd_operator *op, const struct pd_region *r,
-                            const char *name, enum pd_operator_kind kind, uint64_t store_id)
+int pd_operator_build_add_peer(struct pd_cluster *c, struct pd_operator *op,
+                               const struct pd_region *r, const char *name,
+                               enum pd_operator_kind kind, uint64_t store_id)
 {
     uint64_t peer_id;
-    int err = cluster_alloc_id_locked(c, &peer_id);
+    int err = pd_cluster_alloc_id_locked(c, &peer_id);
     if (err != PD_OK)
         return err;
     op_init(op, r, name, kind);
@@ -199,15 +321,15 @@ static void leader_away_steps(struct pd_operator *op, const struct pd_region *r,
     }
     for (size_t i = 0; i < r->peer_count; i++) {
         const struct pd_peer *p = &r->peers[i];
-        if (p->store_id != store_id && !region_peer_is_pending(r, p->id)) {
+        if (p->store_id != store_id && !pd_region_peer_is_pending(r, p->id)) {
             op_push(op, PD_STEP_TRANSFER_LEADER, p->store_id, p->id);
             return;
         }
     }
 }
 
-void operator_build_remove_peer(struct pd_operator *op, const struct pd_region *r, const char *name,
-                                enum pd_operator_kind kind, uint64_t store_id)
+void pd_operator_build_remove_peer(struct pd_operator *op, const struct pd_region *r,
+                                   const char *name, enum pd_operator_kind kind, uint64_t store_id)
 {
     op_init(op, r, name, kind);
     const struct pd_peer *p = pd_region_store_peer(r, store_id);
@@ -215,11 +337,18 @@ void operator_build_remove_peer(struct pd_operator *op, const struct pd_region *
     op_push(op, PD_STEP_REMOVE_PEER, store_id, p ? p->id : 0);
 }
 
-int operator_build_move_peer(struct pd_cluster *c, struct pd_operator *op,
-                             const struct pd_region *r, const char *name,
-                             enum pd_operator_kind kind, uint64_t from_store, uint64_t to_store)
+void pd_operator_build_split(struct pd_operator *op, const struct pd_region *r, size_t key_count)
 {
-    int err = operator_build_add_peer(c, op, r, name, kind, to_store);
+    op_init(op, r, "split-region", PD_OP_KIND_SPLIT);
+    op_push(op, PD_STEP_SPLIT, r->leader.store_id, r->leader.id);
+    op->steps[0].split_key_count = key_count;
+}
+
+int pd_operator_build_move_peer(struct pd_cluster *c, struct pd_operator *op,
+                                const struct pd_region *r, const char *name,
+                                enum pd_operator_kind kind, uint64_t from_store, uint64_t to_store)
+{
+    int err = pd_operator_build_add_peer(c, op, r, name, kind, to_store);
     if (err != PD_OK)
         return err;
     uint64_t new_peer = op->steps[0].peer_id;
@@ -234,7 +363,7 @@ int pd_cluster_get_operator_status(struct pd_cluster *c, uint64_t region_id,
 {
     int err = PD_OK;
     pthread_mutex_lock(&c->mu);
-    const struct pd_operator *op = operator_find(c, region_id);
+    const struct pd_operator *op = pd_operator_find(c, region_id);
     if (op) {
         *out = *op;
         *status = PD_OP_RUNNING;
@@ -248,8 +377,8 @@ int pd_cluster_get_operator_status(struct pd_cluster *c, uint64_t region_id,
             goto cleanup;
         }
     }
-    err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator on record",
-                          (unsigned long long)region_id);
+    err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator on record",
+                             (unsigned long long)region_id);
 cleanup:
     pthread_mutex_unlock(&c->mu);
     return err;

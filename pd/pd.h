@@ -152,13 +152,20 @@ void pd_config_default(struct pd_config *cfg);
 
 /* ---- operators ---- */
 
-enum pd_step_kind { PD_STEP_ADD_PEER = 1, PD_STEP_REMOVE_PEER = 2, PD_STEP_TRANSFER_LEADER = 3 };
+enum pd_step_kind {
+    PD_STEP_ADD_PEER = 1,
+    PD_STEP_REMOVE_PEER = 2,
+    PD_STEP_TRANSFER_LEADER = 3,
+    PD_STEP_SPLIT = 4, /* split the region at the operator's keys (see pd_heartbeat_reply) */
+};
 
 struct pd_step {
     enum pd_step_kind kind;
     uint64_t store_id; /* add: target store; remove: store losing its peer; transfer: new leader's
-                          store */
-    uint64_t peer_id;  /* add: the new peer's id; remove/transfer: the peer concerned */
+                          store; split: the leader's store when the split was asked for */
+    uint64_t peer_id;  /* add: the new peer's id; remove/transfer: the peer concerned; split: the
+                          leader then */
+    size_t split_key_count; /* split: how many keys (0 for the other kinds) */
 };
 
 #define PD_MAX_STEPS 4
@@ -169,6 +176,7 @@ enum pd_operator_kind {
     PD_OP_KIND_REGION = 2,  /* moves peers to balance */
     PD_OP_KIND_REPLICA = 3, /* repairs replica counts */
     PD_OP_KIND_ADMIN = 4,   /* created through the API */
+    PD_OP_KIND_SPLIT = 5,   /* splits a region at keys asked for through the API */
 };
 
 struct pd_operator {
@@ -252,11 +260,36 @@ int pd_cluster_store_heartbeat(struct pd_cluster *c, const struct pd_store_stats
  * reports (lower version or conf_ver than the same region or an overlapping
  * one) return PD_ERR_STALE and change nothing. Newer ones replace the regions
  * they overlap. Then the region's operator advances; when one remains,
- * *has_step is set and *step is the step to send back to the leader.
- * step/has_step may be NULL.
+ * *has_step is set and *step is the step to send back to the leader
+ * (a PD_STEP_SPLIT step without its keys: pd_cluster_region_heartbeat_reply
+ * hands them out). step/has_step may be NULL.
  */
 int pd_cluster_region_heartbeat(struct pd_cluster *c, const struct pd_region *region,
                                 struct pd_step *step, bool *has_step);
+
+/* A key (a user key: region bounds and split keys). */
+struct pd_key {
+    uint8_t *data;
+    size_t len;
+};
+
+/* What a region heartbeat answers its leader: at most one step of the region's operator. */
+struct pd_heartbeat_reply {
+    bool has_step;
+    struct pd_step step;
+    /* PD_STEP_SPLIT: step.split_key_count keys inside the region, ascending and distinct; owned
+     * by the reply (pd_heartbeat_reply_clear). NULL for the other kinds. */
+    struct pd_key *split_keys;
+};
+void pd_heartbeat_reply_clear(struct pd_heartbeat_reply *r);
+
+/*
+ * pd_cluster_region_heartbeat_reply is pd_cluster_region_heartbeat that also
+ * hands out a split step's keys. out is filled (cleared first) whatever the
+ * result; on an error it holds no step.
+ */
+int pd_cluster_region_heartbeat_reply(struct pd_cluster *c, const struct pd_region *region,
+                                      struct pd_heartbeat_reply *out);
 
 /* Region look-ups copy into out (initialised by the caller; pd_region_clear it). PD_ERR_NOT_FOUND.
  */
@@ -275,6 +308,35 @@ int pd_cluster_scan_regions(struct pd_cluster *c, const void *start_key, size_t 
                             struct pd_region **out, size_t *count);
 void pd_regions_free(struct pd_region *regions, size_t count);
 size_t pd_cluster_region_count(struct pd_cluster *c);
+
+/* How many split keys one request may carry (PD has no limit; a bound keeps a request cheap). */
+#define PD_MAX_SPLIT_KEYS 256
+
+/*
+ * pd_cluster_split_regions asks for the regions holding keys (count keys,
+ * borrowed for the call) to be split there: each such region gets a
+ * "split-region" operator (kind PD_OP_KIND_SPLIT) holding its keys sorted and
+ * deduplicated, handed to the region's leader by its next heartbeat answers
+ * (PD_STEP_SPLIT). The operator succeeds when a heartbeat shows the region's
+ * version grew (the left half keeps the id) or a newer region replaced it,
+ * is dropped as stale when the region's conf_ver changed first, and times
+ * out after leader-operator-timeout (a split is one Raft proposal).
+ * The split itself is asynchronous: this returns once the operators exist.
+ * Every key is checked before anything changes: PD_ERR_INVALID for no keys,
+ * more than PD_MAX_SPLIT_KEYS, an empty or too long key, or a key equal to
+ * its region's start key; PD_ERR_NOT_FOUND when no region holds a key;
+ * PD_ERR_EXISTS when a region concerned already has an operator;
+ * PD_ERR_NOT_BOOTSTRAPPED. region_ids (PD_MAX_SPLIT_KEYS entries, caller's)
+ * receives the regions concerned in key order, *region_count how many.
+ */
+int pd_cluster_split_regions(struct pd_cluster *c, const struct pd_key *keys, size_t count,
+                             uint64_t *region_ids, size_t *region_count);
+
+/* get_split_keys copies the keys of the region's running split operator into *keys (malloc'ed;
+ * free with pd_keys_free). PD_ERR_NOT_FOUND when it has none. */
+int pd_cluster_get_split_keys(struct pd_cluster *c, uint64_t region_id, struct pd_key **keys,
+                              size_t *count);
+void pd_keys_free(struct pd_key *keys, size_t count);
 
 /* ask_split: a new region id and one new peer id per peer of region_id (peer_ids holds
  * PD_MAX_PEERS; *peer_count set). PD_ERR_NOT_FOUND for an unknown region. */

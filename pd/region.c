@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+int pd_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
     int d = n ? memcmp(a, b, n) : 0;
@@ -13,7 +13,7 @@ int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
     return alen < blen ? -1 : alen > blen ? 1 : 0;
 }
 
-int end_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+int pd_end_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     if (alen == 0 && blen == 0)
         return 0;
@@ -21,33 +21,33 @@ int end_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
         return 1;
     if (blen == 0)
         return -1;
-    return key_cmp(a, alen, b, blen);
+    return pd_key_cmp(a, alen, b, blen);
 }
 
-bool region_contains_key(const struct pd_region *r, const uint8_t *key, size_t len)
+bool pd_region_contains_key(const struct pd_region *r, const uint8_t *key, size_t len)
 {
-    if (key_cmp(r->start_key, r->start_key_len, key, len) > 0)
+    if (pd_key_cmp(r->start_key, r->start_key_len, key, len) > 0)
         return false;
-    return r->end_key_len == 0 || key_cmp(key, len, r->end_key, r->end_key_len) < 0;
+    return r->end_key_len == 0 || pd_key_cmp(key, len, r->end_key, r->end_key_len) < 0;
 }
 
-bool regions_overlap(const struct pd_region *a, const struct pd_region *b)
+bool pd_regions_overlap(const struct pd_region *a, const struct pd_region *b)
 {
     /* a.start < b.end and b.start < a.end, with empty ends unbounded */
-    bool a_before_b_end = b->end_key_len == 0 ||
-                          key_cmp(a->start_key, a->start_key_len, b->end_key, b->end_key_len) < 0;
-    bool b_before_a_end = a->end_key_len == 0 ||
-                          key_cmp(b->start_key, b->start_key_len, a->end_key, a->end_key_len) < 0;
+    bool a_before_b_end = b->end_key_len == 0 || pd_key_cmp(a->start_key, a->start_key_len,
+                                                            b->end_key, b->end_key_len) < 0;
+    bool b_before_a_end = a->end_key_len == 0 || pd_key_cmp(b->start_key, b->start_key_len,
+                                                            a->end_key, a->end_key_len) < 0;
     return a_before_b_end && b_before_a_end;
 }
 
-bool region_meta_equal(const struct pd_region *a, const struct pd_region *b)
+bool pd_region_meta_equal(const struct pd_region *a, const struct pd_region *b)
 {
     if (a->id != b->id || a->epoch.conf_ver != b->epoch.conf_ver ||
         a->epoch.version != b->epoch.version || a->peer_count != b->peer_count)
         return false;
-    if (key_cmp(a->start_key, a->start_key_len, b->start_key, b->start_key_len) != 0 ||
-        key_cmp(a->end_key, a->end_key_len, b->end_key, b->end_key_len) != 0)
+    if (pd_key_cmp(a->start_key, a->start_key_len, b->start_key, b->start_key_len) != 0 ||
+        pd_key_cmp(a->end_key, a->end_key_len, b->end_key, b->end_key_len) != 0)
         return false;
     for (size_t i = 0; i < a->peer_count; i++)
         if (a->peers[i].id != b->peers[i].id || a->peers[i].store_id != b->peers[i].store_id)
@@ -55,7 +55,7 @@ bool region_meta_equal(const struct pd_region *a, const struct pd_region *b)
     return true;
 }
 
-bool region_peer_is_pending(const struct pd_region *r, uint64_t peer_id)
+bool pd_region_peer_is_pending(const struct pd_region *r, uint64_t peer_id)
 {
     for (size_t i = 0; i < r->pending_peer_count; i++)
         if (r->pending_peers[i].id == peer_id)
@@ -143,7 +143,7 @@ const struct pd_peer *pd_region_store_peer(const struct pd_region *r, uint64_t s
     return NULL;
 }
 
-struct pd_region *region_new_copy(const struct pd_region *src)
+struct pd_region *pd_region_new_copy(const struct pd_region *src)
 {
     struct pd_region *r = malloc(sizeof *r);
     if (r == NULL)
@@ -156,7 +156,7 @@ struct pd_region *region_new_copy(const struct pd_region *src)
     return r;
 }
 
-void region_free(struct pd_region *r)
+void pd_region_free(struct pd_region *r)
 {
     if (r == NULL)
         return;

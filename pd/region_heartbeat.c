@@ -16,64 +16,64 @@ static bool epoch_stale(const struct pd_region_epoch *reported, const struct pd_
 static int persist_update(struct pd_cluster *c, const struct pd_region *r, size_t first,
                           size_t last)
 {
-    char key[META_KEY_BYTES], *buf = NULL;
+    char key[PD_META_KEY_BYTES], *buf = NULL;
     size_t len;
-    struct meta_batch *b = meta_batch_new(c->meta);
-    int err = b ? codec_encode_region(r, &buf, &len) : PD_ERR_NOMEM;
+    struct pd_meta_batch *b = pd_meta_batch_new(c->meta);
+    int err = b ? pd_codec_encode_region(r, &buf, &len) : PD_ERR_NOMEM;
     if (err != PD_OK)
         goto cleanup;
     for (size_t i = first; i < last; i++) {
         if (c->tree.by_key[i]->id == r->id)
             continue;
-        meta_key_region(key, c->tree.by_key[i]->id);
-        meta_batch_delete(b, key);
+        pd_meta_key_region(key, c->tree.by_key[i]->id);
+        pd_meta_batch_delete(b, key);
     }
-    meta_key_region(key, r->id);
-    meta_batch_put(b, key, buf, len);
-    err = meta_batch_write(c->meta, b, false, c->errmsg, sizeof c->errmsg);
+    pd_meta_key_region(key, r->id);
+    pd_meta_batch_put(b, key, buf, len);
+    err = pd_meta_batch_write(c->meta, b, false, c->errmsg, sizeof c->errmsg);
 cleanup:
     free(buf);
-    meta_batch_free(b);
+    pd_meta_batch_free(b);
     return err;
 }
 
 static int heartbeat_locked(struct pd_cluster *c, const struct pd_region *region,
                             struct pd_step *step, bool *has_step)
 {
-    int err = cluster_check_region(c, region);
+    int err = pd_cluster_check_region(c, region);
     if (err != PD_OK)
         return err;
     if (region->leader.id == 0 || pd_region_store_peer(region, region->leader.store_id) == NULL ||
         pd_region_store_peer(region, region->leader.store_id)->id != region->leader.id)
-        return cluster_set_err(c, PD_ERR_INVALID, "region %llu: leader is not one of its peers",
-                               (unsigned long long)region->id);
+        return pd_cluster_set_err(c, PD_ERR_INVALID, "region %llu: leader is not one of its peers",
+                                  (unsigned long long)region->id);
     c->metrics.region_heartbeats++;
-    struct pd_region *origin = region_tree_find_by_id(&c->tree, region->id);
+    struct pd_region *origin = pd_region_tree_find_by_id(&c->tree, region->id);
     if (origin && epoch_stale(&region->epoch, &origin->epoch)) {
         c->metrics.stale_region_heartbeats++;
-        return cluster_set_err(c, PD_ERR_STALE, "region %llu: epoch older than PD's",
-                               (unsigned long long)region->id);
+        return pd_cluster_set_err(c, PD_ERR_STALE, "region %llu: epoch older than PD's",
+                                  (unsigned long long)region->id);
     }
-    size_t first = region_tree_first_overlap(&c->tree, region), last = first;
-    for (; last < c->tree.count && regions_overlap(c->tree.by_key[last], region); last++) {
+    size_t first = pd_region_tree_first_overlap(&c->tree, region), last = first;
+    for (; last < c->tree.count && pd_regions_overlap(c->tree.by_key[last], region); last++) {
         const struct pd_region *o = c->tree.by_key[last];
         if (o != origin && epoch_stale(&region->epoch, &o->epoch)) {
             c->metrics.stale_region_heartbeats++;
-            return cluster_set_err(c, PD_ERR_STALE,
-                                   "region %llu: epoch older than overlapping region %llu",
-                                   (unsigned long long)region->id, (unsigned long long)o->id);
+            return pd_cluster_set_err(c, PD_ERR_STALE,
+                                      "region %llu: epoch older than overlapping region %llu",
+                                      (unsigned long long)region->id, (unsigned long long)o->id);
         }
     }
-    struct pd_region *copy = region_new_copy(region);
-    if (copy == NULL || region_tree_reserve(&c->tree) != PD_OK) {
-        region_free(copy);
+    struct pd_region *copy = pd_region_new_copy(region);
+    if (copy == NULL || pd_region_tree_reserve(&c->tree) != PD_OK) {
+        pd_region_free(copy);
         return PD_ERR_NOMEM;
     }
-    if (origin == NULL || !region_meta_equal(origin, region) || last - first > 1 ||
+    if (origin == NULL || !pd_region_meta_equal(origin, region) || last - first > 1 ||
         (last - first == 1 && c->tree.by_key[first] != origin)) {
         err = persist_update(c, region, first, last);
         if (err != PD_OK) {
-            region_free(copy);
+            pd_region_free(copy);
             return err;
         }
     }
@@ -81,41 +81,71 @@ static int heartbeat_locked(struct pd_cluster *c, const struct pd_region *region
     while (first < last) {
         struct pd_region *o = c->tree.by_key[first];
         if (o->id != region->id)
-            operator_remove(c, o->id, PD_OP_CANCEL);
+            pd_operator_on_replaced(c, o, region);
         if (o == origin)
             origin = NULL;
-        region_tree_remove(&c->tree, o);
-        region_free(o);
+        pd_region_tree_remove(&c->tree, o);
+        pd_region_free(o);
         last--;
     }
     if (origin) {
-        region_tree_remove(&c->tree, origin);
-        region_free(origin);
+        pd_region_tree_remove(&c->tree, origin);
+        pd_region_free(origin);
     }
     /* Room was reserved above and removals only shrink the tree: this cannot fail. */
-    err = region_tree_insert(&c->tree, copy);
+    err = pd_region_tree_insert(&c->tree, copy);
     if (err != PD_OK) {
-        region_free(copy);
+        pd_region_free(copy);
         return err;
     }
-    operator_on_heartbeat(c, copy, step, has_step);
+    pd_operator_on_heartbeat(c, copy, step, has_step);
     return PD_OK;
+}
+
+/* reply_split_keys copies the keys of a split step into out (no step when memory runs out: the
+ * next heartbeat asks again). */
+static void reply_split_keys(struct pd_cluster *c, uint64_t region_id,
+                             struct pd_heartbeat_reply *out)
+{
+    const struct pd_split_job *j = pd_split_job_find(c, region_id);
+    if (j == NULL || pd_keys_copy(j->keys, j->count, &out->split_keys) != PD_OK) {
+        out->has_step = false;
+        return;
+    }
+    out->step.split_key_count = j->count;
+}
+
+int pd_cluster_region_heartbeat_reply(struct pd_cluster *c, const struct pd_region *region,
+                                      struct pd_heartbeat_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&c->mu);
+    int err = c->bootstrapped ? heartbeat_locked(c, region, &out->step, &out->has_step)
+                              : pd_cluster_set_err(c, PD_ERR_NOT_BOOTSTRAPPED, "not bootstrapped");
+    if (err == PD_OK && out->has_step && out->step.kind == PD_STEP_SPLIT)
+        reply_split_keys(c, region->id, out);
+    pthread_mutex_unlock(&c->mu);
+    if (err != PD_OK || !out->has_step)
+        memset(&out->step, 0, sizeof out->step);
+    return err;
+}
+
+void pd_heartbeat_reply_clear(struct pd_heartbeat_reply *r)
+{
+    pd_keys_free(r->split_keys, r->step.split_key_count);
+    memset(r, 0, sizeof *r);
 }
 
 int pd_cluster_region_heartbeat(struct pd_cluster *c, const struct pd_region *region,
                                 struct pd_step *step, bool *has_step)
 {
-    struct pd_step dummy_step;
-    bool dummy_has;
-    if (step == NULL)
-        step = &dummy_step;
-    if (has_step == NULL)
-        has_step = &dummy_has;
-    *has_step = false;
-    pthread_mutex_lock(&c->mu);
-    int err = c->bootstrapped ? heartbeat_locked(c, region, step, has_step)
-                              : cluster_set_err(c, PD_ERR_NOT_BOOTSTRAPPED, "not bootstrapped");
-    pthread_mutex_unlock(&c->mu);
+    struct pd_heartbeat_reply reply;
+    int err = pd_cluster_region_heartbeat_reply(c, region, &reply);
+    if (step && reply.has_step)
+        *step = reply.step;
+    if (has_step)
+        *has_step = reply.has_step;
+    pd_heartbeat_reply_clear(&reply);
     return err;
 }
 
@@ -123,7 +153,7 @@ static int copy_out(struct pd_cluster *c, const struct pd_region *r, struct pd_r
                     const char *what)
 {
     if (r == NULL)
-        return cluster_set_err(c, PD_ERR_NOT_FOUND, "no region %s", what);
+        return pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "no region %s", what);
     return pd_region_copy(out, r);
 }
 
@@ -131,7 +161,7 @@ int pd_cluster_get_region(struct pd_cluster *c, const void *key, size_t key_len,
                           struct pd_region *out)
 {
     pthread_mutex_lock(&c->mu);
-    int err = copy_out(c, region_tree_find_by_key(&c->tree, key, key_len), out, "for the key");
+    int err = copy_out(c, pd_region_tree_find_by_key(&c->tree, key, key_len), out, "for the key");
     pthread_mutex_unlock(&c->mu);
     return err;
 }
@@ -143,9 +173,9 @@ int pd_cluster_get_prev_region(struct pd_cluster *c, const void *key, size_t key
     /* The region before the one holding key, or the last one before key when key falls in a
      * hole between regions. */
     const struct pd_region *prev = NULL;
-    size_t i = region_tree_index_at_or_before(&c->tree, key, key_len);
+    size_t i = pd_region_tree_index_at_or_before(&c->tree, key, key_len);
     if (i < c->tree.count) {
-        if (!region_contains_key(c->tree.by_key[i], key, key_len))
+        if (!pd_region_contains_key(c->tree.by_key[i], key, key_len))
             prev = c->tree.by_key[i];
         else if (i > 0)
             prev = c->tree.by_key[i - 1];
@@ -158,7 +188,7 @@ int pd_cluster_get_prev_region(struct pd_cluster *c, const void *key, size_t key
 int pd_cluster_get_region_by_id(struct pd_cluster *c, uint64_t region_id, struct pd_region *out)
 {
     pthread_mutex_lock(&c->mu);
-    int err = copy_out(c, region_tree_find_by_id(&c->tree, region_id), out, "with that id");
+    int err = copy_out(c, pd_region_tree_find_by_id(&c->tree, region_id), out, "with that id");
     pthread_mutex_unlock(&c->mu);
     return err;
 }
@@ -171,15 +201,15 @@ int pd_cluster_scan_regions(struct pd_cluster *c, const void *start_key, size_t 
     *out = NULL;
     *count = 0;
     pthread_mutex_lock(&c->mu);
-    size_t i = region_tree_index_at_or_before(&c->tree, start_key, start_len);
+    size_t i = pd_region_tree_index_at_or_before(&c->tree, start_key, start_len);
     if (i == c->tree.count)
         i = 0;
-    else if (!region_contains_key(c->tree.by_key[i], start_key, start_len))
+    else if (!pd_region_contains_key(c->tree.by_key[i], start_key, start_len))
         i++;
     size_t n = 0;
     for (size_t j = i; j < c->tree.count && (limit == 0 || n < limit); j++, n++) {
         const struct pd_region *r = c->tree.by_key[j];
-        if (end_len && key_cmp(r->start_key, r->start_key_len, end_key, end_len) >= 0)
+        if (end_len && pd_key_cmp(r->start_key, r->start_key_len, end_key, end_len) >= 0)
             break;
     }
     struct pd_region *arr = calloc(n ? n : 1, sizeof *arr);
@@ -214,16 +244,16 @@ int pd_cluster_ask_split(struct pd_cluster *c, uint64_t region_id, uint64_t *new
 {
     int err = PD_OK;
     pthread_mutex_lock(&c->mu);
-    const struct pd_region *r = region_tree_find_by_id(&c->tree, region_id);
+    const struct pd_region *r = pd_region_tree_find_by_id(&c->tree, region_id);
     if (r == NULL) {
-        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu not found",
-                              (unsigned long long)region_id);
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu not found",
+                                 (unsigned long long)region_id);
         goto cleanup;
     }
-    if ((err = cluster_alloc_id_locked(c, new_region_id)) != PD_OK)
+    if ((err = pd_cluster_alloc_id_locked(c, new_region_id)) != PD_OK)
         goto cleanup;
     for (size_t i = 0; i < r->peer_count; i++)
-        if ((err = cluster_alloc_id_locked(c, &peer_ids[i])) != PD_OK)
+        if ((err = pd_cluster_alloc_id_locked(c, &peer_ids[i])) != PD_OK)
             goto cleanup;
     *peer_count = r->peer_count;
 cleanup:

@@ -4,22 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-void region_tree_init(struct region_tree *t)
+void pd_region_tree_init(struct pd_region_tree *t)
 {
     memset(t, 0, sizeof *t);
 }
 
-void region_tree_close(struct region_tree *t)
+void pd_region_tree_close(struct pd_region_tree *t)
 {
     for (size_t i = 0; i < t->count; i++)
-        region_free(t->by_key[i]);
+        pd_region_free(t->by_key[i]);
     free(t->by_key);
     free(t->by_id);
     memset(t, 0, sizeof *t);
 }
 
 /* id_lower_bound: first index in by_id whose id >= id. */
-static size_t id_lower_bound(const struct region_tree *t, uint64_t id)
+static size_t id_lower_bound(const struct pd_region_tree *t, uint64_t id)
 {
     size_t lo = 0, hi = t->count;
     while (lo < hi) {
@@ -33,13 +33,13 @@ static size_t id_lower_bound(const struct region_tree *t, uint64_t id)
 }
 
 /* key_upper_bound: first index whose start key > key. */
-static size_t key_upper_bound(const struct region_tree *t, const uint8_t *key, size_t len)
+static size_t key_upper_bound(const struct pd_region_tree *t, const uint8_t *key, size_t len)
 {
     size_t lo = 0, hi = t->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const struct pd_region *r = t->by_key[mid];
-        if (key_cmp(r->start_key, r->start_key_len, key, len) <= 0)
+        if (pd_key_cmp(r->start_key, r->start_key_len, key, len) <= 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -47,41 +47,42 @@ static size_t key_upper_bound(const struct region_tree *t, const uint8_t *key, s
     return lo;
 }
 
-struct pd_region *region_tree_find_by_id(const struct region_tree *t, uint64_t id)
+struct pd_region *pd_region_tree_find_by_id(const struct pd_region_tree *t, uint64_t id)
 {
     size_t i = id_lower_bound(t, id);
     return i < t->count && t->by_id[i]->id == id ? t->by_id[i] : NULL;
 }
 
-size_t region_tree_index_at_or_before(const struct region_tree *t, const uint8_t *key, size_t len)
+size_t pd_region_tree_index_at_or_before(const struct pd_region_tree *t, const uint8_t *key,
+                                         size_t len)
 {
     size_t i = key_upper_bound(t, key, len);
     return i == 0 ? t->count : i - 1;
 }
 
-struct pd_region *region_tree_find_by_key(const struct region_tree *t, const uint8_t *key,
-                                          size_t len)
+struct pd_region *pd_region_tree_find_by_key(const struct pd_region_tree *t, const uint8_t *key,
+                                             size_t len)
 {
-    size_t i = region_tree_index_at_or_before(t, key, len);
+    size_t i = pd_region_tree_index_at_or_before(t, key, len);
     if (i == t->count)
         return NULL;
     struct pd_region *r = t->by_key[i];
-    return region_contains_key(r, key, len) ? r : NULL;
+    return pd_region_contains_key(r, key, len) ? r : NULL;
 }
 
-size_t region_tree_first_overlap(const struct region_tree *t, const struct pd_region *r)
+size_t pd_region_tree_first_overlap(const struct pd_region_tree *t, const struct pd_region *r)
 {
-    size_t i = region_tree_index_at_or_before(t, r->start_key, r->start_key_len);
+    size_t i = pd_region_tree_index_at_or_before(t, r->start_key, r->start_key_len);
     if (i == t->count)
         i = 0;
-    else if (!regions_overlap(t->by_key[i], r))
+    else if (!pd_regions_overlap(t->by_key[i], r))
         i++;
-    if (i < t->count && regions_overlap(t->by_key[i], r))
+    if (i < t->count && pd_regions_overlap(t->by_key[i], r))
         return i;
     return t->count;
 }
 
-int region_tree_reserve(struct region_tree *t)
+int pd_region_tree_reserve(struct pd_region_tree *t)
 {
     if (t->count < t->cap)
         return PD_OK;
@@ -98,9 +99,9 @@ int region_tree_reserve(struct region_tree *t)
     return PD_OK;
 }
 
-int region_tree_insert(struct region_tree *t, struct pd_region *r)
+int pd_region_tree_insert(struct pd_region_tree *t, struct pd_region *r)
 {
-    if (region_tree_reserve(t) != PD_OK)
+    if (pd_region_tree_reserve(t) != PD_OK)
         return PD_ERR_NOMEM;
     size_t ki = key_upper_bound(t, r->start_key, r->start_key_len);
     memmove(&t->by_key[ki + 1], &t->by_key[ki], (t->count - ki) * sizeof *t->by_key);
@@ -112,14 +113,14 @@ int region_tree_insert(struct region_tree *t, struct pd_region *r)
     return PD_OK;
 }
 
-void region_tree_remove(struct region_tree *t, struct pd_region *r)
+void pd_region_tree_remove(struct pd_region_tree *t, struct pd_region *r)
 {
     size_t ii = id_lower_bound(t, r->id);
     if (ii >= t->count || t->by_id[ii] != r)
         return;
     memmove(&t->by_id[ii], &t->by_id[ii + 1], (t->count - ii - 1) * sizeof *t->by_id);
     /* Several regions never share a start key in the tree, but search by pointer to be safe. */
-    size_t ki = region_tree_index_at_or_before(t, r->start_key, r->start_key_len);
+    size_t ki = pd_region_tree_index_at_or_before(t, r->start_key, r->start_key_len);
     if (ki >= t->count || t->by_key[ki] != r) {
         for (ki = 0; ki < t->count && t->by_key[ki] != r; ki++)
             ;

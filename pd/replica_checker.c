@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-struct pd_store_info *cluster_info_of(struct pd_store_info *stores, size_t count, uint64_t id)
+struct pd_store_info *pd_cluster_info_of(struct pd_store_info *stores, size_t count, uint64_t id)
 {
     for (size_t i = 0; i < count; i++)
         if (stores[i].store.id == id)
@@ -11,13 +11,13 @@ struct pd_store_info *cluster_info_of(struct pd_store_info *stores, size_t count
     return NULL;
 }
 
-struct pd_store_info *cluster_best_store(struct pd_store_info *stores, size_t count,
-                                         const struct pd_region *r)
+struct pd_store_info *pd_cluster_best_store(struct pd_store_info *stores, size_t count,
+                                            const struct pd_region *r)
 {
     struct pd_store_info *best = NULL;
     for (size_t i = 0; i < count; i++) {
         struct pd_store_info *s = &stores[i];
-        if (!cluster_store_schedulable(s) || pd_region_store_peer(r, s->store.id))
+        if (!pd_cluster_store_schedulable(s) || pd_region_store_peer(r, s->store.id))
             continue;
         if (best == NULL || s->region_count < best->region_count ||
             (s->region_count == best->region_count &&
@@ -27,11 +27,11 @@ struct pd_store_info *cluster_best_store(struct pd_store_info *stores, size_t co
     return best;
 }
 
-void cluster_note_move(struct pd_store_info *stores, size_t count, const struct pd_region *r,
-                       uint64_t from_store, uint64_t to_store)
+void pd_cluster_note_move(struct pd_store_info *stores, size_t count, const struct pd_region *r,
+                          uint64_t from_store, uint64_t to_store)
 {
-    struct pd_store_info *from = from_store ? cluster_info_of(stores, count, from_store) : NULL;
-    struct pd_store_info *to = to_store ? cluster_info_of(stores, count, to_store) : NULL;
+    struct pd_store_info *from = from_store ? pd_cluster_info_of(stores, count, from_store) : NULL;
+    struct pd_store_info *to = to_store ? pd_cluster_info_of(stores, count, to_store) : NULL;
     if (from) {
         from->region_count -= from->region_count > 0;
         from->region_size_bytes -= from->region_size_bytes >= r->approximate_size_bytes
@@ -48,7 +48,7 @@ void cluster_note_move(struct pd_store_info *stores, size_t count, const struct 
 static bool peer_unhealthy(struct pd_store_info *stores, size_t count, const struct pd_peer *p,
                            const char **why)
 {
-    const struct pd_store_info *s = cluster_info_of(stores, count, p->store_id);
+    const struct pd_store_info *s = pd_cluster_info_of(stores, count, p->store_id);
     if (s == NULL || s->store.state != PD_STORE_UP) {
         *why = "replace-offline-replica";
         return true;
@@ -74,7 +74,7 @@ static const struct pd_peer *worst_peer(const struct pd_region *r, struct pd_sto
             return p;
         if (p->id == r->leader.id)
             continue;
-        const struct pd_store_info *s = cluster_info_of(stores, count, p->store_id);
+        const struct pd_store_info *s = pd_cluster_info_of(stores, count, p->store_id);
         if (worst == NULL || s->region_count > worst_regions) {
             worst = p;
             worst_regions = s->region_count;
@@ -83,11 +83,11 @@ static const struct pd_peer *worst_peer(const struct pd_region *r, struct pd_sto
     return worst ? worst : &r->peers[0];
 }
 
-int replica_check_region(struct pd_cluster *c, const struct pd_region *r,
-                         struct pd_store_info *stores, size_t store_count)
+int pd_replica_check_region(struct pd_cluster *c, const struct pd_region *r,
+                            struct pd_store_info *stores, size_t store_count)
 {
     struct pd_operator op;
-    if (operator_find(c, r->id) != NULL)
+    if (pd_operator_find(c, r->id) != NULL)
         return 0;
     uint64_t max = c->cfg.max_replicas;
     for (size_t i = 0; i < r->peer_count; i++) {
@@ -95,41 +95,42 @@ int replica_check_region(struct pd_cluster *c, const struct pd_region *r,
         const char *why;
         if (!peer_unhealthy(stores, store_count, p, &why))
             continue;
-        struct pd_store_info *target = cluster_best_store(stores, store_count, r);
+        struct pd_store_info *target = pd_cluster_best_store(stores, store_count, r);
         if (target != NULL) {
-            if (operator_build_move_peer(c, &op, r, why, PD_OP_KIND_REPLICA, p->store_id,
-                                         target->store.id) != PD_OK ||
-                operator_add(c, &op) != PD_OK)
+            if (pd_operator_build_move_peer(c, &op, r, why, PD_OP_KIND_REPLICA, p->store_id,
+                                            target->store.id) != PD_OK ||
+                pd_operator_add(c, &op) != PD_OK)
                 return 0;
-            cluster_note_move(stores, store_count, r, p->store_id, target->store.id);
+            pd_cluster_note_move(stores, store_count, r, p->store_id, target->store.id);
             return 1;
         }
         if (r->peer_count > max) {
-            operator_build_remove_peer(&op, r, "remove-extra-replica", PD_OP_KIND_REPLICA,
-                                       p->store_id);
-            if (operator_add(c, &op) != PD_OK)
+            pd_operator_build_remove_peer(&op, r, "remove-extra-replica", PD_OP_KIND_REPLICA,
+                                          p->store_id);
+            if (pd_operator_add(c, &op) != PD_OK)
                 return 0;
-            cluster_note_move(stores, store_count, r, p->store_id, 0);
+            pd_cluster_note_move(stores, store_count, r, p->store_id, 0);
             return 1;
         }
     }
     if (r->peer_count < max) {
-        struct pd_store_info *target = cluster_best_store(stores, store_count, r);
+        struct pd_store_info *target = pd_cluster_best_store(stores, store_count, r);
         if (target == NULL)
             return 0;
-        if (operator_build_add_peer(c, &op, r, "make-up-replica", PD_OP_KIND_REPLICA,
-                                    target->store.id) != PD_OK ||
-            operator_add(c, &op) != PD_OK)
+        if (pd_operator_build_add_peer(c, &op, r, "make-up-replica", PD_OP_KIND_REPLICA,
+                                       target->store.id) != PD_OK ||
+            pd_operator_add(c, &op) != PD_OK)
             return 0;
-        cluster_note_move(stores, store_count, r, 0, target->store.id);
+        pd_cluster_note_move(stores, store_count, r, 0, target->store.id);
         return 1;
     }
     if (r->peer_count > max) {
         const struct pd_peer *p = worst_peer(r, stores, store_count);
-        operator_build_remove_peer(&op, r, "remove-extra-replica", PD_OP_KIND_REPLICA, p->store_id);
-        if (operator_add(c, &op) != PD_OK)
+        pd_operator_build_remove_peer(&op, r, "remove-extra-replica", PD_OP_KIND_REPLICA,
+                                      p->store_id);
+        if (pd_operator_add(c, &op) != PD_OK)
             return 0;
-        cluster_note_move(stores, store_count, r, p->store_id, 0);
+        pd_cluster_note_move(stores, store_count, r, p->store_id, 0);
         return 1;
     }
     return 0;

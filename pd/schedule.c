@@ -10,10 +10,10 @@
 static void tombstone_empty_offline_stores(struct pd_cluster *c)
 {
     for (size_t i = 0; i < c->store_count; i++) {
-        struct store_entry *e = &c->stores[i];
-        if (e->store.state != PD_STORE_OFFLINE || cluster_store_has_regions(c, e->store.id))
+        struct pd_store_entry *e = &c->stores[i];
+        if (e->store.state != PD_STORE_OFFLINE || pd_cluster_store_has_regions(c, e->store.id))
             continue;
-        if (cluster_set_store_state_locked(c, e->store.id, PD_STORE_TOMBSTONE, false) == PD_OK)
+        if (pd_cluster_set_store_state_locked(c, e->store.id, PD_STORE_TOMBSTONE, false) == PD_OK)
             LOG(LOG_INFO, "store %llu is empty: now tombstone", (unsigned long long)e->store.id);
     }
 }
@@ -24,19 +24,19 @@ static void apply_influence(struct pd_cluster *c, struct pd_store_info *infos, s
 {
     for (size_t i = 0; i < c->op_count; i++) {
         const struct pd_operator *op = &c->ops[i];
-        const struct pd_region *r = region_tree_find_by_id(&c->tree, op->region_id);
+        const struct pd_region *r = pd_region_tree_find_by_id(&c->tree, op->region_id);
         if (r == NULL)
             continue;
         for (size_t k = op->current_step; k < op->step_count; k++) {
             const struct pd_step *s = &op->steps[k];
-            struct pd_store_info *to = cluster_info_of(infos, n, s->store_id);
-            struct pd_store_info *from = cluster_info_of(infos, n, r->leader.store_id);
+            struct pd_store_info *to = pd_cluster_info_of(infos, n, s->store_id);
+            struct pd_store_info *from = pd_cluster_info_of(infos, n, r->leader.store_id);
             switch (s->kind) {
             case PD_STEP_ADD_PEER:
-                cluster_note_move(infos, n, r, 0, s->store_id);
+                pd_cluster_note_move(infos, n, r, 0, s->store_id);
                 break;
             case PD_STEP_REMOVE_PEER:
-                cluster_note_move(infos, n, r, s->store_id, 0);
+                pd_cluster_note_move(infos, n, r, s->store_id, 0);
                 break;
             case PD_STEP_TRANSFER_LEADER:
                 if (to && from && to != from && from->leader_count > 0) {
@@ -44,6 +44,8 @@ static void apply_influence(struct pd_cluster *c, struct pd_store_info *infos, s
                     to->leader_count++;
                 }
                 break;
+            case PD_STEP_SPLIT:
+                break; /* moves nothing between stores */
             }
         }
     }
@@ -54,19 +56,19 @@ int pd_cluster_run_scheduler(struct pd_cluster *c, const char *name, size_t *cre
     struct pd_store_info *infos = NULL;
     size_t n = 0, made = 0;
     pthread_mutex_lock(&c->mu);
-    int err = cluster_store_infos(c, &infos, &n);
+    int err = pd_cluster_store_infos(c, &infos, &n);
     if (err != PD_OK)
         goto cleanup;
     apply_influence(c, infos, n);
     if (strcmp(name, "replica-checker") == 0) {
         for (size_t k = 0; k < c->tree.count; k++)
-            made += (size_t)replica_check_region(c, c->tree.by_key[k], infos, n);
+            made += (size_t)pd_replica_check_region(c, c->tree.by_key[k], infos, n);
     } else if (strcmp(name, PD_SCHEDULER_BALANCE_LEADER) == 0) {
-        made = (size_t)balance_leader_schedule(c, infos, n);
+        made = (size_t)pd_balance_leader_schedule(c, infos, n);
     } else if (strcmp(name, PD_SCHEDULER_BALANCE_REGION) == 0) {
-        made = (size_t)balance_region_schedule(c, infos, n);
+        made = (size_t)pd_balance_region_schedule(c, infos, n);
     } else {
-        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "unknown scheduler \"%.64s\"", name);
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "unknown scheduler \"%.64s\"", name);
     }
 cleanup:
     pthread_mutex_unlock(&c->mu);
@@ -82,23 +84,24 @@ int pd_cluster_tick(struct pd_cluster *c, size_t *created)
     size_t n = 0, made = 0;
     pthread_mutex_lock(&c->mu);
     c->metrics.ticks++;
-    if (tso_refresh(&c->tso, c->meta, cluster_now_ms(c), c->errmsg, sizeof c->errmsg) != PD_OK)
+    if (pd_tso_refresh(&c->tso, c->meta, pd_cluster_now_ms(c), c->errmsg, sizeof c->errmsg) !=
+        PD_OK)
         LOG(LOG_WARN, "cannot extend the TSO window: %s", c->errmsg);
-    operator_check_timeouts(c);
+    pd_operator_check_timeouts(c);
     tombstone_empty_offline_stores(c);
-    int err = cluster_store_infos(c, &infos, &n);
+    int err = pd_cluster_store_infos(c, &infos, &n);
     if (err != PD_OK)
         goto cleanup;
     apply_influence(c, infos, n);
     for (size_t k = 0; k < c->tree.count; k++) {
-        if (operator_count_kind(c, PD_OP_KIND_REPLICA) >= c->cfg.replica_schedule_limit)
+        if (pd_operator_count_kind(c, PD_OP_KIND_REPLICA) >= c->cfg.replica_schedule_limit)
             break;
-        made += (size_t)replica_check_region(c, c->tree.by_key[k], infos, n);
+        made += (size_t)pd_replica_check_region(c, c->tree.by_key[k], infos, n);
     }
     if (c->sched_balance_leader)
-        made += (size_t)balance_leader_schedule(c, infos, n);
+        made += (size_t)pd_balance_leader_schedule(c, infos, n);
     if (c->sched_balance_region)
-        made += (size_t)balance_region_schedule(c, infos, n);
+        made += (size_t)pd_balance_region_schedule(c, infos, n);
 cleanup:
     pthread_mutex_unlock(&c->mu);
     free(infos);
@@ -156,13 +159,13 @@ static int set_scheduler(struct pd_cluster *c, const char *name, bool on)
     int err = PD_OK;
     bool *flag = scheduler_flag(c, name);
     if (flag == NULL) {
-        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "unknown scheduler \"%.64s\"", name);
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "unknown scheduler \"%.64s\"", name);
     } else if (*flag == on) {
-        err = on ? cluster_set_err(c, PD_ERR_EXISTS, "scheduler %s already exists", name)
-                 : cluster_set_err(c, PD_ERR_NOT_FOUND, "scheduler %s is not running", name);
+        err = on ? pd_cluster_set_err(c, PD_ERR_EXISTS, "scheduler %s already exists", name)
+                 : pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "scheduler %s is not running", name);
     } else {
         *flag = on;
-        err = cluster_save_schedulers(c);
+        err = pd_cluster_save_schedulers(c);
         if (err != PD_OK)
             *flag = !on;
     }
@@ -184,12 +187,12 @@ int pd_cluster_get_operator(struct pd_cluster *c, uint64_t region_id, struct pd_
 {
     pthread_mutex_lock(&c->mu);
     int err = PD_OK;
-    const struct pd_operator *op = operator_find(c, region_id);
+    const struct pd_operator *op = pd_operator_find(c, region_id);
     if (op)
         *out = *op;
     else
-        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator",
-                              (unsigned long long)region_id);
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator",
+                                 (unsigned long long)region_id);
     pthread_mutex_unlock(&c->mu);
     return err;
 }
@@ -212,12 +215,12 @@ int pd_cluster_remove_operator(struct pd_cluster *c, uint64_t region_id)
 {
     pthread_mutex_lock(&c->mu);
     int err = PD_OK;
-    if (operator_find(c, region_id)) {
-        operator_remove(c, region_id, PD_OP_CANCEL);
+    if (pd_operator_find(c, region_id)) {
+        pd_operator_remove(c, region_id, PD_OP_CANCEL);
         c->metrics.operators_canceled++;
     } else {
-        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator",
-                              (unsigned long long)region_id);
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu has no operator",
+                                 (unsigned long long)region_id);
     }
     pthread_mutex_unlock(&c->mu);
     return err;
@@ -231,54 +234,56 @@ static int admin_operator(struct pd_cluster *c, uint64_t region_id, uint64_t sto
     struct pd_operator op;
     int err = PD_OK;
     pthread_mutex_lock(&c->mu);
-    const struct pd_region *r = region_tree_find_by_id(&c->tree, region_id);
-    const struct store_entry *s = cluster_find_store(c, store_id);
+    const struct pd_region *r = pd_region_tree_find_by_id(&c->tree, region_id);
+    const struct pd_store_entry *s = pd_cluster_find_store(c, store_id);
     if (r == NULL) {
-        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu not found",
-                              (unsigned long long)region_id);
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu not found",
+                                 (unsigned long long)region_id);
         goto cleanup;
     }
     if (s == NULL) {
-        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "store %llu not found",
-                              (unsigned long long)store_id);
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "store %llu not found",
+                                 (unsigned long long)store_id);
         goto cleanup;
     }
-    if (operator_find(c, region_id)) {
-        err = cluster_set_err(c, PD_ERR_EXISTS, "region %llu already has an operator",
-                              (unsigned long long)region_id);
+    if (pd_operator_find(c, region_id)) {
+        err = pd_cluster_set_err(c, PD_ERR_EXISTS, "region %llu already has an operator",
+                                 (unsigned long long)region_id);
         goto cleanup;
     }
     bool has = pd_region_store_peer(r, store_id) != NULL;
     switch (kind) {
     case ADMIN_TRANSFER:
         if (!has || s->store.state != PD_STORE_UP) {
-            err = cluster_set_err(c, PD_ERR_STATE, "store %llu has no live peer of region %llu",
-                                  (unsigned long long)store_id, (unsigned long long)region_id);
+            err = pd_cluster_set_err(c, PD_ERR_STATE, "store %llu has no live peer of region %llu",
+                                     (unsigned long long)store_id, (unsigned long long)region_id);
             goto cleanup;
         }
-        operator_build_transfer_leader(&op, r, "admin-transfer-leader", PD_OP_KIND_ADMIN, store_id);
+        pd_operator_build_transfer_leader(&op, r, "admin-transfer-leader", PD_OP_KIND_ADMIN,
+                                          store_id);
         break;
     case ADMIN_ADD:
         if (has || s->store.state != PD_STORE_UP || r->peer_count >= PD_MAX_PEERS) {
-            err = cluster_set_err(c, PD_ERR_STATE, "cannot add a peer of region %llu on store %llu",
-                                  (unsigned long long)region_id, (unsigned long long)store_id);
+            err = pd_cluster_set_err(c, PD_ERR_STATE,
+                                     "cannot add a peer of region %llu on store %llu",
+                                     (unsigned long long)region_id, (unsigned long long)store_id);
             goto cleanup;
         }
-        err = operator_build_add_peer(c, &op, r, "admin-add-peer", PD_OP_KIND_ADMIN, store_id);
+        err = pd_operator_build_add_peer(c, &op, r, "admin-add-peer", PD_OP_KIND_ADMIN, store_id);
         if (err != PD_OK)
             goto cleanup;
         break;
     case ADMIN_REMOVE:
         if (!has || r->peer_count < 2) {
-            err = cluster_set_err(c, PD_ERR_STATE,
-                                  "cannot remove a peer of region %llu on store %llu",
-                                  (unsigned long long)region_id, (unsigned long long)store_id);
+            err = pd_cluster_set_err(c, PD_ERR_STATE,
+                                     "cannot remove a peer of region %llu on store %llu",
+                                     (unsigned long long)region_id, (unsigned long long)store_id);
             goto cleanup;
         }
-        operator_build_remove_peer(&op, r, "admin-remove-peer", PD_OP_KIND_ADMIN, store_id);
+        pd_operator_build_remove_peer(&op, r, "admin-remove-peer", PD_OP_KIND_ADMIN, store_id);
         break;
     }
-    err = operator_add(c, &op);
+    err = pd_operator_add(c, &op);
 cleanup:
     pthread_mutex_unlock(&c->mu);
     return err;
@@ -304,26 +309,26 @@ int pd_cluster_scatter_region(struct pd_cluster *c, uint64_t region_id)
     struct pd_store_info *infos = NULL;
     size_t n = 0;
     pthread_mutex_lock(&c->mu);
-    int err = cluster_store_infos(c, &infos, &n);
+    int err = pd_cluster_store_infos(c, &infos, &n);
     if (err != PD_OK)
         goto cleanup;
-    const struct pd_region *r = region_tree_find_by_id(&c->tree, region_id);
+    const struct pd_region *r = pd_region_tree_find_by_id(&c->tree, region_id);
     if (r == NULL) {
-        err = cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu not found",
-                              (unsigned long long)region_id);
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "region %llu not found",
+                                 (unsigned long long)region_id);
         goto cleanup;
     }
-    if (operator_find(c, region_id)) {
-        err = cluster_set_err(c, PD_ERR_EXISTS, "region %llu already has an operator",
-                              (unsigned long long)region_id);
+    if (pd_operator_find(c, region_id)) {
+        err = pd_cluster_set_err(c, PD_ERR_EXISTS, "region %llu already has an operator",
+                                 (unsigned long long)region_id);
         goto cleanup;
     }
     /* Move the peer on the most loaded store to the least loaded store, if that spreads out. */
-    struct pd_store_info *target = cluster_best_store(infos, n, r);
+    struct pd_store_info *target = pd_cluster_best_store(infos, n, r);
     const struct pd_peer *from = NULL;
     uint64_t from_regions = 0;
     for (size_t i = 0; i < r->peer_count; i++) {
-        struct pd_store_info *s = cluster_info_of(infos, n, r->peers[i].store_id);
+        struct pd_store_info *s = pd_cluster_info_of(infos, n, r->peers[i].store_id);
         uint64_t rc = s ? s->region_count : UINT64_MAX;
         if (from == NULL || rc > from_regions) {
             from = &r->peers[i];
@@ -333,10 +338,10 @@ int pd_cluster_scatter_region(struct pd_cluster *c, uint64_t region_id)
     if (target == NULL || from == NULL || target->region_count + 1 >= from_regions)
         goto cleanup; /* already as spread as it gets: nothing to do */
     struct pd_operator op;
-    err = operator_build_move_peer(c, &op, r, "scatter-region", PD_OP_KIND_ADMIN, from->store_id,
-                                   target->store.id);
+    err = pd_operator_build_move_peer(c, &op, r, "scatter-region", PD_OP_KIND_ADMIN, from->store_id,
+                                      target->store.id);
     if (err == PD_OK)
-        err = operator_add(c, &op);
+        err = pd_operator_add(c, &op);
 cleanup:
     pthread_mutex_unlock(&c->mu);
     free(infos);

@@ -11,27 +11,27 @@
  * clock stepped back — resumes at max(clock, saved end) and never repeats.
  */
 
-static int save_window(struct meta_store *m, uint64_t end_ms, char *errmsg, size_t errmsg_len)
+static int save_window(struct pd_meta_store *m, uint64_t end_ms, char *errmsg, size_t errmsg_len)
 {
     char *buf;
     size_t len;
-    int err = codec_encode_u64(end_ms, &buf, &len);
+    int err = pd_codec_encode_u64(end_ms, &buf, &len);
     if (err != PD_OK)
         return err;
-    err = meta_store_put(m, META_KEY_TSO, buf, len, true, errmsg, errmsg_len);
+    err = pd_meta_store_put(m, PD_META_KEY_TSO, buf, len, true, errmsg, errmsg_len);
     free(buf);
     return err;
 }
 
-int tso_load(struct tso_state *t, struct meta_store *m, uint64_t window_ms, uint64_t now_ms,
-             char *errmsg, size_t errmsg_len)
+int pd_tso_load(struct pd_tso_state *t, struct pd_meta_store *m, uint64_t window_ms,
+                uint64_t now_ms, char *errmsg, size_t errmsg_len)
 {
     char *buf;
     size_t len;
     uint64_t saved = 0;
-    int err = meta_store_get(m, META_KEY_TSO, &buf, &len, errmsg, errmsg_len);
+    int err = pd_meta_store_get(m, PD_META_KEY_TSO, &buf, &len, errmsg, errmsg_len);
     if (err == PD_OK) {
-        err = codec_decode_u64(buf, len, &saved);
+        err = pd_codec_decode_u64(buf, len, &saved);
         free(buf);
         if (err != PD_OK)
             return err;
@@ -49,8 +49,8 @@ int tso_load(struct tso_state *t, struct meta_store *m, uint64_t window_ms, uint
     return PD_OK;
 }
 
-int tso_next(struct tso_state *t, struct meta_store *m, uint64_t now_ms, uint32_t count,
-             uint64_t *ts, char *errmsg, size_t errmsg_len)
+int pd_tso_next(struct pd_tso_state *t, struct pd_meta_store *m, uint64_t now_ms, uint32_t count,
+                uint64_t *ts, char *errmsg, size_t errmsg_len)
 {
     if (count == 0 || count > PD_TSO_MAX_COUNT)
         return PD_ERR_INVALID;
@@ -78,8 +78,8 @@ int tso_next(struct tso_state *t, struct meta_store *m, uint64_t now_ms, uint32_
     return PD_OK;
 }
 
-int tso_refresh(struct tso_state *t, struct meta_store *m, uint64_t now_ms, char *errmsg,
-                size_t errmsg_len)
+int pd_tso_refresh(struct pd_tso_state *t, struct pd_meta_store *m, uint64_t now_ms, char *errmsg,
+                   size_t errmsg_len)
 {
     /* Called from the scheduling tick so that requests rarely wait for the synced write. */
     uint64_t base = now_ms > t->physical_ms ? now_ms : t->physical_ms;

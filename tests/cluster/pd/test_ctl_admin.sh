@@ -140,6 +140,8 @@ expect_json empty_region_json 'j["count"]' 0 region list
 expect_json empty_operator_json 'len(j)' 0 operator list
 expect empty_store_show_not_found 1 store show 1
 if grep -q "not found" <<<"$err"; then pass empty_store_show_message; else fail empty_store_show_message "$err"; fi
+expect empty_region_split_refused 1 --token "$TOKEN" region split m
+if grep -q "not bootstrapped" <<<"$err"; then pass empty_region_split_message; else fail empty_region_split_message "$err"; fi
 
 # ---- usage errors: exit 2 without talking to anyone ----
 expect unknown_command_exits_2 2 frobnicate
@@ -154,6 +156,9 @@ expect store_state_bad_state 2 store state 1 Sideways
 expect operator_add_bad_kind 2 operator add merge-region 1 2
 expect operator_add_missing_store 2 operator add add-peer 1
 expect region_key_bad_hex 2 --hex region key 6z
+expect region_split_needs_keys 2 region split
+expect region_split_bad_hex 2 --hex region split 6d 6z
+expect region_split_odd_hex 2 --hex region split 6d0
 expect tso_takes_no_arguments 2 tso now
 expect config_set_needs_value 2 config set max-replicas
 ctl
@@ -291,6 +296,18 @@ expect region_show_unknown 1 region show 424242
 expect_json region_key_raw 'j["id"]' "$rid" region key "some/key with spaces?&%"
 expect_json region_key_hex 'j["id"]' "$rid" --hex region key 00ff10
 expect_out region_key_table "^id +$rid$" region key abc
+# Split requests the scheduler refuses: exit 1 with its message, and nothing queued.
+expect region_split_needs_token 1 region split m
+if grep -q "admin token" <<<"$err"; then pass region_split_token_message; else fail region_split_token_message "$err"; fi
+expect region_split_empty_key 1 --token "$TOKEN" region split ""
+if grep -q "empty" <<<"$err"; then pass region_split_empty_message; else fail region_split_empty_message "$err"; fi
+expect region_split_empty_among_good 1 --token "$TOKEN" region split m "" x
+expect region_split_empty_hex_key 1 --token "$TOKEN" --hex region split 6d ""
+many=()
+for i in $(seq 1 257); do many+=("k$i"); done
+expect region_split_too_many_keys 1 --token "$TOKEN" region split "${many[@]}"
+if grep -q "at most 256" <<<"$err"; then pass region_split_too_many_message; else fail region_split_too_many_message "$err"; fi
+expect_json region_split_nothing_queued 'len(j)' 0 operator list
 
 # ---- operators ----
 expect_out operator_list_empty '^REGION +NAME +KIND +STEP +STEPS +CREATED$' operator list
@@ -301,6 +318,15 @@ expect operator_remove_none 1 --token "$TOKEN" operator remove "$rid"
 expect operator_show_none 1 operator show 424242
 # With every store paused no heartbeat can finish an operator: add, see it, remove it.
 for p in "${store_pids[@]}"; do kill -STOP "$p"; done
+# A split request is queued as an operator (the paused leader never carries it out), shown with
+# its keys; a second one for the same region is refused; removing it cancels it.
+expect_out region_split_queued "split queued at 2 keys for region $rid;" --token "$TOKEN" region split m 'k\x'
+expect_json region_split_operator 'j["desc"], j["kind"], j["steps"][0]["type"], j["steps"][0]["keys"]' "split-region split-region split-region ['6B5C78', '6D']" operator show "$rid"
+expect region_split_twice_refused 1 --token "$TOKEN" --hex region split 70
+if grep -q "already has an operator" <<<"$err"; then pass region_split_twice_message; else fail region_split_twice_message "$err"; fi
+expect region_split_remove 0 --token "$TOKEN" operator remove "$rid"
+expect_json region_split_json 'j["processed-percentage"], j["regions-id"]' "100 [$rid]" --token "$TOKEN" --hex region split 70
+expect region_split_remove_again 0 --token "$TOKEN" operator remove "$rid"
 expect_out operator_add_transfer "transfer-leader" --token "$TOKEN" operator add transfer-leader "$rid" "$other_store"
 expect_out operator_listed "^$rid +admin-transfer-leader|^$rid +transfer-leader" operator list
 table_ok operator_table "REGION NAME KIND STEP STEPS CREATED" 1

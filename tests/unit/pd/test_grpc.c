@@ -867,6 +867,121 @@ static void test_ask_split(void **state)
     rpc_stream_free(st);
 }
 
+/* wait_operator_status waits until GetOperator shows the region's operator ended with status. */
+static void wait_operator_status(struct fixture *f, uint64_t region_id, int status)
+{
+    uint64_t deadline = test_now_ms() + WAIT_MS;
+    for (;;) {
+        Schedulerpb__GetOperatorResponse *op = get_operator(f, region_id);
+        bool seen = err_type(&op->base) == SCHEDULERPB__ERROR_TYPE__OK && (int)op->status == status;
+        protobuf_c_message_free_unpacked(&op->base, NULL);
+        if (seen)
+            return;
+        if (test_now_ms() > deadline)
+            fail_msg("the operator of region %llu never reached status %d",
+                     (unsigned long long)region_id, status);
+        usleep(2000);
+    }
+}
+
+/* A split asked for at two keys (given out of order, one twice) reaches the region's leader as
+ * split_region{USEKEY, keys ascending} in the answer to its next heartbeat, with the region's
+ * epoch and leader; the new regions reporting first, then the shrunk left one, end the operator
+ * as a success, and each key then finds its region. */
+static void test_split_region_step(void **state)
+{
+    struct fixture *f = *state;
+    bootstrap_default(f);
+    struct rpc_stream *st = hb_open(f);
+    struct region_msg rm;
+    const uint64_t peers[][2] = {{3, 1}, {4, 2}, {5, 3}};
+    region_build(&rm, 2, "", "", 1, 3, peers, 3);
+    hb_send(st, &rm, 1);
+    wait_region(f, 2, 1, 3);
+
+    struct pd_key keys[] = {{(uint8_t *)"q", 1}, {(uint8_t *)"c", 1}, {(uint8_t *)"q", 1}};
+    uint64_t ids[PD_MAX_SPLIT_KEYS];
+    size_t n = 0;
+    assert_int_equal(pd_cluster_split_regions(f->c, keys, 3, ids, &n), PD_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], 2);
+    hb_send(st, &rm, 1);
+    Schedulerpb__RegionHeartbeatResponse *r = recv_step(st);
+    assert_null(r->change_peer);
+    assert_null(r->transfer_leader);
+    assert_non_null(r->split_region);
+    assert_int_equal(r->split_region->policy, SCHEDULERPB__CHECK_POLICY__USEKEY);
+    assert_int_equal(r->split_region->n_keys, 2);
+    assert_int_equal(r->split_region->keys[0].len, 1);
+    assert_memory_equal(r->split_region->keys[0].data, "c", 1);
+    assert_int_equal(r->split_region->keys[1].len, 1);
+    assert_memory_equal(r->split_region->keys[1].data, "q", 1);
+    assert_int_equal(r->region_id, 2);
+    assert_int_equal(r->region_epoch->version, 1);
+    assert_int_equal(r->region_epoch->conf_ver, 3);
+    assert_int_equal(r->target_peer->id, 4);
+    assert_int_equal(r->target_peer->store_id, 2);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    /* The GetOperator view while it runs. */
+    Schedulerpb__GetOperatorResponse *op = get_operator(f, 2);
+    assert_int_equal(op->status, SCHEDULERPB__OPERATOR_STATUS__RUNNING);
+    assert_int_equal(op->desc.len, strlen("split-region"));
+    assert_memory_equal(op->desc.data, "split-region", op->desc.len);
+    protobuf_c_message_free_unpacked(&op->base, NULL);
+
+    /* The store splits: [ , c) keeps id 2, [c, q) is 100 and [q, ) is 101, all at version 3.
+     * The right-hand regions report first. */
+    const uint64_t p100[][2] = {{103, 1}, {104, 2}, {105, 3}};
+    const uint64_t p101[][2] = {{113, 1}, {114, 2}, {115, 3}};
+    struct region_msg left, mid, right;
+    region_build(&mid, 100, "c", "q", 3, 3, p100, 3);
+    region_build(&right, 101, "q", "", 3, 3, p101, 3);
+    region_build(&left, 2, "", "c", 3, 3, peers, 3);
+    hb_send(st, &right, 1);
+    hb_send(st, &mid, 1);
+    wait_region(f, 100, 3, 3);
+    wait_operator_status(f, 2, SCHEDULERPB__OPERATOR_STATUS__SUCCESS);
+    hb_send(st, &left, 1);
+    wait_region(f, 2, 3, 3);
+    const char *probe[][2] = {{"a", "2"}, {"c", "100"}, {"p", "100"}, {"q", "101"}, {"z", "101"}};
+    for (size_t i = 0; i < 5; i++) {
+        Schedulerpb__GetRegionResponse *g = get_region(f, probe[i][0]);
+        assert_int_equal(err_type(&g->base), SCHEDULERPB__ERROR_TYPE__OK);
+        assert_int_equal(g->region->id, strtoull(probe[i][1], NULL, 10));
+        protobuf_c_message_free_unpacked(&g->base, NULL);
+    }
+    rpc_stream_free(st);
+}
+
+/* ReportSplit is acknowledged for a left region ending where the right one starts, and refused
+ * with a message without both regions or when they do not meet. */
+static void test_report_split(void **state)
+{
+    struct fixture *f = *state;
+    bootstrap_default(f);
+    const uint64_t peers[][2] = {{3, 1}};
+    struct region_msg left, right, apart;
+    region_build(&left, 2, "", "m", 2, 1, peers, 1);
+    region_build(&right, 7, "m", "", 2, 1, peers, 1);
+    region_build(&apart, 7, "n", "", 2, 1, peers, 1);
+    Schedulerpb__ReportSplitRequest rs = SCHEDULERPB__REPORT_SPLIT_REQUEST__INIT;
+    rs.left = &left.r;
+    rs.right = &right.r;
+    expect_type(f, METHOD("ReportSplit"), &rs.base, &schedulerpb__report_split_response__descriptor,
+                SCHEDULERPB__ERROR_TYPE__OK);
+    rs.right = NULL;
+    ProtobufCMessage *m =
+        call(f, METHOD("ReportSplit"), &rs.base, &schedulerpb__report_split_response__descriptor);
+    assert_int_equal(err_type(m), SCHEDULERPB__ERROR_TYPE__UNKNOWN);
+    expect_message(m, "left and the right", NULL);
+    protobuf_c_message_free_unpacked(m, NULL);
+    rs.right = &apart.r;
+    m = call(f, METHOD("ReportSplit"), &rs.base, &schedulerpb__report_split_response__descriptor);
+    assert_int_equal(err_type(m), SCHEDULERPB__ERROR_TYPE__UNKNOWN);
+    expect_message(m, "must end where", NULL);
+    protobuf_c_message_free_unpacked(m, NULL);
+}
+
 static uint32_t get_max_peers(struct fixture *f)
 {
     Schedulerpb__GetClusterConfigRequest gc = SCHEDULERPB__GET_CLUSTER_CONFIG_REQUEST__INIT;
@@ -1128,6 +1243,8 @@ int main(void)
         T(test_add_peer_operator),
         T(test_transfer_and_remove_steps),
         T(test_ask_split),
+        T(test_split_region_step),
+        T(test_report_split),
         T(test_cluster_config),
         T(test_gc_safe_point),
         T(test_unknown_method_and_garbage),

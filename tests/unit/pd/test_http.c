@@ -477,6 +477,156 @@ static void test_no_token_configured(void **state)
                      PD_ERR_INVALID);
 }
 
+/* split_body builds {"split_keys": [...]} from C-string JSON values (already quoted). */
+static char *split_body(const char *const *vals, size_t n)
+{
+    size_t len = 32;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(vals[i]) + 2;
+    char *b = malloc(len);
+    assert_non_null(b);
+    strcpy(b, "{\"split_keys\": [");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat(b, ", ");
+        strcat(b, vals[i]);
+    }
+    strcat(b, "]}");
+    return b;
+}
+
+static size_t operator_count(struct fixture *f)
+{
+    json_t *j = call_json(f, "GET", "/pd/api/v1/operators", NULL, 200);
+    size_t n = json_array_size(j);
+    json_decref(j);
+    return n;
+}
+
+/* POST /regions/split with good hex keys (out of order, duplicated, lower and upper case) queues
+ * one split-region operator per region, shown in /operators with its keys, and answers PD's
+ * shape; asking again for a region being split is 409. */
+static void test_regions_split(void **state)
+{
+    struct fixture *f = *state;
+    json_t *j = call_json(f, "POST", "/pd/api/v1/regions/split",
+                          "{\"split_keys\": [\"03\", \"0100\", \"02\", \"0100\", \"0a\"]}", 200);
+    assert_int_equal(jint(j, "processed-percentage"), 100);
+    json_t *ids = json_object_get(j, "regions-id");
+    assert_int_equal(json_array_size(ids), 2);
+    assert_int_equal(json_integer_value(json_array_get(ids, 0)), 10);
+    assert_int_equal(json_integer_value(json_array_get(ids, 1)), 11);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/operators/11", NULL, 200);
+    assert_string_equal(jstr(j, "desc"), "split-region");
+    assert_string_equal(jstr(j, "kind"), "split-region");
+    assert_string_equal(jstr(j, "status"), "RUNNING");
+    json_t *st = json_array_get(json_object_get(j, "steps"), 0);
+    assert_string_equal(jstr(st, "type"), "split-region");
+    assert_int_equal(jint(st, "key_count"), 3);
+    json_t *keys = json_object_get(st, "keys");
+    assert_int_equal(json_array_size(keys), 3);
+    assert_string_equal(json_string_value(json_array_get(keys, 0)), "02");
+    assert_string_equal(json_string_value(json_array_get(keys, 1)), "03");
+    assert_string_equal(json_string_value(json_array_get(keys, 2)), "0A");
+    json_decref(j);
+    assert_int_equal(operator_count(f), 2);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/regions/split", "{\"split_keys\": [\"05\"]}",
+                               "Bearer " TOKEN),
+                     409);
+    /* The operator ends once the region reports a higher version. */
+    struct pd_region r;
+    pd_region_init(&r);
+    pd_mock_region(&r, 10, "", "", 3, 1, 1, 1, S123, 3);
+    assert_int_equal(pd_region_set_keys(&r, "", 0, "\x01\x00", 2), PD_OK);
+    assert_int_equal(pd_cluster_region_heartbeat(f->m.c, &r, NULL, NULL), PD_OK);
+    pd_region_clear(&r);
+    j = call_json(f, "GET", "/pd/api/v1/operators/10", NULL, 200);
+    assert_string_equal(jstr(j, "status"), "SUCCESS");
+    json_decref(j);
+    assert_int_equal(operator_count(f), 1);
+}
+
+/* Every bad split request is a 4xx with a JSON message and queues nothing: no token, not JSON,
+ * no or an empty key list, a list that is not one, a key that is not a hex string, an empty key,
+ * a region's own start key (also next to good keys), too many or too long keys, a key no region
+ * holds, and the wrong method. */
+static void test_regions_split_bad_input(void **state)
+{
+    struct fixture *f = *state;
+    const char *tok = "Bearer " TOKEN, *path = "/pd/api/v1/regions/split";
+    const char *good = "{\"split_keys\": [\"02\"]}";
+    assert_int_equal(status_of(f, "POST", path, good, NULL), 401);
+    assert_int_equal(status_of(f, "POST", path, good, "Bearer nope"), 401);
+    const char *bad[] = {
+        "{not json",
+        "",
+        "[\"02\"]",
+        "{}",
+        "{\"split_keys\": []}",
+        "{\"split_keys\": \"02\"}",
+        "{\"split_keys\": null}",
+        "{\"split_keys\": [2]}",
+        "{\"split_keys\": [null]}",
+        "{\"split_keys\": [\"0\"]}",
+        "{\"split_keys\": [\"zz\"]}",
+        "{\"split_keys\": [\"0x02\"]}",
+        "{\"split_keys\": [\"02 \"]}",
+        "{\"split_keys\": [\"\"]}",
+        "{\"split_keys\": [\"02\", \"\"]}",
+        "{\"split_keys\": [\"01AB\"]}",
+        "{\"split_keys\": [\"02\", \"01ab\", \"0100\"]}",
+        "{\"split_keys\": [\"02\", \"0\\u00002\"]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        long st = status_of(f, "POST", path, bad[i], tok);
+        if (st != 400)
+            fail_msg("body %s: status %ld, want 400", bad[i], st);
+    }
+    /* The start key's message names the region. */
+    struct resp r;
+    req(f, "POST", path, "{\"split_keys\": [\"01AB\"]}", tok, &r);
+    assert_non_null(strstr(r.body, "start key of region 11"));
+    free(r.body);
+    /* More keys than PD_MAX_SPLIT_KEYS. */
+    const char *many[PD_MAX_SPLIT_KEYS + 1];
+    for (size_t i = 0; i <= PD_MAX_SPLIT_KEYS; i++)
+        many[i] = "\"02\"";
+    char *body = split_body(many, PD_MAX_SPLIT_KEYS + 1);
+    assert_int_equal(status_of(f, "POST", path, body, tok), 400);
+    free(body);
+    /* A key longer than PD_MAX_KEY_BYTES. */
+    size_t hex_len = 2 * (PD_MAX_KEY_BYTES + 1);
+    char *longkey = malloc(hex_len + 3);
+    longkey[0] = '"';
+    memset(longkey + 1, 'A', hex_len);
+    longkey[hex_len + 1] = '"';
+    longkey[hex_len + 2] = '\0';
+    const char *one[] = {longkey};
+    body = split_body(one, 1);
+    assert_int_equal(status_of(f, "POST", path, body, tok), 400);
+    free(body);
+    free(longkey);
+    struct resp m;
+    req(f, "GET", path, NULL, NULL, &m);
+    assert_int_equal(m.status, 405);
+    assert_string_equal(m.allow, "POST");
+    free(m.body);
+    assert_int_equal(operator_count(f), 0);
+    /* A key in a hole: region 11 shrinks to [01AB, 05), nothing holds 07. */
+    struct pd_region reg;
+    pd_region_init(&reg);
+    pd_mock_region(&reg, 11, "", "", 3, 1, 1, 2, S123, 3);
+    assert_int_equal(pd_region_set_keys(&reg, "\x01\xab", 2, "\x05", 1), PD_OK);
+    assert_int_equal(pd_cluster_region_heartbeat(f->m.c, &reg, NULL, NULL), PD_OK);
+    pd_region_clear(&reg);
+    assert_int_equal(status_of(f, "POST", path, "{\"split_keys\": [\"02\", \"07\"]}", tok), 404);
+    assert_int_equal(operator_count(f), 0);
+    /* The same keys without the one in the hole are fine. */
+    assert_int_equal(status_of(f, "POST", path, good, tok), 200);
+    assert_int_equal(operator_count(f), 1);
+}
+
 /* Random garbage bodies and paths never crash the server and always get a JSON error or a
  * success. Seed: PD_TEST_SEED. */
 static void test_garbage_input(void **state)
@@ -486,7 +636,7 @@ static void test_garbage_input(void **state)
     print_message("seed %u (PD_TEST_SEED)\n", seed);
     srand(seed);
     const char *paths[] = {"/pd/api/v1/config", "/pd/api/v1/operators", "/pd/api/v1/schedulers",
-                           "/pd/api/v1/store/1/state"};
+                           "/pd/api/v1/store/1/state", "/pd/api/v1/regions/split"};
     const char *pieces[] = {"{",
                             "}",
                             "\"name\"",
@@ -503,14 +653,17 @@ static void test_garbage_input(void **state)
                             "\\u0000",
                             "1e400",
                             "\"to_store_id\"",
-                            "true"};
+                            "true",
+                            "\"split_keys\"",
+                            "\"0A\"",
+                            "\"\""};
     for (int i = 0; i < 200; i++) {
         char body[512] = "";
         int n = rand() % 12;
         for (int k = 0; k < n; k++)
             strncat(body, pieces[rand() % (int)(sizeof pieces / sizeof pieces[0])],
                     sizeof body - strlen(body) - 1);
-        long st = status_of(f, "POST", paths[rand() % 4], body, "Bearer " TOKEN);
+        long st = status_of(f, "POST", paths[rand() % 5], body, "Bearer " TOKEN);
         assert_true(st == 200 || st == 400 || st == 404 || st == 409);
     }
     for (int i = 0; i < 100; i++) {
@@ -534,9 +687,9 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_read_paths),     T(test_metrics),     T(test_mutations),
-        T(test_error_statuses), T(test_admin_token), T(test_no_token_configured),
-        T(test_garbage_input),
+        T(test_read_paths),     T(test_metrics),       T(test_mutations),
+        T(test_error_statuses), T(test_admin_token),   T(test_no_token_configured),
+        T(test_garbage_input),  T(test_regions_split), T(test_regions_split_bad_input),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -308,14 +308,14 @@ static void test_codec_round_trip(void **state)
     strcpy(s.address, "host:1");
     char *buf;
     size_t len;
-    assert_int_equal(codec_encode_store(&s, &buf, &len), PD_OK);
-    assert_int_equal(codec_decode_store(buf, len, &s2), PD_OK);
+    assert_int_equal(pd_codec_encode_store(&s, &buf, &len), PD_OK);
+    assert_int_equal(pd_codec_decode_store(buf, len, &s2), PD_OK);
     assert_int_equal(s2.id, 77);
     assert_int_equal(s2.state, PD_STORE_OFFLINE);
     assert_string_equal(s2.address, "host:1");
-    assert_int_equal(codec_decode_store(buf, len - 1, &s2), PD_ERR_CORRUPT);
+    assert_int_equal(pd_codec_decode_store(buf, len - 1, &s2), PD_ERR_CORRUPT);
     buf[0] = 9;
-    assert_int_equal(codec_decode_store(buf, len, &s2), PD_ERR_CORRUPT);
+    assert_int_equal(pd_codec_decode_store(buf, len, &s2), PD_ERR_CORRUPT);
     free(buf);
 
     static const uint64_t stores[] = {4, 5};
@@ -324,8 +324,8 @@ static void test_codec_round_trip(void **state)
     pd_region_init(&r2);
     pd_mock_region(&r, 9, "a\0b", "zz", 7, 8, 1, 4, stores, 2);
     assert_int_equal(pd_region_set_keys(&r, "a\0b", 3, "zz", 2), PD_OK);
-    assert_int_equal(codec_encode_region(&r, &buf, &len), PD_OK);
-    assert_int_equal(codec_decode_region(buf, len, &r2), PD_OK);
+    assert_int_equal(pd_codec_encode_region(&r, &buf, &len), PD_OK);
+    assert_int_equal(pd_codec_decode_region(buf, len, &r2), PD_OK);
     assert_int_equal(r2.id, 9);
     assert_int_equal(r2.start_key_len, 3);
     assert_memory_equal(r2.start_key, "a\0b", 3);
@@ -334,7 +334,7 @@ static void test_codec_round_trip(void **state)
     assert_int_equal(r2.peer_count, 2);
     assert_int_equal(r2.peers[1].id, pd_mock_peer_id(9, 5));
     for (size_t cut = 0; cut < len; cut++)
-        assert_int_equal(codec_decode_region(buf, cut, &r2), PD_ERR_CORRUPT);
+        assert_int_equal(pd_codec_decode_region(buf, cut, &r2), PD_ERR_CORRUPT);
     free(buf);
     pd_region_clear(&r);
     pd_region_clear(&r2);
@@ -346,12 +346,12 @@ static void test_corrupt_record_fails_open(void **state)
     struct fixture *f = *state;
     pd_cluster_close(f->c);
     f->c = NULL;
-    struct meta_store *m;
-    assert_int_equal(meta_store_open(f->dir, &m, NULL, 0), PD_OK);
-    char key[META_KEY_BYTES];
-    meta_key_region(key, 5);
-    assert_int_equal(meta_store_put(m, key, "\x01garbage", 8, true, NULL, 0), PD_OK);
-    meta_store_close(m);
+    struct pd_meta_store *m;
+    assert_int_equal(pd_meta_store_open(f->dir, &m, NULL, 0), PD_OK);
+    char key[PD_META_KEY_BYTES];
+    pd_meta_key_region(key, 5);
+    assert_int_equal(pd_meta_store_put(m, key, "\x01garbage", 8, true, NULL, 0), PD_OK);
+    pd_meta_store_close(m);
     struct pd_options o = {0};
     o.data_dir = f->dir;
     char err[256];
@@ -373,13 +373,13 @@ static void test_config_json(void **state)
     char err[128];
     const char *ok = "{\"max-replicas\": 5, \"max-store-down-time\": \"1h30m\","
                      " \"leader-operator-timeout\": \"500ms\", \"region-schedule-limit\": 8}";
-    assert_int_equal(config_apply_json(&cfg, ok, strlen(ok), err, sizeof err), PD_OK);
+    assert_int_equal(pd_config_apply_json(&cfg, ok, strlen(ok), err, sizeof err), PD_OK);
     assert_int_equal(cfg.max_replicas, 5);
     assert_int_equal(cfg.max_store_down_time_ms, 90 * 60 * 1000);
     assert_int_equal(cfg.leader_operator_timeout_ms, 500);
     assert_int_equal(cfg.region_schedule_limit, 8);
     const char *alias = "{\"max_peer_count\": 1, \"max-store-down-time\": 60}";
-    assert_int_equal(config_apply_json(&cfg, alias, strlen(alias), err, sizeof err), PD_OK);
+    assert_int_equal(pd_config_apply_json(&cfg, alias, strlen(alias), err, sizeof err), PD_OK);
     assert_int_equal(cfg.max_replicas, 1);
     assert_int_equal(cfg.max_store_down_time_ms, 60 * 1000);
     const char *bad[] = {"{\"max-replicas\": 0}",
@@ -392,15 +392,15 @@ static void test_config_json(void **state)
                          "{\"max-store-down-time\": -4}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct pd_config before = cfg;
-        assert_int_equal(config_apply_json(&cfg, bad[i], strlen(bad[i]), err, sizeof err),
+        assert_int_equal(pd_config_apply_json(&cfg, bad[i], strlen(bad[i]), err, sizeof err),
                          PD_ERR_INVALID);
         assert_memory_equal(&before, &cfg, sizeof cfg);
     }
-    char *text = config_to_json(&cfg);
+    char *text = pd_config_to_json(&cfg);
     assert_non_null(strstr(text, "\"max-store-down-time\": \"1m0s\""));
     struct pd_config back;
     pd_config_default(&back);
-    assert_int_equal(config_apply_json(&back, text, strlen(text), err, sizeof err), PD_OK);
+    assert_int_equal(pd_config_apply_json(&back, text, strlen(text), err, sizeof err), PD_OK);
     assert_memory_equal(&back, &cfg, sizeof cfg);
     free(text);
 }

@@ -586,6 +586,9 @@ static void apply_step(struct pd_region *r, const struct pd_step *s)
     case PD_STEP_TRANSFER_LEADER:
         r->leader = *pd_region_store_peer(r, s->store_id);
         break;
+    case PD_STEP_SPLIT:
+        fail_msg("a split step nobody asked for");
+        break;
     }
 }
 

@@ -102,6 +102,9 @@ static void apply(struct sim *s, int i, const struct pd_step *st, unsigned seed)
             r->leader = *p;
         break;
     }
+    case PD_STEP_SPLIT:
+        fail_sim(s, seed, "a split step nobody asked for", i);
+        break;
     }
 }
 
