@@ -414,15 +414,16 @@ int test_cluster_region(struct test_cluster *c, int store, uint64_t region_id, s
     return rc;
 }
 
-/* Runs a membership or leadership request on a store that is running. */
-static void on_store(struct test_cluster *c, int store, int kind, struct region_peer peer)
+/* Runs a membership or leadership request for region_id on a store that is running. */
+static void on_store(struct test_cluster *c, int store, uint64_t region_id, int kind,
+                     struct region_peer peer)
 {
     hold(c, store);
     struct raftstore *rs = c->stores[store].rs;
     if (rs && kind == 2)
-        raftstore_transfer_leader(rs, 1, peer.id);
+        raftstore_transfer_leader(rs, region_id, peer.id);
     else if (rs)
-        raftstore_change_peer(rs, 1, kind, peer);
+        raftstore_change_peer(rs, region_id, kind, peer);
     release(c, store);
 }
 
@@ -593,28 +594,49 @@ char *test_cluster_local_get(struct test_cluster *c, int store, const char *key)
     return out;
 }
 
-static int region_has_store(struct test_cluster *c, int leader, int store, int want)
+int test_cluster_region_add_peer(struct test_cluster *c, uint64_t region_id, int store,
+                                 uint64_t peer_id, int timeout_ms)
 {
-    (void)leader;
-    struct raftstore_peer_info info;
-    int has = test_cluster_peer_info(c, store, &info);
-    return has == want;
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        int leader = test_cluster_region_leader(c, region_id, 100);
+        struct raftstore_peer_info before;
+        if (leader && test_cluster_region_peer_info(c, leader, region_id, &before)) {
+            on_store(c, leader, region_id, 0, (struct region_peer){peer_id, (uint64_t)store});
+            uint64_t until = test_now_ms() + 1000;
+            while (test_now_ms() < until) {
+                struct raftstore_peer_info now, mine;
+                if (test_cluster_region_peer_info(c, leader, region_id, &now) &&
+                    now.conf_ver > before.conf_ver &&
+                    test_cluster_region_peer_info(c, store, region_id, &mine))
+                    return 0;
+                usleep(10000);
+            }
+        }
+    } while (test_now_ms() < deadline);
+    return -1;
 }
 
 int test_cluster_add_peer(struct test_cluster *c, int store, uint64_t peer_id, int timeout_ms)
 {
+    return test_cluster_region_add_peer(c, 1, store, peer_id, timeout_ms);
+}
+
+int test_cluster_region_remove_peer(struct test_cluster *c, uint64_t region_id, int store,
+                                    int timeout_ms)
+{
     uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
     do {
-        int leader = test_cluster_leader(c, 100);
+        struct raftstore_peer_info target;
+        if (!test_cluster_region_peer_info(c, store, region_id, &target))
+            return 0; /* already gone */
+        int leader = test_cluster_region_leader(c, region_id, 100);
         if (leader) {
-            struct raftstore_peer_info before;
-            test_cluster_peer_info(c, leader, &before);
-            on_store(c, leader, 0, (struct region_peer){peer_id, (uint64_t)store});
+            on_store(c, leader, region_id, 1,
+                     (struct region_peer){target.peer_id, (uint64_t)store});
             uint64_t until = test_now_ms() + 1000;
             while (test_now_ms() < until) {
-                struct raftstore_peer_info now;
-                if (test_cluster_peer_info(c, leader, &now) && now.conf_ver > before.conf_ver &&
-                    region_has_store(c, leader, store, 1))
+                if (!test_cluster_region_peer_info(c, store, region_id, &target))
                     return 0;
                 usleep(10000);
             }
@@ -625,23 +647,7 @@ int test_cluster_add_peer(struct test_cluster *c, int store, uint64_t peer_id, i
 
 int test_cluster_remove_peer(struct test_cluster *c, int store, int timeout_ms)
 {
-    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
-    do {
-        struct raftstore_peer_info target;
-        if (!test_cluster_peer_info(c, store, &target))
-            return 0; /* already gone */
-        int leader = test_cluster_leader(c, 100);
-        if (leader) {
-            on_store(c, leader, 1, (struct region_peer){target.peer_id, (uint64_t)store});
-            uint64_t until = test_now_ms() + 1000;
-            while (test_now_ms() < until) {
-                if (region_has_store(c, leader, store, 0))
-                    return 0;
-                usleep(10000);
-            }
-        }
-    } while (test_now_ms() < deadline);
-    return -1;
+    return test_cluster_region_remove_peer(c, 1, store, timeout_ms);
 }
 
 int test_cluster_transfer_leader(struct test_cluster *c, int to_store, int timeout_ms)
@@ -653,7 +659,7 @@ int test_cluster_transfer_leader(struct test_cluster *c, int to_store, int timeo
             return 0;
         struct raftstore_peer_info target;
         if (leader && test_cluster_peer_info(c, to_store, &target))
-            on_store(c, leader, 2, (struct region_peer){target.peer_id, (uint64_t)to_store});
+            on_store(c, leader, 1, 2, (struct region_peer){target.peer_id, (uint64_t)to_store});
         usleep(50000);
     } while (test_now_ms() < deadline);
     return -1;

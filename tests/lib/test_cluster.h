@@ -82,6 +82,13 @@ int test_cluster_region_leader(struct test_cluster *c, uint64_t region_id, int t
 int test_cluster_split(struct test_cluster *c, const char *key, uint64_t new_region_id,
                        int timeout_ms);
 
+/* Membership changes of region_id through its leader, retried until they take effect (the
+ * store has / no longer has a peer of it) or time out; 0 or -1. */
+int test_cluster_region_add_peer(struct test_cluster *c, uint64_t region_id, int store,
+                                 uint64_t peer_id, int timeout_ms);
+int test_cluster_region_remove_peer(struct test_cluster *c, uint64_t region_id, int store,
+                                    int timeout_ms);
+
 /* Membership changes through region 1's leader, retried until they take effect or time out. */
 int test_cluster_add_peer(struct test_cluster *c, int store, uint64_t peer_id, int timeout_ms);
 int test_cluster_remove_peer(struct test_cluster *c, int store, int timeout_ms);

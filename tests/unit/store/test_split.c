@@ -265,6 +265,82 @@ static void test_new_region_message_before_split_reaches_slow_store(void **state
     test_cluster_free(c);
 }
 
+static int wait_local_value(struct test_cluster *c, int store, const char *k, const char *want,
+                            int timeout_ms)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        char *v = test_cluster_local_get(c, store, k);
+        int ok = want ? v && strcmp(v, want) == 0 : v == NULL;
+        free(v);
+        if (ok)
+            return 1;
+        usleep(10000);
+    } while (test_now_ms() < deadline);
+    return 0;
+}
+
+/* A store cut off while the region splits and both halves compact their logs: it can only catch
+ * up by snapshots, whose ranges overlap the unsplit region it still has until the left half's
+ * snapshot lands. Nothing is lost and it ends with both regions. */
+static void test_split_racing_snapshots_loses_nothing(void **state)
+{
+    (void)state;
+    struct test_cluster_options o = {
+        .n_stores = 3, .n_region_peers = 3, .raft_log_gc_count_limit = 12, .seed = 11};
+    struct test_cluster *c = test_cluster_new(&o);
+    assert_true(test_cluster_leader(c, OP_TIMEOUT) > 0);
+    put_keys(c, "a", 10);
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    int behind = leader == 3 ? 2 : 3;
+    int rest[2], nr = 0;
+    for (int s = 1; s <= 3; s++)
+        if (s != behind)
+            rest[nr++] = s;
+    test_cluster_partition(c, rest, 2, &behind, 1);
+    assert_int_equal(test_cluster_split(c, "m", 2, OP_TIMEOUT), 0);
+    put_keys(c, "b", 30); /* left half: its log is compacted past the split */
+    put_keys(c, "x", 30); /* right half: the new region's log too */
+    test_cluster_heal(c);
+    assert_true(wait_range(c, behind, 1, "", "m", OP_TIMEOUT));
+    assert_true(wait_range(c, behind, 2, "m", NULL, OP_TIMEOUT));
+    assert_true(wait_local_value(c, behind, "x29", "v-x29", OP_TIMEOUT));
+    assert_true(wait_local_value(c, behind, "b29", "v-b29", OP_TIMEOUT));
+    assert_true(wait_local_value(c, behind, "a09", "v-a09", OP_TIMEOUT));
+    check_keys(c, "a", 10);
+    check_keys(c, "b", 30);
+    check_keys(c, "x", 30);
+    test_cluster_free(c);
+}
+
+/* A store's peer is removed from the left half right after a split: its data of the left range
+ * is cleared, the right half's data on that store stays, and re-adding it restores the left. */
+static void test_peer_removal_after_split_clears_exactly_its_range(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 3);
+    put_keys(c, "a", 5);
+    put_keys(c, "x", 5);
+    assert_int_equal(test_cluster_split(c, "m", 2, OP_TIMEOUT), 0);
+    int leader = test_cluster_region_leader(c, 1, OP_TIMEOUT);
+    int victim = leader == 3 ? 2 : 3;
+    assert_true(wait_local_value(c, victim, "a04", "v-a04", OP_TIMEOUT));
+    assert_int_equal(test_cluster_region_remove_peer(c, 1, victim, OP_TIMEOUT), 0);
+    assert_true(wait_local_value(c, victim, "a04", NULL, OP_TIMEOUT));
+    assert_int_equal(test_cluster_region_of_key(c, "x00"), 2);
+    char *v = test_cluster_local_get(c, victim, "x04");
+    assert_non_null(v);
+    assert_string_equal(v, "v-x04");
+    free(v);
+    put_keys(c, "y", 3);
+    assert_true(wait_local_value(c, victim, "y02", "v-y02", OP_TIMEOUT));
+    assert_int_equal(test_cluster_region_add_peer(c, 1, victim, 77, OP_TIMEOUT), 0);
+    assert_true(wait_local_value(c, victim, "a04", "v-a04", OP_TIMEOUT));
+    check_keys(c, "a", 5);
+    check_keys(c, "x", 5);
+    test_cluster_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +349,8 @@ int main(void)
         cmocka_unit_test(test_one_split_with_a_partitioned_store),
         cmocka_unit_test(test_restart_every_store_after_split),
         cmocka_unit_test(test_new_region_message_before_split_reaches_slow_store),
+        cmocka_unit_test(test_split_racing_snapshots_loses_nothing),
+        cmocka_unit_test(test_peer_removal_after_split_clears_exactly_its_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
