@@ -37,9 +37,9 @@ DEB_PACKAGES := gcc make pkg-config libfuse3-dev fuse3 librocksdb-dev libprotobu
 	libjansson-dev protobuf-compiler python3 python3-grpcio python3-protobuf curl \
 	clang-format iproute2 psmisc
 
-MODULES := raft proto store mvcc pd client fs
+MODULES := metrics raft proto store mvcc pd client fs
 # Link order: a library comes before the libraries it uses.
-LINK_ORDER := fs client store mvcc pd raft proto
+LINK_ORDER := fs client store mvcc pd raft proto metrics
 
 PROTOS := $(wildcard proto/*.proto)
 PROTO_SRCS := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))
@@ -61,7 +61,7 @@ PROGRAMS := tinykv-server:store/server_main.c tinyscheduler-server:pd/server_mai
 	tinykv-fuse:fs/fuse_main.c tinykv-ctl:client/ctl_main.c
 PROGRAM_BINS := $(foreach p,$(PROGRAMS),$(BINDIR)/$(word 1,$(subst :, ,$(p))))
 
-LAYERS := raft store mvcc pd fs
+LAYERS := metrics raft store mvcc pd fs
 TEST_SRCS := $(wildcard tests/unit/*/test_*.c tests/cluster/*/test_*.c)
 TEST_BINS := $(foreach s,$(TEST_SRCS),$(BUILD)/tests/$(word 3,$(subst /, ,$(s)))/$(basename $(notdir $(s))))
 
