@@ -13,7 +13,7 @@ size_t kv_service_methods(struct kv_service *svc, struct rpc_method *out)
     size_t n = 0;
     n += kv_raw_methods(svc, out + n);
     if (svc->mvcc)
-        n += kv_txn_methods(svc->mvcc, out + n);
+        n += kv_txn_methods(svc, out + n);
     return n;
 }
 
