@@ -155,6 +155,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         snprintf(errbuf, len, "out of memory");
         goto fail;
     }
+    pd_worker_set_metrics(n->pd, cfg->metrics);
     if (pd_worker_connect(n->pd, 5000) != 0) {
         snprintf(errbuf, len, "%s", pd_worker_errmsg(n->pd));
         goto fail;
@@ -210,6 +211,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     }
     n->svc.storage = n->storage;
     n->svc.mvcc = n->mvcc;
+    n->svc.metrics = cfg->metrics;
     struct rpc_method methods[KV_SERVICE_MAX_METHODS + 2];
     size_t nm = kv_service_methods(&n->svc, methods);
     nm += raft_service_methods(n->rs, methods + nm);
@@ -217,6 +219,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     if (!n->server)
         goto fail;
     rpc_server_set_workers(n->server, 16);
+    rpc_server_set_metrics(n->server, cfg->metrics);
     if (rpc_server_start(n->server) != 0) {
         snprintf(errbuf, len, "cannot start the gRPC server");
         goto fail;
@@ -257,4 +260,9 @@ void node_stop(struct node *n)
 uint64_t node_store_id(const struct node *n)
 {
     return n->store_id;
+}
+
+struct raftstore *node_raftstore(struct node *n)
+{
+    return n->rs;
 }
