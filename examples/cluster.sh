@@ -9,7 +9,8 @@
 # a missing one is started again.
 #
 # Environment: BINDIR (bin), CLUSTER_DIR (.cluster), MNT (mnt), PD_PORT (2379),
-# PD_HTTP_PORT (2378), STORE_PORTS ("20160 20161 20162"), WAIT_S (60).
+# PD_HTTP_PORT (2378), STORE_PORTS ("20160 20161 20162"), STATUS_PORTS ("20180 20181 20182":
+# each store's HTTP status port, in the same order), WAIT_S (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BINDIR=${BINDIR:-bin}
@@ -18,6 +19,7 @@ MNT=${MNT:-mnt}
 PD_PORT=${PD_PORT:-2379}
 PD_HTTP_PORT=${PD_HTTP_PORT:-2378}
 STORE_PORTS=${STORE_PORTS:-20160 20161 20162}
+STATUS_PORTS=${STATUS_PORTS:-20180 20181 20182}
 WAIT_S=${WAIT_S:-60}
 PD=127.0.0.1:$PD_PORT
 HTTP=127.0.0.1:$PD_HTTP_PORT
@@ -66,9 +68,13 @@ start() {
     echo "Starting the cluster under $DIR/:"
     launch scheduler "$BINDIR"/tinyscheduler-server --addr "$PD" --http-addr "$HTTP" \
         --data-dir "$DIR/scheduler" --log-level warn
-    local i=1
+    local i=1 status_ports
+    read -r -a status_ports <<<"$STATUS_PORTS"
     for port in $STORE_PORTS; do
+        [ -n "${status_ports[$((i - 1))]:-}" ] ||
+            { echo "STATUS_PORTS needs one port per store in STORE_PORTS" >&2; exit 1; }
         launch "store$i" "$BINDIR"/tinykv-server --addr "127.0.0.1:$port" \
+            --status-addr "127.0.0.1:${status_ports[$((i - 1))]}" \
             --data-dir "$DIR/store$i" --scheduler "$PD" --log-level warn
         i=$((i + 1))
         # The first store bootstraps the cluster; give it a head start.

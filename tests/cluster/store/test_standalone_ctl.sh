@@ -13,6 +13,7 @@ failed=0
 
 start_server() {
     "$BINDIR"/tinykv-server --standalone --addr "$addr" --data-dir "$dir/data" --log-level warn \
+        --status-addr 127.0.0.1:0 \
         2>>"$dir/server.log" &
     pid=$!
     # Ready when a read answers: 0 (found) or 1 (not found); bounded.
