@@ -231,6 +231,23 @@ def cluster_checks(tmp, procs):
             hbs = sum(value(p["tinykv_pd_heartbeats_total"], kind="store") for p in parsed)
             check("store_heartbeats_are_counted", hbs >= 3, "store heartbeats = %s" % hbs)
 
+    # examples/grafana-dashboard.json queries only metrics these processes export.
+    if all(parsed):
+        try:
+            pd_fams = parse_prometheus(get(http_port, "/metrics")[2])
+        except ValueError as e:
+            pd_fams = {}
+            check("scheduler_metrics_parse", False, str(e))
+        known = set(pd_fams)
+        for p in parsed:
+            known |= set(p)
+        with open(os.path.join(REPO, "examples", "grafana-dashboard.json")) as f:
+            dash = json.load(f)
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\b(?:tinykv|pd)_[a-z_]+", e)}
+        unknown = sorted(used - known)
+        check("grafana_dashboard_queries_exported_metrics", exprs and not unknown, str(unknown))
+
     sp = status_ports[0]
     st, ctype, body = get(sp, "/no/such/path")
     check("unknown_path_is_404_json", st == 404 and ctype.startswith("application/json") and "error" in json.loads(body),
