@@ -18,6 +18,7 @@
 #include "store/raft_kv.h"
 #include "store/raft_service.h"
 #include "store/raftstore.h"
+#include "store/raftstore_metrics.h"
 #include "store/transport.h"
 
 struct node {
@@ -33,6 +34,7 @@ struct node {
     struct kv_service svc;
     struct rpc_server *server;
     uint64_t store_id;
+    struct raftstore_metrics rs_metrics;
 };
 
 static int read_store_ident(struct engine *kv, uint64_t *store_id, uint64_t *cluster_id)
@@ -191,6 +193,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     }
 
     n->transport = transport_new(n->rpc, pd_worker_resolve, n->pd);
+    raftstore_metrics_init(&n->rs_metrics, cfg->metrics);
     struct raftstore_config rcfg = {
         .store_id = n->store_id,
         .kv = n->kv,
@@ -200,6 +203,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         .transport_ctx = n->transport,
         .pd = {pd_worker_region_heartbeat, pd_worker_peer_destroyed},
         .pd_ctx = n->pd,
+        .metrics = &n->rs_metrics,
     };
     if (!n->transport || raftstore_new(&rcfg, &n->rs, errbuf, len) != 0)
         goto fail;

@@ -8,6 +8,7 @@
 #include "proto/log.h"
 #include "store/raft_codec.h"
 #include "store/raftstore_internal.h"
+#include "store/raftstore_metrics.h"
 
 static void raft_log_sink(void *ctx, int level, const char *msg)
 {
@@ -167,6 +168,7 @@ static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_
     }
     raft_cmdpb__raft_cmd_request__pack(cmd, buf);
     cmd->header = saved;
+    metrics_counter_inc(RAFTSTORE_METRIC(p->rs, proposals));
     uint64_t index = next_index(p);
     uint64_t term = p->ps.hs.term;
     int rc;
@@ -756,6 +758,7 @@ void peer_after_persist(struct peer *p, struct raft_ready *rd)
                 r->index = s->index;
     }
     if (rd->n_committed_entries) {
+        uint64_t apply_start_ns = metrics_now_ns();
         struct apply_ctx ac;
         memset(&ac, 0, sizeof ac);
         ac.kv_wb = rocksdb_writebatch_create();
@@ -763,6 +766,7 @@ void peer_after_persist(struct peer *p, struct raft_ready *rd)
             if (rd->committed_entries[i].index <= p->ps.applied_index)
                 continue; /* already applied before a restart */
             apply_entry(p, &rd->committed_entries[i], &ac);
+            metrics_counter_inc(RAFTSTORE_METRIC(rs, entries_applied));
         }
         peer_storage_apply_state_to_batch(&p->ps, ac.kv_wb);
         char err[256];
@@ -772,6 +776,7 @@ void peer_after_persist(struct peer *p, struct raft_ready *rd)
             abort();
         }
         rocksdb_writebatch_destroy(ac.kv_wb);
+        metrics_histogram_since(RAFTSTORE_METRIC(rs, apply_seconds), apply_start_ns);
         for (size_t i = 0; i < ac.n_done; i++)
             raftstore_answer(ac.done[i].cb, ac.done[i].arg, ac.done[i].code, &ac.done[i].err, NULL);
         free(ac.done);
