@@ -228,6 +228,28 @@ def cluster_checks(tmp, procs):
                   and sum(value(p["tinykv_leaders"]) for p in parsed) == 1)
             puts = sum(value(p["tinykv_grpc_requests_total"], method="RawPut", outcome="ok") for p in parsed)
             check("the_put_is_counted_by_method_and_outcome", puts >= 1, "RawPut ok = %s" % puts)
+            raft = ["tinykv_raft_proposals_total", "tinykv_raft_entries_appended_total",
+                    "tinykv_raft_entries_committed_total", "tinykv_raft_entries_applied_total",
+                    "tinykv_raftdb_write_batch_bytes", "tinykv_raftdb_sync_duration_seconds",
+                    "tinykv_apply_duration_seconds", "tinykv_raft_pending_reads", "tinykv_snapshots_total",
+                    "tinykv_snapshot_bytes_total"]
+            missing = [n for n in raft for p in parsed if n not in p]
+            check("metrics_include_the_raftstore_families", not missing, str(missing))
+            if not missing:
+                check("every_store_appends_and_applies_entries",
+                      all(value(p["tinykv_raft_entries_appended_total"]) > 0
+                          and value(p["tinykv_raft_entries_applied_total"]) > 0 for p in parsed))
+                check("raft_db_histograms_are_consistent",
+                      all(histogram_consistent(p[n]) for p in parsed for n in
+                          ("tinykv_raftdb_write_batch_bytes", "tinykv_raftdb_sync_duration_seconds",
+                           "tinykv_apply_duration_seconds")))
+                sent = sum(value(p["tinykv_snapshots_total"], direction="sent") for p in parsed)
+                got = sum(value(p["tinykv_snapshots_total"], direction="received") for p in parsed)
+                got_bytes = sum(value(p["tinykv_snapshot_bytes_total"], direction="received") for p in parsed)
+                check("replicas_arrive_as_counted_snapshots", sent >= 2 and got >= 2 and got_bytes > 0,
+                      "sent %s received %s (%s bytes)" % (sent, got, got_bytes))
+                check("the_leader_counts_proposals",
+                      sum(value(p["tinykv_raft_proposals_total"]) for p in parsed) >= 1)
             hbs = sum(value(p["tinykv_pd_heartbeats_total"], kind="store") for p in parsed)
             check("store_heartbeats_are_counted", hbs >= 3, "store heartbeats = %s" % hbs)
 
