@@ -4,6 +4,7 @@
 #   <module>/*.c          -> build/lib<module>.a   (files ending in _main.c excluded)
 #   <module>/*_main.c     -> a program, mapped to its name in PROGRAMS below
 #   proto/*.proto         -> build/gen/*.pb-c.[ch] (protoc-c), part of libproto.a
+#   pd/dashboard.html     -> build/gen/pd_dashboard_html.h, compiled into libpd.a
 #   tests/lib/*.c         -> build/libtestlib.a
 #   tests/unit/<layer>/test_*.c and tests/cluster/<layer>/test_*.c
 #                         -> build/tests/<layer>/test_* (cmocka), run by `make test-<layer>`
@@ -35,11 +36,11 @@ LDFLAGS += $(SANFLAGS) -pthread
 DEB_PACKAGES := gcc make pkg-config libfuse3-dev fuse3 librocksdb-dev libprotobuf-c-dev \
 	protobuf-c-compiler libgrpc-dev libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev \
 	libjansson-dev protobuf-compiler python3 python3-grpcio python3-protobuf curl \
-	clang-format iproute2 psmisc
+	clang-format iproute2 psmisc chromium
 
-MODULES := codec raft proto store mvcc pd client fs
+MODULES := codec metrics raft proto store mvcc pd client fs
 # Link order: a library comes before the libraries it uses.
-LINK_ORDER := fs client store mvcc pd codec raft proto
+LINK_ORDER := fs client store mvcc pd codec raft proto metrics
 
 PROTOS := $(wildcard proto/*.proto)
 PROTO_SRCS := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))
@@ -61,7 +62,7 @@ PROGRAMS := tinykv-server:store/server_main.c tinyscheduler-server:pd/server_mai
 	tinykv-fuse:fs/fuse_main.c tinykv-ctl:client/ctl_main.c
 PROGRAM_BINS := $(foreach p,$(PROGRAMS),$(BINDIR)/$(word 1,$(subst :, ,$(p))))
 
-LAYERS := raft store mvcc pd fs
+LAYERS := metrics raft store mvcc pd fs
 TEST_SRCS := $(wildcard tests/unit/*/test_*.c tests/cluster/*/test_*.c)
 TEST_BINS := $(foreach s,$(TEST_SRCS),$(BUILD)/tests/$(word 3,$(subst /, ,$(s)))/$(basename $(notdir $(s))))
 
@@ -97,6 +98,16 @@ $(BUILD)/%.o: %.c | deps $(PROTO_HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -c $< -o $@
+
+# The scheduler's dashboard page is a byte array compiled into libpd.
+$(GEN)/pd_dashboard_html.h: pd/dashboard.html
+	@mkdir -p $(GEN)
+	@echo "  GEN     $@"
+	@{ echo '/* generated from pd/dashboard.html by the Makefile: do not edit */'; \
+	  echo 'static const char pd_dashboard_html_text[] = {'; \
+	  od -An -v -tx1 $< | sed -E 's/([0-9a-f]{2})/0x\1,/g'; \
+	  echo '0x00};'; } >$@.tmp && mv $@.tmp $@
+$(BUILD)/pd/dashboard.o: $(GEN)/pd_dashboard_html.h
 
 $(foreach m,$(MODULES),$(eval $(BUILD)/lib$(m).a: $$(LIB_OBJS_$(m)) ; @mkdir -p $$(dir $$@); rm -f $$@; ar rcs $$@ $$^))
 

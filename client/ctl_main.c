@@ -2,10 +2,12 @@
 #include <ctype.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client/ctl_admin.h"
 #include "client/client.h"
@@ -333,12 +335,20 @@ static int run_raw(struct ctl *ctl, int argc, char **argv)
     return rc;
 }
 
+/* What the workers of one phase share with the thread drawing the progress line. */
+struct bench_progress {
+    _Atomic long done;       /* operations finished, by every worker */
+    _Atomic int workers_out; /* workers that have returned */
+};
+
 struct bench_worker {
     struct ctl *ctl;
     int put; /* 1: RawPut phase, 0: RawGet phase */
     long first, count;
     uint64_t *lat_us; /* count entries */
     long errors;
+    struct bench_progress *progress;
+    struct timespec end; /* when the worker finished: the phase ends with its last worker */
     pthread_t thread;
 };
 
@@ -347,8 +357,12 @@ static void *bench_run(void *arg)
     struct bench_worker *w = arg;
     struct ctl *ctl = w->ctl;
     uint8_t *value = malloc((size_t)ctl->bench_value_size + 1);
-    if (!value)
+    if (!value) {
+        w->errors = w->count;
+        clock_gettime(CLOCK_MONOTONIC, &w->end);
+        atomic_fetch_add(&w->progress->workers_out, 1);
         return NULL;
+    }
     memset(value, 'v', (size_t)ctl->bench_value_size);
     for (long i = 0; i < w->count; i++) {
         char key[32];
@@ -383,9 +397,47 @@ static void *bench_run(void *arg)
             w->errors++;
         if (m)
             protobuf_c_message_free_unpacked(m, NULL);
+        atomic_fetch_add_explicit(&w->progress->done, 1, memory_order_relaxed);
     }
     free(value);
+    clock_gettime(CLOCK_MONOTONIC, &w->end);
+    atomic_fetch_add(&w->progress->workers_out, 1);
     return NULL;
+}
+
+static double since_s(const struct timespec *a)
+{
+    struct timespec b;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (double)(b.tv_sec - a->tv_sec) + (double)(b.tv_nsec - a->tv_nsec) / 1e9;
+}
+
+/* On a terminal, draws one line with the phase's progress at once and every 200 ms until every
+ * worker has returned, then clears it; elsewhere (a pipe, a file) prints nothing, so logs hold only
+ * the summary lines. */
+static void bench_wait(struct bench_progress *p, int workers, long total, const char *phase,
+                       const struct timespec *start)
+{
+    int tty = isatty(STDOUT_FILENO);
+    for (;;) {
+        int finished = atomic_load(&p->workers_out) >= workers;
+        if (tty) {
+            long done = atomic_load_explicit(&p->done, memory_order_relaxed);
+            double secs = since_s(start);
+            printf("\r\033[Kraw %-4s %ld/%ld ops (%.0f%%)  %.0f ops/s  %.1f s", phase, done, total,
+                   total ? 100.0 * (double)done / (double)total : 100.0,
+                   secs > 0 ? done / secs : 0.0, secs);
+            fflush(stdout);
+        }
+        if (finished)
+            break;
+        struct timespec tick = {0, 200 * 1000000L};
+        nanosleep(&tick, NULL);
+    }
+    if (tty) {
+        printf("\r\033[K");
+        fflush(stdout);
+    }
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -407,17 +459,32 @@ static int bench_phase(struct ctl *ctl, int put)
         return 1;
     }
     struct timespec a, b;
+    struct bench_progress progress = {0};
     clock_gettime(CLOCK_MONOTONIC, &a);
     for (int i = 0; i < t; i++) {
-        w[i] = (struct bench_worker){ctl, put, i * per, per, lat + i * per, 0, 0};
-        pthread_create(&w[i].thread, NULL, bench_run, &w[i]);
+        w[i] = (struct bench_worker){.ctl = ctl,
+                                     .put = put,
+                                     .first = i * per,
+                                     .count = per,
+                                     .lat_us = lat + i * per,
+                                     .progress = &progress};
+        if (pthread_create(&w[i].thread, NULL, bench_run, &w[i]) != 0) {
+            fprintf(stderr, "tinykv-ctl: cannot start bench thread %d\n", i);
+            exit(1);
+        }
     }
+    bench_wait(&progress, t, per * t, put ? "put" : "get", &a);
     long errors = 0;
     for (int i = 0; i < t; i++) {
         pthread_join(w[i].thread, NULL);
         errors += w[i].errors;
     }
-    clock_gettime(CLOCK_MONOTONIC, &b);
+    /* Timed to the last worker's end, not to when the progress loop noticed it. */
+    b = w[0].end;
+    for (int i = 1; i < t; i++)
+        if (w[i].end.tv_sec > b.tv_sec ||
+            (w[i].end.tv_sec == b.tv_sec && w[i].end.tv_nsec > b.tv_nsec))
+            b = w[i].end;
     double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
     long n = per * t;
     qsort(lat, (size_t)n, sizeof *lat, cmp_u64);

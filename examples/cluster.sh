@@ -9,7 +9,8 @@
 # a missing one is started again.
 #
 # Environment: BINDIR (bin), CLUSTER_DIR (.cluster), MNT (mnt), PD_PORT (2379),
-# PD_HTTP_PORT (2378), STORE_PORTS ("20160 20161 20162"), WAIT_S (60).
+# PD_HTTP_PORT (2378), STORE_PORTS ("20160 20161 20162"), STATUS_PORTS ("20180 20181 20182":
+# each store's HTTP status port, in the same order), WAIT_S (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BINDIR=${BINDIR:-bin}
@@ -18,6 +19,7 @@ MNT=${MNT:-mnt}
 PD_PORT=${PD_PORT:-2379}
 PD_HTTP_PORT=${PD_HTTP_PORT:-2378}
 STORE_PORTS=${STORE_PORTS:-20160 20161 20162}
+STATUS_PORTS=${STATUS_PORTS:-20180 20181 20182}
 WAIT_S=${WAIT_S:-60}
 PD=127.0.0.1:$PD_PORT
 HTTP=127.0.0.1:$PD_HTTP_PORT
@@ -52,6 +54,19 @@ print(len(r[0].get("peers") or []), 1 if (r[0].get("leader") or {}).get("id") el
         echo "0 0"
 }
 
+# Shows the wait for replicas: one line redrawn in place on a terminal, else a line per change.
+progress() { # "peers leader" previous-shape elapsed-seconds
+    local peers=${1% *} leader=${1#* }
+    local line="  waiting for replicas: $peers/3 peers, $([ "$leader" = 1 ] && echo "a leader" || echo "no leader yet") (${3}s)"
+    if [ -t 1 ]; then
+        printf '\r\033[K%s' "$line"
+        [ "$1" = "3 1" ] && printf '\r\033[K'
+    elif [ "$1" != "$2" ]; then
+        echo "$line"
+    fi
+    return 0
+}
+
 start() {
     for b in tinyscheduler-server tinykv-server tinykv-fuse; do
         [ -x "$BINDIR/$b" ] || { echo "missing $BINDIR/$b: run make first" >&2; exit 1; }
@@ -66,18 +81,24 @@ start() {
     echo "Starting the cluster under $DIR/:"
     launch scheduler "$BINDIR"/tinyscheduler-server --addr "$PD" --http-addr "$HTTP" \
         --data-dir "$DIR/scheduler" --log-level warn
-    local i=1
+    local i=1 status_ports
+    read -r -a status_ports <<<"$STATUS_PORTS"
     for port in $STORE_PORTS; do
+        [ -n "${status_ports[$((i - 1))]:-}" ] ||
+            { echo "STATUS_PORTS needs one port per store in STORE_PORTS" >&2; exit 1; }
         launch "store$i" "$BINDIR"/tinykv-server --addr "127.0.0.1:$port" \
+            --status-addr "127.0.0.1:${status_ports[$((i - 1))]}" \
             --data-dir "$DIR/store$i" --scheduler "$PD" --log-level warn
         i=$((i + 1))
         # The first store bootstraps the cluster; give it a head start.
         [ "$i" -eq 2 ] && sleep 0.5
     done
 
-    local deadline=$((SECONDS + WAIT_S)) shape
+    local deadline=$((SECONDS + WAIT_S)) start=$SECONDS shape last=""
     while :; do
         shape=$(region_shape)
+        progress "$shape" "$last" $((SECONDS - start))
+        last=$shape
         [ "$shape" = "3 1" ] && break
         if [ $SECONDS -ge $deadline ]; then
             echo "the region did not reach 3 replicas and a leader within ${WAIT_S}s (now: $shape);" \
@@ -106,6 +127,8 @@ Try it:
   getfattr -d $MNT/docs/README.md        # key, region, leader store, commit ts (package attr)
   ts=\$(curl -s http://$HTTP/pd/api/v1/tso | python3 -c 'import json,sys; print(json.load(sys.stdin)["ts"])')
   ls $MNT/.snapshots/\$ts/docs            # the keyspace as of that timestamp, read-only
+  xdg-open http://$HTTP/dashboard          # the cluster live in a browser (stores, regions, leaders)
+  curl -s http://127.0.0.1:${status_ports[0]}/metrics | grep tinykv_grpc   # a store's metrics (also /status, /regions)
   curl -s http://$HTTP/pd/api/v1/regions   # the scheduler's admin API
   bin/tinykv-ctl --pd-http $HTTP region list   # the same, as a table (also: store list, tso)
   bin/tinykv-ctl --pd $PD raw put k v; bin/tinykv-ctl --pd $PD raw get k   # raw KV, routed

@@ -329,6 +329,7 @@ int pd_cluster_open(const struct pd_options *opts, struct pd_cluster **out, char
     }
     c->now_ms = opts->now_ms ? opts->now_ms : realtime_ms;
     c->clock_ctx = opts->clock_ctx;
+    c->registry = opts->metrics;
     err = pd_meta_store_open(opts->data_dir, &c->meta, c->errmsg, sizeof c->errmsg);
     if (err != PD_OK)
         goto fail;
@@ -777,4 +778,9 @@ void pd_cluster_metrics(struct pd_cluster *c, struct pd_metrics *out)
     pthread_mutex_lock(&c->mu);
     *out = c->metrics;
     pthread_mutex_unlock(&c->mu);
+}
+
+struct metrics *pd_cluster_registry(struct pd_cluster *c)
+{
+    return c->registry;
 }

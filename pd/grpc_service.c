@@ -735,6 +735,8 @@ int pd_grpc_start(struct pd_cluster *c, const char *addr, struct pd_grpc **out, 
     for (size_t i = 0; i < n; i++)
         methods[i].arg = g;
     g->server = rpc_server_new(addr, methods, n, 4, errmsg, errmsg_len);
+    if (g->server)
+        rpc_server_set_metrics(g->server, pd_cluster_registry(c));
     if (!g->server || rpc_server_start(g->server) != 0) {
         if (g->server)
             snprintf(errmsg, errmsg_len, "cannot start the gRPC server on %s", addr);

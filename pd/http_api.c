@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "metrics/metrics.h"
 #include "proto/log.h"
 
 /*
@@ -616,6 +617,44 @@ static void h_operators(struct call *k)
     json_decref(o);
 }
 
+/* GET /operators/records[?limit=N]: operators that ended, newest first (default 50, at most
+ * PD_OPERATOR_HISTORY), each with its status. */
+static void h_operator_records(struct call *k)
+{
+    uint64_t limit = 50;
+    const char *l = MHD_lookup_connection_value(k->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    if (l && (parse_u64(l, &limit) != 0 || limit == 0)) {
+        reply_error(k, MHD_HTTP_BAD_REQUEST, "limit must be a positive integer");
+        return;
+    }
+    struct pd_operator_record *recs;
+    size_t n;
+    int rc = pd_cluster_get_operator_history(
+        k->h->c, limit > PD_OPERATOR_HISTORY ? PD_OPERATOR_HISTORY : (size_t)limit, &recs, &n);
+    if (rc != PD_OK) {
+        reply_pd_error(k, rc);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        json_t *j = operator_json(k->h->c, &recs[i].op);
+        if (j)
+            json_object_set_new(j, "status", json_string(pd_operator_status_name(recs[i].status)));
+        json_array_append_new(arr, j);
+    }
+    free(recs);
+    reply_json(k, MHD_HTTP_OK, arr);
+}
+
+static void h_dashboard(struct call *k)
+{
+    k->out->status = MHD_HTTP_OK;
+    k->out->ctype = "text/html; charset=utf-8";
+    k->out->body = strdup(pd_dashboard_html());
+    if (k->out->body == NULL)
+        reply_error(k, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+}
+
 static void h_operator(struct call *k)
 {
     uint64_t id;
@@ -791,6 +830,13 @@ static void h_metrics(struct call *k)
                      (unsigned long long)infos[i].leader_count);
         free(infos);
     }
+    /* Then the process's registry: the gRPC service's calls. */
+    char *reg = NULL;
+    if (metrics_render(pd_cluster_registry(k->h->c), &reg, NULL) != METRICS_OK)
+        t.oom = true;
+    else
+        text_add(&t, "%s", reg);
+    free(reg);
     if (t.oom) {
         free(t.p);
         reply_error(k, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
@@ -823,6 +869,7 @@ static const struct route routes[] = {
     {HTTP_PREFIX "/region/id/*", M_GET, h_region_id, "GET"},
     {HTTP_PREFIX "/region/key/**", M_GET, h_region_key, "GET"},
     {HTTP_PREFIX "/operators", M_GET | M_POST, h_operators, "GET, POST"},
+    {HTTP_PREFIX "/operators/records", M_GET, h_operator_records, "GET"},
     {HTTP_PREFIX "/operators/*", M_GET | M_DELETE, h_operator, "GET, DELETE"},
     {HTTP_PREFIX "/schedulers", M_GET | M_POST, h_schedulers, "GET, POST"},
     {HTTP_PREFIX "/schedulers/*", M_DELETE, h_scheduler, "DELETE"},
@@ -830,6 +877,7 @@ static const struct route routes[] = {
     {HTTP_PREFIX "/gc/safepoint", M_GET, h_gc_safe_point, "GET"},
     {HTTP_PREFIX "/metrics", M_GET, h_metrics, "GET"},
     {"/metrics", M_GET, h_metrics, "GET"},
+    {"/dashboard", M_GET, h_dashboard, "GET"},
 };
 
 /* match fills args from path (a writable copy, cut at the matched segments) when it fits. */

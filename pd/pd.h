@@ -193,6 +193,7 @@ struct pd_operator {
 /* ---- the cluster ---- */
 
 struct pd_cluster;
+struct metrics;
 
 struct pd_options {
     /* RocksDB directory; created if missing. NULL = in memory only (tests). Borrowed during open.
@@ -205,6 +206,9 @@ struct pd_options {
     uint64_t tso_window_ms;
     /* ID allocator: how many IDs one persisted step reserves; 0 = 1000. */
     uint64_t id_batch;
+    /* Where the gRPC service counts its calls and what the HTTP /metrics renders after the
+     * scheduler's own counters (borrowed; must outlive the cluster). NULL = none. */
+    struct metrics *metrics;
 };
 
 /*
@@ -216,6 +220,9 @@ struct pd_options {
 int pd_cluster_open(const struct pd_options *opts, struct pd_cluster **out, char *errmsg,
                     size_t errmsg_len);
 void pd_cluster_close(struct pd_cluster *c);
+
+/* The metrics registry given in pd_options (NULL if none); borrowed. */
+struct metrics *pd_cluster_registry(struct pd_cluster *c);
 
 /* pd_cluster_errmsg copies the detail of the last error recorded on c into buf (len bytes at
  * most, NUL-terminated). */
@@ -372,6 +379,15 @@ int pd_cluster_get_operator_status(struct pd_cluster *c, uint64_t region_id,
 const char *pd_operator_status_name(enum pd_operator_status s);
 /* *out is a malloc'ed array the caller frees. */
 int pd_cluster_get_operators(struct pd_cluster *c, struct pd_operator **out, size_t *count);
+/* An operator that ended, and how. */
+struct pd_operator_record {
+    struct pd_operator op;
+    enum pd_operator_status status;
+};
+/* pd_cluster_get_operator_history: up to `max` of the most recently ended operators, newest
+ * first; *out is a malloc'ed array the caller frees. PD_ERR_NOMEM. */
+int pd_cluster_get_operator_history(struct pd_cluster *c, size_t max,
+                                    struct pd_operator_record **out, size_t *count);
 /* Admin operators: PD_ERR_NOT_FOUND (region/store), PD_ERR_EXISTS (one is running),
  * PD_ERR_STATE (e.g. target store not up, peer already there / not there). */
 int pd_cluster_add_transfer_leader(struct pd_cluster *c, uint64_t region_id, uint64_t to_store);
@@ -429,6 +445,10 @@ const char *pd_step_kind_name(enum pd_step_kind k);
 const char *pd_operator_kind_name(enum pd_operator_kind k);
 
 /* ---- HTTP/JSON admin API (libmicrohttpd) ---- */
+
+/* The dashboard page served at /dashboard (HTML with its script and style inline; it reads the
+ * admin API and never mutates). A static NUL-terminated string. */
+const char *pd_dashboard_html(void);
 
 struct pd_http;
 

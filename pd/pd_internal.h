@@ -189,6 +189,7 @@ struct pd_cluster {
     struct pd_id_alloc ids;
     uint64_t gc_safe_point;
     struct pd_metrics metrics;
+    struct metrics *registry; /* borrowed from pd_options; set at open, then read-only */
     char errmsg[256];
 };
 

@@ -211,6 +211,28 @@ int pd_cluster_get_operators(struct pd_cluster *c, struct pd_operator **out, siz
     return err;
 }
 
+int pd_cluster_get_operator_history(struct pd_cluster *c, size_t max,
+                                    struct pd_operator_record **out, size_t *count)
+{
+    pthread_mutex_lock(&c->mu);
+    int err = PD_OK;
+    size_t n = c->op_history_count < max ? c->op_history_count : max;
+    *count = n;
+    *out = malloc((n ? n : 1) * sizeof **out);
+    if (*out == NULL) {
+        err = PD_ERR_NOMEM;
+        *count = 0;
+    }
+    for (size_t i = 0; *out && i < n; i++) {
+        /* op_history_next is where the next record goes: step back from it. */
+        size_t at = (c->op_history_next + PD_OPERATOR_HISTORY - 1 - i) % PD_OPERATOR_HISTORY;
+        (*out)[i].op = c->op_history[at].op;
+        (*out)[i].status = c->op_history[at].status;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
 int pd_cluster_remove_operator(struct pd_cluster *c, uint64_t region_id)
 {
     pthread_mutex_lock(&c->mu);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "metrics/metrics.h"
 #include "pd/pd.h"
 #include "proto/log.h"
 #include "proto/rpc.h"
@@ -133,6 +134,13 @@ int main(int argc, char **argv)
     }
     struct pd_options opts = {0};
     opts.data_dir = a.data_dir;
+    /* One registry for the process; freed after the services counting in it have stopped. */
+    struct metrics *metrics = metrics_new();
+    if (metrics == NULL) {
+        LOG(LOG_ERROR, "out of memory");
+        return 1;
+    }
+    opts.metrics = metrics;
     struct pd_cluster *c = NULL;
     struct pd_http *http = NULL;
     struct pd_grpc *grpc = NULL;
@@ -179,6 +187,7 @@ cleanup:
     pd_grpc_stop(grpc);
     pd_http_stop(http);
     pd_cluster_close(c);
+    metrics_free(metrics);
     if (exit_code == 0)
         LOG(LOG_INFO, "stopped");
     return exit_code;

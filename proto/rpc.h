@@ -115,6 +115,17 @@ struct rpc_server *rpc_server_new(const char *addr, const struct rpc_method *met
  * handlers (default 8); call before rpc_server_start. */
 void rpc_server_set_workers(struct rpc_server *s, int n);
 
+/*
+ * rpc_server_set_metrics makes the server count every call it answers in `m`
+ * (borrowed: it must outlive the server): tinykv_grpc_requests_total{method,
+ * outcome} (outcome "ok" or "error", the gRPC status not being OK) and, for
+ * unary calls, tinykv_grpc_request_duration_seconds{method} from the call's
+ * arrival to its answer. Unknown methods count as method="unknown". Call
+ * before rpc_server_start; without it nothing is counted.
+ */
+struct metrics;
+void rpc_server_set_metrics(struct rpc_server *s, struct metrics *m);
+
 /* The port actually bound (useful with port 0). */
 int rpc_server_port(const struct rpc_server *s);
 

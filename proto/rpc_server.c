@@ -12,11 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics/metrics.h"
+
 enum tag_kind { TAG_NEW, TAG_RECV, TAG_SEND, TAG_STATUS, TAG_CLOSE, TAG_SHUTDOWN };
 
 struct rpc_tag {
     enum tag_kind kind;
     struct rpc_call *call;
+};
+
+/* The series one method's calls are counted in (all NULL without a registry). */
+struct method_metrics {
+    struct metrics_counter *ok, *error;
+    struct metrics_histogram *duration; /* unary calls only */
 };
 
 struct send_item {
@@ -42,6 +50,10 @@ struct rpc_call {
     int close_cancelled;
     char *peer;
     void *user;
+    uint64_t start_ns; /* arrival, for the duration histogram */
+    /* Copied from the server at arrival: the series live as long as the registry, so a call
+     * answered after its server is gone still counts safely. */
+    struct method_metrics mm;
 
     pthread_mutex_t mu;
     int refs;
@@ -85,6 +97,7 @@ struct rpc_server {
     pthread_cond_t work_cond;
     struct work_item *work_head, *work_tail; /* guarded by mu */
     int workers_stop;                        /* guarded by mu */
+    struct method_metrics *method_metrics;   /* one per method, then one for unknown methods */
 };
 
 static void call_unref_locked_maybe(struct rpc_call *c);
@@ -191,6 +204,13 @@ static void start_status_locked(struct rpc_call *c, enum rpc_status status, cons
     c->status_buf = with_message;
 }
 
+/* Counts the call's answer; called once per call, by whoever answers first. */
+static void count_answer(struct rpc_call *c, enum rpc_status status)
+{
+    metrics_counter_inc(status == RPC_OK ? c->mm.ok : c->mm.error);
+    metrics_histogram_since(c->mm.duration, c->start_ns);
+}
+
 /* Releases the "answer pending" reference. Caller holds c->mu; releases it. */
 static void answer_done_locked(struct rpc_call *c)
 {
@@ -207,6 +227,7 @@ void rpc_call_reply(struct rpc_call *call, const ProtobufCMessage *resp)
         return;
     }
     call->answered = 1;
+    count_answer(call, RPC_OK);
     if (!call->dead && !call->status_started)
         start_status_locked(call, RPC_OK, NULL, bb);
     else
@@ -222,6 +243,7 @@ void rpc_call_finish(struct rpc_call *call, enum rpc_status status, const char *
         return;
     }
     call->answered = 1;
+    count_answer(call, status);
     if (!call->dead && !call->status_started) {
         if (call->send_inflight) {
             call->pending_status = status;
@@ -358,6 +380,7 @@ static void on_new_call(struct rpc_server *s, struct rpc_call *c, int ok)
         call_free(c);
         return;
     }
+    c->start_ns = metrics_now_ns();
     c->peer = grpc_call_get_peer(c->call);
     for (size_t i = 0; i < s->n_methods; i++) {
         if (grpc_slice_str_cmp(c->details.method, s->methods[i].name) == 0) {
@@ -365,6 +388,8 @@ static void on_new_call(struct rpc_server *s, struct rpc_call *c, int ok)
             break;
         }
     }
+    if (s->method_metrics)
+        c->mm = s->method_metrics[c->method ? (size_t)(c->method - s->methods) : s->n_methods];
     /* refs: the answer obligation + the close batch. */
     c->refs = 2;
     grpc_op op;
@@ -597,6 +622,40 @@ void rpc_server_set_workers(struct rpc_server *s, int n)
         s->n_workers = n;
 }
 
+/* Registers one method's series; `name` is the short method name. */
+static void method_metrics_init(struct metrics *m, struct method_metrics *mm, const char *name,
+                                int unary)
+{
+    char labels[160];
+    static const char help[] = "gRPC calls answered, by method and outcome (ok: status OK).";
+    snprintf(labels, sizeof labels, "method=\"%.100s\",outcome=\"ok\"", name);
+    mm->ok = metrics_counter(m, "tinykv_grpc_requests_total", help, labels);
+    snprintf(labels, sizeof labels, "method=\"%.100s\",outcome=\"error\"", name);
+    mm->error = metrics_counter(m, "tinykv_grpc_requests_total", help, labels);
+    if (unary) {
+        snprintf(labels, sizeof labels, "method=\"%.100s\"", name);
+        mm->duration = metrics_histogram(m, "tinykv_grpc_request_duration_seconds",
+                                         "Time from a unary call's arrival to its answer.", labels,
+                                         METRICS_LATENCY_BUCKETS, METRICS_LATENCY_BUCKET_COUNT);
+    }
+}
+
+void rpc_server_set_metrics(struct rpc_server *s, struct metrics *m)
+{
+    if (s->started || s->method_metrics || !m)
+        return;
+    struct method_metrics *mm = calloc(s->n_methods + 1, sizeof *mm);
+    if (!mm)
+        return; /* counting is best effort; the server works without it */
+    for (size_t i = 0; i < s->n_methods; i++) {
+        const char *slash = strrchr(s->methods[i].name, '/');
+        method_metrics_init(m, &mm[i], slash ? slash + 1 : s->methods[i].name,
+                            s->methods[i].kind == RPC_UNARY);
+    }
+    method_metrics_init(m, &mm[s->n_methods], "unknown", 0);
+    s->method_metrics = mm;
+}
+
 int rpc_server_port(const struct rpc_server *s)
 {
     return s->port;
@@ -661,6 +720,7 @@ void rpc_server_free(struct rpc_server *s)
     free(s->workers);
     free(s->threads);
     free(s->methods);
+    free(s->method_metrics);
     free(s);
     grpc_shutdown();
 }

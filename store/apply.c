@@ -6,6 +6,7 @@
 
 #include "proto/log.h"
 #include "store/raftstore_internal.h"
+#include "store/raftstore_metrics.h"
 
 void apply_add_done(struct apply_ctx *ac, raftstore_cb cb, void *arg, int code,
                     const struct storage_error *err)
@@ -240,6 +241,7 @@ static void apply_entry(struct peer *p, const struct raft_entry *e, struct apply
 void apply_committed(struct peer *p, const struct raft_ready *rd)
 {
     struct raftstore *rs = p->rs;
+    uint64_t apply_start_ns = metrics_now_ns();
     struct apply_ctx ac;
     memset(&ac, 0, sizeof ac);
     ac.kv_wb = rocksdb_writebatch_create();
@@ -247,6 +249,7 @@ void apply_committed(struct peer *p, const struct raft_ready *rd)
         if (rd->committed_entries[i].index <= p->ps.applied_index)
             continue; /* already applied before a restart */
         apply_entry(p, &rd->committed_entries[i], &ac);
+        metrics_counter_inc(RAFTSTORE_METRIC(rs, entries_applied));
     }
     peer_storage_apply_state_to_batch(&p->ps, ac.kv_wb);
     char err[256];
@@ -255,6 +258,7 @@ void apply_committed(struct peer *p, const struct raft_ready *rd)
         abort();
     }
     rocksdb_writebatch_destroy(ac.kv_wb);
+    metrics_histogram_since(RAFTSTORE_METRIC(rs, apply_seconds), apply_start_ns);
     if (ac.n_new_regions) {
         split_create_peers(p, &ac);
         for (size_t i = 0; i < ac.n_new_regions; i++)

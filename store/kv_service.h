@@ -26,6 +26,8 @@
 #define KV_MAX_SCAN_RESPONSE_BYTES (12 * 1024 * 1024)
 
 struct mvcc_engine;
+struct metrics;
+struct metrics_counter;
 
 struct raftstore;
 
@@ -33,6 +35,10 @@ struct kv_service {
     struct storage *storage;  /* borrowed; outlives the service */
     struct mvcc_engine *mvcc; /* borrowed; NULL serves no Kv* methods */
     struct raftstore *rs;     /* borrowed; NULL in standalone mode (no regions to describe) */
+    struct metrics *metrics;  /* borrowed; outlives the service; NULL counts nothing */
+    /* Looked up in `metrics` by kv_service_methods (NULL without it). */
+    struct metrics_counter *txn_locks_met, *txn_conflicts;
+    struct metrics_counter *txn_locks_committed, *txn_locks_rolled_back;
 };
 
 /* The most methods kv_service_methods can return. */

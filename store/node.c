@@ -18,6 +18,7 @@
 #include "store/raft_kv.h"
 #include "store/raft_service.h"
 #include "store/raftstore.h"
+#include "store/raftstore_metrics.h"
 #include "store/transport.h"
 
 struct node {
@@ -33,6 +34,7 @@ struct node {
     struct kv_service svc;
     struct rpc_server *server;
     uint64_t store_id;
+    struct raftstore_metrics rs_metrics;
 };
 
 static int read_store_ident(struct engine *kv, uint64_t *store_id, uint64_t *cluster_id)
@@ -156,6 +158,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         snprintf(errbuf, len, "out of memory");
         goto fail;
     }
+    pd_worker_set_metrics(n->pd, cfg->metrics);
     if (pd_worker_connect(n->pd, 5000) != 0) {
         snprintf(errbuf, len, "%s", pd_worker_errmsg(n->pd));
         goto fail;
@@ -191,6 +194,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     }
 
     n->transport = transport_new(n->rpc, pd_worker_resolve, n->pd);
+    raftstore_metrics_init(&n->rs_metrics, cfg->metrics);
     struct raftstore_config rcfg = {
         .store_id = n->store_id,
         .kv = n->kv,
@@ -200,6 +204,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         .transport_ctx = n->transport,
         .pd = {pd_worker_region_heartbeat, pd_worker_peer_destroyed},
         .pd_ctx = n->pd,
+        .metrics = &n->rs_metrics,
     };
     if (!n->transport || raftstore_new(&rcfg, &n->rs, errbuf, len) != 0)
         goto fail;
@@ -212,6 +217,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     n->svc.storage = n->storage;
     n->svc.mvcc = n->mvcc;
     n->svc.rs = n->rs;
+    n->svc.metrics = cfg->metrics;
     struct rpc_method methods[KV_SERVICE_MAX_METHODS + 2];
     size_t nm = kv_service_methods(&n->svc, methods);
     nm += raft_service_methods(n->rs, methods + nm);
@@ -219,6 +225,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     if (!n->server)
         goto fail;
     rpc_server_set_workers(n->server, 16);
+    rpc_server_set_metrics(n->server, cfg->metrics);
     if (rpc_server_start(n->server) != 0) {
         snprintf(errbuf, len, "cannot start the gRPC server");
         goto fail;
@@ -259,4 +266,9 @@ void node_stop(struct node *n)
 uint64_t node_store_id(const struct node *n)
 {
     return n->store_id;
+}
+
+struct raftstore *node_raftstore(struct node *n)
+{
+    return n->rs;
 }

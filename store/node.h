@@ -24,6 +24,8 @@
 #include <stdint.h>
 
 struct node;
+struct metrics;
+struct raftstore;
 
 struct node_config {
     const char *addr;           /* listen address, HOST:PORT */
@@ -32,7 +34,8 @@ struct node_config {
     const char *scheduler; /* HOST:PORT */
     int tick_ms;           /* Raft base tick (default 100) */
     int store_heartbeat_ms;
-    int request_timeout_ms; /* how long a request waits for Raft (default 5000) */
+    int request_timeout_ms;  /* how long a request waits for Raft (default 5000) */
+    struct metrics *metrics; /* borrowed, outlives the node; NULL counts nothing */
 };
 
 /* node_start brings the store up; returns 0, or -1 with the reason in errbuf. */
@@ -40,5 +43,8 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
 void node_stop(struct node *n);
 
 uint64_t node_store_id(const struct node *n);
+
+/* The node's raftstore (borrowed until node_stop), for read-only looks such as raftstore_peers. */
+struct raftstore *node_raftstore(struct node *n);
 
 #endif

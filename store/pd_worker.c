@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "metrics/metrics.h"
 #include "proto/log.h"
 #include "schedulerpb.pb-c.h"
 
@@ -50,6 +51,10 @@ struct pd_worker {
     char store_addr[128];
     char data_dir[1024];
     int store_heartbeat_ms;
+
+    /* Set before pd_worker_start, read by the heartbeat thread (all NULL without a registry). */
+    struct metrics_counter *store_hbs, *store_hb_failures, *region_hbs, *region_hb_failures;
+    struct metrics_counter *stream_failures;
 };
 
 struct pd_worker *pd_worker_new(struct rpc_client *rpc, const char *pd_addr)
@@ -501,10 +506,13 @@ static void store_heartbeat(struct pd_worker *w)
     req.header = &h;
     req.stats = &stats;
     ProtobufCMessage *resp;
+    metrics_counter_inc(w->store_hbs);
     if (call(w, "/schedulerpb.Scheduler/StoreHeartbeat", &req.base,
              &schedulerpb__store_heartbeat_response__descriptor, &resp,
              header_of_StoreHeartbeatResponse) == 0)
         protobuf_c_message_free_unpacked(resp, NULL);
+    else
+        metrics_counter_inc(w->store_hb_failures);
 }
 
 static uint64_t mono_ms(void)
@@ -542,9 +550,15 @@ static void *heartbeat_thread(void *arg)
             struct rpc_error err;
             st = rpc_stream_open(w->rpc, w->addr, "/schedulerpb.Scheduler/RegionHeartbeat",
                                  &schedulerpb__region_heartbeat_response__descriptor, 0, &err);
+            if (!st)
+                metrics_counter_inc(w->stream_failures);
         }
         for (size_t i = 0; i < n; i++) {
-            if (st && send_report(w, st, &reports[i]) != 0) {
+            metrics_counter_inc(w->region_hbs);
+            if (!st) {
+                metrics_counter_inc(w->region_hb_failures); /* dropped: the next report follows */
+            } else if (send_report(w, st, &reports[i]) != 0) {
+                metrics_counter_inc(w->region_hb_failures);
                 rpc_stream_free(st);
                 st = NULL;
             }
@@ -565,6 +579,7 @@ static void *heartbeat_thread(void *arg)
             handle_operator(w, (Schedulerpb__RegionHeartbeatResponse *)m);
             protobuf_c_message_free_unpacked(m, NULL);
         } else if (rc != RPC_ERR_TIMEOUT) {
+            metrics_counter_inc(w->stream_failures);
             rpc_stream_free(st);
             st = NULL;
         }
@@ -572,6 +587,23 @@ static void *heartbeat_thread(void *arg)
     if (st)
         rpc_stream_free(st);
     return NULL;
+}
+
+void pd_worker_set_metrics(struct pd_worker *w, struct metrics *m)
+{
+    static const char hb[] = "Heartbeats a store sent to the scheduler, by kind.";
+    static const char fail[] =
+        "Heartbeats the scheduler did not take (no answer, an error, or no stream), by kind.";
+    w->store_hbs = metrics_counter(m, "tinykv_pd_heartbeats_total", hb, "kind=\"store\"");
+    w->region_hbs = metrics_counter(m, "tinykv_pd_heartbeats_total", hb, "kind=\"region\"");
+    w->store_hb_failures =
+        metrics_counter(m, "tinykv_pd_heartbeat_failures_total", fail, "kind=\"store\"");
+    w->region_hb_failures =
+        metrics_counter(m, "tinykv_pd_heartbeat_failures_total", fail, "kind=\"region\"");
+    w->stream_failures = metrics_counter(m, "tinykv_pd_stream_failures_total",
+                                         "RegionHeartbeat streams that could not be opened or "
+                                         "broke (each is retried with backoff).",
+                                         NULL);
 }
 
 int pd_worker_start(struct pd_worker *w, struct raftstore *rs, uint64_t store_id,

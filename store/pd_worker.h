@@ -53,6 +53,12 @@ int pd_worker_resolve(void *ctx, uint64_t store_id, char *addr, size_t len);
 void pd_worker_region_heartbeat(void *ctx, const struct raftstore_region_report *report);
 void pd_worker_peer_destroyed(void *ctx, uint64_t region_id, uint64_t peer_id);
 
+/* pd_worker_set_metrics counts heartbeats and their failures in `m` (borrowed, outlives the
+ * worker): tinykv_pd_heartbeats_total{kind}, tinykv_pd_heartbeat_failures_total{kind} (kind
+ * "store" or "region") and tinykv_pd_stream_failures_total. Call before pd_worker_start. */
+struct metrics;
+void pd_worker_set_metrics(struct pd_worker *w, struct metrics *m);
+
 /* Starts the heartbeat thread for store_id; operators go to rs. Store
  * heartbeats report the capacity and free space of the file system holding
  * data_dir (copied). */

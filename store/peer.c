@@ -8,6 +8,7 @@
 #include "proto/log.h"
 #include "store/raft_codec.h"
 #include "store/raftstore_internal.h"
+#include "store/raftstore_metrics.h"
 
 static void raft_log_sink(void *ctx, int level, const char *msg)
 {
@@ -220,6 +221,7 @@ static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_
     }
     raft_cmdpb__raft_cmd_request__pack(cmd, buf);
     cmd->header = saved;
+    metrics_counter_inc(RAFTSTORE_METRIC(p->rs, proposals));
     int rc;
     if (conf_change) {
         Eraftpb__ConfChange pcc = ERAFTPB__CONF_CHANGE__INIT;

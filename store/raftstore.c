@@ -12,6 +12,7 @@
 #include "proto/log.h"
 #include "store/keys.h"
 #include "store/raft_codec.h"
+#include "store/raftstore_metrics.h"
 
 static uint64_t now_ms(void)
 {
@@ -166,6 +167,10 @@ void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_mess
     msg.message = raft_codec_message_to_proto(m);
     if (!msg.message)
         return;
+    if (m->msg_type == RAFT_MSG_SNAPSHOT) {
+        metrics_counter_inc(RAFTSTORE_METRIC(rs, snapshots_sent));
+        metrics_counter_add(RAFTSTORE_METRIC(rs, snapshot_bytes_sent), m->snapshot.data_len);
+    }
     rs->cfg.transport.send(rs->cfg.transport_ctx, to->store_id, &msg);
     raft_codec_message_proto_free(msg.message);
 }
@@ -278,6 +283,12 @@ static void handle_raft_mail(struct raftstore *rs, struct mail *m)
     }
     if (p->peer_id != msg->to_peer->id)
         return; /* meant for an older or newer incarnation of the peer */
+    if (msg->message && msg->message->msg_type == ERAFTPB__MESSAGE_TYPE__MsgSnapshot &&
+        msg->message->snapshot) {
+        metrics_counter_inc(RAFTSTORE_METRIC(rs, snapshots_received));
+        metrics_counter_add(RAFTSTORE_METRIC(rs, snapshot_bytes_received),
+                            msg->message->snapshot->data.len);
+    }
     if (snapshot_overlaps(rs, msg))
         return;
     peer_step(p, msg);
@@ -454,11 +465,24 @@ static void handle_readies(struct raftstore *rs)
     }
     if (n) {
         char err[256];
+        size_t batch_bytes = 0;
+        rocksdb_writebatch_data(raft_wb, &batch_bytes);
+        uint64_t sync_start_ns = metrics_now_ns();
         if (rocksdb_writebatch_count(raft_wb) > 0 &&
             engine_write_batch(rs->cfg.raft, raft_wb, 1, err, sizeof err) != 0) {
             /* Without a durable log the replica cannot go on safely. */
             LOG(LOG_ERROR, "raft DB write failed: %s", err);
             abort();
+        }
+        if (rocksdb_writebatch_count(raft_wb) > 0) {
+            metrics_histogram_since(RAFTSTORE_METRIC(rs, raftdb_sync_seconds), sync_start_ns);
+            metrics_histogram_observe(RAFTSTORE_METRIC(rs, raftdb_write_batch_bytes),
+                                      (double)batch_bytes);
+        }
+        for (size_t i = 0; i < n; i++) {
+            metrics_counter_add(RAFTSTORE_METRIC(rs, entries_appended), slots[i].rd.n_entries);
+            metrics_counter_add(RAFTSTORE_METRIC(rs, entries_committed),
+                                slots[i].rd.n_committed_entries);
         }
         for (size_t i = 0; i < n; i++)
             peer_after_persist(slots[i].p, &slots[i].rd);
@@ -477,7 +501,10 @@ static void refresh_info(struct raftstore *rs)
     if (!info)
         return;
     size_t i = 0;
+    int64_t pending_reads = 0;
     for (struct peer *p = rs->peers; p; p = p->next, i++) {
+        for (struct pending_read *r = p->reads; r; r = r->next)
+            pending_reads++;
         info[i].region_id = p->region_id;
         info[i].peer_id = p->peer_id;
         info[i].leader_peer_id = p->leader_id;
@@ -490,6 +517,7 @@ static void refresh_info(struct raftstore *rs)
         info[i].version = p->ps.region.version;
         info[i].n_peers = p->ps.region.n_peers;
     }
+    metrics_gauge_set(RAFTSTORE_METRIC(rs, pending_reads), pending_reads);
     pthread_mutex_lock(&rs->mu);
     free(rs->info);
     rs->info = info;

@@ -34,6 +34,7 @@
 #include "store/storage.h"
 
 struct raftstore;
+struct raftstore_metrics;
 
 /* Sends Raft messages to other stores. Called on the store loop thread; must
  * not block (queue and return). `msg` is borrowed for the call. */
@@ -74,6 +75,7 @@ struct raftstore_config {
     void *transport_ctx;
     struct raftstore_pd_ops pd; /* may be all NULL */
     void *pd_ctx;
+    struct raftstore_metrics *metrics; /* borrowed, outlives the raftstore; NULL counts nothing */
 };
 
 /*

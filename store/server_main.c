@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "metrics/metrics.h"
 #include "proto/log.h"
 #include "proto/rpc.h"
 #include "proto/version.h"
@@ -15,6 +16,7 @@
 #include "mvcc/mvcc.h"
 #include "store/kv_service.h"
 #include "store/node.h"
+#include "store/status_server.h"
 
 static void usage(FILE *out)
 {
@@ -29,6 +31,8 @@ static void usage(FILE *out)
             "  --advertise-addr H:P   the address other stores and clients dial (default --addr)\n"
             "  --standalone           one store, no scheduler, no Raft\n"
             "  --raft-tick-ms MS      Raft base tick (default 100; elections take 10-20 ticks)\n"
+            "  --status-addr H:P      HTTP status port: /metrics /status /regions\n"
+            "                         (default 127.0.0.1:20180)\n"
             "  --log-level LEVEL      error, warn, info or debug (default info)\n"
             "  --help                 this text\n"
             "  --version              print the version\n");
@@ -36,7 +40,8 @@ static void usage(FILE *out)
 
 /* Cluster mode: a node joined to the scheduler, until a signal. */
 static int run_cluster(const char *addr, const char *advertise, const char *data_dir,
-                       const char *scheduler, int tick_ms, sigset_t *sigs)
+                       const char *scheduler, int tick_ms, const char *status_addr,
+                       struct metrics *metrics, sigset_t *sigs)
 {
     struct node_config cfg = {
         .addr = addr,
@@ -44,16 +49,28 @@ static int run_cluster(const char *addr, const char *advertise, const char *data
         .data_dir = data_dir,
         .scheduler = scheduler,
         .tick_ms = tick_ms,
+        .metrics = metrics,
     };
-    struct node *node;
     char errbuf[1024] = "";
-    if (node_start(&cfg, &node, errbuf, sizeof errbuf) != 0) {
+    /* The status port first: a taken port fails the start before the store joins the cluster. */
+    struct status_server_config scfg = {
+        .addr = status_addr, .metrics = metrics, .data_dir = data_dir, .mode = "cluster"};
+    struct status_server *status;
+    if (status_server_start(&scfg, &status, errbuf, sizeof errbuf) != 0) {
         fprintf(stderr, "tinykv-server: %s\n", errbuf);
         return 1;
     }
+    struct node *node;
+    if (node_start(&cfg, &node, errbuf, sizeof errbuf) != 0) {
+        fprintf(stderr, "tinykv-server: %s\n", errbuf);
+        status_server_stop(status);
+        return 1;
+    }
+    status_server_attach(status, node_raftstore(node), node_store_id(node));
     int sig;
     sigwait(sigs, &sig);
     LOG(LOG_INFO, "signal %d: shutting down", sig);
+    status_server_stop(status);
     node_stop(node);
     LOG(LOG_INFO, "stopped");
     return 0;
@@ -65,6 +82,7 @@ int main(int argc, char **argv)
     const char *data_dir = "./tinykv-data";
     const char *scheduler = "127.0.0.1:2379";
     const char *advertise = NULL;
+    const char *status_addr = "127.0.0.1:20180";
     int standalone = 0;
     int tick_ms = 100;
     static const struct option opts[] = {
@@ -77,6 +95,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'v'},
         {"advertise-addr", required_argument, NULL, 'A'},
         {"raft-tick-ms", required_argument, NULL, 'T'},
+        {"status-addr", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -96,6 +115,9 @@ int main(int argc, char **argv)
             break;
         case 'A':
             advertise = optarg;
+            break;
+        case 'P':
+            status_addr = optarg;
             break;
         case 'T':
             tick_ms = atoi(optarg);
@@ -136,8 +158,18 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     rpc_process_hold();
 
-    if (!standalone)
-        return run_cluster(addr, advertise, data_dir, scheduler, tick_ms, &sigs);
+    /* One registry for the whole process, freed after everything counting in it has stopped. */
+    struct metrics *metrics = metrics_new();
+    if (!metrics) {
+        fprintf(stderr, "tinykv-server: out of memory\n");
+        return 1;
+    }
+    if (!standalone) {
+        int rc =
+            run_cluster(addr, advertise, data_dir, scheduler, tick_ms, status_addr, metrics, &sigs);
+        metrics_free(metrics);
+        return rc;
+    }
 
     if (mkdir(data_dir, 0755) != 0 && access(data_dir, W_OK) != 0) {
         fprintf(stderr, "tinykv-server: cannot use data directory %s\n", data_dir);
@@ -157,15 +189,22 @@ int main(int argc, char **argv)
         storage_free(storage);
         return 1;
     }
-    struct kv_service svc = {.storage = storage, .mvcc = mvcc};
+    struct kv_service svc = {.storage = storage, .mvcc = mvcc, .metrics = metrics};
     struct rpc_method methods[KV_SERVICE_MAX_METHODS];
     size_t n = kv_service_methods(&svc, methods);
     struct rpc_server *server = rpc_server_new(addr, methods, n, 4, errbuf, sizeof errbuf);
-    if (!server || rpc_server_start(server) != 0) {
+    if (server)
+        rpc_server_set_metrics(server, metrics);
+    struct status_server *status = NULL;
+    struct status_server_config scfg = {
+        .addr = status_addr, .metrics = metrics, .data_dir = data_dir, .mode = "standalone"};
+    if (!server || rpc_server_start(server) != 0 ||
+        status_server_start(&scfg, &status, errbuf, sizeof errbuf) != 0) {
         fprintf(stderr, "tinykv-server: %s\n", errbuf[0] ? errbuf : "cannot start server");
         rpc_server_free(server);
         mvcc_engine_free(mvcc);
         storage_free(storage);
+        metrics_free(metrics);
         return 1;
     }
     LOG(LOG_INFO, "standalone store serving on %s (port %d), data in %s", addr,
@@ -174,9 +213,11 @@ int main(int argc, char **argv)
     int sig;
     sigwait(&sigs, &sig);
     LOG(LOG_INFO, "signal %d: shutting down", sig);
+    status_server_stop(status);
     rpc_server_free(server);
     mvcc_engine_free(mvcc);
     storage_free(storage);
+    metrics_free(metrics);
     LOG(LOG_INFO, "stopped");
     return 0;
 }

@@ -7,6 +7,7 @@
 
 #include "errorpb.pb-c.h"
 #include "kvrpcpb.pb-c.h"
+#include "metrics/metrics.h"
 #include "store/kv_service.h"
 
 /* A KeyError with its sub-messages; fields point into the mvcc key error (borrowed). */
@@ -16,8 +17,13 @@ struct pb_key_error {
     Kvrpcpb__WriteConflict conflict;
 };
 
-static void pb_key_error_fill(struct pb_key_error *p, struct mvcc_key_error *e)
+static void pb_key_error_fill(struct kv_service *svc, struct pb_key_error *p,
+                              struct mvcc_key_error *e)
 {
+    if (e->kind == MVCC_KEY_ERR_LOCKED)
+        metrics_counter_inc(svc->txn_locks_met);
+    else if (e->kind == MVCC_KEY_ERR_CONFLICT)
+        metrics_counter_inc(svc->txn_conflicts);
     kvrpcpb__key_error__init(&p->ke);
     kvrpcpb__lock_info__init(&p->locked);
     kvrpcpb__write_conflict__init(&p->conflict);
@@ -77,6 +83,7 @@ static void reply_and_free_region(struct rpc_call *call, ProtobufCMessage *resp,
 
 static void kv_get(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
+    struct kv_service *svc = arg;
     const Kvrpcpb__GetRequest *req = (const Kvrpcpb__GetRequest *)msg;
     Kvrpcpb__GetResponse resp = KVRPCPB__GET_RESPONSE__INIT;
     struct mvcc_get_result r;
@@ -87,13 +94,12 @@ static void kv_get(struct rpc_call *call, const ProtobufCMessage *msg, void *arg
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = &touched;
     ctx.n_keys = 1;
-    int rc = mvcc_get(((struct kv_service *)arg)->mvcc, &ctx, req->key.data, req->key.len,
-                      req->version, &r);
-    if (rc && failure(arg, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+    int rc = mvcc_get(svc->mvcc, &ctx, req->key.data, req->key.len, req->version, &r);
+    if (rc && failure(svc, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
     if (!rc) {
         if (r.error.kind != MVCC_KEY_ERR_NONE) {
-            pb_key_error_fill(&ke, &r.error);
+            pb_key_error_fill(svc, &ke, &r.error);
             resp.error = &ke.ke;
         } else if (r.not_found) {
             resp.not_found = 1;
@@ -109,6 +115,7 @@ cleanup:
 
 static void kv_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
+    struct kv_service *svc = arg;
     const Kvrpcpb__ScanRequest *req = (const Kvrpcpb__ScanRequest *)msg;
     Kvrpcpb__ScanResponse resp = KVRPCPB__SCAN_RESPONSE__INIT;
     struct mvcc_scan_result r;
@@ -130,8 +137,8 @@ static void kv_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *ar
         .max_bytes = KV_MAX_SCAN_RESPONSE_BYTES,
         .key_only = req->key_only,
     };
-    int rc = mvcc_scan(((struct kv_service *)arg)->mvcc, &ctx, &sreq, &r);
-    if (rc && failure(arg, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+    int rc = mvcc_scan(svc->mvcc, &ctx, &sreq, &r);
+    if (rc && failure(svc, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
     if (!rc && r.error.kind != MVCC_KEY_ERR_NONE) {
         /* ScanResponse has no request-level KeyError: bad input ends the call. */
@@ -154,7 +161,7 @@ static void kv_scan(struct rpc_call *call, const ProtobufCMessage *msg, void *ar
             kvrpcpb__kv_pair__init(&pairs[n]);
             pairs[n].key = (ProtobufCBinaryData){p->key_len, p->key};
             if (p->error.kind != MVCC_KEY_ERR_NONE) {
-                pb_key_error_fill(&kes[n], &p->error);
+                pb_key_error_fill(svc, &kes[n], &p->error);
                 pairs[n].error = &kes[n].ke;
             } else {
                 pairs[n].value = (ProtobufCBinaryData){p->value_len, p->value};
@@ -174,6 +181,7 @@ cleanup:
 
 static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
+    struct kv_service *svc = arg;
     const Kvrpcpb__PrewriteRequest *req = (const Kvrpcpb__PrewriteRequest *)msg;
     Kvrpcpb__PrewriteResponse resp = KVRPCPB__PREWRITE_RESPONSE__INIT;
     struct mvcc_prewrite_result r;
@@ -215,8 +223,8 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = touched;
     ctx.n_keys = req->n_mutations;
-    int rc = mvcc_prewrite(((struct kv_service *)arg)->mvcc, &ctx, &preq, &r);
-    if (rc && failure(arg, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+    int rc = mvcc_prewrite(svc->mvcc, &ctx, &preq, &r);
+    if (rc && failure(svc, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
     if (!rc && r.n_errors) {
         kes = calloc(r.n_errors, sizeof(*kes));
@@ -226,7 +234,7 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
             goto cleanup;
         }
         for (size_t i = 0; i < r.n_errors; i++) {
-            pb_key_error_fill(&kes[i], &r.errors[i]);
+            pb_key_error_fill(svc, &kes[i], &r.errors[i]);
             ptrs[i] = &kes[i].ke;
         }
         resp.errors = ptrs;
@@ -264,7 +272,7 @@ static struct storage_key *touched_keys(const ProtobufCBinaryData *keys, size_t 
  * whose region_error and error fields are given; a failure other than a
  * region error ends the call with a gRPC status instead.
  */
-static void write_reply(const struct kv_service *svc, const struct storage_ctx *ctx,
+static void write_reply(struct kv_service *svc, const struct storage_ctx *ctx,
                         struct rpc_call *call, int rc, struct mvcc_write_result *r,
                         ProtobufCMessage *resp, Errorpb__Error **region_error,
                         Kvrpcpb__KeyError **error)
@@ -273,7 +281,7 @@ static void write_reply(const struct kv_service *svc, const struct storage_ctx *
     if (rc && failure(svc, ctx, call, rc, &r->storage_err, r->errmsg, region_error))
         return;
     if (!rc && r->error.kind != MVCC_KEY_ERR_NONE) {
-        pb_key_error_fill(&ke, &r->error);
+        pb_key_error_fill(svc, &ke, &r->error);
         *error = &ke.ke;
     }
     reply_and_free_region(call, resp, *region_error);
@@ -281,6 +289,7 @@ static void write_reply(const struct kv_service *svc, const struct storage_ctx *
 
 static void kv_commit(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
+    struct kv_service *svc = arg;
     const Kvrpcpb__CommitRequest *req = (const Kvrpcpb__CommitRequest *)msg;
     Kvrpcpb__CommitResponse resp = KVRPCPB__COMMIT_RESPONSE__INIT;
     struct mvcc_write_result r;
@@ -297,9 +306,9 @@ static void kv_commit(struct rpc_call *call, const ProtobufCMessage *msg, void *
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = touched;
     ctx.n_keys = req->n_keys;
-    int rc = mvcc_commit(((struct kv_service *)arg)->mvcc, &ctx, keys, req->n_keys,
-                         req->start_version, req->commit_version, &r);
-    write_reply(arg, &ctx, call, rc, &r, &resp.base, &resp.region_error, &resp.error);
+    int rc = mvcc_commit(svc->mvcc, &ctx, keys, req->n_keys, req->start_version,
+                         req->commit_version, &r);
+    write_reply(svc, &ctx, call, rc, &r, &resp.base, &resp.region_error, &resp.error);
     free(keys);
     free(touched);
     mvcc_write_result_free(&r);
@@ -307,6 +316,7 @@ static void kv_commit(struct rpc_call *call, const ProtobufCMessage *msg, void *
 
 static void kv_batch_rollback(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
+    struct kv_service *svc = arg;
     const Kvrpcpb__BatchRollbackRequest *req = (const Kvrpcpb__BatchRollbackRequest *)msg;
     Kvrpcpb__BatchRollbackResponse resp = KVRPCPB__BATCH_ROLLBACK_RESPONSE__INIT;
     struct mvcc_write_result r;
@@ -323,9 +333,8 @@ static void kv_batch_rollback(struct rpc_call *call, const ProtobufCMessage *msg
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = touched;
     ctx.n_keys = req->n_keys;
-    int rc = mvcc_batch_rollback(((struct kv_service *)arg)->mvcc, &ctx, keys, req->n_keys,
-                                 req->start_version, &r);
-    write_reply(arg, &ctx, call, rc, &r, &resp.base, &resp.region_error, &resp.error);
+    int rc = mvcc_batch_rollback(svc->mvcc, &ctx, keys, req->n_keys, req->start_version, &r);
+    write_reply(svc, &ctx, call, rc, &r, &resp.base, &resp.region_error, &resp.error);
     free(keys);
     free(touched);
     mvcc_write_result_free(&r);
@@ -333,20 +342,24 @@ static void kv_batch_rollback(struct rpc_call *call, const ProtobufCMessage *msg
 
 static void kv_resolve_lock(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
+    struct kv_service *svc = arg;
     const Kvrpcpb__ResolveLockRequest *req = (const Kvrpcpb__ResolveLockRequest *)msg;
     Kvrpcpb__ResolveLockResponse resp = KVRPCPB__RESOLVE_LOCK_RESPONSE__INIT;
     struct mvcc_write_result r;
     struct storage_ctx ctx;
 
     kv_ctx_from_proto(req->context, &ctx);
-    int rc = mvcc_resolve_lock(((struct kv_service *)arg)->mvcc, &ctx, req->start_version,
-                               req->commit_version, &r);
-    write_reply(arg, &ctx, call, rc, &r, &resp.base, &resp.region_error, &resp.error);
+    int rc = mvcc_resolve_lock(svc->mvcc, &ctx, req->start_version, req->commit_version, &r);
+    if (rc == 0 && r.error.kind == MVCC_KEY_ERR_NONE)
+        metrics_counter_inc(req->commit_version ? svc->txn_locks_committed
+                                                : svc->txn_locks_rolled_back);
+    write_reply(svc, &ctx, call, rc, &r, &resp.base, &resp.region_error, &resp.error);
     mvcc_write_result_free(&r);
 }
 
 static void kv_check_txn_status(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
+    struct kv_service *svc = arg;
     const Kvrpcpb__CheckTxnStatusRequest *req = (const Kvrpcpb__CheckTxnStatusRequest *)msg;
     Kvrpcpb__CheckTxnStatusResponse resp = KVRPCPB__CHECK_TXN_STATUS_RESPONSE__INIT;
     struct mvcc_check_txn_status_result r;
@@ -356,9 +369,9 @@ static void kv_check_txn_status(struct rpc_call *call, const ProtobufCMessage *m
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = &touched;
     ctx.n_keys = 1;
-    int rc = mvcc_check_txn_status(((struct kv_service *)arg)->mvcc, &ctx, req->primary_key.data,
-                                   req->primary_key.len, req->lock_ts, req->current_ts, &r);
-    if (rc && failure(arg, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
+    int rc = mvcc_check_txn_status(svc->mvcc, &ctx, req->primary_key.data, req->primary_key.len,
+                                   req->lock_ts, req->current_ts, &r);
+    if (rc && failure(svc, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
         goto cleanup;
     if (!rc && r.error.kind != MVCC_KEY_ERR_NONE) {
         /* CheckTxnStatusResponse has no KeyError: bad input ends the call. */
@@ -378,6 +391,16 @@ cleanup:
 
 size_t kv_txn_methods(struct kv_service *svc, struct rpc_method *out)
 {
+    static const char met[] = "Key errors answered to transactions, by kind.";
+    svc->txn_locks_met =
+        metrics_counter(svc->metrics, "tinykv_txn_key_errors_total", met, "kind=\"locked\"");
+    svc->txn_conflicts = metrics_counter(svc->metrics, "tinykv_txn_key_errors_total", met,
+                                         "kind=\"write_conflict\"");
+    static const char res[] = "KvResolveLock calls that resolved a transaction's locks, by action.";
+    svc->txn_locks_committed =
+        metrics_counter(svc->metrics, "tinykv_txn_resolve_locks_total", res, "action=\"commit\"");
+    svc->txn_locks_rolled_back =
+        metrics_counter(svc->metrics, "tinykv_txn_resolve_locks_total", res, "action=\"rollback\"");
     /* Blocking: they wait on latches and the disk now, and on Raft in cluster mode. */
     const struct rpc_method methods[KV_TXN_METHODS] = {
         {.name = "/tinykvpb.TinyKv/KvGet",

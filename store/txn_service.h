@@ -27,8 +27,10 @@
 
 /*
  * kv_txn_methods fills `out` (room for KV_TXN_METHODS) with the seven Kv*
- * methods bound to `engine` (borrowed: it must outlive the server); returns
- * how many. The handlers are blocking (they run on the server's workers).
+ * methods bound to `svc` (borrowed: it and its mvcc engine must outlive the
+ * server); returns how many. The handlers are blocking (they run on the
+ * server's workers). Key errors answered and locks resolved are counted in
+ * svc->metrics when it is set (the series are looked up here).
  */
 struct kv_service;
 size_t kv_txn_methods(struct kv_service *svc, struct rpc_method *out);

@@ -24,7 +24,8 @@ wait_ready() { # addr: a read answers (found or not found)
 
 echo "== standalone store (synced writes), $(nproc) cores, loopback gRPC"
 p=$(port)
-"$BINDIR"/tinykv-server --standalone --addr 127.0.0.1:$p --data-dir "$dir/standalone" --log-level warn &
+"$BINDIR"/tinykv-server --standalone --addr 127.0.0.1:$p --data-dir "$dir/standalone" --log-level warn \
+    --status-addr 127.0.0.1:0 &
 pids+=($!)
 wait_ready 127.0.0.1:$p
 for t in 1 4 16; do
@@ -44,7 +45,7 @@ for i in 1 2 3; do
     sp=$(port)
     ports+=($sp)
     "$BINDIR"/tinykv-server --addr 127.0.0.1:$sp --data-dir "$dir/s$i" \
-        --scheduler 127.0.0.1:$pd --log-level warn &
+        --scheduler 127.0.0.1:$pd --status-addr 127.0.0.1:0 --log-level warn &
     pids+=($!)
     sleep 0.3
 done

@@ -116,7 +116,7 @@ class Cluster:
         self.stores = [
             Proc([os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % p,
                   "--data-dir", os.path.join(workdir, "store%d" % i), "--scheduler", self.pd_addr,
-                  "--log-level", "warn"],
+                  "--log-level", "warn", "--status-addr", "127.0.0.1:0"],
                  os.path.join(workdir, "store%d.log" % i))
             for i, p in enumerate(self.ports)
         ]

@@ -158,7 +158,8 @@ def main():
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [os.path.join(BINDIR, "tinykv-server"), "--standalone", "--addr", "127.0.0.1:%d" % port,
-         "--data-dir", os.path.join(tmp, "data"), "--log-level", "warn"],
+         "--data-dir", os.path.join(tmp, "data"), "--log-level", "warn",
+         "--status-addr", "127.0.0.1:0"],
         stderr=open(os.path.join(tmp, "server.log"), "wb"),
     )
     store = Store("127.0.0.1:%d" % port)

@@ -206,7 +206,7 @@ for i in 0 1 2; do
     a=127.0.0.1:$(free_port)
     store_addrs+=("$a")
     "$BINDIR"/tinykv-server --addr "$a" --data-dir "$dir/store$i" --scheduler "$GRPC" \
-        --log-level warn 2>>"$dir/store$i.log" &
+        --status-addr 127.0.0.1:0 --log-level warn 2>>"$dir/store$i.log" &
     store_pids+=($!)
     sleep 0.3
 done

@@ -80,6 +80,8 @@ class Server:
                     self.data_dir,
                     "--log-level",
                     "warn",
+                    "--status-addr",
+                    "127.0.0.1:0",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -66,7 +66,7 @@ class Cluster:
         for i, p in enumerate(self.ports):
             self.spawn([os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % p, "--data-dir",
                         os.path.join(self.workdir, "store%d" % i), "--scheduler", "127.0.0.1:%d" % self.pd_port,
-                        "--log-level", "warn"], "store%d.log" % i)
+                        "--status-addr", "127.0.0.1:0", "--log-level", "warn"], "store%d.log" % i)
             time.sleep(0.3)  # the first store bootstraps; the others join
 
     def stop(self):

@@ -13,6 +13,7 @@ failed=0
 
 start_server() {
     "$BINDIR"/tinykv-server --standalone --addr "$addr" --data-dir "$dir/data" --log-level warn \
+        --status-addr 127.0.0.1:0 \
         2>>"$dir/server.log" &
     pid=$!
     # Ready when a read answers: 0 (found) or 1 (not found); bounded.
@@ -74,6 +75,43 @@ check "delete removes" "" bash -c "$C raw put gone x && $C raw delete gone && $C
 check_status "unknown cf is an error" 1 $C --cf nope raw put k v
 check_status "empty key is an error" 1 $C raw put "" v
 check_status "usage error exits 2" 2 $C raw frobnicate
+
+# tinykv-ctl bench: summary lines only into a pipe; a live progress line on a terminal.
+bench_out=$($C bench raw --ops 400 --threads 2 --value-size 10)
+if [ "$(echo "$bench_out" | grep -c '^raw \(put\|get\) .*ops/s')" -eq 2 ] &&
+    [ "$(echo "$bench_out" | wc -l)" -eq 2 ] && ! echo "$bench_out" | grep -q $'[\r\e]'; then
+    passed=$((passed + 1)); echo "PASS bench into a pipe prints two plain summary lines"
+else
+    failed=$((failed + 1)); echo "FAIL bench into a pipe: [$bench_out]"
+fi
+# The command runs on a pseudo-terminal (Python's pty); everything it wrote comes back.
+tty_out=$(/usr/bin/python3 - $C bench raw --ops 400 --threads 2 --value-size 10 <<'PY'
+import os, subprocess, sys
+master, slave = os.openpty()
+p = subprocess.Popen(sys.argv[1:], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL)
+os.close(slave)
+out = b""
+while True:
+    try:
+        chunk = os.read(master, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+p.wait()
+sys.stdout.write(out.decode(errors="replace").replace("\r", "<CR>").replace("\x1b[K", "<EL>"))
+sys.exit(p.returncode)
+PY
+)
+tty_rc=$?
+if [ $tty_rc -eq 0 ] && echo "$tty_out" | grep -q '<CR><EL>raw put *[0-9]*/400 ops (.*ops/s.* s' &&
+    echo "$tty_out" | grep -q '<CR><EL>raw get *[0-9]*/400 ops' &&
+    echo "$tty_out" | grep -q '<CR><EL>raw put *ops=400 threads=2'; then
+    passed=$((passed + 1)); echo "PASS bench on a terminal draws a progress line, then the summary"
+else
+    failed=$((failed + 1)); echo "FAIL bench on a terminal (exit $tty_rc): [$tty_out]"
+fi
 
 stop_server
 check_status "unreachable store exits 3" 3 $C --timeout 300 raw get hello

@@ -97,6 +97,7 @@ class Cluster:
                     "--data-dir", os.path.join(workdir, "store%d" % i),
                     "--scheduler", "127.0.0.1:%d" % self.pd_port,
                     "--log-level", "warn",
+                    "--status-addr", "127.0.0.1:0",
                 ],
                 os.path.join(workdir, "store%d.log" % i),
             )
@@ -266,7 +267,8 @@ def main():
             time.sleep(0.5)
             out = subprocess.run(
                 [os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % c.ports[0],
-                 "--data-dir", os.path.join(tmp, "store0"), "--scheduler", "127.0.0.1:%d" % other_pd],
+                 "--data-dir", os.path.join(tmp, "store0"), "--scheduler", "127.0.0.1:%d" % other_pd,
+                 "--status-addr", "127.0.0.1:0"],
                 capture_output=True, timeout=30,
             )
             check("store_refuses_another_clusters_scheduler",

@@ -43,10 +43,9 @@ static int start(void **state, int on_rocksdb)
     }
     assert_int_equal(mvcc_engine_new(f->storage, 0, &f->engine), 0);
     f->svc.storage = f->storage;
-    struct rpc_method methods[KV_SERVICE_MAX_METHODS + KV_TXN_METHODS];
-    size_t n = kv_service_methods(&f->svc, methods);
     f->svc.mvcc = f->engine;
-    n += kv_txn_methods(&f->svc, methods + n);
+    struct rpc_method methods[KV_SERVICE_MAX_METHODS];
+    size_t n = kv_service_methods(&f->svc, methods);
     f->server = rpc_server_new("127.0.0.1:0", methods, n, 2, err, sizeof err);
     assert_non_null(f->server);
     assert_int_equal(rpc_server_start(f->server), 0);

@@ -682,14 +682,64 @@ static void test_garbage_input(void **state)
     assert_int_equal(status_of(f, "GET", "/pd/api/v1/health", NULL, NULL), 200);
 }
 
+/* Operators that ended are listed newest first with how they ended; the limit is checked. */
+static void test_operator_records(void **state)
+{
+    struct fixture *f = *state;
+    json_t *j = call_json(f, "GET", "/pd/api/v1/operators/records", NULL, 200);
+    assert_true(json_is_array(j));
+    assert_int_equal(json_array_size(j), 0);
+    json_decref(j);
+    json_decref(call_json(f, "POST", "/pd/api/v1/operators",
+                          "{\"name\": \"transfer-leader\", \"region_id\": 10, \"to_store_id\": 2}",
+                          200));
+    json_decref(call_json(f, "DELETE", "/pd/api/v1/operators/10", NULL, 200));
+    json_decref(call_json(f, "POST", "/pd/api/v1/operators",
+                          "{\"name\": \"transfer-leader\", \"region_id\": 11, \"to_store_id\": 3}",
+                          200));
+    json_decref(call_json(f, "DELETE", "/pd/api/v1/operators/11", NULL, 200));
+    j = call_json(f, "GET", "/pd/api/v1/operators/records", NULL, 200);
+    assert_int_equal(json_array_size(j), 2);
+    assert_int_equal(jint(json_array_get(j, 0), "region_id"), 11); /* newest first */
+    assert_int_equal(jint(json_array_get(j, 1), "region_id"), 10);
+    assert_string_equal(jstr(json_array_get(j, 0), "status"), "CANCEL");
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/operators/records?limit=1", NULL, 200);
+    assert_int_equal(json_array_size(j), 1);
+    json_decref(j);
+    json_decref(call_json(f, "GET", "/pd/api/v1/operators/records?limit=0", NULL, 400));
+    json_decref(call_json(f, "GET", "/pd/api/v1/operators/records?limit=x", NULL, 400));
+}
+
+/* /dashboard serves the page without a token, self-contained (nothing loaded from elsewhere),
+ * reading the admin API with GETs only; other methods are refused. */
+static void test_dashboard_page(void **state)
+{
+    struct fixture *f = *state;
+    struct resp r;
+    req(f, "GET", "/dashboard", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.ctype, "text/html"));
+    assert_non_null(strstr(r.body, "<title>TinyKV cluster</title>"));
+    assert_non_null(strstr(r.body, "/pd/api/v1"));
+    assert_null(strstr(r.body, "src=\"http"));
+    assert_null(strstr(r.body, "<link"));
+    assert_null(strstr(r.body, "@import"));
+    assert_null(strstr(r.body, "method:")); /* fetch with its default method, GET */
+    free(r.body);
+    assert_int_equal(status_of(f, "GET", "/dashboard/", NULL, NULL), 200);
+    assert_int_equal(status_of(f, "POST", "/dashboard", "", "Bearer " TOKEN), 405);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_read_paths),     T(test_metrics),       T(test_mutations),
-        T(test_error_statuses), T(test_admin_token),   T(test_no_token_configured),
-        T(test_garbage_input),  T(test_regions_split), T(test_regions_split_bad_input),
+        T(test_read_paths),       T(test_metrics),        T(test_mutations),
+        T(test_error_statuses),   T(test_admin_token),    T(test_no_token_configured),
+        T(test_garbage_input),    T(test_regions_split),  T(test_regions_split_bad_input),
+        T(test_operator_records), T(test_dashboard_page),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
