@@ -713,8 +713,12 @@ static void steps_s(json_t *op, char *buf, size_t len)
     buf[0] = '\0';
     json_array_foreach(json_object_get(op, "steps"), i, s)
     {
-        int n = snprintf(buf + w, len - w, "%s%s store %" PRIu64 " (peer %" PRIu64 ")",
-                         i ? ", " : "", jstr(s, "type"), jint(s, "store_id"), jint(s, "peer_id"));
+        int n =
+            strcmp(jstr(s, "type"), "split-region") == 0
+                ? snprintf(buf + w, len - w, "%ssplit-region at %" PRIu64 " key%s", i ? ", " : "",
+                           jint(s, "key_count"), jint(s, "key_count") == 1 ? "" : "s")
+                : snprintf(buf + w, len - w, "%s%s store %" PRIu64 " (peer %" PRIu64 ")",
+                           i ? ", " : "", jstr(s, "type"), jint(s, "store_id"), jint(s, "peer_id"));
         if (n < 0 || (size_t)n >= len - w)
             break;
         w += (size_t)n;
@@ -774,6 +778,15 @@ static int operator_show(const struct ctl_admin_options *o, uint64_t region)
         snprintf(line, sizeof line, "%zu. %s store %" PRIu64 " (peer %" PRIu64 ")", i + 1,
                  jstr(s, "type"), jint(s, "store_id"), jint(s, "peer_id"));
         table_row(&t, i == 0 ? "steps" : "", line);
+        size_t k;
+        json_t *key;
+        json_array_foreach(json_object_get(s, "keys"), k, key)
+        {
+            char *ks = key_s(o, json_string_value(key) ? json_string_value(key) : "", "\"\"");
+            snprintf(line, sizeof line, "   split key %s", ks ? ks : "?");
+            free(ks);
+            table_row(&t, "", line);
+        }
     }
     table_row(&t, "created", jstr(j, "create_time"));
     json_decref(j);

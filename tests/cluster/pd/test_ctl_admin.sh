@@ -322,6 +322,8 @@ for p in "${store_pids[@]}"; do kill -STOP "$p"; done
 # its keys; a second one for the same region is refused; removing it cancels it.
 expect_out region_split_queued "split queued at 2 keys for region $rid;" --token "$TOKEN" region split m 'k\x'
 expect_json region_split_operator 'j["desc"], j["kind"], j["steps"][0]["type"], j["steps"][0]["keys"]' "split-region split-region split-region ['6B5C78', '6D']" operator show "$rid"
+expect_out region_split_operator_table "^ +split key k\\\\\\\\x$" operator show "$rid"
+expect_out region_split_operator_list "split-region at 2 keys" operator list
 expect region_split_twice_refused 1 --token "$TOKEN" --hex region split 70
 if grep -q "already has an operator" <<<"$err"; then pass region_split_twice_message; else fail region_split_twice_message "$err"; fi
 expect region_split_remove 0 --token "$TOKEN" operator remove "$rid"

@@ -210,6 +210,27 @@ __attribute__((unused)) static struct pd_cluster *scenario(void)
     pd_cluster_tso(c, 5, &ts);
     pd_cluster_ask_split(c, 11, &id, peers, &n);
     pd_cluster_scatter_region(c, 13);
+    /* Split regions 10 and 14; hand region 14's keys to its leader; finish region 10's split. */
+    pd_cluster_remove_operator(c, 10);
+    pd_cluster_remove_operator(c, 14);
+    struct pd_key split_keys[] = {{(uint8_t *)"x", 1}, {(uint8_t *)"a", 1}, {(uint8_t *)"i", 1}};
+    uint64_t split_ids[PD_MAX_SPLIT_KEYS];
+    pd_cluster_split_regions(c, split_keys, 3, split_ids, &n);
+    struct pd_key *got;
+    if (pd_cluster_get_split_keys(c, 14, &got, &n) == PD_OK)
+        pd_keys_free(got, n);
+    pd_region_init(&r);
+    if (pd_cluster_get_region_by_id(c, 14, &r) == PD_OK) {
+        struct pd_heartbeat_reply reply;
+        pd_cluster_region_heartbeat_reply(c, &r, &reply);
+        pd_heartbeat_reply_clear(&reply);
+    }
+    if (pd_cluster_get_region_by_id(c, 10, &r) == PD_OK &&
+        pd_region_set_keys(&r, "", 0, "a", 1) == PD_OK) {
+        r.epoch.version++;
+        pd_cluster_region_heartbeat(c, &r, NULL, NULL);
+    }
+    pd_region_clear(&r);
     pd_cluster_tick(c, &made);
     return c;
 }
