@@ -88,14 +88,21 @@ static void fill_epoch_not_match(const struct kv_service *svc, const struct stor
 static void fill_key_not_in_region(const struct kv_service *svc, const struct storage_ctx *ctx,
                                    const struct storage_error *err, Errorpb__KeyNotInRegion *k)
 {
-    if (ctx && err->key_pos && err->key_pos <= ctx->n_keys) {
-        const struct storage_key *key = &ctx->keys[err->key_pos - 1];
-        k->key.data = dup_bytes(key->data, key->len);
-        k->key.len = k->key.data ? key->len : 0;
-    }
     struct region r;
     if (raftstore_region(svc->rs, err->region_id, &r) != 0)
         return;
+    /* The key is known by position for reads; for writes, the first touched
+     * key outside the region is the one. */
+    const struct storage_key *key = NULL;
+    if (ctx && err->key_pos && err->key_pos <= ctx->n_keys)
+        key = &ctx->keys[err->key_pos - 1];
+    for (size_t i = 0; !key && ctx && i < ctx->n_keys; i++)
+        if (!region_contains(&r, ctx->keys[i].data, ctx->keys[i].len))
+            key = &ctx->keys[i];
+    if (key) {
+        k->key.data = dup_bytes(key->data, key->len);
+        k->key.len = k->key.data ? key->len : 0;
+    }
     k->start_key.data = dup_bytes(r.start_key, r.start_key_len);
     k->start_key.len = k->start_key.data ? r.start_key_len : 0;
     k->end_key.data = dup_bytes(r.end_key, r.end_key_len);

@@ -250,11 +250,14 @@ void node_stop(struct node *n)
         return;
     /* Stop taking requests first; queued ones still get answers from Raft. */
     rpc_server_free(n->server);
-    pd_worker_free(n->pd);
+    /* The store loop reports to the scheduler link and the transport asks it
+     * for addresses until both are gone: only its thread stops here. */
+    pd_worker_stop(n->pd);
     if (n->transport)
         transport_set_raftstore(n->transport, NULL);
     raftstore_free(n->rs);
     transport_free(n->transport);
+    pd_worker_free(n->pd);
     mvcc_engine_free(n->mvcc);
     storage_free(n->storage);
     rpc_client_free(n->rpc);

@@ -77,7 +77,7 @@ static void report_free(struct report *r)
     memset(r, 0, sizeof *r);
 }
 
-void pd_worker_free(struct pd_worker *w)
+void pd_worker_stop(struct pd_worker *w)
 {
     if (!w)
         return;
@@ -87,6 +87,14 @@ void pd_worker_free(struct pd_worker *w)
     pthread_mutex_unlock(&w->mu);
     if (w->started)
         pthread_join(w->thread, NULL);
+    w->started = 0;
+}
+
+void pd_worker_free(struct pd_worker *w)
+{
+    if (!w)
+        return;
+    pd_worker_stop(w);
     for (size_t i = 0; i < w->n_reports; i++)
         report_free(&w->reports[i]);
     free(w->reports);
@@ -454,10 +462,19 @@ static int key_desc(const void *a, const void *b)
  * previous split to apply (a split proposed under the old epoch would be
  * refused).
  */
-static void handle_split(struct pd_worker *w, uint64_t region_id,
+static void handle_split(struct pd_worker *w, uint64_t region_id, const Metapb__RegionEpoch *epoch,
                          const Schedulerpb__SplitRegion *sr)
 {
     if (!sr->n_keys)
+        return;
+    /* The scheduler repeats the split in every answer until a heartbeat shows
+     * it done: one whose epoch is no longer the region's is a repeat. */
+    struct region now;
+    if (raftstore_region(w->rs, region_id, &now) != 0)
+        return;
+    uint64_t version = now.version;
+    region_free(&now);
+    if (epoch && epoch->version != version)
         return;
     const ProtobufCBinaryData **keys = malloc(sr->n_keys * sizeof *keys);
     if (!keys)
@@ -477,7 +494,7 @@ static void handle_split(struct pd_worker *w, uint64_t region_id,
 static void handle_operator(struct pd_worker *w, const Schedulerpb__RegionHeartbeatResponse *resp)
 {
     if (resp->split_region) {
-        handle_split(w, resp->region_id, resp->split_region);
+        handle_split(w, resp->region_id, resp->region_epoch, resp->split_region);
         return;
     }
     if (resp->change_peer && resp->change_peer->peer) {

@@ -34,6 +34,11 @@ struct pd_worker;
 
 /* rpc (borrowed) carries the calls to the scheduler at pd_addr (copied). */
 struct pd_worker *pd_worker_new(struct rpc_client *rpc, const char *pd_addr);
+/* pd_worker_stop joins the heartbeat thread: no operator reaches the
+ * raftstore after it returns, while reports and address look-ups still may
+ * be called (until pd_worker_free, which comes after the raftstore and the
+ * transport are gone). pd_worker_free stops it too. */
+void pd_worker_stop(struct pd_worker *w);
 void pd_worker_free(struct pd_worker *w);
 const char *pd_worker_errmsg(const struct pd_worker *w);
 

@@ -840,6 +840,8 @@ void raftstore_write(struct raftstore *rs, const struct storage_ctx *ctx,
         return;
     }
     m->ctx = *ctx;
+    m->ctx.keys = NULL; /* borrowed for the call only; writes route by their commands' keys */
+    m->ctx.n_keys = 0;
     m->cmd = cmd;
     m->cb = cb;
     m->cb_arg = arg;

@@ -126,7 +126,10 @@ static void raw_modify(struct kv_service *svc, const Kvrpcpb__Context *context,
     };
     struct storage_ctx ctx;
     struct storage_error err = {0};
+    struct storage_key touched = {key->data, key->len};
     kv_ctx_from_proto(context, &ctx);
+    ctx.keys = &touched; /* names the key in a KeyNotInRegion answer */
+    ctx.n_keys = 1;
     int rc = storage_write(svc->storage, &ctx, &m, 1, &err);
     free(enc);
     if (rc) {
