@@ -11,7 +11,10 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
+#include "pd/pd.h"
+#include "proto/rpc.h"
 #include "store/engine.h"
+#include "store/pd_worker.h"
 #include "store/raft_kv.h"
 #include "tests/lib/test_util.h"
 
@@ -22,6 +25,8 @@ struct cstore {
     struct engine *kv, *raft;
     struct raftstore *rs;    /* NULL while stopped; changed under c->mu and `life` */
     struct storage *storage; /* raft_kv over rs */
+    struct rpc_client *rpc;  /* with_scheduler: the store's link to it */
+    struct pd_worker *pdw;
     /* Held shared by anything using rs, storage or kv from a test thread, and
      * exclusively while the store starts or stops (writers first). */
     pthread_rwlock_t life;
@@ -48,6 +53,10 @@ struct test_cluster {
     int drop_snapshots;
     uint64_t rng;
     pthread_t thread;
+    /* with_scheduler: a real scheduler in this process, over gRPC on loopback. */
+    struct pd_cluster *pd;
+    struct pd_grpc *pd_grpc;
+    char pd_addr[64];
 };
 
 /* Pins store `id` (running or not) against being stopped or started meanwhile. */
@@ -209,12 +218,29 @@ void test_cluster_start_store(struct test_cluster *c, int id)
         .transport = {transport_send},
         .transport_ctx = s,
     };
-    struct raftstore *rs;
     char err[256];
+    if (c->pd) {
+        /* The store's real scheduler link: heartbeats out, operators in. */
+        char addr[32];
+        snprintf(addr, sizeof addr, "store%d", id);
+        s->rpc = rpc_client_new();
+        s->pdw = s->rpc ? pd_worker_new(s->rpc, c->pd_addr) : NULL;
+        if (!s->pdw || pd_worker_connect(s->pdw, 5000) != 0 ||
+            pd_worker_put_store(s->pdw, (uint64_t)id, addr) != 0) {
+            fprintf(stderr, "test_cluster: store %d: cannot reach the scheduler\n", id);
+            abort();
+        }
+        cfg.pd = (struct raftstore_pd_ops){pd_worker_region_heartbeat, pd_worker_peer_destroyed};
+        cfg.pd_ctx = s->pdw;
+        cfg.region_heartbeat_ticks = 5;
+    }
+    struct raftstore *rs;
     if (raftstore_new(&cfg, &rs, err, sizeof err) != 0) {
         fprintf(stderr, "test_cluster: store %d: %s\n", id, err);
         abort();
     }
+    if (s->pdw && pd_worker_start(s->pdw, rs, (uint64_t)id, "store", s->path, 500) != 0)
+        abort();
     s->storage = raft_kv_new(rs, 1000);
     pthread_mutex_lock(&c->mu);
     s->rs = rs;
@@ -234,7 +260,12 @@ void test_cluster_stop_store(struct test_cluster *c, int id)
         pthread_rwlock_unlock(&s->life);
         return;
     }
+    pd_worker_stop(s->pdw);
     raftstore_free(rs);
+    pd_worker_free(s->pdw);
+    rpc_client_free(s->rpc);
+    s->pdw = NULL;
+    s->rpc = NULL;
     storage_free(s->storage);
     s->storage = NULL;
     if (c->opts.crash_model) {
@@ -246,6 +277,71 @@ void test_cluster_stop_store(struct test_cluster *c, int id)
     }
     s->kv = s->raft = NULL;
     pthread_rwlock_unlock(&s->life);
+}
+
+/* A scheduler in process, bootstrapped with region r on its stores; ids below
+ * TEST_CLUSTER_SCHEDULER_FIRST_ID stay the tests'. */
+static void start_scheduler(struct test_cluster *c, const struct region *r)
+{
+    char path[600], err[256];
+    snprintf(path, sizeof path, "%s/pd", c->dir);
+    struct pd_options po = {.data_dir = path};
+    if (pd_cluster_open(&po, &c->pd, err, sizeof err) != 0 ||
+        pd_grpc_start(c->pd, "127.0.0.1:0", &c->pd_grpc, err, sizeof err) != 0) {
+        fprintf(stderr, "test_cluster: scheduler: %s\n", err);
+        abort();
+    }
+    snprintf(c->pd_addr, sizeof c->pd_addr, "127.0.0.1:%d", pd_grpc_port(c->pd_grpc));
+    struct pd_store st = {.id = 1, .state = PD_STORE_UP};
+    snprintf(st.address, sizeof st.address, "store1");
+    struct pd_region pr;
+    pd_region_init(&pr);
+    pr.id = r->id;
+    pr.epoch.conf_ver = r->conf_ver;
+    pr.epoch.version = r->version;
+    for (size_t i = 0; i < r->n_peers; i++)
+        pd_region_add_peer(&pr, r->peers[i].id, r->peers[i].store_id);
+    if (pd_cluster_bootstrap(c->pd, &st, &pr) != 0)
+        abort();
+    pd_region_clear(&pr);
+    uint64_t id = 0;
+    while (id < TEST_CLUSTER_SCHEDULER_FIRST_ID)
+        if (pd_cluster_alloc_id(c->pd, &id) != 0)
+            abort();
+}
+
+int test_cluster_scheduler_split(struct test_cluster *c, const char *key, int timeout_ms)
+{
+    struct pd_key k = {(uint8_t *)key, strlen(key)};
+    uint64_t regions[PD_MAX_SPLIT_KEYS];
+    size_t n = 0;
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    int queued = 0;
+    do {
+        uint64_t id = test_cluster_region_of_key(c, key);
+        struct region r;
+        int leader = id ? test_cluster_region_leader(c, id, 100) : 0;
+        if (leader && test_cluster_region(c, leader, id, &r) == 0) {
+            int done = r.start_key_len == k.len && memcmp(r.start_key, key, k.len) == 0;
+            region_free(&r);
+            if (done)
+                return 0;
+        }
+        /* Queued once; again only if the scheduler dropped it (stale, timed out). */
+        struct pd_key *keys = NULL;
+        size_t n_keys = 0;
+        if (queued && pd_cluster_get_split_keys(c->pd, id, &keys, &n_keys) == PD_OK)
+            pd_keys_free(keys, n_keys);
+        else
+            queued = pd_cluster_split_regions(c->pd, &k, 1, regions, &n) == PD_OK;
+        usleep(20000);
+    } while (test_now_ms() < deadline);
+    return -1;
+}
+
+struct pd_cluster *test_cluster_scheduler(struct test_cluster *c)
+{
+    return c->pd;
 }
 
 struct test_cluster *test_cluster_new(const struct test_cluster_options *opts)
@@ -290,6 +386,8 @@ struct test_cluster *test_cluster_new(const struct test_cluster_options *opts)
             s->kv = s->raft = NULL;
         }
     }
+    if (c->opts.with_scheduler)
+        start_scheduler(c, &r);
     free(r.peers);
     pthread_create(&c->thread, NULL, delivery_thread, c);
     for (int i = 1; i <= c->opts.n_stores; i++)
@@ -314,6 +412,8 @@ void test_cluster_free(struct test_cluster *c)
     }
     for (int i = 1; i <= c->opts.n_stores; i++)
         pthread_rwlock_destroy(&c->stores[i].life);
+    pd_grpc_stop(c->pd_grpc);
+    pd_cluster_close(c->pd);
     test_tmpdir_remove(c->dir);
     free(c);
 }

@@ -10,6 +10,7 @@
 #include "store/storage.h"
 
 #define TEST_CLUSTER_MAX_STORES 8
+#define TEST_CLUSTER_SCHEDULER_FIRST_ID 1000
 
 struct test_cluster;
 
@@ -23,6 +24,11 @@ struct test_cluster_options {
     /* Stopping a store models a machine crash: its DBs lose every write
      * after their last synced one (store/engine.h engine_close_crashed). */
     int crash_model;
+    /* A real scheduler in the process (gRPC on loopback), bootstrapped with
+     * region 1; every store talks to it through its real scheduler link
+     * (store/pd_worker.c): heartbeats, operators, AskSplit. It hands out ids
+     * from TEST_CLUSTER_SCHEDULER_FIRST_ID on; smaller ones stay the tests'. */
+    int with_scheduler;
 };
 
 /* Creates and starts the cluster in a fresh temporary directory. */
@@ -81,6 +87,14 @@ int test_cluster_region_leader(struct test_cluster *c, uint64_t region_id, int t
  * applied there or timeout_ms passed; 0 or -1. Puts and gets route by key. */
 int test_cluster_split(struct test_cluster *c, const char *key, uint64_t new_region_id,
                        int timeout_ms);
+
+/* with_scheduler: asks the scheduler to split the region holding `key` there
+ * (pd_cluster_split_regions, as POST /regions/split does) and waits until the
+ * region's leader has split; 0 or -1. test_cluster_scheduler: the scheduler
+ * (NULL without one), for look-ups of what it learned. */
+struct pd_cluster;
+int test_cluster_scheduler_split(struct test_cluster *c, const char *key, int timeout_ms);
+struct pd_cluster *test_cluster_scheduler(struct test_cluster *c);
 
 /* Membership changes of region_id through its leader, retried until they take effect (the
  * store has / no longer has a peer of it) or time out; 0 or -1. */

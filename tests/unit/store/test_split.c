@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "codec/codec.h"
+#include "pd/pd.h"
 #include "tests/lib/test_cluster.h"
 #include "tests/lib/test_util.h"
 
@@ -341,6 +342,55 @@ static void test_peer_removal_after_split_clears_exactly_its_range(void **state)
     test_cluster_free(c);
 }
 
+/* Whether the scheduler's region of `key` starts at `start` and has a leader, waiting. */
+static int scheduler_knows(struct test_cluster *c, const char *key, const char *start,
+                           int timeout_ms)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        struct pd_region r;
+        pd_region_init(&r);
+        int ok = pd_cluster_get_region(test_cluster_scheduler(c), key, strlen(key), &r) == PD_OK &&
+                 r.start_key_len == strlen(start) &&
+                 memcmp(r.start_key, start, r.start_key_len) == 0 && r.leader.id != 0 &&
+                 r.peer_count == 3;
+        pd_region_clear(&r);
+        if (ok)
+            return 1;
+        usleep(20000);
+    } while (test_now_ms() < deadline);
+    return 0;
+}
+
+/* With a real scheduler in process: splits asked of the scheduler reach the leaders through
+ * heartbeat answers, take ids from AskSplit, and both halves report back at once. */
+static void test_scheduler_splits_through_heartbeats(void **state)
+{
+    (void)state;
+    struct test_cluster_options o = {
+        .n_stores = 3, .n_region_peers = 3, .seed = 5, .with_scheduler = 1};
+    struct test_cluster *c = test_cluster_new(&o);
+    assert_non_null(c);
+    assert_true(test_cluster_leader(c, OP_TIMEOUT) > 0);
+    put_keys(c, "k", 20);
+    assert_int_equal(test_cluster_scheduler_split(c, "k10", OP_TIMEOUT), 0);
+    assert_int_equal(test_cluster_scheduler_split(c, "k15", OP_TIMEOUT), 0);
+    uint64_t mid = test_cluster_region_of_key(c, "k12");
+    uint64_t right = test_cluster_region_of_key(c, "k17");
+    assert_true(mid >= TEST_CLUSTER_SCHEDULER_FIRST_ID && right >= TEST_CLUSTER_SCHEDULER_FIRST_ID);
+    assert_true(mid != right);
+    for (int s = 1; s <= 3; s++) {
+        assert_true(wait_range(c, s, 1, "", "k10", OP_TIMEOUT));
+        assert_true(wait_range(c, s, mid, "k10", "k15", OP_TIMEOUT));
+        assert_true(wait_range(c, s, right, "k15", NULL, OP_TIMEOUT));
+    }
+    assert_true(scheduler_knows(c, "k05", "", OP_TIMEOUT));
+    assert_true(scheduler_knows(c, "k12", "k10", OP_TIMEOUT));
+    assert_true(scheduler_knows(c, "k17", "k15", OP_TIMEOUT));
+    check_keys(c, "k", 20);
+    test_cluster_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_new_region_message_before_split_reaches_slow_store),
         cmocka_unit_test(test_split_racing_snapshots_loses_nothing),
         cmocka_unit_test(test_peer_removal_after_split_clears_exactly_its_range),
+        cmocka_unit_test(test_scheduler_splits_through_heartbeats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
