@@ -86,7 +86,7 @@ static int apply_data(struct peer *p, const RaftCmdpb__RaftCmdRequest *cmd, stru
         const ProtobufCBinaryData *key = q->put       ? &q->put->key
                                          : q->delete_ ? &q->delete_->key
                                                       : NULL;
-        if (!key || !region_contains_stored(r, key->data, key->len)) {
+        if (!key || !store_region_contains_stored(r, key->data, key->len)) {
             err->region_kind = STORAGE_REGION_ERR_KEY_NOT_IN_REGION;
             snprintf(err->msg, sizeof err->msg, "key is not in region");
             return -1;
@@ -143,8 +143,8 @@ static void apply_conf_change(struct peer *p, const struct raft_entry *e, struct
     int remove = cc->change_type == ERAFTPB__CONF_CHANGE_TYPE__RemoveNode;
     int stale = !cp || !cp->peer || !cmd->header || !cmd->header->region_epoch ||
                 cmd->header->region_epoch->conf_ver != r->conf_ver;
-    int noop = !stale && (remove ? !region_peer_by_id(r, cc->node_id)
-                                 : region_peer_by_id(r, cc->node_id) != NULL);
+    int noop = !stale && (remove ? !store_region_peer_by_id(r, cc->node_id)
+                                 : store_region_peer_by_id(r, cc->node_id) != NULL);
     if (stale || noop) {
         if (pr) {
             struct storage_error err;
@@ -156,9 +156,9 @@ static void apply_conf_change(struct peer *p, const struct raft_entry *e, struct
         }
     } else {
         if (remove)
-            region_remove_peer(r, cc->node_id);
+            store_region_remove_peer(r, cc->node_id);
         else
-            region_add_peer(r, (struct region_peer){cp->peer->id, cp->peer->store_id});
+            store_region_add_peer(r, (struct region_peer){cp->peer->id, cp->peer->store_id});
         r->conf_ver++;
         peer_storage_region_state_to_batch(&p->ps, NULL, 0, ac->kv_wb);
         ac->sync = 1;
@@ -262,7 +262,7 @@ void apply_committed(struct peer *p, const struct raft_ready *rd)
     if (ac.n_new_regions) {
         split_create_peers(p, &ac);
         for (size_t i = 0; i < ac.n_new_regions; i++)
-            region_free(&ac.new_regions[i]);
+            store_region_free(&ac.new_regions[i]);
         free(ac.new_regions);
         if (p->is_leader)
             peer_region_heartbeat(p);

@@ -61,12 +61,12 @@ static void add_current_region(Errorpb__EpochNotMatch *m, struct region *r)
         if (m->current_regions[i]->id == r->id)
             goto done;
     if (m->n_current_regions < KV_EPOCH_REGIONS_MAX) {
-        Metapb__Region *pr = region_to_proto(r);
+        Metapb__Region *pr = store_region_to_proto(r);
         if (pr)
             m->current_regions[m->n_current_regions++] = pr;
     }
 done:
-    region_free(r);
+    store_region_free(r);
 }
 
 static void fill_epoch_not_match(const struct kv_service *svc, const struct storage_ctx *ctx,
@@ -97,7 +97,7 @@ static void fill_key_not_in_region(const struct kv_service *svc, const struct st
     if (ctx && err->key_pos && err->key_pos <= ctx->n_keys)
         key = &ctx->keys[err->key_pos - 1];
     for (size_t i = 0; !key && ctx && i < ctx->n_keys; i++)
-        if (!region_contains(&r, ctx->keys[i].data, ctx->keys[i].len))
+        if (!store_region_contains(&r, ctx->keys[i].data, ctx->keys[i].len))
             key = &ctx->keys[i];
     if (key) {
         k->key.data = dup_bytes(key->data, key->len);
@@ -107,7 +107,7 @@ static void fill_key_not_in_region(const struct kv_service *svc, const struct st
     k->start_key.len = k->start_key.data ? r.start_key_len : 0;
     k->end_key.data = dup_bytes(r.end_key, r.end_key_len);
     k->end_key.len = k->end_key.data ? r.end_key_len : 0;
-    region_free(&r);
+    store_region_free(&r);
 }
 
 Errorpb__Error *kv_region_error_new(const struct kv_service *svc, const struct storage_ctx *ctx,

@@ -296,9 +296,9 @@ void pd_worker_region_heartbeat(void *ctx, const struct raftstore_region_report 
     struct report r;
     memset(&r, 0, sizeof r);
     r.region_id = rep->region->id;
-    r.region = region_to_proto(rep->region);
+    r.region = store_region_to_proto(rep->region);
     r.leader_peer_id = rep->leader_peer_id;
-    const struct region_peer *lp = region_peer_by_id(rep->region, rep->leader_peer_id);
+    const struct region_peer *lp = store_region_peer_by_id(rep->region, rep->leader_peer_id);
     r.leader_store_id = lp ? lp->store_id : 0;
     r.approximate_size = rep->approximate_size_bytes;
     if (rep->n_pending_peer_ids) {
@@ -473,7 +473,7 @@ static void handle_split(struct pd_worker *w, uint64_t region_id, const Metapb__
     if (raftstore_region(w->rs, region_id, &now) != 0)
         return;
     uint64_t version = now.version;
-    region_free(&now);
+    store_region_free(&now);
     if (epoch && epoch->version != version)
         return;
     const ProtobufCBinaryData **keys = malloc(sr->n_keys * sizeof *keys);

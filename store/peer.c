@@ -68,7 +68,7 @@ int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps,
 
 uint64_t peer_leader_store(const struct peer *p)
 {
-    const struct region_peer *l = region_peer_by_id(&p->ps.region, p->leader_id);
+    const struct region_peer *l = store_region_peer_by_id(&p->ps.region, p->leader_id);
     return l ? l->store_id : 0;
 }
 
@@ -160,7 +160,7 @@ static int check_request(struct peer *p, const struct storage_ctx *ctx, raftstor
         return -1;
     }
     for (size_t i = 0; i < ctx->n_keys; i++) {
-        if (!region_contains(&p->ps.region, ctx->keys[i].data, ctx->keys[i].len)) {
+        if (!store_region_contains(&p->ps.region, ctx->keys[i].data, ctx->keys[i].len)) {
             answer_key_not_in_region(p, cb, arg, i + 1);
             return -1;
         }
@@ -270,7 +270,7 @@ void peer_propose_write(struct peer *p, struct mail *m)
     for (size_t i = 0; i < m->cmd->n_requests; i++) {
         const RaftCmdpb__Request *r = m->cmd->requests[i];
         const ProtobufCBinaryData *key = r->put ? &r->put->key : &r->delete_->key;
-        if (!region_contains_stored(&p->ps.region, key->data, key->len)) {
+        if (!store_region_contains_stored(&p->ps.region, key->data, key->len)) {
             answer_key_not_in_region(p, m->cb, m->cb_arg, 0);
             return;
         }
@@ -319,7 +319,7 @@ void peer_change_peer(struct peer *p, int remove, struct region_peer target)
 {
     if (!p->is_leader)
         return;
-    int present = region_peer_by_id(&p->ps.region, target.id) != NULL;
+    int present = store_region_peer_by_id(&p->ps.region, target.id) != NULL;
     if (remove != present)
         return; /* already done: a repeated operator step */
     RaftCmdpb__RaftCmdRequest cmd = RAFT_CMDPB__RAFT_CMD_REQUEST__INIT;
@@ -344,7 +344,7 @@ void peer_change_peer(struct peer *p, int remove, struct region_peer target)
 
 void peer_transfer_leader(struct peer *p, uint64_t to_peer_id)
 {
-    if (p->is_leader && to_peer_id != p->peer_id && region_peer_by_id(&p->ps.region, to_peer_id))
+    if (p->is_leader && to_peer_id != p->peer_id && store_region_peer_by_id(&p->ps.region, to_peer_id))
         raft_rawnode_transfer_leader(p->rn, to_peer_id);
 }
 
@@ -372,7 +372,7 @@ void peer_step(struct peer *p, const RaftServerpb__RaftMessage *msg)
     if (msg->is_tombstone) {
         /* Only a newer configuration may tell us we were removed. */
         if (ep && ep->conf_ver > p->ps.region.conf_ver &&
-            !region_peer_by_id(&p->ps.region, p->peer_id))
+            !store_region_peer_by_id(&p->ps.region, p->peer_id))
             p->pending_remove = 1;
         else if (ep && ep->conf_ver > p->ps.region.conf_ver && !peer_storage_initialized(&p->ps))
             p->pending_remove = 1;
@@ -381,12 +381,12 @@ void peer_step(struct peer *p, const RaftServerpb__RaftMessage *msg)
     if (!msg->message)
         return;
     if (peer_storage_initialized(&p->ps) && msg->from_peer &&
-        !region_peer_by_id(&p->ps.region, msg->from_peer->id)) {
+        !store_region_peer_by_id(&p->ps.region, msg->from_peer->id)) {
         if (ep && ep->conf_ver < p->ps.region.conf_ver)
             send_tombstone(p, msg);
         return;
     }
-    if (msg->from_peer && !region_peer_by_id(&p->ps.region, msg->from_peer->id)) {
+    if (msg->from_peer && !store_region_peer_by_id(&p->ps.region, msg->from_peer->id)) {
         /* A sender we cannot yet address: learn its store from the message. */
         size_t i;
         for (i = 0; i < p->n_peer_cache; i++)
@@ -423,7 +423,7 @@ void peer_region_heartbeat(struct peer *p)
     const struct region *r = &p->ps.region;
     uint8_t *lo, *hi;
     size_t lo_len, hi_len;
-    if (region_data_range(r, &lo, &lo_len, &hi, &hi_len) != 0)
+    if (store_region_data_range(r, &lo, &lo_len, &hi, &hi_len) != 0)
         return;
     struct raftstore_region_report rep = {
         .region = r,
@@ -472,7 +472,7 @@ void peer_snapshot_applied(struct peer *p)
         abort();
     rocksdb_writebatch_destroy(kv_wb);
     rocksdb_writebatch_destroy(raft_wb);
-    region_free(&p->held_region);
+    store_region_free(&p->held_region);
     p->last_compact_index = ps->truncated_index + 1;
     p->applying_snapshot = 0;
     LOG(LOG_INFO, "region=%llu peer=%llu: applied snapshot at index %llu (%zu peers)",
@@ -539,7 +539,7 @@ static void serve_reads(struct peer *p)
         uint8_t *lo, *hi;
         size_t lo_len, hi_len;
         int rc = STORAGE_ERR_NOMEM;
-        if (region_data_range(&p->ps.region, &lo, &lo_len, &hi, &hi_len) == 0) {
+        if (store_region_data_range(&p->ps.region, &lo, &lo_len, &hi, &hi_len) == 0) {
             rc = engine_snapshot_reader_bounded(p->rs->cfg.kv, lo, lo_len, hi, hi_len, &reader);
             free(lo);
             free(hi);

@@ -104,7 +104,7 @@ static int load_region_state(struct peer_storage *ps, int *found)
     RaftServerpb__RegionLocalState *st = (RaftServerpb__RegionLocalState *)m;
     if (!st->region)
         rc = STORAGE_ERR_IO;
-    else if (region_from_proto(&ps->region, st->region))
+    else if (store_region_from_proto(&ps->region, st->region))
         rc = STORAGE_ERR_NOMEM;
     ps->tombstone = st->state == RAFT_SERVERPB__PEER_STATE__Tombstone;
     protobuf_c_message_free_unpacked(m, NULL);
@@ -188,7 +188,7 @@ int peer_storage_init_new(struct peer_storage *ps, struct engine *kv, struct eng
     ps->store_id = store_id;
     ps->kv = kv;
     ps->raft = raft;
-    if (region_copy(&ps->region, region))
+    if (store_region_copy(&ps->region, region))
         return STORAGE_ERR_NOMEM;
     int found = 0;
     int rc = load_raft_state(ps, &found); /* keeps a vote cast before a restart */
@@ -221,7 +221,7 @@ int peer_storage_init_new(struct peer_storage *ps, struct engine *kv, struct eng
 
 void peer_storage_close(struct peer_storage *ps)
 {
-    region_free(&ps->region);
+    store_region_free(&ps->region);
     raft_snapshot_free(&ps->snap);
 }
 
@@ -432,7 +432,7 @@ void peer_storage_apply_state_to_batch(struct peer_storage *ps, rocksdb_writebat
 void peer_storage_region_state_to_batch(struct peer_storage *ps, const struct region *region,
                                         int tombstone, rocksdb_writebatch_t *kv_wb)
 {
-    Metapb__Region *r = region_to_proto(region ? region : &ps->region);
+    Metapb__Region *r = store_region_to_proto(region ? region : &ps->region);
     if (!r)
         abort(); /* out of memory while persisting region state */
     RaftServerpb__RegionLocalState st = RAFT_SERVERPB__REGION_LOCAL_STATE__INIT;
@@ -460,10 +460,10 @@ int peer_storage_apply_snapshot_meta(struct peer_storage *ps, const struct raft_
                                      rocksdb_writebatch_t *raft_wb)
 {
     struct region copy;
-    if (region_copy(&copy, region))
+    if (store_region_copy(&copy, region))
         return STORAGE_ERR_NOMEM;
     delete_log_range(ps, 0, ps->last_index + 1, raft_wb);
-    region_free(&ps->region);
+    store_region_free(&ps->region);
     ps->region = copy;
     ps->last_index = ps->applied_index = ps->truncated_index = snap->metadata.index;
     ps->last_term = ps->applied_term = ps->truncated_term = snap->metadata.term;

@@ -136,8 +136,8 @@ static void remove_peer_index(struct raftstore *rs, struct peer *p)
 void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_message *m)
 {
     const struct region *r = &p->ps.region;
-    const struct region_peer *to = region_peer_by_id(r, m->to);
-    const struct region_peer *from = region_peer_by_id(r, m->from);
+    const struct region_peer *to = store_region_peer_by_id(r, m->to);
+    const struct region_peer *from = store_region_peer_by_id(r, m->from);
     for (size_t i = 0; !to && i < p->n_peer_cache; i++)
         if (p->peer_cache[i].id == m->to)
             to = &p->peer_cache[i];
@@ -316,7 +316,7 @@ static struct peer *route(struct raftstore *rs, const struct mail *m)
     if (rc != 0)
         return NULL;
     uint64_t id = r.id;
-    region_free(&r);
+    store_region_free(&r);
     return raftstore_find_peer(rs, id);
 }
 
@@ -616,7 +616,7 @@ static int load_regions(struct raftstore *rs, char *errbuf, size_t errbuf_len)
             peer_storage_close(&ps);
             continue;
         }
-        const struct region_peer *me = region_peer_on_store(&ps.region, rs->cfg.store_id);
+        const struct region_peer *me = store_region_peer_on_store(&ps.region, rs->cfg.store_id);
         if (!me) {
             peer_storage_close(&ps);
             continue;
@@ -743,7 +743,7 @@ void raftstore_free(struct raftstore *rs)
         struct snap_job *next = rs->snap_jobs->next;
         if (rs->snap_jobs->db_snap)
             rocksdb_release_snapshot(engine_db(rs->cfg.kv), rs->snap_jobs->db_snap);
-        region_free(&rs->snap_jobs->region);
+        store_region_free(&rs->snap_jobs->region);
         free(rs->snap_jobs);
         rs->snap_jobs = next;
     }

@@ -14,14 +14,14 @@ static uint8_t *dup_bytes(const void *p, size_t len)
     return d;
 }
 
-int region_copy(struct region *dst, const struct region *src)
+int store_region_copy(struct region *dst, const struct region *src)
 {
     *dst = *src;
     dst->start_key = dup_bytes(src->start_key, src->start_key_len);
     dst->end_key = dup_bytes(src->end_key, src->end_key_len);
     dst->peers = malloc((src->n_peers ? src->n_peers : 1) * sizeof *dst->peers);
     if (!dst->start_key || !dst->end_key || !dst->peers) {
-        region_free(dst);
+        store_region_free(dst);
         return -1;
     }
     if (src->n_peers)
@@ -29,7 +29,7 @@ int region_copy(struct region *dst, const struct region *src)
     return 0;
 }
 
-void region_free(struct region *r)
+void store_region_free(struct region *r)
 {
     free(r->start_key);
     free(r->end_key);
@@ -37,7 +37,7 @@ void region_free(struct region *r)
     memset(r, 0, sizeof *r);
 }
 
-int region_from_proto(struct region *dst, const Metapb__Region *src)
+int store_region_from_proto(struct region *dst, const Metapb__Region *src)
 {
     memset(dst, 0, sizeof *dst);
     dst->id = src->id;
@@ -51,7 +51,7 @@ int region_from_proto(struct region *dst, const Metapb__Region *src)
     }
     dst->peers = malloc((src->n_peers ? src->n_peers : 1) * sizeof *dst->peers);
     if (!dst->start_key || !dst->end_key || !dst->peers) {
-        region_free(dst);
+        store_region_free(dst);
         return -1;
     }
     for (size_t i = 0; i < src->n_peers; i++)
@@ -60,7 +60,7 @@ int region_from_proto(struct region *dst, const Metapb__Region *src)
     return 0;
 }
 
-Metapb__Region *region_to_proto(const struct region *r)
+Metapb__Region *store_region_to_proto(const struct region *r)
 {
     Metapb__Region *m = malloc(sizeof *m);
     if (!m)
@@ -93,7 +93,7 @@ fail:
     return NULL;
 }
 
-const struct region_peer *region_peer_on_store(const struct region *r, uint64_t store_id)
+const struct region_peer *store_region_peer_on_store(const struct region *r, uint64_t store_id)
 {
     for (size_t i = 0; i < r->n_peers; i++)
         if (r->peers[i].store_id == store_id)
@@ -101,7 +101,7 @@ const struct region_peer *region_peer_on_store(const struct region *r, uint64_t 
     return NULL;
 }
 
-const struct region_peer *region_peer_by_id(const struct region *r, uint64_t peer_id)
+const struct region_peer *store_region_peer_by_id(const struct region *r, uint64_t peer_id)
 {
     for (size_t i = 0; i < r->n_peers; i++)
         if (r->peers[i].id == peer_id)
@@ -109,14 +109,14 @@ const struct region_peer *region_peer_by_id(const struct region *r, uint64_t pee
     return NULL;
 }
 
-int region_contains(const struct region *r, const void *key, size_t len)
+int store_region_contains(const struct region *r, const void *key, size_t len)
 {
     if (codec_bytes_cmp(key, len, r->start_key, r->start_key_len) < 0)
         return 0;
     return r->end_key_len == 0 || codec_bytes_cmp(key, len, r->end_key, r->end_key_len) < 0;
 }
 
-int region_contains_stored(const struct region *r, const void *key, size_t len)
+int store_region_contains_stored(const struct region *r, const void *key, size_t len)
 {
     if (r->start_key_len && codec_key_cmp_stored(r->start_key, r->start_key_len, key, len) > 0)
         return 0;
@@ -132,7 +132,7 @@ static uint8_t *encode_bound(const uint8_t *key, size_t len, size_t *out_len)
     return out;
 }
 
-int region_data_range(const struct region *r, uint8_t **lo, size_t *lo_len, uint8_t **hi,
+int store_region_data_range(const struct region *r, uint8_t **lo, size_t *lo_len, uint8_t **hi,
                       size_t *hi_len)
 {
     *lo = encode_bound(r->start_key, r->start_key_len, lo_len);
@@ -145,9 +145,9 @@ int region_data_range(const struct region *r, uint8_t **lo, size_t *lo_len, uint
     return -1;
 }
 
-int region_add_peer(struct region *r, struct region_peer p)
+int store_region_add_peer(struct region *r, struct region_peer p)
 {
-    if (region_peer_by_id(r, p.id))
+    if (store_region_peer_by_id(r, p.id))
         return 0;
     struct region_peer *grown = realloc(r->peers, (r->n_peers + 1) * sizeof *grown);
     if (!grown)
@@ -157,7 +157,7 @@ int region_add_peer(struct region *r, struct region_peer p)
     return 0;
 }
 
-int region_remove_peer(struct region *r, uint64_t peer_id)
+int store_region_remove_peer(struct region *r, uint64_t peer_id)
 {
     for (size_t i = 0; i < r->n_peers; i++) {
         if (r->peers[i].id == peer_id) {

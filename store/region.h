@@ -27,38 +27,38 @@ struct region {
     size_t n_peers;
 };
 
-/* region_copy deep-copies src into dst (dst's old contents are not freed); -1 on OOM. */
-int region_copy(struct region *dst, const struct region *src);
-/* region_free releases what r owns and zeroes it. */
-void region_free(struct region *r);
+/* store_region_copy deep-copies src into dst (dst's old contents are not freed); -1 on OOM. */
+int store_region_copy(struct region *dst, const struct region *src);
+/* store_region_free releases what r owns and zeroes it. */
+void store_region_free(struct region *r);
 
-/* Conversions. region_from_proto fills dst (owned); region_to_proto returns a
+/* Conversions. region_from_proto fills dst (owned); store_region_to_proto returns a
  * Metapb__Region owned by the caller (protobuf_c_message_free_unpacked(.., NULL)). */
-int region_from_proto(struct region *dst, const Metapb__Region *src);
-Metapb__Region *region_to_proto(const struct region *r);
+int store_region_from_proto(struct region *dst, const Metapb__Region *src);
+Metapb__Region *store_region_to_proto(const struct region *r);
 
 /* The peer of r on store_id / with id peer_id, or NULL. Borrowed from r. */
-const struct region_peer *region_peer_on_store(const struct region *r, uint64_t store_id);
-const struct region_peer *region_peer_by_id(const struct region *r, uint64_t peer_id);
+const struct region_peer *store_region_peer_on_store(const struct region *r, uint64_t store_id);
+const struct region_peer *store_region_peer_by_id(const struct region *r, uint64_t peer_id);
 
 /* Whether user key `key` lies in [start_key, end_key). */
-int region_contains(const struct region *r, const void *key, size_t len);
+int store_region_contains(const struct region *r, const void *key, size_t len);
 
 /* Whether a stored data key (any CF; codec/codec.h) lies in the region's
  * data range [enc(start_key), enc(end_key)), i.e. its user key is in the region. */
-int region_contains_stored(const struct region *r, const void *key, size_t len);
+int store_region_contains_stored(const struct region *r, const void *key, size_t len);
 
 /*
- * region_data_range: the region's data range in stored keys, [*lo, *hi);
+ * store_region_data_range: the region's data range in stored keys, [*lo, *hi);
  * *lo_len 0 means from the first key, *hi_len 0 means no upper bound. Both
  * are malloc'd and owned by the caller (free(); set even when empty).
  * Returns 0 or -1 on OOM.
  */
-int region_data_range(const struct region *r, uint8_t **lo, size_t *lo_len, uint8_t **hi,
+int store_region_data_range(const struct region *r, uint8_t **lo, size_t *lo_len, uint8_t **hi,
                       size_t *hi_len);
 
-/* region_add_peer / region_remove_peer edit the peer list; -1 on OOM or absent. */
-int region_add_peer(struct region *r, struct region_peer p);
-int region_remove_peer(struct region *r, uint64_t peer_id);
+/* store_region_add_peer / region_remove_peer edit the peer list; -1 on OOM or absent. */
+int store_region_add_peer(struct region *r, struct region_peer p);
+int store_region_remove_peer(struct region *r, uint64_t peer_id);
 
 #endif

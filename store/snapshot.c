@@ -31,7 +31,7 @@ void snapshot_clear_range(struct engine *kv, const struct region *r)
 {
     uint8_t *lo, *hi, *bound = NULL;
     size_t lo_len, hi_len;
-    if (region_data_range(r, &lo, &lo_len, &hi, &hi_len) != 0)
+    if (store_region_data_range(r, &lo, &lo_len, &hi, &hi_len) != 0)
         abort();
     const uint8_t *end = hi;
     size_t end_len = hi_len;
@@ -60,7 +60,7 @@ void snapshot_clear_range(struct engine *kv, const struct region *r)
 void snapshot_schedule(struct raftstore *rs, struct peer *p)
 {
     struct snap_job *job = calloc(1, sizeof *job);
-    if (!job || region_copy(&job->region, &p->ps.region) != 0) {
+    if (!job || store_region_copy(&job->region, &p->ps.region) != 0) {
         free(job);
         return; /* raft asks again later */
     }
@@ -81,7 +81,7 @@ void snapshot_schedule(struct raftstore *rs, struct peer *p)
 static int build_data(struct raftstore *rs, struct snap_job *job, uint8_t **out, size_t *out_len)
 {
     RaftServerpb__RaftSnapshotData sd = RAFT_SERVERPB__RAFT_SNAPSHOT_DATA__INIT;
-    sd.region = region_to_proto(&job->region);
+    sd.region = store_region_to_proto(&job->region);
     if (!sd.region)
         return -1;
     size_t cap = 1024, n = 0;
@@ -89,7 +89,7 @@ static int build_data(struct raftstore *rs, struct snap_job *job, uint8_t **out,
     int rc = kvs ? 0 : -1;
     uint8_t *lo = NULL, *hi = NULL;
     size_t lo_len, hi_len;
-    if (!rc && region_data_range(&job->region, &lo, &lo_len, &hi, &hi_len) != 0)
+    if (!rc && store_region_data_range(&job->region, &lo, &lo_len, &hi, &hi_len) != 0)
         rc = -1;
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_snapshot(ro, job->db_snap);
@@ -102,7 +102,7 @@ static int build_data(struct raftstore *rs, struct snap_job *job, uint8_t **out,
              rocksdb_iter_next(it)) {
             size_t klen, vlen;
             const char *k = rocksdb_iter_key(it, &klen);
-            if (!region_contains_stored(&job->region, k, klen))
+            if (!store_region_contains_stored(&job->region, k, klen))
                 break;
             const char *v = rocksdb_iter_value(it, &vlen);
             if (n == cap) {
@@ -161,7 +161,7 @@ static int build_data(struct raftstore *rs, struct snap_job *job, uint8_t **out,
 void snapshot_schedule_apply(struct raftstore *rs, struct peer *p)
 {
     struct snap_job *job = calloc(1, sizeof *job);
-    if (!job || region_copy(&job->region, &p->held_region) != 0)
+    if (!job || store_region_copy(&job->region, &p->held_region) != 0)
         abort(); /* cannot leave a received snapshot half handled */
     job->apply = 1;
     job->region_id = p->region_id;
@@ -201,7 +201,7 @@ void *snapshot_worker(void *arg)
 
         if (job->apply) {
             run_apply_job(rs, job);
-            region_free(&job->region);
+            store_region_free(&job->region);
             free(job);
             pthread_mutex_lock(&rs->mu);
             continue;
@@ -228,7 +228,7 @@ void *snapshot_worker(void *arg)
             free(m);
         }
         rocksdb_release_snapshot(engine_db(rs->cfg.kv), job->db_snap);
-        region_free(&job->region);
+        store_region_free(&job->region);
         free(job);
         pthread_mutex_lock(&rs->mu);
     }
@@ -245,7 +245,7 @@ int snapshot_region(const struct raft_snapshot *snap, struct region *out)
             raft_serverpb__raft_snapshot_data__free_unpacked(sd, NULL);
         return -1;
     }
-    int rc = region_from_proto(out, sd->region);
+    int rc = store_region_from_proto(out, sd->region);
     raft_serverpb__raft_snapshot_data__free_unpacked(sd, NULL);
     return rc;
 }
@@ -265,7 +265,7 @@ int snapshot_apply_data(struct raftstore *rs, const struct region *r,
     for (size_t i = 0; i < sd->n_data && !rc; i++) {
         const RaftServerpb__KeyValue *kv = sd->data[i];
         if (kv->key.len < 1 || kv->key.data[0] >= STORAGE_CF_COUNT ||
-            !region_contains_stored(r, kv->key.data + 1, kv->key.len - 1))
+            !store_region_contains_stored(r, kv->key.data + 1, kv->key.len - 1))
             continue; /* not data of this region: never written outside its range */
         rocksdb_writebatch_put_cf(wb, engine_cf(rs->cfg.kv, kv->key.data[0]),
                                   (const char *)kv->key.data + 1, kv->key.len - 1,

@@ -30,7 +30,7 @@ static void answer_error(struct peer *p, raftstore_cb cb, void *arg,
 /* Whether key K can split region r: S < K < E (strictly inside, not empty). */
 static int splittable(const struct region *r, const void *key, size_t len)
 {
-    return len > 0 && region_contains(r, key, len) &&
+    return len > 0 && store_region_contains(r, key, len) &&
            codec_bytes_cmp(key, len, r->start_key, r->start_key_len) != 0;
 }
 
@@ -151,7 +151,7 @@ void split_create_peers(struct peer *parent, struct apply_ctx *ac)
         abort();
     for (size_t i = 0; i < ac->n_new_regions; i++) {
         const struct region *n = &ac->new_regions[i];
-        const struct region_peer *me = region_peer_on_store(n, rs->cfg.store_id);
+        const struct region_peer *me = store_region_peer_on_store(n, rs->cfg.store_id);
         if (!me)
             continue;
         struct peer_storage ps;

@@ -15,7 +15,7 @@ void store_meta_init(struct store_meta *m)
 void store_meta_close(struct store_meta *m)
 {
     for (size_t i = 0; i < m->n; i++)
-        region_free(&m->by_key[i]);
+        store_region_free(&m->by_key[i]);
     free(m->by_key);
     free(m->ids_sorted);
     free(m->ids_pos);
@@ -113,7 +113,7 @@ static void remove_locked(struct store_meta *m, uint64_t id)
     if (!found)
         return;
     size_t pos = m->ids_pos[slot];
-    region_free(&m->by_key[pos]);
+    store_region_free(&m->by_key[pos]);
     memmove(&m->by_key[pos], &m->by_key[pos + 1], (m->n - pos - 1) * sizeof *m->by_key);
     m->n--;
     rebuild_ids(m);
@@ -122,12 +122,12 @@ static void remove_locked(struct store_meta *m, uint64_t id)
 int store_meta_put(struct store_meta *m, const struct region *r)
 {
     struct region copy;
-    if (region_copy(&copy, r) != 0)
+    if (store_region_copy(&copy, r) != 0)
         return -1;
     pthread_mutex_lock(&m->mu);
     if (overlap_locked(m, r->start_key, r->start_key_len, r->end_key, r->end_key_len, r->id)) {
         pthread_mutex_unlock(&m->mu);
-        region_free(&copy);
+        store_region_free(&copy);
         return -2;
     }
     if (m->n == m->cap) {
@@ -143,7 +143,7 @@ int store_meta_put(struct store_meta *m, const struct region *r)
             m->ids_pos = pos;
         if (!rs || !ids || !pos) {
             pthread_mutex_unlock(&m->mu);
-            region_free(&copy);
+            store_region_free(&copy);
             return -1;
         }
         m->cap = cap;
@@ -171,7 +171,7 @@ int store_meta_get(struct store_meta *m, uint64_t id, struct region *out)
     pthread_mutex_lock(&m->mu);
     size_t slot = id_slot(m, id, &found);
     if (found)
-        rc = region_copy(out, &m->by_key[m->ids_pos[slot]]);
+        rc = store_region_copy(out, &m->by_key[m->ids_pos[slot]]);
     pthread_mutex_unlock(&m->mu);
     return rc;
 }
@@ -181,8 +181,8 @@ int store_meta_find(struct store_meta *m, const void *key, size_t len, struct re
     int rc = -1;
     pthread_mutex_lock(&m->mu);
     size_t i = upper_bound(m, key, len);
-    if (i > 0 && region_contains(&m->by_key[i - 1], key, len))
-        rc = region_copy(out, &m->by_key[i - 1]);
+    if (i > 0 && store_region_contains(&m->by_key[i - 1], key, len))
+        rc = store_region_copy(out, &m->by_key[i - 1]);
     pthread_mutex_unlock(&m->mu);
     return rc;
 }
@@ -198,7 +198,7 @@ int store_meta_next(struct store_meta *m, uint64_t id, struct region *out)
         if (r->end_key_len && pos + 1 < m->n &&
             codec_bytes_cmp(m->by_key[pos + 1].start_key, m->by_key[pos + 1].start_key_len,
                             r->end_key, r->end_key_len) == 0)
-            rc = region_copy(out, &m->by_key[pos + 1]);
+            rc = store_region_copy(out, &m->by_key[pos + 1]);
     }
     pthread_mutex_unlock(&m->mu);
     return rc;

@@ -323,7 +323,7 @@ int test_cluster_scheduler_split(struct test_cluster *c, const char *key, int ti
         int leader = id ? test_cluster_region_leader(c, id, 100) : 0;
         if (leader && test_cluster_region(c, leader, id, &r) == 0) {
             int done = r.start_key_len == k.len && memcmp(r.start_key, key, k.len) == 0;
-            region_free(&r);
+            store_region_free(&r);
             if (done)
                 return 0;
         }
@@ -499,7 +499,7 @@ uint64_t test_cluster_region_of_key(struct test_cluster *c, const char *key)
                 best = r.id;
                 best_version = r.version;
             }
-            region_free(&r);
+            store_region_free(&r);
         }
         release(c, i);
     }
@@ -793,7 +793,7 @@ int test_cluster_split(struct test_cluster *c, const char *key, uint64_t new_reg
             continue;
         }
         if (r.start_key_len == strlen(key) && memcmp(r.start_key, key, r.start_key_len) == 0) {
-            region_free(&r);
+            store_region_free(&r);
             return 0; /* already split there */
         }
         uint64_t peer_ids[TEST_CLUSTER_MAX_STORES];
@@ -807,7 +807,7 @@ int test_cluster_split(struct test_cluster *c, const char *key, uint64_t new_reg
             raftstore_split(c->stores[leader].rs, region_id, r.version, key, strlen(key),
                             new_region_id, peer_ids, r.n_peers, on_split, res);
         release(c, leader);
-        region_free(&r);
+        store_region_free(&r);
         uint64_t until = test_now_ms() + 2000;
         int done = 0, code = -1;
         while (!done && test_now_ms() < until) {

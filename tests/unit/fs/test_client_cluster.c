@@ -353,7 +353,7 @@ static void leave_lock(struct fixture *f, struct rpc_client *rpc, const char *ke
     int leader = test_cluster_region_leader(f->tc, region_id, 20000);
     struct region r;
     assert_int_equal(test_cluster_region(f->tc, leader, region_id, &r), 0);
-    const struct region_peer *me = region_peer_on_store(&r, (uint64_t)leader);
+    const struct region_peer *me = store_region_peer_on_store(&r, (uint64_t)leader);
     Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
     epoch.conf_ver = r.conf_ver;
     epoch.version = r.version;
@@ -387,7 +387,7 @@ static void leave_lock(struct fixture *f, struct rpc_client *rpc, const char *ke
     assert_null(pr->region_error);
     assert_int_equal(pr->n_errors, 0);
     protobuf_c_message_free_unpacked(resp, NULL);
-    region_free(&r);
+    store_region_free(&r);
 }
 
 /* A transaction abandoned after prewriting a primary in one region and a secondary in another:

@@ -70,8 +70,8 @@ static void test_stored_key_in_range_iff_user_key_in_region(void **state)
         int cf = (int)(rng_next(&s) % STORAGE_CF_COUNT);
         uint64_t ts = rng_next(&s) % 3 == 0 ? (rng_next(&s) % 2 ? 0 : UINT64_MAX) : rng_next(&s);
         size_t n = stored_form(u, ulen, cf, ts, stored);
-        int want = region_contains(&r, u, ulen);
-        int got = region_contains_stored(&r, stored, n);
+        int want = store_region_contains(&r, u, ulen);
+        int got = store_region_contains_stored(&r, stored, n);
         if (want != got)
             fail_msg("seed %llu iteration %d: cf %d key len %zu start len %zu end len %zu: user "
                      "%d stored %d",
@@ -80,7 +80,7 @@ static void test_stored_key_in_range_iff_user_key_in_region(void **state)
         /* The same through the encoded bounds, as RocksDB compares them. */
         uint8_t *lo, *hi;
         size_t lo_len, hi_len;
-        assert_int_equal(region_data_range(&r, &lo, &lo_len, &hi, &hi_len), 0);
+        assert_int_equal(store_region_data_range(&r, &lo, &lo_len, &hi, &hi_len), 0);
         int in = codec_bytes_cmp(stored, n, lo, lo_len) >= 0 &&
                  (hi_len == 0 || codec_bytes_cmp(stored, n, hi, hi_len) < 0);
         free(lo);
@@ -126,7 +126,7 @@ static void test_bounded_reader_sees_exactly_the_region(void **state)
         r.end_key_len = round % 5 == 0 ? 0 : random_key(&s, end);
         uint8_t *lo, *hi;
         size_t lo_len, hi_len;
-        assert_int_equal(region_data_range(&r, &lo, &lo_len, &hi, &hi_len), 0);
+        assert_int_equal(store_region_data_range(&r, &lo, &lo_len, &hi, &hi_len), 0);
         struct storage_reader *rd;
         assert_int_equal(engine_snapshot_reader_bounded(e, lo, lo_len, hi, hi_len, &rd), 0);
         for (int cf = 0; cf < STORAGE_CF_COUNT; cf++) {
@@ -136,7 +136,7 @@ static void test_bounded_reader_sees_exactly_the_region(void **state)
                 int dup = 0;
                 for (int j = 0; j < i && !dup; j++)
                     dup = lens[j] == lens[i] && memcmp(keys[j], keys[i], lens[i]) == 0;
-                if (!dup && region_contains(&r, keys[i], lens[i]))
+                if (!dup && store_region_contains(&r, keys[i], lens[i]))
                     want++;
             }
             struct storage_iter *it;
@@ -148,7 +148,7 @@ static void test_bounded_reader_sees_exactly_the_region(void **state)
                 const uint8_t *k = storage_iter_key(it, &klen);
                 uint8_t u[64];
                 assert_int_equal(codec_user_key_of(k, klen, u, &ulen), CODEC_OK);
-                assert_true(region_contains(&r, u, ulen));
+                assert_true(store_region_contains(&r, u, ulen));
                 if (prev_len != ulen || memcmp(prev, u, ulen) != 0)
                     got++;
                 memcpy(prev, u, ulen);

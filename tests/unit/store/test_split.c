@@ -57,7 +57,7 @@ static int wait_range(struct test_cluster *c, int store, uint64_t region_id, con
             int ok = r.start_key_len == strlen(start) &&
                      memcmp(r.start_key, start, r.start_key_len) == 0 && r.end_key_len == el &&
                      (el == 0 || memcmp(r.end_key, end, el) == 0);
-            region_free(&r);
+            store_region_free(&r);
             if (ok)
                 return 1;
         }
