@@ -38,9 +38,9 @@ DEB_PACKAGES := gcc make pkg-config libfuse3-dev fuse3 librocksdb-dev libprotobu
 	libjansson-dev protobuf-compiler python3 python3-grpcio python3-protobuf curl \
 	clang-format iproute2 psmisc chromium
 
-MODULES := codec metrics raft proto store mvcc pd client fs
+MODULES := codec metrics raft proto store mvcc server pd client fs
 # Link order: a library comes before the libraries it uses.
-LINK_ORDER := fs client store mvcc pd codec raft proto metrics
+LINK_ORDER := fs client server mvcc store pd codec raft proto metrics
 
 PROTOS := $(wildcard proto/*.proto)
 PROTO_SRCS := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))
@@ -58,7 +58,7 @@ TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/lib/*.c))
 TESTLIB := $(BUILD)/libtestlib.a
 
 # program name -> main file
-PROGRAMS := tinykv-server:store/server_main.c tinyscheduler-server:pd/server_main.c \
+PROGRAMS := tinykv-server:server/server_main.c tinyscheduler-server:pd/server_main.c \
 	tinykv-fuse:fs/fuse_main.c tinykv-ctl:client/ctl_main.c
 PROGRAM_BINS := $(foreach p,$(PROGRAMS),$(BINDIR)/$(word 1,$(subst :, ,$(p))))
 

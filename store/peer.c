@@ -344,7 +344,8 @@ void peer_change_peer(struct peer *p, int remove, struct region_peer target)
 
 void peer_transfer_leader(struct peer *p, uint64_t to_peer_id)
 {
-    if (p->is_leader && to_peer_id != p->peer_id && store_region_peer_by_id(&p->ps.region, to_peer_id))
+    if (p->is_leader && to_peer_id != p->peer_id &&
+        store_region_peer_by_id(&p->ps.region, to_peer_id))
         raft_rawnode_transfer_leader(p->rn, to_peer_id);
 }
 

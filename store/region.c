@@ -133,7 +133,7 @@ static uint8_t *encode_bound(const uint8_t *key, size_t len, size_t *out_len)
 }
 
 int store_region_data_range(const struct region *r, uint8_t **lo, size_t *lo_len, uint8_t **hi,
-                      size_t *hi_len)
+                            size_t *hi_len)
 {
     *lo = encode_bound(r->start_key, r->start_key_len, lo_len);
     *hi = encode_bound(r->end_key, r->end_key_len, hi_len);

@@ -55,7 +55,7 @@ int store_region_contains_stored(const struct region *r, const void *key, size_t
  * Returns 0 or -1 on OOM.
  */
 int store_region_data_range(const struct region *r, uint8_t **lo, size_t *lo_len, uint8_t **hi,
-                      size_t *hi_len);
+                            size_t *hi_len);
 
 /* store_region_add_peer / region_remove_peer edit the peer list; -1 on OOM or absent. */
 int store_region_add_peer(struct region *r, struct region_peer p);

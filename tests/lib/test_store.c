@@ -11,7 +11,7 @@
 #include "mvcc/mvcc.h"
 #include "proto/rpc.h"
 #include "store/engine.h"
-#include "store/kv_service.h"
+#include "server/kv_service.h"
 #include "tests/lib/fake_pd.h"
 #include "tests/lib/test_util.h"
 

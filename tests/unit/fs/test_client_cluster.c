@@ -22,7 +22,7 @@
 #include "mvcc/mvcc.h"
 #include "proto/log.h"
 #include "proto/rpc.h"
-#include "store/kv_service.h"
+#include "server/kv_service.h"
 #include "tests/lib/fake_pd.h"
 #include "tests/lib/test_cluster.h"
 #include "tests/lib/test_util.h"

@@ -14,8 +14,8 @@
 #include "mvcc/mvcc.h"
 #include "proto/rpc.h"
 #include "store/engine.h"
-#include "store/kv_service.h"
-#include "store/txn_service.h"
+#include "server/kv_service.h"
+#include "server/txn_service.h"
 #include "tests/lib/mem_storage.h"
 #include "tests/lib/test_util.h"
 

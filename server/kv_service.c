@@ -1,5 +1,5 @@
 /* kv_service.c — the TinyKv method table and helpers shared by its handlers. */
-#include "store/kv_service.h"
+#include "server/kv_service.h"
 
 #include "store/raftstore.h"
 
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "errorpb.pb-c.h"
-#include "store/txn_service.h"
+#include "server/txn_service.h"
 
 size_t kv_service_methods(struct kv_service *svc, struct rpc_method *out)
 {

@@ -1,5 +1,5 @@
 /* node.c — starting and stopping a cluster-mode store: identity, bootstrap, wiring. */
-#include "store/node.h"
+#include "server/node.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +13,7 @@
 #include "raft_serverpb.pb-c.h"
 #include "store/engine.h"
 #include "store/keys.h"
-#include "store/kv_service.h"
+#include "server/kv_service.h"
 #include "store/pd_worker.h"
 #include "store/raft_kv.h"
 #include "store/raft_service.h"

@@ -14,9 +14,9 @@
 #include "proto/version.h"
 #include "store/engine.h"
 #include "mvcc/mvcc.h"
-#include "store/kv_service.h"
-#include "store/node.h"
-#include "store/status_server.h"
+#include "server/kv_service.h"
+#include "server/node.h"
+#include "server/status_server.h"
 
 static void usage(FILE *out)
 {

@@ -1,5 +1,5 @@
 /* status_server.h — a store's HTTP status port: /metrics, /status and /regions (internal to
- * store/).
+ * server/).
  */
 #ifndef TINYKV_STORE_STATUS_SERVER_H
 #define TINYKV_STORE_STATUS_SERVER_H

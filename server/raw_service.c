@@ -5,7 +5,7 @@
 
 #include "codec/codec.h"
 #include "errorpb.pb-c.h"
-#include "store/kv_service.h"
+#include "server/kv_service.h"
 
 /* Raw keys are stored as enc(key) in every CF, like transactional ones (codec/codec.h). */
 static uint8_t *encode_key(const ProtobufCBinaryData *key, size_t *len)

@@ -1,5 +1,5 @@
 /* txn_service.c — the seven transactional Kv* handlers of TinyKv over mvcc/. */
-#include "store/txn_service.h"
+#include "server/txn_service.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 #include "errorpb.pb-c.h"
 #include "kvrpcpb.pb-c.h"
 #include "metrics/metrics.h"
-#include "store/kv_service.h"
+#include "server/kv_service.h"
 
 /* A KeyError with its sub-messages; fields point into the mvcc key error (borrowed). */
 struct pb_key_error {

@@ -1,4 +1,4 @@
-/* txn_service.h — the transactional Kv* handlers of the TinyKv service (internal to store/). */
+/* txn_service.h — the transactional Kv* handlers of the TinyKv service (internal to server/). */
 #ifndef TINYKV_STORE_TXN_SERVICE_H
 #define TINYKV_STORE_TXN_SERVICE_H
 

@@ -1,5 +1,5 @@
 /* kv_service.h — the store's gRPC TinyKv service: request checks and handler tables (internal to
- * store/). */
+ * server/). */
 #ifndef TINYKV_STORE_KV_SERVICE_H
 #define TINYKV_STORE_KV_SERVICE_H
 

@@ -1,5 +1,5 @@
 /* status_server.c — the store's HTTP status port (libmicrohttpd): metrics, status, regions. */
-#include "store/status_server.h"
+#include "server/status_server.h"
 
 #include <ftw.h>
 #include <pthread.h>
