@@ -202,7 +202,14 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         .tick_ms = cfg->tick_ms,
         .transport = {transport_send},
         .transport_ctx = n->transport,
-        .pd = {pd_worker_region_heartbeat, pd_worker_peer_destroyed},
+        .pd = {pd_worker_region_heartbeat, pd_worker_peer_destroyed, pd_worker_ask_split},
+        .region_max_size = cfg->region_max_size,
+        .region_split_size = cfg->region_split_size,
+        .region_max_keys = cfg->region_max_keys,
+        .region_split_keys = cfg->region_split_keys,
+        .split_check_ticks = cfg->split_check_ms > 0 && cfg->tick_ms > 0
+                                 ? (cfg->split_check_ms + cfg->tick_ms - 1) / cfg->tick_ms
+                                 : 0,
         .pd_ctx = n->pd,
         .metrics = &n->rs_metrics,
     };

@@ -34,7 +34,10 @@ struct node_config {
     const char *scheduler; /* HOST:PORT */
     int tick_ms;           /* Raft base tick (default 100) */
     int store_heartbeat_ms;
-    int request_timeout_ms;  /* how long a request waits for Raft (default 5000) */
+    int request_timeout_ms; /* how long a request waits for Raft (default 5000) */
+    /* Split check (raftstore_config's meanings; 0: TiKV's defaults). */
+    uint64_t region_max_size, region_split_size, region_max_keys, region_split_keys;
+    int split_check_ms;      /* how often a leader looks (default 10000) */
     struct metrics *metrics; /* borrowed, outlives the node; NULL counts nothing */
 };
 

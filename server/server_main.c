@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <errno.h>
+#include <stdint.h>
 
 #include "metrics/metrics.h"
 #include "proto/log.h"
@@ -33,24 +35,45 @@ static void usage(FILE *out)
             "  --raft-tick-ms MS      Raft base tick (default 100; elections take 10-20 ticks)\n"
             "  --status-addr H:P      HTTP status port: /metrics /status /regions\n"
             "                         (default 127.0.0.1:20180)\n"
+            "  --region-max-size B    split a region bigger than this (default 144MiB)\n"
+            "  --region-split-size B  ... at the first key past this size (default 96MiB)\n"
+            "  --region-max-keys N    split a region with more keys (default 1440000)\n"
+            "  --region-split-keys N  ... at the first key past this many (default 960000)\n"
+            "  --split-check-ms MS    how often a leader checks its region's size (default 10000)\n"
+            "                         (B: bytes, or with a KiB, MiB or GiB suffix)\n"
             "  --log-level LEVEL      error, warn, info or debug (default info)\n"
             "  --help                 this text\n"
             "  --version              print the version\n");
 }
 
-/* Cluster mode: a node joined to the scheduler, until a signal. */
-static int run_cluster(const char *addr, const char *advertise, const char *data_dir,
-                       const char *scheduler, int tick_ms, const char *status_addr,
-                       struct metrics *metrics, sigset_t *sigs)
+/* Parses a byte count with an optional KiB, MiB or GiB suffix; -1 if bad or 0. */
+static int parse_bytes(const char *s, uint64_t *out)
 {
-    struct node_config cfg = {
-        .addr = addr,
-        .advertise_addr = advertise,
-        .data_dir = data_dir,
-        .scheduler = scheduler,
-        .tick_ms = tick_ms,
-        .metrics = metrics,
-    };
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return -1;
+    uint64_t mul = 1;
+    if (strcmp(end, "KiB") == 0)
+        mul = 1ULL << 10;
+    else if (strcmp(end, "MiB") == 0)
+        mul = 1ULL << 20;
+    else if (strcmp(end, "GiB") == 0)
+        mul = 1ULL << 30;
+    else if (*end)
+        return -1;
+    if (v == 0 || v > UINT64_MAX / mul)
+        return -1;
+    *out = (uint64_t)v * mul;
+    return 0;
+}
+
+/* Cluster mode: a node joined to the scheduler, until a signal. */
+static int run_cluster(struct node_config cfg, const char *status_addr, sigset_t *sigs)
+{
+    struct metrics *metrics = cfg.metrics;
+    const char *data_dir = cfg.data_dir;
     char errbuf[1024] = "";
     /* The status port first: a taken port fails the start before the store joins the cluster. */
     struct status_server_config scfg = {
@@ -85,6 +108,7 @@ int main(int argc, char **argv)
     const char *status_addr = "127.0.0.1:20180";
     int standalone = 0;
     int tick_ms = 100;
+    struct node_config ncfg = {0};
     static const struct option opts[] = {
         {"addr", required_argument, NULL, 'a'},
         {"data-dir", required_argument, NULL, 'd'},
@@ -96,6 +120,11 @@ int main(int argc, char **argv)
         {"advertise-addr", required_argument, NULL, 'A'},
         {"raft-tick-ms", required_argument, NULL, 'T'},
         {"status-addr", required_argument, NULL, 'P'},
+        {"region-max-size", required_argument, NULL, 1},
+        {"region-split-size", required_argument, NULL, 2},
+        {"region-max-keys", required_argument, NULL, 3},
+        {"region-split-keys", required_argument, NULL, 4},
+        {"split-check-ms", required_argument, NULL, 5},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -118,6 +147,30 @@ int main(int argc, char **argv)
             break;
         case 'P':
             status_addr = optarg;
+            break;
+        case 1:
+        case 2:
+        case 3:
+        case 4: {
+            uint64_t v;
+            uint64_t *dst = c == 1   ? &ncfg.region_max_size
+                            : c == 2 ? &ncfg.region_split_size
+                            : c == 3 ? &ncfg.region_max_keys
+                                     : &ncfg.region_split_keys;
+            if (parse_bytes(optarg, &v) != 0 || (c >= 3 && strpbrk(optarg, "KMG"))) {
+                fprintf(stderr, "tinykv-server: --%s: '%s' is not a %s\n", opts[c + 9].name, optarg,
+                        c <= 2 ? "size (like 96MiB)" : "positive count");
+                return 2;
+            }
+            *dst = v;
+            break;
+        }
+        case 5:
+            ncfg.split_check_ms = atoi(optarg);
+            if (ncfg.split_check_ms < 10 || ncfg.split_check_ms > 3600000) {
+                fprintf(stderr, "tinykv-server: --split-check-ms must be 10..3600000\n");
+                return 2;
+            }
             break;
         case 'T':
             tick_ms = atoi(optarg);
@@ -143,6 +196,21 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* As TiKV: one of a pair given, the other follows it (max = 1.5 x split). */
+    uint64_t *pairs[2][2] = {{&ncfg.region_split_size, &ncfg.region_max_size},
+                             {&ncfg.region_split_keys, &ncfg.region_max_keys}};
+    for (int i = 0; i < 2; i++) {
+        uint64_t *split = pairs[i][0], *max = pairs[i][1];
+        if (*split && !*max)
+            *max = *split / 2 * 3;
+        else if (*max && !*split)
+            *split = *max / 3 * 2 > 0 ? *max / 3 * 2 : 1;
+        if (*split > *max) {
+            fprintf(stderr, "tinykv-server: --region-split-%s must not exceed --region-max-%s\n",
+                    i ? "keys" : "size", i ? "keys" : "size");
+            return 2;
+        }
+    }
     if (optind < argc) {
         fprintf(stderr, "tinykv-server: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
@@ -165,8 +233,13 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!standalone) {
-        int rc =
-            run_cluster(addr, advertise, data_dir, scheduler, tick_ms, status_addr, metrics, &sigs);
+        ncfg.addr = addr;
+        ncfg.advertise_addr = advertise;
+        ncfg.data_dir = data_dir;
+        ncfg.scheduler = scheduler;
+        ncfg.tick_ms = tick_ms;
+        ncfg.metrics = metrics;
+        int rc = run_cluster(ncfg, status_addr, &sigs);
         metrics_free(metrics);
         return rc;
     }

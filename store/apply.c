@@ -101,6 +101,11 @@ static int apply_data(struct peer *p, const RaftCmdpb__RaftCmdRequest *cmd, stru
             rocksdb_writebatch_put_cf(ac->kv_wb, engine_cf(p->rs->cfg.kv, cf),
                                       (const char *)q->put->key.data, q->put->key.len,
                                       (const char *)q->put->value.data, q->put->value.len);
+            /* The split check's size-diff hint. A user key shows up as a
+             * commit record (write CF) or a raw key (whole enc groups). */
+            p->size_diff_hint += q->put->key.len + q->put->value.len;
+            if (cf == STORAGE_CF_WRITE || (cf == STORAGE_CF_DEFAULT && q->put->key.len % 9 == 0))
+                p->keys_diff_hint++;
         } else if (q->cmd_type == RAFT_CMDPB__CMD_TYPE__Delete && q->delete_) {
             int cf = cf_of(q->delete_->cf);
             if (cf < 0)

@@ -28,6 +28,14 @@ struct report {
     uint64_t *pending;
     size_t n_pending;
     uint64_t approximate_size;
+    uint64_t approximate_keys;
+};
+
+/* A split the store's own split check asked for, waiting for the thread. */
+struct split_ask {
+    uint64_t region_id, version;
+    uint8_t *key;
+    size_t key_len;
 };
 
 struct pd_worker {
@@ -42,6 +50,8 @@ struct pd_worker {
     size_t n_addrs;
     struct report *reports;
     size_t n_reports;
+    struct split_ask *asks;
+    size_t n_asks;
     int stopping;
 
     pthread_t thread;
@@ -98,6 +108,9 @@ void pd_worker_free(struct pd_worker *w)
     for (size_t i = 0; i < w->n_reports; i++)
         report_free(&w->reports[i]);
     free(w->reports);
+    for (size_t i = 0; i < w->n_asks; i++)
+        free(w->asks[i].key);
+    free(w->asks);
     free(w->addrs);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cond);
@@ -301,6 +314,7 @@ void pd_worker_region_heartbeat(void *ctx, const struct raftstore_region_report 
     const struct region_peer *lp = store_region_peer_by_id(rep->region, rep->leader_peer_id);
     r.leader_store_id = lp ? lp->store_id : 0;
     r.approximate_size = rep->approximate_size_bytes;
+    r.approximate_keys = rep->approximate_keys;
     if (rep->n_pending_peer_ids) {
         r.pending = malloc(rep->n_pending_peer_ids * sizeof *r.pending);
         if (r.pending) {
@@ -370,6 +384,7 @@ static int send_report(struct pd_worker *w, struct rpc_stream *st, struct report
     req.pending_peers = pending_ptrs;
     req.n_pending_peers = r->n_pending;
     req.approximate_size = r->approximate_size;
+    req.approximate_keys = r->approximate_keys;
     struct rpc_error err;
     int rc = rpc_stream_send(st, &req.base, CALL_TIMEOUT_MS, &err);
     free(pending);
@@ -539,6 +554,59 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+void pd_worker_ask_split(void *ctx, uint64_t region_id, uint64_t version, const void *key,
+                         size_t key_len)
+{
+    struct pd_worker *w = ctx;
+    uint8_t *copy = malloc(key_len ? key_len : 1);
+    if (!copy)
+        return; /* the next split check asks again */
+    memcpy(copy, key, key_len);
+    pthread_mutex_lock(&w->mu);
+    size_t i;
+    for (i = 0; i < w->n_asks; i++)
+        if (w->asks[i].region_id == region_id)
+            break;
+    if (i == w->n_asks) {
+        struct split_ask *grown = realloc(w->asks, (w->n_asks + 1) * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&w->mu);
+            free(copy);
+            return;
+        }
+        w->asks = grown;
+        w->n_asks++;
+    } else {
+        free(w->asks[i].key); /* the newest measurement wins */
+    }
+    w->asks[i] = (struct split_ask){region_id, version, copy, key_len};
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Runs the split checks' asks: AskSplit, then the split, for regions still at their version. */
+static void run_split_asks(struct pd_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    struct split_ask *asks = w->asks;
+    size_t n = w->n_asks;
+    w->asks = NULL;
+    w->n_asks = 0;
+    pthread_mutex_unlock(&w->mu);
+    for (size_t i = 0; i < n; i++) {
+        struct region now;
+        if (raftstore_region(w->rs, asks[i].region_id, &now) == 0) {
+            uint64_t version = now.version;
+            store_region_free(&now);
+            ProtobufCBinaryData key = {asks[i].key_len, asks[i].key};
+            if (version == asks[i].version)
+                split_one(w, asks[i].region_id, &key);
+        }
+        free(asks[i].key);
+    }
+    free(asks);
+}
+
 static void *heartbeat_thread(void *arg)
 {
     struct pd_worker *w = arg;
@@ -559,6 +627,7 @@ static void *heartbeat_thread(void *arg)
             free(reports);
             break;
         }
+        run_split_asks(w);
         if (mono_ms() >= next_store_hb) {
             store_heartbeat(w);
             next_store_hb = mono_ms() + (uint64_t)w->store_heartbeat_ms;

@@ -57,6 +57,9 @@ int pd_worker_resolve(void *ctx, uint64_t store_id, char *addr, size_t len);
 /* raftstore_pd_ops for the raftstore (ctx is the worker). */
 void pd_worker_region_heartbeat(void *ctx, const struct raftstore_region_report *report);
 void pd_worker_peer_destroyed(void *ctx, uint64_t region_id, uint64_t peer_id);
+/* raftstore_pd_ops.ask_split: queued; the heartbeat thread asks AskSplit and splits. */
+void pd_worker_ask_split(void *ctx, uint64_t region_id, uint64_t version, const void *key,
+                         size_t key_len);
 
 /* pd_worker_set_metrics counts heartbeats and their failures in `m` (borrowed, outlives the
  * worker): tinykv_pd_heartbeats_total{kind}, tinykv_pd_heartbeat_failures_total{kind} (kind

@@ -422,25 +422,57 @@ void peer_region_heartbeat(struct peer *p)
         raft_status_free(&st);
     }
     const struct region *r = &p->ps.region;
-    uint8_t *lo, *hi;
-    size_t lo_len, hi_len;
-    if (store_region_data_range(r, &lo, &lo_len, &hi, &hi_len) != 0)
-        return;
+    /* The last split check's scan (it sees memtables) plus what apply has
+     * added since; until the first scan, RocksDB's estimate from its files. */
+    uint64_t size = p->approx_size + p->size_diff_hint;
+    uint64_t keys = p->approx_keys + p->keys_diff_hint;
+    if (!p->approx_known) {
+        uint8_t *lo, *hi;
+        size_t lo_len, hi_len;
+        if (store_region_data_range(r, &lo, &lo_len, &hi, &hi_len) != 0)
+            return;
+        size = engine_approximate_size(p->rs->cfg.kv, lo, lo_len, hi, hi_len);
+        free(lo);
+        free(hi);
+    }
     struct raftstore_region_report rep = {
         .region = r,
         .leader_peer_id = p->peer_id,
         .pending_peer_ids = pending,
         .n_pending_peer_ids = n_pending,
-        .approximate_size_bytes = engine_approximate_size(p->rs->cfg.kv, lo, lo_len, hi, hi_len),
+        .approximate_size_bytes = size,
+        .approximate_keys = keys,
     };
-    free(lo);
-    free(hi);
     p->rs->cfg.pd.region_heartbeat(p->rs->cfg.pd_ctx, &rep);
+}
+
+void peer_split_checked(struct peer *p, struct mail *m)
+{
+    p->split_checking = 0;
+    if (m->flag || m->epoch_version != p->ps.region.version)
+        return; /* failed, or the region changed under the scan: look again later */
+    p->approx_size = m->size_bytes;
+    p->approx_keys = m->n_keys;
+    p->approx_known = 1;
+    p->size_diff_hint = p->keys_diff_hint = 0;
+    p->split_wanted = m->split_key != NULL;
+    if (m->split_key && p->is_leader && p->rs->cfg.pd.ask_split) {
+        LOG(LOG_INFO, "region=%llu peer=%llu: %llu bytes, %llu keys: asking to split",
+            (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
+            (unsigned long long)m->size_bytes, (unsigned long long)m->n_keys);
+        p->rs->cfg.pd.ask_split(p->rs->cfg.pd_ctx, p->region_id, m->epoch_version, m->split_key,
+                                m->split_key_len);
+    }
 }
 
 void peer_tick(struct peer *p)
 {
     raft_rawnode_tick(p->rn);
+    if (p->is_leader && ++p->ticks_since_split_check >= p->rs->cfg.split_check_ticks) {
+        p->ticks_since_split_check = 0;
+        if (split_check_due(p))
+            split_check_schedule(p->rs, p);
+    }
     if (p->is_leader && ++p->ticks_since_heartbeat >= p->rs->cfg.region_heartbeat_ticks) {
         p->ticks_since_heartbeat = 0;
         peer_region_heartbeat(p);

@@ -370,6 +370,10 @@ static void handle_mail(struct raftstore *rs, struct mail *m)
         if ((p = raftstore_find_peer(rs, m->region_id)))
             raft_rawnode_report_unreachable(p->rn, m->peer.id);
         break;
+    case MAIL_SPLIT_CHECKED:
+        if ((p = raftstore_find_peer(rs, m->region_id)))
+            peer_split_checked(p, m);
+        break;
     case MAIL_SPLIT:
         if ((p = raftstore_find_peer(rs, m->region_id)) && !p->pending_remove)
             split_propose(p, m);
@@ -696,10 +700,21 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
         rs->cfg.max_size_per_msg = 1 << 20;
     if (rs->cfg.max_inflight_msgs <= 0)
         rs->cfg.max_inflight_msgs = 64;
+    if (!rs->cfg.region_max_size)
+        rs->cfg.region_max_size = 144ULL << 20;
+    if (!rs->cfg.region_split_size)
+        rs->cfg.region_split_size = 96ULL << 20;
+    if (!rs->cfg.region_max_keys)
+        rs->cfg.region_max_keys = 1440000;
+    if (!rs->cfg.region_split_keys)
+        rs->cfg.region_split_keys = 960000;
+    if (rs->cfg.split_check_ticks <= 0)
+        rs->cfg.split_check_ticks = 100;
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cond, NULL);
     store_meta_init(&rs->meta);
     pthread_cond_init(&rs->snap_cond, NULL);
+    pthread_cond_init(&rs->split_cond, NULL);
     int rc = load_regions(rs, errbuf, errbuf_len);
     if (rc) {
         while (rs->peers) {
@@ -715,7 +730,8 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
     }
     refresh_info(rs);
     if (pthread_create(&rs->loop_thread, NULL, store_loop, rs) != 0 ||
-        pthread_create(&rs->snap_thread, NULL, snapshot_worker, rs) != 0) {
+        pthread_create(&rs->snap_thread, NULL, snapshot_worker, rs) != 0 ||
+        pthread_create(&rs->split_thread, NULL, split_check_worker, rs) != 0) {
         snprintf(errbuf, errbuf_len, "cannot start threads: %s", strerror(errno));
         abort();
     }
@@ -731,9 +747,12 @@ void raftstore_free(struct raftstore *rs)
     rs->stopping = 1;
     pthread_cond_broadcast(&rs->cond);
     pthread_cond_broadcast(&rs->snap_cond);
+    pthread_cond_broadcast(&rs->split_cond);
     pthread_mutex_unlock(&rs->mu);
     pthread_join(rs->loop_thread, NULL);
     pthread_join(rs->snap_thread, NULL);
+    pthread_join(rs->split_thread, NULL);
+    split_check_free_jobs(rs);
     while (rs->peers) {
         struct peer *next = rs->peers->next;
         peer_free(rs->peers, STORAGE_ERR_CLOSED);
@@ -754,6 +773,7 @@ void raftstore_free(struct raftstore *rs)
     pthread_mutex_destroy(&rs->mu);
     pthread_cond_destroy(&rs->cond);
     pthread_cond_destroy(&rs->snap_cond);
+    pthread_cond_destroy(&rs->split_cond);
     free(rs);
 }
 

@@ -56,6 +56,11 @@ struct raftstore_pd_ops {
     void (*region_heartbeat)(void *ctx, const struct raftstore_region_report *report);
     /* A peer of this store was destroyed (removed from its region). */
     void (*peer_destroyed)(void *ctx, uint64_t region_id, uint64_t peer_id);
+    /* The split check found that the region (at `version`) should split at
+     * user key `key` (borrowed for the call): ask the scheduler for ids and
+     * call raftstore_split. May be NULL (no automatic splits). */
+    void (*ask_split)(void *ctx, uint64_t region_id, uint64_t version, const void *key,
+                      size_t key_len);
 };
 
 struct raftstore_config {
@@ -71,6 +76,15 @@ struct raftstore_config {
     uint64_t max_entries_per_msg; /* default 64 */
     uint64_t max_size_per_msg;    /* default 1 MiB */
     int max_inflight_msgs;        /* default 64 */
+    /* Split check, with TiKV's meanings: a region over max_size bytes (or
+     * max_keys user keys) splits at the first user-key boundary past
+     * split_size (split_keys). Defaults 144 MiB, 96 MiB, 1,440,000 and
+     * 960,000. A leader looks every split_check_ticks ticks (default 100)
+     * when its region grew by 1/16 of split_size (split_keys) since the last
+     * scan. */
+    uint64_t region_max_size, region_split_size;
+    uint64_t region_max_keys, region_split_keys;
+    int split_check_ticks;
     struct raftstore_transport_ops transport;
     void *transport_ctx;
     struct raftstore_pd_ops pd; /* may be all NULL */

@@ -21,7 +21,8 @@ enum mail_kind {
     MAIL_SNAP_APPLIED,   /* the snapshot worker finished writing a received snapshot's data */
     MAIL_SNAP_STATUS,
     MAIL_UNREACHABLE,
-    MAIL_SPLIT, /* split a region this store leads at split_key with the given ids */
+    MAIL_SPLIT,         /* split a region this store leads at split_key with the given ids */
+    MAIL_SPLIT_CHECKED, /* the split-check worker measured a region */
 };
 
 /* One request posted to the store loop. Owned by the mailbox until handled. */
@@ -41,6 +42,8 @@ struct mail {
     /* MAIL_READ: the touched keys of ctx, copied (ctx.keys points here). */
     struct storage_key *keys;
     uint8_t *keys_buf;
+    /* MAIL_SPLIT_CHECKED: the region's size and keys at epoch_version, split_key if any */
+    uint64_t size_bytes, n_keys;
     /* MAIL_SPLIT */
     uint64_t epoch_version;
     uint8_t *split_key;
@@ -86,6 +89,14 @@ struct peer {
     uint64_t compact_proposed;   /* newest CompactLog index proposed */
     /* Senders learned from incoming messages, so a peer that does not know
      * its region yet (waiting for a snapshot) can still answer them. */
+    /* Size accounting for the split check: what apply added since the last
+     * scan (TiKV's size-diff hint), and that scan's figures. */
+    uint64_t size_diff_hint, keys_diff_hint;
+    uint64_t approx_size, approx_keys;
+    int approx_known;
+    int split_checking; /* a scan is queued or running */
+    int split_wanted;   /* the last scan asked for a split that has not happened yet */
+    int ticks_since_split_check;
     struct region_peer peer_cache[8];
     size_t n_peer_cache;
     /* A Ready carrying a snapshot whose data the worker is writing: held,
@@ -120,6 +131,11 @@ struct raftstore {
     pthread_t snap_thread;
     pthread_cond_t snap_cond;
     struct snap_job *snap_jobs; /* guarded by mu */
+
+    /* Split-check worker (split_check.c). */
+    pthread_t split_thread;
+    pthread_cond_t split_cond;
+    struct split_check_job *split_jobs; /* guarded by mu */
 
     /* Introspection copy refreshed by the loop after each round (guarded by mu). */
     struct raftstore_peer_info *info;
@@ -180,6 +196,15 @@ void apply_add_done(struct apply_ctx *ac, raftstore_cb cb, void *arg, int code,
  * peers, answers the proposals and deletes compacted log. */
 void apply_committed(struct peer *p, const struct raft_ready *rd);
 
+/* split_check.c */
+/* Queues a scan of the leader p's region (a RocksDB snapshot taken now). */
+void split_check_schedule(struct raftstore *rs, struct peer *p);
+/* Whether p's region has grown enough since its last scan to look again. */
+int split_check_due(const struct peer *p);
+void *split_check_worker(void *arg);
+/* Frees jobs never run (shutdown). */
+void split_check_free_jobs(struct raftstore *rs);
+
 /* split.c */
 /* The leader proposes a Split admin command from a MAIL_SPLIT. */
 void split_propose(struct peer *p, struct mail *m);
@@ -202,6 +227,8 @@ void peer_change_peer(struct peer *p, int remove, struct region_peer target);
 void peer_transfer_leader(struct peer *p, uint64_t to_peer_id);
 void peer_step(struct peer *p, const RaftServerpb__RaftMessage *msg);
 void peer_tick(struct peer *p);
+/* A split check's figures arrived (MAIL_SPLIT_CHECKED). */
+void peer_split_checked(struct peer *p, struct mail *m);
 /* Handles one Ready: persists into the batches (entries, hard state,
  * snapshot); the caller writes the raft batch synced, then calls
  * peer_after_persist to send, apply and advance. */

@@ -149,6 +149,8 @@ void split_create_peers(struct peer *parent, struct apply_ctx *ac)
     /* The parent shrinks in the index first, so the new ranges are free. */
     if (store_meta_put(&rs->meta, &parent->ps.region) != 0)
         abort();
+    /* Both halves are measured afresh (the new peers start unmeasured). */
+    parent->approx_known = 0;
     for (size_t i = 0; i < ac->n_new_regions; i++) {
         const struct region *n = &ac->new_regions[i];
         const struct region_peer *me = store_region_peer_on_store(n, rs->cfg.store_id);

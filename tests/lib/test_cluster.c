@@ -215,6 +215,9 @@ void test_cluster_start_store(struct test_cluster *c, int id)
         .election_ticks = 10,
         .heartbeat_ticks = 2,
         .raft_log_gc_count_limit = c->opts.raft_log_gc_count_limit,
+        .region_max_size = c->opts.region_max_size,
+        .region_split_size = c->opts.region_split_size,
+        .split_check_ticks = c->opts.split_check_ticks,
         .transport = {transport_send},
         .transport_ctx = s,
     };
@@ -230,7 +233,8 @@ void test_cluster_start_store(struct test_cluster *c, int id)
             fprintf(stderr, "test_cluster: store %d: cannot reach the scheduler\n", id);
             abort();
         }
-        cfg.pd = (struct raftstore_pd_ops){pd_worker_region_heartbeat, pd_worker_peer_destroyed};
+        cfg.pd = (struct raftstore_pd_ops){pd_worker_region_heartbeat, pd_worker_peer_destroyed,
+                                           pd_worker_ask_split};
         cfg.pd_ctx = s->pdw;
         cfg.region_heartbeat_ticks = 5;
     }

@@ -29,6 +29,9 @@ struct test_cluster_options {
      * (store/pd_worker.c): heartbeats, operators, AskSplit. It hands out ids
      * from TEST_CLUSTER_SCHEDULER_FIRST_ID on; smaller ones stay the tests'. */
     int with_scheduler;
+    /* Split check knobs (raftstore_config; 0: its defaults). */
+    uint64_t region_max_size, region_split_size;
+    int split_check_ticks;
 };
 
 /* Creates and starts the cluster in a fresh temporary directory. */

@@ -391,6 +391,118 @@ static void test_scheduler_splits_through_heartbeats(void **state)
     test_cluster_free(c);
 }
 
+static size_t count_regions(struct test_cluster *c)
+{
+    struct pd_region *rs = NULL;
+    size_t n = 0;
+    if (pd_cluster_scan_regions(test_cluster_scheduler(c), "", 0, "", 0, 1000, &rs, &n) != PD_OK)
+        return 0;
+    pd_regions_free(rs, n);
+    return n;
+}
+
+static struct test_cluster *auto_split_cluster(uint64_t seed)
+{
+    struct test_cluster_options o = {.n_stores = 3,
+                                     .n_region_peers = 3,
+                                     .seed = seed,
+                                     .with_scheduler = 1,
+                                     .region_split_size = 16 << 10,
+                                     .region_max_size = 24 << 10,
+                                     .split_check_ticks = 5};
+    struct test_cluster *c = test_cluster_new(&o);
+    assert_non_null(c);
+    assert_true(test_cluster_leader(c, OP_TIMEOUT) > 0);
+    return c;
+}
+
+/* A region written past its maximum size splits by itself, again and again, at user keys
+ * that were written (never inside one), and every key reads back. */
+static void test_region_splits_by_itself_when_it_grows(void **state)
+{
+    (void)state;
+    struct test_cluster *c = auto_split_cluster(21);
+    char value[513];
+    memset(value, 'v', 512);
+    value[512] = 0;
+    for (int i = 0; i < 200; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%03d", i);
+        put_ok(c, k, value);
+    }
+    /* About 100 KiB at 16 KiB per region. */
+    uint64_t deadline = test_now_ms() + 30000;
+    while (count_regions(c) < 4 && test_now_ms() < deadline)
+        usleep(20000);
+    size_t n = count_regions(c);
+    printf("%zu regions\n", n);
+    assert_true(n >= 4);
+    struct pd_region *rs = NULL;
+    assert_int_equal(
+        pd_cluster_scan_regions(test_cluster_scheduler(c), "", 0, "", 0, 1000, &rs, &n), PD_OK);
+    for (size_t i = 1; i < n; i++) {
+        /* Every split key is one of the user keys written: k000..k199. */
+        assert_int_equal(rs[i].start_key_len, 4);
+        assert_int_equal(rs[i].start_key[0], 'k');
+        assert_int_equal(rs[i - 1].end_key_len, rs[i].start_key_len);
+        assert_memory_equal(rs[i - 1].end_key, rs[i].start_key, rs[i].start_key_len);
+    }
+    pd_regions_free(rs, n);
+    for (int i = 0; i < 200; i += 7) {
+        char k[16];
+        snprintf(k, sizeof k, "k%03d", i);
+        get_eq(c, k, value);
+    }
+    test_cluster_free(c);
+}
+
+/* One user key with many versions, far over the maximum size: its region never splits (all
+ * versions stay together), while heartbeats report its real size before any flush. */
+static void test_one_huge_key_never_splits(void **state)
+{
+    (void)state;
+    struct test_cluster *c = auto_split_cluster(22);
+    int leader = test_cluster_leader(c, OP_TIMEOUT);
+    struct raftstore_peer_info info;
+    assert_true(test_cluster_region_peer_info(c, leader, 1, &info));
+    static char value[1024];
+    memset(value, 'x', sizeof value);
+    size_t klen = codec_key_len(4) + CODEC_TS_BYTES;
+    uint8_t key[64];
+    for (uint64_t ts = 1; ts <= 80; ts++) {
+        /* Versions of "huge" as MVCC stores them: enc(key) ++ ~ts in CF default. */
+        codec_key_encode("huge", 4, key);
+        codec_ts_encode(ts, key + codec_key_len(4));
+        struct storage_modify m = {STORAGE_MODIFY_PUT, STORAGE_CF_DEFAULT, key, klen, value,
+                                   sizeof value};
+        struct storage_ctx ctx = {
+            .region_id = 1, .region_conf_ver = info.conf_ver, .region_version = info.version};
+        struct storage_error err;
+        assert_int_equal(storage_write(test_cluster_storage(c, leader), &ctx, &m, 1, &err), 0);
+    }
+    /* The scheduler hears the region's real size: 80 versions of 1 KiB and their keys, more
+     * than its 24 KiB maximum (RocksDB has flushed nothing: the split check's scan counts). */
+    uint64_t deadline = test_now_ms() + 20000;
+    uint64_t size = 0;
+    while (!(size >= 80 * 1024 && size < 90 * 1024) && test_now_ms() < deadline) {
+        struct pd_region r;
+        pd_region_init(&r);
+        if (pd_cluster_get_region_by_id(test_cluster_scheduler(c), 1, &r) == PD_OK)
+            size = r.approximate_size_bytes;
+        pd_region_clear(&r);
+        usleep(20000);
+    }
+    printf("reported size %llu bytes\n", (unsigned long long)size);
+    assert_true(size >= 80 * 1024 && size < 90 * 1024);
+    /* Several more split checks come and go: still one region. */
+    uint64_t until = test_now_ms() + 1000;
+    while (test_now_ms() < until) {
+        assert_int_equal(count_regions(c), 1);
+        usleep(50000);
+    }
+    test_cluster_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +514,8 @@ int main(void)
         cmocka_unit_test(test_split_racing_snapshots_loses_nothing),
         cmocka_unit_test(test_peer_removal_after_split_clears_exactly_its_range),
         cmocka_unit_test(test_scheduler_splits_through_heartbeats),
+        cmocka_unit_test(test_region_splits_by_itself_when_it_grows),
+        cmocka_unit_test(test_one_huge_key_never_splits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
