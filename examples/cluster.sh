@@ -10,7 +10,9 @@
 #
 # Environment: BINDIR (bin), CLUSTER_DIR (.cluster), MNT (mnt), PD_PORT (2379),
 # PD_HTTP_PORT (2378), STORE_PORTS ("20160 20161 20162"), STATUS_PORTS ("20180 20181 20182":
-# each store's HTTP status port, in the same order), WAIT_S (60).
+# each store's HTTP status port, in the same order), WAIT_S (60), REGION_SPLIT_SIZE (256KiB:
+# small, so that copying a few megabytes into the mount splits regions you can watch with
+# `tinykv-ctl region list`; tinykv-server's own default is TiKV's 96MiB), SPLIT_CHECK_MS (2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BINDIR=${BINDIR:-bin}
@@ -21,6 +23,8 @@ PD_HTTP_PORT=${PD_HTTP_PORT:-2378}
 STORE_PORTS=${STORE_PORTS:-20160 20161 20162}
 STATUS_PORTS=${STATUS_PORTS:-20180 20181 20182}
 WAIT_S=${WAIT_S:-60}
+REGION_SPLIT_SIZE=${REGION_SPLIT_SIZE:-256KiB}
+SPLIT_CHECK_MS=${SPLIT_CHECK_MS:-2000}
 PD=127.0.0.1:$PD_PORT
 HTTP=127.0.0.1:$PD_HTTP_PORT
 
@@ -88,7 +92,8 @@ start() {
             { echo "STATUS_PORTS needs one port per store in STORE_PORTS" >&2; exit 1; }
         launch "store$i" "$BINDIR"/tinykv-server --addr "127.0.0.1:$port" \
             --status-addr "127.0.0.1:${status_ports[$((i - 1))]}" \
-            --data-dir "$DIR/store$i" --scheduler "$PD" --log-level warn
+            --data-dir "$DIR/store$i" --scheduler "$PD" --log-level warn \
+            --region-split-size "$REGION_SPLIT_SIZE" --split-check-ms "$SPLIT_CHECK_MS"
         i=$((i + 1))
         # The first store bootstraps the cluster; give it a head start.
         [ "$i" -eq 2 ] && sleep 0.5
