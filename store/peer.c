@@ -35,6 +35,10 @@ int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps,
     p->region_id = ps->region_id;
     p->ps = *ps; /* the peer owns it from here; its address is now stable */
     p->last_compact_index = p->ps.truncated_index + 1;
+    /* Staggered: a store's thousand regions do not all report, or measure
+     * themselves, on the same tick. */
+    p->ticks_since_heartbeat = (int)(peer_id % (uint64_t)rs->cfg.region_heartbeat_ticks);
+    p->ticks_since_split_check = (int)(peer_id % (uint64_t)rs->cfg.split_check_ticks);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct raft_config cfg = {
@@ -627,6 +631,7 @@ void peer_after_persist(struct peer *p, struct raft_ready *rd)
         raftstore_send(rs, p, &rd->messages[i]);
     if (rd->has_soft_state) {
         int was_leader = p->is_leader;
+        p->rs->info_dirty = 1;
         p->leader_id = rd->soft_state.lead;
         p->is_leader = rd->soft_state.role == RAFT_ROLE_LEADER;
         if (p->is_leader != was_leader)

@@ -119,7 +119,38 @@ int raftstore_add_peer(struct raftstore *rs, struct peer *p)
     rs->n_by_id++;
     p->next = rs->peers;
     rs->peers = p;
+    rs->info_dirty = 1;
+    raftstore_touch(rs, p);
     return 0;
+}
+
+void raftstore_touch(struct raftstore *rs, struct peer *p)
+{
+    if (p->active)
+        return;
+    if (rs->n_active == rs->cap_active) {
+        size_t cap = rs->cap_active ? rs->cap_active * 2 : 64;
+        struct peer **grown = realloc(rs->active, cap * sizeof *grown);
+        if (!grown) {
+            rs->all_active = 1;
+            return;
+        }
+        rs->active = grown;
+        rs->cap_active = cap;
+    }
+    rs->active[rs->n_active++] = p;
+    p->active = 1;
+}
+
+/* Drops a peer from the active list (it is being destroyed). */
+static void untouch(struct raftstore *rs, struct peer *p)
+{
+    for (size_t i = 0; p->active && i < rs->n_active; i++) {
+        if (rs->active[i] == p) {
+            rs->active[i] = rs->active[--rs->n_active];
+            p->active = 0;
+        }
+    }
 }
 
 /* Drops a peer from the id index (the caller unlinks it from the list). */
@@ -291,6 +322,7 @@ static void handle_raft_mail(struct raftstore *rs, struct mail *m)
     }
     if (snapshot_overlaps(rs, msg))
         return;
+    raftstore_touch(rs, p);
     peer_step(p, msg);
 }
 
@@ -322,6 +354,12 @@ static struct peer *route(struct raftstore *rs, const struct mail *m)
 
 static void handle_mail(struct raftstore *rs, struct mail *m)
 {
+    /* Whatever the mail, its region's peer may have work now. */
+    struct peer *target = m->kind == MAIL_RAFT || m->kind == MAIL_WRITE || m->kind == MAIL_READ
+                              ? NULL
+                              : raftstore_find_peer(rs, m->region_id);
+    if (target)
+        raftstore_touch(rs, target);
     struct peer *p;
     switch (m->kind) {
     case MAIL_RAFT:
@@ -336,6 +374,7 @@ static void handle_mail(struct raftstore *rs, struct mail *m)
             m->cb = NULL;
             break;
         }
+        raftstore_touch(rs, p);
         if (m->kind == MAIL_WRITE)
             peer_propose_write(p, m);
         else
@@ -401,17 +440,18 @@ static void free_mail(struct mail *m)
     free(m);
 }
 
-/* Destroys peers that left their region: tombstone state, log and data gone. */
-static void reap_removed_peers(struct raftstore *rs)
+/* Destroys a peer that left its region: tombstone state, log and data gone. */
+static void destroy_peer(struct raftstore *rs, struct peer *p)
 {
-    struct peer **pp = &rs->peers;
-    while (*pp) {
-        struct peer *p = *pp;
-        if (!p->pending_remove || p->applying_snapshot) {
-            pp = &p->next;
-            continue;
+    for (struct peer **pp = &rs->peers; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
         }
-        *pp = p->next;
+    }
+    untouch(rs, p);
+    rs->info_dirty = 1;
+    {
         rocksdb_writebatch_t *kv_wb = rocksdb_writebatch_create();
         rocksdb_writebatch_t *raft_wb = rocksdb_writebatch_create();
         peer_storage_region_state_to_batch(&p->ps, NULL, 1, kv_wb);
@@ -443,9 +483,9 @@ static void reap_removed_peers(struct raftstore *rs)
     }
 }
 
-/* Persists every ready peer's entries and hard state in one synced write,
- * then lets each send, apply and advance. */
-static void handle_readies(struct raftstore *rs)
+/* Persists the entries and hard state of every ready peer of this round in
+ * one synced write, then lets each send, apply and advance. */
+static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_round)
 {
     size_t n = 0, cap = 0;
     struct ready_slot {
@@ -453,7 +493,8 @@ static void handle_readies(struct raftstore *rs)
         struct raft_ready rd;
     } *slots = NULL;
     rocksdb_writebatch_t *raft_wb = rocksdb_writebatch_create();
-    for (struct peer *p = rs->peers; p; p = p->next) {
+    for (size_t r = 0; r < n_round; r++) {
+        struct peer *p = round[r];
         if (!peer_has_ready(p))
             continue;
         if (n == cap) {
@@ -493,7 +534,14 @@ static void handle_readies(struct raftstore *rs)
     }
     rocksdb_writebatch_destroy(raft_wb);
     free(slots);
-    reap_removed_peers(rs);
+    /* Peers removed this round go now; others with a Ready left stay active. */
+    for (size_t r = 0; r < n_round; r++) {
+        struct peer *p = round[r];
+        if (p->pending_remove && !p->applying_snapshot)
+            destroy_peer(rs, p);
+        else if (peer_has_ready(p))
+            raftstore_touch(rs, p);
+    }
 }
 
 static void refresh_info(struct raftstore *rs)
@@ -535,7 +583,8 @@ static void *store_loop(void *arg)
     uint64_t next_tick = now_ms() + (uint64_t)rs->cfg.tick_ms;
     for (;;) {
         pthread_mutex_lock(&rs->mu);
-        while (!rs->mail_head && !rs->stopping && now_ms() < next_tick) {
+        while (!rs->mail_head && !rs->stopping && now_ms() < next_tick && !rs->n_active &&
+               !rs->all_active) {
             uint64_t wait = next_tick - now_ms();
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
@@ -565,19 +614,38 @@ static void *store_loop(void *arg)
             free_mail(mails);
             mails = next;
         }
-        /* Reads that arrive from now on need a ReadIndex of their own. */
-        for (struct peer *p = rs->peers; p; p = p->next)
-            p->batch_read_id = 0;
         uint64_t now = now_ms();
-        if (now >= next_tick) {
-            for (struct peer *p = rs->peers; p; p = p->next)
+        int ticked = now >= next_tick;
+        if (ticked) {
+            for (struct peer *p = rs->peers; p; p = p->next) {
                 peer_tick(p);
+                raftstore_touch(rs, p);
+            }
             next_tick += (uint64_t)rs->cfg.tick_ms;
             if (next_tick <= now)
                 next_tick = now + (uint64_t)rs->cfg.tick_ms;
         }
-        handle_readies(rs);
-        refresh_info(rs);
+        if (rs->all_active) {
+            rs->all_active = 0;
+            for (struct peer *p = rs->peers; p; p = p->next)
+                raftstore_touch(rs, p);
+        }
+        /* This round's peers; those touched while handling it go next round. */
+        struct peer **round = rs->active;
+        size_t n_round = rs->n_active;
+        rs->active = NULL;
+        rs->n_active = rs->cap_active = 0;
+        for (size_t i = 0; i < n_round; i++) {
+            round[i]->active = 0;
+            /* Reads that arrive from now on need a ReadIndex of their own. */
+            round[i]->batch_read_id = 0;
+        }
+        handle_readies(rs, round, n_round);
+        free(round);
+        if (ticked || rs->info_dirty) {
+            rs->info_dirty = 0;
+            refresh_info(rs);
+        }
     }
     return NULL;
 }

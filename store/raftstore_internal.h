@@ -96,6 +96,7 @@ struct peer {
     int approx_known;
     int split_checking; /* a scan is queued or running */
     int split_wanted;   /* the last scan asked for a split that has not happened yet */
+    int active;         /* in rs->active */
     int ticks_since_split_check;
     struct region_peer peer_cache[8];
     size_t n_peer_cache;
@@ -112,6 +113,12 @@ struct raftstore {
     struct peer *peers;  /* owned by the loop thread */
     struct peer **by_id; /* the same peers sorted by region id (loop thread) */
     size_t n_by_id, cap_by_id;
+    /* Peers that may have work this round (a mail, a tick, a Ready left):
+     * the loop looks at these only, so an idle region costs its tick. */
+    struct peer **active;
+    size_t n_active, cap_active;
+    int all_active;         /* the list could not grow: look at every peer */
+    int info_dirty;         /* a peer came, went or changed role: refresh `info` */
     struct store_meta meta; /* initialized regions, for the loop and the services */
     /* Tombstoned regions: (id, conf_ver) so stale messages do not recreate them. */
     struct tombstone {
@@ -157,6 +164,8 @@ struct snap_job {
 /* raftstore.c */
 void raftstore_post(struct raftstore *rs, struct mail *m);
 struct peer *raftstore_find_peer(struct raftstore *rs, uint64_t region_id);
+/* Marks p as having work this round (loop thread). */
+void raftstore_touch(struct raftstore *rs, struct peer *p);
 /* Adds a new peer to the loop's list and id index (and its region to the
  * meta when initialized); -1 on OOM or when its range overlaps another region. */
 int raftstore_add_peer(struct raftstore *rs, struct peer *p);

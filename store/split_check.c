@@ -80,8 +80,7 @@ static int scan_region(struct raftstore *rs, const struct split_check_job *job,
         rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, hi_len);
     rocksdb_iterator_t *its[STORAGE_CF_COUNT];
     for (int cf = 0; cf < STORAGE_CF_COUNT; cf++) {
-        its[cf] =
-            rocksdb_create_iterator_cf(engine_db(rs->cfg.kv), ro, engine_cf(rs->cfg.kv, cf));
+        its[cf] = rocksdb_create_iterator_cf(engine_db(rs->cfg.kv), ro, engine_cf(rs->cfg.kv, cf));
         rocksdb_iter_seek(its[cf], (const char *)lo, lo_len);
     }
     /* User keys are at most 8 KiB; stored keys decode into this. */
@@ -152,10 +151,10 @@ static int scan_region(struct raftstore *rs, const struct split_check_job *job,
     free(hi);
     /* Split only a region over its maximum, and never at its own start. */
     int over = out->size > cfg->region_max_size || out->keys > cfg->region_max_keys;
-    if (out->split_key && (rc || !over || !store_region_contains(&job->region, out->split_key,
-                                                                 out->split_key_len) ||
-                           codec_bytes_cmp(out->split_key, out->split_key_len,
-                                           job->region.start_key, job->region.start_key_len) == 0)) {
+    if (out->split_key &&
+        (rc || !over || !store_region_contains(&job->region, out->split_key, out->split_key_len) ||
+         codec_bytes_cmp(out->split_key, out->split_key_len, job->region.start_key,
+                         job->region.start_key_len) == 0)) {
         free(out->split_key);
         out->split_key = NULL;
         out->split_key_len = 0;
