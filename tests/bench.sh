@@ -72,3 +72,6 @@ for t in 1 4 16 64; do
     "$CTL" --addr "$leader" bench raw --ops 10000 --threads $t --value-size 100
 done
 "$CTL" --addr "$leader" bench raw --ops 1000 --threads 16 --value-size 65536
+
+echo "== many regions, idle: a scheduler and three stores split into ${BENCH_REGIONS:-1000} regions"
+BINDIR="$BINDIR" /usr/bin/python3 tests/bench_regions.py

@@ -1,0 +1,151 @@
+#!/usr/bin/python3
+# bench_regions.py — `make bench`: a cluster of a scheduler and three stores split into many
+# regions (1,000 by default), then left idle: each store's CPU use and the leader changes.
+#
+# Environment: BINDIR (bin/), BENCH_REGIONS (1000), BENCH_IDLE_S (60). Prints figures; asserts
+# nothing.
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+BINDIR = os.path.join(REPO, os.environ.get("BINDIR", "bin"))
+REGIONS = int(os.environ.get("BENCH_REGIONS", "1000"))
+IDLE_S = float(os.environ.get("BENCH_IDLE_S", "60"))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(port, path, body=None):
+    req = urllib.request.Request("http://127.0.0.1:%d/%s" % (port, path),
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 method="GET" if body is None else "POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="tinykv-bench-regions-")
+    pd_port, http_port = free_port(), free_port()
+    procs = []
+    status_ports = []
+    try:
+        procs.append(subprocess.Popen(
+            [os.path.join(BINDIR, "tinyscheduler-server"), "--addr", "127.0.0.1:%d" % pd_port,
+             "--http-addr", "127.0.0.1:%d" % http_port, "--data-dir", os.path.join(tmp, "pd"),
+             "--log-level", "warn"], stderr=open(os.path.join(tmp, "pd.log"), "w")))
+        for i in range(3):
+            sp = free_port()
+            status_ports.append(sp)
+            procs.append(subprocess.Popen(
+                [os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % free_port(),
+                 "--data-dir", os.path.join(tmp, "s%d" % i), "--scheduler", "127.0.0.1:%d" % pd_port,
+                 "--status-addr", "127.0.0.1:%d" % sp, "--log-level", "warn"],
+                stderr=open(os.path.join(tmp, "s%d.log" % i), "w")))
+            time.sleep(0.3)
+
+        def regions():
+            try:
+                return http(http_port, "pd/api/v1/regions")["regions"]
+            except Exception:
+                return []
+
+        def ready(n):
+            rs = regions()
+            return len(rs) >= n and all(len(r["peers"]) == 3 and r.get("leader", {}).get("id") for r in rs)
+
+        deadline = time.time() + 60
+        while not ready(1) and time.time() < deadline:
+            time.sleep(0.2)
+        t0 = time.time()
+        keys = ["r%05d" % i for i in range(1, REGIONS)]
+        for i in range(0, len(keys), 200):
+            batch = keys[i:i + 200]
+            for _ in range(100):
+                try:
+                    http(http_port, "pd/api/v1/regions/split", {"split_keys": [k.encode().hex() for k in batch]})
+                    break
+                except Exception:
+                    time.sleep(0.2)  # the region still has an operator: wait for it
+            deadline = time.time() + 120
+            while len(regions()) < 1 + i + len(batch) and time.time() < deadline:
+                time.sleep(0.2)
+        deadline = time.time() + 300
+        while not ready(REGIONS) and time.time() < deadline:
+            time.sleep(0.5)
+        n = len(regions())
+        print("%d regions with three replicas and a leader after %.1f s of splitting" % (n, time.time() - t0))
+
+        def terms():
+            out = {}
+            for sp in status_ports:
+                for r in http(sp, "regions")["regions"]:
+                    out[(sp, r["region_id"])] = (r.get("term"), r.get("leader_peer_id"))
+            return out
+
+        # The scheduler spreads the leaders (the parent's store leads every new region at
+        # first): measure once it has had no operator for a few seconds.
+        quiet_since, t1 = None, time.time()
+        while time.time() - t1 < 300:
+            try:
+                busy = len(http(http_port, "pd/api/v1/operators")) > 0
+            except Exception:
+                busy = True
+            if busy:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.time()
+            elif time.time() - quiet_since >= 5:
+                break
+            time.sleep(0.5)
+        leaders = {}
+        for r in regions():
+            s = r.get("leader", {}).get("store_id")
+            leaders[s] = leaders.get(s, 0) + 1
+        print("leaders per store after %.1f s of balancing: %s" % (time.time() - t1, sorted(leaders.values())))
+        before = terms()
+        c0 = [cpu_s(p.pid) for p in procs[1:]]
+        w0 = time.time()
+        time.sleep(IDLE_S)
+        c1 = [cpu_s(p.pid) for p in procs[1:]]
+        wall = time.time() - w0
+        after = terms()
+        changes = sum(1 for k, v in after.items() if k in before and before[k] != v)
+        use = ", ".join("%.1f%%" % (100.0 * (b - a) / wall) for a, b in zip(c0, c1))
+        print("idle %d regions for %.0f s: CPU per store %s of one core; %d of %d peers changed "
+              "term or leader" % (n, wall, use, changes, len(after)))
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if os.environ.get("BENCH_KEEP"):
+            print("kept " + tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
