@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "pd/pd.h"
 #include "tests/lib/test_cluster.h"
 #include "tests/lib/test_util.h"
 
@@ -21,16 +22,27 @@
  * injects faults for a while. Afterwards the network heals, every store runs,
  * and every acknowledged write must be readable with its value, and applied
  * on every replica. A failure prints the seed; TEST_SEED=S re-runs it.
+ *
+ * TinyKV 3B's GenericTest adds regions that split by themselves (a real
+ * scheduler in process hands out their ids; a tiny split size makes tens of
+ * regions) and membership changes of the first region while clients write;
+ * "Recover" crashes every store each round, "Snapshot" compacts logs early.
  */
 
 #define N_CLIENTS 4
+#define MAX_CLIENTS 8
 #define MAX_KEYS 4096
 
 struct scenario {
     int unreliable;
-    int crash;
+    int crash;     /* a minority crashes each round */
+    int crash_all; /* every store crashes at the end of each round */
     int partition;
+    int split;      /* regions split by themselves (tiny split size, a scheduler in process) */
+    int confchange; /* the first region gains and loses peers each round */
     int n_stores;
+    int n_region_peers; /* 0: every store */
+    int n_clients;      /* 0: N_CLIENTS */
     uint64_t gc_limit;
 };
 
@@ -82,6 +94,29 @@ static uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
+static size_t count_regions(struct test_cluster *c);
+
+/* One membership change of the region holding "": add a peer on a store without one while it
+ * has 3, else remove a random peer (the leader too), as TinyKV's confchanger does. */
+static void change_first_region(struct test_cluster *c, int n, uint64_t *rng,
+                                uint64_t *next_peer_id)
+{
+    uint64_t region = test_cluster_region_of_key(c, "");
+    int members[TEST_CLUSTER_MAX_STORES], others[TEST_CLUSTER_MAX_STORES], nm = 0, no = 0;
+    for (int s = 1; s <= n; s++) {
+        struct raftstore_peer_info info;
+        if (test_cluster_region_peer_info(c, s, region, &info))
+            members[nm++] = s;
+        else
+            others[no++] = s;
+    }
+    if (nm <= 3 && no > 0)
+        test_cluster_region_add_peer(c, region, others[rng_next(rng) % (uint64_t)no],
+                                     (*next_peer_id)++, 3000);
+    else if (nm > 3)
+        test_cluster_region_remove_peer(c, region, members[rng_next(rng) % (uint64_t)nm], 3000);
+}
+
 static void run_scenario_seed(const struct scenario *sc, int rounds, uint64_t fixed_seed)
 {
     uint64_t seed = fixed_seed            ? fixed_seed
@@ -90,21 +125,31 @@ static void run_scenario_seed(const struct scenario *sc, int rounds, uint64_t fi
     printf("seed %llu\n", (unsigned long long)seed);
     fflush(stdout);
     uint64_t rng = seed | 1;
-    struct test_cluster_options o = {.n_stores = sc->n_stores,
-                                     .n_region_peers = sc->n_stores,
-                                     .raft_log_gc_count_limit = sc->gc_limit,
-                                     .seed = seed | 1};
+    struct test_cluster_options o = {
+        .n_stores = sc->n_stores,
+        .n_region_peers = sc->n_region_peers ? sc->n_region_peers : sc->n_stores,
+        .raft_log_gc_count_limit = sc->gc_limit,
+        .seed = seed | 1,
+        .with_scheduler = sc->split,
+        .region_split_size = sc->split ? 2048 : 0,
+        .region_max_size = sc->split ? 3072 : 0,
+        .split_check_ticks = sc->split ? 5 : 0,
+    };
     struct test_cluster *c = test_cluster_new(&o);
     assert_true(test_cluster_leader(c, 10000) > 0);
     volatile int stop = 0;
-    struct client_state cs[N_CLIENTS];
-    pthread_t th[N_CLIENTS];
-    for (int i = 0; i < N_CLIENTS; i++) {
+    int n_clients = sc->n_clients ? sc->n_clients : N_CLIENTS;
+    struct client_state cs[MAX_CLIENTS];
+    pthread_t th[MAX_CLIENTS];
+    for (int i = 0; i < n_clients; i++) {
         cs[i] = (struct client_state){c, i, &stop, 0, 0};
         pthread_create(&th[i], NULL, client_loop, &cs[i]);
     }
     int n = sc->n_stores;
+    uint64_t next_peer_id = 100; /* below the scheduler's ids */
     for (int r = 0; r < rounds; r++) {
+        if (sc->confchange)
+            change_first_region(c, n, &rng, &next_peer_id);
         if (sc->unreliable)
             test_cluster_set_unreliable(c, 100, 10);
         int crashed[TEST_CLUSTER_MAX_STORES + 1] = {0};
@@ -130,18 +175,21 @@ static void run_scenario_seed(const struct scenario *sc, int rounds, uint64_t fi
         }
         usleep(700000);
         test_cluster_heal(c);
+        if (sc->crash_all)
+            for (int s = 1; s <= n; s++)
+                crashed[s] = 1, test_cluster_stop_store(c, s);
         for (int s = 1; s <= n; s++)
             if (crashed[s])
                 test_cluster_start_store(c, s);
         usleep(300000);
     }
     stop = 1;
-    for (int i = 0; i < N_CLIENTS; i++)
+    for (int i = 0; i < n_clients; i++)
         pthread_join(th[i], NULL);
     test_cluster_heal(c);
     int total = 0;
     char key[32];
-    for (int i = 0; i < N_CLIENTS; i++) {
+    for (int i = 0; i < n_clients; i++) {
         assert_int_equal(cs[i].bad_reads, 0);
         total += cs[i].acked;
         for (int k = 0; k < cs[i].acked; k++) {
@@ -156,12 +204,18 @@ static void run_scenario_seed(const struct scenario *sc, int rounds, uint64_t fi
     }
     printf("%d acknowledged writes checked\n", total);
     assert_true(total > 0);
+    if (sc->split)
+        printf("%zu regions\n", count_regions(c));
     /* Every replica applies everything in the end. */
-    for (int i = 0; i < N_CLIENTS; i++) {
+    for (int i = 0; i < n_clients; i++) {
         if (!cs[i].acked)
             continue;
         key_of(i, cs[i].acked - 1, key, sizeof key);
+        uint64_t region = test_cluster_region_of_key(c, key);
         for (int s = 1; s <= n; s++) {
+            struct raftstore_peer_info info;
+            if (!test_cluster_region_peer_info(c, s, region, &info))
+                continue; /* not a replica of that region (membership changed) */
             uint64_t deadline = test_now_ms() + 15000;
             char *v = NULL;
             while (!(v = test_cluster_local_get(c, s, key)) && test_now_ms() < deadline)
@@ -172,6 +226,18 @@ static void run_scenario_seed(const struct scenario *sc, int rounds, uint64_t fi
         }
     }
     test_cluster_free(c);
+}
+
+/* The number of regions the scheduler knows. */
+static size_t count_regions(struct test_cluster *c)
+{
+    struct pd_region *rs = NULL;
+    size_t n = 0;
+    if (!test_cluster_scheduler(c) ||
+        pd_cluster_scan_regions(test_cluster_scheduler(c), "", 0, "", 0, 10000, &rs, &n) != PD_OK)
+        return 0;
+    pd_regions_free(rs, n);
+    return n;
 }
 
 static void run_scenario(const struct scenario *sc, int rounds)
@@ -228,6 +294,140 @@ static void test_unreliable_partitions_and_crashes(void **state)
     run_scenario(&sc, 4);
 }
 
+/* TinyKV 3B SplitRecover: regions split while clients write; every store crashes each round. */
+static void test_split_recover(void **state)
+{
+    (void)state;
+    struct scenario sc = {.n_stores = 3, .split = 1, .crash_all = 1, .n_clients = 1};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B SplitRecoverManyClients. */
+static void test_split_recover_many_clients(void **state)
+{
+    (void)state;
+    struct scenario sc = {.n_stores = 3, .split = 1, .crash_all = 1, .n_clients = 5};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B SplitUnreliable: splits over a lossy, delaying network. */
+static void test_split_unreliable(void **state)
+{
+    (void)state;
+    struct scenario sc = {.n_stores = 3, .split = 1, .unreliable = 1, .n_clients = 5};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B SplitUnreliableRecover. */
+static void test_split_unreliable_recover(void **state)
+{
+    (void)state;
+    struct scenario sc = {
+        .n_stores = 3, .split = 1, .unreliable = 1, .crash_all = 1, .n_clients = 5};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B SplitConfChangeSnapshotUnreliableRecover: splits, membership changes, early log
+ * compaction, a lossy network and whole-cluster crashes together. */
+static void test_split_confchange_snapshot_unreliable_recover(void **state)
+{
+    (void)state;
+    struct scenario sc = {.n_stores = 5,
+                          .n_region_peers = 3,
+                          .split = 1,
+                          .confchange = 1,
+                          .unreliable = 1,
+                          .crash_all = 1,
+                          .gc_limit = 20,
+                          .n_clients = 5};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B SplitConfChangeSnapshotUnreliableRecoverConcurrentPartition. */
+static void test_split_confchange_snapshot_unreliable_recover_partition(void **state)
+{
+    (void)state;
+    struct scenario sc = {.n_stores = 5,
+                          .n_region_peers = 3,
+                          .split = 1,
+                          .confchange = 1,
+                          .unreliable = 1,
+                          .crash_all = 1,
+                          .partition = 1,
+                          .gc_limit = 20,
+                          .n_clients = 5};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B ConfChangeRecover: membership changes, every store crashing each round. */
+static void test_confchange_recover(void **state)
+{
+    (void)state;
+    struct scenario sc = {
+        .n_stores = 5, .n_region_peers = 3, .confchange = 1, .crash_all = 1, .n_clients = 1};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B ConfChangeRecoverManyClients. */
+static void test_confchange_recover_many_clients(void **state)
+{
+    (void)state;
+    struct scenario sc = {
+        .n_stores = 5, .n_region_peers = 3, .confchange = 1, .crash_all = 1, .n_clients = 5};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B ConfChangeUnreliable. */
+static void test_confchange_unreliable(void **state)
+{
+    (void)state;
+    struct scenario sc = {
+        .n_stores = 5, .n_region_peers = 3, .confchange = 1, .unreliable = 1, .n_clients = 5};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B ConfChangeUnreliableRecover. */
+static void test_confchange_unreliable_recover(void **state)
+{
+    (void)state;
+    struct scenario sc = {.n_stores = 5,
+                          .n_region_peers = 3,
+                          .confchange = 1,
+                          .unreliable = 1,
+                          .crash_all = 1,
+                          .n_clients = 5};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B ConfChangeSnapshotUnreliableRecover. */
+static void test_confchange_snapshot_unreliable_recover(void **state)
+{
+    (void)state;
+    struct scenario sc = {.n_stores = 5,
+                          .n_region_peers = 3,
+                          .confchange = 1,
+                          .unreliable = 1,
+                          .crash_all = 1,
+                          .gc_limit = 20,
+                          .n_clients = 5};
+    run_scenario(&sc, 3);
+}
+
+/* TinyKV 3B ConfChangeSnapshotUnreliableRecoverConcurrentPartition. */
+static void test_confchange_snapshot_unreliable_recover_partition(void **state)
+{
+    (void)state;
+    struct scenario sc = {.n_stores = 5,
+                          .n_region_peers = 3,
+                          .confchange = 1,
+                          .unreliable = 1,
+                          .crash_all = 1,
+                          .partition = 1,
+                          .gc_limit = 20,
+                          .n_clients = 5};
+    run_scenario(&sc, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +437,18 @@ int main(void)
         cmocka_unit_test(test_many_partitions_seed_3450741),
         cmocka_unit_test(test_crashes_and_restarts),
         cmocka_unit_test(test_unreliable_partitions_and_crashes),
+        cmocka_unit_test(test_split_recover),
+        cmocka_unit_test(test_split_recover_many_clients),
+        cmocka_unit_test(test_split_unreliable),
+        cmocka_unit_test(test_split_unreliable_recover),
+        cmocka_unit_test(test_split_confchange_snapshot_unreliable_recover),
+        cmocka_unit_test(test_split_confchange_snapshot_unreliable_recover_partition),
+        cmocka_unit_test(test_confchange_recover),
+        cmocka_unit_test(test_confchange_recover_many_clients),
+        cmocka_unit_test(test_confchange_unreliable),
+        cmocka_unit_test(test_confchange_unreliable_recover),
+        cmocka_unit_test(test_confchange_snapshot_unreliable_recover),
+        cmocka_unit_test(test_confchange_snapshot_unreliable_recover_partition),
     };
     return cmocka_run_group_tests_name("raftstore_faults", tests, NULL, NULL);
 }
