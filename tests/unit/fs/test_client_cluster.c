@@ -390,6 +390,71 @@ static void leave_lock(struct fixture *f, struct rpc_client *rpc, const char *ke
     store_region_free(&r);
 }
 
+/* A RawGet sent straight to a store with the given region routing; the response (owned). */
+static Kvrpcpb__RawGetResponse *raw_get_at(struct fixture *f, struct rpc_client *rpc, int store,
+                                           uint64_t region_id, uint64_t version, const char *key)
+{
+    Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
+    epoch.version = version;
+    Kvrpcpb__Context ctx = KVRPCPB__CONTEXT__INIT;
+    ctx.region_id = region_id;
+    ctx.region_epoch = &epoch;
+    Kvrpcpb__RawGetRequest req = KVRPCPB__RAW_GET_REQUEST__INIT;
+    req.context = &ctx;
+    req.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", rpc_server_port(f->server[store]));
+    ProtobufCMessage *resp = NULL;
+    struct rpc_error err;
+    assert_int_equal(rpc_client_unary(rpc, addr, "/tinykvpb.TinyKv/RawGet", &req.base,
+                                      &kvrpcpb__raw_get_response__descriptor, &resp, 5000, &err),
+                     0);
+    return (Kvrpcpb__RawGetResponse *)resp;
+}
+
+/* The region errors a client learns from: KeyNotInRegion carries the key and the region's range;
+ * EpochNotMatch for a pre-split version carries the current regions, both halves included. */
+static void test_region_errors_describe_the_regions(void **state)
+{
+    struct fixture *f = *state;
+    split_at(f, "m", 2);
+    int leader = test_cluster_region_leader(f->tc, 1, 20000);
+    struct region r;
+    assert_int_equal(test_cluster_region(f->tc, leader, 1, &r), 0);
+    uint64_t version = r.version;
+    store_region_free(&r);
+    struct rpc_client *rpc = rpc_client_new();
+
+    Kvrpcpb__RawGetResponse *resp = raw_get_at(f, rpc, leader, 1, version, "zebra");
+    assert_non_null(resp->region_error);
+    const Errorpb__KeyNotInRegion *k = resp->region_error->key_not_in_region;
+    assert_non_null(k);
+    assert_int_equal(k->region_id, 1);
+    assert_int_equal(k->key.len, 5);
+    assert_memory_equal(k->key.data, "zebra", 5);
+    assert_int_equal(k->start_key.len, 0);
+    assert_int_equal(k->end_key.len, 1);
+    assert_memory_equal(k->end_key.data, "m", 1);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+
+    resp = raw_get_at(f, rpc, leader, 1, version - 1, "apple");
+    assert_non_null(resp->region_error);
+    const Errorpb__EpochNotMatch *e = resp->region_error->epoch_not_match;
+    assert_non_null(e);
+    int saw_left = 0, saw_right = 0;
+    for (size_t i = 0; i < e->n_current_regions; i++) {
+        const Metapb__Region *cr = e->current_regions[i];
+        if (cr->id == 1 && cr->end_key.len == 1 && cr->end_key.data[0] == 'm' &&
+            cr->region_epoch->version == version)
+            saw_left = 1;
+        if (cr->id == 2 && cr->start_key.len == 1 && cr->start_key.data[0] == 'm')
+            saw_right = 1;
+    }
+    assert_true(saw_left && saw_right);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    rpc_client_free(rpc);
+}
+
 /* A transaction abandoned after prewriting a primary in one region and a secondary in another:
  * a reader of the secondary finds the primary expired, rolls it back and resolves the lock in
  * the secondary's own region. */
@@ -428,6 +493,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scans_cross_regions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_spanning_two_regions_is_resolved, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_region_errors_describe_the_regions, setup, teardown),
     };
     return cmocka_run_group_tests_name("client_cluster", tests, NULL, NULL);
 }
