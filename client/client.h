@@ -40,7 +40,8 @@ enum {
     CLIENT_ERR_INVALID,          /* bad argument or call out of order */
     CLIENT_ERR_NOMEM,
     CLIENT_ERR_SERVER,       /* a server answered with an error the client cannot retry */
-    CLIENT_ERR_UNDETERMINED, /* commit outcome unknown: the primary's commit got no answer */
+    CLIENT_ERR_UNDETERMINED, /* outcome unknown: a raw write or the primary's commit may or
+                              * may not have applied */
 };
 
 /* Size limits, as the stores enforce them. */
@@ -151,6 +152,9 @@ void client_kvs_free(struct client_kv *kvs, size_t n);
  */
 int client_raw_get(struct client *c, const char *cf, const void *key, size_t key_len, void **value,
                    size_t *value_len);
+/* client_raw_put / client_raw_delete: CLIENT_ERR_UNDETERMINED when the store
+ * proposed the write but could not tell whether it applied (it may yet); a
+ * failure code means it did not apply. */
 int client_raw_put(struct client *c, const char *cf, const void *key, size_t key_len,
                    const void *value, size_t value_len);
 int client_raw_delete(struct client *c, const char *cf, const void *key, size_t key_len);

@@ -123,6 +123,9 @@ static int region_failed(const Errorpb__Error *e)
                 (unsigned long long)e->not_leader->leader->store_id);
     else if (e->not_leader)
         fprintf(stderr, "tinykv-ctl: this store is not the region's leader (leader unknown yet)\n");
+    else if (e->undetermined)
+        fprintf(stderr, "tinykv-ctl: outcome undetermined (the write may or may not apply): %s\n",
+                e->message ? e->message : "");
     else
         fprintf(stderr, "tinykv-ctl: region error: %s\n", e->message ? e->message : "unknown");
     return 1;

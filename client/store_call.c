@@ -21,6 +21,8 @@ static const char *handle_region_error(struct client *c, const struct region_loc
     }
     if (e->stale_command)
         return "stale command"; /* the same leader may well take it again */
+    if (e->undetermined)
+        return "undetermined"; /* an idempotent command: sending it again is safe */
     if (e->store_not_match)
         client_store_cache_invalidate(c, loc->r.leader_store_id);
     client_region_cache_invalidate(&c->regions, loc->r.id);
@@ -78,6 +80,18 @@ int client_store_call(struct client *c, const struct region_loc *loc, const char
     }
     void **eslot = client_message_field(*resp, "region_error");
     const Errorpb__Error *e = eslot ? *eslot : NULL;
+    if (e && e->undetermined && strncmp(method, "/tinykvpb.TinyKv/Raw", 20) == 0) {
+        /* A raw write may or may not apply: resending it could apply it twice
+         * around another client's write. Transactional commands are idempotent
+         * (same start and commit ts), so they retry below like StaleCommand. */
+        atomic_fetch_add(&c->stat_region_errors, 1);
+        client_seterr(c, CLIENT_ERR_UNDETERMINED, "region %llu on %s: outcome undetermined%s%s",
+                      (unsigned long long)loc->r.id, loc->addr, e->message ? ": " : "",
+                      e->message ? e->message : "");
+        protobuf_c_message_free_unpacked(*resp, NULL);
+        *resp = NULL;
+        return CLIENT_ERR_UNDETERMINED;
+    }
     if (e) {
         const char *what = handle_region_error(c, loc, e);
         client_seterr(c, CLIENT_ERR_TIMEOUT, "region %llu on %s: %s%s%s",

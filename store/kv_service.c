@@ -108,6 +108,13 @@ Errorpb__Error *kv_region_error_new(const struct storage_error *err)
         e->store_not_match = s;
         break;
     }
+    case STORAGE_REGION_ERR_UNDETERMINED: {
+        Errorpb__Undetermined *u = malloc(sizeof *u);
+        if (u)
+            errorpb__undetermined__init(u);
+        e->undetermined = u;
+        break;
+    }
     default:
         break;
     }

@@ -80,19 +80,24 @@ static void answer_not_leader(struct peer *p, raftstore_cb cb, void *arg)
                                   p->leader_id, peer_leader_store(p), msg);
 }
 
-/* Fails every pending proposal and read with `kind` (e.g. leadership lost). */
-static void fail_pending(struct peer *p, int code)
+/* A proposal's entry may still commit (it is in some log, a later leader may
+ * take it): the caller must not read this as "not done". */
+static void answer_undetermined(struct peer *p, raftstore_cb cb, void *arg, const char *why)
 {
-    while (p->proposals) {
-        struct proposal *pr = p->proposals;
-        p->proposals = pr->next;
-        if (code == STORAGE_ERR_REGION)
-            answer_not_leader(p, pr->cb, pr->cb_arg);
-        else
-            raftstore_answer(pr->cb, pr->cb_arg, code, NULL, NULL);
-        free(pr);
-    }
-    p->proposals_tail = NULL;
+    struct storage_error err;
+    memset(&err, 0, sizeof err);
+    err.code = STORAGE_ERR_REGION;
+    err.region_kind = STORAGE_REGION_ERR_UNDETERMINED;
+    err.region_id = p->region_id;
+    snprintf(err.msg, sizeof err.msg, "%s", why);
+    raftstore_answer(cb, arg, STORAGE_ERR_REGION, &err, NULL);
+}
+
+/* Fails every pending read with NotLeader (code STORAGE_ERR_REGION) or `code`:
+ * a read has no effect, so it is safe to retry elsewhere. Proposals are left
+ * alone: their entries may still commit under a later leader. */
+static void fail_reads(struct peer *p, int code)
+{
     while (p->reads) {
         struct pending_read *rd = p->reads;
         p->reads = rd->next;
@@ -107,7 +112,16 @@ static void fail_pending(struct peer *p, int code)
 
 void peer_free(struct peer *p, int code)
 {
-    fail_pending(p, code);
+    /* The peer goes (removed, or the store stops) before its proposals' fate is known. */
+    while (p->proposals) {
+        struct proposal *pr = p->proposals;
+        p->proposals = pr->next;
+        answer_undetermined(p, pr->cb, pr->cb_arg,
+                            "peer closed before the command's fate was known");
+        free(pr);
+    }
+    p->proposals_tail = NULL;
+    fail_reads(p, code);
     raft_rawnode_free(p->rn);
     peer_storage_close(&p->ps);
     free(p);
@@ -134,15 +148,35 @@ static int check_request(struct peer *p, const struct storage_ctx *ctx, raftstor
     return 0;
 }
 
-/* The index the next proposal will take. */
-static uint64_t next_index(struct peer *p)
+/* Index and term of the last entry of the log: a proposal just accepted is there. */
+static int last_entry(struct peer *p, uint64_t *index, uint64_t *term)
 {
     struct raft_status st;
     if (raft_rawnode_status(p->rn, &st) != 0)
-        return 0;
-    uint64_t next = st.last_index + 1;
+        return -1;
+    *index = st.last_index;
+    *term = st.hard_state.term;
     raft_status_free(&st);
-    return next;
+    return 0;
+}
+
+/* Keeps p->proposals in index order: after a step-down and a new term, a new
+ * proposal may take a lower index than one still waiting from the old term. */
+static void insert_proposal(struct peer *p, struct proposal *pr)
+{
+    if (!p->proposals_tail || p->proposals_tail->index <= pr->index) {
+        if (p->proposals_tail)
+            p->proposals_tail->next = pr;
+        else
+            p->proposals = pr;
+        p->proposals_tail = pr;
+        return;
+    }
+    struct proposal **at = &p->proposals;
+    while ((*at)->index <= pr->index)
+        at = &(*at)->next;
+    pr->next = *at;
+    *at = pr;
 }
 
 static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_change,
@@ -167,8 +201,6 @@ static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_
     }
     raft_cmdpb__raft_cmd_request__pack(cmd, buf);
     cmd->header = saved;
-    uint64_t index = next_index(p);
-    uint64_t term = p->ps.hs.term;
     int rc;
     if (conf_change) {
         Eraftpb__ConfChange pcc = ERAFTPB__CONF_CHANGE__INIT;
@@ -198,17 +230,15 @@ static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_
     }
     if (!cb)
         return 0;
+    uint64_t index, term;
     struct proposal *pr = malloc(sizeof *pr);
-    if (!pr) {
-        raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
+    if (!pr || last_entry(p, &index, &term) != 0) {
+        free(pr);
+        answer_undetermined(p, cb, arg, "proposed, but its log position is unknown");
         return 0;
     }
     *pr = (struct proposal){index, term, cb, arg, NULL};
-    if (p->proposals_tail)
-        p->proposals_tail->next = pr;
-    else
-        p->proposals = pr;
-    p->proposals_tail = pr;
+    insert_proposal(p, pr);
     return 0;
 }
 
@@ -494,27 +524,39 @@ static void add_done(struct apply_ctx *ac, raftstore_cb cb, void *arg, int code,
         d->err = *err;
 }
 
-/* Pops the proposal for entry (index, term): earlier ones are stale; returns it or NULL. */
+/* Pops the proposals up to entry (index, term) and returns the one that
+ * entry is (same index and term), or NULL. Another term at the index means the
+ * proposal was superseded: it never applies (StaleCommand). A proposal whose
+ * index was passed without being seen (a snapshot covered it) is undetermined. */
 static struct proposal *take_proposal(struct peer *p, uint64_t index, uint64_t term,
                                       struct apply_ctx *ac)
 {
+    struct proposal *match = NULL;
     while (p->proposals && p->proposals->index <= index) {
         struct proposal *pr = p->proposals;
         p->proposals = pr->next;
         if (!p->proposals)
             p->proposals_tail = NULL;
-        if (pr->index == index && pr->term == term)
-            return pr;
+        if (pr->index == index && pr->term == term && !match) {
+            match = pr;
+            continue;
+        }
         struct storage_error err;
         memset(&err, 0, sizeof err);
         err.code = STORAGE_ERR_REGION;
-        err.region_kind = STORAGE_REGION_ERR_STALE_COMMAND;
         err.region_id = p->region_id;
-        snprintf(err.msg, sizeof err.msg, "command was superseded by a new leader's log");
+        if (pr->index == index) {
+            err.region_kind = STORAGE_REGION_ERR_STALE_COMMAND;
+            snprintf(err.msg, sizeof err.msg, "command was superseded by a new leader's log");
+        } else {
+            err.region_kind = STORAGE_REGION_ERR_UNDETERMINED;
+            snprintf(err.msg, sizeof err.msg,
+                     "command's entry was applied from a snapshot or not at all");
+        }
         add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
         free(pr);
     }
-    return NULL;
+    return match;
 }
 
 static int cf_of(const char *name)
@@ -737,8 +779,10 @@ void peer_after_persist(struct peer *p, struct raft_ready *rd)
             LOG(LOG_INFO, "region=%llu peer=%llu: %s (term %llu)", (unsigned long long)p->region_id,
                 (unsigned long long)p->peer_id, p->is_leader ? "became leader" : "stepped down",
                 (unsigned long long)p->ps.hs.term);
+        /* Proposals stay: each is answered when its index commits (with its
+         * term: done; another: StaleCommand) or the request's deadline passes. */
         if (was_leader && !p->is_leader)
-            fail_pending(p, STORAGE_ERR_REGION);
+            fail_reads(p, STORAGE_ERR_REGION);
         if (p->is_leader && !was_leader) {
             p->ticks_since_heartbeat = 0;
             region_heartbeat(p);

@@ -81,14 +81,20 @@ static int wait_result(struct waiter *w, int timeout_ms, struct raftstore_result
     return done ? 0 : -1;
 }
 
-static int finish(const struct raftstore_result *res, int timed_out, struct storage_error *err)
+/* A read that timed out had no effect: retryable. A write that timed out was
+ * proposed and may still commit, so its answer is undetermined, never "not done". */
+static int finish(const struct raftstore_result *res, int timed_out, int is_write,
+                  struct storage_error *err)
 {
     if (timed_out) {
         if (err) {
             memset(err, 0, sizeof *err);
             err->code = STORAGE_ERR_REGION;
-            err->region_kind = STORAGE_REGION_ERR_STALE_COMMAND;
-            snprintf(err->msg, sizeof err->msg, "timed out waiting for Raft; retry");
+            err->region_kind =
+                is_write ? STORAGE_REGION_ERR_UNDETERMINED : STORAGE_REGION_ERR_STALE_COMMAND;
+            snprintf(err->msg, sizeof err->msg, "%s",
+                     is_write ? "timed out waiting for Raft; the write may still apply"
+                              : "timed out waiting for Raft; retry");
         }
         return STORAGE_ERR_REGION;
     }
@@ -119,7 +125,7 @@ static int kv_write(struct storage *base, const struct storage_ctx *ctx,
     struct raftstore_result res;
     memset(&res, 0, sizeof res);
     int timed_out = wait_result(w, kv->timeout_ms, &res) != 0;
-    return finish(&res, timed_out, err);
+    return finish(&res, timed_out, 1, err);
 }
 
 static int kv_reader(struct storage *base, const struct storage_ctx *ctx,
@@ -133,7 +139,7 @@ static int kv_reader(struct storage *base, const struct storage_ctx *ctx,
     struct raftstore_result res;
     memset(&res, 0, sizeof res);
     int timed_out = wait_result(w, kv->timeout_ms, &res) != 0;
-    int rc = finish(&res, timed_out, err);
+    int rc = finish(&res, timed_out, 0, err);
     if (rc == 0)
         *out = res.reader;
     else

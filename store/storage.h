@@ -62,6 +62,9 @@ enum storage_region_error_kind {
     STORAGE_REGION_ERR_STALE_COMMAND,
     STORAGE_REGION_ERR_STORE_NOT_MATCH,
     STORAGE_REGION_ERR_SERVER_IS_BUSY,
+    /* A write was proposed but its fate is unknown (deadline passed, peer
+     * closed): it may or may not apply. errorpb.Error.undetermined on the wire. */
+    STORAGE_REGION_ERR_UNDETERMINED,
 };
 
 /* Detail of a failed call. Filled without allocating. */
