@@ -110,7 +110,12 @@ def check_register(history, budget=2000000):
             kept.append(op)
         r = _linearizable_register(kept, budget)
         if r is False:
-            problems.append("key %r: not linearizable; %s" % (key, _excerpt(kept)))
+            failed = {op["value"]: op for op in ops if op["f"] == "write" and op["type"] == "fail"}
+            lies = ["  a read saw %r, whose write was answered failed: p%s [%s..%s] %s" % (
+                    v, failed[v]["p"], failed[v]["t0"], failed[v]["t1"], failed[v].get("err", ""))
+                    for v in sorted(read_values & set(failed))]
+            problems.append("key %r: not linearizable\n%s%s" % (key, "".join(l + "\n" for l in lies[:5]),
+                                                              _excerpt(kept)))
         elif r is None:
             problems.append("key %r: search gave up after %d steps (%d ops)" % (key, budget, len(kept)))
     return not problems, problems

@@ -42,6 +42,13 @@ MATRIX = [(f, 3) for f in chaos_lib.FAULTS if f not in ("partition-majority", "p
     ("partition-ring", 5),
 ]
 
+# Seeds that once failed, kept as named regression cases (run by --matrix and by name):
+# name -> (fault, stores, seed, duration, what it found).
+REGRESSIONS = {
+    "regression-notleader-applied": ("pause-leader", 3, 6, 30,
+                                     "issue 14: a write answered NotLeader was applied by the next leader"),
+}
+
 BANK_ACCOUNTS = 5
 BANK_TOTAL = 100 * BANK_ACCOUNTS
 
@@ -233,23 +240,23 @@ def main():
     a = ap.parse_args()
     known = {run_name(f, n): (f, n) for f, n in SHORT + MATRIX}
     if a.list:
-        print("\n".join(sorted(known)))
+        print("\n".join(sorted(known) + sorted(REGRESSIONS)))
         return 0
-    if a.run:
-        runs = [known[r] for r in a.run]
-        duration = a.duration or 30
-    elif a.matrix:
-        runs, duration = MATRIX, a.duration or 60
-    else:
-        runs, duration = SHORT, a.duration or 20
     seed = a.seed if a.seed is not None else int(time.time()) % 1000000
-    print("chaos: seed %d, %d runs of %.0f s" % (seed, len(runs), duration), flush=True)
+    if a.run:
+        runs = [(known[r][0], known[r][1], seed, a.duration or 30) if r in known else REGRESSIONS[r][:4]
+                for r in a.run]
+    elif a.matrix:
+        runs = [(f, n, seed, a.duration or 60) for f, n in MATRIX] + [v[:4] for v in REGRESSIONS.values()]
+    else:
+        runs = [(f, n, seed, a.duration or 20) for f, n in SHORT]
+    print("chaos: seed %d, %d runs" % (seed, len(runs)), flush=True)
 
     def log(s):
         print(s, flush=True)
 
     passed = failed = 0
-    for fault, n in runs:
+    for fault, n, seed, duration in runs:
         name = run_name(fault, n)
         t0 = time.time()
         log("=== %s (seed %d)" % (name, seed))

@@ -21,8 +21,10 @@ import grpc
 import chaos_lib
 from chaos_lib import pb
 
-RAW_OP_DEADLINE_S = 3.0
-RAW_RPC_TIMEOUT_S = 1.5
+# Longer than a fault: the answer of a store paused or cut off while a write was in flight
+# arrives before the client gives up on it (the NotLeader bug of issue 14 hid behind shorter ones).
+RAW_OP_DEADLINE_S = 6.0
+RAW_RPC_TIMEOUT_S = 4.5
 
 
 def now_ms():
@@ -57,8 +59,10 @@ class RawClient:
         self.leader = (self.leader + 1) % self.c.n
 
     def call(self, method, req, resp_cls, is_write):
-        """Returns ("ok", resp) | ("fail", why) | ("info", why). A write is retried only after an
-        answer that says it was not done (every region error but `undetermined`)."""
+        """Returns ("ok", resp) | ("fail", why) | ("info", why). A read is retried on other stores
+        until its deadline. A write gets one attempt (retried only if it was never sent), so a
+        store's "not done" answer (every region error but `undetermined`) is recorded as such:
+        a history with a read of that value then shows the lie."""
         deadline = time.time() + RAW_OP_DEADLINE_S
         why = "deadline"
         while time.time() < deadline:
@@ -81,6 +85,8 @@ class RawClient:
                     return "info", "undetermined: " + e.message
                 why = "region error: " + e.message
                 self._hint(e)
+                if is_write:
+                    return "fail", why
                 time.sleep(0.02)
                 continue
             if resp.error:
@@ -117,8 +123,10 @@ class Register:
                     seq += 1
                     value = "%d-%d" % (p, seq)
                     req = pb["kv"].RawPutRequest(key=key, value=value.encode())
-                    typ, _ = cl.call("RawPut", req, pb["kv"].RawPutResponse, True)
+                    typ, why = cl.call("RawPut", req, pb["kv"].RawPutResponse, True)
                     op = {"p": p, "f": "write", "key": key.decode(), "value": value}
+                    if typ != "ok":
+                        op["err"] = why
                 else:
                     typ, resp = cl.call("RawGet", pb["kv"].RawGetRequest(key=key), pb["kv"].RawGetResponse, False)
                     value = None
