@@ -69,8 +69,8 @@ TEST_BINS := $(foreach s,$(TEST_SRCS),$(BUILD)/tests/$(word 3,$(subst /, ,$(s)))
 # The chaos suite's drivers (tests/chaos/README.md); its short run is part of `make test`.
 CHAOS_SRCS := $(wildcard tests/chaos/*.c)
 CHAOS_BINS := $(patsubst tests/chaos/%.c,$(BUILD)/tests/chaos/%,$(CHAOS_SRCS))
-# Only `make chaos` needs these (clock skew); `make test` does not.
-CHAOS_DEB_PACKAGES := faketime
+# Only `make chaos` needs these (clock skew, failing fdatasync); `make test` does not.
+CHAOS_DEB_PACKAGES := faketime libfaketime fiu-utils libfiu0
 
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 

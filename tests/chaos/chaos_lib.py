@@ -31,6 +31,7 @@ BINDIR = os.path.join(REPO, os.environ.get("BINDIR", "bin"))
 BUILD = os.path.join(REPO, os.environ.get("BUILD", "build"))
 
 pb = {}
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
 def generate_protos(outdir):
@@ -75,6 +76,8 @@ class Proc:
         self.uid = uid
         self.proc = None
         self.paused = False
+        self.env = None  # extra environment (a preload library and its settings)
+        self.prefix = []  # a wrapper command (fiu-run)
 
     def start(self):
         def drop():
@@ -82,8 +85,9 @@ class Proc:
                 os.setgid(self.uid)
                 os.setuid(self.uid)
 
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"),
-                                     preexec_fn=drop)
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(self.prefix + self.args, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log_path, "ab"), preexec_fn=drop, env=env)
         self.paused = False
 
     def alive(self):
@@ -121,7 +125,7 @@ class Proc:
 
 
 class Cluster:
-    def __init__(self, workdir, n_stores=3, uid_base=None, log_level="warn"):
+    def __init__(self, workdir, n_stores=3, uid_base=None, log_level="warn", preload=None):
         self.workdir = workdir
         self.n = n_stores
         self.pd_port = free_port()
@@ -148,6 +152,32 @@ class Cluster:
                 "--scheduler", self.pd_addr, "--log-level", log_level],
                 os.path.join(workdir, "store%d.log" % i), uid=uid_base + i))
         os.chmod(workdir, 0o755)
+        for p in [self.pd] + self.stores:
+            if preload == "faketime":
+                self._faketime(p)
+            elif preload == "fiu":
+                self._fiu(p)
+
+    def _private_dir(self, p):
+        d = os.path.join(self.workdir, "ctl-" + p.name)
+        os.makedirs(d, exist_ok=True)
+        os.chown(d, p.uid, p.uid)
+        return d
+
+    def _faketime(self, p):
+        """The process's wall clock (not its monotonic clock) follows p.clock_file: "+0" normally,
+        an offset such as "-30" (seconds) while skewed; re-read every second."""
+        p.clock_file = os.path.join(self._private_dir(p), "faketime")
+        with open(p.clock_file, "w") as f:
+            f.write("+0\n")
+        os.chmod(p.clock_file, 0o644)
+        p.env = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": p.clock_file,
+                 "FAKETIME_CACHE_DURATION": "1", "DONT_FAKE_MONOTONIC": "1"}
+
+    def _fiu(self, p):
+        """libfiu's POSIX wrappers, with failure points switched by fiu-ctrl over FIFOs."""
+        p.fiu_prefix = os.path.join(self._private_dir(p), "fiu")
+        p.prefix = ["fiu-run", "-x", "-f", p.fiu_prefix]
 
     def addr(self, i):
         return "127.0.0.1:%d" % self.ports[i]
@@ -241,7 +271,11 @@ FAULTS = [
     "pause-leader", "pause-random", "pause-pd",
     "partition-leader", "partition-random", "partition-majority", "partition-ring",
     "loss",
+    "skew-pd", "skew-store",  # wall clock stepped by libfaketime (needs preload "faketime")
+    "fsync-fail-follower",  # fdatasync/fsync fail on a follower (libfiu, preload "fiu")
 ]
+
+PRELOAD_OF = {"skew-pd": "faketime", "skew-store": "faketime", "fsync-fail-follower": "fiu"}
 
 
 class Nemesis:
@@ -255,6 +289,24 @@ class Nemesis:
         self.fw = firewall
         self.events = []  # [start, end, description]
         self._undo = None
+        self.fsync_failed = []  # processes whose syncs were made to fail
+        self.kept_running = []  # ... and that still ran when the fault ended (not fail-stop)
+
+    def _set_clock(self, p, offset):
+        with open(p.clock_file + ".tmp", "w") as f:
+            f.write(offset + "\n")
+        os.chmod(p.clock_file + ".tmp", 0o644)
+        os.rename(p.clock_file + ".tmp", p.clock_file)
+
+    def _fiu(self, p, what):
+        for point in ("posix/io/sync/fdatasync", "posix/io/sync/fsync"):
+            if not p.alive():
+                return  # it stopped at the first failing sync
+            try:
+                subprocess.run(["fiu-ctrl", "-f", p.fiu_prefix, "-c", "%s name=%s" % (what, point),
+                                str(p.proc.pid)], capture_output=True, timeout=3)
+            except subprocess.TimeoutExpired:
+                pass  # no one reads the FIFO any more: the process is gone
 
     def _target(self, which):
         if which == "leader":
@@ -330,6 +382,32 @@ class Nemesis:
         elif k == "partition-ring":
             desc = self._ring()
             self._undo = self.fw.heal
+        elif k in ("skew-pd", "skew-store"):
+            p = self.c.pd if k == "skew-pd" else self.c.stores[self.rng.randrange(self.c.n)]
+            off = self.rng.choice([-1, 1]) * self.rng.randrange(5, 60)
+            self._set_clock(p, "%+d" % off)
+            self._undo = lambda: self._set_clock(p, "+0")
+            desc = "%s clock %+d s" % (p.name, off)
+            if k == "skew-pd" and self.rng.random() < 0.5:
+                # Restarted under the wrong clock, it must recover its timestamps from disk.
+                p.kill()
+                p.start()
+                desc += ", restarted"
+        elif k == "fsync-fail-follower":
+            lead = self.c.leader_index()
+            i = self.rng.choice([s for s in range(self.c.n) if s != lead])
+            p = self.c.stores[i]
+            self._fiu(p, "enable")
+            self.fsync_failed.append(p)
+
+            def undo():
+                if p.alive():
+                    self._fiu(p, "disable")
+                    self.kept_running.append(p.name)
+                else:
+                    p.start()
+            self._undo = undo
+            desc = "fdatasync/fsync fail on store%d" % i
         elif k == "loss":
             p = self.rng.choice([0.2, 0.3, 0.4])
             for i in range(self.c.n):

@@ -183,6 +183,22 @@ def check_monotonic(history):
     return not problems, problems[:20]
 
 
+def check_tso(history):
+    """A timestamp handed out after another was received is strictly greater."""
+    problems = []
+    oks = sorted((op for op in history if op["type"] == "ok"), key=lambda o: o["t1"])
+    best, best_op, k = -1, None, 0
+    for op in sorted(oks, key=lambda o: o["t0"]):
+        while k < len(oks) and oks[k]["t1"] < op["t0"]:
+            if oks[k]["value"] > best:
+                best, best_op = oks[k]["value"], oks[k]
+            k += 1
+        if op["value"] <= best:
+            problems.append("timestamp %d at [%s..%s] is not above %d received at %s"
+                            % (op["value"], op["t0"], op["t1"], best, best_op["t1"]))
+    return not problems, problems[:20]
+
+
 # -------------------------------------------------------------------------------------- set
 
 def check_set(history, final):

@@ -142,7 +142,7 @@ def one_run(fault, n_stores, seed, duration, log):
     gen = os.path.join(tmp, "gen")
     os.mkdir(gen)
     chaos_lib.generate_protos(gen)
-    c = chaos_lib.Cluster(tmp, n_stores)
+    c = chaos_lib.Cluster(tmp, n_stores, preload=chaos_lib.PRELOAD_OF.get(fault))
     fw = chaos_lib.Firewall("%d-%d" % (os.getpid(), int(time.time())))
     nem = chaos_lib.Nemesis(c, fault, chaos_lib.rng_for(seed, name + "/nemesis"), fw)
     problems = []
@@ -158,7 +158,8 @@ def one_run(fault, n_stores, seed, duration, log):
         fs = workloads.FileSet(c, chaos_lib.rng_for(seed, name + "/set"), tmp)
         if not fs.mount():
             return False, "the mount never came up"
-        wls = [reg, bank, mono, fs]
+        tso = workloads.TsoWatch(c)
+        wls = [reg, bank, mono, fs, tso]
         stop_at = time.time() + duration + 2
         for w in wls:
             w.start(stop_at)
@@ -187,6 +188,7 @@ def one_run(fault, n_stores, seed, duration, log):
             ("bank", bank.history, checkers.check_bank(bank.history, BANK_ACCOUNTS, BANK_TOTAL)),
             ("monotonic", mono.history, checkers.check_monotonic(mono.history)),
         ]
+        results.append(("tso", tso.history, checkers.check_tso(tso.history)))
         fs.unmount()
         if not fs.mount():
             problems.append("the mount did not come back for the final check")
@@ -203,6 +205,8 @@ def one_run(fault, n_stores, seed, duration, log):
         for d in (bank, mono):
             if d.proc.returncode != 0:
                 problems.append("%s driver exited %s: %s" % (d.name, d.proc.returncode, d.stderr[-500:]))
+        if nem.fsync_failed and nem.kept_running:
+            problems.append("fail-stop: %s kept running while its fdatasync failed" % sorted(set(nem.kept_running)))
         ok, why = replicas_agree(c, log)
         if not ok:
             problems.append("replicas: " + why)

@@ -88,6 +88,16 @@ def monotonic_cases():
     check("monotonic_passes_concurrent", ok([op("inc", 7, 0, 30), op("read", 6, 5, 10), op("read", 7, 11, 40)])[0])
 
 
+def tso_cases():
+    def ts(v, t0, t1):
+        return {"p": 0, "f": "read", "value": v, "t0": t0, "t1": t1, "type": "ok"}
+
+    check("tso_passes_increasing", checkers.check_tso([ts(10, 0, 1), ts(11, 2, 3), ts(12, 2, 4)])[0])
+    # After a scheduler restart with its clock behind, a timestamp went back.
+    check("tso_flags_timestamp_going_back", not checkers.check_tso([ts(10, 0, 1), ts(9, 2, 3)])[0])
+    check("tso_flags_repeated_timestamp", not checkers.check_tso([ts(10, 0, 1), ts(10, 2, 3)])[0])
+
+
 def set_cases():
     def add(name, content, typ="ok"):
         return {"p": 0, "f": "add", "name": name, "content": content, "t0": 0, "t1": 1, "type": typ}
@@ -102,6 +112,7 @@ def main():
     register_cases()
     bank_cases()
     monotonic_cases()
+    tso_cases()
     set_cases()
     print("%d passed, %d failed" % (results.count(True), results.count(False)))
     return 1 if results.count(False) else 0

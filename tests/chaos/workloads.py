@@ -282,3 +282,56 @@ class FileSet:
                 except OSError:
                     time.sleep(0.5)
         return out
+
+
+class TsoWatch:
+    """Asks the scheduler for one timestamp every 20 ms (a fresh stream each time): timestamps
+    must only go up, whatever happens to the scheduler's process or clock."""
+
+    name = "tso"
+
+    def __init__(self, cluster):
+        self.c = cluster
+        self.history = []
+        self.th = None
+        self.cluster_id = None
+
+    def _one(self, ch):
+        sched = pb["sched"]
+        if self.cluster_id is None:
+            members = ch.unary_unary("/schedulerpb.Scheduler/GetMembers",
+                                     request_serializer=sched.GetMembersRequest.SerializeToString,
+                                     response_deserializer=sched.GetMembersResponse.FromString)
+            self.cluster_id = members(sched.GetMembersRequest(), timeout=1).header.cluster_id
+        stream = ch.stream_stream("/schedulerpb.Scheduler/Tso",
+                                  request_serializer=sched.TsoRequest.SerializeToString,
+                                  response_deserializer=sched.TsoResponse.FromString)
+        req = sched.TsoRequest(header=sched.RequestHeader(cluster_id=self.cluster_id), count=1)
+        resp = next(iter(stream(iter([req]), timeout=1)))
+        if resp.header.HasField("error") and resp.header.error.type:
+            raise RuntimeError("tso error")
+        return resp.timestamp.physical << 18 | resp.timestamp.logical
+
+    def _worker(self, stop_at):
+        ch = grpc.insecure_channel(self.c.pd_addr)
+        try:
+            while time.time() < stop_at:
+                t0 = now_ms()
+                try:
+                    ts = self._one(ch)
+                    op = {"p": 0, "f": "read", "value": ts, "t0": t0, "t1": now_ms(), "type": "ok"}
+                except Exception:  # noqa: BLE001 - no timestamp: nothing to check
+                    op = {"p": 0, "f": "read", "value": None, "t0": t0, "t1": now_ms(), "type": "fail"}
+                    time.sleep(0.05)
+                self.history.append(op)
+                time.sleep(0.02)
+        finally:
+            ch.close()
+
+    def start(self, stop_at):
+        self.th = threading.Thread(target=self._worker, args=(stop_at,), daemon=True)
+        self.th.start()
+
+    def join(self):
+        self.th.join(timeout=30)
+        return not self.th.is_alive()
