@@ -196,6 +196,14 @@ def one_run(fault, n_stores, seed, duration, log):
         results.append(("set", fs.history, checkers.check_set(fs.history, final)))
         for wname, hist, (ok, probs) in results:
             s = checkers.summarize(hist)
+            why = {}
+            for op in hist:
+                if op["type"] != "ok":
+                    k = "%s %s" % (op["type"], op.get("err", "short balance" if op.get("short") else "?")[:60])
+                    why[k] = why.get(k, 0) + 1
+            if why:
+                log("  %s not ok: %s" % (wname, ", ".join("%s x%d" % kv for kv in
+                                                          sorted(why.items(), key=lambda kv: -kv[1])[:4])))
             figures.append("%s ok/failed/indeterminate %d/%d/%d" % (wname, s["ok"], s["fail"], s["info"]))
             if s["ok"] == 0:
                 probs = probs + ["no operation succeeded"]

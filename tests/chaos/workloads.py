@@ -169,20 +169,26 @@ class Driver:
         args = [os.path.join(chaos_lib.BUILD, "tests", "chaos", "chaos_driver"), self.name, "--pd", self.c.pd_addr,
                 "--threads", str(self.threads), "--duration", "%.1f" % max(1.0, stop_at - time.time()),
                 "--seed", str(self.seed), "--accounts", str(self.accounts)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # Files, not pipes: nobody reads a pipe until the end, and a full one would stall the driver.
+        self.out_path = os.path.join(self.c.workdir, self.name + ".history")
+        self.err_path = os.path.join(self.c.workdir, self.name + ".stderr")
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=err)
 
     def join(self):
         try:
-            out, err = self.proc.communicate(timeout=120)
+            self.proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
+            self.proc.wait()
             self.stderr = "driver hung; killed\n"
-        self.stderr += err.decode(errors="replace")
-        for line in out.decode(errors="replace").splitlines():
-            op = json.loads(line)
-            if op["f"] != "init":
-                self.history.append(op)
+        with open(self.err_path, errors="replace") as f:
+            self.stderr += f.read()
+        with open(self.out_path, errors="replace") as f:
+            for line in f:
+                op = json.loads(line)
+                if op["f"] != "init":
+                    self.history.append(op)
         return self.proc.returncode == 0
 
 
