@@ -20,8 +20,14 @@
  *              snapshot reads of every account ("read", with the balances).
  *   monotonic  a counter KEY; "inc" reads and increments it in one
  *              transaction (value: the new value), "read" reads it.
+ *   longfork   keys PREFIX<group>/<slot>, 4 slots a group, each written once
+ *              ("insert", value 1, by whoever takes the next slot); "read"
+ *              reads a whole recent group (value: [0|1 per slot]). Under
+ *              snapshot isolation two reads of a group never each see an
+ *              insert the other misses.
  */
 #include <getopt.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +46,10 @@ struct driver {
     uint64_t seed;
     uint64_t stop_at_ms;
     pthread_mutex_t out_mu;
+    atomic_long next_slot; /* longfork: the next key to insert */
 };
+
+#define LONGFORK_SLOTS 4
 
 struct worker {
     struct driver *d;
@@ -256,17 +265,71 @@ static void mono_read(struct worker *w)
     emit(d, w->id, "read", t0, rc ? "fail" : "ok", rc, rc ? "" : extra);
 }
 
+static void longfork_key(const struct driver *d, long group, int slot, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%ld/%d", d->prefix, group, slot);
+}
+
+static void longfork_insert(struct worker *w)
+{
+    struct driver *d = w->d;
+    long k = atomic_fetch_add(&d->next_slot, 1);
+    long group = k / LONGFORK_SLOTS;
+    int slot = (int)(k % LONGFORK_SLOTS);
+    char key[64], extra[64];
+    longfork_key(d, group, slot, key, sizeof key);
+    snprintf(extra, sizeof extra, ",\"group\":%ld,\"slot\":%d", group, slot);
+    uint64_t t0 = now_ms();
+    struct client_txn *t;
+    int rc = client_txn_begin(d->c, &t);
+    if (!rc) {
+        rc = client_txn_put(t, key, strlen(key), "1", 1);
+        if (!rc)
+            rc = client_txn_commit(t, NULL);
+        client_txn_free(t);
+    }
+    emit(d, w->id, "insert", t0, outcome(rc), rc, extra);
+}
+
+static void longfork_read(struct worker *w)
+{
+    struct driver *d = w->d;
+    long cur = atomic_load(&d->next_slot) / LONGFORK_SLOTS;
+    long group = cur - (long)(rng_next(&w->rng) % 3);
+    if (group < 0)
+        group = 0;
+    uint64_t t0 = now_ms();
+    struct client_txn *t = NULL;
+    int rc = client_txn_begin(d->c, &t);
+    char extra[128];
+    size_t off = (size_t)snprintf(extra, sizeof extra, ",\"group\":%ld,\"value\":[", group);
+    for (int i = 0; !rc && i < LONGFORK_SLOTS; i++) {
+        char key[64];
+        long v;
+        int found;
+        longfork_key(d, group, i, key, sizeof key);
+        rc = get_int(t, key, &v, &found);
+        off += (size_t)snprintf(extra + off, sizeof extra - off, "%s%d", i ? "," : "", found);
+    }
+    snprintf(extra + off, sizeof extra - off, "]");
+    if (t)
+        client_txn_free(t);
+    emit(d, w->id, "read", t0, rc ? "fail" : "ok", rc, rc ? "" : extra);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    int bank = strcmp(w->d->workload, "bank") == 0;
+    const char *wl = w->d->workload;
     while (now_ms() < w->d->stop_at_ms) {
         /* Half the workers mostly write, the other half mostly read. */
         int write = (int)(rng_next(&w->rng) % 4) < (w->id % 2 ? 1 : 3);
-        if (bank)
+        if (strcmp(wl, "bank") == 0)
             write ? bank_transfer(w) : bank_read(w);
-        else
+        else if (strcmp(wl, "monotonic") == 0)
             write ? mono_inc(w) : mono_read(w);
+        else
+            write ? longfork_insert(w) : longfork_read(w);
     }
     return NULL;
 }
@@ -312,14 +375,17 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc || !pd || d.accounts < 2 || d.threads < 1 || d.threads > 64 ||
-        (strcmp(argv[optind], "bank") != 0 && strcmp(argv[optind], "monotonic") != 0)) {
-        fprintf(stderr, "usage: chaos_driver bank|monotonic --pd HOST:PORT [--prefix P] "
+        (strcmp(argv[optind], "bank") != 0 && strcmp(argv[optind], "monotonic") != 0 &&
+         strcmp(argv[optind], "longfork") != 0)) {
+        fprintf(stderr, "usage: chaos_driver bank|monotonic|longfork --pd HOST:PORT [--prefix P] "
                         "[--accounts N] [--threads T] [--duration S] [--seed X] [--timeout MS]\n");
         return 2;
     }
     d.workload = argv[optind];
     if (!d.prefix)
-        d.prefix = strcmp(d.workload, "bank") == 0 ? "bank/acct-" : "mono/counter";
+        d.prefix = strcmp(d.workload, "bank") == 0        ? "bank/acct-"
+                   : strcmp(d.workload, "monotonic") == 0 ? "mono/counter"
+                                                          : "longfork/";
     pthread_mutex_init(&d.out_mu, NULL);
     struct client_options opts = {.timeout_ms = timeout_ms, .rpc_timeout_ms = timeout_ms / 2};
     char err[256];

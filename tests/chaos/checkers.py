@@ -183,6 +183,32 @@ def check_monotonic(history):
     return not problems, problems[:20]
 
 
+def check_longfork(history):
+    """Snapshot isolation has one commit order, so the inserts two reads of a group saw are
+    ordered by inclusion: a read that sees an insert another misses, and misses one the other
+    sees, is a long fork. An insert answered failed is never seen."""
+    problems = []
+    failed = {(op["group"], op["slot"]) for op in history if op["f"] == "insert" and op["type"] == "fail"}
+    groups = {}
+    for op in history:
+        if op["f"] == "read" and op["type"] == "ok":
+            seen = frozenset(i for i, b in enumerate(op["value"]) if b)
+            groups.setdefault(op["group"], []).append((seen, op))
+            for i in seen:
+                if (op["group"], i) in failed:
+                    problems.append("read by p%s at [%s..%s] saw insert %d/%d, answered failed"
+                                    % (op["p"], op["t0"], op["t1"], op["group"], i))
+    for g, reads in sorted(groups.items()):
+        reads.sort(key=lambda r: len(r[0]))
+        for (a, oa), (b, ob) in zip(reads, reads[1:]):
+            if not a <= b:
+                problems.append("group %d: long fork: p%s [%s..%s] saw slots %s, p%s [%s..%s] saw %s"
+                                % (g, oa["p"], oa["t0"], oa["t1"], sorted(a), ob["p"], ob["t0"], ob["t1"],
+                                   sorted(b)))
+                break
+    return not problems, problems[:20]
+
+
 def check_tso(history):
     """A timestamp handed out after another was received is strictly greater."""
     problems = []

@@ -28,7 +28,6 @@ import checkers  # noqa: E402
 import workloads  # noqa: E402
 from chaos_lib import pb  # noqa: E402
 
-ALL_WORKLOADS = ["register", "bank", "monotonic", "set"]
 
 # name -> (fault, stores). Every run drives all four workloads at once.
 SHORT = [
@@ -155,11 +154,12 @@ def one_run(fault, n_stores, seed, duration, log):
         reg = workloads.Register(c, chaos_lib.rng_for(seed, name + "/register"))
         bank = workloads.Driver(c, chaos_lib.rng_for(seed, name + "/bank"), "bank", accounts=BANK_ACCOUNTS)
         mono = workloads.Driver(c, chaos_lib.rng_for(seed, name + "/monotonic"), "monotonic")
+        lf = workloads.Driver(c, chaos_lib.rng_for(seed, name + "/longfork"), "longfork", threads=3)
         fs = workloads.FileSet(c, chaos_lib.rng_for(seed, name + "/set"), tmp)
         if not fs.mount():
             return False, "the mount never came up"
         tso = workloads.TsoWatch(c)
-        wls = [reg, bank, mono, fs, tso]
+        wls = [reg, bank, mono, lf, fs, tso]
         stop_at = time.time() + duration + 2
         for w in wls:
             w.start(stop_at)
@@ -187,6 +187,7 @@ def one_run(fault, n_stores, seed, duration, log):
             ("register", reg.history, checkers.check_register(reg.history)),
             ("bank", bank.history, checkers.check_bank(bank.history, BANK_ACCOUNTS, BANK_TOTAL)),
             ("monotonic", mono.history, checkers.check_monotonic(mono.history)),
+            ("longfork", lf.history, checkers.check_longfork(lf.history)),
         ]
         results.append(("tso", tso.history, checkers.check_tso(tso.history)))
         fs.unmount()
@@ -210,7 +211,7 @@ def one_run(fault, n_stores, seed, duration, log):
                 ok = False
             if not ok:
                 problems.extend("%s: %s" % (wname, p) for p in probs)
-        for d in (bank, mono):
+        for d in (bank, mono, lf):
             if d.proc.returncode != 0:
                 problems.append("%s driver exited %s: %s" % (d.name, d.proc.returncode, d.stderr[-500:]))
         if nem.fsync_failed and nem.kept_running:

@@ -88,6 +88,22 @@ def monotonic_cases():
     check("monotonic_passes_concurrent", ok([op("inc", 7, 0, 30), op("read", 6, 5, 10), op("read", 7, 11, 40)])[0])
 
 
+def longfork_cases():
+    def rd(p, seen, g=0):
+        return {"p": p, "f": "read", "group": g, "value": seen, "t0": 0, "t1": 1, "type": "ok"}
+
+    def ins(slot, typ="ok", g=0):
+        return {"p": 9, "f": "insert", "group": g, "slot": slot, "t0": 0, "t1": 1, "type": typ}
+
+    ok = checkers.check_longfork
+    check("longfork_passes_nested_reads", ok([ins(0), ins(1), rd(0, [1, 0, 0, 0]), rd(1, [1, 1, 0, 0]),
+                                              rd(2, [0, 0, 0, 0])])[0])
+    # Two readers saw the two inserts in opposite orders.
+    check("longfork_flags_long_fork", not ok([ins(0), ins(1), rd(0, [1, 0, 0, 0]), rd(1, [0, 1, 0, 0])])[0])
+    check("longfork_flags_failed_insert_seen", not ok([ins(2, "fail"), rd(0, [0, 0, 1, 0])])[0])
+    check("longfork_checks_groups_apart", ok([rd(0, [1, 0, 0, 0], g=1), rd(1, [0, 1, 0, 0], g=2)])[0])
+
+
 def tso_cases():
     def ts(v, t0, t1):
         return {"p": 0, "f": "read", "value": v, "t0": t0, "t1": t1, "type": "ok"}
@@ -112,6 +128,7 @@ def main():
     register_cases()
     bank_cases()
     monotonic_cases()
+    longfork_cases()
     tso_cases()
     set_cases()
     print("%d passed, %d failed" % (results.count(True), results.count(False)))

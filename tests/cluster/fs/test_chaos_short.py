@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # The chaos suite's short version (tests/chaos/README.md): its checkers fed known anomalies, then
 # four runs (SIGKILL, SIGSTOP and isolation of the leader store, 20-40% packet loss) of every
-# workload (raw register, bank and counter transactions, files through the mount) at once.
+# workload (raw register, bank, counter and long-fork transactions, timestamps, files through the
+# mount) at once.
 #
 # Needs root (a uid per store, iptables) and /dev/fuse; fails, never skips, without them.
 # Environment: BINDIR, BUILD, CHAOS_SEED (default: from the clock; printed, so a failure can be
