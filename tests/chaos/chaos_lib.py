@@ -19,6 +19,8 @@ import atexit
 import json
 import os
 import random
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -248,6 +250,24 @@ class Firewall:
         spec = list(spec) + ["-m", "comment", "--comment", self.comment, "-j", "DROP"]
         subprocess.run(["iptables", "-w", "-A", "OUTPUT"] + spec, check=True, capture_output=True, timeout=30)
         self.rules.append(spec)
+
+    @staticmethod
+    def sweep_dead_runs():
+        """Deletes the rules of earlier runs that died before healing (SIGKILL by a timeout):
+        their tag names their pid, and only rules whose pid is gone are touched."""
+        out = subprocess.run(["iptables", "-w", "-S", "OUTPUT"], capture_output=True, timeout=30).stdout.decode()
+        for line in out.splitlines():
+            m = re.search(r'--comment "?tinykv-chaos-(\d+)-\d+"?', line)
+            if not m or not line.startswith("-A OUTPUT "):
+                continue
+            try:
+                os.kill(int(m.group(1)), 0)
+                continue  # that run is alive: its rules are its own
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            subprocess.run(["iptables", "-w", "-D"] + shlex.split(line)[1:], capture_output=True, timeout=30)
 
     def heal(self):
         while self.rules:

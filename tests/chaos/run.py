@@ -264,6 +264,7 @@ def main():
     else:
         runs = [(f, n, seed, a.duration or 20) for f, n in SHORT]
     print("chaos: seed %d, %d runs" % (seed, len(runs)), flush=True)
+    chaos_lib.Firewall.sweep_dead_runs()
 
     def log(s):
         print(s, flush=True)
