@@ -1,5 +1,5 @@
-/* test_raftstore_stepdown.c — what a write is answered when its leader steps down before the write's
- * entry commits: never "not done" for an entry a later leader commits (issue 14). */
+/* test_raftstore_stepdown.c — what a write is answered when its leader steps down before the
+ * write's entry commits: never "not done" for an entry a later leader commits (issue 14). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,8 +37,8 @@ struct pending_write {
 static void *write_thread(void *arg)
 {
     struct pending_write *w = arg;
-    struct storage_modify m = {STORAGE_MODIFY_PUT,    STORAGE_CF_DEFAULT, w->key, strlen(w->key),
-                               w->value, strlen(w->value)};
+    struct storage_modify m = {STORAGE_MODIFY_PUT, STORAGE_CF_DEFAULT, w->key,
+                               strlen(w->key),     w->value,           strlen(w->value)};
     w->rc = storage_write(w->s, &w->ctx, &m, 1, &w->err);
     w->done = 1;
     return NULL;
@@ -71,7 +71,7 @@ static int other(int leader, int k)
     return 0;
 }
 
-/* Starts a write on `leader` after crashing both followers; returns once the leader stepped down. */
+/* Starts a write on `leader` after crashing both followers; returns once it stepped down. */
 static void start_orphaned_write(struct test_cluster *c, int leader, struct pending_write *w,
                                  pthread_t *th)
 {
@@ -126,7 +126,7 @@ static void test_write_committed_by_reelected_leader_is_never_answered_not_done(
 }
 
 /* Leader loses both followers with a write in its log, then is cut off while they elect a new
- * leader and write at the same index: the old entry never applies, and is never answered success. */
+ * leader and write at the same index: the old entry never applies, nor is answered success. */
 static void test_write_superseded_by_new_leader_is_never_answered_success(void **state)
 {
     (void)state;
