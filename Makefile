@@ -9,6 +9,7 @@
 #   tests/unit/<layer>/test_*.c and tests/cluster/<layer>/test_*.c
 #                         -> build/tests/<layer>/test_* (cmocka), run by `make test-<layer>`
 #   tests/cluster/<layer>/test_*.sh|*.py  -> run by `make test-<layer>` after the binaries
+#   tests/chaos/*.c       -> build/tests/chaos/* (drivers of the chaos suite, `make chaos`)
 
 SHELL := /bin/bash
 CC ?= gcc
@@ -36,7 +37,7 @@ LDFLAGS += $(SANFLAGS) -pthread
 DEB_PACKAGES := gcc make pkg-config libfuse3-dev fuse3 librocksdb-dev libprotobuf-c-dev \
 	protobuf-c-compiler libgrpc-dev libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev \
 	libjansson-dev protobuf-compiler python3 python3-grpcio python3-protobuf curl \
-	clang-format iproute2 psmisc chromium
+	clang-format iproute2 psmisc chromium iptables
 
 MODULES := codec metrics raft proto store mvcc server pd client fs
 # Link order: a library comes before the libraries it uses.
@@ -66,11 +67,17 @@ LAYERS := metrics raft store mvcc pd fs
 TEST_SRCS := $(wildcard tests/unit/*/test_*.c tests/cluster/*/test_*.c)
 TEST_BINS := $(foreach s,$(TEST_SRCS),$(BUILD)/tests/$(word 3,$(subst /, ,$(s)))/$(basename $(notdir $(s))))
 
+# The chaos suite's drivers (tests/chaos/README.md); its short run is part of `make test`.
+CHAOS_SRCS := $(wildcard tests/chaos/*.c)
+CHAOS_BINS := $(patsubst tests/chaos/%.c,$(BUILD)/tests/chaos/%,$(CHAOS_SRCS))
+# Only `make chaos` needs these (clock skew, failing fdatasync); `make test` does not.
+CHAOS_DEB_PACKAGES := faketime libfaketime fiu-utils libfiu0
+
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all deps test $(addprefix test-,$(LAYERS)) run stop bench format format-check clean tests soak-raft
+.PHONY: all deps chaos-deps chaos test $(addprefix test-,$(LAYERS)) run stop bench format format-check clean tests soak-raft
 .DEFAULT_GOAL := all
-.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS)
+.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS) $(addsuffix .o,$(CHAOS_BINS))
 
 all: $(PROGRAM_BINS)
 
@@ -130,7 +137,12 @@ $(BUILD)/tests/$(word 3,$(subst /, ,$(1)))/$(basename $(notdir $(1))): $(BUILD)/
 endef
 $(foreach s,$(TEST_SRCS),$(eval $(call test_rule,$(s))))
 
-tests: $(TEST_BINS) $(PROGRAM_BINS)
+$(BUILD)/tests/chaos/%: $(BUILD)/tests/chaos/%.o $(LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
+
+tests: $(TEST_BINS) $(PROGRAM_BINS) $(CHAOS_BINS)
 
 test: format-check tests
 	@BUILD=$(BUILD) BINDIR=$(BINDIR) tests/run_layer.sh $(LAYERS)
@@ -140,6 +152,20 @@ $(addprefix test-,$(LAYERS)): test-%: tests
 
 soak-raft: tests
 	@BUILD=$(BUILD) RAFT_SOAK_SEEDS=$${RAFT_SOAK_SEEDS:-20000} tests/run_layer.sh raft
+
+# The full fault matrix (tests/chaos/README.md); CHAOS_ARGS passes options to run.py.
+chaos: tests chaos-deps
+	@BUILD=$(BUILD) BINDIR=$(BINDIR) tests/chaos/run.py --matrix $(CHAOS_ARGS)
+
+chaos-deps:
+	@missing=""; for p in $(CHAOS_DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "chaos-deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	fi
 
 bench: all
 	@BINDIR=$(BINDIR) tests/bench.sh

@@ -167,6 +167,7 @@ static void answer_fault(struct rpc_call *call, const struct proxy_method *pm,
     Errorpb__EpochNotMatch enm = ERRORPB__EPOCH_NOT_MATCH__INIT;
     Errorpb__RegionNotFound rnf = ERRORPB__REGION_NOT_FOUND__INIT;
     Errorpb__StaleCommand sc = ERRORPB__STALE_COMMAND__INIT;
+    Errorpb__Undetermined und = ERRORPB__UNDETERMINED__INIT;
     struct region_pb {
         Metapb__Region region;
         Metapb__RegionEpoch epoch;
@@ -223,6 +224,9 @@ static void answer_fault(struct rpc_call *call, const struct proxy_method *pm,
     case TEST_PROXY_REGION_NOT_FOUND:
         rnf.region_id = region_id;
         e.region_not_found = &rnf;
+        break;
+    case TEST_PROXY_UNDETERMINED:
+        e.undetermined = &und;
         break;
     default:
         e.stale_command = &sc;

@@ -35,6 +35,7 @@ enum test_proxy_fault {
     TEST_PROXY_STALE_COMMAND,
     TEST_PROXY_UNAVAILABLE,   /* the call ends with gRPC status UNAVAILABLE */
     TEST_PROXY_LOSE_RESPONSE, /* forwarded, then the call ends UNAVAILABLE anyway */
+    TEST_PROXY_UNDETERMINED,  /* region error `undetermined` (not forwarded) */
 };
 
 struct test_proxy_stats {

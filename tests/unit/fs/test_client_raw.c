@@ -604,6 +604,21 @@ static void test_other_errors_retried(void **state)
     assert_int_equal(st.faults, 6);
 }
 
+/* A raw write answered `undetermined` ends UNDETERMINED at once, without a resend (a resend could
+ * apply it twice around another client's write); a read is unaffected. */
+static void test_undetermined_raw_write_is_not_resent(void **state)
+{
+    struct proxy_fixture *f = *state;
+    test_proxy_inject(f->proxy, TEST_PROXY_UNDETERMINED, 1, 0, 0);
+    assert_int_equal(client_raw_put(f->c, NULL, "k", 1, "v", 1), CLIENT_ERR_UNDETERMINED);
+    struct test_proxy_stats st;
+    test_proxy_get_stats(f->proxy, &st);
+    assert_int_equal(st.calls, 1);
+    assert_int_equal(st.forwarded, 0);
+    put_str(f->c, "k", "after");
+    check_value(f->c, "k", "after");
+}
+
 /* A leader that cannot be reached makes the client try the region's next peer (the scheduler may
  * lag an election). */
 static void test_unreachable_leader_tries_next_peer(void **state)
@@ -802,6 +817,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_epoch_not_match_with_current_regions, setup_proxy,
                                         teardown_proxy),
         cmocka_unit_test_setup_teardown(test_other_errors_retried, setup_proxy, teardown_proxy),
+        cmocka_unit_test_setup_teardown(test_undetermined_raw_write_is_not_resent, setup_proxy,
+                                        teardown_proxy),
         cmocka_unit_test_setup_teardown(test_unreachable_leader_tries_next_peer, setup_proxy,
                                         teardown_proxy),
         cmocka_unit_test_setup_teardown(test_endless_region_errors_time_out, setup_proxy,

@@ -605,6 +605,43 @@ static void test_unacknowledged_commit_is_undetermined(void **state)
     fake_pd_free(pd);
 }
 
+/* Prewrite and commit answered `undetermined` are resent (both are idempotent): the commit
+ * succeeds and its keys are readable. */
+static void test_undetermined_txn_commands_are_retried(void **state)
+{
+    (void)state;
+    struct fake_pd *pd = fake_pd_new();
+    struct test_store *store = test_store_new();
+    assert_non_null(pd);
+    assert_non_null(store);
+    struct test_proxy *proxy = test_proxy_new(test_store_addr(store));
+    assert_non_null(proxy);
+    fake_pd_set_store(pd, 1, test_proxy_addr(proxy));
+    fake_pd_set_regions(pd, fake_pd_split_at_m, 2);
+    struct client *c;
+    char err[256];
+    assert_int_equal(client_new(fake_pd_addr(pd), &opts, &c, err, sizeof err), 0);
+    const char *methods[] = {"/tinykvpb.TinyKv/KvPrewrite", "/tinykvpb.TinyKv/KvCommit"};
+    for (int i = 0; i < 2; i++) {
+        struct client_txn *t;
+        assert_int_equal(client_txn_begin(c, &t), 0);
+        txn_put_str(t, "a", methods[i]);
+        txn_put_str(t, "z", methods[i]);
+        test_proxy_inject_method(proxy, methods[i], TEST_PROXY_UNDETERMINED, 2);
+        assert_int_equal(client_txn_commit(t, NULL), 0);
+        client_txn_free(t);
+        fresh_check(c, "a", methods[i]);
+        fresh_check(c, "z", methods[i]);
+    }
+    struct test_proxy_stats st;
+    test_proxy_get_stats(proxy, &st);
+    assert_int_equal(st.faults, 4);
+    client_free(c);
+    test_proxy_free(proxy);
+    test_store_free(store);
+    fake_pd_free(pd);
+}
+
 /* The model of the scan test: committed value and buffered op per key. */
 enum { MODEL_KEYS = 104 };
 struct model_key {
@@ -838,6 +875,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_commit_then_read, setup, teardown),
+        cmocka_unit_test(test_undetermined_txn_commands_are_retried),
         cmocka_unit_test_setup_teardown(test_read_your_own_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_write_conflict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abandoned_lock_resolved_after_ttl, setup, teardown),
