@@ -363,6 +363,14 @@ static void tick_election(struct raft *r)
     if (raft_promotable(r) && r->election_elapsed >= r->randomized_election_timeout) {
         r->election_elapsed = 0;
         step_local(r, RAFT_MSG_HUP);
+    } else if (r->state == RAFT_ROLE_PRE_CANDIDATE && r->heartbeat_timeout > 0 &&
+               r->election_elapsed % r->heartbeat_timeout == 0) {
+        /* Voters still within their leader lease ignore a pre-vote without
+         * answering; their lease ends at most an election timeout after the
+         * leader went quiet, often a tick after ours did. Asking again every
+         * heartbeat timeout (a pre-vote changes nobody's state) elects within
+         * a tick or two of that instead of a whole randomized timeout later. */
+        raft_resend_pre_votes(r);
     }
 }
 

@@ -106,6 +106,26 @@ void raft_campaign(struct raft *r, enum raft_campaign_type t)
     }
 }
 
+void raft_resend_pre_votes(struct raft *r)
+{
+    uint64_t last = raft_log_last_index(&r->log);
+    uint64_t last_term = raft_log_last_term(&r->log);
+    for (size_t i = 0; i < r->n_prs; i++) {
+        uint64_t id = r->prs[i].id;
+        bool answered = id == r->id;
+        for (size_t v = 0; v < r->n_votes && !answered; v++)
+            answered = r->votes[v].id == id;
+        if (answered)
+            continue;
+        struct raft_message m = {.msg_type = RAFT_MSG_REQUEST_PRE_VOTE,
+                                 .to = id,
+                                 .term = r->term + 1,
+                                 .index = last,
+                                 .log_term = last_term};
+        raft_send(r, &m);
+    }
+}
+
 void raft_handle_vote_request(struct raft *r, const struct raft_message *m)
 {
     bool pre = m->msg_type == RAFT_MSG_REQUEST_PRE_VOTE;

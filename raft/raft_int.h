@@ -218,6 +218,8 @@ enum raft_campaign_type {
 };
 void raft_campaign(struct raft *r, enum raft_campaign_type t);
 void raft_hup(struct raft *r, enum raft_campaign_type t);
+/* A pre-candidate asks the voters that have not answered once more. */
+void raft_resend_pre_votes(struct raft *r);
 void raft_handle_vote_request(struct raft *r, const struct raft_message *m);
 int raft_step_candidate(struct raft *r, const struct raft_message *m);
 extern const char raft_campaign_transfer_ctx[];
