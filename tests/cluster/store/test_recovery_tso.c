@@ -232,17 +232,18 @@ static void test_recovery_tso_across_scheduler_restarts(void **state)
         pthread_join(th[i], NULL);
     printf("recovery after a scheduler restart: mean %llu ms, worst %llu ms over %d restarts; "
            "longest single call %llu ms (deadline 5000); %llu calls, %llu failed\n",
-           (unsigned long long)(restarts ? sum / (uint64_t)restarts : 0),
-           (unsigned long long)worst, restarts, (unsigned long long)atomic_load(&sh.longest_call_ms),
-           (unsigned long long)atomic_load(&sh.calls), (unsigned long long)atomic_load(&sh.failures));
+           (unsigned long long)(restarts ? sum / (uint64_t)restarts : 0), (unsigned long long)worst,
+           restarts, (unsigned long long)atomic_load(&sh.longest_call_ms),
+           (unsigned long long)atomic_load(&sh.calls),
+           (unsigned long long)atomic_load(&sh.failures));
     assert_int_equal(atomic_load(&sh.went_backwards), 0);
     client_free(sh.c);
     sched_kill(&s);
     test_tmpdir_remove(s.dir);
 }
 
-/* A scheduler frozen with SIGSTOP for 3 s: every TSO call returns by its own deadline (its stream is
- * dead while the TCP connection stays up), and timestamps come again once it runs. */
+/* A scheduler frozen with SIGSTOP for 3 s: every TSO call returns by its own deadline (its stream
+ * is dead while the TCP connection stays up), and timestamps come again once it runs. */
 static void test_recovery_tso_frozen_scheduler_calls_end_by_deadline(void **state)
 {
     (void)state;
