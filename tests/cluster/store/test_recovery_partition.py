@@ -3,8 +3,10 @@
 #
 # Each store runs as its own uid, so a rule "packets of uid U to port P" cuts
 # exactly one direction between two stores and leaves the test's own probes
-# (root) and the scheduler alone. Every rule added is removed again, one by
-# one (never a flush: other tests may have rules of their own).
+# (root) and the scheduler alone. Such packets are marked in mangle/OUTPUT
+# and dropped in INPUT, so they are lost the way a network loses them. Every
+# rule added is removed again, one by one (never a flush: other tests may
+# have rules of their own).
 #
 # Who follows whom is read from the stores themselves: a RawGet answered by
 # a store is its leader's (a linearizable read: it needs a quorum), and a
@@ -19,6 +21,7 @@
 # Needs root and iptables with the owner match; fails (never skips) without.
 # Environment: BINDIR (default bin/); RECOVERY_SCENARIOS=a,b runs only those;
 # RECOVERY_ROUNDS=N repeats them N times (default 1) and summarizes;
+# RECOVERY_HOLD_S=S holds each partition S seconds (default 4);
 # RECOVERY_KEEP_LOGS=1 keeps the stores' logs (info level) after a pass. Prints PASS/FAIL per check and
 # "N passed, N failed"; exits 1 on any failure.
 
@@ -39,7 +42,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 BINDIR = os.path.join(REPO, os.environ.get("BINDIR", "bin"))
 BOUND_S = 30.0
 ELECTION_TIMEOUT_S = 1.0  # --raft-tick-ms 100 x 10 ticks (the randomized timeout is 1-2 s)
-HOLD_S = 4.0  # how long a partition lasts: several election timeouts
+HOLD_S = float(os.environ.get("RECOVERY_HOLD_S", "4"))  # how long a partition lasts: several election timeouts
 PROBE_TIMEOUT_S = 0.4
 
 kvrpcpb = None
@@ -69,22 +72,38 @@ def generate_protos(outdir):
     kvrpcpb = kvrpcpb_pb2
 
 
-def iptables(action, spec):
-    subprocess.run(["iptables", action, "OUTPUT"] + spec, check=True, capture_output=True, timeout=10)
+MARK = "0x%x" % (0x7a000000 | (os.getpid() & 0xffff))
+COMMENT = "tinykv-recovery-%d" % os.getpid()
+
+
+def iptables(table, action, chain, spec):
+    subprocess.run(["iptables", "-t", table, action, chain] + spec, check=True, capture_output=True, timeout=10)
+
+
+def add_rule(table, chain, spec):
+    iptables(table, "-A", chain, spec)
+    rules.append((table, chain, spec))
 
 
 def drop(from_uid, to_port):
-    """Drops every TCP packet a process of from_uid sends to to_port."""
-    spec = ["-p", "tcp", "-m", "owner", "--uid-owner", str(from_uid), "-m", "tcp", "--dport", str(to_port),
-            "-m", "comment", "--comment", "tinykv-recovery-%d" % os.getpid(), "-j", "DROP"]
-    iptables("-A", spec)
-    rules.append(spec)
+    """Loses every TCP packet a process of from_uid sends to to_port.
+
+    The packet is marked on its way out (only there is its owner known) and
+    dropped on its way in, so the sender's TCP sees a lost packet, as on a
+    real network; a drop in OUTPUT would instead fail the send locally, and
+    Linux then retries every 500 ms without backing off."""
+    if not rules:
+        add_rule("filter", "INPUT", ["-m", "mark", "--mark", MARK, "-m", "comment", "--comment", COMMENT,
+                                     "-j", "DROP"])
+    add_rule("mangle", "OUTPUT", ["-p", "tcp", "-m", "owner", "--uid-owner", str(from_uid), "-m", "tcp",
+                                  "--dport", str(to_port), "-m", "comment", "--comment", COMMENT,
+                                  "-j", "MARK", "--set-mark", MARK])
 
 
 def heal():
     while rules:
-        spec = rules.pop()
-        iptables("-D", spec)
+        table, chain, spec = rules.pop()
+        iptables(table, "-D", chain, spec)
 
 
 class Proc:
