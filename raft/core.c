@@ -378,10 +378,22 @@ static void tick_heartbeat(struct raft *r)
 {
     r->heartbeat_elapsed++;
     r->election_elapsed++;
+    if (r->check_quorum) {
+        /* Checked every tick over a sliding window: a leader that stopped
+         * hearing a quorum steps down one election timeout after it last
+         * did, not up to two (as a check every election timeout would). */
+        for (size_t i = 0; i < r->n_prs; i++)
+            if (r->prs[i].id != r->id && r->prs[i].inactive_ticks < r->election_timeout)
+                r->prs[i].inactive_ticks++;
+        if (!raft_quorum_heard(r))
+            step_local(r, RAFT_MSG_CHECK_QUORUM);
+        if (r->state != RAFT_ROLE_LEADER)
+            return;
+    }
     if (r->election_elapsed >= r->election_timeout) {
         r->election_elapsed = 0;
-        if (r->check_quorum)
-            step_local(r, RAFT_MSG_CHECK_QUORUM);
+        for (size_t i = 0; i < r->n_prs; i++)
+            r->prs[i].recent_active = r->prs[i].id == r->id; /* "recent" for status reports */
         /* A transfer that did not finish within an election timeout is abandoned. */
         if (r->state == RAFT_ROLE_LEADER && r->lead_transferee != RAFT_NONE)
             raft_abort_leader_transfer(r);

@@ -136,6 +136,13 @@ void raft_handle_vote_request(struct raft *r, const struct raft_message *m)
      * granted on the log alone. */
     bool can_vote = r->vote == m->from || (r->vote == RAFT_NONE && r->lead == RAFT_NONE) ||
                     (pre && m->term > r->term);
+    /* Two pre-candidates with equal logs that granted each other would both
+     * campaign and split the vote (a whole randomized timeout lost): between
+     * them only the higher id gets our pre-vote. Any other voter still
+     * grants the lower one, so it is not kept from winning on its own. */
+    if (can_vote && pre && r->state == RAFT_ROLE_PRE_CANDIDATE && m->from < r->id &&
+        m->log_term == raft_log_last_term(&r->log) && m->index == raft_log_last_index(&r->log))
+        can_vote = false;
     struct raft_message resp = {.msg_type = resp_type, .to = m->from};
     if (can_vote && raft_log_is_up_to_date(&r->log, m->index, m->log_term)) {
         /* answer with the request's term: a granted pre-vote is for that future term */

@@ -1,5 +1,5 @@
-/* test_recovery_prevote.c — how soon a group elects again once its leader is cut off (PreVote and
- * the follower lease). */
+/* test_recovery_prevote.c — how soon a group elects again once its leader is cut off (PreVote,
+ * the follower lease, CheckQuorum). */
 #include "tests/lib/raft_harness.h"
 
 #include <setjmp.h>
@@ -105,11 +105,81 @@ static void test_recovery_prevote_isolated_node_asks_without_raising_term(void *
     rh_net_close(&net);
 }
 
+/* Only what the followers send to the leader is lost (a one-way partition): the leader steps down
+ * one election timeout after it last heard them, handing over to a follower, which is elected at
+ * once although both followers still hear the old leader (their lease would otherwise hold them
+ * another election timeout). */
+static void test_recovery_leader_deaf_hands_over_within_an_election_timeout(void **state)
+{
+    (void)state;
+    int worst_down = 0, worst_new = 0;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        struct rh_net net;
+        net_up(&net, seed);
+        rh_tick_all(&net, 3); /* heartbeats answered: the leader heard both just now */
+        net.cut[2][1] = true;
+        net.cut[3][1] = true;
+        int ticks = 0, down = 0;
+        while (role(&net, 2) != RAFT_ROLE_LEADER && role(&net, 3) != RAFT_ROLE_LEADER) {
+            assert_true(++ticks <= 4 * ELECTION_TICKS);
+            rh_tick_all(&net, 1);
+            if (!down && role(&net, 1) != RAFT_ROLE_LEADER)
+                down = ticks;
+        }
+        assert_true(down > 0);
+        if (down > ELECTION_TICKS + 1)
+            fail_msg("seed %llu: stepped down after %d ticks", (unsigned long long)seed, down);
+        if (ticks > ELECTION_TICKS + HEARTBEAT_TICKS)
+            fail_msg("seed %llu: a new leader after %d ticks", (unsigned long long)seed, ticks);
+        if (down > worst_down)
+            worst_down = down;
+        if (ticks > worst_new)
+            worst_new = ticks;
+        if (net.violation[0] != '\0')
+            fail_msg("seed %llu: %s", (unsigned long long)seed, net.violation);
+        rh_net_close(&net);
+    }
+    printf("deaf leader: stepped down after at most %d ticks, a new leader after at most %d "
+           "(election timeout %d ticks)\n",
+           worst_down, worst_new, ELECTION_TICKS);
+}
+
+/* Both followers pre-campaign at the same moment once the leader is gone: only the higher id gets
+ * the other's pre-vote, so exactly one campaigns and wins at the next term (no split vote). */
+static void test_recovery_simultaneous_pre_candidates_do_not_split(void **state)
+{
+    (void)state;
+    struct rh_net net;
+    net_up(&net, 3);
+    rh_net_isolate(&net, 1);
+    rh_net_cut(&net, 2, 3);
+    rh_campaign(&net, 2);
+    rh_campaign(&net, 3);
+    assert_int_equal(role(&net, 2), RAFT_ROLE_PRE_CANDIDATE);
+    assert_int_equal(role(&net, 3), RAFT_ROLE_PRE_CANDIDATE);
+    net.cut[2][3] = net.cut[3][2] = false;
+    int ticks = 0;
+    while (role(&net, 2) != RAFT_ROLE_LEADER && role(&net, 3) != RAFT_ROLE_LEADER) {
+        assert_true(++ticks <= 4 * ELECTION_TICKS);
+        rh_tick(&net, 2);
+        rh_tick(&net, 3);
+        rh_net_drain(&net);
+    }
+    assert_int_equal(role(&net, 3), RAFT_ROLE_LEADER);
+    assert_true(ticks <= HEARTBEAT_TICKS);
+    assert_int_equal(rh_status(&net, 3).hard_state.term, 2);
+    if (net.violation[0] != '\0')
+        fail_msg("%s", net.violation);
+    rh_net_close(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_recovery_prevote_asked_again_when_voter_lease_ends),
         cmocka_unit_test(test_recovery_prevote_isolated_node_asks_without_raising_term),
+        cmocka_unit_test(test_recovery_leader_deaf_hands_over_within_an_election_timeout),
+        cmocka_unit_test(test_recovery_simultaneous_pre_candidates_do_not_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
