@@ -1,5 +1,5 @@
-/* test_recovery_leader_kill.c — writes through the client library across SIGKILLs of the leader store
- * (real scheduler and stores). */
+/* test_recovery_leader_kill.c — writes through the client library across SIGKILLs of the leader
+ * store (real scheduler and stores). */
 /*
  * A real tinyscheduler-server and three tinykv-server processes (from
  * $BINDIR, default bin/). Writer threads share one long-lived client with the
@@ -119,8 +119,16 @@ static void store_start(struct cluster *cl, int i)
     snprintf(bin, sizeof bin, "%s/tinykv-server", cl->bindir);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", cl->store[i].port);
     snprintf(sched, sizeof sched, "127.0.0.1:%d", cl->pd_port);
-    char *argv[] = {bin,   "--addr",    addr,   "--data-dir", cl->store[i].data, "--scheduler",
-                    sched, "--log-level", getenv("RECOVERY_STORE_LOG") ? getenv("RECOVERY_STORE_LOG") : "warn", NULL};
+    char *argv[] = {bin,
+                    "--addr",
+                    addr,
+                    "--data-dir",
+                    cl->store[i].data,
+                    "--scheduler",
+                    sched,
+                    "--log-level",
+                    getenv("RECOVERY_STORE_LOG") ? getenv("RECOVERY_STORE_LOG") : "warn",
+                    NULL};
     proc_start(&cl->store[i], argv);
 }
 
@@ -145,7 +153,8 @@ static int leader_index(struct cluster *cl, size_t peers)
     json_t *stores = http_json(cl, "stores");
     int found = -1;
     json_t *r = json_array_get(json_object_get(regions, "regions"), 0);
-    json_int_t leader_store = json_integer_value(json_object_get(json_object_get(r, "leader"), "store_id"));
+    json_int_t leader_store =
+        json_integer_value(json_object_get(json_object_get(r, "leader"), "store_id"));
     if (r && leader_store && json_array_size(json_object_get(r, "peers")) == peers) {
         json_t *arr = json_object_get(stores, "stores"), *s;
         size_t k;
@@ -232,8 +241,8 @@ static void test_recovery_writes_resume_after_leader_sigkill(void **state)
     assert_int_equal(access(pdbin, X_OK), 0);
     snprintf(pdaddr, sizeof pdaddr, "127.0.0.1:%d", cl.pd_port);
     snprintf(pdhttp, sizeof pdhttp, "127.0.0.1:%d", cl.http_port);
-    char *pdargv[] = {pdbin,  "--addr",     pdaddr,     "--http-addr", pdhttp,
-                      "--data-dir", cl.pd.data, "--log-level", "warn",      NULL};
+    char *pdargv[] = {pdbin,        "--addr",   pdaddr,        "--http-addr", pdhttp,
+                      "--data-dir", cl.pd.data, "--log-level", "warn",        NULL};
     proc_start(&cl.pd, pdargv);
     uint64_t until = test_now_ms() + BOUND_MS;
     while (!port_open(cl.pd_port)) {
