@@ -6,7 +6,8 @@
 # (root) and the scheduler alone. Such packets are marked in mangle/OUTPUT
 # and dropped in INPUT, so they are lost the way a network loses them. Every
 # rule added is removed again, one by one (never a flush: other tests may
-# have rules of their own).
+# have rules of their own); rules of an earlier run that was killed (tagged
+# with its pid, now gone) are removed at start.
 #
 # Who follows whom is read from the stores themselves: a RawGet answered by
 # a store is its leader's (a linearizable read: it needs a quorum), and a
@@ -98,6 +99,21 @@ def drop(from_uid, to_port):
     add_rule("mangle", "OUTPUT", ["-p", "tcp", "-m", "owner", "--uid-owner", str(from_uid), "-m", "tcp",
                                   "--dport", str(to_port), "-m", "comment", "--comment", COMMENT,
                                   "-j", "MARK", "--set-mark", MARK])
+
+
+def remove_stale_rules():
+    """Deletes rules an earlier run left behind when it was killed (its pid is gone)."""
+    for table, chain in (("mangle", "OUTPUT"), ("filter", "INPUT")):
+        out = subprocess.run(["iptables", "-t", table, "-S", chain], capture_output=True, text=True, timeout=10)
+        for line in out.stdout.splitlines():
+            words = line.split()
+            tag = next((w.strip('"') for w in words if w.strip('"').startswith("tinykv-recovery-")), None)
+            if not tag or words[:2] != ["-A", chain]:
+                continue
+            pid = tag[len("tinykv-recovery-"):]
+            if pid.isdigit() and not os.path.exists("/proc/" + pid):
+                subprocess.run(["iptables", "-t", table, "-D", chain] + [w.strip('"') for w in words[2:]],
+                               capture_output=True, timeout=10)
 
 
 def heal():
@@ -287,6 +303,7 @@ def main():
         print("FAIL needs root and iptables (make deps installs iptables)")
         print("0 passed, 1 failed")
         return 1
+    remove_stale_rules()
     tmp = tempfile.mkdtemp(prefix="tinykv-partition-")
     os.chmod(tmp, 0o755)
     gen = os.path.join(tmp, "gen")
