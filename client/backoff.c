@@ -14,6 +14,11 @@ void client_backoff_init(struct backoff *b, const struct client *c)
     b->rand_state = (uint32_t)(now ^ (uintptr_t)b) | 1u;
 }
 
+void client_backoff_reset(struct backoff *b)
+{
+    b->attempt = 0;
+}
+
 int client_backoff_remaining_ms(const struct backoff *b)
 {
     uint64_t now = rpc_now_ms();

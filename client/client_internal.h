@@ -28,6 +28,8 @@ struct backoff {
 };
 
 void client_backoff_init(struct backoff *b, const struct client *c);
+/* Back to the first (shortest) delay, after a retry made progress; the deadline stays. */
+void client_backoff_reset(struct backoff *b);
 /* Milliseconds left before the deadline (0 once passed). */
 int client_backoff_remaining_ms(const struct backoff *b);
 /* The timeout for one RPC attempt: the client's rpc timeout, capped by what is left. */

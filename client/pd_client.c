@@ -93,6 +93,10 @@ int client_pd_connect(struct client *c, struct backoff *b)
         }
         if (client_backoff_sleep(b) < 0)
             break;
+        /* Our backoff, not the channel's, decides when to try again: a
+         * scheduler that came back is reached at the next attempt. */
+        for (size_t i = 0; i < c->n_pd_addrs; i++)
+            rpc_client_reconnect(c->rpc, c->pd_addrs[i]);
     }
     /* Nobody answered before the deadline: the scheduler is unreachable. */
     if (rc == CLIENT_ERR_TIMEOUT)
@@ -135,6 +139,7 @@ int client_pd_call(struct client *c, const char *method, ProtobufCMessage *req,
         /* The leader may have moved: ask the members again, then retry. */
         if (client_backoff_sleep(b) < 0)
             break;
+        rpc_client_reconnect(c->rpc, addr);
         if (client_pd_connect(c, b) != 0)
             break;
     }
@@ -209,7 +214,9 @@ static int tso_round_trip(struct client *c, uint32_t count, client_ts *last, str
     retry:
         if (client_backoff_sleep(b) < 0)
             return rc == CLIENT_ERR_TIMEOUT ? rc : CLIENT_ERR_UNAVAILABLE;
-        client_pd_connect(c, b);
+        rpc_client_reconnect(c->rpc, addr);
+        if (client_pd_connect(c, b) == 0)
+            client_backoff_reset(b); /* the scheduler answers again: retry the stream at once */
     }
 }
 

@@ -74,6 +74,9 @@ int client_store_call(struct client *c, const struct region_loc *loc, const char
          * leader), then the scheduler. The store may also have moved. */
         client_region_cache_on_send_failure(&c->regions, loc->r.id, loc->r.leader_store_id);
         client_store_cache_invalidate(c, loc->r.leader_store_id);
+        /* A restarted store is then reached at the next try, not when the
+         * old channel's own reconnect backoff lets it (seconds). */
+        rpc_client_reconnect(c->rpc, loc->addr);
         if (client_backoff_sleep(b) < 0)
             return CLIENT_ERR_UNAVAILABLE;
         return CLIENT_RETRY_REGION;

@@ -170,9 +170,33 @@ void rpc_call_unref(struct rpc_call *call);
 struct rpc_client;
 struct rpc_stream;
 
-/* rpc_client_new: a set of channels, one per address, shared by threads. */
+/* How long one connection attempt may take before it is given up and tried
+ * again (gRPC's own default is 20 s). */
+#define RPC_CONNECT_TIMEOUT_MS 1000
+/* A connection whose sent data stays unacknowledged this long is closed
+ * (TCP_USER_TIMEOUT), failing its calls: how fast a peer cut off by a
+ * partition is noticed. */
+#define RPC_DEAD_PEER_MS 1500
+
+/* rpc_client_new: a set of channels, one per address, shared by threads.
+ * A channel reconnects on its own after a failure, with a backoff that
+ * starts at 100 ms and is capped at 1 s. */
 struct rpc_client *rpc_client_new(void);
 void rpc_client_free(struct rpc_client *c);
+
+/*
+ * rpc_client_reconnect replaces the channel to `addr` (if there is one and it
+ * is not connected) by a new one, whose first call connects at once; calls
+ * in flight finish on the old one. For callers that retry on their own
+ * schedule after a failure (with their own backoff and jitter): a gRPC
+ * channel that failed while its peer was down goes on failing calls for
+ * seconds after the peer is back (measured: 2-7 s with gRPC 1.51, whatever
+ * its reconnect-backoff settings), while a new channel connects in
+ * milliseconds. At most once per RPC_RECONNECT_MIN_INTERVAL_MS per address,
+ * so threads failing together replace it once.
+ */
+#define RPC_RECONNECT_MIN_INTERVAL_MS 100
+void rpc_client_reconnect(struct rpc_client *c, const char *addr);
 
 /* Detail of a failed call. */
 struct rpc_error {

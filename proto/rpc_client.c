@@ -14,7 +14,8 @@
 
 struct channel_entry {
     char *addr;
-    grpc_channel *channel;
+    grpc_channel *channel;   /* replaced by rpc_client_reconnect */
+    uint64_t reconnected_ms; /* when it last was (rpc_now_ms) */
     struct channel_entry *next;
 };
 
@@ -115,44 +116,100 @@ void rpc_client_free(struct rpc_client *c)
     grpc_shutdown();
 }
 
-static grpc_channel *get_channel(struct rpc_client *c, const char *addr)
+static grpc_channel *channel_new(const char *addr)
 {
-    pthread_mutex_lock(&c->mu);
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = RPC_MAX_MESSAGE_BYTES},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+         .value.integer = RPC_MAX_MESSAGE_BYTES},
+        /* Reconnect quickly after a peer restarts: the first retry after
+         * 100 ms, backoff capped at 1 s. */
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+         .value.integer = 100},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, .value.integer = 1000},
+        /* One connection attempt gives up after this (gRPC's default is
+         * 20 s): a SYN dropped by a partition is sent again soon after it heals. */
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+         .value.integer = RPC_CONNECT_TIMEOUT_MS},
+        /* Setting a keepalive time makes gRPC put TCP_USER_TIMEOUT (the
+         * keepalive timeout) on the socket: a connection whose sent data
+         * stays unacknowledged that long is closed, so a peer cut off by a
+         * partition is noticed in RPC_DEAD_PEER_MS instead of when TCP's
+         * retransmissions give up (minutes). The pings themselves are
+         * hourly, far below what a gRPC server counts as abuse. */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIME_MS, .value.integer = 3600 * 1000},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+         .value.integer = RPC_DEAD_PEER_MS},
+        /* Each channel owns its connection (no process-wide sharing), so a
+         * channel made by rpc_client_reconnect really starts afresh. */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
+    };
+    grpc_channel_args chargs = {.num_args = sizeof args / sizeof args[0], .args = args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel *ch = grpc_channel_create(addr, creds, &chargs);
+    grpc_channel_credentials_release(creds);
+    return ch;
+}
+
+/* The entry for addr, created if missing; called with c->mu held. */
+static struct channel_entry *find_entry(struct rpc_client *c, const char *addr, int create)
+{
     struct channel_entry *e;
     for (e = c->channels; e; e = e->next)
         if (strcmp(e->addr, addr) == 0)
-            break;
-    if (!e) {
-        e = calloc(1, sizeof *e);
-        if (e)
-            e->addr = strdup(addr);
-        if (!e || !e->addr) {
-            if (e)
-                free(e);
-            pthread_mutex_unlock(&c->mu);
-            return NULL;
-        }
-        grpc_arg args[3] = {
-            {.type = GRPC_ARG_INTEGER,
-             .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-             .value.integer = RPC_MAX_MESSAGE_BYTES},
-            {.type = GRPC_ARG_INTEGER,
-             .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
-             .value.integer = RPC_MAX_MESSAGE_BYTES},
-            /* Reconnect quickly after a peer restarts: backoff capped at 1 s. */
-            {.type = GRPC_ARG_INTEGER,
-             .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-             .value.integer = 1000},
-        };
-        grpc_channel_args chargs = {.num_args = 3, .args = args};
-        grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-        e->channel = grpc_channel_create(addr, creds, &chargs);
-        grpc_channel_credentials_release(creds);
-        e->next = c->channels;
-        c->channels = e;
+            return e;
+    if (!create)
+        return NULL;
+    e = calloc(1, sizeof *e);
+    if (e)
+        e->addr = strdup(addr);
+    if (!e || !e->addr) {
+        free(e);
+        return NULL;
+    }
+    e->channel = channel_new(addr);
+    e->next = c->channels;
+    c->channels = e;
+    return e;
+}
+
+/* A call on the channel to addr, made under the lock so that
+ * rpc_client_reconnect can destroy a channel no thread is about to use (a
+ * call keeps its channel alive by itself). NULL when out of memory. */
+static grpc_call *create_call(struct rpc_client *c, const char *addr, grpc_completion_queue *cq,
+                              const char *method, gpr_timespec deadline)
+{
+    pthread_mutex_lock(&c->mu);
+    struct channel_entry *e = find_entry(c, addr, 1);
+    grpc_call *call = NULL;
+    if (e) {
+        grpc_slice method_slice = grpc_slice_from_copied_string(method);
+        call = grpc_channel_create_call(e->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method_slice,
+                                        NULL, deadline, NULL);
+        grpc_slice_unref(method_slice);
     }
     pthread_mutex_unlock(&c->mu);
-    return e->channel;
+    return call;
+}
+
+void rpc_client_reconnect(struct rpc_client *c, const char *addr)
+{
+    pthread_mutex_lock(&c->mu);
+    struct channel_entry *e = find_entry(c, addr, 0);
+    uint64_t now = rpc_now_ms();
+    if (e && now - e->reconnected_ms >= RPC_RECONNECT_MIN_INTERVAL_MS &&
+        grpc_channel_check_connectivity_state(e->channel, 0) != GRPC_CHANNEL_READY) {
+        grpc_channel_destroy(e->channel);
+        e->channel = channel_new(addr);
+        e->reconnected_ms = now;
+    }
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void cq_destroy(grpc_completion_queue *cq)
@@ -167,16 +224,13 @@ int rpc_client_unary_raw(struct rpc_client *c, const char *addr, const char *met
 {
     *resp = NULL;
     *resp_len = 0;
-    grpc_channel *ch = get_channel(c, addr);
-    if (!ch) {
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_call *call = create_call(c, addr, cq, method, deadline_after(timeout_ms));
+    if (!call) {
+        cq_destroy(cq);
         set_error(err, RPC_INTERNAL, "%s", "out of memory");
         return RPC_ERR_NOMEM;
     }
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_slice method_slice = grpc_slice_from_copied_string(method);
-    grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method_slice,
-                                               NULL, deadline_after(timeout_ms), NULL);
-    grpc_slice_unref(method_slice);
 
     grpc_slice req_slice = grpc_slice_from_copied_buffer(req, req_len);
     grpc_byte_buffer *req_bb = grpc_raw_byte_buffer_create(&req_slice, 1);
@@ -312,8 +366,7 @@ struct rpc_stream *rpc_stream_open(struct rpc_client *c, const char *addr, const
                                    const ProtobufCMessageDescriptor *resp_desc, int deadline_ms,
                                    struct rpc_error *err)
 {
-    grpc_channel *ch = get_channel(c, addr);
-    struct rpc_stream *st = ch ? calloc(1, sizeof *st) : NULL;
+    struct rpc_stream *st = calloc(1, sizeof *st);
     if (!st) {
         set_error(err, RPC_INTERNAL, "%s", "out of memory");
         return NULL;
@@ -323,12 +376,15 @@ struct rpc_stream *rpc_stream_open(struct rpc_client *c, const char *addr, const
     grpc_metadata_array_init(&st->initial_md);
     grpc_metadata_array_init(&st->trailing_md);
     st->status_details = grpc_empty_slice();
-    grpc_slice method_slice = grpc_slice_from_copied_string(method);
     gpr_timespec deadline =
         deadline_ms > 0 ? deadline_after(deadline_ms) : gpr_inf_future(GPR_CLOCK_REALTIME);
-    st->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, st->cq, method_slice,
-                                        NULL, deadline, NULL);
-    grpc_slice_unref(method_slice);
+    st->call = create_call(c, addr, st->cq, method, deadline);
+    if (!st->call) {
+        set_error(err, RPC_INTERNAL, "%s", "out of memory");
+        st->status_received = 1;
+        rpc_stream_free(st);
+        return NULL;
+    }
 
     grpc_op op;
     memset(&op, 0, sizeof op);
@@ -497,7 +553,8 @@ void rpc_stream_free(struct rpc_stream *st)
         grpc_completion_queue_pluck(st->cq, &st->tag_status, gpr_inf_future(GPR_CLOCK_REALTIME),
                                     NULL);
     }
-    grpc_call_unref(st->call);
+    if (st->call)
+        grpc_call_unref(st->call);
     if (st->error_string)
         gpr_free((void *)st->error_string);
     grpc_slice_unref(st->status_details);

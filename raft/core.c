@@ -363,6 +363,14 @@ static void tick_election(struct raft *r)
     if (raft_promotable(r) && r->election_elapsed >= r->randomized_election_timeout) {
         r->election_elapsed = 0;
         step_local(r, RAFT_MSG_HUP);
+    } else if (r->state == RAFT_ROLE_PRE_CANDIDATE && r->heartbeat_timeout > 0 &&
+               r->election_elapsed % r->heartbeat_timeout == 0) {
+        /* Voters still within their leader lease ignore a pre-vote without
+         * answering; their lease ends at most an election timeout after the
+         * leader went quiet, often a tick after ours did. Asking again every
+         * heartbeat timeout (a pre-vote changes nobody's state) elects within
+         * a tick or two of that instead of a whole randomized timeout later. */
+        raft_resend_pre_votes(r);
     }
 }
 
@@ -370,10 +378,22 @@ static void tick_heartbeat(struct raft *r)
 {
     r->heartbeat_elapsed++;
     r->election_elapsed++;
+    if (r->check_quorum) {
+        /* Checked every tick over a sliding window: a leader that stopped
+         * hearing a quorum steps down one election timeout after it last
+         * did, not up to two (as a check every election timeout would). */
+        for (size_t i = 0; i < r->n_prs; i++)
+            if (r->prs[i].id != r->id && r->prs[i].inactive_ticks < r->election_timeout)
+                r->prs[i].inactive_ticks++;
+        if (!raft_quorum_heard(r))
+            step_local(r, RAFT_MSG_CHECK_QUORUM);
+        if (r->state != RAFT_ROLE_LEADER)
+            return;
+    }
     if (r->election_elapsed >= r->election_timeout) {
         r->election_elapsed = 0;
-        if (r->check_quorum)
-            step_local(r, RAFT_MSG_CHECK_QUORUM);
+        for (size_t i = 0; i < r->n_prs; i++)
+            r->prs[i].recent_active = r->prs[i].id == r->id; /* "recent" for status reports */
         /* A transfer that did not finish within an election timeout is abandoned. */
         if (r->state == RAFT_ROLE_LEADER && r->lead_transferee != RAFT_NONE)
             raft_abort_leader_transfer(r);

@@ -106,6 +106,26 @@ void raft_campaign(struct raft *r, enum raft_campaign_type t)
     }
 }
 
+void raft_resend_pre_votes(struct raft *r)
+{
+    uint64_t last = raft_log_last_index(&r->log);
+    uint64_t last_term = raft_log_last_term(&r->log);
+    for (size_t i = 0; i < r->n_prs; i++) {
+        uint64_t id = r->prs[i].id;
+        bool answered = id == r->id;
+        for (size_t v = 0; v < r->n_votes && !answered; v++)
+            answered = r->votes[v].id == id;
+        if (answered)
+            continue;
+        struct raft_message m = {.msg_type = RAFT_MSG_REQUEST_PRE_VOTE,
+                                 .to = id,
+                                 .term = r->term + 1,
+                                 .index = last,
+                                 .log_term = last_term};
+        raft_send(r, &m);
+    }
+}
+
 void raft_handle_vote_request(struct raft *r, const struct raft_message *m)
 {
     bool pre = m->msg_type == RAFT_MSG_REQUEST_PRE_VOTE;
@@ -116,6 +136,13 @@ void raft_handle_vote_request(struct raft *r, const struct raft_message *m)
      * granted on the log alone. */
     bool can_vote = r->vote == m->from || (r->vote == RAFT_NONE && r->lead == RAFT_NONE) ||
                     (pre && m->term > r->term);
+    /* Two pre-candidates with equal logs that granted each other would both
+     * campaign and split the vote (a whole randomized timeout lost): between
+     * them only the higher id gets our pre-vote. Any other voter still
+     * grants the lower one, so it is not kept from winning on its own. */
+    if (can_vote && pre && r->state == RAFT_ROLE_PRE_CANDIDATE && m->from < r->id &&
+        m->log_term == raft_log_last_term(&r->log) && m->index == raft_log_last_index(&r->log))
+        can_vote = false;
     struct raft_message resp = {.msg_type = resp_type, .to = m->from};
     if (can_vote && raft_log_is_up_to_date(&r->log, m->index, m->log_term)) {
         /* answer with the request's term: a granted pre-vote is for that future term */

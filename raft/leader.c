@@ -5,20 +5,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool check_quorum_active(struct raft *r)
+bool raft_quorum_heard(struct raft *r)
 {
     size_t act = 0;
     for (size_t i = 0; i < r->n_prs; i++) {
         struct raft_progress *pr = &r->prs[i];
-        if (pr->id == r->id) {
+        if (pr->id == r->id || pr->inactive_ticks < r->election_timeout)
             act++;
-            continue;
-        }
-        if (pr->recent_active)
-            act++;
-        pr->recent_active = false;
     }
     return act >= raft_quorum(r);
+}
+
+/* The peer most likely to win an election at once: the best replicated one. */
+static uint64_t best_follower(struct raft *r)
+{
+    uint64_t best = RAFT_NONE, match = 0;
+    for (size_t i = 0; i < r->n_prs; i++) {
+        struct raft_progress *pr = &r->prs[i];
+        if (pr->id != r->id && (best == RAFT_NONE || pr->match > match)) {
+            best = pr->id;
+            match = pr->match;
+        }
+    }
+    return best;
 }
 
 static void answer_read(struct raft *r, uint64_t from, uint64_t index, const uint8_t *ctx,
@@ -122,6 +131,7 @@ static void handle_append_response(struct raft *r, struct raft_progress *pr,
                                    const struct raft_message *m)
 {
     pr->recent_active = true;
+    pr->inactive_ticks = 0;
     if (m->reject) {
         if (raft_progress_maybe_decr_to(pr, m->index, m->reject_hint)) {
             if (pr->state == RAFT_PROGRESS_REPLICATE)
@@ -172,6 +182,7 @@ static void handle_heartbeat_response(struct raft *r, struct raft_progress *pr,
                                       const struct raft_message *m)
 {
     pr->recent_active = true;
+    pr->inactive_ticks = 0;
     pr->paused = false;
     /* a full window may mean lost appends: free one slot to retry */
     if (pr->state == RAFT_PROGRESS_REPLICATE && raft_inflights_full(&pr->ins))
@@ -222,8 +233,17 @@ int raft_step_leader(struct raft *r, const struct raft_message *m)
         return RAFT_OK;
     }
     case RAFT_MSG_CHECK_QUORUM:
-        if (!check_quorum_active(r)) {
-            raft_logf(r, RAFT_LOG_WARN, "stepped down: quorum is not active");
+        if (!raft_quorum_heard(r)) {
+            /* We hear no quorum, but our messages may still get through (a
+             * partition can cut one direction only): hand over to the best
+             * replicated follower, which campaigns at once instead of after
+             * its election timeout. If the message is lost, the followers
+             * elect as usual once they stop hearing from us. */
+            uint64_t to = best_follower(r);
+            raft_logf(r, RAFT_LOG_WARN, "stepped down: quorum is not active (timeout-now to %llu)",
+                      (unsigned long long)to);
+            if (to != RAFT_NONE)
+                raft_send_timeout_now(r, to);
             raft_become_follower(r, r->term, RAFT_NONE);
         }
         return RAFT_OK;

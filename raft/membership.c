@@ -42,6 +42,7 @@ void raft_reset_progress(struct raft *r)
         pr->paused = false;
         pr->pending_snapshot = 0;
         pr->recent_active = false;
+        pr->inactive_ticks = 0;
         raft_inflights_reset(&pr->ins);
     }
 }
@@ -56,6 +57,7 @@ int raft_add_node(struct raft *r, uint64_t id)
     /* A new member counts as active, or check-quorum could depose us before
      * it ever had a chance to answer. */
     raft_progress_get(r, id)->recent_active = true;
+    raft_progress_get(r, id)->inactive_ticks = 0;
     raft_logf(r, RAFT_LOG_INFO, "added node %llu", (unsigned long long)id);
     return RAFT_OK;
 }

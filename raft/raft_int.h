@@ -77,6 +77,7 @@ struct raft_progress {
     bool paused;
     uint64_t pending_snapshot;
     bool recent_active;
+    int inactive_ticks; /* leader: ticks since this peer last answered (check-quorum) */
     struct raft_inflights ins;
 };
 
@@ -218,6 +219,8 @@ enum raft_campaign_type {
 };
 void raft_campaign(struct raft *r, enum raft_campaign_type t);
 void raft_hup(struct raft *r, enum raft_campaign_type t);
+/* A pre-candidate asks the voters that have not answered once more. */
+void raft_resend_pre_votes(struct raft *r);
 void raft_handle_vote_request(struct raft *r, const struct raft_message *m);
 int raft_step_candidate(struct raft *r, const struct raft_message *m);
 extern const char raft_campaign_transfer_ctx[];
@@ -245,5 +248,8 @@ int raft_add_node(struct raft *r, uint64_t id);
 void raft_remove_node(struct raft *r, uint64_t id);
 int raft_set_progress(struct raft *r, uint64_t id, uint64_t match, uint64_t next);
 void raft_reset_progress(struct raft *r);
+/* Leader: whether a quorum (ourselves included) answered within the last
+ * election timeout (check-quorum). */
+bool raft_quorum_heard(struct raft *r);
 
 #endif

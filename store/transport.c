@@ -12,8 +12,18 @@
 #include "store/raftstore.h"
 
 #define QUEUE_LIMIT 4096
-#define SEND_TIMEOUT_MS 5000
+/* A Raft message the transport cannot take within this is given up and the
+ * store counted unreachable (Raft resends): a stream to a store that stopped
+ * reading, or a connection attempt a partition swallows, holds the sender no
+ * longer than this. A dead connection fails sends sooner: rpc's
+ * TCP_USER_TIMEOUT (RPC_DEAD_PEER_MS) closes it. */
+#define SEND_TIMEOUT_MS 1000
+/* One snapshot chunk (1 MiB) may take longer on a slow link. */
+#define SNAPSHOT_CHUNK_TIMEOUT_MS 5000
 #define SNAPSHOT_TIMEOUT_MS 60000
+/* Pause before trying an unreachable store again: doubling up to the cap. */
+#define BACKOFF_FIRST_MS 20
+#define BACKOFF_MAX_MS 300
 
 struct queued {
     RaftServerpb__RaftMessage *msg; /* owned */
@@ -85,7 +95,7 @@ static int send_snapshot(struct conn *c, RaftServerpb__RaftMessage *m)
     m->message->snapshot->data = (ProtobufCBinaryData){0, NULL};
     RaftServerpb__SnapshotChunk first = RAFT_SERVERPB__SNAPSHOT_CHUNK__INIT;
     first.message = m;
-    int rc = rpc_stream_send(st, &first.base, SEND_TIMEOUT_MS, &err);
+    int rc = rpc_stream_send(st, &first.base, SNAPSHOT_CHUNK_TIMEOUT_MS, &err);
     m->message->snapshot->data = data;
     for (size_t off = 0; !rc && off < data.len; off += TRANSPORT_SNAPSHOT_CHUNK_BYTES) {
         RaftServerpb__SnapshotChunk chunk = RAFT_SERVERPB__SNAPSHOT_CHUNK__INIT;
@@ -93,7 +103,7 @@ static int send_snapshot(struct conn *c, RaftServerpb__RaftMessage *m)
         if (len > TRANSPORT_SNAPSHOT_CHUNK_BYTES)
             len = TRANSPORT_SNAPSHOT_CHUNK_BYTES;
         chunk.data = (ProtobufCBinaryData){len, data.data + off};
-        rc = rpc_stream_send(st, &chunk.base, SEND_TIMEOUT_MS, &err);
+        rc = rpc_stream_send(st, &chunk.base, SNAPSHOT_CHUNK_TIMEOUT_MS, &err);
     }
     ProtobufCMessage *done = NULL;
     if (!rc)
@@ -117,6 +127,33 @@ static int ensure_stream(struct conn *c)
     c->stream = rpc_stream_open(c->t->rpc, c->addr, "/tinykvpb.TinyKv/Raft",
                                 &raft_serverpb__done__descriptor, 0, &err);
     return c->stream ? 0 : -1;
+}
+
+/* Takes every queued message off c's queue (called with t->mu held); the
+ * caller reports and frees them. */
+static struct queued *take_all(struct conn *c)
+{
+    struct queued *all = c->head;
+    c->head = c->tail = NULL;
+    c->n_queued = 0;
+    return all;
+}
+
+/* Messages that queued up behind a failed send are as stale as the link:
+ * report them unreachable and drop them (Raft sends afresh once it hears
+ * the store again), so the first messages after a heal are current ones. */
+static void drop_queued(struct transport *t, struct queued *q)
+{
+    while (q) {
+        struct queued *next = q->next;
+        if (is_snapshot(q->msg))
+            report_snapshot(t, q->msg, 1);
+        else
+            report_unreachable(t, q->msg);
+        protobuf_c_message_free_unpacked(&q->msg->base, NULL);
+        free(q);
+        q = next;
+    }
 }
 
 static void *sender(void *arg)
@@ -162,10 +199,22 @@ static void *sender(void *arg)
             backoff_ms = 0;
         } else {
             report_unreachable(t, m);
-            backoff_ms = backoff_ms ? (backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2) : 50;
+            backoff_ms = backoff_ms
+                             ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2)
+                             : BACKOFF_FIRST_MS;
+            /* The next try gets a new connection at once, not when gRPC's own
+             * reconnect backoff for the failed one allows (seconds). */
+            if (c->addr[0])
+                rpc_client_reconnect(t->rpc, c->addr);
         }
         protobuf_c_message_free_unpacked(&m->base, NULL);
         pthread_mutex_lock(&t->mu);
+        if (!ok) {
+            struct queued *stale = take_all(c);
+            pthread_mutex_unlock(&t->mu);
+            drop_queued(t, stale);
+            pthread_mutex_lock(&t->mu);
+        }
     }
     pthread_mutex_unlock(&t->mu);
     if (c->stream)

@@ -10,7 +10,10 @@
  * thread: transport_send only queues) and the server main. Store addresses
  * come from a resolver callback (the scheduler, cached).
  * What it must never do: block the caller of transport_send; keep a message
- * the network could not take (Raft retransmits) — a full queue drops.
+ * the network could not take (Raft retransmits) — a full queue drops, and a
+ * failed send drops what queued behind it; wait long on a dead link — a send
+ * is given up after 1 s, and the next try to that store (after 20-300 ms)
+ * opens a new connection.
  *
  * Snapshot messages go over TinyKv.Snapshot: a first chunk carrying the
  * RaftMessage without the snapshot's data, then the data in 1 MiB chunks;
