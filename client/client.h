@@ -153,8 +153,10 @@ void client_kvs_free(struct client_kv *kvs, size_t n);
 int client_raw_get(struct client *c, const char *cf, const void *key, size_t key_len, void **value,
                    size_t *value_len);
 /* client_raw_put / client_raw_delete: CLIENT_ERR_UNDETERMINED when the store
- * proposed the write but could not tell whether it applied (it may yet); a
- * failure code means it did not apply. */
+ * proposed the write but could not tell whether it applied (it may yet), or
+ * when the call reached a store and its answer was lost (deadline passed,
+ * connection broke): a raw write is never resent after it may have arrived.
+ * A failure code means it did not apply. */
 int client_raw_put(struct client *c, const char *cf, const void *key, size_t key_len,
                    const void *value, size_t value_len);
 int client_raw_delete(struct client *c, const char *cf, const void *key, size_t key_len);

@@ -70,6 +70,20 @@ int client_store_call(struct client *c, const struct region_loc *loc, const char
         client_seterr(c, cr, "store %s %s: %s", loc->addr, method, err.msg);
         if (cr != CLIENT_ERR_UNAVAILABLE && cr != CLIENT_ERR_TIMEOUT)
             return cr;
+        /* A raw write that reached the store may apply: resending it could
+         * apply it twice around another client's write. Only a store that
+         * could not be connected to certainly did not get it. */
+        int raw_write = strcmp(method, "/tinykvpb.TinyKv/RawPut") == 0 ||
+                        strcmp(method, "/tinykvpb.TinyKv/RawDelete") == 0;
+        int never_sent = cr == CLIENT_ERR_UNAVAILABLE &&
+                         (strstr(err.msg, "connect") || strstr(err.msg, "Connection refused"));
+        if (raw_write && !never_sent) {
+            client_region_cache_on_send_failure(&c->regions, loc->r.id, loc->r.leader_store_id);
+            rpc_client_reconnect(c->rpc, loc->addr);
+            client_seterr(c, CLIENT_ERR_UNDETERMINED, "store %s %s: outcome undetermined: %s",
+                          loc->addr, method, err.msg);
+            return CLIENT_ERR_UNDETERMINED;
+        }
         /* The leader may be gone: try its peers (one of them will know the new
          * leader), then the scheduler. The store may also have moved. */
         client_region_cache_on_send_failure(&c->regions, loc->r.id, loc->r.leader_store_id);

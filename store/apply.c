@@ -278,7 +278,7 @@ void apply_committed(struct peer *p, const struct raft_ready *rd)
         raftstore_answer(ac.done[i].cb, ac.done[i].arg, ac.done[i].code, &ac.done[i].err, NULL);
     free(ac.done);
     if (ac.compact_to > p->last_compact_index) {
-        peer_storage_delete_log_before(&p->ps, p->last_compact_index, ac.compact_to);
+        raftlog_gc_schedule(rs, p->region_id, p->last_compact_index, ac.compact_to);
         p->last_compact_index = ac.compact_to;
     }
 }

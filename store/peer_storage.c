@@ -477,17 +477,6 @@ int peer_storage_apply_snapshot_meta(struct peer_storage *ps, const struct raft_
     return 0;
 }
 
-void peer_storage_delete_log_before(struct peer_storage *ps, uint64_t from, uint64_t index)
-{
-    if (index <= from)
-        return;
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    delete_log_range(ps, from, index, wb);
-    char err[256];
-    engine_write_batch(ps->raft, wb, 0, err, sizeof err);
-    rocksdb_writebatch_destroy(wb);
-}
-
 void peer_storage_clear_raft(struct peer_storage *ps, rocksdb_writebatch_t *raft_wb)
 {
     delete_log_range(ps, 0, ps->last_index + 1, raft_wb);

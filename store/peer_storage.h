@@ -92,10 +92,6 @@ int peer_storage_apply_snapshot_meta(struct peer_storage *ps, const struct raft_
                                      const struct region *region, rocksdb_writebatch_t *kv_wb,
                                      rocksdb_writebatch_t *raft_wb);
 
-/* Log GC: deletes entries below `index` from the raft DB after the apply
- * state recording the truncation is durable. */
-void peer_storage_delete_log_before(struct peer_storage *ps, uint64_t from, uint64_t index);
-
 /* Removes every trace of the peer's log and raft state (raft DB) — destroy. */
 void peer_storage_clear_raft(struct peer_storage *ps, rocksdb_writebatch_t *raft_wb);
 

@@ -21,36 +21,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void raftstore_answer(raftstore_cb cb, void *arg, int code, const struct storage_error *err,
-                      struct storage_reader *reader)
-{
-    struct raftstore_result res;
-    memset(&res, 0, sizeof res);
-    res.code = code;
-    if (err)
-        res.err = *err;
-    res.err.code = code;
-    if (code && !res.err.msg[0])
-        snprintf(res.err.msg, sizeof res.err.msg, "%s", storage_strerror(code));
-    res.reader = reader;
-    cb(arg, &res);
-}
-
-void raftstore_answer_region_error(raftstore_cb cb, void *arg, enum storage_region_error_kind kind,
-                                   uint64_t region_id, uint64_t leader_peer_id,
-                                   uint64_t leader_store_id, const char *msg)
-{
-    struct storage_error err;
-    memset(&err, 0, sizeof err);
-    err.code = STORAGE_ERR_REGION;
-    err.region_kind = kind;
-    err.region_id = region_id;
-    err.leader_peer_id = leader_peer_id;
-    err.leader_store_id = leader_store_id;
-    snprintf(err.msg, sizeof err.msg, "%s", msg);
-    raftstore_answer(cb, arg, STORAGE_ERR_REGION, &err, NULL);
-}
-
 void raftstore_post(struct raftstore *rs, struct mail *m)
 {
     m->next = NULL;
@@ -783,6 +753,7 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
     store_meta_init(&rs->meta);
     pthread_cond_init(&rs->snap_cond, NULL);
     pthread_cond_init(&rs->split_cond, NULL);
+    pthread_cond_init(&rs->gc_cond, NULL);
     int rc = load_regions(rs, errbuf, errbuf_len);
     if (rc) {
         while (rs->peers) {
@@ -799,7 +770,8 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
     refresh_info(rs);
     if (pthread_create(&rs->loop_thread, NULL, store_loop, rs) != 0 ||
         pthread_create(&rs->snap_thread, NULL, snapshot_worker, rs) != 0 ||
-        pthread_create(&rs->split_thread, NULL, split_check_worker, rs) != 0) {
+        pthread_create(&rs->split_thread, NULL, split_check_worker, rs) != 0 ||
+        pthread_create(&rs->gc_thread, NULL, raftlog_gc_worker, rs) != 0) {
         snprintf(errbuf, errbuf_len, "cannot start threads: %s", strerror(errno));
         abort();
     }
@@ -816,11 +788,14 @@ void raftstore_free(struct raftstore *rs)
     pthread_cond_broadcast(&rs->cond);
     pthread_cond_broadcast(&rs->snap_cond);
     pthread_cond_broadcast(&rs->split_cond);
+    pthread_cond_broadcast(&rs->gc_cond);
     pthread_mutex_unlock(&rs->mu);
     pthread_join(rs->loop_thread, NULL);
     pthread_join(rs->snap_thread, NULL);
     pthread_join(rs->split_thread, NULL);
+    pthread_join(rs->gc_thread, NULL);
     split_check_free_jobs(rs);
+    raftlog_gc_free_tasks(rs);
     while (rs->peers) {
         struct peer *next = rs->peers->next;
         peer_free(rs->peers, STORAGE_ERR_CLOSED);
@@ -842,6 +817,7 @@ void raftstore_free(struct raftstore *rs)
     pthread_cond_destroy(&rs->cond);
     pthread_cond_destroy(&rs->snap_cond);
     pthread_cond_destroy(&rs->split_cond);
+    pthread_cond_destroy(&rs->gc_cond);
     free(rs);
 }
 

@@ -5,8 +5,13 @@
 
 /*
  * What it owns: every peer of this store (its Raft node, peer storage,
- * pending proposals and reads), the store loop thread that drives them, and
- * the snapshot worker thread.
+ * pending proposals and reads), the store's regions by id and by range
+ * (store_meta.c), the store loop thread that drives them, and three workers
+ * fed by queues: snapshots (snapshot.c), split checks (split_check.c) and
+ * raft-log GC (raftlog_gc.c). The files follow the seams: raftstore.c (the
+ * mailbox, the router and the loop), peer.c (one region's Raft node and its
+ * Ready), apply.c (committed entries), split.c (the Split admin command),
+ * cmd_resp.c (answers).
  *
  * Who calls it: raft_kv.c (the Storage interface in cluster mode) posts
  * commands and reads; the Raft gRPC service posts messages from other

@@ -139,6 +139,11 @@ struct raftstore {
     pthread_cond_t snap_cond;
     struct snap_job *snap_jobs; /* guarded by mu */
 
+    /* Raft-log GC worker (raftlog_gc.c): deletes compacted log off the loop. */
+    pthread_t gc_thread;
+    pthread_cond_t gc_cond;
+    struct raftlog_gc_task *gc_tasks; /* guarded by mu */
+
     /* Split-check worker (split_check.c). */
     pthread_t split_thread;
     pthread_cond_t split_cond;
@@ -170,6 +175,7 @@ void raftstore_touch(struct raftstore *rs, struct peer *p);
  * meta when initialized); -1 on OOM or when its range overlaps another region. */
 int raftstore_add_peer(struct raftstore *rs, struct peer *p);
 void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_message *m);
+/* cmd_resp.c: run a request's callback with its outcome (reader owned by it). */
 void raftstore_answer(raftstore_cb cb, void *arg, int code, const struct storage_error *err,
                       struct storage_reader *reader);
 void raftstore_answer_region_error(raftstore_cb cb, void *arg, enum storage_region_error_kind kind,
@@ -204,6 +210,13 @@ void apply_add_done(struct apply_ctx *ac, raftstore_cb cb, void *arg, int code,
  * batch — synced when it holds an admin command — then creates split-off
  * peers, answers the proposals and deletes compacted log. */
 void apply_committed(struct peer *p, const struct raft_ready *rd);
+
+/* raftlog_gc.c */
+/* Queues the deletion of region_id's log entries [from, to) (already
+ * compacted: the apply state saying so is durable). */
+void raftlog_gc_schedule(struct raftstore *rs, uint64_t region_id, uint64_t from, uint64_t to);
+void *raftlog_gc_worker(void *arg);
+void raftlog_gc_free_tasks(struct raftstore *rs);
 
 /* split_check.c */
 /* Queues a scan of the leader p's region (a RocksDB snapshot taken now). */

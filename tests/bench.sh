@@ -75,3 +75,12 @@ done
 
 echo "== many regions, idle: a scheduler and three stores split into ${BENCH_REGIONS:-1000} regions"
 BINDIR="$BINDIR" /usr/bin/python3 tests/bench_regions.py
+
+echo "== recovery after faults (real processes; needs root, iptables and /dev/fuse)"
+# The recovery tests print their figures; here only those lines are kept.
+for t in build/tests/store/test_recovery_tso build/tests/store/test_recovery_leader_kill; do
+    [ -x "$t" ] && BINDIR="$BINDIR" "$t" 2>/dev/null | grep -E "recovery|resume|again|writes" | grep -v "^\[" || true
+done
+for t in tests/cluster/store/test_recovery_partition.py tests/cluster/store/test_recovery_mount.py; do
+    BINDIR="$BINDIR" /usr/bin/python3 "$t" 2>/dev/null | grep -vE "^(PASS|FAIL|---)|passed, " || true
+done

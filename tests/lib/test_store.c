@@ -156,7 +156,7 @@ static void answer_fault(struct rpc_call *call, const struct proxy_method *pm,
                          uint64_t region_id)
 {
     if (fault == TEST_PROXY_UNAVAILABLE) {
-        rpc_call_finish(call, RPC_UNAVAILABLE, "injected: unavailable");
+        rpc_call_finish(call, RPC_UNAVAILABLE, "injected: failed to connect to the store");
         return;
     }
     ProtobufCMessage *resp = calloc(1, pm->resp->sizeof_message);

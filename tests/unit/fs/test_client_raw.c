@@ -619,6 +619,19 @@ static void test_undetermined_raw_write_is_not_resent(void **state)
     check_value(f->c, "k", "after");
 }
 
+/* A raw put whose answer is lost after the store applied it: UNDETERMINED, never resent (a resend
+ * could apply it again after another client's write). */
+static void test_raw_write_with_lost_answer_is_undetermined(void **state)
+{
+    struct proxy_fixture *f = *state;
+    test_proxy_inject(f->proxy, TEST_PROXY_LOSE_RESPONSE, 1, 0, 0);
+    assert_int_equal(client_raw_put(f->c, NULL, "k", 1, "v", 1), CLIENT_ERR_UNDETERMINED);
+    struct test_proxy_stats st;
+    test_proxy_get_stats(f->proxy, &st);
+    assert_int_equal(st.calls, 1); /* not resent */
+    check_value(f->c, "k", "v");   /* it did apply */
+}
+
 /* A leader that cannot be reached makes the client try the region's next peer (the scheduler may
  * lag an election). */
 static void test_unreachable_leader_tries_next_peer(void **state)
@@ -821,6 +834,8 @@ int main(void)
                                         teardown_proxy),
         cmocka_unit_test_setup_teardown(test_unreachable_leader_tries_next_peer, setup_proxy,
                                         teardown_proxy),
+        cmocka_unit_test_setup_teardown(test_raw_write_with_lost_answer_is_undetermined,
+                                        setup_proxy, teardown_proxy),
         cmocka_unit_test_setup_teardown(test_endless_region_errors_time_out, setup_proxy,
                                         teardown_proxy),
         cmocka_unit_test(test_waits_for_region_to_appear),
