@@ -19,7 +19,7 @@ void pd_config_default(struct pd_config *cfg)
     cfg->max_replicas = 3;
     cfg->max_store_down_time_ms = 30 * 60 * 1000;
     cfg->leader_schedule_limit = 4;
-    cfg->region_schedule_limit = 64;
+    cfg->region_schedule_limit = 2048;
     cfg->replica_schedule_limit = 64;
     cfg->leader_operator_timeout_ms = 10 * 1000;
     cfg->region_operator_timeout_ms = 10 * 60 * 1000;

@@ -125,10 +125,11 @@ struct pd_store_stats {
 struct pd_store_info {
     struct pd_store store;
     struct pd_store_stats stats;
-    uint64_t last_heartbeat_ms; /* 0 = never */
-    uint64_t region_count;      /* regions with a peer on the store (from the region tree) */
-    uint64_t leader_count;      /* regions whose leader is on the store */
-    uint64_t region_size_bytes; /* sum of approximate sizes of those regions */
+    uint64_t last_heartbeat_ms;  /* 0 = never */
+    uint64_t region_count;       /* regions with a peer on the store (from the region tree) */
+    uint64_t leader_count;       /* regions whose leader is on the store */
+    uint64_t region_size_bytes;  /* sum of approximate sizes of those regions */
+    uint64_t region_score_bytes; /* the same with empty regions counted as 1 MiB (scheduling) */
     uint64_t leader_size_bytes;
     uint64_t pending_peer_count;
     bool disconnected; /* no heartbeat for PD_STORE_DISCONNECT_MS */
@@ -142,7 +143,7 @@ struct pd_config {
     uint64_t max_replicas;               /* "max-replicas", default 3 */
     uint64_t max_store_down_time_ms;     /* "max-store-down-time", default 30 min */
     uint64_t leader_schedule_limit;      /* "leader-schedule-limit", default 4 */
-    uint64_t region_schedule_limit;      /* "region-schedule-limit", default 64 */
+    uint64_t region_schedule_limit;      /* "region-schedule-limit", default 2048 */
     uint64_t replica_schedule_limit;     /* "replica-schedule-limit", default 64 */
     uint64_t leader_operator_timeout_ms; /* "leader-operator-timeout", default 10 s */
     uint64_t region_operator_timeout_ms; /* "region-operator-timeout", default 10 min */

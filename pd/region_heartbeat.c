@@ -77,6 +77,15 @@ static int heartbeat_locked(struct pd_cluster *c, const struct pd_region *region
             return err;
         }
     }
+    /* The common case, a region reporting again over its own range only: swap it in place. */
+    if (origin && last - first == 1 && c->tree.by_key[first] == origin &&
+        pd_key_cmp(origin->start_key, origin->start_key_len, copy->start_key,
+                   copy->start_key_len) == 0) {
+        pd_region_tree_replace(&c->tree, origin, copy);
+        pd_region_free(origin);
+        pd_operator_on_heartbeat(c, copy, step, has_step);
+        return PD_OK;
+    }
     /* Replace the overlapped regions (older splits or merges) and the old record of this one. */
     while (first < last) {
         struct pd_region *o = c->tree.by_key[first];

@@ -32,15 +32,19 @@ void pd_cluster_note_move(struct pd_store_info *stores, size_t count, const stru
 {
     struct pd_store_info *from = from_store ? pd_cluster_info_of(stores, count, from_store) : NULL;
     struct pd_store_info *to = to_store ? pd_cluster_info_of(stores, count, to_store) : NULL;
+    uint64_t score = pd_region_score_bytes(r);
     if (from) {
         from->region_count -= from->region_count > 0;
         from->region_size_bytes -= from->region_size_bytes >= r->approximate_size_bytes
                                        ? r->approximate_size_bytes
                                        : from->region_size_bytes;
+        from->region_score_bytes -=
+            from->region_score_bytes >= score ? score : from->region_score_bytes;
     }
     if (to) {
         to->region_count++;
         to->region_size_bytes += r->approximate_size_bytes;
+        to->region_score_bytes += score;
     }
 }
 
