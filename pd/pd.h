@@ -316,6 +316,10 @@ int pd_cluster_scan_regions(struct pd_cluster *c, const void *start_key, size_t 
                             struct pd_region **out, size_t *count);
 void pd_regions_free(struct pd_region *regions, size_t count);
 size_t pd_cluster_region_count(struct pd_cluster *c);
+/* store_regions copies every region with a peer on store_id, in key order (*out as for
+ * scan_regions). PD_ERR_NOT_FOUND for an unknown store, PD_ERR_NOMEM. */
+int pd_cluster_store_regions(struct pd_cluster *c, uint64_t store_id, struct pd_region **out,
+                             size_t *count);
 
 /* How many split keys one request may carry (PD has no limit; a bound keeps a request cheap). */
 #define PD_MAX_SPLIT_KEYS 256

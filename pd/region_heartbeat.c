@@ -240,6 +240,43 @@ cleanup:
     return err;
 }
 
+int pd_cluster_store_regions(struct pd_cluster *c, uint64_t store_id, struct pd_region **out,
+                             size_t *count)
+{
+    int err = PD_OK;
+    *out = NULL;
+    *count = 0;
+    pthread_mutex_lock(&c->mu);
+    size_t n = 0, k = 0;
+    struct pd_region *arr = NULL;
+    if (pd_cluster_find_store(c, store_id) == NULL) {
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "store %llu not found",
+                                 (unsigned long long)store_id);
+        goto cleanup;
+    }
+    for (size_t j = 0; j < c->tree.count; j++)
+        n += pd_region_store_peer(c->tree.by_key[j], store_id) != NULL;
+    if ((arr = calloc(n ? n : 1, sizeof *arr)) == NULL) {
+        err = PD_ERR_NOMEM;
+        goto cleanup;
+    }
+    for (size_t j = 0; j < c->tree.count && err == PD_OK; j++) {
+        if (pd_region_store_peer(c->tree.by_key[j], store_id) == NULL)
+            continue;
+        if ((err = pd_region_copy(&arr[k], c->tree.by_key[j])) == PD_OK)
+            k++;
+    }
+    if (err != PD_OK) {
+        pd_regions_free(arr, k);
+        goto cleanup;
+    }
+    *out = arr;
+    *count = n;
+cleanup:
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
 size_t pd_cluster_region_count(struct pd_cluster *c)
 {
     pthread_mutex_lock(&c->mu);

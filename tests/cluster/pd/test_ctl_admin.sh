@@ -354,6 +354,60 @@ op_success() {
 }
 if wait_for 30 op_success; then pass operator_status_success; else fail operator_status_success; fi
 
+# ---- many regions: paging and key look-ups ----
+# Split the one region at g, n and t (the leaders carry it out), then page through the four.
+expect region_split_for_paging 0 --token "$TOKEN" region split g n t
+four_regions() {
+    local o
+    o=$("$CTL" --pd-http "$HTTP" --json region list 2>/dev/null) || return 1
+    python3 -c 'import json,sys; r=json.loads(sys.stdin.read())["regions"]
+sys.exit(0 if len(r) == 4 and all(x["leader"]["id"] for x in r) else 1)' <<<"$o"
+}
+if wait_for 60 four_regions; then pass split_into_four_regions; else fail split_into_four_regions "see $dir"; fi
+expect_out region_list_page_one '^\(next page: region list --limit 2 --start n\)$' --limit 2 region list
+table_ok region_page_table "ID START-KEY END-KEY VERSION CONF-VER LEADER-STORE STORES SIZE" 2
+rows=$(tail -n +2 <<<"$out" | grep -vc '^(next page')
+if [ "$rows" -eq 2 ] && grep -qE '^[0-9]+ +-inf +g ' <<<"$out"; then pass region_page_one_rows; else fail region_page_one_rows "$out"; fi
+expect_out region_list_page_two '^[0-9]+ +t +\+inf ' --limit 2 --start n region list
+if ! grep -q 'next page' <<<"$out" && [ "$(tail -n +2 <<<"$out" | grep -c .)" -eq 2 ]; then
+    pass region_page_two_is_last
+else
+    fail region_page_two_is_last "$out"
+fi
+expect_json region_list_start_inside 'j["count"], j["regions"][0]["start_key"]' "1 6E" --limit 1 --start p region list
+expect_json region_list_start_hex 'j["regions"][0]["start_key"]' "67" --hex --limit 1 --start 6800 region list
+expect region_list_start_bad_hex 2 --hex --start 6z region list
+expect region_list_extra_argument 2 region list more
+expect_json region_key_of_key 'j["start_key"], j["end_key"]' "6E 74" region key pear
+expect_out region_key_of_key_table '^start key +n$' region key pear
+# The HTTP paths behind them, PD's shapes, and bad input as 4xx with a JSON message.
+http_json() {
+    python3 - "$HTTP" "$1" <<'PY'
+import json, sys, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen("http://" + sys.argv[1] + sys.argv[2], timeout=5) as r:
+        print(r.status, json.dumps(json.loads(r.read())))
+except urllib.error.HTTPError as e:
+    body = json.loads(e.read())
+    print(e.code, "error" if isinstance(body.get("error"), str) else "no-error-field")
+PY
+}
+check_http() {
+    local name=$1 path=$2 want=$3 got
+    got=$(http_json "$path")
+    if grep -qE -- "$want" <<<"$got"; then pass "$name"; else fail "$name" "$path: $got"; fi
+}
+check_http http_regions_count /pd/api/v1/regions/count '^200 \{"count": 4\}$'
+check_http http_regions_page '/pd/api/v1/regions?limit=3&key=67' '^200 \{"count": 3,'
+check_http http_regions_key_scan '/pd/api/v1/regions/key?key=h&end_key=u' '^200 \{"count": 3,'
+check_http http_regions_store "/pd/api/v1/regions/store/$sid" '^200 \{"count": 4,'
+check_http http_region_key /pd/api/v1/region/key/zebra '"start_key": "74"'
+check_http http_regions_bad_limit '/pd/api/v1/regions?limit=none' '^400 error$'
+check_http http_regions_bad_key '/pd/api/v1/regions?key=xyz' '^400 error$'
+check_http http_regions_key_backwards '/pd/api/v1/regions/key?key=z&end_key=a' '^400 error$'
+check_http http_regions_store_unknown /pd/api/v1/regions/store/424242 '^404 error$'
+check_http http_regions_store_bad_id /pd/api/v1/regions/store/x '^400 error$'
+
 # ---- the scheduler unreachable: exit 3, within the timeout ----
 kill -STOP "$pd_pid"
 t0=$(date +%s%N)
