@@ -10,11 +10,11 @@
  * pending peer there, then random ones it follows, then random ones it leads
  * (PD's RandPendingRegion / RandFollowerRegion / RandLeaderRegion), each kind
  * at most BALANCE_TRIES times. The target is the suitable store with the
- * smallest score not holding the region. The move happens only when the
- * source's score exceeds the target's by more than twice the region's size,
- * so moving does not just swap the imbalance. Regions short of max_replicas
- * are the replica checker's. One call creates operators until
- * region-schedule-limit operators of its kind run or nothing more narrows a
+ * smallest score not holding the region and not busy (below
+ * max-pending-peer-count peers catching up and max-snapshot-count snapshots). The move happens only
+ * when the source's score exceeds the target's by more than twice the region's size, so moving does
+ * not just swap the imbalance. Regions short of max_replicas are the replica checker's. One call
+ * creates operators until region-schedule-limit operators of its kind run or nothing more narrows a
  * gap; every operator updates the round's figures before the next pick.
  */
 
@@ -36,7 +36,8 @@ static int try_move(struct pd_cluster *c, struct pd_round *round, const struct p
 {
     struct pd_store_info *target = NULL;
     for (size_t i = n; i-- > 0;) {
-        if (!pd_region_store_peer(r, sorted[i]->store.id)) {
+        if (!pd_region_store_peer(r, sorted[i]->store.id) &&
+            pd_cluster_store_can_receive(sorted[i], &c->cfg)) {
             target = sorted[i];
             break;
         }

@@ -147,6 +147,12 @@ struct pd_config {
     uint64_t replica_schedule_limit;     /* "replica-schedule-limit", default 64 */
     uint64_t leader_operator_timeout_ms; /* "leader-operator-timeout", default 10 s */
     uint64_t region_operator_timeout_ms; /* "region-operator-timeout", default 10 min */
+    /* "max-pending-peer-count", default 64: a store with this many peers still catching up
+     * (pending, or being added by an operator) receives no more peers */
+    uint64_t max_pending_peer_count;
+    /* "max-snapshot-count", default 64: nor does a store sending, receiving or applying this
+     * many snapshots (as its heartbeat reports) */
+    uint64_t max_snapshot_count;
 };
 
 void pd_config_default(struct pd_config *cfg);

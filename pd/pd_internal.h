@@ -225,10 +225,13 @@ int pd_cluster_check_region(struct pd_cluster *c, const struct pd_region *r);
 bool pd_cluster_store_has_regions(struct pd_cluster *c, uint64_t store_id);
 int pd_cluster_set_store_state_locked(struct pd_cluster *c, uint64_t store_id,
                                       enum pd_store_state state, bool force);
-/* pd_cluster_best_store: the schedulable store not holding r with the fewest regions, then the
- * least region size; NULL if none. */
+/* pd_cluster_store_can_receive: schedulable, and below max-pending-peer-count peers catching up
+ * and max-snapshot-count snapshots in each direction (PD's pending-peer and snapshot filters). */
+bool pd_cluster_store_can_receive(const struct pd_store_info *s, const struct pd_config *cfg);
+/* pd_cluster_best_store: the store able to receive (above) not holding r with the fewest
+ * regions, then the least region size; NULL if none. */
 struct pd_store_info *pd_cluster_best_store(struct pd_store_info *stores, size_t count,
-                                            const struct pd_region *r);
+                                            const struct pd_region *r, const struct pd_config *cfg);
 struct pd_store_info *pd_cluster_info_of(struct pd_store_info *stores, size_t count, uint64_t id);
 /* pd_cluster_note_move keeps a tick's store figures current after an operator moves a peer. */
 void pd_cluster_note_move(struct pd_store_info *stores, size_t count, const struct pd_region *r,

@@ -431,7 +431,7 @@ int pd_cluster_scatter_region(struct pd_cluster *c, uint64_t region_id)
         goto cleanup;
     }
     /* Move the peer on the most loaded store to the least loaded store, if that spreads out. */
-    struct pd_store_info *target = pd_cluster_best_store(infos, n, r);
+    struct pd_store_info *target = pd_cluster_best_store(infos, n, r, &c->cfg);
     const struct pd_peer *from = NULL;
     uint64_t from_regions = 0;
     for (size_t i = 0; i < r->peer_count; i++) {

@@ -243,10 +243,12 @@ struct sim {
     struct pd_mock *m;
     size_t n;
     struct pd_region *r;   /* the stores' view of each region */
-    uint64_t *pending;     /* peer id added last round and still catching up, 0 = none */
+    uint64_t *pending;     /* peer id added and still catching up, 0 = none */
+    int *pending_age;      /* rounds before it has caught up */
     uint64_t dead;         /* a store that stopped, 0 = none */
     size_t max_created;    /* most operators one tick created */
     size_t ops_by_kind[6]; /* peak of running operators of each kind after a tick */
+    uint64_t peak_pending; /* most pending peers one store had after a round */
 };
 
 /* sim_init makes n regions on stores[0..nstores) led by the first, or, with nstores 0, spread
@@ -259,6 +261,7 @@ static void sim_init(struct sim *s, struct pd_mock *m, size_t n, const uint64_t 
     s->n = n;
     s->r = calloc(n, sizeof *s->r);
     s->pending = calloc(n, sizeof *s->pending);
+    s->pending_age = calloc(n, sizeof *s->pending_age);
     srand(seed);
     for (size_t i = 0; i < n; i++) {
         char start[16], end[16];
@@ -280,6 +283,7 @@ static void sim_free(struct sim *s)
         pd_region_clear(&s->r[i]);
     free(s->r);
     free(s->pending);
+    free(s->pending_age);
 }
 
 /* sim_apply plays a store: carries out a step (an added peer catches up a round later). */
@@ -295,6 +299,7 @@ static void sim_apply(struct sim *s, size_t i, const struct pd_step *st)
         r->pending_peers[0] = r->peers[r->peer_count - 1];
         r->pending_peer_count = 1;
         s->pending[i] = st->peer_id;
+        s->pending_age[i] = 2; /* reported pending in the next round, caught up after it */
         return;
     case PD_STEP_REMOVE_PEER:
         assert_true(st->store_id != r->leader.store_id);
@@ -349,10 +354,11 @@ static size_t sim_round(struct sim *s, const struct pd_config *cfg)
     for (int k = 0; k < 6; k++)
         if (kinds[k] > s->ops_by_kind[k])
             s->ops_by_kind[k] = kinds[k];
+
     for (size_t i = 0; i < s->n; i++) {
         struct pd_region *r = &s->r[i];
-        if (s->pending[i] && r->pending_peer_count) {
-            r->pending_peer_count = 0; /* caught up since the last round */
+        if (s->pending[i] && --s->pending_age[i] == 0) {
+            r->pending_peer_count = 0; /* caught up */
             s->pending[i] = 0;
         }
         if (r->leader.store_id == s->dead) {
@@ -368,6 +374,14 @@ static size_t sim_round(struct sim *s, const struct pd_config *cfg)
         if (has)
             sim_apply(s, i, &step);
     }
+    /* Every peer added this round has now been reported, pending: no store is over the cap. */
+    assert_int_equal(pd_cluster_get_all_stores(s->m->c, &infos, &ns), PD_OK);
+    for (size_t i = 0; i < ns; i++) {
+        assert_true(infos[i].pending_peer_count <= cfg->max_pending_peer_count);
+        if (infos[i].pending_peer_count > s->peak_pending)
+            s->peak_pending = infos[i].pending_peer_count;
+    }
+    free(infos);
     return nops;
 }
 
@@ -432,7 +446,8 @@ static size_t run_until_quiet(struct sim *s, const struct pd_config *cfg, size_t
 
 /* converge: n regions all on stores 1-3 led by store 1, stores 4 and 5 empty, converge under the
  * given limits with every region at three replicas. */
-static void converge(struct pd_mock *m, size_t n, uint64_t leader_limit, uint64_t region_limit)
+static void converge(struct pd_mock *m, size_t n, uint64_t leader_limit, uint64_t region_limit,
+                     uint64_t max_pending)
 {
     static const uint64_t s123[] = {1, 2, 3};
     for (uint64_t id = 2; id <= 5; id++)
@@ -440,6 +455,8 @@ static void converge(struct pd_mock *m, size_t n, uint64_t leader_limit, uint64_
     set_config(m, 3, leader_limit, region_limit);
     struct pd_config cfg;
     pd_cluster_get_config(m->c, &cfg);
+    cfg.max_pending_peer_count = max_pending;
+    assert_int_equal(pd_cluster_put_config(m->c, &cfg), PD_OK);
     enable_balancers(m);
     struct sim s;
     sim_init(&s, m, n, s123, 3, 7);
@@ -459,14 +476,17 @@ static void converge(struct pd_mock *m, size_t n, uint64_t leader_limit, uint64_
     assert_true(beyond > 0);
     size_t rounds = run_until_quiet(&s, &cfg, 3000);
     struct spread sp = spread_of(m);
-    print_message("%zu regions, limits leader %llu region %llu: quiet after %zu rounds, at most "
-                  "%zu operators created in a tick, peak running leader %zu region %zu; "
-                  "regions %llu..%llu (mean %.1f), leaders %llu..%llu (mean %.1f)\n",
-                  n, (unsigned long long)leader_limit, (unsigned long long)region_limit, rounds,
-                  s.max_created, s.ops_by_kind[PD_OP_KIND_LEADER], s.ops_by_kind[PD_OP_KIND_REGION],
-                  (unsigned long long)sp.min_regions, (unsigned long long)sp.max_regions,
-                  sp.mean_regions, (unsigned long long)sp.min_leaders,
-                  (unsigned long long)sp.max_leaders, sp.mean_leaders);
+    print_message(
+        "%zu regions, limits leader %llu region %llu pending %llu: quiet after %zu "
+        "rounds, at most %zu operators created in a tick, peak running leader %zu "
+        "region %zu, peak pending on a store %llu; regions %llu..%llu (mean %.1f), "
+        "leaders %llu..%llu (mean %.1f)\n",
+        n, (unsigned long long)leader_limit, (unsigned long long)region_limit,
+        (unsigned long long)max_pending, rounds, s.max_created, s.ops_by_kind[PD_OP_KIND_LEADER],
+        s.ops_by_kind[PD_OP_KIND_REGION], (unsigned long long)s.peak_pending,
+        (unsigned long long)sp.min_regions, (unsigned long long)sp.max_regions, sp.mean_regions,
+        (unsigned long long)sp.min_leaders, (unsigned long long)sp.max_leaders, sp.mean_leaders);
+    assert_true(s.peak_pending <= max_pending);
     assert_true(balanced(&sp));
     assert_true(s.ops_by_kind[PD_OP_KIND_LEADER] > 1);
     assert_true(s.ops_by_kind[PD_OP_KIND_REGION] > 1);
@@ -479,18 +499,25 @@ static void converge(struct pd_mock *m, size_t n, uint64_t leader_limit, uint64_
  * regions or leaders, under PD's default limits, several operators a round. */
 static void test_converge_300_regions_default_limits(void **state)
 {
-    converge(*state, 300, 4, 2048);
+    converge(*state, 300, 4, 2048, 64);
 }
 
 /* The same with tight limits (2 leader transfers, 8 peer moves): never more operators of a
  * kind run than its limit, and the cluster still converges. */
 static void test_converge_500_regions_tight_limits(void **state)
 {
-    converge(*state, 500, 2, 8);
+    converge(*state, 500, 2, 8, 64);
 }
 
 /* An operator whose region's epoch changed under it (a split, or a membership change it did not
  * make) is canceled; its own added peer, still pending, is not such a change. */
+/* With max-pending-peer-count 5 no store ever has more than 5 peers catching up, however many
+ * moves the region limit allows, and the cluster still converges. */
+static void test_converge_pending_peer_cap(void **state)
+{
+    converge(*state, 300, 4, 2048, 5);
+}
+
 static void test_operator_canceled_on_epoch_change(void **state)
 {
     struct pd_mock *m = *state;
@@ -675,6 +702,7 @@ int main(void)
         T(test_operator_canceled_on_epoch_change),
         T(test_converge_300_regions_default_limits),
         T(test_converge_500_regions_tight_limits),
+        T(test_converge_pending_peer_cap),
         T(test_offline_store_drains_to_tombstone),
         T(test_down_store_replicas_replaced),
         T(test_cost_with_5000_regions),
