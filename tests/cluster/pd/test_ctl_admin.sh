@@ -408,6 +408,32 @@ check_http http_regions_key_backwards '/pd/api/v1/regions/key?key=z&end_key=a' '
 check_http http_regions_store_unknown /pd/api/v1/regions/store/424242 '^404 error$'
 check_http http_regions_store_bad_id /pd/api/v1/regions/store/x '^400 error$'
 
+# ---- a store taken offline drains to Tombstone (a live run of the replica checker) ----
+# A fourth store joins; store $sid is taken offline; the replica checker adds a replacement for
+# each of its peers (moving leaders off it first), removes the offline peers, and the store
+# becomes Tombstone once it holds none.
+a=127.0.0.1:$(free_port)
+"$BINDIR"/tinykv-server --addr "$a" --data-dir "$dir/store3" --scheduler "$GRPC" \
+    --status-addr 127.0.0.1:0 --log-level warn 2>>"$dir/store3.log" &
+store_pids+=($!)
+four_up() {
+    local o
+    o=$("$CTL" --pd-http "$HTTP" --json store list 2>/dev/null) || return 1
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read())
+sys.exit(0 if sum(s["store"]["state_name"] == "Up" for s in j["stores"]) == 4 else 1)' <<<"$o"
+}
+if wait_for 30 four_up; then pass fourth_store_up; else fail fourth_store_up "see $dir"; fi
+expect_out store_offline_for_drain "Offline" --token "$TOKEN" store state "$sid" Offline
+drained() {
+    local o
+    o=$("$CTL" --pd-http "$HTTP" --json store show "$sid" 2>/dev/null) || return 1
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read())
+sys.exit(0 if j["store"]["state_name"] == "Tombstone" else 1)' <<<"$o"
+}
+if wait_for 120 drained; then pass offline_store_becomes_tombstone; else fail offline_store_becomes_tombstone "see $dir"; fi
+expect_json regions_moved_off_tombstone "all(len(r['peers']) == 3 and $sid not in [p['store_id'] for p in r['peers']] for r in j['regions']), len(j['regions'])" "True 4" region list
+check_http http_regions_store_tombstone "/pd/api/v1/regions/store/$sid" '^200 \{"count": 0,'
+
 # ---- the scheduler unreachable: exit 3, within the timeout ----
 kill -STOP "$pd_pid"
 t0=$(date +%s%N)
