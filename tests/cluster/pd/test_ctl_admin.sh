@@ -416,6 +416,7 @@ a=127.0.0.1:$(free_port)
 "$BINDIR"/tinykv-server --addr "$a" --data-dir "$dir/store3" --scheduler "$GRPC" \
     --status-addr 127.0.0.1:0 --log-level warn 2>>"$dir/store3.log" &
 store_pids+=($!)
+store_addrs+=("$a")
 four_up() {
     local o
     o=$("$CTL" --pd-http "$HTTP" --json store list 2>/dev/null) || return 1
@@ -433,6 +434,42 @@ sys.exit(0 if j["store"]["state_name"] == "Tombstone" else 1)' <<<"$o"
 if wait_for 120 drained; then pass offline_store_becomes_tombstone; else fail offline_store_becomes_tombstone "see $dir"; fi
 expect_json regions_moved_off_tombstone "all(len(r['peers']) == 3 and $sid not in [p['store_id'] for p in r['peers']] for r in j['regions']), len(j['regions'])" "True 4" region list
 check_http http_regions_store_tombstone "/pd/api/v1/regions/store/$sid" '^200 \{"count": 0,'
+
+# ---- a store down past max-store-down-time has its replicas replaced ----
+# A fifth store joins (three Up stores besides the one about to die); with max-store-down-time
+# at 3s, a killed store holding replicas is down soon, and every region gets its third replica
+# back on the stores left.
+a=127.0.0.1:$(free_port)
+"$BINDIR"/tinykv-server --addr "$a" --data-dir "$dir/store4" --scheduler "$GRPC" \
+    --status-addr 127.0.0.1:0 --log-level warn 2>>"$dir/store4.log" &
+store_pids+=($!)
+store_addrs+=("$a")
+n_up() {
+    local o
+    o=$("$CTL" --pd-http "$HTTP" --json store list 2>/dev/null) || return 1
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read())
+sys.exit(0 if sum(s["store"]["state_name"] == "Up" for s in j["stores"]) == int(sys.argv[1]) else 1)' "$1" <<<"$o"
+}
+if wait_for 30 n_up 4; then pass fifth_store_up; else fail fifth_store_up "see $dir"; fi
+expect_out config_short_down_time '^max-store-down-time +3s$' --token "$TOKEN" config set max-store-down-time 3s
+# The victim: a store holding a replica of the first region that is not the tombstone.
+ctl --json region list
+victim=$(jq_py '[p["store_id"] for p in j["regions"][0]["peers"] if p["store_id"] != j["regions"][0]["leader"]["store_id"]][0]')
+ctl --json store show "$victim"
+victim_addr=$(jq_py 'j["store"]["address"]')
+victim_pid=
+for i in "${!store_addrs[@]}"; do
+    [ "${store_addrs[$i]}" == "$victim_addr" ] && victim_pid=${store_pids[$i]}
+done
+if [ -n "$victim_pid" ]; then kill -KILL "$victim_pid"; pass down_victim_killed; else fail down_victim_killed "$victim_addr"; fi
+replaced() {
+    local o
+    o=$("$CTL" --pd-http "$HTTP" --json region list 2>/dev/null) || return 1
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); v=int(sys.argv[1])
+sys.exit(0 if all(len(r["peers"]) == 3 and v not in [p["store_id"] for p in r["peers"]] for r in j["regions"]) else 1)' "$victim" <<<"$o"
+}
+if wait_for 120 replaced; then pass down_store_replicas_replaced; else fail down_store_replicas_replaced "victim $victim; see $dir"; fi
+expect_json down_store_shown_down 'j["store"]["state_name"]' Down store show "$victim"
 
 # ---- the scheduler unreachable: exit 3, within the timeout ----
 kill -STOP "$pd_pid"
