@@ -89,7 +89,9 @@ static int into(struct pd_cluster *c, struct pd_round *round, struct pd_store_in
         tries++;
         struct pd_store_info *source =
             pd_cluster_info_of(round->stores, round->store_count, r->leader.store_id);
-        if (source && source->leader_count >= target->leader_count + 2)
+        /* A silent store's leaders are elected away by Raft, not transferred. */
+        if (source && !source->disconnected && !source->down &&
+            source->leader_count >= target->leader_count + 2)
             return transfer(c, r, source, target);
     }
     return 0;
