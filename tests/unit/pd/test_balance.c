@@ -509,6 +509,36 @@ static void test_converge_500_regions_tight_limits(void **state)
     converge(*state, 500, 2, 8, 64);
 }
 
+/* A store reporting max-snapshot-count snapshots in flight (receiving here) gets no new peer:
+ * the replica checker makes up the missing replica on the next best store (stores 3 and 4 tie,
+ * 3 comes first), and on the busy store again once its count drops. */
+static void test_busy_store_gets_no_peer(void **state)
+{
+    struct pd_mock *m = *state;
+    static const uint64_t s12[] = {1, 2};
+    for (uint64_t id = 2; id <= 4; id++)
+        pd_mock_add_store(m, id);
+    assert_int_equal(pd_mock_region_hb(m, 10, "a", "b", 2, 1, 1, 1, s12, 2), PD_OK);
+    struct pd_config cfg;
+    pd_cluster_get_config(m->c, &cfg);
+    struct pd_store_stats st = {.store_id = 3,
+                                .receiving_snap_count = (uint32_t)cfg.max_snapshot_count};
+    assert_int_equal(pd_cluster_store_heartbeat(m->c, &st), PD_OK);
+    size_t n = 0;
+    assert_int_equal(pd_cluster_run_scheduler(m->c, "replica-checker", &n), PD_OK);
+    assert_int_equal(n, 1);
+    struct pd_operator op;
+    assert_int_equal(pd_cluster_get_operator(m->c, 10, &op), PD_OK);
+    assert_int_equal(op.steps[0].kind, PD_STEP_ADD_PEER);
+    assert_int_equal(op.steps[0].store_id, 4);
+    assert_int_equal(pd_cluster_remove_operator(m->c, 10), PD_OK);
+    st.receiving_snap_count = 0;
+    assert_int_equal(pd_cluster_store_heartbeat(m->c, &st), PD_OK);
+    assert_int_equal(pd_cluster_run_scheduler(m->c, "replica-checker", &n), PD_OK);
+    assert_int_equal(pd_cluster_get_operator(m->c, 10, &op), PD_OK);
+    assert_int_equal(op.steps[0].store_id, 3);
+}
+
 /* An operator whose region's epoch changed under it (a split, or a membership change it did not
  * make) is canceled; its own added peer, still pending, is not such a change. */
 /* With max-pending-peer-count 5 no store ever has more than 5 peers catching up, however many
@@ -703,6 +733,7 @@ int main(void)
         T(test_converge_300_regions_default_limits),
         T(test_converge_500_regions_tight_limits),
         T(test_converge_pending_peer_cap),
+        T(test_busy_store_gets_no_peer),
         T(test_offline_store_drains_to_tombstone),
         T(test_down_store_replicas_replaced),
         T(test_cost_with_5000_regions),

@@ -208,6 +208,12 @@ static void test_read_paths(void **state)
     j = call_json(f, "GET", "/pd/api/v1/config", NULL, 200);
     assert_int_equal(jint(j, "max-replicas"), 3);
     assert_string_equal(jstr(j, "max-store-down-time"), "30m0s");
+    /* PD's defaults for the limits and caps */
+    assert_int_equal(jint(j, "leader-schedule-limit"), 4);
+    assert_int_equal(jint(j, "region-schedule-limit"), 2048);
+    assert_int_equal(jint(j, "replica-schedule-limit"), 64);
+    assert_int_equal(jint(j, "max-pending-peer-count"), 64);
+    assert_int_equal(jint(j, "max-snapshot-count"), 64);
     json_decref(j);
 
     j = call_json(f, "GET", "/pd/api/v1/stores", NULL, 200);
@@ -301,6 +307,17 @@ static void test_mutations(void **state)
     json_decref(j);
     j = call_json(f, "POST", "/pd/api/v1/config", "{\"max_peer_count\": 3}", 200);
     json_decref(j);
+    j = call_json(f, "POST", "/pd/api/v1/config",
+                  "{\"region-schedule-limit\": 16, \"leader-schedule-limit\": 2, "
+                  "\"max-pending-peer-count\": 8, \"max-snapshot-count\": 3}",
+                  200);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/config", NULL, 200);
+    assert_int_equal(jint(j, "region-schedule-limit"), 16);
+    assert_int_equal(jint(j, "leader-schedule-limit"), 2);
+    assert_int_equal(jint(j, "max-pending-peer-count"), 8);
+    assert_int_equal(jint(j, "max-snapshot-count"), 3);
+    json_decref(j);
 
     json_decref(
         call_json(f, "DELETE", "/pd/api/v1/schedulers/balance-leader-scheduler", NULL, 200));
@@ -392,6 +409,10 @@ static void test_error_statuses(void **state)
                      400);
     assert_int_equal(
         status_of(f, "POST", "/pd/api/v1/config", "{\"max-store-down-time\": \"soon\"}", tok), 400);
+    assert_int_equal(
+        status_of(f, "POST", "/pd/api/v1/config", "{\"max-pending-peer-count\": 0}", tok), 400);
+    assert_int_equal(
+        status_of(f, "POST", "/pd/api/v1/config", "{\"max-snapshot-count\": \"many\"}", tok), 400);
     assert_int_equal(status_of(f, "POST", "/pd/api/v1/operators",
                                "{\"name\": \"dance\", "
                                "\"region_id\": 10}",
