@@ -86,8 +86,8 @@ static void round_free(struct pd_round *round)
     memset(round, 0, sizeof *round);
 }
 
-/* round_open builds the round's view in two passes over the tree (count, then fill), so its
- * cost is one walk over the regions' peers, whatever the schedulers do with it. */
+/* round_open builds the round's view in two walks over the regions' peers (count, then fill):
+ * linear in the regions, whatever the schedulers then pick from it. */
 static int round_open(struct pd_cluster *c, struct pd_round *round)
 {
     memset(round, 0, sizeof *round);
