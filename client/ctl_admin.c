@@ -501,10 +501,57 @@ static void peers_s(json_t *r, char *buf, size_t len)
     }
 }
 
+/* region_list_path: /regions, with ?limit= and &key= (hex) when a page is asked for; malloc'ed,
+ * NULL after printing a usage error or on allocation failure (*rc says which). */
+static char *region_list_path(const struct ctl_admin_options *o, int *rc)
+{
+    const char *key = o->start_key ? o->start_key : "";
+    size_t n = strlen(key);
+    char *hex = malloc(2 * n + 1), *path = NULL;
+    *rc = CTL_ADMIN_EXIT_API;
+    if (!hex) {
+        fprintf(stderr, "tinykv-ctl: out of memory\n");
+        return NULL;
+    }
+    if (o->hex) {
+        bool ok = n % 2 == 0;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = hexval(key[i]) >= 0;
+        if (!ok) {
+            *rc = usage_error("bad hex key '%s'", key);
+            free(hex);
+            return NULL;
+        }
+        memcpy(hex, key, n + 1);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            sprintf(hex + 2 * i, "%02X", (unsigned char)key[i]);
+        hex[2 * n] = '\0';
+    }
+    int w;
+    if (o->region_limit)
+        w = asprintf(&path, API_PREFIX "/regions?limit=%lu&key=%s", o->region_limit, hex);
+    else if (n)
+        w = asprintf(&path, API_PREFIX "/regions?key=%s", hex);
+    else
+        w = asprintf(&path, API_PREFIX "/regions");
+    if (w < 0) {
+        path = NULL;
+        fprintf(stderr, "tinykv-ctl: out of memory\n");
+    }
+    free(hex);
+    return path;
+}
+
 static int region_list(const struct ctl_admin_options *o)
 {
     json_t *j;
-    int rc = get_for_table(o, API_PREFIX "/regions", &j);
+    int rc;
+    char *path = region_list_path(o, &rc);
+    if (!path)
+        return rc;
+    rc = get_for_table(o, path, &j);
+    free(path);
     if (rc != CTL_ADMIN_OK || !j)
         return rc;
     struct table t;
@@ -531,8 +578,19 @@ static int region_list(const struct ctl_admin_options *o)
         free(start);
         free(end);
     }
+    /* A full page that does not reach the end: say where the next one starts. */
+    json_t *regions = json_object_get(j, "regions");
+    size_t shown = json_array_size(regions);
+    const char *last_end = shown ? jstr(json_array_get(regions, shown - 1), "end_key") : "";
+    char *next =
+        o->region_limit && shown == o->region_limit && last_end[0] ? key_s(o, last_end, "") : NULL;
+    rc = table_finish(&t);
+    if (next && rc == CTL_ADMIN_OK)
+        printf("(next page: region list --limit %lu --start %s%s)\n", o->region_limit,
+               o->hex ? "--hex " : "", next);
+    free(next);
     json_decref(j);
-    return table_finish(&t);
+    return rc;
 }
 
 static int region_print(const struct ctl_admin_options *o, const char *path)
@@ -685,7 +743,8 @@ static int run_region(const struct ctl_admin_options *o, int argc, char **argv)
     char path[96];
     if (verb_is(argc, argv, "list", "list")) {
         if (argc > 1)
-            return usage_error("region list takes no arguments");
+            return usage_error("region list takes no arguments (page with --limit N and "
+                               "--start KEY)");
         return region_list(o);
     }
     if (strcmp(argv[0], "show") == 0) {
@@ -1021,7 +1080,8 @@ void ctl_admin_usage(FILE *out)
     fprintf(out,
             "       tinykv-ctl [admin options] store [list | show ID | state ID "
             "Up|Offline|Tombstone | delete ID]\n"
-            "       tinykv-ctl [admin options] region [list | show ID | key KEY | split KEY...]\n"
+            "       tinykv-ctl [admin options] region [list [--limit N] [--start KEY] | show ID |\n"
+            "                                          key KEY | split KEY...]\n"
             "       tinykv-ctl [admin options] operator [list | show REGION_ID | remove "
             "REGION_ID]\n"
             "       tinykv-ctl [admin options] operator add transfer-leader|add-peer|remove-peer "

@@ -42,6 +42,9 @@ struct ctl_admin_options {
     bool json;           /* print the API's JSON (pretty) instead of tables */
     bool hex;            /* region keys are given and printed as hex */
     int timeout_ms;      /* bound on each HTTP call (connect included); > 0 */
+    unsigned long region_limit; /* region list: most regions a page shows (0 = all) */
+    const char *start_key;      /* region list: the page starts at the region holding this key
+                                   (raw, or hex with --hex); NULL = the first region */
 };
 
 /* ctl_admin_is_command says whether name is one of the admin subcommands. */

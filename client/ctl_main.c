@@ -46,7 +46,9 @@ static void usage(FILE *out)
             "                     without it they go to --addr)\n"
             "  --cf CF            column family: default, lock or write (default: default)\n"
             "  --hex              keys and values are given and printed as hex\n"
-            "  --limit N          most pairs a scan prints (default 100)\n"
+            "  --limit N          most pairs a scan prints (default 100); region list: most\n"
+            "                     regions a page shows (default all)\n"
+            "  --start KEY        region list: start at the region holding KEY\n"
             "  --timeout MS       deadline of each call (default 5000)\n"
             "  --ops N            bench: operations per phase (default 20000)\n"
             "  --threads T        bench: concurrent clients (default 4)\n"
@@ -539,6 +541,7 @@ int main(int argc, char **argv)
         {"pd-http", required_argument, NULL, 'P'}, /* admin subcommands (ctl_admin.h) */
         {"json", no_argument, NULL, 'j'},
         {"token", required_argument, NULL, 'k'},
+        {"start", required_argument, NULL, 'S'}, /* admin: region list's first key */
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -564,6 +567,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "tinykv-ctl: bad --limit '%s'\n", optarg);
                 return 2;
             }
+            ctl.admin.region_limit = ctl.limit; /* region list pages only when asked to */
+            break;
+        case 'S':
+            ctl.admin.start_key = optarg;
             break;
         case 't':
             ctl.timeout_ms = (int)strtol(optarg, &end, 10);

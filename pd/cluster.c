@@ -94,6 +94,23 @@ static uint64_t realtime_ms(void *ctx)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t pd_cluster_rand(struct pd_cluster *c)
+{
+    /* xorshift64*: plenty for picking candidates, and the state stays in the cluster. */
+    uint64_t x = c->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    c->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+uint64_t pd_region_score_bytes(const struct pd_region *r)
+{
+    const uint64_t one_mib = 1024 * 1024;
+    return r->approximate_size_bytes ? r->approximate_size_bytes : one_mib;
+}
+
 uint64_t pd_cluster_now_ms(struct pd_cluster *c)
 {
     return c->now_ms(c->clock_ctx);
@@ -330,6 +347,8 @@ int pd_cluster_open(const struct pd_options *opts, struct pd_cluster **out, char
     c->now_ms = opts->now_ms ? opts->now_ms : realtime_ms;
     c->clock_ctx = opts->clock_ctx;
     c->registry = opts->metrics;
+    /* Any non-zero seed will do; a fake clock makes the picks of a test repeatable. */
+    c->rng = (pd_cluster_now_ms(c) ^ 0x9e3779b97f4a7c15ull) | 1;
     err = pd_meta_store_open(opts->data_dir, &c->meta, c->errmsg, sizeof c->errmsg);
     if (err != PD_OK)
         goto fail;
@@ -361,6 +380,7 @@ void pd_cluster_close(struct pd_cluster *c)
     pd_region_tree_close(&c->tree);
     free(c->stores);
     free(c->ops);
+    free(c->op_index);
     pd_split_jobs_free(c);
     free(c->op_history);
     pthread_mutex_destroy(&c->mu);
@@ -610,6 +630,7 @@ int pd_cluster_store_infos(struct pd_cluster *c, struct pd_store_info **out, siz
                     continue;
                 in->region_count++;
                 in->region_size_bytes += r->approximate_size_bytes;
+                in->region_score_bytes += pd_region_score_bytes(r);
                 if (r->leader.id == r->peers[p].id) {
                     in->leader_count++;
                     in->leader_size_bytes += r->approximate_size_bytes;

@@ -9,7 +9,8 @@
 /*
  * JSON form (flat object, PD's names):
  *   "max-replicas" (alias "max_peer_count"), "leader-schedule-limit",
- *   "region-schedule-limit", "replica-schedule-limit": integers;
+ *   "region-schedule-limit", "replica-schedule-limit", "max-pending-peer-count",
+ *   "max-snapshot-count": integers;
  *   "max-store-down-time", "leader-operator-timeout", "region-operator-timeout":
  *   Go-style duration strings ("30m0s", "10s", "1h30m", "500ms") or an integer of seconds.
  */
@@ -19,10 +20,12 @@ void pd_config_default(struct pd_config *cfg)
     cfg->max_replicas = 3;
     cfg->max_store_down_time_ms = 30 * 60 * 1000;
     cfg->leader_schedule_limit = 4;
-    cfg->region_schedule_limit = 64;
+    cfg->region_schedule_limit = 2048;
     cfg->replica_schedule_limit = 64;
     cfg->leader_operator_timeout_ms = 10 * 1000;
     cfg->region_operator_timeout_ms = 10 * 60 * 1000;
+    cfg->max_pending_peer_count = 64;
+    cfg->max_snapshot_count = 64;
 }
 
 int pd_config_validate(const struct pd_config *cfg, char *errmsg, size_t errmsg_len)
@@ -37,6 +40,9 @@ int pd_config_validate(const struct pd_config *cfg, char *errmsg, size_t errmsg_
     else if (cfg->leader_schedule_limit > 1000000 || cfg->region_schedule_limit > 1000000 ||
              cfg->replica_schedule_limit > 1000000)
         bad = "schedule limits must be at most 1000000";
+    else if (cfg->max_pending_peer_count == 0 || cfg->max_snapshot_count == 0 ||
+             cfg->max_pending_peer_count > 1000000 || cfg->max_snapshot_count > 1000000)
+        bad = "max-pending-peer-count and max-snapshot-count must be 1..1000000";
     if (bad == NULL)
         return PD_OK;
     if (errmsg && errmsg_len)
@@ -104,12 +110,14 @@ char *pd_config_to_json(const struct pd_config *cfg)
     format_duration(cfg->max_store_down_time_ms, d1, sizeof d1);
     format_duration(cfg->leader_operator_timeout_ms, d2, sizeof d2);
     format_duration(cfg->region_operator_timeout_ms, d3, sizeof d3);
-    json_t *o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:s,s:s}", "max-replicas",
+    json_t *o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:s,s:s,s:I,s:I}", "max-replicas",
                           (json_int_t)cfg->max_replicas, "max-store-down-time", d1,
                           "leader-schedule-limit", (json_int_t)cfg->leader_schedule_limit,
                           "region-schedule-limit", (json_int_t)cfg->region_schedule_limit,
                           "replica-schedule-limit", (json_int_t)cfg->replica_schedule_limit,
-                          "leader-operator-timeout", d2, "region-operator-timeout", d3);
+                          "leader-operator-timeout", d2, "region-operator-timeout", d3,
+                          "max-pending-peer-count", (json_int_t)cfg->max_pending_peer_count,
+                          "max-snapshot-count", (json_int_t)cfg->max_snapshot_count);
     if (o == NULL)
         return NULL;
     char *text = json_dumps(o, JSON_SORT_KEYS);
@@ -163,6 +171,10 @@ int pd_config_apply_json(struct pd_config *cfg, const char *json, size_t len, ch
             bad = get_count(v, &next.region_schedule_limit);
         else if (strcmp(k, "replica-schedule-limit") == 0)
             bad = get_count(v, &next.replica_schedule_limit);
+        else if (strcmp(k, "max-pending-peer-count") == 0)
+            bad = get_count(v, &next.max_pending_peer_count);
+        else if (strcmp(k, "max-snapshot-count") == 0)
+            bad = get_count(v, &next.max_snapshot_count);
         else if (strcmp(k, "max-store-down-time") == 0)
             bad = get_duration(v, &next.max_store_down_time_ms);
         else if (strcmp(k, "leader-operator-timeout") == 0)

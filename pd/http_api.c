@@ -442,11 +442,136 @@ static void reply_regions(struct call *k, struct pd_region *rs, size_t n)
                arr ? json_pack("{s:I,s:o}", "count", (json_int_t)n, "regions", arr) : NULL);
 }
 
+#define HTTP_REGION_LIMIT_DEFAULT 16 /* PD's defaultRegionLimit for /regions/key */
+#define HTTP_REGION_LIMIT_MAX 10240  /* PD's maxRegionLimit: larger limits are cut to it */
+
+/* query_limit reads ?limit= (absent: dflt); 400 and -1 when it is not a positive integer. */
+static int query_limit(struct call *k, size_t dflt, size_t *limit)
+{
+    const char *v = MHD_lookup_connection_value(k->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    uint64_t n;
+    if (v == NULL) {
+        *limit = dflt;
+        return 0;
+    }
+    if (parse_u64(v, &n) != 0 || n == 0) {
+        reply_error(k, MHD_HTTP_BAD_REQUEST, "limit must be a positive integer, not \"%.32s\"", v);
+        return -1;
+    }
+    *limit = n > HTTP_REGION_LIMIT_MAX ? HTTP_REGION_LIMIT_MAX : (size_t)n;
+    return 0;
+}
+
+/* query_key reads the key argument name into *key (malloc'ed, *len bytes; NULL and 0 when absent
+ * or empty): hex when hex is set, else the raw (URL-decoded) text. 400 and -1 on bad hex. */
+static int query_key(struct call *k, const char *name, bool hex, uint8_t **key, size_t *len)
+{
+    const char *v = MHD_lookup_connection_value(k->conn, MHD_GET_ARGUMENT_KIND, name);
+    size_t n = v ? strlen(v) : 0;
+    *key = NULL;
+    *len = 0;
+    if (n == 0)
+        return 0;
+    if (!hex) {
+        if (n > PD_MAX_KEY_BYTES || (*key = malloc(n)) == NULL) {
+            reply_error(k, MHD_HTTP_BAD_REQUEST, "%s is too long", name);
+            return -1;
+        }
+        memcpy(*key, v, n);
+        *len = n;
+        return 0;
+    }
+    if (n > 2 * PD_MAX_KEY_BYTES || (*key = malloc(n / 2 + 1)) == NULL ||
+        pd_hex_decode(v, n, *key) != 0) {
+        free(*key);
+        *key = NULL;
+        reply_error(k, MHD_HTTP_BAD_REQUEST, "%s is not valid hex", name);
+        return -1;
+    }
+    *len = n / 2;
+    return 0;
+}
+
+/* query_hex: ?format=hex (true), raw or absent (false); 400 and -1 otherwise. */
+static int query_hex(struct call *k, bool *hex)
+{
+    const char *fmt = MHD_lookup_connection_value(k->conn, MHD_GET_ARGUMENT_KIND, "format");
+    *hex = fmt && strcmp(fmt, "hex") == 0;
+    if (fmt && !*hex && strcmp(fmt, "raw") != 0) {
+        reply_error(k, MHD_HTTP_BAD_REQUEST, "format must be raw or hex");
+        return -1;
+    }
+    return 0;
+}
+
+/* GET /regions[?limit=N&key=HEX]: every region in key order, or a page of them: from the region
+ * holding key (or the first after it), at most limit. The next page starts at the last region's
+ * end_key. */
 static void h_regions(struct call *k)
 {
     struct pd_region *rs;
+    size_t n, limit;
+    uint8_t *key = NULL;
+    size_t key_len;
+    if (query_limit(k, 0, &limit) != 0 || query_key(k, "key", true, &key, &key_len) != 0)
+        return;
+    int rc = pd_cluster_scan_regions(k->h->c, key ? key : (const uint8_t *)"", key_len, "", 0,
+                                     limit, &rs, &n);
+    free(key);
+    if (rc != PD_OK)
+        reply_pd_error(k, rc);
+    else
+        reply_regions(k, rs, n);
+}
+
+/* GET /regions/key?key=K[&end_key=E][&limit=N][&format=hex] (PD's scan): regions from the one
+ * holding K, stopping before E, at most N (default 16, at most 10240). Keys are raw unless
+ * format=hex. */
+static void h_regions_key(struct call *k)
+{
+    bool hex;
+    size_t limit, start_len, end_len;
+    uint8_t *start = NULL, *end = NULL;
+    if (query_hex(k, &hex) != 0 || query_limit(k, HTTP_REGION_LIMIT_DEFAULT, &limit) != 0 ||
+        query_key(k, "key", hex, &start, &start_len) != 0)
+        return;
+    if (query_key(k, "end_key", hex, &end, &end_len) != 0) {
+        free(start);
+        return;
+    }
+    const uint8_t *s0 = start ? start : (const uint8_t *)"", *e0 = end ? end : (const uint8_t *)"";
+    if (end_len && pd_key_cmp(s0, start_len, e0, end_len) >= 0) {
+        reply_error(k, MHD_HTTP_BAD_REQUEST, "end_key must come after key");
+    } else {
+        struct pd_region *rs;
+        size_t n;
+        int rc = pd_cluster_scan_regions(k->h->c, s0, start_len, e0, end_len, limit, &rs, &n);
+        if (rc != PD_OK)
+            reply_pd_error(k, rc);
+        else
+            reply_regions(k, rs, n);
+    }
+    free(start);
+    free(end);
+}
+
+static void h_regions_count(struct call *k)
+{
+    reply_json(k, MHD_HTTP_OK,
+               json_pack("{s:I}", "count", (json_int_t)pd_cluster_region_count(k->h->c)));
+}
+
+/* GET /regions/store/{id}: the regions with a peer on the store, in key order. */
+static void h_regions_store(struct call *k)
+{
+    uint64_t id;
+    if (parse_u64(k->args[0], &id) != 0 || id == 0) {
+        reply_error(k, MHD_HTTP_BAD_REQUEST, "store id must be a positive integer");
+        return;
+    }
+    struct pd_region *rs;
     size_t n;
-    int rc = pd_cluster_scan_regions(k->h->c, "", 0, "", 0, 0, &rs, &n);
+    int rc = pd_cluster_store_regions(k->h->c, id, &rs, &n);
     if (rc != PD_OK)
         reply_pd_error(k, rc);
     else
@@ -866,6 +991,9 @@ static const struct route routes[] = {
     {HTTP_PREFIX "/store/*/state", M_POST, h_store_state, "POST"},
     {HTTP_PREFIX "/regions", M_GET, h_regions, "GET"},
     {HTTP_PREFIX "/regions/split", M_POST, h_regions_split, "POST"},
+    {HTTP_PREFIX "/regions/key", M_GET, h_regions_key, "GET"},
+    {HTTP_PREFIX "/regions/count", M_GET, h_regions_count, "GET"},
+    {HTTP_PREFIX "/regions/store/*", M_GET, h_regions_store, "GET"},
     {HTTP_PREFIX "/region/id/*", M_GET, h_region_id, "GET"},
     {HTTP_PREFIX "/region/key/**", M_GET, h_region_key, "GET"},
     {HTTP_PREFIX "/operators", M_GET | M_POST, h_operators, "GET, POST"},

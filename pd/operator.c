@@ -7,11 +7,25 @@
 
 #include "proto/log.h"
 
+/* index_lower_bound: the first op_index entry whose region id is >= region_id. */
+static size_t index_lower_bound(const struct pd_cluster *c, uint64_t region_id)
+{
+    size_t lo = 0, hi = c->op_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->op_index[mid].region_id < region_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 struct pd_operator *pd_operator_find(struct pd_cluster *c, uint64_t region_id)
 {
-    for (size_t i = 0; i < c->op_count; i++)
-        if (c->ops[i].region_id == region_id)
-            return &c->ops[i];
+    size_t k = index_lower_bound(c, region_id);
+    if (k < c->op_count && c->op_index[k].region_id == region_id)
+        return &c->ops[c->op_index[k].at];
     return NULL;
 }
 
@@ -20,18 +34,18 @@ int pd_operator_add(struct pd_cluster *c, const struct pd_operator *op)
     if (pd_operator_find(c, op->region_id))
         return pd_cluster_set_err(c, PD_ERR_EXISTS, "region %llu already has an operator",
                                   (unsigned long long)op->region_id);
-    if (c->op_count == c->op_cap) {
-        size_t cap = c->op_cap ? c->op_cap * 2 : 16;
-        struct pd_operator *n = realloc(c->ops, cap * sizeof *n);
-        if (n == NULL)
-            return PD_ERR_NOMEM;
-        c->ops = n;
-        c->op_cap = cap;
-    }
-    c->ops[c->op_count] = *op;
-    c->ops[c->op_count].create_ms = pd_cluster_now_ms(c);
-    c->ops[c->op_count].current_step = 0;
+    if (pd_operator_reserve(c, 1) != PD_OK)
+        return PD_ERR_NOMEM;
+    size_t at = c->op_count;
+    c->ops[at] = *op;
+    c->ops[at].create_ms = pd_cluster_now_ms(c);
+    c->ops[at].current_step = 0;
+    size_t k = index_lower_bound(c, op->region_id);
+    memmove(&c->op_index[k + 1], &c->op_index[k], (c->op_count - k) * sizeof *c->op_index);
+    c->op_index[k] = (struct pd_op_slot){op->region_id, at};
     c->op_count++;
+    if ((size_t)op->kind < sizeof c->op_kind_count / sizeof c->op_kind_count[0])
+        c->op_kind_count[op->kind]++;
     c->metrics.operators_created++;
     LOG(LOG_INFO, "operator %s created for region=%llu (%zu steps)", op->name,
         (unsigned long long)op->region_id, op->step_count);
@@ -55,7 +69,9 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 
 int pd_operator_reserve(struct pd_cluster *c, size_t n)
 {
-    if (grow((void **)&c->ops, &c->op_cap, c->op_count + n, sizeof *c->ops) != PD_OK ||
+    size_t index_cap = c->op_cap;
+    if (grow((void **)&c->op_index, &index_cap, c->op_count + n, sizeof *c->op_index) != PD_OK ||
+        grow((void **)&c->ops, &c->op_cap, index_cap, sizeof *c->ops) != PD_OK ||
         grow((void **)&c->splits, &c->split_cap, c->split_count + n, sizeof *c->splits) != PD_OK)
         return PD_ERR_NOMEM;
     return PD_OK;
@@ -106,20 +122,26 @@ void pd_keys_free(struct pd_key *keys, size_t count)
 
 void pd_operator_remove(struct pd_cluster *c, uint64_t region_id, enum pd_operator_status status)
 {
-    for (size_t i = 0; i < c->op_count; i++) {
-        if (c->ops[i].region_id == region_id) {
-            struct pd_op_record *rec = &c->op_history[c->op_history_next];
-            rec->op = c->ops[i];
-            rec->status = status;
-            c->op_history_next = (c->op_history_next + 1) % PD_OPERATOR_HISTORY;
-            if (c->op_history_count < PD_OPERATOR_HISTORY)
-                c->op_history_count++;
-            c->ops[i] = c->ops[c->op_count - 1];
-            c->op_count--;
-            split_job_drop(c, region_id);
-            return;
-        }
+    size_t k = index_lower_bound(c, region_id);
+    if (k >= c->op_count || c->op_index[k].region_id != region_id)
+        return;
+    size_t i = c->op_index[k].at;
+    struct pd_op_record *rec = &c->op_history[c->op_history_next];
+    rec->op = c->ops[i];
+    rec->status = status;
+    c->op_history_next = (c->op_history_next + 1) % PD_OPERATOR_HISTORY;
+    if (c->op_history_count < PD_OPERATOR_HISTORY)
+        c->op_history_count++;
+    if ((size_t)c->ops[i].kind < sizeof c->op_kind_count / sizeof c->op_kind_count[0])
+        c->op_kind_count[c->ops[i].kind]--;
+    memmove(&c->op_index[k], &c->op_index[k + 1], (c->op_count - k - 1) * sizeof *c->op_index);
+    c->op_count--;
+    if (i != c->op_count) {
+        /* The last operator fills the hole: point its index entry at the new slot. */
+        c->ops[i] = c->ops[c->op_count];
+        c->op_index[index_lower_bound(c, c->ops[i].region_id)].at = i;
     }
+    split_job_drop(c, region_id);
 }
 
 void pd_operator_on_replaced(struct pd_cluster *c, const struct pd_region *old,
@@ -140,10 +162,9 @@ void pd_operator_on_replaced(struct pd_cluster *c, const struct pd_region *old,
 
 size_t pd_operator_count_kind(struct pd_cluster *c, enum pd_operator_kind kind)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < c->op_count; i++)
-        n += c->ops[i].kind == kind;
-    return n;
+    if ((size_t)kind >= sizeof c->op_kind_count / sizeof c->op_kind_count[0])
+        return 0;
+    return c->op_kind_count[kind];
 }
 
 /* step_done: whether the heartbeat shows the step's effect. */
@@ -179,6 +200,28 @@ static bool step_impossible(const struct pd_step *s, const struct pd_region *r)
         return false;
     }
     return true;
+}
+
+/* epoch_moved_under: the region changed in a way the operator did not do, as PD's stale check:
+ * its version moved (a split or merge), or its conf_ver grew by more than the membership
+ * changes the operator has made so far (someone else changed the peers). The steps were built
+ * for the old region, so carrying on could act on the wrong range or peers. */
+static bool epoch_moved_under(const struct pd_operator *op, const struct pd_region *r)
+{
+    if (r->epoch.version != op->epoch.version)
+        return true;
+    uint64_t made = 0;
+    for (size_t i = 0; i < op->step_count && i <= op->current_step; i++) {
+        const struct pd_step *s = &op->steps[i];
+        if (s->kind != PD_STEP_ADD_PEER && s->kind != PD_STEP_REMOVE_PEER)
+            continue;
+        const struct pd_peer *p = pd_region_store_peer(r, s->store_id);
+        if (i < op->current_step)
+            made++;
+        else if (s->kind == PD_STEP_ADD_PEER && p != NULL && p->id == s->peer_id)
+            made++; /* added, still catching up */
+    }
+    return r->epoch.conf_ver > op->epoch.conf_ver + made;
 }
 
 /* split_on_heartbeat: a split is done once the region's version grew (the left half keeps the
@@ -226,6 +269,17 @@ void pd_operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *regi
             (unsigned long long)region->id);
         c->metrics.operators_finished++;
         pd_operator_remove(c, region->id, PD_OP_SUCCESS);
+        return;
+    }
+    if (epoch_moved_under(op, region)) {
+        LOG(LOG_WARN,
+            "operator %s canceled for region=%llu: stale (epoch %llu/%llu when built, now "
+            "%llu/%llu)",
+            op->name, (unsigned long long)region->id, (unsigned long long)op->epoch.conf_ver,
+            (unsigned long long)op->epoch.version, (unsigned long long)region->epoch.conf_ver,
+            (unsigned long long)region->epoch.version);
+        c->metrics.operators_canceled++;
+        pd_operator_remove(c, region->id, PD_OP_CANCEL);
         return;
     }
     if (step_impossible(&op->steps[op->current_step], region)) {

@@ -125,10 +125,11 @@ struct pd_store_stats {
 struct pd_store_info {
     struct pd_store store;
     struct pd_store_stats stats;
-    uint64_t last_heartbeat_ms; /* 0 = never */
-    uint64_t region_count;      /* regions with a peer on the store (from the region tree) */
-    uint64_t leader_count;      /* regions whose leader is on the store */
-    uint64_t region_size_bytes; /* sum of approximate sizes of those regions */
+    uint64_t last_heartbeat_ms;  /* 0 = never */
+    uint64_t region_count;       /* regions with a peer on the store (from the region tree) */
+    uint64_t leader_count;       /* regions whose leader is on the store */
+    uint64_t region_size_bytes;  /* sum of approximate sizes of those regions */
+    uint64_t region_score_bytes; /* the same with empty regions counted as 1 MiB (scheduling) */
     uint64_t leader_size_bytes;
     uint64_t pending_peer_count;
     bool disconnected; /* no heartbeat for PD_STORE_DISCONNECT_MS */
@@ -142,10 +143,16 @@ struct pd_config {
     uint64_t max_replicas;               /* "max-replicas", default 3 */
     uint64_t max_store_down_time_ms;     /* "max-store-down-time", default 30 min */
     uint64_t leader_schedule_limit;      /* "leader-schedule-limit", default 4 */
-    uint64_t region_schedule_limit;      /* "region-schedule-limit", default 64 */
+    uint64_t region_schedule_limit;      /* "region-schedule-limit", default 2048 */
     uint64_t replica_schedule_limit;     /* "replica-schedule-limit", default 64 */
     uint64_t leader_operator_timeout_ms; /* "leader-operator-timeout", default 10 s */
     uint64_t region_operator_timeout_ms; /* "region-operator-timeout", default 10 min */
+    /* "max-pending-peer-count", default 64: a store with this many peers still catching up
+     * (pending, or being added by an operator) receives no more peers */
+    uint64_t max_pending_peer_count;
+    /* "max-snapshot-count", default 64: nor does a store sending, receiving or applying this
+     * many snapshots (as its heartbeat reports) */
+    uint64_t max_snapshot_count;
 };
 
 void pd_config_default(struct pd_config *cfg);
@@ -315,6 +322,10 @@ int pd_cluster_scan_regions(struct pd_cluster *c, const void *start_key, size_t 
                             struct pd_region **out, size_t *count);
 void pd_regions_free(struct pd_region *regions, size_t count);
 size_t pd_cluster_region_count(struct pd_cluster *c);
+/* store_regions copies every region with a peer on store_id, in key order (*out as for
+ * scan_regions). PD_ERR_NOT_FOUND for an unknown store, PD_ERR_NOMEM. */
+int pd_cluster_store_regions(struct pd_cluster *c, uint64_t store_id, struct pd_region **out,
+                             size_t *count);
 
 /* How many split keys one request may carry (PD has no limit; a bound keeps a request cheap). */
 #define PD_MAX_SPLIT_KEYS 256

@@ -52,6 +52,9 @@ int pd_region_tree_reserve(struct pd_region_tree *t);
 int pd_region_tree_insert(struct pd_region_tree *t, struct pd_region *r);
 /* remove unlinks r (does not free it). */
 void pd_region_tree_remove(struct pd_region_tree *t, struct pd_region *r);
+/* replace puts by (same id and start key as old, heap, owned by the tree from now on) where old
+ * is, in both orders, without moving the others; old is unlinked, not freed. */
+void pd_region_tree_replace(struct pd_region_tree *t, struct pd_region *old, struct pd_region *by);
 
 /* ---- persistence (meta_store.c): RocksDB, or nothing when opened without a directory ---- */
 
@@ -165,9 +168,17 @@ struct pd_cluster {
     size_t store_count;
     size_t store_cap;
     struct pd_region_tree tree;
-    struct pd_operator *ops;
+    struct pd_operator *ops; /* unordered; ops[op_index[k].at] */
     size_t op_count;
     size_t op_cap;
+    /* op_index: (region id, slot in ops) sorted by region id, op_count entries, op_cap room;
+     * so finding a region's operator costs a binary search, not a scan. */
+    struct pd_op_slot {
+        uint64_t region_id;
+        size_t at;
+    } * op_index;
+    size_t op_kind_count[PD_OP_KIND_SPLIT + 1]; /* running operators of each kind */
+    uint64_t rng; /* xorshift state for random candidate picks; seeded at open */
     struct pd_op_record {
         struct pd_operator op;
         enum pd_operator_status status;
@@ -195,6 +206,11 @@ struct pd_cluster {
 
 /* Helpers for the scheduling files; all expect c->mu held. */
 uint64_t pd_cluster_now_ms(struct pd_cluster *c);
+/* pd_cluster_rand: the next pseudo-random number of the cluster's own generator. */
+uint64_t pd_cluster_rand(struct pd_cluster *c);
+/* pd_region_score_bytes: the size scheduling counts for r; an empty region counts as 1 MiB, as
+ * PD's EmptyRegionApproximateSize, so regions reporting no size yet still spread. */
+uint64_t pd_region_score_bytes(const struct pd_region *r);
 struct pd_store_entry *pd_cluster_find_store(struct pd_cluster *c, uint64_t id);
 /* pd_cluster_store_infos fills a malloc'ed array with every store's info (figures from the tree).
  */
@@ -209,10 +225,13 @@ int pd_cluster_check_region(struct pd_cluster *c, const struct pd_region *r);
 bool pd_cluster_store_has_regions(struct pd_cluster *c, uint64_t store_id);
 int pd_cluster_set_store_state_locked(struct pd_cluster *c, uint64_t store_id,
                                       enum pd_store_state state, bool force);
-/* pd_cluster_best_store: the schedulable store not holding r with the fewest regions, then the
- * least region size; NULL if none. */
+/* pd_cluster_store_can_receive: schedulable, and below max-pending-peer-count peers catching up
+ * and max-snapshot-count snapshots in each direction (PD's pending-peer and snapshot filters). */
+bool pd_cluster_store_can_receive(const struct pd_store_info *s, const struct pd_config *cfg);
+/* pd_cluster_best_store: the store able to receive (above) not holding r with the fewest
+ * regions, then the least region size; NULL if none. */
 struct pd_store_info *pd_cluster_best_store(struct pd_store_info *stores, size_t count,
-                                            const struct pd_region *r);
+                                            const struct pd_region *r, const struct pd_config *cfg);
 struct pd_store_info *pd_cluster_info_of(struct pd_store_info *stores, size_t count, uint64_t id);
 /* pd_cluster_note_move keeps a tick's store figures current after an operator moves a peer. */
 void pd_cluster_note_move(struct pd_store_info *stores, size_t count, const struct pd_region *r,
@@ -264,15 +283,37 @@ int pd_operator_build_move_peer(struct pd_cluster *c, struct pd_operator *op,
                                 const struct pd_region *r, const char *name,
                                 enum pd_operator_kind kind, uint64_t from_store, uint64_t to_store);
 
-/* ---- checkers and schedulers; c->mu held; each returns how many operators it created (0/1);
- * stores is the tick's snapshot of store figures, updated as operators are created ---- */
+/* ---- a scheduling round (schedule.c) ---- */
+
+enum pd_role { PD_ROLE_LEADER, PD_ROLE_FOLLOWER, PD_ROLE_PENDING, PD_ROLE_COUNT };
+
+/* What one round of scheduling sees, built under c->mu and valid until it is released: the
+ * store figures (with what running operators will still do counted in), and every store's
+ * regions by the role of its peer there, so a scheduler picks from one store's regions without
+ * scanning the tree. Schedulers update the figures as they create operators. */
+struct pd_round {
+    struct pd_store_info *stores;
+    size_t store_count;
+    struct pd_region_list {
+        struct pd_region **at; /* borrowed from the tree */
+        size_t count;
+    } * lists;               /* lists[i * PD_ROLE_COUNT + role] for stores[i] */
+    struct pd_region **pool; /* the storage lists point into */
+};
+
+/* pd_round_list: the regions of stores[i] (an index into round->stores) in role. */
+const struct pd_region_list *pd_round_list(const struct pd_round *round, size_t i,
+                                           enum pd_role role);
+
+/* ---- checkers and schedulers; c->mu held; stores is the round's snapshot of store figures,
+ * updated as operators are created ---- */
 
 /* pd_replica_check_region creates at most one operator fixing r's replicas; 1 if created. */
 int pd_replica_check_region(struct pd_cluster *c, const struct pd_region *r,
                             struct pd_store_info *stores, size_t store_count);
-int pd_balance_leader_schedule(struct pd_cluster *c, struct pd_store_info *stores,
-                               size_t store_count);
-int pd_balance_region_schedule(struct pd_cluster *c, struct pd_store_info *stores,
-                               size_t store_count);
+/* The balance schedulers create operators until their kind's limit is reached or nothing more
+ * narrows a gap; each returns how many it created. */
+int pd_balance_leader_schedule(struct pd_cluster *c, struct pd_round *round);
+int pd_balance_region_schedule(struct pd_cluster *c, struct pd_round *round);
 
 #endif

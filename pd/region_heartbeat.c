@@ -77,6 +77,15 @@ static int heartbeat_locked(struct pd_cluster *c, const struct pd_region *region
             return err;
         }
     }
+    /* The common case, a region reporting again over its own range only: swap it in place. */
+    if (origin && last - first == 1 && c->tree.by_key[first] == origin &&
+        pd_key_cmp(origin->start_key, origin->start_key_len, copy->start_key,
+                   copy->start_key_len) == 0) {
+        pd_region_tree_replace(&c->tree, origin, copy);
+        pd_region_free(origin);
+        pd_operator_on_heartbeat(c, copy, step, has_step);
+        return PD_OK;
+    }
     /* Replace the overlapped regions (older splits or merges) and the old record of this one. */
     while (first < last) {
         struct pd_region *o = c->tree.by_key[first];
@@ -223,6 +232,43 @@ int pd_cluster_scan_regions(struct pd_cluster *c, const void *start_key, size_t 
             pd_regions_free(arr, k);
             goto cleanup;
         }
+    }
+    *out = arr;
+    *count = n;
+cleanup:
+    pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+int pd_cluster_store_regions(struct pd_cluster *c, uint64_t store_id, struct pd_region **out,
+                             size_t *count)
+{
+    int err = PD_OK;
+    *out = NULL;
+    *count = 0;
+    pthread_mutex_lock(&c->mu);
+    size_t n = 0, k = 0;
+    struct pd_region *arr = NULL;
+    if (pd_cluster_find_store(c, store_id) == NULL) {
+        err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "store %llu not found",
+                                 (unsigned long long)store_id);
+        goto cleanup;
+    }
+    for (size_t j = 0; j < c->tree.count; j++)
+        n += pd_region_store_peer(c->tree.by_key[j], store_id) != NULL;
+    if ((arr = calloc(n ? n : 1, sizeof *arr)) == NULL) {
+        err = PD_ERR_NOMEM;
+        goto cleanup;
+    }
+    for (size_t j = 0; j < c->tree.count && err == PD_OK; j++) {
+        if (pd_region_store_peer(c->tree.by_key[j], store_id) == NULL)
+            continue;
+        if ((err = pd_region_copy(&arr[k], c->tree.by_key[j])) == PD_OK)
+            k++;
+    }
+    if (err != PD_OK) {
+        pd_regions_free(arr, k);
+        goto cleanup;
     }
     *out = arr;
     *count = n;

@@ -128,3 +128,17 @@ void pd_region_tree_remove(struct pd_region_tree *t, struct pd_region *r)
     memmove(&t->by_key[ki], &t->by_key[ki + 1], (t->count - ki - 1) * sizeof *t->by_key);
     t->count--;
 }
+
+void pd_region_tree_replace(struct pd_region_tree *t, struct pd_region *old, struct pd_region *by)
+{
+    size_t ii = id_lower_bound(t, old->id);
+    size_t ki = pd_region_tree_index_at_or_before(t, old->start_key, old->start_key_len);
+    if (ii >= t->count || t->by_id[ii] != old || ki >= t->count || t->by_key[ki] != old) {
+        /* Not where its keys say: fall back to the general path. */
+        pd_region_tree_remove(t, old);
+        (void)pd_region_tree_insert(t, by); /* room: old's slot was just freed */
+        return;
+    }
+    t->by_id[ii] = by;
+    t->by_key[ki] = by;
+}

@@ -11,13 +11,22 @@ struct pd_store_info *pd_cluster_info_of(struct pd_store_info *stores, size_t co
     return NULL;
 }
 
+bool pd_cluster_store_can_receive(const struct pd_store_info *s, const struct pd_config *cfg)
+{
+    const struct pd_store_stats *st = &s->stats;
+    return pd_cluster_store_schedulable(s) && s->pending_peer_count < cfg->max_pending_peer_count &&
+           st->sending_snap_count < cfg->max_snapshot_count &&
+           st->receiving_snap_count < cfg->max_snapshot_count &&
+           st->applying_snap_count < cfg->max_snapshot_count;
+}
+
 struct pd_store_info *pd_cluster_best_store(struct pd_store_info *stores, size_t count,
-                                            const struct pd_region *r)
+                                            const struct pd_region *r, const struct pd_config *cfg)
 {
     struct pd_store_info *best = NULL;
     for (size_t i = 0; i < count; i++) {
         struct pd_store_info *s = &stores[i];
-        if (!pd_cluster_store_schedulable(s) || pd_region_store_peer(r, s->store.id))
+        if (!pd_cluster_store_can_receive(s, cfg) || pd_region_store_peer(r, s->store.id))
             continue;
         if (best == NULL || s->region_count < best->region_count ||
             (s->region_count == best->region_count &&
@@ -32,15 +41,20 @@ void pd_cluster_note_move(struct pd_store_info *stores, size_t count, const stru
 {
     struct pd_store_info *from = from_store ? pd_cluster_info_of(stores, count, from_store) : NULL;
     struct pd_store_info *to = to_store ? pd_cluster_info_of(stores, count, to_store) : NULL;
+    uint64_t score = pd_region_score_bytes(r);
     if (from) {
         from->region_count -= from->region_count > 0;
         from->region_size_bytes -= from->region_size_bytes >= r->approximate_size_bytes
                                        ? r->approximate_size_bytes
                                        : from->region_size_bytes;
+        from->region_score_bytes -=
+            from->region_score_bytes >= score ? score : from->region_score_bytes;
     }
     if (to) {
+        to->pending_peer_count++; /* a new peer catches up before it counts as done */
         to->region_count++;
         to->region_size_bytes += r->approximate_size_bytes;
+        to->region_score_bytes += score;
     }
 }
 
@@ -95,7 +109,7 @@ int pd_replica_check_region(struct pd_cluster *c, const struct pd_region *r,
         const char *why;
         if (!peer_unhealthy(stores, store_count, p, &why))
             continue;
-        struct pd_store_info *target = pd_cluster_best_store(stores, store_count, r);
+        struct pd_store_info *target = pd_cluster_best_store(stores, store_count, r, &c->cfg);
         if (target != NULL) {
             if (pd_operator_build_move_peer(c, &op, r, why, PD_OP_KIND_REPLICA, p->store_id,
                                             target->store.id) != PD_OK ||
@@ -114,7 +128,7 @@ int pd_replica_check_region(struct pd_cluster *c, const struct pd_region *r,
         }
     }
     if (r->peer_count < max) {
-        struct pd_store_info *target = pd_cluster_best_store(stores, store_count, r);
+        struct pd_store_info *target = pd_cluster_best_store(stores, store_count, r, &c->cfg);
         if (target == NULL)
             return 0;
         if (pd_operator_build_add_peer(c, &op, r, "make-up-replica", PD_OP_KIND_REPLICA,

@@ -6,19 +6,24 @@
 
 #include "proto/log.h"
 
-/* tombstone_empty_offline_stores: an Offline store whose regions have all moved is done. */
-static void tombstone_empty_offline_stores(struct pd_cluster *c)
+/* tombstone_empty_offline_stores: an Offline store whose regions have all moved is done; infos
+ * (the round's figures, counted from the tree) say which hold none. */
+static void tombstone_empty_offline_stores(struct pd_cluster *c, struct pd_store_info *infos,
+                                           size_t n)
 {
-    for (size_t i = 0; i < c->store_count; i++) {
-        struct pd_store_entry *e = &c->stores[i];
-        if (e->store.state != PD_STORE_OFFLINE || pd_cluster_store_has_regions(c, e->store.id))
+    for (size_t i = 0; i < n; i++) {
+        if (infos[i].store.state != PD_STORE_OFFLINE || infos[i].region_count > 0)
             continue;
-        if (pd_cluster_set_store_state_locked(c, e->store.id, PD_STORE_TOMBSTONE, false) == PD_OK)
-            LOG(LOG_INFO, "store %llu is empty: now tombstone", (unsigned long long)e->store.id);
+        if (pd_cluster_set_store_state_locked(c, infos[i].store.id, PD_STORE_TOMBSTONE, false) ==
+            PD_OK) {
+            infos[i].store.state = PD_STORE_TOMBSTONE;
+            LOG(LOG_INFO, "store %llu is empty: now tombstone",
+                (unsigned long long)infos[i].store.id);
+        }
     }
 }
 
-/* apply_influence makes the tick's store figures count what running operators will still do,
+/* apply_influence makes the round's store figures count what running operators will still do,
  * so one round does not pile every new operator onto the same store. */
 static void apply_influence(struct pd_cluster *c, struct pd_store_info *infos, size_t n)
 {
@@ -33,7 +38,8 @@ static void apply_influence(struct pd_cluster *c, struct pd_store_info *infos, s
             struct pd_store_info *from = pd_cluster_info_of(infos, n, r->leader.store_id);
             switch (s->kind) {
             case PD_STEP_ADD_PEER:
-                pd_cluster_note_move(infos, n, r, 0, s->store_id);
+                if (pd_region_store_peer(r, s->store_id) == NULL) /* not yet counted */
+                    pd_cluster_note_move(infos, n, r, 0, s->store_id);
                 break;
             case PD_STEP_REMOVE_PEER:
                 pd_cluster_note_move(infos, n, r, s->store_id, 0);
@@ -51,28 +57,113 @@ static void apply_influence(struct pd_cluster *c, struct pd_store_info *infos, s
     }
 }
 
+static size_t store_index(const struct pd_store_info *infos, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (infos[i].store.id == id)
+            return i;
+    return n;
+}
+
+static enum pd_role peer_role(const struct pd_region *r, const struct pd_peer *p)
+{
+    if (p->id == r->leader.id)
+        return PD_ROLE_LEADER;
+    return pd_region_peer_is_pending(r, p->id) ? PD_ROLE_PENDING : PD_ROLE_FOLLOWER;
+}
+
+const struct pd_region_list *pd_round_list(const struct pd_round *round, size_t i,
+                                           enum pd_role role)
+{
+    return &round->lists[i * PD_ROLE_COUNT + role];
+}
+
+static void round_free(struct pd_round *round)
+{
+    free(round->stores);
+    free(round->lists);
+    free(round->pool);
+    memset(round, 0, sizeof *round);
+}
+
+/* round_open builds the round's view in two walks over the regions' peers (count, then fill):
+ * linear in the regions, whatever the schedulers then pick from it. */
+static int round_open(struct pd_cluster *c, struct pd_round *round)
+{
+    memset(round, 0, sizeof *round);
+    int err = pd_cluster_store_infos(c, &round->stores, &round->store_count);
+    if (err != PD_OK)
+        return err;
+    tombstone_empty_offline_stores(c, round->stores, round->store_count);
+    size_t n = round->store_count, peers = 0;
+    round->lists = calloc((n ? n : 1) * PD_ROLE_COUNT, sizeof *round->lists);
+    for (size_t k = 0; k < c->tree.count; k++)
+        peers += c->tree.by_key[k]->peer_count;
+    round->pool = malloc((peers ? peers : 1) * sizeof *round->pool);
+    if (round->lists == NULL || round->pool == NULL) {
+        round_free(round);
+        return PD_ERR_NOMEM;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t k = 0; k < c->tree.count; k++) {
+            struct pd_region *r = c->tree.by_key[k];
+            for (size_t p = 0; p < r->peer_count; p++) {
+                size_t i = store_index(round->stores, n, r->peers[p].store_id);
+                if (i == n)
+                    continue;
+                struct pd_region_list *l =
+                    &round->lists[i * PD_ROLE_COUNT + peer_role(r, &r->peers[p])];
+                if (pass == 1)
+                    l->at[l->count] = r;
+                l->count++;
+            }
+        }
+        if (pass == 1)
+            break;
+        /* Carve the pool into the lists, then count again while filling. */
+        size_t used = 0;
+        for (size_t j = 0; j < n * PD_ROLE_COUNT; j++) {
+            round->lists[j].at = round->pool + used;
+            used += round->lists[j].count;
+            round->lists[j].count = 0;
+        }
+    }
+    apply_influence(c, round->stores, n);
+    return PD_OK;
+}
+
+static size_t replica_check_all(struct pd_cluster *c, struct pd_round *round, bool limited)
+{
+    size_t made = 0;
+    for (size_t k = 0; k < c->tree.count; k++) {
+        if (limited &&
+            pd_operator_count_kind(c, PD_OP_KIND_REPLICA) >= c->cfg.replica_schedule_limit)
+            break;
+        made += (size_t)pd_replica_check_region(c, c->tree.by_key[k], round->stores,
+                                                round->store_count);
+    }
+    return made;
+}
+
 int pd_cluster_run_scheduler(struct pd_cluster *c, const char *name, size_t *created)
 {
-    struct pd_store_info *infos = NULL;
-    size_t n = 0, made = 0;
+    struct pd_round round;
+    size_t made = 0;
     pthread_mutex_lock(&c->mu);
-    int err = pd_cluster_store_infos(c, &infos, &n);
+    int err = round_open(c, &round);
     if (err != PD_OK)
         goto cleanup;
-    apply_influence(c, infos, n);
-    if (strcmp(name, "replica-checker") == 0) {
-        for (size_t k = 0; k < c->tree.count; k++)
-            made += (size_t)pd_replica_check_region(c, c->tree.by_key[k], infos, n);
-    } else if (strcmp(name, PD_SCHEDULER_BALANCE_LEADER) == 0) {
-        made = (size_t)pd_balance_leader_schedule(c, infos, n);
-    } else if (strcmp(name, PD_SCHEDULER_BALANCE_REGION) == 0) {
-        made = (size_t)pd_balance_region_schedule(c, infos, n);
-    } else {
+    if (strcmp(name, "replica-checker") == 0)
+        made = replica_check_all(c, &round, false);
+    else if (strcmp(name, PD_SCHEDULER_BALANCE_LEADER) == 0)
+        made = (size_t)pd_balance_leader_schedule(c, &round);
+    else if (strcmp(name, PD_SCHEDULER_BALANCE_REGION) == 0)
+        made = (size_t)pd_balance_region_schedule(c, &round);
+    else
         err = pd_cluster_set_err(c, PD_ERR_NOT_FOUND, "unknown scheduler \"%.64s\"", name);
-    }
+    round_free(&round);
 cleanup:
     pthread_mutex_unlock(&c->mu);
-    free(infos);
     if (created)
         *created = made;
     return err;
@@ -80,31 +171,25 @@ cleanup:
 
 int pd_cluster_tick(struct pd_cluster *c, size_t *created)
 {
-    struct pd_store_info *infos = NULL;
-    size_t n = 0, made = 0;
+    struct pd_round round;
+    size_t made = 0;
     pthread_mutex_lock(&c->mu);
     c->metrics.ticks++;
     if (pd_tso_refresh(&c->tso, c->meta, pd_cluster_now_ms(c), c->errmsg, sizeof c->errmsg) !=
         PD_OK)
         LOG(LOG_WARN, "cannot extend the TSO window: %s", c->errmsg);
     pd_operator_check_timeouts(c);
-    tombstone_empty_offline_stores(c);
-    int err = pd_cluster_store_infos(c, &infos, &n);
+    int err = round_open(c, &round);
     if (err != PD_OK)
         goto cleanup;
-    apply_influence(c, infos, n);
-    for (size_t k = 0; k < c->tree.count; k++) {
-        if (pd_operator_count_kind(c, PD_OP_KIND_REPLICA) >= c->cfg.replica_schedule_limit)
-            break;
-        made += (size_t)pd_replica_check_region(c, c->tree.by_key[k], infos, n);
-    }
+    made += replica_check_all(c, &round, true);
     if (c->sched_balance_leader)
-        made += (size_t)pd_balance_leader_schedule(c, infos, n);
+        made += (size_t)pd_balance_leader_schedule(c, &round);
     if (c->sched_balance_region)
-        made += (size_t)pd_balance_region_schedule(c, infos, n);
+        made += (size_t)pd_balance_region_schedule(c, &round);
+    round_free(&round);
 cleanup:
     pthread_mutex_unlock(&c->mu);
-    free(infos);
     if (created)
         *created = made;
     return err;
@@ -346,7 +431,7 @@ int pd_cluster_scatter_region(struct pd_cluster *c, uint64_t region_id)
         goto cleanup;
     }
     /* Move the peer on the most loaded store to the least loaded store, if that spreads out. */
-    struct pd_store_info *target = pd_cluster_best_store(infos, n, r);
+    struct pd_store_info *target = pd_cluster_best_store(infos, n, r, &c->cfg);
     const struct pd_peer *from = NULL;
     uint64_t from_regions = 0;
     for (size_t i = 0; i < r->peer_count; i++) {

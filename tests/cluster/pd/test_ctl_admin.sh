@@ -354,6 +354,123 @@ op_success() {
 }
 if wait_for 30 op_success; then pass operator_status_success; else fail operator_status_success; fi
 
+# ---- many regions: paging and key look-ups ----
+# Split the one region at g, n and t (the leaders carry it out), then page through the four.
+expect region_split_for_paging 0 --token "$TOKEN" region split g n t
+four_regions() {
+    local o
+    o=$("$CTL" --pd-http "$HTTP" --json region list 2>/dev/null) || return 1
+    python3 -c 'import json,sys; r=json.loads(sys.stdin.read())["regions"]
+sys.exit(0 if len(r) == 4 and all(x["leader"]["id"] for x in r) else 1)' <<<"$o"
+}
+if wait_for 60 four_regions; then pass split_into_four_regions; else fail split_into_four_regions "see $dir"; fi
+expect_out region_list_page_one '^\(next page: region list --limit 2 --start n\)$' --limit 2 region list
+table_ok region_page_table "ID START-KEY END-KEY VERSION CONF-VER LEADER-STORE STORES SIZE" 2
+rows=$(tail -n +2 <<<"$out" | grep -vc '^(next page')
+if [ "$rows" -eq 2 ] && grep -qE '^[0-9]+ +-inf +g ' <<<"$out"; then pass region_page_one_rows; else fail region_page_one_rows "$out"; fi
+expect_out region_list_page_two '^[0-9]+ +t +\+inf ' --limit 2 --start n region list
+if ! grep -q 'next page' <<<"$out" && [ "$(tail -n +2 <<<"$out" | grep -c .)" -eq 2 ]; then
+    pass region_page_two_is_last
+else
+    fail region_page_two_is_last "$out"
+fi
+expect_json region_list_start_inside 'j["count"], j["regions"][0]["start_key"]' "1 6E" --limit 1 --start p region list
+expect_json region_list_start_hex 'j["regions"][0]["start_key"]' "67" --hex --limit 1 --start 6800 region list
+expect region_list_start_bad_hex 2 --hex --start 6z region list
+expect region_list_extra_argument 2 region list more
+expect_json region_key_of_key 'j["start_key"], j["end_key"]' "6E 74" region key pear
+expect_out region_key_of_key_table '^start key +n$' region key pear
+# The HTTP paths behind them, PD's shapes, and bad input as 4xx with a JSON message.
+http_json() {
+    python3 - "$HTTP" "$1" <<'PY'
+import json, sys, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen("http://" + sys.argv[1] + sys.argv[2], timeout=5) as r:
+        print(r.status, json.dumps(json.loads(r.read())))
+except urllib.error.HTTPError as e:
+    body = json.loads(e.read())
+    print(e.code, "error" if isinstance(body.get("error"), str) else "no-error-field")
+PY
+}
+check_http() {
+    local name=$1 path=$2 want=$3 got
+    got=$(http_json "$path")
+    if grep -qE -- "$want" <<<"$got"; then pass "$name"; else fail "$name" "$path: $got"; fi
+}
+check_http http_regions_count /pd/api/v1/regions/count '^200 \{"count": 4\}$'
+check_http http_regions_page '/pd/api/v1/regions?limit=3&key=67' '^200 \{"count": 3,'
+check_http http_regions_key_scan '/pd/api/v1/regions/key?key=h&end_key=u' '^200 \{"count": 3,'
+check_http http_regions_store "/pd/api/v1/regions/store/$sid" '^200 \{"count": 4,'
+check_http http_region_key /pd/api/v1/region/key/zebra '"start_key": "74"'
+check_http http_regions_bad_limit '/pd/api/v1/regions?limit=none' '^400 error$'
+check_http http_regions_bad_key '/pd/api/v1/regions?key=xyz' '^400 error$'
+check_http http_regions_key_backwards '/pd/api/v1/regions/key?key=z&end_key=a' '^400 error$'
+check_http http_regions_store_unknown /pd/api/v1/regions/store/424242 '^404 error$'
+check_http http_regions_store_bad_id /pd/api/v1/regions/store/x '^400 error$'
+
+# ---- a store taken offline drains to Tombstone (a live run of the replica checker) ----
+# A fourth store joins; store $sid is taken offline; the replica checker adds a replacement for
+# each of its peers (moving leaders off it first), removes the offline peers, and the store
+# becomes Tombstone once it holds none.
+a=127.0.0.1:$(free_port)
+"$BINDIR"/tinykv-server --addr "$a" --data-dir "$dir/store3" --scheduler "$GRPC" \
+    --status-addr 127.0.0.1:0 --log-level warn 2>>"$dir/store3.log" &
+store_pids+=($!)
+store_addrs+=("$a")
+four_up() {
+    local o
+    o=$("$CTL" --pd-http "$HTTP" --json store list 2>/dev/null) || return 1
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read())
+sys.exit(0 if sum(s["store"]["state_name"] == "Up" for s in j["stores"]) == 4 else 1)' <<<"$o"
+}
+if wait_for 30 four_up; then pass fourth_store_up; else fail fourth_store_up "see $dir"; fi
+expect_out store_offline_for_drain "Offline" --token "$TOKEN" store state "$sid" Offline
+drained() {
+    local o
+    o=$("$CTL" --pd-http "$HTTP" --json store show "$sid" 2>/dev/null) || return 1
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read())
+sys.exit(0 if j["store"]["state_name"] == "Tombstone" else 1)' <<<"$o"
+}
+if wait_for 120 drained; then pass offline_store_becomes_tombstone; else fail offline_store_becomes_tombstone "see $dir"; fi
+expect_json regions_moved_off_tombstone "all(len(r['peers']) == 3 and $sid not in [p['store_id'] for p in r['peers']] for r in j['regions']), len(j['regions'])" "True 4" region list
+check_http http_regions_store_tombstone "/pd/api/v1/regions/store/$sid" '^200 \{"count": 0,'
+
+# ---- a store down past max-store-down-time has its replicas replaced ----
+# A fifth store joins (three Up stores besides the one about to die); with max-store-down-time
+# at 3s, a killed store holding replicas is down soon, and every region gets its third replica
+# back on the stores left.
+a=127.0.0.1:$(free_port)
+"$BINDIR"/tinykv-server --addr "$a" --data-dir "$dir/store4" --scheduler "$GRPC" \
+    --status-addr 127.0.0.1:0 --log-level warn 2>>"$dir/store4.log" &
+store_pids+=($!)
+store_addrs+=("$a")
+n_up() {
+    local o
+    o=$("$CTL" --pd-http "$HTTP" --json store list 2>/dev/null) || return 1
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read())
+sys.exit(0 if sum(s["store"]["state_name"] == "Up" for s in j["stores"]) == int(sys.argv[1]) else 1)' "$1" <<<"$o"
+}
+if wait_for 30 n_up 4; then pass fifth_store_up; else fail fifth_store_up "see $dir"; fi
+expect_out config_short_down_time '^max-store-down-time +3s$' --token "$TOKEN" config set max-store-down-time 3s
+# The victim: a store holding a replica of the first region that is not the tombstone.
+ctl --json region list
+victim=$(jq_py '[p["store_id"] for p in j["regions"][0]["peers"] if p["store_id"] != j["regions"][0]["leader"]["store_id"]][0]')
+ctl --json store show "$victim"
+victim_addr=$(jq_py 'j["store"]["address"]')
+victim_pid=
+for i in "${!store_addrs[@]}"; do
+    [ "${store_addrs[$i]}" == "$victim_addr" ] && victim_pid=${store_pids[$i]}
+done
+if [ -n "$victim_pid" ]; then kill -KILL "$victim_pid"; pass down_victim_killed; else fail down_victim_killed "$victim_addr"; fi
+replaced() {
+    local o
+    o=$("$CTL" --pd-http "$HTTP" --json region list 2>/dev/null) || return 1
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); v=int(sys.argv[1])
+sys.exit(0 if all(len(r["peers"]) == 3 and v not in [p["store_id"] for p in r["peers"]] for r in j["regions"]) else 1)' "$victim" <<<"$o"
+}
+if wait_for 120 replaced; then pass down_store_replicas_replaced; else fail down_store_replicas_replaced "victim $victim; see $dir"; fi
+expect_json down_store_shown_down 'j["store"]["state_name"]' Down store show "$victim"
+
 # ---- the scheduler unreachable: exit 3, within the timeout ----
 kill -STOP "$pd_pid"
 t0=$(date +%s%N)

@@ -208,6 +208,12 @@ static void test_read_paths(void **state)
     j = call_json(f, "GET", "/pd/api/v1/config", NULL, 200);
     assert_int_equal(jint(j, "max-replicas"), 3);
     assert_string_equal(jstr(j, "max-store-down-time"), "30m0s");
+    /* PD's defaults for the limits and caps */
+    assert_int_equal(jint(j, "leader-schedule-limit"), 4);
+    assert_int_equal(jint(j, "region-schedule-limit"), 2048);
+    assert_int_equal(jint(j, "replica-schedule-limit"), 64);
+    assert_int_equal(jint(j, "max-pending-peer-count"), 64);
+    assert_int_equal(jint(j, "max-snapshot-count"), 64);
     json_decref(j);
 
     j = call_json(f, "GET", "/pd/api/v1/stores", NULL, 200);
@@ -301,6 +307,17 @@ static void test_mutations(void **state)
     json_decref(j);
     j = call_json(f, "POST", "/pd/api/v1/config", "{\"max_peer_count\": 3}", 200);
     json_decref(j);
+    j = call_json(f, "POST", "/pd/api/v1/config",
+                  "{\"region-schedule-limit\": 16, \"leader-schedule-limit\": 2, "
+                  "\"max-pending-peer-count\": 8, \"max-snapshot-count\": 3}",
+                  200);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/config", NULL, 200);
+    assert_int_equal(jint(j, "region-schedule-limit"), 16);
+    assert_int_equal(jint(j, "leader-schedule-limit"), 2);
+    assert_int_equal(jint(j, "max-pending-peer-count"), 8);
+    assert_int_equal(jint(j, "max-snapshot-count"), 3);
+    json_decref(j);
 
     json_decref(
         call_json(f, "DELETE", "/pd/api/v1/schedulers/balance-leader-scheduler", NULL, 200));
@@ -392,6 +409,10 @@ static void test_error_statuses(void **state)
                      400);
     assert_int_equal(
         status_of(f, "POST", "/pd/api/v1/config", "{\"max-store-down-time\": \"soon\"}", tok), 400);
+    assert_int_equal(
+        status_of(f, "POST", "/pd/api/v1/config", "{\"max-pending-peer-count\": 0}", tok), 400);
+    assert_int_equal(
+        status_of(f, "POST", "/pd/api/v1/config", "{\"max-snapshot-count\": \"many\"}", tok), 400);
     assert_int_equal(status_of(f, "POST", "/pd/api/v1/operators",
                                "{\"name\": \"dance\", "
                                "\"region_id\": 10}",
@@ -731,15 +752,142 @@ static void test_dashboard_page(void **state)
     assert_int_equal(status_of(f, "POST", "/dashboard", "", "Bearer " TOKEN), 405);
 }
 
+/* many_regions replaces the fixture's two regions by 50 (ids 100.., keys "k00".."k49", the
+ * first from "" and the last to ""), region i led by store 1 + i % 3 and on stores 1-2 only
+ * when i is even. */
+static void many_regions(struct fixture *f)
+{
+    static const uint64_t s12[] = {1, 2};
+    for (int i = 0; i < 50; i++) {
+        char start[8], end[8];
+        snprintf(start, sizeof start, "k%02d", i);
+        snprintf(end, sizeof end, "k%02d", i + 1);
+        struct pd_region r;
+        pd_region_init(&r);
+        bool two = i % 2 == 0;
+        pd_mock_region(&r, 100 + (uint64_t)i, i == 0 ? "" : start, i == 49 ? "" : end, 3, 1, 1,
+                       two ? 1 + (uint64_t)(i % 4 == 0) : 1 + (uint64_t)(i % 3), two ? s12 : S123,
+                       two ? 2 : 3);
+        assert_int_equal(pd_cluster_region_heartbeat(f->m.c, &r, NULL, NULL), PD_OK);
+        pd_region_clear(&r);
+    }
+}
+
+static json_int_t region_id_at(json_t *j, size_t i)
+{
+    return jint(json_array_get(json_object_get(j, "regions"), i), "id");
+}
+
+/* With 50 regions the region paths page as PD's do: /regions?limit=N&key=HEX from the region
+ * holding the key, next page at the last end_key until the end; /regions/key scans between
+ * raw (or hex) keys with a default limit of 16; /regions/count; /regions/store/{id}. */
+static void test_regions_paging(void **state)
+{
+    struct fixture *f = *state;
+    many_regions(f);
+    json_t *j = call_json(f, "GET", "/pd/api/v1/regions/count", NULL, 200);
+    assert_int_equal(jint(j, "count"), 50);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/regions", NULL, 200);
+    assert_int_equal(jint(j, "count"), 50);
+    json_decref(j);
+    /* Walk every page of 7. */
+    char path[160], key[64] = "";
+    size_t seen = 0, pages = 0;
+    for (;;) {
+        snprintf(path, sizeof path, "/pd/api/v1/regions?limit=7&key=%s", key);
+        j = call_json(f, "GET", path, NULL, 200);
+        size_t n = (size_t)jint(j, "count");
+        assert_true(n <= 7);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(region_id_at(j, i), 100 + (json_int_t)(seen + i));
+        seen += n;
+        pages++;
+        const char *end = jstr(json_array_get(json_object_get(j, "regions"), n - 1), "end_key");
+        snprintf(key, sizeof key, "%s", end);
+        json_decref(j);
+        if (key[0] == '\0')
+            break;
+    }
+    assert_int_equal(seen, 50);
+    assert_int_equal(pages, 8);
+    /* A key inside a region starts the page at that region: "k105" hex is 6B313035. */
+    j = call_json(f, "GET", "/pd/api/v1/regions?limit=2&key=6B313035", NULL, 200);
+    assert_int_equal(jint(j, "count"), 2);
+    assert_int_equal(region_id_at(j, 0), 110);
+    json_decref(j);
+
+    j = call_json(f, "GET", "/pd/api/v1/regions/key?key=k20", NULL, 200);
+    assert_int_equal(jint(j, "count"), 16);
+    assert_int_equal(region_id_at(j, 0), 120);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/regions/key?key=k20&end_key=k23&limit=100", NULL, 200);
+    assert_int_equal(jint(j, "count"), 3);
+    assert_int_equal(region_id_at(j, 2), 122);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/regions/key?key=6B3438&format=hex&limit=99999", NULL, 200);
+    assert_int_equal(jint(j, "count"), 2);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/regions/key", NULL, 200); /* from the start */
+    assert_int_equal(region_id_at(j, 0), 100);
+    json_decref(j);
+
+    j = call_json(f, "GET", "/pd/api/v1/regions/store/3", NULL, 200);
+    assert_int_equal(jint(j, "count"), 25); /* the odd ones */
+    assert_int_equal(region_id_at(j, 0), 101);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/regions/store/1", NULL, 200);
+    assert_int_equal(jint(j, "count"), 50);
+    json_decref(j);
+    j = call_json(f, "GET", "/pd/api/v1/region/key/k333", NULL, 200);
+    assert_int_equal(jint(j, "id"), 133);
+    json_decref(j);
+}
+
+/* Bad paging input is a 4xx with a JSON message: a limit that is not a positive integer, bad
+ * hex, an end key not after the start key, a bad format, a bad or unknown store id. */
+static void test_regions_paging_bad_input(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const bad400[] = {
+        "/pd/api/v1/regions?limit=0",
+        "/pd/api/v1/regions?limit=-3",
+        "/pd/api/v1/regions?limit=ten",
+        "/pd/api/v1/regions?key=6",
+        "/pd/api/v1/regions?key=zz",
+        "/pd/api/v1/regions/key?key=b&end_key=a",
+        "/pd/api/v1/regions/key?key=b&end_key=b",
+        "/pd/api/v1/regions/key?key=0g&format=hex",
+        "/pd/api/v1/regions/key?format=base64",
+        "/pd/api/v1/regions/key?limit=1x",
+        "/pd/api/v1/regions/store/abc",
+        "/pd/api/v1/regions/store/0",
+    };
+    for (size_t i = 0; i < sizeof bad400 / sizeof bad400[0]; i++)
+        if (status_of(f, "GET", bad400[i], NULL, NULL) != 400)
+            fail_msg("%s: want 400", bad400[i]);
+    assert_int_equal(status_of(f, "GET", "/pd/api/v1/regions/store/99", NULL, NULL), 404);
+    assert_int_equal(status_of(f, "POST", "/pd/api/v1/regions/count", "{}", "Bearer " TOKEN), 405);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_read_paths),       T(test_metrics),        T(test_mutations),
-        T(test_error_statuses),   T(test_admin_token),    T(test_no_token_configured),
-        T(test_garbage_input),    T(test_regions_split),  T(test_regions_split_bad_input),
-        T(test_operator_records), T(test_dashboard_page),
+        T(test_read_paths),
+        T(test_metrics),
+        T(test_mutations),
+        T(test_error_statuses),
+        T(test_admin_token),
+        T(test_no_token_configured),
+        T(test_garbage_input),
+        T(test_regions_split),
+        T(test_regions_split_bad_input),
+        T(test_operator_records),
+        T(test_dashboard_page),
+        T(test_regions_paging),
+        T(test_regions_paging_bad_input),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
