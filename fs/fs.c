@@ -19,6 +19,7 @@ int fs_new(struct client *client, const struct fs_options *opts, struct fs **out
     fs->uid = getuid();
     fs->gid = getgid();
     pthread_mutex_init(&fs->handles_lock, NULL);
+    pthread_mutex_init(&fs->space_lock, NULL);
     *out = fs;
     return FS_OK;
 }
@@ -28,6 +29,7 @@ void fs_free(struct fs *fs)
     if (!fs)
         return;
     pthread_mutex_destroy(&fs->handles_lock);
+    pthread_mutex_destroy(&fs->space_lock);
     free(fs);
 }
 
@@ -135,94 +137,24 @@ int fs_prefix_has_keys(struct client_txn *txn, const uint8_t *prefix, size_t pre
 int fs_node_stat(struct client_txn *txn, const struct fs_path *p, int *is_dir, void **value,
                  size_t *value_len)
 {
-    uint8_t prefix[CLIENT_MAX_KEY_BYTES];
-    size_t prefix_len;
-    void *v = NULL;
-    size_t vlen = 0;
-    int rc, found = 0;
+    struct fs_meta m;
+    int has_record, rc;
 
-    if (p->kind != FS_PATH_NODE) {
-        *is_dir = 1;
+    rc = fs_node_lookup(fs_current(), txn, p, &m, &has_record, value, value_len);
+    if (rc == 0)
+        *is_dir = S_ISDIR(m.mode);
+    return rc;
+}
+
+int fs_path_is_hidden(const struct fs_path *p)
+{
+    size_t n = strlen(FS_HIDDEN_PREFIX), start = p->key_len;
+
+    if (p->kind != FS_PATH_NODE)
         return 0;
-    }
-    if (!p->last_empty) {
-        rc = client_txn_get(txn, p->key, p->key_len, &v, &vlen);
-        if (rc == CLIENT_OK) {
-            *is_dir = 0;
-            if (value) {
-                *value = v;
-                *value_len = vlen;
-            } else {
-                free(v);
-            }
-            return 0;
-        }
-        if (rc != CLIENT_ERR_NOT_FOUND)
-            return fs_neg_errno(rc);
-    }
-    prefix_len = fs_dir_prefix(p, prefix);
-    rc = fs_prefix_has_keys(txn, prefix, prefix_len, 0, &found);
-    if (rc != CLIENT_OK)
-        return fs_neg_errno(rc);
-    if (!found)
-        return -ENOENT;
-    *is_dir = 1;
-    return 0;
-}
-
-static int op_unsupported(void)
-{
-    return -EPERM;
-}
-
-static int fs_op_symlink(const char *from, const char *to)
-{
-    (void)from;
-    (void)to;
-    return op_unsupported();
-}
-
-static int fs_op_link(const char *from, const char *to)
-{
-    (void)from;
-    (void)to;
-    return op_unsupported();
-}
-
-static int fs_op_mknod(const char *path, mode_t mode, dev_t dev)
-{
-    (void)path;
-    (void)mode;
-    (void)dev;
-    return op_unsupported();
-}
-
-/*
- * Owners and modes are fixed (the mounting user; 0644 files, 0755
- * directories): asking for what already is succeeds, so cp -p and friends
- * work; anything else is EPERM.
- */
-static int fs_op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
-{
-    struct fs *fs = fs_current();
-    struct stat st;
-    int rc = fs_op_getattr(path, &st, fi);
-
-    if (rc != 0)
-        return rc;
-    if ((uid != (uid_t)-1 && uid != fs->uid) || (gid != (gid_t)-1 && gid != fs->gid))
-        return op_unsupported();
-    return 0;
-}
-
-static int fs_op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
-{
-    struct stat st;
-    int rc = fs_op_getattr(path, &st, fi);
-
-    if (rc != 0)
-        return rc;
-    return (mode & 07777) == (st.st_mode & 07777) ? 0 : op_unsupported();
+    while (start > 0 && p->key[start - 1] != '/')
+        start--;
+    return p->key_len - start >= n && memcmp(p->key + start, FS_HIDDEN_PREFIX, n) == 0;
 }
 
 static int fs_op_opendir(const char *path, struct fuse_file_info *fi)
@@ -239,7 +171,9 @@ static void *fs_op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     cfg->entry_timeout = 1.0;
     cfg->attr_timeout = 1.0;
     cfg->negative_timeout = 0.0;
-    cfg->hard_remove = 1; /* no .fuse_hidden files: unlink deletes the key now */
+    /* An unlinked open file is renamed to a hidden name, which fs_op_rename turns into
+     * the unlink (the key goes now) while fstat still finds the open file by that name. */
+    cfg->hard_remove = 0;
     cfg->kernel_cache = 0;
     /* fuse_new's user data is the address of the struct fs pointer, which
      * main fills in (after daemonizing) before the loop starts. */
@@ -272,6 +206,7 @@ static const struct fuse_operations OPS = {
     .symlink = fs_op_symlink,
     .link = fs_op_link,
     .mknod = fs_op_mknod,
+    .readlink = fs_op_readlink,
     .chown = fs_op_chown,
     .chmod = fs_op_chmod,
 };

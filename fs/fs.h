@@ -36,8 +36,9 @@
  *     encoding of what it decodes to ("%41", "%2Ex") names nothing (ENOENT)
  *     and cannot be created (EINVAL).
  *   - A name "%" (the empty component) can only be a directory.
- *   - Keys are at most CLIENT_MAX_KEY_BYTES including a directory marker's
- *     '/'; encoded names at most FS_NAME_MAX bytes (ENAMETOOLONG).
+ *   - Keys are at most CLIENT_MAX_KEY_BYTES - 4 (room for a directory
+ *     marker's '/' and the 3-byte metadata prefix); encoded names at most FS_NAME_MAX bytes
+ * (ENAMETOOLONG).
  *   - /.snapshots/<ts>/... is a read-only view of the whole keyspace as of
  *     the TSO timestamp <ts> (decimal, no leading zeros). /.snapshots lists
  *     empty; any <ts> not in the future may be entered (a future one: ENOENT).
@@ -73,6 +74,10 @@ enum {
 
 /* The longest encoded name of one path component (Linux NAME_MAX). */
 #define FS_NAME_MAX 255
+/* The reserved top-level key component of the filesystem's own keys (metadata,
+ * fs/meta.h): it has no name, so no path reaches those keys. */
+#define FS_RESERVED_TOP "\0m"
+#define FS_RESERVED_TOP_LEN 2
 /* The top-level directory holding the time-travel views. */
 #define FS_SNAPSHOT_DIR ".snapshots"
 /* Most keys a directory rename moves in one transaction (more: EXDEV). */

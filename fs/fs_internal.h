@@ -5,9 +5,11 @@
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
 #include <pthread.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "fs/fs.h"
+#include "fs/meta.h"
 
 /* Times a blind whole-file write (or a small transaction) is tried on write conflicts. */
 #define FS_CONFLICT_RETRIES 12
@@ -19,14 +21,25 @@ struct fs {
     uid_t uid;
     gid_t gid;
     pthread_mutex_t handles_lock;
-    struct fs_handle *handles; /* writable open files; guarded by handles_lock */
+    struct fs_handle *handles; /* every open file; guarded by handles_lock */
+    pthread_mutex_t space_lock;
+    struct statvfs space;       /* the last statfs answer; guarded by space_lock */
+    struct timespec space_time; /* when it was asked (CLOCK_MONOTONIC); guarded by space_lock */
+    int space_valid;            /* guarded by space_lock */
 };
+
+/* How long a statfs answer is reused (the stores report every few seconds anyway). */
+#define FS_SPACE_CACHE_MS 2000
+/* A read-only open file re-reads its file at EOF when its copy is older than this (tail -f). */
+#define FS_EOF_REFRESH_MS 200
 
 /*
  * One open file: the whole value read at open (a fresh timestamp) and every
- * write since, committed as one put on flush/fsync/release. `lock` guards
- * every field but the links (the kernel may send reads and writes of one
- * handle on several threads). Lock order: fs->handles_lock, then h->lock.
+ * write since, committed with the file's record as one transaction on
+ * flush/fsync/release. A create writes nothing until then (`created`).
+ * `lock` guards every field but the links (the kernel may send reads and
+ * writes of one handle on several threads). Lock order: fs->handles_lock,
+ * then h->lock.
  */
 struct fs_handle {
     pthread_mutex_t lock;
@@ -35,12 +48,16 @@ struct fs_handle {
     uint8_t *data;          /* malloc'd value buffer */
     size_t len;
     size_t cap;
-    int dirty;      /* writes not yet committed */
-    int blind;      /* content does not depend on what was read (O_TRUNC, create) */
-    int read_only;  /* opened O_RDONLY or in a snapshot */
-    int sticky_err; /* negative errno of a failed commit that can never succeed */
-    int detached;   /* its file was unlinked here: commits write nothing */
-    /* Links in fs->handles (writable handles only); guarded by fs->handles_lock. */
+    struct fs_meta meta;     /* the file's attributes as this open file has them */
+    int dirty;               /* writes (or a create) not yet committed */
+    int blind;               /* content does not depend on what was read (O_TRUNC, create) */
+    int created;             /* made by create and not committed: nothing in the store yet */
+    int excl;                /* created with O_EXCL: losing to another creator is EEXIST */
+    int read_only;           /* opened O_RDONLY or in a snapshot */
+    int sticky_err;          /* negative errno of a failed commit that can never succeed */
+    int detached;            /* its file was unlinked here: commits write nothing */
+    struct timespec fetched; /* CLOCK_MONOTONIC of the last read of the value */
+    /* Links in fs->handles; guarded by fs->handles_lock. */
     struct fs_handle *prev, *next;
     int listed;
 };
@@ -111,11 +128,49 @@ int fs_op_release(const char *path, struct fuse_file_info *fi);
 int fs_op_unlink(const char *path);
 int fs_op_rename(const char *from, const char *to, unsigned int flags);
 
+int fs_op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi);
+int fs_op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi);
+int fs_op_symlink(const char *target, const char *path);
+int fs_op_readlink(const char *path, char *buf, size_t size);
+int fs_op_mknod(const char *path, mode_t mode, dev_t dev);
+int fs_op_link(const char *from, const char *to);
+
+/* The name libfuse gives an unlinked file that is still open (it renames it there, then
+ * unlinks that name at the last close): such a rename is an unlink here. */
+#define FS_HIDDEN_PREFIX ".fuse_hidden"
+/* 1 if the last component of `p` is one of libfuse's hidden names. */
+int fs_path_is_hidden(const struct fs_path *p);
+
 /* Handles (handle.c). */
-int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, int created,
+
+/*
+ * fs_handle_new opens `p`: with create_mode != 0 it is a create (mode with
+ * S_IFREG) that writes nothing until the first commit. Returns 0 and *out,
+ * or a negative errno (ENOENT, EEXIST for O_CREAT|O_EXCL of an existing file).
+ */
+int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t create_mode,
                   struct fs_handle **out);
+/* Commits the handle's writes and record (caller holds h->lock). 0 or a negative errno. */
 int fs_handle_commit(struct fs *fs, struct fs_handle *h);
 void fs_handle_free(struct fs *fs, struct fs_handle *h);
+/* For a read-only handle at EOF: re-reads the file if the copy is older than
+ * FS_EOF_REFRESH_MS, so readers polling at the end (tail -f) see appends. Caller holds h->lock. */
+void fs_handle_refresh_at_eof(struct fs *fs, struct fs_handle *h);
+
+/* Commits the open files of `key` made by create and not yet written, so that the
+ * store has the file before an operation on its name (open, rename, chmod...). */
+void fs_handles_settle(struct fs *fs, const uint8_t *key, size_t key_len);
+
+/* 1 and *m (the size is what the open file holds) if an open file of `key` in this mount
+ * knows more than the store: unflushed writes, a create not yet committed, or an unlinked
+ * name (then *unlinked = 1). 0 otherwise. */
+int fs_handles_stat(struct fs *fs, const uint8_t *key, size_t key_len, struct fs_meta *m,
+                    int *unlinked);
+
+/* After an attribute change of `key` committed here: open files of it take the new
+ * attributes (their size stays theirs) and commit blind from now on. */
+void fs_handles_attr_changed(struct fs *fs, const uint8_t *key, size_t key_len,
+                             const struct fs_meta *m);
 
 /* After an unlink of `key` in the live keyspace: open files of it write nothing more. */
 void fs_handles_unlinked(struct fs *fs, const uint8_t *key, size_t key_len);

@@ -23,39 +23,13 @@ static int parse_file(const char *path, struct fs_path *p)
     return 0;
 }
 
-struct create_args {
-    const struct fs_path *p;
-    int excl;
-    int created;
-};
-
-static int create_body(struct client_txn *txn, void *arg)
-{
-    struct create_args *a = arg;
-    void *v = NULL;
-    size_t vlen;
-    int rc;
-
-    a->created = 0;
-    rc = client_txn_get(txn, a->p->key, a->p->key_len, &v, &vlen);
-    free(v);
-    if (rc == CLIENT_OK)
-        return a->excl ? -EEXIST : 0; /* someone else made it meanwhile: open theirs */
-    if (rc != CLIENT_ERR_NOT_FOUND)
-        return fs_neg_errno(rc);
-    a->created = 1;
-    return fs_neg_errno(client_txn_put(txn, a->p->key, a->p->key_len, "", 0));
-}
-
 int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
     struct fs *fs = fs_current();
     struct fs_path p;
-    struct create_args a;
     struct fs_handle *h = NULL;
     int rc;
 
-    (void)mode;
     rc = fs_path_parse(path, &p);
     if (rc != FS_OK)
         return fs_neg_errno(rc); /* a non-canonical name cannot be created: EINVAL */
@@ -64,14 +38,10 @@ int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
         return rc;
     if (p.kind != FS_PATH_NODE)
         return -EEXIST;
-    if (p.last_empty)
-        return -EINVAL; /* "%" names only directories */
-    a.p = &p;
-    a.excl = (fi->flags & O_EXCL) != 0;
-    rc = fs_run_txn(fs, create_body, &a);
-    if (rc != 0)
-        return rc;
-    rc = fs_handle_new(fs, &p, fi->flags, a.created, &h);
+    if (p.last_empty || fs_path_is_hidden(&p))
+        return -EINVAL; /* "%" names only directories; hidden names are libfuse's */
+    /* Nothing is committed here: the first flush writes the file and its record. */
+    rc = fs_handle_new(fs, &p, fi->flags, (mode & 07777) | S_IFREG, &h);
     if (rc != 0)
         return rc;
     fi->fh = (uint64_t)(uintptr_t)h;
@@ -117,6 +87,8 @@ int fs_op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_
     if (off < 0)
         return -EINVAL;
     pthread_mutex_lock(&h->lock);
+    if ((size_t)off >= h->len)
+        fs_handle_refresh_at_eof(fs_current(), h);
     if ((size_t)off < h->len) {
         n = h->len - (size_t)off < size ? h->len - (size_t)off : size;
         memcpy(buf, h->data + off, n);
@@ -147,6 +119,7 @@ static int handle_resize(struct fs_handle *h, size_t len)
         memset(h->data + h->len, 0, len - h->len);
     h->len = len;
     h->dirty = 1;
+    h->meta.mtime = h->meta.ctime = fs_now();
     return 0;
 }
 
@@ -177,6 +150,7 @@ int fs_op_write(const char *path, const char *buf, size_t size, off_t off,
     }
     memcpy(h->data + off, buf, size);
     h->dirty = 1;
+    h->meta.mtime = h->meta.ctime = fs_now();
     rc = (int)size;
 out:
     pthread_mutex_unlock(&h->lock);
@@ -184,6 +158,7 @@ out:
 }
 
 struct truncate_args {
+    struct fs *fs;
     const struct fs_path *p;
     size_t size;
 };
@@ -193,11 +168,16 @@ static int truncate_body(struct client_txn *txn, void *arg)
     struct truncate_args *a = arg;
     uint8_t *v = NULL, *grown;
     size_t vlen = 0;
-    int rc;
+    struct fs_meta m;
+    int rc, has_record;
 
-    rc = client_txn_get(txn, a->p->key, a->p->key_len, (void **)&v, &vlen);
-    if (rc != CLIENT_OK)
-        return fs_neg_errno(rc);
+    rc = fs_node_lookup(a->fs, txn, a->p, &m, &has_record, (void **)&v, &vlen);
+    if (rc != 0)
+        return rc;
+    if (!S_ISREG(m.mode)) {
+        free(v);
+        return S_ISDIR(m.mode) ? -EISDIR : -EINVAL;
+    }
     if (a->size > vlen) {
         grown = realloc(v, a->size);
         if (!grown) {
@@ -209,6 +189,10 @@ static int truncate_body(struct client_txn *txn, void *arg)
     }
     rc = client_txn_put(txn, a->p->key, a->p->key_len, a->size ? (void *)v : "", a->size);
     free(v);
+    m.size = a->size;
+    m.mtime = m.ctime = fs_now();
+    if (rc == CLIENT_OK)
+        rc = fs_meta_put(txn, a->p->key, a->p->key_len, &m);
     return fs_neg_errno(rc);
 }
 
@@ -238,6 +222,8 @@ int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
     rc = fs_check_writable(fs, &p);
     if (rc != 0)
         return rc;
+    fs_handles_settle(fs, p.key, p.key_len);
+    a.fs = fs;
     a.p = &p;
     a.size = (size_t)size;
     return fs_run_txn(fs, truncate_body, &a);
@@ -274,24 +260,33 @@ int fs_op_release(const char *path, struct fuse_file_info *fi)
     return 0;
 }
 
+struct unlink_args {
+    struct fs *fs;
+    const struct fs_path *p;
+};
+
 static int unlink_body(struct client_txn *txn, void *arg)
 {
-    const struct fs_path *p = arg;
-    void *v = NULL;
-    size_t vlen;
-    int rc;
+    struct unlink_args *a = arg;
+    struct fs_meta m;
+    int rc, has_record;
 
-    rc = client_txn_get(txn, p->key, p->key_len, &v, &vlen);
-    free(v);
-    if (rc != CLIENT_OK)
-        return fs_neg_errno(rc);
-    return fs_neg_errno(client_txn_delete(txn, p->key, p->key_len));
+    rc = fs_node_lookup(a->fs, txn, a->p, &m, &has_record, NULL, NULL);
+    if (rc != 0)
+        return rc;
+    if (S_ISDIR(m.mode))
+        return -EISDIR;
+    rc = client_txn_delete(txn, a->p->key, a->p->key_len);
+    if (rc == CLIENT_OK && has_record)
+        rc = fs_meta_delete(txn, a->p->key, a->p->key_len);
+    return fs_neg_errno(rc);
 }
 
 int fs_op_unlink(const char *path)
 {
     struct fs *fs = fs_current();
     struct fs_path p;
+    struct unlink_args a;
     int rc;
 
     rc = parse_file(path, &p);
@@ -300,7 +295,12 @@ int fs_op_unlink(const char *path)
     rc = fs_check_writable(fs, &p);
     if (rc != 0)
         return rc;
-    rc = fs_run_txn(fs, unlink_body, &p);
+    fs_handles_settle(fs, p.key, p.key_len);
+    a.fs = fs;
+    a.p = &p;
+    rc = fs_run_txn(fs, unlink_body, &a);
+    if (rc == -ENOENT && fs_path_is_hidden(&p))
+        rc = 0; /* libfuse's last close of an unlinked open file: already gone */
     if (rc == 0)
         fs_handles_unlinked(fs, p.key, p.key_len);
     return rc;

@@ -548,18 +548,19 @@ def run_scenarios(c, m1, m2, tmp):
 
     scenario(time_travel_view)
 
-    # symlink, link, mknod, chown and chmod to something else are refused with EPERM; oversized
-    # values with EFBIG, an over-long key with ENAMETOOLONG.
-    def unsupported_and_limits():
-        e_sym = errno_of(lambda: os.symlink("greeting", a + "/sym"))
+    # The errno of each unsupported call: link EPERM, RENAME_EXCHANGE EINVAL, setxattr ENOTSUP,
+    # the reserved metadata name and libfuse's hidden names EINVAL; oversized values EFBIG, an
+    # over-long key ENAMETOOLONG.
+    def unsupported_calls_and_limits():
+        libc = ctypes.CDLL(None, use_errno=True)
         e_link = errno_of(lambda: os.link(a + "/greeting", a + "/hard"))
-        e_fifo = errno_of(lambda: os.mkfifo(a + "/fifo"))
-        e_chown = errno_of(lambda: os.chown(a + "/greeting", 1, 1))
-        e_chmod = errno_of(lambda: os.chmod(a + "/greeting", 0o600))
-        # Asking for the owner and mode a file already has succeeds (cp -p works).
-        same = errno_of(lambda: os.chmod(a + "/greeting", 0o644)) + \
-            errno_of(lambda: os.chown(a + "/greeting", os.getuid(), -1)) + \
-            sh("cp -p %s/greeting %s/greeting-copy" % (a, a)).returncode
+        write(a + "/xa", b"1")
+        write(a + "/xb", b"2")
+        rc = libc.renameat2(-100, (a + "/xa").encode(), -100, (a + "/xb").encode(), 2)  # EXCHANGE
+        e_exchange = ctypes.get_errno() if rc == -1 else 0
+        e_xattr = errno_of(lambda: os.setxattr(a + "/xa", "user.x", b"1"))
+        e_reserved = errno_of(lambda: write(a + "/%00m", b"x"))
+        e_hidden = errno_of(lambda: write(a + "/.fuse_hidden0000", b"x"))
         e_big = errno_of(lambda: os.truncate(a + "/greeting", 8 * 1024 * 1024 + 1))
         e_big_write = errno_of(lambda: write(a + "/too-big", b"z" * (8 * 1024 * 1024 + 1)))
         # A key over 8 KiB: directories nested through dir fds (paths would hit PATH_MAX first).
@@ -574,11 +575,13 @@ def run_scenarios(c, m1, m2, tmp):
                     fd, depth = nfd, depth + 1
         finally:
             os.close(fd)
-        got = (e_sym, e_link, e_fifo, e_chown, e_chmod, same, e_big, e_big_write, e_long)
-        ok = got == (errno.EPERM,) * 5 + (0,) + (errno.EFBIG,) * 2 + (errno.ENAMETOOLONG,) and 38 <= depth <= 41
-        check("unsupported_and_limits", ok, repr((got, depth)))
+        got = (e_link, e_exchange, e_xattr in (errno.ENOTSUP, errno.EOPNOTSUPP), e_reserved, e_hidden,
+               e_big, e_big_write, e_long)
+        want = (errno.EPERM, errno.EINVAL, True, errno.EINVAL, errno.EINVAL, errno.EFBIG, errno.EFBIG,
+                errno.ENAMETOOLONG)
+        check("unsupported_calls_and_limits", got == want and 38 <= depth <= 41, repr((got, depth)))
 
-    scenario(unsupported_and_limits)
+    scenario(unsupported_calls_and_limits)
 
     # The /etc/fstab path: mount.fuse3 with type fuse.tinykv (as mount(8) calls it; it runs "tinykv
     # SOURCE MNT -o OPTS" found on PATH) and ro: reads work, writes are EROFS; fusermount3 -u unmounts.
