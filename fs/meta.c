@@ -188,15 +188,47 @@ static int key_exists(struct client_txn *txn, const uint8_t *key, size_t key_len
     return CLIENT_OK;
 }
 
-int fs_node_lookup(struct fs *fs, struct client_txn *txn, const struct fs_path *p, struct fs_meta *m,
-                   int *has_record, void **value, size_t *value_len)
+/* Keys read by probe_names: enough to pass the usual siblings "name.c", "name-x"... */
+#define PROBE_KEYS 16
+
+/*
+ * One keys-only scan of [key, key + '0'): *file = the key itself exists;
+ * *dir = 1 if a key below "key/" was met, 0 if the range holds none for sure,
+ * -1 if the scan stopped at PROBE_KEYS first (siblings sorting before '/').
+ */
+static int probe_names(struct client_txn *txn, const struct fs_path *p, int *file, int *dir)
+{
+    uint8_t end[CLIENT_MAX_KEY_BYTES + 1];
+    struct client_kv *kvs = NULL;
+    size_t n = 0;
+    int rc;
+
+    memcpy(end, p->key, p->key_len);
+    end[p->key_len] = '/' + 1;
+    rc = client_txn_scan_keys(txn, p->key, p->key_len, end, p->key_len + 1, PROBE_KEYS, &kvs, &n);
+    if (rc != CLIENT_OK)
+        return rc;
+    *file = 0;
+    *dir = n == PROBE_KEYS ? -1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (kvs[i].key_len == p->key_len)
+            *file = 1;
+        else if (kvs[i].key[p->key_len] == '/')
+            *dir = 1;
+    }
+    client_kvs_free(kvs, n);
+    return CLIENT_OK;
+}
+
+int fs_node_lookup(struct fs *fs, struct client_txn *txn, const struct fs_path *p,
+                   struct fs_meta *m, int *has_record, void **value, size_t *value_len)
 {
     uint8_t prefix[CLIENT_MAX_KEY_BYTES];
     size_t prefix_len;
     struct fs_meta rec;
     void *v = NULL;
     size_t vlen = 0;
-    int rc, found = 0, exists = 0;
+    int rc, found = 0, exists = 0, dir_seen = 0;
 
     *has_record = 0;
     if (value)
@@ -217,9 +249,39 @@ int fs_node_lookup(struct fs *fs, struct client_txn *txn, const struct fs_path *
     rc = fs_meta_get(txn, p->key, p->key_len, &rec, &found);
     if (rc != CLIENT_OK)
         return fs_neg_errno(rc);
-    if (!p->last_empty && !(found && S_ISDIR(rec.mode))) {
+    if (!found && !p->last_empty) {
+        /* No record: one scan of keys from `key` up to `key/` + 1 answers both
+         * "is it a file" and, mostly, "is it a directory". */
+        rc = probe_names(txn, p, &exists, &dir_seen);
+        if (rc != CLIENT_OK)
+            return fs_neg_errno(rc);
+        if (exists) {
+            /* Without a record the size is the value's: read it. */
+            rc = client_txn_get(txn, p->key, p->key_len, &v, &vlen);
+            if (rc != CLIENT_OK && rc != CLIENT_ERR_NOT_FOUND)
+                return fs_neg_errno(rc);
+            exists = rc == CLIENT_OK;
+        }
+        if (exists) {
+            fs_meta_default(fs, S_IFREG, vlen, m);
+            if (value) {
+                *value = v;
+                *value_len = vlen;
+            } else {
+                free(v);
+            }
+            return 0;
+        }
+        if (dir_seen == 0)
+            return -ENOENT;
+        if (dir_seen == 1) {
+            fs_meta_default(fs, S_IFDIR, 0, m);
+            return 0;
+        }
+        /* Undecided (many siblings share the name's prefix): ask the directory range. */
+    } else if (!p->last_empty && !S_ISDIR(rec.mode)) {
         /* A file, a symlink or a special node: the content key decides. */
-        if (value || !found) {
+        if (value) {
             rc = client_txn_get(txn, p->key, p->key_len, &v, &vlen);
             if (rc == CLIENT_OK)
                 exists = 1;
@@ -231,14 +293,10 @@ int fs_node_lookup(struct fs *fs, struct client_txn *txn, const struct fs_path *
                 return fs_neg_errno(rc);
         }
         if (exists) {
-            if (found) {
-                *m = rec;
-                *has_record = 1;
-                if (v && S_ISREG(rec.mode))
-                    m->size = vlen; /* the content wins over a stale record */
-            } else {
-                fs_meta_default(fs, S_IFREG, vlen, m);
-            }
+            *m = rec;
+            *has_record = 1;
+            if (v && S_ISREG(rec.mode))
+                m->size = vlen; /* the content wins over a stale record */
             if (value) {
                 *value = v;
                 *value_len = vlen;
@@ -263,8 +321,7 @@ int fs_node_lookup(struct fs *fs, struct client_txn *txn, const struct fs_path *
     return 0;
 }
 
-int fs_meta_parent_adjust(struct fs *fs, struct client_txn *txn, const struct fs_path *p,
-                          int delta)
+int fs_meta_parent_adjust(struct fs *fs, struct client_txn *txn, const struct fs_path *p, int delta)
 {
     const uint8_t *slash = NULL;
     size_t plen = 0;

@@ -77,7 +77,8 @@ struct fs;
 struct fs_path;
 struct client_txn;
 
-/* Writes "\0m/" + key into out (capacity CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN); returns its length. */
+/* Writes "\0m/" + key into out (capacity CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN); returns its
+ * length. */
 size_t fs_meta_key(const uint8_t *key, size_t key_len, uint8_t *out);
 
 /* The record's bytes (FS_META_RECORD_BYTES) into buf. */
@@ -100,7 +101,8 @@ void fs_meta_to_stat(const struct fs_meta *m, struct stat *st);
 int fs_meta_get(struct client_txn *txn, const uint8_t *key, size_t key_len, struct fs_meta *m,
                 int *found);
 /* Buffers a put (or a delete) of the record of `key` in txn; CLIENT_* code. */
-int fs_meta_put(struct client_txn *txn, const uint8_t *key, size_t key_len, const struct fs_meta *m);
+int fs_meta_put(struct client_txn *txn, const uint8_t *key, size_t key_len,
+                const struct fs_meta *m);
 int fs_meta_delete(struct client_txn *txn, const uint8_t *key, size_t key_len);
 
 /*
@@ -110,8 +112,8 @@ int fs_meta_delete(struct client_txn *txn, const uint8_t *key, size_t key_len);
  * gets its content (malloc'd, caller frees) and m->size its length; without
  * it only keys are read (no content download) unless the node has no record.
  */
-int fs_node_lookup(struct fs *fs, struct client_txn *txn, const struct fs_path *p, struct fs_meta *m,
-                   int *has_record, void **value, size_t *value_len);
+int fs_node_lookup(struct fs *fs, struct client_txn *txn, const struct fs_path *p,
+                   struct fs_meta *m, int *has_record, void **value, size_t *value_len);
 
 /* Adds `delta` to the subdirectory count of the parent directory of `p` (its record, made
  * with the defaults if it has none) in txn; a negative errno or 0. */

@@ -1,4 +1,5 @@
-/* ops_node.c — symlinks and metadata-only nodes (FIFOs, sockets, devices); hard links are refused. */
+/* ops_node.c — symlinks and metadata-only nodes (FIFOs, sockets, devices); hard links are refused.
+ */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>

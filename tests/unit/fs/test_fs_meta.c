@@ -1,4 +1,5 @@
-/* test_fs_meta.c — unit tests of fs/meta.c: the metadata record, its keys, and the reserved name. */
+/* test_fs_meta.c — unit tests of fs/meta.c: the metadata record, its keys, and the reserved name.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
