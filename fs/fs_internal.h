@@ -41,6 +41,25 @@ struct fs {
  * writes of one handle on several threads). Lock order: fs->handles_lock,
  * then h->lock.
  */
+/* Chunks an open file of a chunked file keeps in memory (FS_CHUNK_BYTES each). */
+#define FS_CHUNK_CACHE 8
+/* Dirty chunks written per transaction before the close. */
+#define FS_CHUNK_WRITE_BATCH 4
+
+/* A cached chunk of an open file. */
+struct fs_chunk_slot {
+    uint8_t *data; /* FS_CHUNK_BYTES; NULL: slot unused */
+    uint64_t index;
+    uint64_t last_use;
+    int dirty;
+};
+
+/* A chunk written during this open (data key committed, pointer not yet). */
+struct fs_chunk_ptr {
+    uint64_t index;
+    uint64_t gen;
+};
+
 struct fs_handle {
     pthread_mutex_t lock;
     struct fs_path path;    /* the key written back (not a snapshot unless read_only) */
@@ -57,6 +76,19 @@ struct fs_handle {
     int sticky_err;          /* negative errno of a failed commit that can never succeed */
     int detached;            /* its file was unlinked here: commits write nothing */
     struct timespec fetched; /* CLOCK_MONOTONIC of the last read of the value */
+    /* Chunked files (fs/meta.h): data is unused, len is the size. */
+    int chunked;
+    uint64_t chunk_id;       /* whose chunks this open file reads and writes */
+    int fresh_id;            /* chunk_id was made by this open file: no chunks before it */
+    uint64_t old_chunk_id;   /* the file's previous id, dropped after the next commit */
+    uint64_t floor;          /* least size since the last commit: older chunks past it are gone */
+    uint64_t base_len;       /* the size at open or at the last commit */
+    struct client_txn *snap; /* read-only view at open or at the last commit */
+    struct fs_chunk_slot cache[FS_CHUNK_CACHE];
+    uint64_t tick;                /* LRU clock of the cache */
+    int dropped;                  /* written chunks were cut off by a truncate */
+    struct fs_chunk_ptr *pending; /* sorted by index */
+    size_t n_pending, cap_pending;
     /* Links in fs->handles; guarded by fs->handles_lock. */
     struct fs_handle *prev, *next;
     int listed;
@@ -156,6 +188,25 @@ void fs_handle_free(struct fs *fs, struct fs_handle *h);
 /* For a read-only handle at EOF: re-reads the file if the copy is older than
  * FS_EOF_REFRESH_MS, so readers polling at the end (tail -f) see appends. Caller holds h->lock. */
 void fs_handle_refresh_at_eof(struct fs *fs, struct fs_handle *h);
+
+/* chunks.c: the chunk mode of an open file (caller holds h->lock). */
+/* Switches an inline open file to chunks under a new id (its data becomes chunk 0...). */
+int fs_handle_make_chunked(struct fs *fs, struct fs_handle *h);
+int fs_handle_chunk_read(struct fs *fs, struct fs_handle *h, char *buf, size_t size, uint64_t off);
+int fs_handle_chunk_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size,
+                          uint64_t off);
+int fs_handle_chunk_truncate(struct fs *fs, struct fs_handle *h, uint64_t size);
+/* Writes every dirty chunk (data keys only). */
+int fs_handle_chunk_flush(struct fs *fs, struct fs_handle *h);
+/* In the closing transaction: the pointers of the chunks written, and the removal of those
+ * past a truncation. */
+int fs_handle_chunk_pointers(struct fs_handle *h, struct client_txn *txn);
+/* After the closing commit at `commit_ts`: drop replaced chunks, move the view forward. */
+void fs_handle_chunk_committed(struct fs *fs, struct fs_handle *h, client_ts commit_ts);
+/* Frees the chunk state (and deletes data keys written but never committed). */
+void fs_handle_chunk_release(struct fs *fs, struct fs_handle *h);
+/* Deletes every chunk key of `id` (best effort, several transactions). */
+void fs_chunks_drop(struct fs *fs, uint64_t id);
 
 /* Commits the open files of `key` made by create and not yet written, so that the
  * store has the file before an operation on its name (open, rename, chmod...). */

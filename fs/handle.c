@@ -66,9 +66,23 @@ int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t crea
         if (trunc) {
             /* The new content does not depend on the old: a blind write. */
             h->blind = 1;
-            h->dirty = h->meta.size != 0;
+            h->dirty = h->meta.size != 0 || (h->meta.flags & FS_META_CHUNKED);
             h->meta.size = 0;
             h->meta.mtime = h->meta.ctime = fs_now();
+            if (h->meta.flags & FS_META_CHUNKED)
+                h->old_chunk_id = h->meta.chunk_id; /* dropped once the new content commits */
+            h->meta.flags &= ~(uint32_t)FS_META_CHUNKED;
+            h->meta.chunk_id = 0;
+        } else if (S_ISREG(h->meta.mode) && (h->meta.flags & FS_META_CHUNKED)) {
+            /* Chunks are read as they are needed, in the view of the open. */
+            h->chunked = 1;
+            h->chunk_id = h->meta.chunk_id;
+            h->len = h->floor = h->base_len = h->meta.size;
+            rc = client_txn_begin_at(fs->client, client_txn_start_ts(h->txn), &h->snap);
+            if (rc != CLIENT_OK) {
+                rc = fs_neg_errno(rc);
+                goto fail;
+            }
         } else {
             h->data = value;
             h->len = len;
@@ -93,6 +107,7 @@ int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t crea
 fail:
     free(value);
     txn_drop(&h->txn);
+    txn_drop(&h->snap);
     pthread_mutex_destroy(&h->lock);
     free(h);
     return rc;
@@ -108,8 +123,14 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
         h->dirty = 0; /* unlinked meanwhile: like a local file, its data goes with it */
     if (!h->dirty)
         return 0;
+    if (h->chunked) {
+        rc = fs_handle_chunk_flush(fs, h); /* the data keys first, in their own transactions */
+        if (rc != 0)
+            return rc;
+    }
     for (int attempt = 0; attempt < FS_CONFLICT_RETRIES; attempt++) {
         struct fs_meta stored, m = h->meta;
+        client_ts commit_ts = 0;
         int found = 0;
 
         if (!h->txn) {
@@ -133,13 +154,21 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
             }
         }
         m.size = h->len;
+        m.flags = h->chunked ? FS_META_CHUNKED : 0;
+        m.chunk_id = h->chunked ? h->chunk_id : 0;
+        /* A chunked file's key holds the empty value; its pointers switch with the record. */
         if (rc == CLIENT_OK)
             rc = client_txn_put(h->txn, h->path.key, h->path.key_len,
-                                h->data ? (void *)h->data : "", h->len);
+                                h->data && !h->chunked ? (void *)h->data : "",
+                                h->chunked ? 0 : h->len);
+        if (rc == CLIENT_OK && h->chunked) {
+            int e = fs_handle_chunk_pointers(h, h->txn);
+            rc = e == 0 ? CLIENT_OK : e == -ENOMEM ? CLIENT_ERR_NOMEM : CLIENT_ERR_UNAVAILABLE;
+        }
         if (rc == CLIENT_OK)
             rc = fs_meta_put(h->txn, h->path.key, h->path.key_len, &m);
         if (rc == CLIENT_OK)
-            rc = client_txn_commit(h->txn, NULL);
+            rc = client_txn_commit(h->txn, &commit_ts);
         else
             client_txn_rollback(h->txn);
         client_txn_free(h->txn);
@@ -148,6 +177,7 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
             h->meta = m;
             h->dirty = 0;
             h->created = 0;
+            fs_handle_chunk_committed(fs, h, commit_ts);
             /* Later writes of this handle build on what it just wrote. */
             h->blind = 1;
             return 0;
@@ -191,11 +221,22 @@ void fs_handle_refresh_at_eof(struct fs *fs, struct fs_handle *h)
     if (fs_txn_for_read(fs, &h->path, &txn) != CLIENT_OK)
         return;
     if (fs_node_lookup(fs, txn, &h->path, &m, &has_record, &value, &len) == 0 && S_ISREG(m.mode)) {
+        fs_handle_chunk_release(fs, h);
         free(h->data);
-        h->data = value;
-        h->len = h->cap = len;
+        h->data = NULL;
+        h->len = h->cap = 0;
         h->meta = m;
-        value = NULL;
+        h->chunked = (m.flags & FS_META_CHUNKED) != 0;
+        if (h->chunked) {
+            h->chunk_id = m.chunk_id;
+            h->len = h->floor = h->base_len = m.size;
+            h->snap = txn; /* the view of the chunks */
+            txn = NULL;
+        } else {
+            h->data = value;
+            h->len = h->cap = len;
+            value = NULL;
+        }
     }
     free(value);
     txn_drop(&txn);
@@ -216,6 +257,7 @@ void fs_handle_free(struct fs *fs, struct fs_handle *h)
         pthread_mutex_unlock(&fs->handles_lock);
     }
     txn_drop(&h->txn);
+    fs_handle_chunk_release(fs, h);
     pthread_mutex_destroy(&h->lock);
     free(h->data);
     free(h);

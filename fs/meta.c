@@ -14,6 +14,29 @@ size_t fs_meta_key(const uint8_t *key, size_t key_len, uint8_t *out)
     return FS_META_PREFIX_LEN + key_len;
 }
 
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+size_t fs_chunk_ptr_key(uint64_t id, uint64_t index, uint8_t *out)
+{
+    memcpy(out, FS_CHUNK_PREFIX, FS_CHUNK_PREFIX_LEN);
+    put_be64(out + FS_CHUNK_PREFIX_LEN, id);
+    out[FS_CHUNK_PREFIX_LEN + 8] = 'p';
+    put_be64(out + FS_CHUNK_PREFIX_LEN + 9, index);
+    return FS_CHUNK_PTR_KEY_BYTES;
+}
+
+size_t fs_chunk_data_key(uint64_t id, uint64_t index, uint64_t gen, uint8_t *out)
+{
+    fs_chunk_ptr_key(id, index, out);
+    out[FS_CHUNK_PREFIX_LEN + 8] = 'd';
+    put_be64(out + FS_CHUNK_PTR_KEY_BYTES, gen);
+    return FS_CHUNK_DATA_KEY_BYTES;
+}
+
 static void put_u32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
@@ -63,6 +86,7 @@ void fs_meta_encode(const struct fs_meta *m, uint8_t *buf)
 {
     memset(buf, 0, FS_META_RECORD_BYTES);
     buf[0] = FS_META_VERSION;
+    buf[1] = (uint8_t)m->flags;
     put_u32(buf + 4, m->mode);
     put_u32(buf + 8, m->uid);
     put_u32(buf + 12, m->gid);
@@ -72,6 +96,7 @@ void fs_meta_encode(const struct fs_meta *m, uint8_t *buf)
     put_u64(buf + 40, (uint64_t)ts_to_ns(m->mtime));
     put_u64(buf + 48, (uint64_t)ts_to_ns(m->ctime));
     put_u64(buf + 56, m->rdev);
+    put_u64(buf + 64, m->chunk_id);
 }
 
 int fs_meta_decode(const void *buf, size_t len, struct fs_meta *m)
@@ -89,6 +114,8 @@ int fs_meta_decode(const void *buf, size_t len, struct fs_meta *m)
     m->mtime = ns_to_ts((int64_t)get_u64(b + 40));
     m->ctime = ns_to_ts((int64_t)get_u64(b + 48));
     m->rdev = get_u64(b + 56);
+    m->flags = b[1];
+    m->chunk_id = get_u64(b + 64);
     return 0;
 }
 
@@ -295,7 +322,7 @@ int fs_node_lookup(struct fs *fs, struct client_txn *txn, const struct fs_path *
         if (exists) {
             *m = rec;
             *has_record = 1;
-            if (v && S_ISREG(rec.mode))
+            if (v && S_ISREG(rec.mode) && !(rec.flags & FS_META_CHUNKED))
                 m->size = vlen; /* the content wins over a stale record */
             if (value) {
                 *value = v;

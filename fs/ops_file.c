@@ -89,6 +89,11 @@ int fs_op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_
     pthread_mutex_lock(&h->lock);
     if ((size_t)off >= h->len)
         fs_handle_refresh_at_eof(fs_current(), h);
+    if (h->chunked) {
+        int rc = fs_handle_chunk_read(fs_current(), h, buf, size, (uint64_t)off);
+        pthread_mutex_unlock(&h->lock);
+        return rc;
+    }
     if ((size_t)off < h->len) {
         n = h->len - (size_t)off < size ? h->len - (size_t)off : size;
         memcpy(buf, h->data + off, n);
@@ -97,18 +102,26 @@ int fs_op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_
     return (int)n;
 }
 
-/* Sets the buffer's length to `len`, zero-filling growth. Caller holds the lock. */
-static int handle_resize(struct fs_handle *h, size_t len)
+/* Sets the file's length to `len`, zero-filling growth (past the inline size the
+ * file goes to chunks). Caller holds the lock. */
+static int handle_resize(struct fs *fs, struct fs_handle *h, uint64_t len)
 {
-    if (len > CLIENT_MAX_VALUE_BYTES)
+    if (len > FS_MAX_FILE_BYTES)
         return -EFBIG;
+    if (!h->chunked && len > FS_INLINE_MAX_BYTES) {
+        int rc = fs_handle_make_chunked(fs, h);
+        if (rc != 0)
+            return rc;
+    }
+    if (h->chunked)
+        return fs_handle_chunk_truncate(fs, h, len);
     if (len > h->cap) {
         size_t cap = h->cap ? h->cap : 4096;
         uint8_t *grown;
         while (cap < len)
             cap *= 2;
-        if (cap > CLIENT_MAX_VALUE_BYTES)
-            cap = CLIENT_MAX_VALUE_BYTES;
+        if (cap > FS_INLINE_MAX_BYTES)
+            cap = FS_INLINE_MAX_BYTES;
         grown = realloc(h->data, cap);
         if (!grown)
             return -ENOMEM;
@@ -139,12 +152,21 @@ int fs_op_write(const char *path, const char *buf, size_t size, off_t off,
     }
     if (fi->flags & O_APPEND)
         off = (off_t)h->len;
-    if ((size_t)off > CLIENT_MAX_VALUE_BYTES || size > CLIENT_MAX_VALUE_BYTES - (size_t)off) {
+    if ((uint64_t)off > FS_MAX_FILE_BYTES || size > FS_MAX_FILE_BYTES - (uint64_t)off) {
         rc = -EFBIG;
         goto out;
     }
+    if (!h->chunked && (uint64_t)off + size > FS_INLINE_MAX_BYTES) {
+        rc = fs_handle_make_chunked(fs_current(), h);
+        if (rc != 0)
+            goto out;
+    }
+    if (h->chunked) {
+        rc = fs_handle_chunk_write(fs_current(), h, buf, size, (uint64_t)off);
+        goto out;
+    }
     if ((size_t)off + size > h->len) {
-        rc = handle_resize(h, (size_t)off + size);
+        rc = handle_resize(fs_current(), h, (size_t)off + size);
         if (rc != 0)
             goto out;
     }
@@ -161,6 +183,7 @@ struct truncate_args {
     struct fs *fs;
     const struct fs_path *p;
     size_t size;
+    int chunked; /* out: the file is chunked (truncated through an open file instead) */
 };
 
 static int truncate_body(struct client_txn *txn, void *arg)
@@ -177,6 +200,11 @@ static int truncate_body(struct client_txn *txn, void *arg)
     if (!S_ISREG(m.mode)) {
         free(v);
         return S_ISDIR(m.mode) ? -EISDIR : -EINVAL;
+    }
+    if (m.flags & FS_META_CHUNKED) {
+        free(v);
+        a->chunked = 1;
+        return -ECANCELED;
     }
     if (a->size > vlen) {
         grown = realloc(v, a->size);
@@ -196,6 +224,28 @@ static int truncate_body(struct client_txn *txn, void *arg)
     return fs_neg_errno(rc);
 }
 
+/* Truncates a chunked file (or one growing into chunks) as an open, resize and close. */
+static int truncate_by_handle(struct fs *fs, const struct fs_path *p, uint64_t size)
+{
+    int rc = -EAGAIN;
+
+    for (int attempt = 0; attempt < FS_CONFLICT_RETRIES && rc == -EAGAIN; attempt++) {
+        struct fs_handle *h = NULL;
+        rc = fs_handle_new(fs, p, O_WRONLY, 0, &h);
+        if (rc != 0)
+            return rc;
+        pthread_mutex_lock(&h->lock);
+        rc = handle_resize(fs, h, size);
+        if (rc == 0)
+            rc = fs_handle_commit(fs, h);
+        pthread_mutex_unlock(&h->lock);
+        fs_handle_free(fs, h);
+        if (rc == -EAGAIN)
+            fs_conflict_backoff(attempt); /* changed since the open: again on the new version */
+    }
+    return rc;
+}
+
 int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
     struct fs *fs = fs_current();
@@ -205,12 +255,12 @@ int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
     if (size < 0)
         return -EINVAL;
-    if ((uint64_t)size > CLIENT_MAX_VALUE_BYTES)
+    if ((uint64_t)size > FS_MAX_FILE_BYTES)
         return -EFBIG;
     if (fi && fi->fh) {
         struct fs_handle *h = handle_of(fi);
         pthread_mutex_lock(&h->lock);
-        rc = h->read_only ? -EBADF : handle_resize(h, (size_t)size);
+        rc = h->read_only ? -EBADF : handle_resize(fs, h, (uint64_t)size);
         if (rc == 0 && size == 0)
             h->blind = 1;
         pthread_mutex_unlock(&h->lock);
@@ -223,10 +273,16 @@ int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
     if (rc != 0)
         return rc;
     fs_handles_settle(fs, p.key, p.key_len);
+    if ((uint64_t)size > FS_INLINE_MAX_BYTES)
+        return truncate_by_handle(fs, &p, (uint64_t)size);
     a.fs = fs;
     a.p = &p;
     a.size = (size_t)size;
-    return fs_run_txn(fs, truncate_body, &a);
+    a.chunked = 0;
+    rc = fs_run_txn(fs, truncate_body, &a);
+    if (rc == -ECANCELED && a.chunked)
+        rc = truncate_by_handle(fs, &p, (uint64_t)size);
+    return rc;
 }
 
 int fs_op_flush(const char *path, struct fuse_file_info *fi)
@@ -263,6 +319,7 @@ int fs_op_release(const char *path, struct fuse_file_info *fi)
 struct unlink_args {
     struct fs *fs;
     const struct fs_path *p;
+    uint64_t chunk_id; /* out: the chunks to drop after the commit */
 };
 
 static int unlink_body(struct client_txn *txn, void *arg)
@@ -276,6 +333,7 @@ static int unlink_body(struct client_txn *txn, void *arg)
         return rc;
     if (S_ISDIR(m.mode))
         return -EISDIR;
+    a->chunk_id = (m.flags & FS_META_CHUNKED) ? m.chunk_id : 0;
     rc = client_txn_delete(txn, a->p->key, a->p->key_len);
     if (rc == CLIENT_OK && has_record)
         rc = fs_meta_delete(txn, a->p->key, a->p->key_len);
@@ -298,10 +356,14 @@ int fs_op_unlink(const char *path)
     fs_handles_settle(fs, p.key, p.key_len);
     a.fs = fs;
     a.p = &p;
+    a.chunk_id = 0;
     rc = fs_run_txn(fs, unlink_body, &a);
     if (rc == -ENOENT && fs_path_is_hidden(&p))
         rc = 0; /* libfuse's last close of an unlinked open file: already gone */
-    if (rc == 0)
+    if (rc == 0) {
         fs_handles_unlinked(fs, p.key, p.key_len);
+        /* (Open files keep reading them: their views predate the deletes.) */
+        fs_chunks_drop(fs, a.chunk_id);
+    }
     return rc;
 }

@@ -14,9 +14,10 @@ struct rename_args {
     const struct fs_path *from;
     const struct fs_path *to;
     unsigned int flags;
-    int hide;     /* libfuse hides an unlinked open file: an unlink of `from` */
-    int from_dir; /* out: what was moved */
-    int to_file;  /* out: a file was replaced */
+    int hide;          /* libfuse hides an unlinked open file: an unlink of `from` */
+    int from_dir;      /* out: what was moved */
+    int to_file;       /* out: a file was replaced */
+    uint64_t chunk_id; /* out: chunks of what went away, dropped after the commit */
 };
 
 /* Keys and bytes one directory rename has moved so far (the limits span both key ranges). */
@@ -108,6 +109,7 @@ static int rename_body(struct client_txn *txn, void *arg)
     from_dir = S_ISDIR(fm.mode);
     a->from_dir = from_dir;
     a->to_file = 0;
+    a->chunk_id = 0;
     if (a->hide) {
         /* The open file's name goes away now; its data stays in the open file only. */
         if (from_dir)
@@ -115,6 +117,7 @@ static int rename_body(struct client_txn *txn, void *arg)
         rc = client_txn_delete(txn, a->from->key, a->from->key_len);
         if (rc == CLIENT_OK && from_rec)
             rc = fs_meta_delete(txn, a->from->key, a->from->key_len);
+        a->chunk_id = (fm.flags & FS_META_CHUNKED) ? fm.chunk_id : 0;
         return fs_neg_errno(rc);
     }
     rc = fs_node_lookup(a->fs, txn, a->to, &tm, &to_rec, NULL, NULL);
@@ -123,6 +126,8 @@ static int rename_body(struct client_txn *txn, void *arg)
     to_exists = rc == 0;
     to_dir = to_exists && S_ISDIR(tm.mode);
     a->to_file = to_exists && !to_dir;
+    if (a->to_file && (tm.flags & FS_META_CHUNKED) && tm.chunk_id != fm.chunk_id)
+        a->chunk_id = tm.chunk_id;
     rc = 0;
     if (to_exists) {
         if (a->flags & RENAME_NOREPLACE) {
@@ -220,6 +225,8 @@ int fs_op_rename(const char *from, const char *to, unsigned int flags)
     a.flags = flags;
     a.hide = fs_path_is_hidden(pt) && !fs_path_is_hidden(pf);
     rc = fs_run_txn(fs, rename_body, &a);
+    if (rc == 0)
+        fs_chunks_drop(fs, a.chunk_id);
     if (rc == 0 && a.hide) {
         /* Still open here under the hidden name: fstat answers from the open file. */
         fs_handles_unlinked(fs, pf->key, pf->key_len);

@@ -58,8 +58,9 @@ int fs_name_encode(const uint8_t *comp, size_t len, int top_level, char *out, si
     }
     if (memchr(comp, '/', len))
         return FS_ERR_INVALID; /* keys are split at every '/': not a component */
-    if (top_level && len == FS_RESERVED_TOP_LEN && memcmp(comp, FS_RESERVED_TOP, len) == 0)
-        return FS_ERR_INVALID; /* the metadata keys (fs/meta.h): no name shows them */
+    if (top_level && len == FS_RESERVED_TOP_LEN && comp[0] == 0 &&
+        (comp[1] == FS_RESERVED_TOP[1] || comp[1] == FS_RESERVED_CHUNKS_TOP[1]))
+        return FS_ERR_INVALID; /* the metadata and chunk keys (fs/meta.h): no name shows them */
     rc = FS_OK;
     for (size_t i = 0; i < len && rc == FS_OK; i++) {
         uint8_t b = comp[i];

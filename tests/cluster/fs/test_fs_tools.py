@@ -12,6 +12,7 @@
 # and "N passed, N failed".
 
 import errno
+import hashlib
 import os
 import random
 import shutil
@@ -46,6 +47,21 @@ def as_user(uid, gid, umask, fn):
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def chunk_keys(c):
+    """The chunk keys ("\\0c/...") the cluster holds now (one region: scans its leader)."""
+    kv = tf.pb["kv"]
+    ts = c.tso()
+    start, end, keys = b"\0c/", b"\0c0", []
+    while True:
+        resp = c.call_leader("KvScan", kv.ScanRequest(start_key=start, end_key=end, limit=1000, version=ts,
+                                                      key_only=True), kv.ScanResponse)
+        got = [p.key for p in resp.pairs]
+        keys += got
+        if len(got) < 1000:
+            return keys
+        start = got[-1] + b"\0"
 
 
 def run_scenarios(c, m1, m2, tmp):
@@ -309,44 +325,111 @@ def run_scenarios(c, m1, m2, tmp):
 
     # Random pwrite/pread/ftruncate on one open file, mirrored in memory: every read and every
     # fstat and stat size agree with the model, and the other mount reads the same after close.
-    def random_read_write_truncate_checker():
-        rounds = 3000 if os.environ.get("FS_SOAK") == "1" else 300
+    # The second run moves around the inline limit (1 MiB) so the file goes to chunks.
+    def checker(name, path, rounds, spread, max_write):
         model = bytearray()
-        fd = os.open(a + "/checker", os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
         bad = []
         try:
             for i in range(rounds):
                 op = rnd.randrange(10)
                 if op < 5:
-                    off = rnd.randrange(0, len(model) + 4096)
-                    data = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 3000)))
+                    off = rnd.randrange(0, len(model) + spread)
+                    data = rnd.randbytes(rnd.randrange(1, max_write))
                     os.pwrite(fd, data, off)
                     if off > len(model):
                         model.extend(b"\0" * (off - len(model)))
                     model[off:off + len(data)] = data
                 elif op < 8:
                     off = rnd.randrange(0, len(model) + 100)
-                    n = rnd.randrange(1, 5000)
+                    n = rnd.randrange(1, max_write + 2000)
                     got = os.pread(fd, n, off)
                     if got != bytes(model[off:off + n]):
                         bad.append(("read", i, off, n))
                 elif op < 9:
-                    size = rnd.randrange(0, len(model) + 5000)
+                    size = rnd.randrange(0, len(model) + spread)
                     os.ftruncate(fd, size)
                     model = model[:size] + bytearray(b"\0" * max(0, size - len(model)))
                 else:
                     os.fsync(fd)
-                if os.fstat(fd).st_size != len(model) or os.stat(a + "/checker").st_size != len(model):
+                if os.fstat(fd).st_size != len(model) or os.stat(path).st_size != len(model):
                     bad.append(("size", i, os.fstat(fd).st_size, len(model)))
                 if len(bad) > 3:
                     break
         finally:
             os.close(fd)
-        same = wait_for(lambda: read(b + "/checker") == bytes(model) and os.stat(b + "/checker").st_size == len(model),
+        other = path.replace(a, b, 1)
+        same = wait_for(lambda: read(other) == bytes(model) and os.stat(other).st_size == len(model),
                         ATTR_WAIT_S)
-        check("random_read_write_truncate_checker", not bad and same, repr((bad[:4], same, len(model))))
+        check(name, not bad and same, repr((bad[:4], same, len(model))))
 
-    scenario(random_read_write_truncate_checker)
+    soak = os.environ.get("FS_SOAK") == "1"
+    scenario(lambda: checker("random_read_write_truncate_checker", a + "/checker", 3000 if soak else 300,
+                             4096, 3000))
+    scenario(lambda: checker("random_checker_across_chunks", a + "/checker-big", 600 if soak else 80,
+                             3 << 20, 300000))
+
+    # Files far beyond the 8 MiB value limit: written, read back by range and whole from the
+    # other mount; a reader that opened before a rewrite reads the old file whole; in-place
+    # writes, appends and truncates; replaced and unlinked chunks are collected.
+    def large_files():
+        size = int(os.environ.get("FS_LARGE_MB", "48")) << 20
+        old_src, new_src = tmp + "/large-old", tmp + "/large-new"
+        for path in (old_src, new_src):
+            with open(path, "wb") as f:
+                for _ in range(size >> 20):
+                    f.write(rnd.randbytes(1 << 20))
+        chunk_keys_before = len(chunk_keys(c))
+        t0 = time.time()
+        r1 = sh("cp %s %s/large" % (old_src, a), timeout=1800)
+        t_write = time.time() - t0
+        t0 = time.time()
+        r2 = sh("cmp %s %s/large" % (old_src, b), timeout=1800)
+        t_read = time.time() - t0
+        print("  %d MiB: cp in %.1f s, cmp from the other mount %.1f s" % (size >> 20, t_write, t_read), flush=True)
+        ok_ranges = True
+        with open(b + "/large", "rb") as f, open(old_src, "rb") as g:
+            for _ in range(20):
+                off = rnd.randrange(0, size)
+                f.seek(off)
+                g.seek(off)
+                ok_ranges = ok_ranges and f.read(70000) == g.read(70000)
+        n_chunks = (size + (1 << 20) - 1) >> 20
+        keys_one = len(chunk_keys(c)) - chunk_keys_before
+        # A reader opened before a rewrite keeps reading the old file whole.
+        old_reader = open(b + "/large", "rb")
+        old_reader.read(1000)
+        r3 = sh("cp %s %s/large" % (new_src, a), timeout=1800)
+        old_reader.seek(0)
+        ok_old = hashlib.sha256(old_reader.read()).digest() == hashlib.sha256(read(old_src)).digest()
+        old_reader.close()
+        r4 = sh("cmp %s %s/large" % (new_src, b), timeout=1800)
+        keys_after_rewrite = len(chunk_keys(c)) - chunk_keys_before
+        # In place in the middle, an append, a truncate and a growth (zeros).
+        model = bytearray(read(new_src))
+        with open(a + "/large", "r+b") as f:
+            f.seek(size // 2 + 12345)
+            f.write(b"X" * 3000000)
+        model[size // 2 + 12345:size // 2 + 12345 + 3000000] = b"X" * 3000000
+        write(a + "/large", b"appended", "ab")
+        model += b"appended"
+        ok_inplace = wait_for(lambda: read(b + "/large") == bytes(model), ATTR_WAIT_S)
+        keys_after_inplace = len(chunk_keys(c)) - chunk_keys_before
+        os.truncate(a + "/large", 5000000)
+        os.truncate(a + "/large", 7000000)
+        want = bytes(model[:5000000]) + b"\0" * 2000000
+        ok_trunc = wait_for(lambda: read(b + "/large") == want and os.stat(b + "/large").st_size == 7000000,
+                            ATTR_WAIT_S)
+        e_big = errno_of(lambda: os.truncate(a + "/large", 17 << 40))
+        os.unlink(a + "/large")
+        keys_after_unlink = len(chunk_keys(c)) - chunk_keys_before
+        got = (r1.returncode, r2.returncode, ok_ranges, keys_one, r3.returncode, ok_old, r4.returncode,
+               keys_after_rewrite, ok_inplace, keys_after_inplace, ok_trunc, e_big, keys_after_unlink)
+        want_got = (0, 0, True, 2 * n_chunks, 0, True, 0, 2 * n_chunks, True, 2 * (n_chunks + 1), True,
+                    errno.EFBIG, 0)
+        check("large_files", got == want_got, repr((got, want_got, r1.stderr, r2.stdout)))
+
+    scenario(large_files)
 
 
 def main():

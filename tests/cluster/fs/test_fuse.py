@@ -549,7 +549,7 @@ def run_scenarios(c, m1, m2, tmp):
     scenario(time_travel_view)
 
     # The errno of each unsupported call: link EPERM, RENAME_EXCHANGE EINVAL, setxattr ENOTSUP,
-    # the reserved metadata name and libfuse's hidden names EINVAL; oversized values EFBIG, an
+    # the reserved metadata name and libfuse's hidden names EINVAL; files past 16 TiB EFBIG, an
     # over-long key ENAMETOOLONG.
     def unsupported_calls_and_limits():
         libc = ctypes.CDLL(None, use_errno=True)
@@ -561,8 +561,18 @@ def run_scenarios(c, m1, m2, tmp):
         e_xattr = errno_of(lambda: os.setxattr(a + "/xa", "user.x", b"1"))
         e_reserved = errno_of(lambda: write(a + "/%00m", b"x"))
         e_hidden = errno_of(lambda: write(a + "/.fuse_hidden0000", b"x"))
-        e_big = errno_of(lambda: os.truncate(a + "/greeting", 8 * 1024 * 1024 + 1))
-        e_big_write = errno_of(lambda: write(a + "/too-big", b"z" * (8 * 1024 * 1024 + 1)))
+        # Files go to 16 TiB (chunks past 1 MiB; test_fs_tools.py has the large-file scenarios).
+        write(a + "/too-big", b"z")
+        e_big = errno_of(lambda: os.truncate(a + "/too-big", (16 << 40) + 1))
+
+        def pwrite_past_limit():
+            fd = os.open(a + "/too-big", os.O_WRONLY)
+            try:
+                os.pwrite(fd, b"z", 16 << 40)
+            finally:
+                os.close(fd)
+
+        e_big_write = errno_of(pwrite_past_limit)
         # A key over 8 KiB: directories nested through dir fds (paths would hit PATH_MAX first).
         fd, e_long, depth = os.open(a, os.O_RDONLY), 0, 0
         try:
