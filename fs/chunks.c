@@ -1,4 +1,5 @@
-/* chunks.c — large files in chunks (layout in fs/meta.h): an open file's chunk cache, writes, pointers, collection. */
+/* chunks.c — large files in chunks (layout in fs/meta.h): an open file's chunk cache, writes,
+ * pointers, collection. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,7 +136,8 @@ static int write_slots(struct fs *fs, struct fs_handle *h, struct fs_chunk_slot 
         for (size_t i = 0; i < n && rc == CLIENT_OK; i++) {
             uint8_t key[FS_CHUNK_DATA_KEY_BYTES];
             uint64_t start = slots[i]->index * FS_CHUNK_BYTES;
-            size_t len = h->len - start < FS_CHUNK_BYTES ? (size_t)(h->len - start) : FS_CHUNK_BYTES;
+            size_t len =
+                h->len - start < FS_CHUNK_BYTES ? (size_t)(h->len - start) : FS_CHUNK_BYTES;
             rc = client_txn_put(txn, key, fs_chunk_data_key(h->chunk_id, slots[i]->index, gen, key),
                                 slots[i]->data, len);
         }
@@ -191,8 +193,9 @@ int fs_handle_chunk_flush(struct fs *fs, struct fs_handle *h)
 static int snap_txn(struct fs *fs, struct fs_handle *h, struct client_txn **out)
 {
     if (!h->snap) {
-        int rc = h->path.snapshot_ts ? client_txn_begin_at(fs->client, h->path.snapshot_ts, &h->snap)
-                                     : client_txn_begin(fs->client, &h->snap);
+        int rc = h->path.snapshot_ts
+                     ? client_txn_begin_at(fs->client, h->path.snapshot_ts, &h->snap)
+                     : client_txn_begin(fs->client, &h->snap);
         if (rc != CLIENT_OK)
             return fs_neg_errno(rc);
     }
@@ -236,7 +239,8 @@ static int load_chunk(struct fs *fs, struct fs_handle *h, uint64_t index, uint8_
 }
 
 /* The cached slot of chunk `index`, loading it (and writing dirty ones out to make room). */
-static int chunk_slot(struct fs *fs, struct fs_handle *h, uint64_t index, struct fs_chunk_slot **out)
+static int chunk_slot(struct fs *fs, struct fs_handle *h, uint64_t index,
+                      struct fs_chunk_slot **out)
 {
     struct fs_chunk_slot *victim = NULL;
     int rc;
@@ -386,7 +390,7 @@ int fs_handle_chunk_truncate(struct fs *fs, struct fs_handle *h, uint64_t size)
     at = pending_find(h, keep, &found);
     if (at < h->n_pending)
         h->dropped = 1; /* their data keys are collected after the next commit */
-    h->n_pending = at; /* chunks written past the new end must not be pointed at */
+    h->n_pending = at;  /* chunks written past the new end must not be pointed at */
     h->len = size;
     if (size < h->floor)
         h->floor = size;
@@ -573,7 +577,8 @@ void fs_handle_chunk_release(struct fs *fs, struct fs_handle *h)
             for (size_t i = 0; i < h->n_pending; i++) {
                 uint8_t key[FS_CHUNK_DATA_KEY_BYTES];
                 client_txn_delete(
-                    txn, key, fs_chunk_data_key(h->chunk_id, h->pending[i].index, h->pending[i].gen, key));
+                    txn, key,
+                    fs_chunk_data_key(h->chunk_id, h->pending[i].index, h->pending[i].gen, key));
             }
             if (client_txn_commit(txn, NULL) != CLIENT_OK)
                 LOG(LOG_WARN, "uncommitted chunks of %llu stay behind",

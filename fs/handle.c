@@ -36,15 +36,19 @@ int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t crea
     h->path = *p;
     h->read_only = (flags & O_ACCMODE) == O_RDONLY || p->snapshot_ts || fs->opts.read_only;
     trunc = (flags & O_TRUNC) && !h->read_only;
-    if (!p->snapshot_ts)
+    if (!p->snapshot_ts && !create_mode)
         fs_handles_settle(fs, p->key, p->key_len);
     rc = fs_txn_for_read(fs, p, &h->txn);
     if (rc != CLIENT_OK) {
         rc = fs_neg_errno(rc);
         goto fail;
     }
-    /* O_TRUNC needs no content: only whether the file is there and its record. */
-    rc = fs_node_lookup(fs, h->txn, p, &h->meta, &has_record, trunc ? NULL : &value, &len);
+    /* The kernel sends a create only right after its own look-up found nothing
+     * (negative entries are not cached), so a create does not look again. O_TRUNC
+     * needs no content: only whether the file is there and its record. */
+    rc = create_mode
+             ? -ENOENT
+             : fs_node_lookup(fs, h->txn, p, &h->meta, &has_record, trunc ? NULL : &value, &len);
     if (rc == -ENOENT && create_mode) {
         /* A new file: nothing is written before the first commit, in this
          * transaction, which thus conflicts with any creator since now. */

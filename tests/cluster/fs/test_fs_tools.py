@@ -193,6 +193,23 @@ def run_scenarios(c, m1, m2, tmp):
 
     scenario(stat_agrees_with_open_file)
 
+    # O_EXCL: an existing name is EEXIST at open; two mounts racing for a new name both open
+    # (nothing is committed before the close) and the second close fails with EEXIST, the first
+    # one's content staying whole.
+    def exclusive_create_race():
+        write(a + "/excl-old", b"here")
+        e_open = errno_of(lambda: os.open(b + "/excl-old", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        fa = os.open(a + "/excl", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fb = os.open(b + "/excl", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.write(fa, b"from a")
+        os.write(fb, b"from b")
+        os.close(fa)
+        e_close = errno_of(lambda: os.close(fb))
+        ok = e_open == errno.EEXIST and e_close == errno.EEXIST and read(b + "/excl") == b"from a"
+        check("exclusive_create_race", ok, repr((e_open, e_close, read(b + "/excl"))))
+
+    scenario(exclusive_create_race)
+
     # statfs reports the stores' capacity and free space (as the scheduler has them) per replica.
     def statfs_from_store_figures():
         url = "http://127.0.0.1:%d/pd/api/v1/stores" % c.http_port
