@@ -157,16 +157,11 @@ int fs_path_is_hidden(const struct fs_path *p)
     return p->key_len - start >= n && memcmp(p->key + start, FS_HIDDEN_PREFIX, n) == 0;
 }
 
-static int fs_op_opendir(const char *path, struct fuse_file_info *fi)
-{
-    (void)path;
-    (void)fi;
-    return 0;
-}
-
 static void *fs_op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-    (void)conn;
+    /* Every listing carries attributes (not only its first buffer, as "auto" does): ls -l
+     * then needs no look-up per name. */
+    conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
     /* Short caches: another mount's changes show within a second. */
     cfg->entry_timeout = 1.0;
     cfg->attr_timeout = 1.0;
@@ -190,6 +185,7 @@ static const struct fuse_operations OPS = {
     .setxattr = fs_op_setxattr,
     .removexattr = fs_op_removexattr,
     .opendir = fs_op_opendir,
+    .releasedir = fs_op_releasedir,
     .readdir = fs_op_readdir,
     .mkdir = fs_op_mkdir,
     .rmdir = fs_op_rmdir,

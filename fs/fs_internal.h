@@ -144,6 +144,8 @@ int fs_op_getxattr(const char *path, const char *name, char *value, size_t size)
 int fs_op_listxattr(const char *path, char *list, size_t size);
 int fs_op_setxattr(const char *path, const char *name, const char *value, size_t size, int flags);
 int fs_op_removexattr(const char *path, const char *name);
+int fs_op_opendir(const char *path, struct fuse_file_info *fi);
+int fs_op_releasedir(const char *path, struct fuse_file_info *fi);
 int fs_op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
                   struct fuse_file_info *fi, enum fuse_readdir_flags flags);
 int fs_op_mkdir(const char *path, mode_t mode);

@@ -127,10 +127,52 @@ static const struct fs_meta *find_rec(const struct rec_list *l, const uint8_t *c
     return NULL;
 }
 
+/* One entry of an open directory's listing. */
+struct dir_entry {
+    char *name;
+    int has_stat; /* attributes known (readdirplus) */
+    struct stat st;
+};
+
+/* An open directory (fi->fh): its listing, read whole at offset 0 and served by offset, so
+ * entries carry their attributes to the kernel (libfuse drops them in its own list mode). */
+struct fs_dir_list {
+    struct dir_entry *v;
+    size_t n, cap;
+    int filled;
+};
+
+static void dir_list_clear(struct fs_dir_list *dl)
+{
+    for (size_t i = 0; i < dl->n; i++)
+        free(dl->v[i].name);
+    dl->n = 0;
+    dl->filled = 0;
+}
+
+static int dir_list_add(struct fs_dir_list *dl, const char *name, const struct stat *st)
+{
+    if (dl->n == dl->cap) {
+        size_t cap = dl->cap ? dl->cap * 2 : 64;
+        struct dir_entry *v = realloc(dl->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        dl->v = v;
+        dl->cap = cap;
+    }
+    dl->v[dl->n].name = strdup(name);
+    if (!dl->v[dl->n].name)
+        return -ENOMEM;
+    dl->v[dl->n].has_stat = st != NULL;
+    if (st)
+        dl->v[dl->n].st = *st;
+    dl->n++;
+    return 0;
+}
+
 struct fill_ctx {
     struct fs *fs;
-    void *buf;
-    fuse_fill_dir_t fill;
+    struct fs_dir_list *dl;
     size_t plen; /* the directory's key prefix length (0: the root) */
     const uint8_t *prefix;
     const struct rec_list *recs; /* NULL: names only */
@@ -167,18 +209,14 @@ static int fill_child(void *arg, const uint8_t *comp, size_t clen, int below, co
      * lookup per name); a child without one is looked up by the kernel. */
     if (rec && (S_ISDIR(rec->mode) != 0) == (below != 0)) {
         fs_meta_to_stat(rec, &st);
-        f->fill(f->buf, name, &st, 0, FUSE_FILL_DIR_PLUS);
-    } else {
-        f->fill(f->buf, name, NULL, 0, 0);
+        return dir_list_add(f->dl, name, &st);
     }
-    return 0;
+    return dir_list_add(f->dl, name, NULL);
 }
 
-int fs_op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
-                  struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+/* Reads the directory `p` whole into dl. */
+static int dir_list_fill(struct fs *fs, const struct fs_path *p, int plus, struct fs_dir_list *dl)
 {
-    struct fs *fs = fs_current();
-    struct fs_path p;
     struct client_txn *txn = NULL;
     uint8_t prefix[CLIENT_MAX_KEY_BYTES], mprefix[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN];
     struct rec_list recs = {NULL, 0, 0};
@@ -186,33 +224,29 @@ int fs_op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
     size_t plen;
     int rc;
 
-    (void)off;
-    (void)fi;
-    rc = fs_path_parse(path, &p);
-    if (rc != FS_OK)
-        return rc == FS_ERR_INVALID ? -ENOENT : fs_neg_errno(rc);
-    fill(buf, ".", NULL, 0, 0);
-    fill(buf, "..", NULL, 0, 0);
-    if (p.kind == FS_PATH_SNAPSHOT_LIST)
-        return 0; /* any <ts> can be entered; none is listed */
-    if (p.kind == FS_PATH_ROOT && p.snapshot_ts == 0)
-        fill(buf, FS_SNAPSHOT_DIR, NULL, 0, 0);
+    dir_list_clear(dl);
+    rc = dir_list_add(dl, ".", NULL);
+    if (rc == 0)
+        rc = dir_list_add(dl, "..", NULL);
+    if (rc == 0 && p->kind == FS_PATH_ROOT && p->snapshot_ts == 0)
+        rc = dir_list_add(dl, FS_SNAPSHOT_DIR, NULL);
+    if (rc != 0 || p->kind == FS_PATH_SNAPSHOT_LIST)
+        return rc; /* any <ts> can be entered; none is listed */
 
-    plen = fs_dir_prefix(&p, prefix);
-    rc = fs_txn_for_read(fs, &p, &txn);
+    plen = fs_dir_prefix(p, prefix);
+    rc = fs_txn_for_read(fs, p, &txn);
     if (rc != CLIENT_OK)
         return fs_neg_errno(rc);
     rc = 0;
-    if (flags & FUSE_READDIR_PLUS)
+    if (plus)
         rc = scan_children(txn, mprefix, fs_meta_key(prefix, plen, mprefix), 1, collect_rec, &recs);
     if (rc == 0) {
         memset(&f, 0, sizeof f);
         f.fs = fs;
-        f.buf = buf;
-        f.fill = fill;
+        f.dl = dl;
         f.plen = plen;
         f.prefix = prefix;
-        f.recs = (flags & FUSE_READDIR_PLUS) ? &recs : NULL;
+        f.recs = plus ? &recs : NULL;
         rc = scan_children(txn, prefix, plen, 0, fill_child, &f);
     }
     client_txn_rollback(txn);
@@ -220,7 +254,61 @@ int fs_op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
     for (size_t i = 0; i < recs.n; i++)
         free(recs.v[i].comp);
     free(recs.v);
+    if (rc == 0)
+        dl->filled = 1;
     return rc;
+}
+
+int fs_op_opendir(const char *path, struct fuse_file_info *fi)
+{
+    struct fs_dir_list *dl = calloc(1, sizeof *dl);
+
+    (void)path;
+    if (!dl)
+        return -ENOMEM;
+    fi->fh = (uint64_t)(uintptr_t)dl;
+    return 0;
+}
+
+int fs_op_releasedir(const char *path, struct fuse_file_info *fi)
+{
+    struct fs_dir_list *dl = (struct fs_dir_list *)(uintptr_t)fi->fh;
+
+    (void)path;
+    if (dl) {
+        dir_list_clear(dl);
+        free(dl->v);
+        free(dl);
+    }
+    return 0;
+}
+
+int fs_op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
+                  struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+    struct fs_dir_list *dl = (struct fs_dir_list *)(uintptr_t)fi->fh;
+    struct fs_path p;
+    int rc, plus = (flags & FUSE_READDIR_PLUS) != 0;
+
+    if (off < 0)
+        return -EINVAL;
+    if (off == 0 || !dl->filled) {
+        /* The listing is read at offset 0 (opendir, rewinddir) and served from memory after. */
+        rc = fs_path_parse(path, &p);
+        if (rc != FS_OK)
+            return rc == FS_ERR_INVALID ? -ENOENT : fs_neg_errno(rc);
+        rc = dir_list_fill(fs_current(), &p, 1, dl);
+        if (rc != 0)
+            return rc;
+    }
+    /* Offsets are entry numbers + 1; fill says when the kernel's buffer is full. */
+    for (size_t i = (size_t)off; i < dl->n; i++) {
+        const struct dir_entry *e = &dl->v[i];
+        int with = plus && e->has_stat;
+        if (fill(buf, e->name, with ? &e->st : NULL, (off_t)(i + 1), with ? FUSE_FILL_DIR_PLUS : 0))
+            break;
+    }
+    return 0;
 }
 
 struct dir_args {
