@@ -71,3 +71,7 @@ for t in 1 4 16 64; do
     "$CTL" --addr "$leader" bench raw --ops 10000 --threads $t --value-size 100
 done
 "$CTL" --addr "$leader" bench raw --ops 1000 --threads 16 --value-size 65536
+
+# The filesystem beside libfuse's passthrough of a local directory (its own cluster; needs root
+# and /dev/fuse, else it says so).
+/usr/bin/python3 tests/cluster/fs/fs_bench.py --start
