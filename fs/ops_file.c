@@ -11,6 +11,16 @@ static struct fs_handle *handle_of(struct fuse_file_info *fi)
     return (struct fs_handle *)(uintptr_t)fi->fh;
 }
 
+/*
+ * SQLite's WAL index ("NAME-shm") is mapped shared, which direct I/O refuses;
+ * such files use the page cache instead (dropped at every open). Their content
+ * only matters within one mount, where the cache is coherent.
+ */
+static int wants_shared_mapping(const struct fs_path *p)
+{
+    return p->key_len > 4 && memcmp(p->key + p->key_len - 4, "-shm", 4) == 0;
+}
+
 /* Parses a path that must name a regular file's key. */
 static int parse_file(const char *path, struct fs_path *p)
 {
@@ -48,7 +58,7 @@ int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     /* Each open file is its own snapshot: the kernel's page cache, shared by
      * every open of the inode, would mix versions (and O_TRUNC elsewhere
      * would cut this reader short). */
-    fi->direct_io = 1;
+    fi->direct_io = !wants_shared_mapping(&p);
     return 0;
 }
 
@@ -74,7 +84,7 @@ int fs_op_open(const char *path, struct fuse_file_info *fi)
     /* Each open file is its own snapshot: the kernel's page cache, shared by
      * every open of the inode, would mix versions (and O_TRUNC elsewhere
      * would cut this reader short). */
-    fi->direct_io = 1;
+    fi->direct_io = !wants_shared_mapping(&p);
     return 0;
 }
 

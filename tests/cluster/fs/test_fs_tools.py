@@ -2,7 +2,7 @@
 # tinykv-fuse used as people use a filesystem: metadata, make, rsync, tar, git, tail -f, two mounts.
 #
 # Needs root and /dev/fuse (fails, never skips, without them), and the tools
-# of DEB_PACKAGES (gcc, make, rsync, tar, git). Starts a scheduler and three
+# of DEB_PACKAGES (gcc, make, rsync, tar, git, sqlite3). Starts a scheduler and three
 # stores on loopback (the Cluster and Mount helpers of test_fuse.py), mounts
 # the cluster twice (the first with -o allow_other), and runs each scenario
 # with ordinary programs. Waits are bounded polls; nothing asserts a timing.
@@ -305,6 +305,26 @@ def run_scenarios(c, m1, m2, tmp):
         check("git_clone_status_checkout", ok, repr((r0.stderr, r1.stderr, st.stdout[:300], co.stdout, co.stderr)))
 
     scenario(git_clone_status_checkout)
+
+    # sqlite3 in its default (rollback journal) and WAL modes: transactions, integrity_check,
+    # a checkpoint, and the other mount reading the database afterwards.
+    def sqlite_default_and_wal():
+        outs = []
+        for mode, db in (("delete", a + "/rollback.db"), ("wal", a + "/wal.db")):
+            r1 = sh("sqlite3 %s \"pragma journal_mode=%s; create table t(k integer primary key, v text); "
+                    "begin; %s commit; pragma integrity_check;\"" %
+                    (db, mode, " ".join("insert into t(v) values('row %d');" % i for i in range(200))))
+            r2 = sh("sqlite3 %s \"update t set v = v || '!' where k %% 2 = 0; delete from t where k > 150; "
+                    "pragma wal_checkpoint; pragma integrity_check; select count(*) from t;\"" % db)
+            r3 = sh("sqlite3 %s \"pragma integrity_check; select count(*), sum(v like '%%!') from t;\"" %
+                    db.replace(a, b, 1))
+            outs.append((mode, r1.returncode, r1.stdout, r2.returncode, r2.stdout.split(b"\n")[-2:],
+                         r3.returncode, r3.stdout, r1.stderr + r2.stderr + r3.stderr))
+        ok = all(o[1] == 0 and o[2].endswith(b"ok\n") and o[3] == 0 and o[4] == [b"150", b""] and o[5] == 0
+                 and o[6] == b"ok\n150|75\n" for o in outs)
+        check("sqlite_default_and_wal", ok, repr(outs))
+
+    scenario(sqlite_default_and_wal)
 
     # tail -f shows lines appended through the other mount and through its own.
     def tail_f_sees_appends():
