@@ -7,6 +7,9 @@
 #include "fs/fs_internal.h"
 #include "proto/log.h"
 
+/* Times one batch of data keys is tried when the cluster misses a deadline. */
+#define FS_CHUNK_WRITE_TRIES 3
+
 /* Keys deleted per transaction when collecting chunks. */
 #define DROP_BATCH 256
 
@@ -155,9 +158,21 @@ static int write_slots(struct fs *fs, struct fs_handle *h, struct fs_chunk_slot 
             }
             return 0;
         }
-        if (rc != CLIENT_ERR_CONFLICT)
+        if (rc == CLIENT_ERR_UNDETERMINED)
+            h->dropped = 1; /* it may have landed: collect what no pointer names */
+        if (rc == CLIENT_ERR_CONFLICT) {
+            fs_conflict_backoff(attempt);
+        } else if ((rc == CLIENT_ERR_TIMEOUT || rc == CLIENT_ERR_UNAVAILABLE ||
+                    rc == CLIENT_ERR_UNDETERMINED) &&
+                   attempt < FS_CHUNK_WRITE_TRIES - 1) {
+            /* Fresh keys every time (a new generation): trying again is safe. A cluster
+             * busy with a large copy can miss one deadline. */
+            struct timespec pause = {0, 200L * 1000 * 1000 * (attempt + 1)};
+            LOG(LOG_INFO, "writing chunks: %s, again", client_strerror(rc));
+            nanosleep(&pause, NULL);
+        } else {
             break;
-        fs_conflict_backoff(attempt);
+        }
     }
     LOG(LOG_WARN, "writing chunks failed: %s (%s)", client_strerror(rc),
         client_last_error(fs->client));

@@ -44,7 +44,7 @@ struct fs {
 /* Chunks an open file of a chunked file keeps in memory (FS_CHUNK_BYTES each). */
 #define FS_CHUNK_CACHE 8
 /* Dirty chunks written per transaction before the close. */
-#define FS_CHUNK_WRITE_BATCH 4
+#define FS_CHUNK_WRITE_BATCH 2
 
 /* A cached chunk of an open file. */
 struct fs_chunk_slot {
@@ -62,7 +62,8 @@ struct fs_chunk_ptr {
 
 struct fs_handle {
     pthread_mutex_t lock;
-    struct fs_path path;    /* the key written back (not a snapshot unless read_only) */
+    struct fs_path path;    /* the key written back (not a snapshot unless read_only); changed
+                             * holding both fs->handles_lock and h->lock, so either reads it */
     struct client_txn *txn; /* began at open (or after the last commit); NULL if none */
     uint8_t *data;          /* malloc'd value buffer */
     size_t len;

@@ -332,13 +332,15 @@ void fs_handles_unlinked(struct fs *fs, const uint8_t *key, size_t key_len)
 {
     pthread_mutex_lock(&fs->handles_lock);
     for (struct fs_handle *h = fs->handles; h; h = h->next) {
+        /* (A handle's path changes only under handles_lock: compare before waiting for
+         * h->lock, which a commit holds through its round trips.) */
+        if (!same_key(h, key, key_len) || h->path.snapshot_ts)
+            continue;
         pthread_mutex_lock(&h->lock);
-        if (same_key(h, key, key_len) && !h->path.snapshot_ts) {
-            h->detached = 1;
-            h->dirty = 0;
-            h->created = 0;
-            txn_drop(&h->txn);
-        }
+        h->detached = 1;
+        h->dirty = 0;
+        h->created = 0;
+        txn_drop(&h->txn);
         pthread_mutex_unlock(&h->lock);
     }
     pthread_mutex_unlock(&fs->handles_lock);
@@ -350,11 +352,9 @@ void fs_handles_renamed(struct fs *fs, const struct fs_path *from, const struct 
     pthread_mutex_lock(&fs->handles_lock);
     for (struct fs_handle *h = fs->handles; h; h = h->next) {
         size_t fl = from->key_len, rest;
+        if (h->path.snapshot_ts || h->path.key_len < fl || memcmp(h->path.key, from->key, fl) != 0)
+            continue; /* not below `from`: no need to wait for its lock */
         pthread_mutex_lock(&h->lock);
-        if (h->path.snapshot_ts) {
-            pthread_mutex_unlock(&h->lock);
-            continue;
-        }
         if (!is_dir && h->path.key_len == fl && memcmp(h->path.key, from->key, fl) == 0) {
             memcpy(h->path.key, to->key, to->key_len);
             h->path.key_len = to->key_len;
