@@ -26,9 +26,10 @@ struct move_count {
     size_t bytes;
 };
 
-/* Moves every key starting with `fprefix` to start with `tprefix` instead, in `txn`. */
+/* Moves every key starting with `fprefix` to start with `tprefix` instead, in `txn`.
+ * With count_keys the keys count toward FS_RENAME_MAX_KEYS (records count only their bytes). */
 static int move_range(struct client_txn *txn, const uint8_t *fprefix, size_t flen,
-                      const uint8_t *tprefix, size_t tlen, struct move_count *count)
+                      const uint8_t *tprefix, size_t tlen, struct move_count *count, int count_keys)
 {
     uint8_t end[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN];
     uint8_t start[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN + 1];
@@ -47,7 +48,7 @@ static int move_range(struct client_txn *txn, const uint8_t *fprefix, size_t fle
             return fs_neg_errno(rc);
         for (size_t i = 0; i < n && rc == 0; i++) {
             size_t rest = kvs[i].key_len - flen;
-            count->keys++;
+            count->keys += count_keys ? 1 : 0;
             count->bytes += kvs[i].value_len;
             if (count->keys > FS_RENAME_MAX_KEYS || count->bytes > FS_RENAME_MAX_BYTES) {
                 rc = -EXDEV; /* too big for one transaction: mv falls back to copying */
@@ -87,11 +88,11 @@ static int move_tree(struct client_txn *txn, const struct fs_path *from, const s
 
     if (tlen + FS_META_PREFIX_LEN > CLIENT_MAX_KEY_BYTES)
         return -ENAMETOOLONG;
-    rc = move_range(txn, fprefix, flen, tprefix, tlen, &count);
+    rc = move_range(txn, fprefix, flen, tprefix, tlen, &count, 1);
     if (rc != 0)
         return rc;
     return move_range(txn, fmeta, fs_meta_key(fprefix, flen, fmeta), tmeta,
-                      fs_meta_key(tprefix, tlen, tmeta), &count);
+                      fs_meta_key(tprefix, tlen, tmeta), &count, 0);
 }
 
 static int rename_body(struct client_txn *txn, void *arg)

@@ -130,6 +130,28 @@ def run_scenarios(c, m1, m2, tmp):
 
     scenario(directory_link_counts)
 
+    # A directory rename moves the records with the keys: modes, owners and times are kept below
+    # the new name, a large (chunked) file inside reads back whole, and the old name is gone.
+    def directory_rename_keeps_records():
+        os.makedirs(a + "/rtree/sub")
+        write(a + "/rtree/f", b"f")
+        os.chmod(a + "/rtree/f", 0o600)
+        os.chown(a + "/rtree/sub", 77, 88)
+        os.utime(a + "/rtree/f", ns=(10 ** 17, 10 ** 17))
+        big = rnd.randbytes(3 << 20)
+        write(a + "/rtree/sub/big", big)
+        os.rename(a + "/rtree", a + "/rtree2")
+
+        def moved():
+            st, sd = os.stat(b + "/rtree2/f"), os.stat(b + "/rtree2/sub")
+            return (stat.S_IMODE(st.st_mode), st.st_mtime_ns, sd.st_uid, sd.st_gid) == (0o600, 10 ** 17, 77, 88)
+
+        ok = wait_for(moved, ATTR_WAIT_S) and read(b + "/rtree2/sub/big") == big and \
+            wait_for(lambda: not os.path.exists(b + "/rtree"), ATTR_WAIT_S)
+        check("directory_rename_keeps_records", ok)
+
+    scenario(directory_rename_keeps_records)
+
     # A file made by another user takes its uid, gid and mode under its umask (allow_other lets
     # it in); the kernel enforces the stored modes (default_permissions).
     def new_files_take_caller_ids_and_umask():
