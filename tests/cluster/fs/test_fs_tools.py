@@ -314,17 +314,25 @@ def run_scenarios(c, m1, m2, tmp):
     scenario(tar_keeps_modes_and_times)
 
     # git clone onto the mount, status is clean, checkout of another branch and back works.
+    # (The repository holds a 17 MiB incompressible file: its pack is past the 8 MiB value limit;
+    # --no-local makes git send a pack as it would over a network.)
     def git_clone_status_checkout():
         repo = tmp + "/repo"
         g = "git -c user.email=t@t -c user.name=t "
-        r0 = sh("git init -q %s && cp -a %s/. %s/ && cd %s && %s add . && %s commit -qm one && "
-                "git branch other && echo two >> a/one && %s commit -qam two" % (repo, src, repo, repo, g, g, g))
-        r1 = sh("git clone -q %s %s/clone" % (repo, a), timeout=120)
-        st = sh("git status --porcelain", cwd=a + "/clone")
+        os.makedirs(repo)
+        write(repo + "/blob.bin", rnd.randbytes(17 << 20))
+        r0 = sh("cd %s && git init -q . && cp -a %s/. %s/ && %s add . && %s commit -qm one && "
+                "git branch other && echo two >> a/one && %s commit -qam two" % (repo, src, repo, g, g, g))
+        r1 = sh("git clone -q --no-local %s %s/clone" % (repo, a), timeout=300)
+        packs = [os.path.getsize(os.path.join(a + "/clone/.git/objects/pack", n))
+                 for n in os.listdir(a + "/clone/.git/objects/pack") if n.endswith(".pack")] if r1.returncode == 0 else []
+        st = sh("git status --porcelain && git fsck --no-progress", cwd=a + "/clone", timeout=300)
         co = sh("git checkout -q other && cat a/one && git checkout -q - && git status --porcelain", cwd=a + "/clone")
         ok = r0.returncode == 0 and r1.returncode == 0 and st.returncode == 0 and st.stdout == b"" \
-            and co.returncode == 0 and co.stdout == b"one\n"
-        check("git_clone_status_checkout", ok, repr((r0.stderr, r1.stderr, st.stdout[:300], co.stdout, co.stderr)))
+            and co.returncode == 0 and co.stdout == b"one\n" and packs and max(packs) > 16 << 20 \
+            and read(a + "/clone/blob.bin") == read(repo + "/blob.bin")
+        check("git_clone_status_checkout", ok, repr((r0.stderr, r1.stderr, packs, st.stdout[:300], st.stderr[:300],
+                                                     co.stdout, co.stderr)))
 
     scenario(git_clone_status_checkout)
 
