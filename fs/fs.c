@@ -225,8 +225,22 @@ void fs_conflict_backoff(int attempt)
     nanosleep(&pause, NULL);
 }
 
+int64_t fs_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int fs_op_expired(const struct fs *fs, int64_t start_ms)
+{
+    int limit = fs->opts.op_timeout_ms > 0 ? fs->opts.op_timeout_ms : 5000;
+    return fs_mono_ms() - start_ms >= limit;
+}
+
 int fs_run_txn(struct fs *fs, int (*body)(struct client_txn *txn, void *arg), void *arg)
 {
+    int64_t start = fs_mono_ms();
     int rc = 0;
 
     for (int attempt = 0; attempt < FS_CONFLICT_RETRIES; attempt++) {
@@ -243,7 +257,7 @@ int fs_run_txn(struct fs *fs, int (*body)(struct client_txn *txn, void *arg), vo
         }
         rc = client_txn_commit(txn, NULL);
         client_txn_free(txn);
-        if (rc != CLIENT_ERR_CONFLICT)
+        if (rc != CLIENT_ERR_CONFLICT || fs_op_expired(fs, start))
             return fs_neg_errno(rc);
         /* Lost a write-write race: everything is re-read in the next attempt. */
         fs_conflict_backoff(attempt);

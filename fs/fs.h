@@ -153,7 +153,8 @@ int fs_key_to_path(const uint8_t *key, size_t key_len, char *out, size_t cap, in
 /* ------------------------------------------------------------ filesystem */
 
 struct fs_options {
-    int read_only; /* refuse every change with EROFS */
+    int read_only;     /* refuse every change with EROFS */
+    int op_timeout_ms; /* conflict retries of one operation stop after this long [5000] */
 };
 
 struct fs;

@@ -134,6 +134,12 @@ int fs_run_txn(struct fs *fs, int (*body)(struct client_txn *txn, void *arg), vo
 /* Sleeps a random 0.5 ms .. 2^min(attempt,6) ms before retrying after a conflict. */
 void fs_conflict_backoff(int attempt);
 
+/* The CLOCK_MONOTONIC milliseconds now, and whether an operation begun at `start_ms` has used
+ * up the mount's op_timeout_ms (then it stops retrying: one slow operation must not hold the
+ * kernel's directory lock, and everyone queued behind it, for long). */
+int64_t fs_mono_ms(void);
+int fs_op_expired(const struct fs *fs, int64_t start_ms);
+
 /* -EROFS for a read-only mount or a path in a snapshot, else 0. */
 int fs_check_writable(struct fs *fs, const struct fs_path *p);
 

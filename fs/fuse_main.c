@@ -202,6 +202,7 @@ int main(int argc, char **argv)
     }
     memset(&fopts, 0, sizeof fopts);
     fopts.read_only = conf.read_only;
+    fopts.op_timeout_ms = conf.timeout_ms;
     if (fs_new(c, &fopts, &fs) != FS_OK)
         goto cleanup;
     if (fuse_set_signal_handlers(fuse_get_session(f)) != 0)

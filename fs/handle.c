@@ -132,6 +132,8 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
         if (rc != 0)
             return rc;
     }
+    int64_t start = fs_mono_ms();
+
     for (int attempt = 0; attempt < FS_CONFLICT_RETRIES; attempt++) {
         struct fs_meta stored, m = h->meta;
         client_ts commit_ts = 0;
@@ -202,6 +204,8 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
             h->sticky_err = -EAGAIN;
             return h->sticky_err;
         }
+        if (fs_op_expired(fs, start))
+            break; /* EAGAIN, still dirty: a later flush or the release tries again */
         fs_conflict_backoff(attempt);
     }
     return fs_neg_errno(rc);

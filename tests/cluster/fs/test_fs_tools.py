@@ -356,7 +356,8 @@ def run_scenarios(c, m1, m2, tmp):
 
     scenario(sqlite_default_and_wal)
 
-    # tail -f shows lines appended through the other mount and through its own.
+    # tail -f shows lines appended through the other mount and through its own; tail -F also
+    # follows the name to a replacement.
     def tail_f_sees_appends():
         write(a + "/tailed", b"first\n")
         out = open(tmp + "/tail.out", "wb")
@@ -371,7 +372,22 @@ def run_scenarios(c, m1, m2, tmp):
             p.kill()
             p.wait()
             out.close()
-        check("tail_f_sees_appends", got1 and got2 and got3, repr(read(tmp + "/tail.out")))
+        # tail -F follows the name to a new file put in place of the old one.
+        out = open(tmp + "/tailF.out", "wb")
+        p = subprocess.Popen(["tail", "-F", a + "/tailed"], stdout=out, stderr=subprocess.DEVNULL)
+        try:
+            got4 = wait_for(lambda: read(tmp + "/tailF.out").endswith(b"third\n"), 15)
+            os.rename(a + "/tailed", a + "/tailed.old")
+            write(a + "/tailed", b"new file\n")
+            got5 = wait_for(lambda: read(tmp + "/tailF.out").endswith(b"new file\n"), 15)
+            write(b + "/tailed", b"more\n", "ab")
+            got6 = wait_for(lambda: read(tmp + "/tailF.out").endswith(b"new file\nmore\n"), 15)
+        finally:
+            p.kill()
+            p.wait()
+            out.close()
+        check("tail_f_sees_appends", got1 and got2 and got3 and got4 and got5 and got6,
+              repr((read(tmp + "/tail.out"), read(tmp + "/tailF.out"))))
 
     scenario(tail_f_sees_appends)
 
