@@ -296,22 +296,14 @@ static int chunk_slot(struct fs *fs, struct fs_handle *h, uint64_t index,
 
 int fs_handle_make_chunked(struct fs *fs, struct fs_handle *h)
 {
+    uint8_t *data = h->data;
+    size_t len = h->len;
     client_ts id;
     int rc = client_tso(fs->client, &id);
 
     if (rc != CLIENT_OK)
         return fs_neg_errno(rc);
     memset(h->cache, 0, sizeof h->cache);
-    if (h->len) {
-        h->cache[0].data = malloc(FS_CHUNK_BYTES);
-        if (!h->cache[0].data)
-            return -ENOMEM;
-        memcpy(h->cache[0].data, h->data, h->len);
-        memset(h->cache[0].data + h->len, 0, FS_CHUNK_BYTES - h->len);
-        h->cache[0].index = 0;
-        h->cache[0].dirty = 1;
-    }
-    free(h->data);
     h->data = NULL;
     h->cap = 0;
     h->chunked = 1;
@@ -319,7 +311,21 @@ int fs_handle_make_chunked(struct fs *fs, struct fs_handle *h)
     h->fresh_id = 1;
     h->floor = h->len;
     h->dirty = 1;
-    return 0;
+    /* The inline content (up to CLIENT_MAX_VALUE_BYTES if the file was written before the
+     * chunked layout or through the KV API) becomes the first chunks. */
+    for (uint64_t off = 0; off < len && rc == 0; off += FS_CHUNK_BYTES) {
+        struct fs_chunk_slot *s;
+        size_t n = len - off < FS_CHUNK_BYTES ? (size_t)(len - off) : FS_CHUNK_BYTES;
+        rc = chunk_slot(fs, h, off / FS_CHUNK_BYTES, &s);
+        if (rc == 0) {
+            memcpy(s->data, data + off, n);
+            s->dirty = 1;
+        }
+    }
+    free(data);
+    if (rc != 0)
+        h->sticky_err = rc; /* part of the content is gone from memory: never commit it */
+    return rc;
 }
 
 int fs_handle_chunk_read(struct fs *fs, struct fs_handle *h, char *buf, size_t size, uint64_t off)

@@ -452,6 +452,18 @@ def run_scenarios(c, m1, m2, tmp):
     scenario(lambda: checker("random_checker_across_chunks", a + "/checker-big", 600 if soak else 80,
                              3 << 20, 300000))
 
+    # A value past 1 MiB written through the KV API (one key, up to 8 MiB) reads as it is, and a
+    # write through the mount moves it to chunks without losing a byte.
+    def kv_api_value_past_inline_limit():
+        value = rnd.randbytes(6 << 20)
+        c.txn_put({b"kv-big": value})
+        same = read(b + "/kv-big") == value
+        write(a + "/kv-big", b"tail", "ab")
+        grown = wait_for(lambda: read(b + "/kv-big") == value + b"tail", ATTR_WAIT_S)
+        check("kv_api_value_past_inline_limit", same and grown, repr((same, grown)))
+
+    scenario(kv_api_value_past_inline_limit)
+
     # Files far beyond the 8 MiB value limit: written, read back by range and whole from the
     # other mount; a reader that opened before a rewrite reads the old file whole; in-place
     # writes, appends and truncates; replaced and unlinked chunks are collected.
