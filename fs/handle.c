@@ -79,6 +79,8 @@ int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t crea
             h->meta.chunk_id = 0;
         } else if (S_ISREG(h->meta.mode) && (h->meta.flags & FS_META_CHUNKED)) {
             /* Chunks are read as they are needed, in the view of the open. */
+            free(value); /* the key's empty value */
+            value = NULL;
             h->chunked = 1;
             h->chunk_id = h->meta.chunk_id;
             h->len = h->floor = h->base_len = h->meta.size;
