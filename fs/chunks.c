@@ -123,8 +123,21 @@ static int read_chunk(struct client_txn *txn, uint64_t id, uint64_t index, uint8
     return read_data(txn, id, index, gen, out);
 }
 
-/* Writes up to FS_CHUNK_WRITE_BATCH dirty slots (`slots`) as data keys of one transaction. */
-static int write_slots(struct fs *fs, struct fs_handle *h, struct fs_chunk_slot **slots, size_t n)
+/* One transaction's worth of dirty chunks, written by flush_batch (maybe on its own thread). */
+struct chunk_batch {
+    struct fs *fs;
+    uint64_t id;
+    uint64_t file_len;
+    struct fs_chunk_slot *slots[FS_CHUNK_WRITE_BATCH];
+    size_t n;
+    uint64_t gen;     /* out: the generation written */
+    int rc;           /* out: 0 or a negative errno */
+    int undetermined; /* out: a try may have landed */
+};
+
+/* Writes the batch's chunks as data keys of one transaction. Reads the slots only: the
+ * caller holds the handle's lock and applies the outcome after. */
+static void flush_batch(struct chunk_batch *b)
 {
     int rc = CLIENT_OK;
 
@@ -132,17 +145,17 @@ static int write_slots(struct fs *fs, struct fs_handle *h, struct fs_chunk_slot 
         struct client_txn *txn = NULL;
         uint64_t gen;
 
-        rc = client_txn_begin(fs->client, &txn);
+        rc = client_txn_begin(b->fs->client, &txn);
         if (rc != CLIENT_OK)
-            return fs_neg_errno(rc);
+            break;
         gen = client_txn_start_ts(txn);
-        for (size_t i = 0; i < n && rc == CLIENT_OK; i++) {
+        for (size_t i = 0; i < b->n && rc == CLIENT_OK; i++) {
             uint8_t key[FS_CHUNK_DATA_KEY_BYTES];
-            uint64_t start = slots[i]->index * FS_CHUNK_BYTES;
-            size_t len =
-                h->len - start < FS_CHUNK_BYTES ? (size_t)(h->len - start) : FS_CHUNK_BYTES;
-            rc = client_txn_put(txn, key, fs_chunk_data_key(h->chunk_id, slots[i]->index, gen, key),
-                                slots[i]->data, len);
+            uint64_t start = b->slots[i]->index * FS_CHUNK_BYTES;
+            size_t len = b->file_len - start < FS_CHUNK_BYTES ? (size_t)(b->file_len - start)
+                                                              : FS_CHUNK_BYTES;
+            rc = client_txn_put(txn, key, fs_chunk_data_key(b->id, b->slots[i]->index, gen, key),
+                                b->slots[i]->data, len);
         }
         if (rc == CLIENT_OK)
             rc = client_txn_commit(txn, NULL);
@@ -150,16 +163,12 @@ static int write_slots(struct fs *fs, struct fs_handle *h, struct fs_chunk_slot 
             client_txn_rollback(txn);
         client_txn_free(txn);
         if (rc == CLIENT_OK) {
-            for (size_t i = 0; i < n; i++) {
-                int e = pending_set(h, slots[i]->index, gen);
-                if (e != 0)
-                    return e;
-                slots[i]->dirty = 0;
-            }
-            return 0;
+            b->gen = gen;
+            b->rc = 0;
+            return;
         }
         if (rc == CLIENT_ERR_UNDETERMINED)
-            h->dropped = 1; /* it may have landed: collect what no pointer names */
+            b->undetermined = 1; /* it may have landed: collect what no pointer names */
         if (rc == CLIENT_ERR_CONFLICT) {
             fs_conflict_backoff(attempt);
         } else if ((rc == CLIENT_ERR_TIMEOUT || rc == CLIENT_ERR_UNAVAILABLE ||
@@ -175,16 +184,25 @@ static int write_slots(struct fs *fs, struct fs_handle *h, struct fs_chunk_slot 
         }
     }
     LOG(LOG_WARN, "writing chunks failed: %s (%s)", client_strerror(rc),
-        client_last_error(fs->client));
-    return fs_neg_errno(rc);
+        client_last_error(b->fs->client));
+    b->rc = fs_neg_errno(rc);
+}
+
+static void *flush_batch_thread(void *arg)
+{
+    flush_batch(arg);
+    return NULL;
 }
 
 int fs_handle_chunk_flush(struct fs *fs, struct fs_handle *h)
 {
-    struct fs_chunk_slot *batch[FS_CHUNK_WRITE_BATCH];
-    size_t n = 0;
-    int rc;
+    struct chunk_batch batches[FS_CHUNK_CACHE];
+    pthread_t threads[FS_CHUNK_CACHE];
+    int started[FS_CHUNK_CACHE];
+    size_t nb = 0;
+    int rc = 0;
 
+    memset(batches, 0, sizeof batches);
     for (int i = 0; i < FS_CHUNK_CACHE; i++) {
         struct fs_chunk_slot *s = &h->cache[i];
         if (!s->data || !s->dirty)
@@ -193,15 +211,45 @@ int fs_handle_chunk_flush(struct fs *fs, struct fs_handle *h)
             s->dirty = 0; /* past the end (a truncate): nothing to write */
             continue;
         }
-        batch[n++] = s;
-        if (n == FS_CHUNK_WRITE_BATCH) {
-            rc = write_slots(fs, h, batch, n);
-            if (rc != 0)
-                return rc;
-            n = 0;
+        if (nb == 0 || batches[nb - 1].n == FS_CHUNK_WRITE_BATCH) {
+            batches[nb].fs = fs;
+            batches[nb].id = h->chunk_id;
+            batches[nb].file_len = h->len;
+            nb++;
+        }
+        batches[nb - 1].slots[batches[nb - 1].n++] = s;
+    }
+    /* The batches go out together: the cluster takes several transactions at once much
+     * faster than one after another. */
+    for (size_t i = 1; i < nb; i++)
+        started[i] = pthread_create(&threads[i], NULL, flush_batch_thread, &batches[i]) == 0;
+    if (nb > 0)
+        flush_batch(&batches[0]);
+    for (size_t i = 1; i < nb; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            flush_batch(&batches[i]);
+    }
+    for (size_t i = 0; i < nb; i++) {
+        struct chunk_batch *b = &batches[i];
+        if (b->undetermined)
+            h->dropped = 1;
+        if (b->rc != 0) {
+            rc = rc ? rc : b->rc;
+            continue;
+        }
+        for (size_t k = 0; k < b->n; k++) {
+            int e = pending_set(h, b->slots[k]->index, b->gen);
+            if (e != 0) {
+                rc = rc ? rc : e;
+                h->dropped = 1; /* written, but no pointer will name it */
+                continue;
+            }
+            b->slots[k]->dirty = 0;
         }
     }
-    return n ? write_slots(fs, h, batch, n) : 0;
+    return rc;
 }
 
 /* The view reads of chunks not written by this open file use. */
@@ -328,14 +376,84 @@ int fs_handle_make_chunked(struct fs *fs, struct fs_handle *h)
     return rc;
 }
 
+/* A chunk read ahead on its own thread, in its own view at the handle's view's timestamp. */
+struct prefetch {
+    struct fs *fs;
+    uint64_t id, index, floor;
+    client_ts ts;
+    uint8_t *data;
+    int rc;
+};
+
+static void *prefetch_thread(void *arg)
+{
+    struct prefetch *p = arg;
+    struct client_txn *txn = NULL;
+    uint64_t start = p->index * FS_CHUNK_BYTES;
+
+    p->rc = fs_neg_errno(client_txn_begin_at(p->fs->client, p->ts, &txn));
+    if (p->rc == 0)
+        p->rc = read_chunk(txn, p->id, p->index, p->data);
+    if (p->rc == 0 && p->floor < start + FS_CHUNK_BYTES)
+        memset(p->data + (p->floor - start), 0, (size_t)(start + FS_CHUNK_BYTES - p->floor));
+    if (txn) {
+        client_txn_rollback(txn);
+        client_txn_free(txn);
+    }
+    return NULL;
+}
+
+/* 1 if chunk `index` is read from the view (not cached, not written here, holding data). */
+static int readable_from_view(const struct fs_handle *h, uint64_t index)
+{
+    int found;
+
+    if (h->fresh_id || index * FS_CHUNK_BYTES >= h->floor || index * FS_CHUNK_BYTES >= h->len)
+        return 0;
+    for (int i = 0; i < FS_CHUNK_CACHE; i++)
+        if (h->cache[i].data && h->cache[i].index == index)
+            return 0;
+    pending_find(h, index, &found);
+    return !found;
+}
+
+/* Chunks read ahead of a sequential reader, while it waits for the one it asked for. */
+#define FS_READ_AHEAD 3
+
 int fs_handle_chunk_read(struct fs *fs, struct fs_handle *h, char *buf, size_t size, uint64_t off)
 {
-    size_t done = 0;
+    struct prefetch ahead[FS_READ_AHEAD];
+    pthread_t threads[FS_READ_AHEAD];
+    struct client_txn *view = NULL;
+    size_t done = 0, n_ahead = 0;
+    uint64_t first = off / FS_CHUNK_BYTES;
 
     if (off >= h->len)
         return 0;
     if (size > h->len - off)
         size = (size_t)(h->len - off);
+    /* A miss on the chunk after the last one read: fetch the next ones too, in parallel. */
+    if (readable_from_view(h, first) && h->last_read_index + 1 == first &&
+        snap_txn(fs, h, &view) == 0) {
+        for (uint64_t i = first + 1; i <= first + FS_READ_AHEAD && n_ahead < FS_READ_AHEAD; i++) {
+            struct prefetch *p = &ahead[n_ahead];
+            if (!readable_from_view(h, i))
+                break;
+            p->fs = fs;
+            p->id = h->chunk_id;
+            p->index = i;
+            p->floor = h->floor;
+            p->ts = client_txn_start_ts(view);
+            p->data = malloc(FS_CHUNK_BYTES);
+            if (!p->data)
+                break;
+            if (pthread_create(&threads[n_ahead], NULL, prefetch_thread, p) != 0) {
+                free(p->data);
+                break;
+            }
+            n_ahead++;
+        }
+    }
     while (done < size) {
         uint64_t pos = off + done, index = pos / FS_CHUNK_BYTES;
         size_t in = (size_t)(pos % FS_CHUNK_BYTES), n = FS_CHUNK_BYTES - in;
@@ -347,6 +465,31 @@ int fs_handle_chunk_read(struct fs *fs, struct fs_handle *h, char *buf, size_t s
             n = size - done;
         memcpy(buf + done, s->data + in, n);
         done += n;
+        h->last_read_index = index;
+    }
+    /* Read-ahead chunks take clean slots (the least recently used first). */
+    for (size_t k = 0; k < n_ahead; k++) {
+        struct fs_chunk_slot *victim = NULL;
+        pthread_join(threads[k], NULL);
+        if (ahead[k].rc == 0 && readable_from_view(h, ahead[k].index)) {
+            for (int i = 0; i < FS_CHUNK_CACHE; i++) {
+                struct fs_chunk_slot *sl = &h->cache[i];
+                if (sl->dirty ||
+                    (sl->data && sl->index >= first && sl->index <= first + FS_READ_AHEAD))
+                    continue;
+                if (!victim || !sl->data || (victim->data && sl->last_use < victim->last_use))
+                    victim = sl;
+            }
+        }
+        if (victim) {
+            free(victim->data);
+            victim->data = ahead[k].data;
+            victim->index = ahead[k].index;
+            victim->dirty = 0;
+            victim->last_use = ++h->tick;
+        } else {
+            free(ahead[k].data);
+        }
     }
     return (int)done;
 }

@@ -87,6 +87,7 @@ struct fs_handle {
     struct client_txn *snap; /* read-only view at open or at the last commit */
     struct fs_chunk_slot cache[FS_CHUNK_CACHE];
     uint64_t tick;                /* LRU clock of the cache */
+    uint64_t last_read_index;     /* the chunk the last read ended in (read-ahead) */
     int dropped;                  /* written chunks were cut off by a truncate */
     struct fs_chunk_ptr *pending; /* sorted by index */
     size_t n_pending, cap_pending;

@@ -155,7 +155,7 @@ void fs_meta_to_stat(const struct fs_meta *m, struct stat *st)
     st->st_uid = m->uid;
     st->st_gid = m->gid;
     st->st_size = S_ISDIR(m->mode) ? 0 : (off_t)m->size;
-    st->st_blksize = 4096;
+    st->st_blksize = 128 * 1024; /* one FUSE request: tools size their reads by it */
     st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
     st->st_rdev = (dev_t)m->rdev;
     st->st_atim = m->atime;
