@@ -37,7 +37,7 @@ LDFLAGS += $(SANFLAGS) -pthread
 DEB_PACKAGES := gcc make pkg-config libfuse3-dev fuse3 librocksdb-dev libprotobuf-c-dev \
 	protobuf-c-compiler libgrpc-dev libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev \
 	libjansson-dev protobuf-compiler python3 python3-grpcio python3-protobuf curl \
-	clang-format iproute2 psmisc chromium iptables
+	clang-format iproute2 psmisc chromium iptables rsync git tar sqlite3
 
 MODULES := codec metrics raft proto store mvcc server pd client fs
 # Link order: a library comes before the libraries it uses.

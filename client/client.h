@@ -251,4 +251,19 @@ struct client_stats {
 
 void client_stats_get(struct client *c, struct client_stats *out);
 
+/* ------------------------------------------------------------------- space */
+
+/* The cluster's space as its stores last reported it to the scheduler. */
+struct client_space {
+    uint64_t capacity_bytes;  /* summed over the reporting stores */
+    uint64_t available_bytes; /* summed over the reporting stores */
+    uint32_t n_stores;        /* stores that are not tombstones */
+    uint32_t n_reporting;     /* of them, those whose heartbeat carried a capacity */
+};
+
+/* client_cluster_space asks the scheduler for every store (GetAllStores) and
+ * each one's last heartbeat figures (GetStore), and sums them into *out.
+ * Several scheduler round trips: callers cache the answer. */
+int client_cluster_space(struct client *c, struct client_space *out);
+
 #endif

@@ -33,6 +33,16 @@ step "rmdir $D/notes || echo '(not empty, as expected)'"
 step "echo '100% of this name is kept' > '$D/100% sure' && ls $D"
 
 echo
+echo "# Metadata is kept beside the content: modes, owners, times, symlinks, link counts."
+step "chmod 600 $D/notes/numbers && touch -d '2020-01-02 03:04:05' $D/notes/numbers && ln -s notes/numbers $D/link && ls -l $D $D/notes"
+step "printf '#!/bin/sh\\necho ran from the cluster\\n' > $D/hello.sh && chmod +x $D/hello.sh && $D/hello.sh"
+step "df -h $MNT"
+
+echo
+echo "# A file past 1 MiB is stored in 1 MiB chunks; its own key then holds the empty value."
+step "head -c 5000000 /dev/urandom > /tmp/demo-big && cp /tmp/demo-big $D/big && cmp /tmp/demo-big $D/big && ls -l $D/big && rm /tmp/demo-big"
+
+echo
 echo "# Where a file lives: its key, region, leader store and commit timestamp."
 for a in key region_id leader_store commit_ts; do
     printf '  user.tinykv.%-13s %s\n' "$a" "$(xattr "$D/notes/greeting" user.tinykv.$a)"

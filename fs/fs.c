@@ -19,6 +19,7 @@ int fs_new(struct client *client, const struct fs_options *opts, struct fs **out
     fs->uid = getuid();
     fs->gid = getgid();
     pthread_mutex_init(&fs->handles_lock, NULL);
+    pthread_mutex_init(&fs->space_lock, NULL);
     *out = fs;
     return FS_OK;
 }
@@ -28,6 +29,7 @@ void fs_free(struct fs *fs)
     if (!fs)
         return;
     pthread_mutex_destroy(&fs->handles_lock);
+    pthread_mutex_destroy(&fs->space_lock);
     free(fs);
 }
 
@@ -135,111 +137,38 @@ int fs_prefix_has_keys(struct client_txn *txn, const uint8_t *prefix, size_t pre
 int fs_node_stat(struct client_txn *txn, const struct fs_path *p, int *is_dir, void **value,
                  size_t *value_len)
 {
-    uint8_t prefix[CLIENT_MAX_KEY_BYTES];
-    size_t prefix_len;
-    void *v = NULL;
-    size_t vlen = 0;
-    int rc, found = 0;
+    struct fs_meta m;
+    int has_record, rc;
 
-    if (p->kind != FS_PATH_NODE) {
-        *is_dir = 1;
+    rc = fs_node_lookup(fs_current(), txn, p, &m, &has_record, value, value_len);
+    if (rc == 0)
+        *is_dir = S_ISDIR(m.mode);
+    return rc;
+}
+
+int fs_path_is_hidden(const struct fs_path *p)
+{
+    size_t n = strlen(FS_HIDDEN_PREFIX), start = p->key_len;
+
+    if (p->kind != FS_PATH_NODE)
         return 0;
-    }
-    if (!p->last_empty) {
-        rc = client_txn_get(txn, p->key, p->key_len, &v, &vlen);
-        if (rc == CLIENT_OK) {
-            *is_dir = 0;
-            if (value) {
-                *value = v;
-                *value_len = vlen;
-            } else {
-                free(v);
-            }
-            return 0;
-        }
-        if (rc != CLIENT_ERR_NOT_FOUND)
-            return fs_neg_errno(rc);
-    }
-    prefix_len = fs_dir_prefix(p, prefix);
-    rc = fs_prefix_has_keys(txn, prefix, prefix_len, 0, &found);
-    if (rc != CLIENT_OK)
-        return fs_neg_errno(rc);
-    if (!found)
-        return -ENOENT;
-    *is_dir = 1;
-    return 0;
-}
-
-static int op_unsupported(void)
-{
-    return -EPERM;
-}
-
-static int fs_op_symlink(const char *from, const char *to)
-{
-    (void)from;
-    (void)to;
-    return op_unsupported();
-}
-
-static int fs_op_link(const char *from, const char *to)
-{
-    (void)from;
-    (void)to;
-    return op_unsupported();
-}
-
-static int fs_op_mknod(const char *path, mode_t mode, dev_t dev)
-{
-    (void)path;
-    (void)mode;
-    (void)dev;
-    return op_unsupported();
-}
-
-/*
- * Owners and modes are fixed (the mounting user; 0644 files, 0755
- * directories): asking for what already is succeeds, so cp -p and friends
- * work; anything else is EPERM.
- */
-static int fs_op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
-{
-    struct fs *fs = fs_current();
-    struct stat st;
-    int rc = fs_op_getattr(path, &st, fi);
-
-    if (rc != 0)
-        return rc;
-    if ((uid != (uid_t)-1 && uid != fs->uid) || (gid != (gid_t)-1 && gid != fs->gid))
-        return op_unsupported();
-    return 0;
-}
-
-static int fs_op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
-{
-    struct stat st;
-    int rc = fs_op_getattr(path, &st, fi);
-
-    if (rc != 0)
-        return rc;
-    return (mode & 07777) == (st.st_mode & 07777) ? 0 : op_unsupported();
-}
-
-static int fs_op_opendir(const char *path, struct fuse_file_info *fi)
-{
-    (void)path;
-    (void)fi;
-    return 0;
+    while (start > 0 && p->key[start - 1] != '/')
+        start--;
+    return p->key_len - start >= n && memcmp(p->key + start, FS_HIDDEN_PREFIX, n) == 0;
 }
 
 static void *fs_op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-    (void)conn;
+    /* Every listing carries attributes (not only its first buffer, as "auto" does): ls -l
+     * then needs no look-up per name. */
+    conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
     /* Short caches: another mount's changes show within a second. */
     cfg->entry_timeout = 1.0;
     cfg->attr_timeout = 1.0;
     cfg->negative_timeout = 0.0;
-    cfg->hard_remove = 1; /* no .fuse_hidden files: unlink deletes the key now */
+    /* An unlinked open file is renamed to a hidden name, which fs_op_rename turns into
+     * the unlink (the key goes now) while fstat still finds the open file by that name. */
+    cfg->hard_remove = 0;
     cfg->kernel_cache = 0;
     /* fuse_new's user data is the address of the struct fs pointer, which
      * main fills in (after daemonizing) before the loop starts. */
@@ -256,6 +185,7 @@ static const struct fuse_operations OPS = {
     .setxattr = fs_op_setxattr,
     .removexattr = fs_op_removexattr,
     .opendir = fs_op_opendir,
+    .releasedir = fs_op_releasedir,
     .readdir = fs_op_readdir,
     .mkdir = fs_op_mkdir,
     .rmdir = fs_op_rmdir,
@@ -272,6 +202,7 @@ static const struct fuse_operations OPS = {
     .symlink = fs_op_symlink,
     .link = fs_op_link,
     .mknod = fs_op_mknod,
+    .readlink = fs_op_readlink,
     .chown = fs_op_chown,
     .chmod = fs_op_chmod,
 };
@@ -294,8 +225,22 @@ void fs_conflict_backoff(int attempt)
     nanosleep(&pause, NULL);
 }
 
+int64_t fs_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int fs_op_expired(const struct fs *fs, int64_t start_ms)
+{
+    int limit = fs->opts.op_timeout_ms > 0 ? fs->opts.op_timeout_ms : 5000;
+    return fs_mono_ms() - start_ms >= limit;
+}
+
 int fs_run_txn(struct fs *fs, int (*body)(struct client_txn *txn, void *arg), void *arg)
 {
+    int64_t start = fs_mono_ms();
     int rc = 0;
 
     for (int attempt = 0; attempt < FS_CONFLICT_RETRIES; attempt++) {
@@ -312,7 +257,7 @@ int fs_run_txn(struct fs *fs, int (*body)(struct client_txn *txn, void *arg), vo
         }
         rc = client_txn_commit(txn, NULL);
         client_txn_free(txn);
-        if (rc != CLIENT_ERR_CONFLICT)
+        if (rc != CLIENT_ERR_CONFLICT || fs_op_expired(fs, start))
             return fs_neg_errno(rc);
         /* Lost a write-write race: everything is re-read in the next attempt. */
         fs_conflict_backoff(attempt);

@@ -13,8 +13,8 @@
  *
  * What it must never do: talk gRPC itself (everything goes through client/),
  * hang past the client's deadline, or report a write as done that was not
- * committed. It never writes part of a file: a file's new content is one
- * put in one transaction.
+ * committed. It never shows part of a write: a file's new content (and its
+ * metadata record, fs/meta.h) switches in one transaction at close.
  *
  * The mapping (bijective: every key has exactly one path and every valid
  * path exactly one key):
@@ -22,7 +22,7 @@
  *     components' names joined by '/' below the mount root. A key whose last
  *     component is empty (it ends with '/') is the marker of the directory
  *     named by the components before it (mkdir writes it); any other key is
- *     a regular file.
+ *     a file (or a symlink or special node, as its record in fs/meta.h says).
  *   - A component's name is its bytes (never containing '/'), except:
  *       NUL -> "%00" ("%2F" is never valid: every '/' of a key separates);
  *       '%' -> "%25" when two upper-case hex digits follow it (it would read
@@ -36,18 +36,23 @@
  *     encoding of what it decodes to ("%41", "%2Ex") names nothing (ENOENT)
  *     and cannot be created (EINVAL).
  *   - A name "%" (the empty component) can only be a directory.
- *   - Keys are at most CLIENT_MAX_KEY_BYTES including a directory marker's
- *     '/'; encoded names at most FS_NAME_MAX bytes (ENAMETOOLONG).
+ *   - Keys are at most CLIENT_MAX_KEY_BYTES - 4 (room for a directory
+ *     marker's '/' and the 3-byte metadata prefix); encoded names at most FS_NAME_MAX bytes
+ * (ENAMETOOLONG).
  *   - /.snapshots/<ts>/... is a read-only view of the whole keyspace as of
  *     the TSO timestamp <ts> (decimal, no leading zeros). /.snapshots lists
  *     empty; any <ts> not in the future may be entered (a future one: ENOENT).
  *   - If a key is both a file and has keys below it (possible only through
  *     the client API), the file is shown and the keys below it are not.
  *
- * Consistency (close-to-open): open reads the whole value at a fresh
- * timestamp and reads of that open file see only it (direct I/O, no shared
- * page cache). Writes are buffered per open file and committed as one put on
- * flush (every close), fsync and release. An open with O_TRUNC, or a create,
+ * Consistency (close-to-open): open reads the whole value (a chunked file:
+ * its chunks as they are read) at a fresh timestamp and reads of that open
+ * file see only it (direct I/O, no shared page cache); a read-only open file
+ * at its end re-reads the file when its copy is older than 200 ms (tail -f).
+ * Writes are buffered per open file (a chunked file's in at most
+ * FS_CHUNK_CACHE chunks, written out as data keys) and committed with the
+ * record in one transaction on flush (every close), fsync and release; a
+ * create writes nothing before that. An open with O_TRUNC, or a create,
  * is a blind write: a write conflict is retried with a fresh transaction and
  * the last committer wins whole. Any other modified open commits in the
  * transaction begun at open, so a commit of the same key by someone else
@@ -73,6 +78,12 @@ enum {
 
 /* The longest encoded name of one path component (Linux NAME_MAX). */
 #define FS_NAME_MAX 255
+/* The reserved top-level key component of the filesystem's own keys (metadata,
+ * fs/meta.h): it has no name, so no path reaches those keys. */
+#define FS_RESERVED_TOP "\0m"
+#define FS_RESERVED_TOP_LEN 2
+/* The same for the chunks of large files: NUL 'c'. */
+#define FS_RESERVED_CHUNKS_TOP "\0c"
 /* The top-level directory holding the time-travel views. */
 #define FS_SNAPSHOT_DIR ".snapshots"
 /* Most keys a directory rename moves in one transaction (more: EXDEV). */
@@ -142,7 +153,8 @@ int fs_key_to_path(const uint8_t *key, size_t key_len, char *out, size_t cap, in
 /* ------------------------------------------------------------ filesystem */
 
 struct fs_options {
-    int read_only; /* refuse every change with EROFS */
+    int read_only;     /* refuse every change with EROFS */
+    int op_timeout_ms; /* conflict retries of one operation stop after this long [5000] */
 };
 
 struct fs;
@@ -162,8 +174,8 @@ void fs_free(struct fs *fs);
  * can thus be made before the client exists, e.g. before daemonizing). Each
  * operation finds the struct fs through fuse_get_context(). Errors are negative errnos: EIO when
  * the cluster cannot be reached within the client's deadline, EAGAIN when a commit lost a
- * write-write conflict, EFBIG past CLIENT_MAX_VALUE_BYTES, EROFS on a
- * read-only mount or a snapshot, EPERM for symlink/link/mknod/chown/chmod,
+ * write-write conflict, EFBIG past FS_MAX_FILE_BYTES, EROFS on a
+ * read-only mount or a snapshot, EPERM for link,
  * EXDEV for a directory rename over FS_RENAME_MAX_KEYS keys.
  */
 const struct fuse_operations *fs_fuse_operations(void);

@@ -49,6 +49,8 @@ static void usage(FILE *out)
         "as a filesystem: keys are files. -f stays in the foreground, -d also prints FUSE\n"
         "requests, -s serves one request at a time. timeout is the deadline of one\n"
         "operation against the cluster (default %d ms); past it the call fails with EIO.\n"
+        "The kernel checks permissions (default_permissions); -o allow_other lets other\n"
+        "users in (as root, or with user_allow_other in /etc/fuse.conf).\n"
         "Unmount with: fusermount3 -u MOUNTPOINT\n",
         DEFAULT_TIMEOUT_MS);
 }
@@ -169,7 +171,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "tinykv-fuse: bad options\n");
         goto cleanup;
     }
-    if (fuse_opt_add_arg(&args, conf.nonopts[conf.n_nonopts - 1]) != 0 ||
+    /* The kernel checks every access against the stored modes and owners. */
+    if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0 ||
+        fuse_opt_add_arg(&args, conf.nonopts[conf.n_nonopts - 1]) != 0 ||
         fuse_parse_cmdline(&args, &cmd) != 0 || !cmd.mountpoint) {
         usage(stderr);
         goto cleanup;
@@ -198,6 +202,7 @@ int main(int argc, char **argv)
     }
     memset(&fopts, 0, sizeof fopts);
     fopts.read_only = conf.read_only;
+    fopts.op_timeout_ms = conf.timeout_ms;
     if (fs_new(c, &fopts, &fs) != FS_OK)
         goto cleanup;
     if (fuse_set_signal_handlers(fuse_get_session(f)) != 0)

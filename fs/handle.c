@@ -1,4 +1,5 @@
-/* handle.c — per-open-file buffers: value read at open, writes buffered, one commit per flush. */
+/* handle.c — open files: value read at open, writes buffered, one commit of content and record per
+ * flush. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -7,60 +8,112 @@
 #include "fs/fs_internal.h"
 #include "proto/log.h"
 
-int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, int created,
+static void txn_drop(struct client_txn **txn)
+{
+    if (*txn) {
+        client_txn_rollback(*txn);
+        client_txn_free(*txn);
+        *txn = NULL;
+    }
+}
+
+static int same_key(const struct fs_handle *h, const uint8_t *key, size_t key_len)
+{
+    return h->path.key_len == key_len && memcmp(h->path.key, key, key_len) == 0;
+}
+
+int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t create_mode,
                   struct fs_handle **out)
 {
     struct fs_handle *h = calloc(1, sizeof *h);
     void *value = NULL;
     size_t len = 0;
-    int rc;
+    int rc, has_record = 0, trunc;
 
     if (!h)
         return -ENOMEM;
     pthread_mutex_init(&h->lock, NULL);
     h->path = *p;
     h->read_only = (flags & O_ACCMODE) == O_RDONLY || p->snapshot_ts || fs->opts.read_only;
+    trunc = (flags & O_TRUNC) && !h->read_only;
+    if (!p->snapshot_ts && !create_mode)
+        fs_handles_settle(fs, p->key, p->key_len);
     rc = fs_txn_for_read(fs, p, &h->txn);
     if (rc != CLIENT_OK) {
         rc = fs_neg_errno(rc);
         goto fail;
     }
-    if ((flags & O_TRUNC) && !h->read_only) {
-        /* The new content does not depend on the old: a blind write. */
+    /* The kernel sends a create only right after its own look-up found nothing
+     * (negative entries are not cached), so a create does not look again. O_TRUNC
+     * needs no content: only whether the file is there and its record. */
+    rc = create_mode
+             ? -ENOENT
+             : fs_node_lookup(fs, h->txn, p, &h->meta, &has_record, trunc ? NULL : &value, &len);
+    if (rc == -ENOENT && create_mode) {
+        /* A new file: nothing is written before the first commit, in this
+         * transaction, which thus conflicts with any creator since now. */
+        fs_meta_new(create_mode, &h->meta);
+        h->created = 1;
+        h->excl = (flags & O_EXCL) != 0;
         h->blind = 1;
-        h->dirty = !created;
-    } else if (created) {
-        h->blind = 1;
-    } else {
-        rc = client_txn_get(h->txn, p->key, p->key_len, &value, &len);
-        if (rc != CLIENT_OK) {
-            rc = fs_neg_errno(rc);
+        h->dirty = 1;
+        rc = 0;
+    } else if (rc == 0) {
+        if (create_mode && (flags & O_EXCL)) {
+            rc = -EEXIST;
             goto fail;
         }
-        h->data = value;
-        h->len = len;
-        h->cap = len;
-    }
-    if (h->read_only) {
-        client_txn_rollback(h->txn);
-        client_txn_free(h->txn);
-        h->txn = NULL;
+        if (S_ISDIR(h->meta.mode)) {
+            rc = -EISDIR;
+            goto fail;
+        }
+        if (trunc) {
+            /* The new content does not depend on the old: a blind write. */
+            h->blind = 1;
+            h->dirty = h->meta.size != 0 || (h->meta.flags & FS_META_CHUNKED);
+            h->meta.size = 0;
+            h->meta.mtime = h->meta.ctime = fs_now();
+            if (h->meta.flags & FS_META_CHUNKED)
+                h->old_chunk_id = h->meta.chunk_id; /* dropped once the new content commits */
+            h->meta.flags &= ~(uint32_t)FS_META_CHUNKED;
+            h->meta.chunk_id = 0;
+        } else if (S_ISREG(h->meta.mode) && (h->meta.flags & FS_META_CHUNKED)) {
+            /* Chunks are read as they are needed, in the view of the open. */
+            free(value); /* the key's empty value */
+            value = NULL;
+            h->chunked = 1;
+            h->chunk_id = h->meta.chunk_id;
+            h->len = h->floor = h->base_len = h->meta.size;
+            rc = client_txn_begin_at(fs->client, client_txn_start_ts(h->txn), &h->snap);
+            if (rc != CLIENT_OK) {
+                rc = fs_neg_errno(rc);
+                goto fail;
+            }
+        } else {
+            h->data = value;
+            h->len = len;
+            h->cap = len;
+            value = NULL;
+        }
     } else {
-        pthread_mutex_lock(&fs->handles_lock);
-        h->next = fs->handles;
-        if (fs->handles)
-            fs->handles->prev = h;
-        fs->handles = h;
-        h->listed = 1;
-        pthread_mutex_unlock(&fs->handles_lock);
+        goto fail;
     }
+    clock_gettime(CLOCK_MONOTONIC, &h->fetched);
+    if (h->read_only)
+        txn_drop(&h->txn);
+    pthread_mutex_lock(&fs->handles_lock);
+    h->next = fs->handles;
+    if (fs->handles)
+        fs->handles->prev = h;
+    fs->handles = h;
+    h->listed = 1;
+    pthread_mutex_unlock(&fs->handles_lock);
     *out = h;
     return 0;
 fail:
-    if (h->txn) {
-        client_txn_rollback(h->txn);
-        client_txn_free(h->txn);
-    }
+    free(value);
+    txn_drop(&h->txn);
+    txn_drop(&h->snap);
     pthread_mutex_destroy(&h->lock);
     free(h);
     return rc;
@@ -76,7 +129,18 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
         h->dirty = 0; /* unlinked meanwhile: like a local file, its data goes with it */
     if (!h->dirty)
         return 0;
+    if (h->chunked) {
+        rc = fs_handle_chunk_flush(fs, h); /* the data keys first, in their own transactions */
+        if (rc != 0)
+            return rc;
+    }
+    int64_t start = fs_mono_ms();
+
     for (int attempt = 0; attempt < FS_CONFLICT_RETRIES; attempt++) {
+        struct fs_meta stored, m = h->meta;
+        client_ts commit_ts = 0;
+        int found = 0;
+
         if (!h->txn) {
             rc = client_txn_begin(fs->client, &h->txn);
             if (rc != CLIENT_OK) {
@@ -85,16 +149,43 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
                 return fs_neg_errno(rc); /* still dirty: a later flush tries again */
             }
         }
-        rc = client_txn_put(h->txn, h->path.key, h->path.key_len, h->data ? (void *)h->data : "",
-                            h->len);
+        rc = CLIENT_OK;
+        if (!h->created) {
+            /* Owner, mode and atime are the store's (a chmod elsewhere since the open
+             * stays); size, mtime and ctime are this file's. */
+            rc = fs_meta_get(h->txn, h->path.key, h->path.key_len, &stored, &found);
+            if (rc == CLIENT_OK && found && S_ISREG(stored.mode)) {
+                m.mode = stored.mode;
+                m.uid = stored.uid;
+                m.gid = stored.gid;
+                m.atime = stored.atime;
+            }
+        }
+        m.size = h->len;
+        m.flags = h->chunked ? FS_META_CHUNKED : 0;
+        m.chunk_id = h->chunked ? h->chunk_id : 0;
+        /* A chunked file's key holds the empty value; its pointers switch with the record. */
         if (rc == CLIENT_OK)
-            rc = client_txn_commit(h->txn, NULL);
+            rc = client_txn_put(h->txn, h->path.key, h->path.key_len,
+                                h->data && !h->chunked ? (void *)h->data : "",
+                                h->chunked ? 0 : h->len);
+        if (rc == CLIENT_OK && h->chunked) {
+            int e = fs_handle_chunk_pointers(h, h->txn);
+            rc = e == 0 ? CLIENT_OK : e == -ENOMEM ? CLIENT_ERR_NOMEM : CLIENT_ERR_UNAVAILABLE;
+        }
+        if (rc == CLIENT_OK)
+            rc = fs_meta_put(h->txn, h->path.key, h->path.key_len, &m);
+        if (rc == CLIENT_OK)
+            rc = client_txn_commit(h->txn, &commit_ts);
         else
             client_txn_rollback(h->txn);
         client_txn_free(h->txn);
         h->txn = NULL;
         if (rc == CLIENT_OK) {
+            h->meta = m;
             h->dirty = 0;
+            h->created = 0;
+            fs_handle_chunk_committed(fs, h, commit_ts);
             /* Later writes of this handle build on what it just wrote. */
             h->blind = 1;
             return 0;
@@ -104,15 +195,61 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
                 client_last_error(fs->client));
             return fs_neg_errno(rc); /* still dirty: a later flush or the release tries again */
         }
+        if (h->created && h->excl) {
+            /* Another creator committed this name after our O_EXCL create looked. */
+            h->sticky_err = -EEXIST;
+            return h->sticky_err;
+        }
         if (!h->blind) {
             /* Someone committed this file after our open: our content is based
              * on a stale read and can never be written. */
             h->sticky_err = -EAGAIN;
             return h->sticky_err;
         }
+        if (fs_op_expired(fs, start))
+            break; /* EAGAIN, still dirty: a later flush or the release tries again */
         fs_conflict_backoff(attempt);
     }
     return fs_neg_errno(rc);
+}
+
+void fs_handle_refresh_at_eof(struct fs *fs, struct fs_handle *h)
+{
+    struct timespec now;
+    struct client_txn *txn = NULL;
+    struct fs_meta m;
+    void *value = NULL;
+    size_t len = 0;
+    int has_record;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!h->read_only || h->path.snapshot_ts || h->detached ||
+        (now.tv_sec - h->fetched.tv_sec) * 1000 + (now.tv_nsec - h->fetched.tv_nsec) / 1000000 <
+            FS_EOF_REFRESH_MS)
+        return;
+    h->fetched = now;
+    if (fs_txn_for_read(fs, &h->path, &txn) != CLIENT_OK)
+        return;
+    if (fs_node_lookup(fs, txn, &h->path, &m, &has_record, &value, &len) == 0 && S_ISREG(m.mode)) {
+        fs_handle_chunk_release(fs, h);
+        free(h->data);
+        h->data = NULL;
+        h->len = h->cap = 0;
+        h->meta = m;
+        h->chunked = (m.flags & FS_META_CHUNKED) != 0;
+        if (h->chunked) {
+            h->chunk_id = m.chunk_id;
+            h->len = h->floor = h->base_len = m.size;
+            h->snap = txn; /* the view of the chunks */
+            txn = NULL;
+        } else {
+            h->data = value;
+            h->len = h->cap = len;
+            value = NULL;
+        }
+    }
+    free(value);
+    txn_drop(&txn);
 }
 
 void fs_handle_free(struct fs *fs, struct fs_handle *h)
@@ -129,35 +266,87 @@ void fs_handle_free(struct fs *fs, struct fs_handle *h)
             h->next->prev = h->prev;
         pthread_mutex_unlock(&fs->handles_lock);
     }
-    if (h->txn) {
-        client_txn_rollback(h->txn);
-        client_txn_free(h->txn);
-    }
+    txn_drop(&h->txn);
+    fs_handle_chunk_release(fs, h);
     pthread_mutex_destroy(&h->lock);
     free(h->data);
     free(h);
 }
 
-/* Drops the transaction begun at open: the next commit starts a fresh one. Caller holds h->lock. */
-static void handle_forget_txn(struct fs_handle *h)
+void fs_handles_settle(struct fs *fs, const uint8_t *key, size_t key_len)
 {
-    if (h->txn) {
-        client_txn_rollback(h->txn);
-        client_txn_free(h->txn);
-        h->txn = NULL;
+    pthread_mutex_lock(&fs->handles_lock);
+    for (struct fs_handle *h = fs->handles; h; h = h->next) {
+        if (!same_key(h, key, key_len))
+            continue;
+        pthread_mutex_lock(&h->lock);
+        if (h->created && !h->detached)
+            fs_handle_commit(fs, h); /* a failure stays for that file's own close to report */
+        pthread_mutex_unlock(&h->lock);
     }
+    pthread_mutex_unlock(&fs->handles_lock);
+}
+
+int fs_handles_stat(struct fs *fs, const uint8_t *key, size_t key_len, struct fs_meta *m,
+                    int *unlinked)
+{
+    int found = 0;
+
+    *unlinked = 0;
+    pthread_mutex_lock(&fs->handles_lock);
+    for (struct fs_handle *h = fs->handles; h && !found; h = h->next) {
+        if (!same_key(h, key, key_len) || h->path.snapshot_ts)
+            continue;
+        pthread_mutex_lock(&h->lock);
+        if (h->dirty || h->created || h->detached) {
+            *m = h->meta;
+            m->size = h->len;
+            *unlinked = h->detached;
+            found = 1;
+        }
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&fs->handles_lock);
+    return found;
+}
+
+void fs_handles_attr_changed(struct fs *fs, const uint8_t *key, size_t key_len,
+                             const struct fs_meta *m)
+{
+    pthread_mutex_lock(&fs->handles_lock);
+    for (struct fs_handle *h = fs->handles; h; h = h->next) {
+        if (!same_key(h, key, key_len) || h->path.snapshot_ts)
+            continue;
+        pthread_mutex_lock(&h->lock);
+        h->meta.mode = m->mode;
+        h->meta.uid = m->uid;
+        h->meta.gid = m->gid;
+        h->meta.atime = m->atime;
+        h->meta.mtime = m->mtime;
+        h->meta.ctime = m->ctime;
+        if (!h->read_only && !h->created) {
+            /* Our own record change would make the open-time transaction conflict. */
+            txn_drop(&h->txn);
+            h->blind = 1;
+        }
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&fs->handles_lock);
 }
 
 void fs_handles_unlinked(struct fs *fs, const uint8_t *key, size_t key_len)
 {
     pthread_mutex_lock(&fs->handles_lock);
     for (struct fs_handle *h = fs->handles; h; h = h->next) {
+        /* (A handle's path changes only under handles_lock: compare before waiting for
+         * h->lock, which a commit holds through its round trips.) */
+        if (!same_key(h, key, key_len) || h->path.snapshot_ts)
+            continue;
         pthread_mutex_lock(&h->lock);
-        if (h->path.key_len == key_len && memcmp(h->path.key, key, key_len) == 0) {
-            h->detached = 1;
-            h->dirty = 0;
-            handle_forget_txn(h);
-        }
+        h->detached = 1;
+        h->dirty = 0;
+        h->created = 0;
+        txn_drop(&h->txn);
         pthread_mutex_unlock(&h->lock);
     }
     pthread_mutex_unlock(&fs->handles_lock);
@@ -169,6 +358,8 @@ void fs_handles_renamed(struct fs *fs, const struct fs_path *from, const struct 
     pthread_mutex_lock(&fs->handles_lock);
     for (struct fs_handle *h = fs->handles; h; h = h->next) {
         size_t fl = from->key_len, rest;
+        if (h->path.snapshot_ts || h->path.key_len < fl || memcmp(h->path.key, from->key, fl) != 0)
+            continue; /* not below `from`: no need to wait for its lock */
         pthread_mutex_lock(&h->lock);
         if (!is_dir && h->path.key_len == fl && memcmp(h->path.key, from->key, fl) == 0) {
             memcpy(h->path.key, to->key, to->key_len);
@@ -189,8 +380,10 @@ void fs_handles_renamed(struct fs *fs, const struct fs_path *from, const struct 
         }
         /* The rename moved what this open file read; its content now belongs at the new key,
          * which the rename's own commit would make the open-time transaction conflict on. */
-        handle_forget_txn(h);
+        if (!h->read_only)
+            txn_drop(&h->txn);
         h->blind = 1;
+        h->meta.ctime = fs_now();
         pthread_mutex_unlock(&h->lock);
     }
     pthread_mutex_unlock(&fs->handles_lock);

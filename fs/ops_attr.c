@@ -8,19 +8,11 @@
 
 #include "fs/fs_internal.h"
 
-static void fill_stat(struct fs *fs, struct stat *st, int is_dir, size_t size)
+/* Parses a path for an attribute operation; a non-canonical name names nothing. */
+static int parse_any(const char *path, struct fs_path *p)
 {
-    memset(st, 0, sizeof *st);
-    st->st_mode = is_dir ? (S_IFDIR | 0755) : (S_IFREG | 0644);
-    st->st_nlink = is_dir ? 2 : 1;
-    st->st_size = (off_t)size;
-    st->st_blksize = 4096;
-    st->st_blocks = (blkcnt_t)((size + 511) / 512);
-    st->st_uid = fs->uid;
-    st->st_gid = fs->gid;
-    st->st_atim = fs->mount_time;
-    st->st_mtim = fs->mount_time;
-    st->st_ctim = fs->mount_time;
+    int rc = fs_path_parse(path, p);
+    return rc == FS_OK ? 0 : rc == FS_ERR_INVALID ? -ENOENT : fs_neg_errno(rc);
 }
 
 int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
@@ -28,71 +20,212 @@ int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
     struct fs *fs = fs_current();
     struct fs_path p;
     struct client_txn *txn = NULL;
-    void *value = NULL;
-    size_t len = 0;
-    int rc, is_dir = 0;
+    struct fs_meta m;
+    int rc, has_record, unlinked = 0;
 
     if (fi && fi->fh) {
         struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
         pthread_mutex_lock(&h->lock);
-        fill_stat(fs, st, 0, h->len);
+        m = h->meta;
+        m.size = h->len;
+        unlinked = h->detached;
         pthread_mutex_unlock(&h->lock);
+        fs_meta_to_stat(&m, st);
+        if (unlinked)
+            st->st_nlink = 0;
         return 0;
     }
-    rc = fs_path_parse(path, &p);
-    if (rc != FS_OK)
-        return rc == FS_ERR_INVALID ? -ENOENT : fs_neg_errno(rc);
-    if (p.kind != FS_PATH_NODE) {
-        rc = p.snapshot_ts ? fs_snapshot_check(fs, p.snapshot_ts) : CLIENT_OK;
-        if (rc == CLIENT_OK)
-            fill_stat(fs, st, 1, 0);
-        return fs_neg_errno(rc);
+    rc = parse_any(path, &p);
+    if (rc != 0)
+        return rc;
+    if (p.kind == FS_PATH_SNAPSHOT_LIST) {
+        fs_meta_default(fs, S_IFDIR, 0, &m);
+        m.mode = S_IFDIR | 0555;
+        fs_meta_to_stat(&m, st);
+        return 0;
+    }
+    /* An open file here knows its unflushed size (and an unlinked one its data). */
+    if (p.kind == FS_PATH_NODE && !p.snapshot_ts &&
+        fs_handles_stat(fs, p.key, p.key_len, &m, &unlinked)) {
+        fs_meta_to_stat(&m, st);
+        if (unlinked)
+            st->st_nlink = 0;
+        return 0;
     }
     rc = fs_txn_for_read(fs, &p, &txn);
     if (rc != CLIENT_OK)
         return fs_neg_errno(rc);
-    rc = fs_node_stat(txn, &p, &is_dir, &value, &len);
+    rc = fs_node_lookup(fs, txn, &p, &m, &has_record, NULL, NULL);
     client_txn_rollback(txn);
     client_txn_free(txn);
-    if (rc == 0)
-        fill_stat(fs, st, is_dir, is_dir ? 0 : len);
-    free(value);
-    return rc;
+    if (rc != 0)
+        return rc;
+    if (p.snapshot_ts)
+        m.mode &= ~(uint32_t)0222; /* the past is read-only */
+    fs_meta_to_stat(&m, st);
+    return 0;
 }
 
 int fs_op_statfs(const char *path, struct statvfs *st)
 {
+    struct fs *fs = fs_current();
+    struct client_space space;
+    struct timespec now;
+    int rc;
+
     (void)path;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    pthread_mutex_lock(&fs->space_lock);
+    if (fs->space_valid && (now.tv_sec - fs->space_time.tv_sec) * 1000 +
+                                   (now.tv_nsec - fs->space_time.tv_nsec) / 1000000 <
+                               FS_SPACE_CACHE_MS) {
+        *st = fs->space;
+        pthread_mutex_unlock(&fs->space_lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&fs->space_lock);
+
+    rc = client_cluster_space(fs->client, &space);
+    if (rc != CLIENT_OK)
+        return fs_neg_errno(rc);
     memset(st, 0, sizeof *st);
-    /* The cluster has no fixed size; report a large, constant one. */
     st->f_bsize = 4096;
     st->f_frsize = 4096;
-    st->f_blocks = 1ULL << 28;
-    st->f_bfree = 1ULL << 28;
-    st->f_bavail = 1ULL << 28;
+    if (space.n_reporting > 0) {
+        /* Every byte is kept by each replica: the stores' sums over the
+         * replica count (at most 3, the scheduler's default). */
+        uint64_t replicas = space.n_stores >= 3 ? 3 : space.n_stores ? space.n_stores : 1;
+        /* (sum / n_reporting) * n_stores estimates every store; / replicas is the cluster. */
+        uint64_t cap = space.capacity_bytes / space.n_reporting * space.n_stores / replicas;
+        uint64_t avail = space.available_bytes / space.n_reporting * space.n_stores / replicas;
+        st->f_blocks = cap / st->f_frsize;
+        st->f_bfree = avail / st->f_frsize;
+        st->f_bavail = st->f_bfree;
+    }
+    /* Keys have no count limit. */
     st->f_files = 1ULL << 32;
     st->f_ffree = 1ULL << 32;
     st->f_favail = 1ULL << 32;
     st->f_namemax = FS_NAME_MAX;
-    if (fs_current()->opts.read_only)
+    if (fs->opts.read_only)
         st->f_flag |= ST_RDONLY;
+    pthread_mutex_lock(&fs->space_lock);
+    fs->space = *st;
+    fs->space_time = now;
+    fs->space_valid = 1;
+    pthread_mutex_unlock(&fs->space_lock);
     return 0;
+}
+
+/* ------------------------------------------------------- attribute changes */
+
+enum { SET_MODE = 1, SET_OWNER = 2, SET_TIMES = 4 };
+
+struct setattr_args {
+    struct fs *fs;
+    const struct fs_path *p;
+    int what;
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    struct timespec tv[2];
+    struct fs_meta result; /* out: the record written */
+};
+
+static int setattr_body(struct client_txn *txn, void *arg)
+{
+    struct setattr_args *a = arg;
+    struct fs_meta m;
+    struct timespec now = fs_now();
+    int rc, has_record;
+
+    rc = fs_node_lookup(a->fs, txn, a->p, &m, &has_record, NULL, NULL);
+    if (rc != 0)
+        return rc;
+    if (a->what & SET_MODE)
+        m.mode = (m.mode & S_IFMT) | (a->mode & 07777);
+    if (a->what & SET_OWNER) {
+        if (a->uid != (uid_t)-1)
+            m.uid = (uint32_t)a->uid;
+        if (a->gid != (gid_t)-1)
+            m.gid = (uint32_t)a->gid;
+    }
+    if (a->what & SET_TIMES) {
+        for (int i = 0; i < 2; i++) {
+            struct timespec *t = i == 0 ? &m.atime : &m.mtime;
+            if (a->tv[i].tv_nsec == UTIME_OMIT)
+                continue;
+            *t = a->tv[i].tv_nsec == UTIME_NOW ? now : a->tv[i];
+        }
+    }
+    m.ctime = now;
+    a->result = m;
+    return fs_neg_errno(fs_meta_put(txn, a->p->key, a->p->key_len, &m));
+}
+
+/* Applies an attribute change to the node at `path` (and to its open files here). */
+static int set_attr(struct setattr_args *a, const char *path)
+{
+    struct fs *fs = fs_current();
+    struct fs_path p;
+    int rc;
+
+    rc = parse_any(path, &p);
+    if (rc != 0)
+        return rc;
+    rc = fs_check_writable(fs, &p);
+    if (rc != 0)
+        return rc;
+    if (p.kind != FS_PATH_NODE && p.kind != FS_PATH_ROOT)
+        return -EROFS;
+    /* A file created here and not yet written must reach the store first. */
+    if (p.kind == FS_PATH_NODE)
+        fs_handles_settle(fs, p.key, p.key_len);
+    a->fs = fs;
+    a->p = &p;
+    rc = fs_run_txn(fs, setattr_body, a);
+    if (rc == 0)
+        fs_handles_attr_changed(fs, p.key, p.key_len, &a->result);
+    return rc;
 }
 
 int fs_op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
-    struct stat st;
-    struct fs_path p;
-    int rc;
+    struct setattr_args a;
 
-    (void)tv;
-    /* Times are not stored: accept the call for an existing node (touch works). */
-    rc = fs_path_parse(path, &p);
-    if (rc == FS_OK && (p.snapshot_ts || p.kind == FS_PATH_SNAPSHOT_LIST))
-        return -EROFS;
-    if (fs_current()->opts.read_only)
-        return -EROFS;
-    return fs_op_getattr(path, &st, fi);
+    (void)fi;
+    memset(&a, 0, sizeof a);
+    a.what = SET_TIMES;
+    if (tv) {
+        a.tv[0] = tv[0];
+        a.tv[1] = tv[1];
+    } else {
+        a.tv[0].tv_nsec = a.tv[1].tv_nsec = UTIME_NOW;
+    }
+    return set_attr(&a, path);
+}
+
+int fs_op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    struct setattr_args a;
+
+    (void)fi;
+    memset(&a, 0, sizeof a);
+    a.what = SET_MODE;
+    a.mode = mode;
+    return set_attr(&a, path);
+}
+
+int fs_op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+    struct setattr_args a;
+
+    (void)fi;
+    memset(&a, 0, sizeof a);
+    a.what = SET_OWNER;
+    a.uid = uid;
+    a.gid = gid;
+    return set_attr(&a, path);
 }
 
 /* ---------------------------------------------------------------- xattrs */

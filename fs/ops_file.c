@@ -11,6 +11,16 @@ static struct fs_handle *handle_of(struct fuse_file_info *fi)
     return (struct fs_handle *)(uintptr_t)fi->fh;
 }
 
+/*
+ * SQLite's WAL index ("NAME-shm") is mapped shared, which direct I/O refuses;
+ * such files use the page cache instead (dropped at every open). Their content
+ * only matters within one mount, where the cache is coherent.
+ */
+static int wants_shared_mapping(const struct fs_path *p)
+{
+    return p->key_len > 4 && memcmp(p->key + p->key_len - 4, "-shm", 4) == 0;
+}
+
 /* Parses a path that must name a regular file's key. */
 static int parse_file(const char *path, struct fs_path *p)
 {
@@ -23,39 +33,13 @@ static int parse_file(const char *path, struct fs_path *p)
     return 0;
 }
 
-struct create_args {
-    const struct fs_path *p;
-    int excl;
-    int created;
-};
-
-static int create_body(struct client_txn *txn, void *arg)
-{
-    struct create_args *a = arg;
-    void *v = NULL;
-    size_t vlen;
-    int rc;
-
-    a->created = 0;
-    rc = client_txn_get(txn, a->p->key, a->p->key_len, &v, &vlen);
-    free(v);
-    if (rc == CLIENT_OK)
-        return a->excl ? -EEXIST : 0; /* someone else made it meanwhile: open theirs */
-    if (rc != CLIENT_ERR_NOT_FOUND)
-        return fs_neg_errno(rc);
-    a->created = 1;
-    return fs_neg_errno(client_txn_put(txn, a->p->key, a->p->key_len, "", 0));
-}
-
 int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
     struct fs *fs = fs_current();
     struct fs_path p;
-    struct create_args a;
     struct fs_handle *h = NULL;
     int rc;
 
-    (void)mode;
     rc = fs_path_parse(path, &p);
     if (rc != FS_OK)
         return fs_neg_errno(rc); /* a non-canonical name cannot be created: EINVAL */
@@ -64,21 +48,17 @@ int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
         return rc;
     if (p.kind != FS_PATH_NODE)
         return -EEXIST;
-    if (p.last_empty)
-        return -EINVAL; /* "%" names only directories */
-    a.p = &p;
-    a.excl = (fi->flags & O_EXCL) != 0;
-    rc = fs_run_txn(fs, create_body, &a);
-    if (rc != 0)
-        return rc;
-    rc = fs_handle_new(fs, &p, fi->flags, a.created, &h);
+    if (p.last_empty || fs_path_is_hidden(&p))
+        return -EINVAL; /* "%" names only directories; hidden names are libfuse's */
+    /* Nothing is committed here: the first flush writes the file and its record. */
+    rc = fs_handle_new(fs, &p, fi->flags, (mode & 07777) | S_IFREG, &h);
     if (rc != 0)
         return rc;
     fi->fh = (uint64_t)(uintptr_t)h;
     /* Each open file is its own snapshot: the kernel's page cache, shared by
      * every open of the inode, would mix versions (and O_TRUNC elsewhere
      * would cut this reader short). */
-    fi->direct_io = 1;
+    fi->direct_io = !wants_shared_mapping(&p);
     return 0;
 }
 
@@ -104,7 +84,7 @@ int fs_op_open(const char *path, struct fuse_file_info *fi)
     /* Each open file is its own snapshot: the kernel's page cache, shared by
      * every open of the inode, would mix versions (and O_TRUNC elsewhere
      * would cut this reader short). */
-    fi->direct_io = 1;
+    fi->direct_io = !wants_shared_mapping(&p);
     return 0;
 }
 
@@ -117,6 +97,13 @@ int fs_op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_
     if (off < 0)
         return -EINVAL;
     pthread_mutex_lock(&h->lock);
+    if ((size_t)off >= h->len)
+        fs_handle_refresh_at_eof(fs_current(), h);
+    if (h->chunked) {
+        int rc = fs_handle_chunk_read(fs_current(), h, buf, size, (uint64_t)off);
+        pthread_mutex_unlock(&h->lock);
+        return rc;
+    }
     if ((size_t)off < h->len) {
         n = h->len - (size_t)off < size ? h->len - (size_t)off : size;
         memcpy(buf, h->data + off, n);
@@ -125,18 +112,26 @@ int fs_op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_
     return (int)n;
 }
 
-/* Sets the buffer's length to `len`, zero-filling growth. Caller holds the lock. */
-static int handle_resize(struct fs_handle *h, size_t len)
+/* Sets the file's length to `len`, zero-filling growth (past the inline size the
+ * file goes to chunks). Caller holds the lock. */
+static int handle_resize(struct fs *fs, struct fs_handle *h, uint64_t len)
 {
-    if (len > CLIENT_MAX_VALUE_BYTES)
+    if (len > FS_MAX_FILE_BYTES)
         return -EFBIG;
+    if (!h->chunked && len > FS_INLINE_MAX_BYTES) {
+        int rc = fs_handle_make_chunked(fs, h);
+        if (rc != 0)
+            return rc;
+    }
+    if (h->chunked)
+        return fs_handle_chunk_truncate(fs, h, len);
     if (len > h->cap) {
         size_t cap = h->cap ? h->cap : 4096;
         uint8_t *grown;
         while (cap < len)
             cap *= 2;
-        if (cap > CLIENT_MAX_VALUE_BYTES)
-            cap = CLIENT_MAX_VALUE_BYTES;
+        if (cap > FS_INLINE_MAX_BYTES)
+            cap = FS_INLINE_MAX_BYTES;
         grown = realloc(h->data, cap);
         if (!grown)
             return -ENOMEM;
@@ -147,6 +142,7 @@ static int handle_resize(struct fs_handle *h, size_t len)
         memset(h->data + h->len, 0, len - h->len);
     h->len = len;
     h->dirty = 1;
+    h->meta.mtime = h->meta.ctime = fs_now();
     return 0;
 }
 
@@ -166,17 +162,27 @@ int fs_op_write(const char *path, const char *buf, size_t size, off_t off,
     }
     if (fi->flags & O_APPEND)
         off = (off_t)h->len;
-    if ((size_t)off > CLIENT_MAX_VALUE_BYTES || size > CLIENT_MAX_VALUE_BYTES - (size_t)off) {
+    if ((uint64_t)off > FS_MAX_FILE_BYTES || size > FS_MAX_FILE_BYTES - (uint64_t)off) {
         rc = -EFBIG;
         goto out;
     }
+    if (!h->chunked && (uint64_t)off + size > FS_INLINE_MAX_BYTES) {
+        rc = fs_handle_make_chunked(fs_current(), h);
+        if (rc != 0)
+            goto out;
+    }
+    if (h->chunked) {
+        rc = fs_handle_chunk_write(fs_current(), h, buf, size, (uint64_t)off);
+        goto out;
+    }
     if ((size_t)off + size > h->len) {
-        rc = handle_resize(h, (size_t)off + size);
+        rc = handle_resize(fs_current(), h, (size_t)off + size);
         if (rc != 0)
             goto out;
     }
     memcpy(h->data + off, buf, size);
     h->dirty = 1;
+    h->meta.mtime = h->meta.ctime = fs_now();
     rc = (int)size;
 out:
     pthread_mutex_unlock(&h->lock);
@@ -184,8 +190,10 @@ out:
 }
 
 struct truncate_args {
+    struct fs *fs;
     const struct fs_path *p;
     size_t size;
+    int chunked; /* out: the file is chunked (truncated through an open file instead) */
 };
 
 static int truncate_body(struct client_txn *txn, void *arg)
@@ -193,11 +201,21 @@ static int truncate_body(struct client_txn *txn, void *arg)
     struct truncate_args *a = arg;
     uint8_t *v = NULL, *grown;
     size_t vlen = 0;
-    int rc;
+    struct fs_meta m;
+    int rc, has_record;
 
-    rc = client_txn_get(txn, a->p->key, a->p->key_len, (void **)&v, &vlen);
-    if (rc != CLIENT_OK)
-        return fs_neg_errno(rc);
+    rc = fs_node_lookup(a->fs, txn, a->p, &m, &has_record, (void **)&v, &vlen);
+    if (rc != 0)
+        return rc;
+    if (!S_ISREG(m.mode)) {
+        free(v);
+        return S_ISDIR(m.mode) ? -EISDIR : -EINVAL;
+    }
+    if (m.flags & FS_META_CHUNKED) {
+        free(v);
+        a->chunked = 1;
+        return -ECANCELED;
+    }
     if (a->size > vlen) {
         grown = realloc(v, a->size);
         if (!grown) {
@@ -209,7 +227,33 @@ static int truncate_body(struct client_txn *txn, void *arg)
     }
     rc = client_txn_put(txn, a->p->key, a->p->key_len, a->size ? (void *)v : "", a->size);
     free(v);
+    m.size = a->size;
+    m.mtime = m.ctime = fs_now();
+    if (rc == CLIENT_OK)
+        rc = fs_meta_put(txn, a->p->key, a->p->key_len, &m);
     return fs_neg_errno(rc);
+}
+
+/* Truncates a chunked file (or one growing into chunks) as an open, resize and close. */
+static int truncate_by_handle(struct fs *fs, const struct fs_path *p, uint64_t size)
+{
+    int rc = -EAGAIN;
+
+    for (int attempt = 0; attempt < FS_CONFLICT_RETRIES && rc == -EAGAIN; attempt++) {
+        struct fs_handle *h = NULL;
+        rc = fs_handle_new(fs, p, O_WRONLY, 0, &h);
+        if (rc != 0)
+            return rc;
+        pthread_mutex_lock(&h->lock);
+        rc = handle_resize(fs, h, size);
+        if (rc == 0)
+            rc = fs_handle_commit(fs, h);
+        pthread_mutex_unlock(&h->lock);
+        fs_handle_free(fs, h);
+        if (rc == -EAGAIN)
+            fs_conflict_backoff(attempt); /* changed since the open: again on the new version */
+    }
+    return rc;
 }
 
 int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
@@ -221,12 +265,12 @@ int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
     if (size < 0)
         return -EINVAL;
-    if ((uint64_t)size > CLIENT_MAX_VALUE_BYTES)
+    if ((uint64_t)size > FS_MAX_FILE_BYTES)
         return -EFBIG;
     if (fi && fi->fh) {
         struct fs_handle *h = handle_of(fi);
         pthread_mutex_lock(&h->lock);
-        rc = h->read_only ? -EBADF : handle_resize(h, (size_t)size);
+        rc = h->read_only ? -EBADF : handle_resize(fs, h, (uint64_t)size);
         if (rc == 0 && size == 0)
             h->blind = 1;
         pthread_mutex_unlock(&h->lock);
@@ -238,9 +282,17 @@ int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
     rc = fs_check_writable(fs, &p);
     if (rc != 0)
         return rc;
+    fs_handles_settle(fs, p.key, p.key_len);
+    if ((uint64_t)size > FS_INLINE_MAX_BYTES)
+        return truncate_by_handle(fs, &p, (uint64_t)size);
+    a.fs = fs;
     a.p = &p;
     a.size = (size_t)size;
-    return fs_run_txn(fs, truncate_body, &a);
+    a.chunked = 0;
+    rc = fs_run_txn(fs, truncate_body, &a);
+    if (rc == -ECANCELED && a.chunked)
+        rc = truncate_by_handle(fs, &p, (uint64_t)size);
+    return rc;
 }
 
 int fs_op_flush(const char *path, struct fuse_file_info *fi)
@@ -274,24 +326,35 @@ int fs_op_release(const char *path, struct fuse_file_info *fi)
     return 0;
 }
 
+struct unlink_args {
+    struct fs *fs;
+    const struct fs_path *p;
+    uint64_t chunk_id; /* out: the chunks to drop after the commit */
+};
+
 static int unlink_body(struct client_txn *txn, void *arg)
 {
-    const struct fs_path *p = arg;
-    void *v = NULL;
-    size_t vlen;
-    int rc;
+    struct unlink_args *a = arg;
+    struct fs_meta m;
+    int rc, has_record;
 
-    rc = client_txn_get(txn, p->key, p->key_len, &v, &vlen);
-    free(v);
-    if (rc != CLIENT_OK)
-        return fs_neg_errno(rc);
-    return fs_neg_errno(client_txn_delete(txn, p->key, p->key_len));
+    rc = fs_node_lookup(a->fs, txn, a->p, &m, &has_record, NULL, NULL);
+    if (rc != 0)
+        return rc;
+    if (S_ISDIR(m.mode))
+        return -EISDIR;
+    a->chunk_id = (m.flags & FS_META_CHUNKED) ? m.chunk_id : 0;
+    rc = client_txn_delete(txn, a->p->key, a->p->key_len);
+    if (rc == CLIENT_OK && has_record)
+        rc = fs_meta_delete(txn, a->p->key, a->p->key_len);
+    return fs_neg_errno(rc);
 }
 
 int fs_op_unlink(const char *path)
 {
     struct fs *fs = fs_current();
     struct fs_path p;
+    struct unlink_args a;
     int rc;
 
     rc = parse_file(path, &p);
@@ -300,8 +363,17 @@ int fs_op_unlink(const char *path)
     rc = fs_check_writable(fs, &p);
     if (rc != 0)
         return rc;
-    rc = fs_run_txn(fs, unlink_body, &p);
-    if (rc == 0)
+    fs_handles_settle(fs, p.key, p.key_len);
+    a.fs = fs;
+    a.p = &p;
+    a.chunk_id = 0;
+    rc = fs_run_txn(fs, unlink_body, &a);
+    if (rc == -ENOENT && fs_path_is_hidden(&p))
+        rc = 0; /* libfuse's last close of an unlinked open file: already gone */
+    if (rc == 0) {
         fs_handles_unlinked(fs, p.key, p.key_len);
+        /* (Open files keep reading them: their views predate the deletes.) */
+        fs_chunks_drop(fs, a.chunk_id);
+    }
     return rc;
 }

@@ -58,6 +58,9 @@ int fs_name_encode(const uint8_t *comp, size_t len, int top_level, char *out, si
     }
     if (memchr(comp, '/', len))
         return FS_ERR_INVALID; /* keys are split at every '/': not a component */
+    if (top_level && len == FS_RESERVED_TOP_LEN && comp[0] == 0 &&
+        (comp[1] == FS_RESERVED_TOP[1] || comp[1] == FS_RESERVED_CHUNKS_TOP[1]))
+        return FS_ERR_INVALID; /* the metadata and chunk keys (fs/meta.h): no name shows them */
     rc = FS_OK;
     for (size_t i = 0; i < len && rc == FS_OK; i++) {
         uint8_t b = comp[i];
@@ -196,8 +199,8 @@ int fs_path_parse(const char *path, struct fs_path *out)
         if (*p == '\0')
             break; /* a trailing slash names the same node */
     }
-    /* Room for the directory marker's '/' must remain. */
-    if (out->key_len + 1 > CLIENT_MAX_KEY_BYTES)
+    /* Room for the directory marker's '/' and the metadata prefix must remain. */
+    if (out->key_len + 1 + FS_RESERVED_TOP_LEN + 1 > CLIENT_MAX_KEY_BYTES)
         return FS_ERR_NAME_TOO_LONG;
     return FS_OK;
 }

@@ -73,6 +73,10 @@ for t in 1 4 16 64; do
 done
 "$CTL" --addr "$leader" bench raw --ops 1000 --threads 16 --value-size 65536
 
+# The filesystem beside libfuse's passthrough of a local directory (its own cluster; needs root
+# and /dev/fuse, else it says so).
+/usr/bin/python3 tests/cluster/fs/fs_bench.py --start
+
 echo "== many regions, idle: a scheduler and three stores split into ${BENCH_REGIONS:-1000} regions"
 BINDIR="$BINDIR" /usr/bin/python3 tests/bench_regions.py
 
