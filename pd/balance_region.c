@@ -5,8 +5,8 @@
 
 /*
  * Suitable stores are Up, heard from recently and not down. Sources are
- * tried from the largest region score down (the sum of region sizes, an
- * empty region counting 1 MiB); from a source we try random regions with a
+ * tried from the largest region score down (the sum of region sizes, a
+ * region under 1 MiB counting 1 MiB); from a source we try random regions with a
  * pending peer there, then random ones it follows, then random ones it leads
  * (PD's RandPendingRegion / RandFollowerRegion / RandLeaderRegion), each kind
  * at most BALANCE_TRIES times. The target is the suitable store with the

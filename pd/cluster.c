@@ -107,8 +107,11 @@ uint64_t pd_cluster_rand(struct pd_cluster *c)
 
 uint64_t pd_region_score_bytes(const struct pd_region *r)
 {
+    /* As PD: sizes are counted in MiB, at least 1, so small regions weigh
+     * the same whether their store measured them yet or not (a new leader
+     * reports RocksDB's estimate until its split check has scanned). */
     const uint64_t one_mib = 1024 * 1024;
-    return r->approximate_size_bytes ? r->approximate_size_bytes : one_mib;
+    return r->approximate_size_bytes > one_mib ? r->approximate_size_bytes : one_mib;
 }
 
 uint64_t pd_cluster_now_ms(struct pd_cluster *c)

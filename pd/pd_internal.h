@@ -208,8 +208,8 @@ struct pd_cluster {
 uint64_t pd_cluster_now_ms(struct pd_cluster *c);
 /* pd_cluster_rand: the next pseudo-random number of the cluster's own generator. */
 uint64_t pd_cluster_rand(struct pd_cluster *c);
-/* pd_region_score_bytes: the size scheduling counts for r; an empty region counts as 1 MiB, as
- * PD's EmptyRegionApproximateSize, so regions reporting no size yet still spread. */
+/* pd_region_score_bytes: the size scheduling counts for r; a region under 1 MiB counts as 1 MiB, as
+ * PD's EmptyRegionApproximateSize, so regions reporting no or tiny sizes weigh alike and spread. */
 uint64_t pd_region_score_bytes(const struct pd_region *r);
 struct pd_store_entry *pd_cluster_find_store(struct pd_cluster *c, uint64_t id);
 /* pd_cluster_store_infos fills a malloc'ed array with every store's info (figures from the tree).

@@ -152,15 +152,26 @@ static void h_regions(struct status_server *s, struct reply *r)
     size_t leaders = 0;
     for (size_t i = 0; arr && i < n; i++) {
         leaders += p[i].is_leader != 0;
-        json_array_append_new(
-            arr, json_pack("{s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:{s:I,s:I},s:I}", "region_id",
-                           (json_int_t)p[i].region_id, "peer_id", (json_int_t)p[i].peer_id,
-                           "leader_peer_id", (json_int_t)p[i].leader_peer_id, "role",
-                           p[i].is_leader ? "leader" : "follower", "term", (json_int_t)p[i].term,
-                           "applied_index", (json_int_t)p[i].applied_index, "first_index",
-                           (json_int_t)p[i].first_index, "last_index", (json_int_t)p[i].last_index,
-                           "epoch", "conf_ver", (json_int_t)p[i].conf_ver, "version",
-                           (json_int_t)p[i].version, "peer_count", (json_int_t)p[i].n_peers));
+        json_t *j = json_pack(
+            "{s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:{s:I,s:I},s:I}", "region_id",
+            (json_int_t)p[i].region_id, "peer_id", (json_int_t)p[i].peer_id, "leader_peer_id",
+            (json_int_t)p[i].leader_peer_id, "role", p[i].is_leader ? "leader" : "follower", "term",
+            (json_int_t)p[i].term, "applied_index", (json_int_t)p[i].applied_index, "first_index",
+            (json_int_t)p[i].first_index, "last_index", (json_int_t)p[i].last_index, "epoch",
+            "conf_ver", (json_int_t)p[i].conf_ver, "version", (json_int_t)p[i].version,
+            "peer_count", (json_int_t)p[i].n_peers);
+        /* Measured by the split check where this peer led; null elsewhere. */
+        if (j) {
+            json_object_set_new(j, "approximate_size",
+                                p[i].approximate_known
+                                    ? json_integer((json_int_t)p[i].approximate_size_bytes)
+                                    : json_null());
+            json_object_set_new(j, "approximate_keys",
+                                p[i].approximate_known
+                                    ? json_integer((json_int_t)p[i].approximate_keys)
+                                    : json_null());
+        }
+        json_array_append_new(arr, j);
     }
     free(p);
     pthread_mutex_lock(&s->mu);

@@ -538,6 +538,9 @@ static void refresh_info(struct raftstore *rs)
         info[i].conf_ver = p->ps.region.conf_ver;
         info[i].version = p->ps.region.version;
         info[i].n_peers = p->ps.region.n_peers;
+        info[i].approximate_known = p->approx_known;
+        info[i].approximate_size_bytes = p->approx_size + p->size_diff_hint;
+        info[i].approximate_keys = p->approx_keys + p->keys_diff_hint;
     }
     metrics_gauge_set(RAFTSTORE_METRIC(rs, pending_reads), pending_reads);
     pthread_mutex_lock(&rs->mu);

@@ -196,6 +196,11 @@ struct raftstore_peer_info {
     uint64_t last_index;
     uint64_t conf_ver, version;
     size_t n_peers;
+    /* The region's size and user keys as its last split check measured them
+     * plus what apply added since; known says whether it has been measured
+     * here (leaders measure). */
+    int approximate_known;
+    uint64_t approximate_size_bytes, approximate_keys;
 };
 
 /* raftstore_peers fills up to `cap` infos; returns how many regions there are. */

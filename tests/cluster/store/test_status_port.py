@@ -190,6 +190,8 @@ def cluster_checks(tmp, procs):
         check("regions_show_applied_index_and_epoch",
               all(r["applied_index"] > 0 and r["epoch"]["conf_ver"] >= 1 for rs in regions for r in rs["regions"]))
         check("all_stores_agree_on_the_region", len({r["region_id"] for rs in regions for r in rs["regions"]}) == 1)
+        check("regions_carry_approximate_size_and_keys_fields",
+              all("approximate_size" in r and "approximate_keys" in r for rs in regions for r in rs["regions"]))
 
     pd_stores = {s["store"]["id"] for s in json.loads(get(http_port, "/pd/api/v1/stores")[2])["stores"]}
     statuses = []
