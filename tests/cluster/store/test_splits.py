@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,28 +22,7 @@ import urllib.request
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 BINDIR = os.path.join(REPO, os.environ.get("BINDIR", "bin"))
 SPLIT_KEYS = ["k%03d" % (14 * i) for i in range(1, 21)]  # k014 .. k280
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(ok)
-    print("%s %s%s" % ("PASS" if ok else "FAIL", name, (" -- " + detail) if detail else ""), flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond, timeout_s, step_s=0.2):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step_s)
-    return cond()
+from checks import check, free_port, results, summary, wait_for
 
 
 class Cluster:
@@ -207,8 +185,7 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print("logs kept in " + tmp)
-        passed = sum(1 for r in results if r)
-        print("%d passed, %d failed" % (passed, len(results) - passed))
+        summary()
     sys.exit(0 if all(results) else 1)
 
 
