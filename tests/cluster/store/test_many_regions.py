@@ -104,8 +104,9 @@ def main():
         rs = regions()
         check("a_hundred_regions_or_more_spread_within_1_25x_of_the_mean", got is not None,
               "%s after %.0f s (%d regions now)" % (got, time.time() - t1, len(rs)))
-        # A store killed for good: its replicas are made up on the others.
-        http("config", {"max-store-down-time": "5s"})
+        # A store killed for good: its replicas are made up on the others. The down time must be
+        # longer than the stores' heartbeat interval (10 s), or live stores look down between two.
+        http("config", {"max-store-down-time": "25s"})
         victim = stores[4]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
