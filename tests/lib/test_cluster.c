@@ -831,3 +831,28 @@ int test_cluster_split(struct test_cluster *c, const char *key, uint64_t new_reg
     } while (test_now_ms() < deadline);
     return -1;
 }
+
+int test_cluster_wait_local(struct test_cluster *c, int store, const char *key, const char *want,
+                            int timeout_ms)
+{
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    do {
+        char *v = test_cluster_local_get(c, store, key);
+        int ok = want ? v && strcmp(v, want) == 0 : v == NULL;
+        free(v);
+        if (ok)
+            return 1;
+        usleep(10000);
+    } while (test_now_ms() < deadline);
+    return 0;
+}
+
+size_t test_cluster_region_count(struct test_cluster *c)
+{
+    struct pd_region *rs = NULL;
+    size_t n = 0;
+    if (!c->pd || pd_cluster_scan_regions(c->pd, "", 0, "", 0, 100000, &rs, &n) != PD_OK)
+        return 0;
+    pd_regions_free(rs, n);
+    return n;
+}

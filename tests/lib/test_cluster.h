@@ -59,6 +59,11 @@ int test_cluster_put(struct test_cluster *c, const char *key, const char *value,
 int test_cluster_delete(struct test_cluster *c, const char *key, int timeout_ms);
 int test_cluster_get(struct test_cluster *c, const char *key, char **value, int timeout_ms);
 
+/* Waits (up to timeout_ms) until store has applied key=want locally (want NULL: the key is
+ * gone); 1 if so, else 0. */
+int test_cluster_wait_local(struct test_cluster *c, int store, const char *key, const char *want,
+                            int timeout_ms);
+
 /* Reads key straight from a store's kv DB (no Raft): what that replica has applied.
  * Returns a malloc'd value or NULL. */
 char *test_cluster_local_get(struct test_cluster *c, int store, const char *key);
@@ -98,6 +103,8 @@ int test_cluster_split(struct test_cluster *c, const char *key, uint64_t new_reg
 struct pd_cluster;
 int test_cluster_scheduler_split(struct test_cluster *c, const char *key, int timeout_ms);
 struct pd_cluster *test_cluster_scheduler(struct test_cluster *c);
+/* with_scheduler: how many regions the scheduler knows (0 without one). */
+size_t test_cluster_region_count(struct test_cluster *c);
 
 /* Membership changes of region_id through its leader, retried until they take effect (the
  * store has / no longer has a peer of it) or time out; 0 or -1. */

@@ -36,22 +36,6 @@ static void get_eq(struct test_cluster *c, const char *k, const char *want)
     free(v);
 }
 
-/* Waits until `store` has applied key=value locally (bounded). */
-static int wait_local(struct test_cluster *c, int store, const char *k, const char *want,
-                      int timeout_ms)
-{
-    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
-    do {
-        char *v = test_cluster_local_get(c, store, k);
-        int ok = want ? v && strcmp(v, want) == 0 : v == NULL;
-        free(v);
-        if (ok)
-            return 1;
-        usleep(10000);
-    } while (test_now_ms() < deadline);
-    return 0;
-}
-
 static struct test_cluster *cluster(int n_stores, int n_peers, uint64_t gc_limit)
 {
     struct test_cluster_options o = {.n_stores = n_stores,
@@ -83,8 +67,8 @@ static void test_basic_replication(void **state)
     assert_int_equal(test_cluster_delete(c, "key000", OP_TIMEOUT), 0);
     get_eq(c, "key000", NULL);
     for (int s = 1; s <= 3; s++) {
-        assert_true(wait_local(c, s, "key049", "value49", 5000));
-        assert_true(wait_local(c, s, "key000", NULL, 5000));
+        assert_true(test_cluster_wait_local(c, s, "key049", "value49", 5000));
+        assert_true(test_cluster_wait_local(c, s, "key000", NULL, 5000));
     }
     test_cluster_free(c);
 }
@@ -101,7 +85,7 @@ static void test_leader_crash_and_catch_up(void **state)
     int second = test_cluster_leader(c, OP_TIMEOUT);
     assert_true(second && second != leader);
     test_cluster_start_store(c, leader);
-    assert_true(wait_local(c, leader, "during", "2", 10000));
+    assert_true(test_cluster_wait_local(c, leader, "during", "2", 10000));
     /* The restarted store takes part in a quorum again: stop another one and write. */
     test_cluster_stop_store(c, second);
     put_ok(c, "after", "3");
@@ -148,8 +132,8 @@ static void test_partition_leader_in_minority(void **state)
         put_ok(c, k, "x");
     }
     test_cluster_heal(c);
-    assert_true(wait_local(c, old, "k", "v2", 10000));
-    assert_true(wait_local(c, minority[1], "m9", "x", 10000));
+    assert_true(test_cluster_wait_local(c, old, "k", "v2", 10000));
+    assert_true(test_cluster_wait_local(c, minority[1], "m9", "x", 10000));
     get_eq(c, "k", "v2");
     test_cluster_free(c);
 }
@@ -222,8 +206,8 @@ static void test_snapshot_after_log_compaction(void **state)
     assert_true(test_cluster_peer_info(c, leader, &info));
     assert_true(info.first_index > 10); /* the early log is gone */
     test_cluster_start_store(c, lagger);
-    assert_true(wait_local(c, lagger, "s119", "s119", 15000));
-    assert_true(wait_local(c, lagger, "first", "1", 1000));
+    assert_true(test_cluster_wait_local(c, lagger, "s119", "s119", 15000));
+    assert_true(test_cluster_wait_local(c, lagger, "first", "1", 1000));
     test_cluster_free(c);
 }
 
@@ -236,10 +220,10 @@ static void test_add_and_remove_peers_including_leader(void **state)
     put_ok(c, "a", "1");
     assert_int_equal(test_cluster_add_peer(c, 2, 102, OP_TIMEOUT), 0);
     assert_int_equal(test_cluster_add_peer(c, 3, 103, OP_TIMEOUT), 0);
-    assert_true(wait_local(c, 2, "a", "1", 10000));
-    assert_true(wait_local(c, 3, "a", "1", 10000));
+    assert_true(test_cluster_wait_local(c, 2, "a", "1", 10000));
+    assert_true(test_cluster_wait_local(c, 3, "a", "1", 10000));
     put_ok(c, "b", "2");
-    assert_true(wait_local(c, 3, "b", "2", 10000));
+    assert_true(test_cluster_wait_local(c, 3, "b", "2", 10000));
     /* Remove the leader (store 1's peer): the others go on without it. */
     int leader = test_cluster_leader(c, OP_TIMEOUT);
     assert_int_equal(test_cluster_remove_peer(c, leader, OP_TIMEOUT), 0);
@@ -247,7 +231,7 @@ static void test_add_and_remove_peers_including_leader(void **state)
     int now = test_cluster_leader(c, OP_TIMEOUT);
     assert_true(now != leader);
     /* The removed store destroyed its replica: its data for the region is gone. */
-    assert_true(wait_local(c, leader, "a", NULL, 10000));
+    assert_true(test_cluster_wait_local(c, leader, "a", NULL, 10000));
     struct raftstore_peer_info info;
     assert_false(test_cluster_peer_info(c, leader, &info));
     get_eq(c, "c", "3");
@@ -290,7 +274,7 @@ static void test_removed_peer_not_resurrected_by_stale_messages(void **state)
     int leader = test_cluster_leader(c, OP_TIMEOUT);
     int victim = leader % 3 + 1;
     assert_int_equal(test_cluster_remove_peer(c, victim, OP_TIMEOUT), 0);
-    assert_true(wait_local(c, victim, "k", NULL, 10000));
+    assert_true(test_cluster_wait_local(c, victim, "k", NULL, 10000));
     send_stale_heartbeat(c, victim, (uint64_t)victim, 1);
     usleep(300000);
     struct raftstore_peer_info info;
@@ -349,7 +333,7 @@ static void test_snapshot_lost_in_partition_is_resent(void **state)
     test_cluster_heal(c);
     usleep(1000000);
     test_cluster_drop_snapshots(c, 0);
-    assert_true(wait_local(c, cut, "p149", "p149", 15000));
+    assert_true(test_cluster_wait_local(c, cut, "p149", "p149", 15000));
     test_cluster_free(c);
 }
 

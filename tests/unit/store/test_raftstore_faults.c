@@ -94,8 +94,6 @@ static uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
-static size_t count_regions(struct test_cluster *c);
-
 /* One membership change of the region holding "": add a peer on a store without one while it
  * has 3, else remove a random peer (the leader too), as TinyKV's confchanger does. */
 static void change_first_region(struct test_cluster *c, int n, uint64_t *rng,
@@ -205,7 +203,7 @@ static void run_scenario_seed(const struct scenario *sc, int rounds, uint64_t fi
     printf("%d acknowledged writes checked\n", total);
     assert_true(total > 0);
     if (sc->split)
-        printf("%zu regions\n", count_regions(c));
+        printf("%zu regions\n", test_cluster_region_count(c));
     /* Every replica applies everything in the end. */
     for (int i = 0; i < n_clients; i++) {
         if (!cs[i].acked)
@@ -226,18 +224,6 @@ static void run_scenario_seed(const struct scenario *sc, int rounds, uint64_t fi
         }
     }
     test_cluster_free(c);
-}
-
-/* The number of regions the scheduler knows. */
-static size_t count_regions(struct test_cluster *c)
-{
-    struct pd_region *rs = NULL;
-    size_t n = 0;
-    if (!test_cluster_scheduler(c) ||
-        pd_cluster_scan_regions(test_cluster_scheduler(c), "", 0, "", 0, 10000, &rs, &n) != PD_OK)
-        return 0;
-    pd_regions_free(rs, n);
-    return n;
 }
 
 static void run_scenario(const struct scenario *sc, int rounds)

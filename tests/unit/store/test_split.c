@@ -266,21 +266,6 @@ static void test_new_region_message_before_split_reaches_slow_store(void **state
     test_cluster_free(c);
 }
 
-static int wait_local_value(struct test_cluster *c, int store, const char *k, const char *want,
-                            int timeout_ms)
-{
-    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
-    do {
-        char *v = test_cluster_local_get(c, store, k);
-        int ok = want ? v && strcmp(v, want) == 0 : v == NULL;
-        free(v);
-        if (ok)
-            return 1;
-        usleep(10000);
-    } while (test_now_ms() < deadline);
-    return 0;
-}
-
 /* A store cut off while the region splits and both halves compact their logs: it can only catch
  * up by snapshots, whose ranges overlap the unsplit region it still has until the left half's
  * snapshot lands. Nothing is lost and it ends with both regions. */
@@ -305,9 +290,9 @@ static void test_split_racing_snapshots_loses_nothing(void **state)
     test_cluster_heal(c);
     assert_true(wait_range(c, behind, 1, "", "m", OP_TIMEOUT));
     assert_true(wait_range(c, behind, 2, "m", NULL, OP_TIMEOUT));
-    assert_true(wait_local_value(c, behind, "x29", "v-x29", OP_TIMEOUT));
-    assert_true(wait_local_value(c, behind, "b29", "v-b29", OP_TIMEOUT));
-    assert_true(wait_local_value(c, behind, "a09", "v-a09", OP_TIMEOUT));
+    assert_true(test_cluster_wait_local(c, behind, "x29", "v-x29", OP_TIMEOUT));
+    assert_true(test_cluster_wait_local(c, behind, "b29", "v-b29", OP_TIMEOUT));
+    assert_true(test_cluster_wait_local(c, behind, "a09", "v-a09", OP_TIMEOUT));
     check_keys(c, "a", 10);
     check_keys(c, "b", 30);
     check_keys(c, "x", 30);
@@ -325,18 +310,18 @@ static void test_peer_removal_after_split_clears_exactly_its_range(void **state)
     assert_int_equal(test_cluster_split(c, "m", 2, OP_TIMEOUT), 0);
     int leader = test_cluster_region_leader(c, 1, OP_TIMEOUT);
     int victim = leader == 3 ? 2 : 3;
-    assert_true(wait_local_value(c, victim, "a04", "v-a04", OP_TIMEOUT));
+    assert_true(test_cluster_wait_local(c, victim, "a04", "v-a04", OP_TIMEOUT));
     assert_int_equal(test_cluster_region_remove_peer(c, 1, victim, OP_TIMEOUT), 0);
-    assert_true(wait_local_value(c, victim, "a04", NULL, OP_TIMEOUT));
+    assert_true(test_cluster_wait_local(c, victim, "a04", NULL, OP_TIMEOUT));
     assert_int_equal(test_cluster_region_of_key(c, "x00"), 2);
     char *v = test_cluster_local_get(c, victim, "x04");
     assert_non_null(v);
     assert_string_equal(v, "v-x04");
     free(v);
     put_keys(c, "y", 3);
-    assert_true(wait_local_value(c, victim, "y02", "v-y02", OP_TIMEOUT));
+    assert_true(test_cluster_wait_local(c, victim, "y02", "v-y02", OP_TIMEOUT));
     assert_int_equal(test_cluster_region_add_peer(c, 1, victim, 77, OP_TIMEOUT), 0);
-    assert_true(wait_local_value(c, victim, "a04", "v-a04", OP_TIMEOUT));
+    assert_true(test_cluster_wait_local(c, victim, "a04", "v-a04", OP_TIMEOUT));
     check_keys(c, "a", 5);
     check_keys(c, "x", 5);
     test_cluster_free(c);
@@ -391,16 +376,6 @@ static void test_scheduler_splits_through_heartbeats(void **state)
     test_cluster_free(c);
 }
 
-static size_t count_regions(struct test_cluster *c)
-{
-    struct pd_region *rs = NULL;
-    size_t n = 0;
-    if (pd_cluster_scan_regions(test_cluster_scheduler(c), "", 0, "", 0, 1000, &rs, &n) != PD_OK)
-        return 0;
-    pd_regions_free(rs, n);
-    return n;
-}
-
 static struct test_cluster *auto_split_cluster(uint64_t seed)
 {
     struct test_cluster_options o = {.n_stores = 3,
@@ -432,9 +407,9 @@ static void test_region_splits_by_itself_when_it_grows(void **state)
     }
     /* About 100 KiB at 16 KiB per region. */
     uint64_t deadline = test_now_ms() + 30000;
-    while (count_regions(c) < 4 && test_now_ms() < deadline)
+    while (test_cluster_region_count(c) < 4 && test_now_ms() < deadline)
         usleep(20000);
-    size_t n = count_regions(c);
+    size_t n = test_cluster_region_count(c);
     printf("%zu regions\n", n);
     assert_true(n >= 4);
     struct pd_region *rs = NULL;
@@ -497,7 +472,7 @@ static void test_one_huge_key_never_splits(void **state)
     /* Several more split checks come and go: still one region. */
     uint64_t until = test_now_ms() + 1000;
     while (test_now_ms() < until) {
-        assert_int_equal(count_regions(c), 1);
+        assert_int_equal(test_cluster_region_count(c), 1);
         usleep(50000);
     }
     test_cluster_free(c);
