@@ -10,6 +10,7 @@
 #                         -> build/tests/<layer>/test_* (cmocka), run by `make test-<layer>`
 #   tests/cluster/<layer>/test_*.sh|*.py  -> run by `make test-<layer>` after the binaries
 #   tests/chaos/*.c       -> build/tests/chaos/* (drivers of the chaos suite, `make chaos`)
+#   tests/bench/*.c, *.proto -> build/tests/bench/* (load generators of `make bench`)
 
 SHELL := /bin/bash
 CC ?= gcc
@@ -70,26 +71,39 @@ TEST_BINS := $(foreach s,$(TEST_SRCS),$(BUILD)/tests/$(word 3,$(subst /, ,$(s)))
 # The chaos suite's drivers (tests/chaos/README.md); its short run is part of `make test`.
 CHAOS_SRCS := $(wildcard tests/chaos/*.c)
 CHAOS_BINS := $(patsubst tests/chaos/%.c,$(BUILD)/tests/chaos/%,$(CHAOS_SRCS))
+# The benchmarks' load generators, and the protos of the systems they compare with (etcd's).
+BENCH_PROTOS := $(wildcard tests/bench/*.proto)
+BENCH_PROTO_SRCS := $(patsubst tests/bench/%.proto,$(GEN)/bench/%.pb-c.c,$(BENCH_PROTOS))
+BENCH_SRCS := $(wildcard tests/bench/*.c)
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRCS))
+# Only `make bench` needs these (the side-by-side comparison with etcd).
+BENCH_DEB_PACKAGES := etcd-server etcd-client
 # Only `make chaos` needs these (clock skew, failing fdatasync); `make test` does not.
 CHAOS_DEB_PACKAGES := faketime libfaketime fiu-utils libfiu0
 
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all deps chaos-deps chaos test $(addprefix test-,$(LAYERS)) run stop bench format format-check clean tests soak-raft
+.PHONY: all deps chaos-deps bench-deps chaos test $(addprefix test-,$(LAYERS)) run stop bench format format-check clean tests soak-raft
 .DEFAULT_GOAL := all
-.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS) $(addsuffix .o,$(CHAOS_BINS))
+.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS) $(addsuffix .o,$(CHAOS_BINS)) $(BENCH_PROTO_SRCS) \
+	$(BENCH_PROTO_SRCS:.c=.o) $(addsuffix .o,$(BENCH_BINS))
 
 all: $(PROGRAM_BINS)
 
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# $(call install_missing,PACKAGES,WHO): installs those of PACKAGES that dpkg does not have.
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "deps: installing$$missing"; \
+	  echo "$(2): installing$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES),deps)
 
 # Everything compiled waits for deps and the generated protobuf headers.
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto | deps
@@ -142,7 +156,18 @@ $(BUILD)/tests/chaos/%: $(BUILD)/tests/chaos/%.o $(LIBS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
 
-tests: $(TEST_BINS) $(PROGRAM_BINS) $(CHAOS_BINS)
+$(GEN)/bench/%.pb-c.c $(GEN)/bench/%.pb-c.h: tests/bench/%.proto | deps
+	@mkdir -p $(GEN)/bench
+	@echo "  PROTOC  $<"
+	@protoc-c --proto_path=tests --c_out=$(GEN) $<
+
+$(BUILD)/tests/bench/%.o: $(BENCH_PROTO_SRCS:.c=.h)
+$(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(BENCH_PROTO_SRCS:.c=.o) $(LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $< $(BENCH_PROTO_SRCS:.c=.o) $(LIBS) $(LDLIBS)
+
+tests: $(TEST_BINS) $(PROGRAM_BINS) $(CHAOS_BINS) $(BENCH_BINS)
 
 test: format-check tests
 	@BUILD=$(BUILD) BINDIR=$(BINDIR) tests/run_layer.sh $(LAYERS)
@@ -158,17 +183,13 @@ chaos: tests chaos-deps
 	@BUILD=$(BUILD) BINDIR=$(BINDIR) tests/chaos/run.py --matrix $(CHAOS_ARGS)
 
 chaos-deps:
-	@missing=""; for p in $(CHAOS_DEB_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "chaos-deps: installing$$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
-	fi
+	$(call install_missing,$(CHAOS_DEB_PACKAGES),chaos-deps)
 
-bench: all
-	@BINDIR=$(BINDIR) tests/bench.sh
+bench-deps:
+	$(call install_missing,$(BENCH_DEB_PACKAGES),bench-deps)
+
+bench: all bench-deps $(BENCH_BINS)
+	@BUILD=$(BUILD) BINDIR=$(BINDIR) tests/bench.sh
 
 run: all
 	@examples/cluster.sh start

@@ -73,6 +73,9 @@ for t in 1 4 16 64; do
 done
 "$CTL" --addr "$leader" bench raw --ops 1000 --threads 16 --value-size 65536
 
+echo "== side by side with etcd: the same load against our 3 stores and a 3-member etcd"
+BUILD="${BUILD:-build}" BINDIR="$BINDIR" /usr/bin/python3 tests/bench_etcd.py
+
 # The filesystem beside libfuse's passthrough of a local directory (its own cluster; needs root
 # and /dev/fuse, else it says so).
 /usr/bin/python3 tests/cluster/fs/fs_bench.py --start

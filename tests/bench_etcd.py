@@ -1,0 +1,184 @@
+#!/usr/bin/python3
+# bench_etcd.py — `make bench`: our write and read path beside etcd's, in one run on this machine.
+#
+# Starts a 3-member etcd (Debian's etcd-server, installed by `make bench-deps`) and our cluster (a
+# scheduler and 3 stores), both on loopback with their data in one temporary directory, and drives
+# each with the same load generator (build/tests/bench/kvload): 100-byte values over 1,000 keys,
+# 1, 16, 128 and 512 requests in flight, against each system's leader. Writes are our RawPut vs
+# etcd's KV/Put; reads our RawGet vs etcd's default (linearizable) KV/Range. For each it prints
+# requests/s, p50 and p99, our/etcd ratio, and CPU-seconds per 1,000 requests summed over every
+# process of each system (ours: the three stores and the scheduler; etcd: its three members).
+#
+# Environment: BINDIR (bin/), BUILD (build/), BENCH_ETCD_SECONDS (5 per point),
+# BENCH_ETCD_INFLIGHT ("1 16 128 512"). Prints figures; asserts nothing.
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "cluster", "store"))
+from checks import free_port, wait_for  # noqa: E402
+
+BINDIR = os.path.join(REPO, os.environ.get("BINDIR", "bin"))
+KVLOAD = os.path.join(REPO, os.environ.get("BUILD", "build"), "tests", "bench", "kvload")
+SECONDS = float(os.environ.get("BENCH_ETCD_SECONDS", "5"))
+INFLIGHT = [int(x) for x in os.environ.get("BENCH_ETCD_INFLIGHT", "1 16 128 512").split()]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids):
+    total = 0.0
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def http_json(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+class Etcd:
+    """Three etcd members on loopback."""
+
+    def __init__(self, tmp):
+        self.procs = []
+        names = ["e1", "e2", "e3"]
+        self.client = {n: free_port() for n in names}
+        peer = {n: free_port() for n in names}
+        cluster = ",".join("%s=http://127.0.0.1:%d" % (n, peer[n]) for n in names)
+        for n in names:
+            self.procs.append(subprocess.Popen(
+                ["etcd", "--name", n, "--data-dir", os.path.join(tmp, n),
+                 "--listen-client-urls", "http://127.0.0.1:%d" % self.client[n],
+                 "--advertise-client-urls", "http://127.0.0.1:%d" % self.client[n],
+                 "--listen-peer-urls", "http://127.0.0.1:%d" % peer[n],
+                 "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % peer[n],
+                 "--initial-cluster", cluster, "--initial-cluster-state", "new",
+                 "--logger", "zap", "--log-level", "error"],
+                stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, n + ".log"), "w")))
+
+    def leader_addr(self):
+        """The client address of the member that is leader, or None."""
+        endpoints = ",".join("127.0.0.1:%d" % p for p in self.client.values())
+        try:
+            out = subprocess.run(["etcdctl", "--endpoints", endpoints, "endpoint", "status", "-w",
+                                  "json"], capture_output=True, text=True, timeout=5,
+                                 env=dict(os.environ, ETCDCTL_API="3")).stdout
+            for st in json.loads(out):
+                if st["Status"]["leader"] == st["Status"]["header"]["member_id"]:
+                    return st["Endpoint"]
+        except (subprocess.SubprocessError, ValueError, KeyError):
+            pass
+        return None
+
+
+class Ours:
+    """A scheduler and three stores on loopback."""
+
+    def __init__(self, tmp):
+        self.procs = []
+        self.http = free_port()
+        pd = free_port()
+        self.procs.append(subprocess.Popen(
+            [os.path.join(BINDIR, "tinyscheduler-server"), "--addr", "127.0.0.1:%d" % pd,
+             "--http-addr", "127.0.0.1:%d" % self.http, "--data-dir", os.path.join(tmp, "pd"),
+             "--log-level", "warn"], stderr=open(os.path.join(tmp, "pd.log"), "w")))
+        for i in range(3):
+            self.procs.append(subprocess.Popen(
+                [os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % free_port(),
+                 "--data-dir", os.path.join(tmp, "s%d" % i), "--scheduler", "127.0.0.1:%d" % pd,
+                 "--status-addr", "127.0.0.1:0", "--log-level", "warn"],
+                stderr=open(os.path.join(tmp, "s%d.log" % i), "w")))
+
+    def leader_addr(self):
+        """The address of the store leading the only region, once it has 3 peers."""
+        base = "http://127.0.0.1:%d/pd/api/v1/" % self.http
+        try:
+            regions = http_json(base + "regions")["regions"]
+            stores = http_json(base + "stores")["stores"]
+        except (OSError, ValueError, KeyError):
+            return None
+        if len(regions) != 1 or len(regions[0]["peers"]) != 3:
+            return None
+        leader = regions[0].get("leader", {}).get("store_id")
+        for s in stores:
+            if leader and s["store"]["id"] == leader:
+                return s["store"]["address"]
+        return None
+
+
+def run_load(system, op, addr, inflight, pids):
+    """One point: kvload's figures plus the CPU-seconds the system's processes spent meanwhile."""
+    before = cpu_s(pids)
+    t0 = time.time()
+    out = subprocess.run([KVLOAD, "--system", system, "--op", op, "--addr", addr, "--inflight",
+                          str(inflight), "--seconds", str(SECONDS), "--warmup", "1"],
+                         capture_output=True, text=True, timeout=SECONDS + 60).stdout
+    wall = time.time() - t0
+    cpu = cpu_s(pids) - before
+    fig = dict(kv.split("=", 1) for kv in out.split()[1:] if "=" in kv)
+    ops = int(fig.get("ops", 0))
+    rps = float(fig.get("rps", 0))
+    # CPU over the whole run (warm-up included) divided by the requests served in that time.
+    served = rps * wall if rps else 0
+    return {"rps": rps, "p50": float(fig.get("p50_ms", 0)), "p99": float(fig.get("p99_ms", 0)),
+            "errors": int(fig.get("errors", 0)), "ops": ops,
+            "cpu_per_1000": cpu / served * 1000 if served else float("nan")}
+
+
+def main():
+    if not shutil.which("etcd") or not shutil.which("etcdctl"):
+        print("bench_etcd: etcd is not installed (make bench-deps installs etcd-server, "
+              "etcd-client); skipping the comparison")
+        return 0
+    tmp = tempfile.mkdtemp(prefix="tinykv-bench-etcd-")
+    etcd = ours = None
+    try:
+        etcd = Etcd(tmp)
+        ours = Ours(tmp)
+        etcd_leader = wait_for(etcd.leader_addr, 60)
+        ours_leader = wait_for(ours.leader_addr, 60)
+        if not etcd_leader or not ours_leader:
+            print("bench_etcd: a cluster did not form (etcd leader %s, ours %s); logs in %s" %
+                  (etcd_leader, ours_leader, tmp))
+            return 1
+        etcd_pids = [p.pid for p in etcd.procs]
+        ours_pids = [p.pid for p in ours.procs]
+        print("etcd leader at %s, our region leader at %s; %g s per point, 100-byte values, "
+              "1,000 keys" % (etcd_leader, ours_leader, SECONDS))
+        for op, ours_name, etcd_name in (("put", "RawPut", "Put"),
+                                         ("get", "RawGet", "Range (linearizable)")):
+            print("-- %s vs etcd %s" % (ours_name, etcd_name))
+            print("%9s | %9s %8s %8s | %9s %8s %8s | %6s | %13s %13s" %
+                  ("in flight", "ours/s", "p50 ms", "p99 ms", "etcd/s", "p50 ms", "p99 ms",
+                   "ratio", "ours CPU-s/1k", "etcd CPU-s/1k"))
+            for n in INFLIGHT:
+                e = run_load("etcd", op, etcd_leader, n, etcd_pids)
+                o = run_load("ours", op, ours_leader, n, ours_pids)
+                ratio = o["rps"] / e["rps"] if e["rps"] else float("nan")
+                errors = ""
+                if o["errors"] or e["errors"]:
+                    errors = "  (errors: ours %d, etcd %d)" % (o["errors"], e["errors"])
+                print("%9d | %9.0f %8.2f %8.2f | %9.0f %8.2f %8.2f | %5.2fx | %13.3f %13.3f%s" %
+                      (n, o["rps"], o["p50"], o["p99"], e["rps"], e["p50"], e["p99"], ratio,
+                       o["cpu_per_1000"], e["cpu_per_1000"], errors), flush=True)
+        return 0
+    finally:
+        for sysm in (etcd, ours):
+            for p in (sysm.procs if sysm else []):
+                p.kill()
+                p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
