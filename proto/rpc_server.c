@@ -7,12 +7,15 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "metrics/metrics.h"
+#include "proto/log.h"
 
 enum tag_kind { TAG_NEW, TAG_RECV, TAG_SEND, TAG_STATUS, TAG_CLOSE, TAG_SHUTDOWN };
 
@@ -58,6 +61,7 @@ struct rpc_call {
     pthread_mutex_t mu;
     int refs;
     int answered;        /* reply/finish called */
+    int awaited;         /* a unary call counted in srv->unanswered until its answer */
     int status_started;  /* SEND_STATUS batch started */
     int initial_md_sent; /* SEND_INITIAL_METADATA went out */
     int dead;            /* a send failed or the call was cancelled */
@@ -98,6 +102,9 @@ struct rpc_server {
     struct work_item *work_head, *work_tail; /* guarded by mu */
     int workers_stop;                        /* guarded by mu */
     struct method_metrics *method_metrics;   /* one per method, then one for unknown methods */
+    /* Unary calls handed to a handler and not answered yet (guarded by mu): rpc_server_free
+     * waits for them, since a handler may answer from another thread long after it returned. */
+    int unanswered;
 };
 
 static void call_unref_locked_maybe(struct rpc_call *c);
@@ -214,7 +221,14 @@ static void count_answer(struct rpc_call *c, enum rpc_status status)
 /* Releases the "answer pending" reference. Caller holds c->mu; releases it. */
 static void answer_done_locked(struct rpc_call *c)
 {
+    struct rpc_server *s = c->awaited ? c->srv : NULL;
     call_unref_locked_maybe(c);
+    if (s) {
+        pthread_mutex_lock(&s->mu);
+        if (--s->unanswered == 0)
+            pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 void rpc_call_reply(struct rpc_call *call, const ProtobufCMessage *resp)
@@ -402,6 +416,12 @@ static void on_new_call(struct rpc_server *s, struct rpc_call *c, int ok)
         call_unref_locked_maybe(c);
         rpc_call_finish(c, RPC_INTERNAL, "cannot start call");
         return;
+    }
+    if (c->method && c->method->kind == RPC_UNARY) {
+        c->awaited = 1;
+        pthread_mutex_lock(&s->mu);
+        s->unanswered++;
+        pthread_mutex_unlock(&s->mu);
     }
     if (!c->method) {
         char msg[300];
@@ -681,6 +701,25 @@ int rpc_server_start(struct rpc_server *s)
     return 0;
 }
 
+/* Waits for the handlers that answer later (from their own threads) to answer every call they
+ * took: a call must not outlive the gRPC server. Handlers answer within their own deadlines;
+ * RPC_SERVER_ANSWER_WAIT_MS bounds the wait should one break that promise. */
+#define RPC_SERVER_ANSWER_WAIT_MS 60000
+static void wait_unanswered(struct rpc_server *s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += RPC_SERVER_ANSWER_WAIT_MS / 1000;
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    while (s->unanswered > 0 && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&s->cond, &s->mu, &until);
+    if (s->unanswered > 0)
+        LOG(LOG_ERROR, "rpc server: %d calls still unanswered after %d ms; shutting down anyway",
+            s->unanswered, RPC_SERVER_ANSWER_WAIT_MS);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void rpc_server_free(struct rpc_server *s)
 {
     if (!s)
@@ -705,6 +744,7 @@ void rpc_server_free(struct rpc_server *s)
     if (s->started)
         for (int i = 0; i < s->n_workers; i++)
             pthread_join(s->workers[i], NULL);
+    wait_unanswered(s);
     grpc_server_destroy(s->server);
     grpc_completion_queue_shutdown(s->cq);
     if (s->started) {

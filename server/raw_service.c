@@ -32,6 +32,8 @@ static const char *parse_cf(const char *name, enum storage_cf *cf)
 static char *storage_failure(const struct kv_service *svc, const struct storage_ctx *ctx,
                              const struct storage_error *err, int rc, Errorpb__Error **region_error)
 {
+    if (!err)
+        return strdup(storage_strerror(rc));
     if (rc == STORAGE_ERR_REGION) {
         *region_error = kv_region_error_new(svc, ctx, err);
         return NULL;
@@ -39,129 +41,176 @@ static char *storage_failure(const struct kv_service *svc, const struct storage_
     return strdup(err->msg[0] ? err->msg : storage_strerror(rc));
 }
 
-static void raw_get(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
-{
-    struct kv_service *svc = arg;
-    const Kvrpcpb__RawGetRequest *req = (const Kvrpcpb__RawGetRequest *)msg;
-    Kvrpcpb__RawGetResponse resp = KVRPCPB__RAW_GET_RESPONSE__INIT;
-    char *error = NULL;
-    void *value = NULL;
-    size_t value_len = 0;
-    enum storage_cf cf;
-    const char *bad = parse_cf(req->cf, &cf);
-    if (!bad)
-        bad = kv_check_key(req->key.len);
-    if (bad) {
-        resp.error = (char *)bad;
-        goto reply;
-    }
+/*
+ * RawGet, RawPut and RawDelete answer from their storage completion: with a Raft storage the
+ * handler returns at once and the answer comes from the store loop (or the storage's deadline
+ * timer), so no thread is parked per request. A pending request owns a copy of its key, which
+ * the completion needs for the read itself and for a KeyNotInRegion answer.
+ */
+struct raw_pending {
+    struct rpc_call *call; /* answered exactly once, by the completion */
+    struct kv_service *svc;
     struct storage_ctx ctx;
-    struct storage_error err = {0};
-    struct storage_reader *r;
-    struct storage_key touched = {req->key.data, req->key.len};
-    kv_ctx_from_proto(req->context, &ctx);
-    ctx.keys = &touched;
-    ctx.n_keys = 1;
+    struct storage_key touched;
+    enum storage_cf cf;
+    int is_delete;
     size_t enc_len;
-    uint8_t *enc = encode_key(&req->key, &enc_len);
-    if (!enc) {
-        resp.error = (char *)storage_strerror(STORAGE_ERR_NOMEM);
-        goto reply;
+    uint8_t *enc;  /* enc(key) */
+    uint8_t key[]; /* the user key, touched.len bytes */
+};
+
+/* A pending request for `key`, or NULL on OOM. */
+static struct raw_pending *pending_new(struct rpc_call *call, struct kv_service *svc,
+                                       const Kvrpcpb__Context *context, enum storage_cf cf,
+                                       const ProtobufCBinaryData *key)
+{
+    struct raw_pending *p = malloc(sizeof *p + (key->len ? key->len : 1));
+    if (!p)
+        return NULL;
+    p->enc = encode_key(key, &p->enc_len);
+    if (!p->enc) {
+        free(p);
+        return NULL;
     }
-    int rc = storage_reader(svc->storage, &ctx, &r, &err);
-    if (rc) {
-        free(enc);
-        error = storage_failure(svc, &ctx, &err, rc, &resp.region_error);
-        resp.error = error;
-        goto reply;
-    }
-    rc = storage_reader_get(r, cf, enc, enc_len, &value, &value_len);
-    storage_reader_free(r);
-    free(enc);
-    if (rc == STORAGE_ERR_NOT_FOUND) {
-        resp.not_found = 1;
-    } else if (rc) {
-        resp.error = (char *)storage_strerror(rc);
-    } else {
-        resp.value.data = value;
-        resp.value.len = value_len;
-    }
-reply:
-    rpc_call_reply(call, &resp.base);
-    if (resp.region_error)
-        protobuf_c_message_free_unpacked(&resp.region_error->base, NULL);
-    free(error);
-    free(value);
+    p->call = call;
+    p->svc = svc;
+    p->cf = cf;
+    p->is_delete = 0;
+    memcpy(p->key, key->data, key->len);
+    p->touched = (struct storage_key){p->key, key->len};
+    kv_ctx_from_proto(context, &p->ctx);
+    p->ctx.keys = &p->touched; /* names the key in a KeyNotInRegion answer */
+    p->ctx.n_keys = 1;
+    return p;
 }
 
-/* Applies one put or delete from a raw request; fills the response fields. */
-static void raw_modify(struct kv_service *svc, const Kvrpcpb__Context *context,
-                       enum storage_modify_kind kind, const char *cf_name,
-                       const ProtobufCBinaryData *key, const ProtobufCBinaryData *value,
-                       Errorpb__Error **region_error, char **error, char **owned_error)
+static void pending_free(struct raw_pending *p)
+{
+    free(p->enc);
+    free(p);
+}
+
+/* Checks a request's CF and key; returns NULL or the reason it is bad. */
+static const char *check_request(const char *cf_name, const ProtobufCBinaryData *key,
+                                 enum storage_cf *cf)
+{
+    const char *bad = parse_cf(cf_name, cf);
+    return bad ? bad : kv_check_key(key->len);
+}
+
+/* Answers a Raw{Get,Put,Delete}Response `resp` whose error fields were set from rc/err. */
+static void reply_and_free(struct rpc_call *call, ProtobufCMessage *resp,
+                           Errorpb__Error *region_error, char *owned_error)
+{
+    rpc_call_reply(call, resp);
+    if (region_error)
+        protobuf_c_message_free_unpacked(&region_error->base, NULL);
+    free(owned_error);
+}
+
+static void get_done(void *arg, int rc, struct storage_reader *r, const struct storage_error *err)
+{
+    struct raw_pending *p = arg;
+    Kvrpcpb__RawGetResponse resp = KVRPCPB__RAW_GET_RESPONSE__INIT;
+    char *owned = NULL;
+    void *value = NULL;
+    size_t value_len = 0;
+    if (rc) {
+        owned = storage_failure(p->svc, &p->ctx, err, rc, &resp.region_error);
+        resp.error = owned;
+    } else {
+        rc = storage_reader_get(r, p->cf, p->enc, p->enc_len, &value, &value_len);
+        storage_reader_free(r);
+        if (rc == STORAGE_ERR_NOT_FOUND) {
+            resp.not_found = 1;
+        } else if (rc) {
+            resp.error = (char *)storage_strerror(rc);
+        } else {
+            resp.value.data = value;
+            resp.value.len = value_len;
+        }
+    }
+    reply_and_free(p->call, &resp.base, resp.region_error, owned);
+    free(value);
+    pending_free(p);
+}
+
+static void raw_get(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Kvrpcpb__RawGetRequest *req = (const Kvrpcpb__RawGetRequest *)msg;
+    Kvrpcpb__RawGetResponse resp = KVRPCPB__RAW_GET_RESPONSE__INIT;
+    enum storage_cf cf;
+    const char *bad = check_request(req->cf, &req->key, &cf);
+    struct raw_pending *p = bad ? NULL : pending_new(call, arg, req->context, cf, &req->key);
+    if (!p) {
+        resp.error = (char *)(bad ? bad : storage_strerror(STORAGE_ERR_NOMEM));
+        rpc_call_reply(call, &resp.base);
+        return;
+    }
+    storage_reader_async(p->svc->storage, &p->ctx, get_done, p);
+}
+
+static void modify_done(void *arg, int rc, const struct storage_error *err)
+{
+    struct raw_pending *p = arg;
+    Kvrpcpb__RawPutResponse put = KVRPCPB__RAW_PUT_RESPONSE__INIT;
+    Kvrpcpb__RawDeleteResponse del = KVRPCPB__RAW_DELETE_RESPONSE__INIT;
+    Errorpb__Error *region_error = NULL;
+    char *owned = rc ? storage_failure(p->svc, &p->ctx, err, rc, &region_error) : NULL;
+    if (p->is_delete) {
+        del.region_error = region_error;
+        del.error = owned;
+        reply_and_free(p->call, &del.base, region_error, owned);
+    } else {
+        put.region_error = region_error;
+        put.error = owned;
+        reply_and_free(p->call, &put.base, region_error, owned);
+    }
+    pending_free(p);
+}
+
+/* Starts one put or delete from a raw request; answers bad requests at once. */
+static void raw_modify(struct rpc_call *call, struct kv_service *svc,
+                       const Kvrpcpb__Context *context, enum storage_modify_kind kind,
+                       const char *cf_name, const ProtobufCBinaryData *key,
+                       const ProtobufCBinaryData *value)
 {
     enum storage_cf cf;
-    const char *bad = parse_cf(cf_name, &cf);
-    if (!bad)
-        bad = kv_check_key(key->len);
+    const char *bad = check_request(cf_name, key, &cf);
     if (!bad && value && value->len > KV_MAX_VALUE_BYTES)
         bad = "value is larger than 8 MiB";
-    if (bad) {
-        *error = (char *)bad;
+    struct raw_pending *p = bad ? NULL : pending_new(call, svc, context, cf, key);
+    if (!p) {
+        bad = bad ? bad : storage_strerror(STORAGE_ERR_NOMEM);
+        Kvrpcpb__RawPutResponse put = KVRPCPB__RAW_PUT_RESPONSE__INIT;
+        Kvrpcpb__RawDeleteResponse del = KVRPCPB__RAW_DELETE_RESPONSE__INIT;
+        put.error = del.error = (char *)bad;
+        rpc_call_reply(call, kind == STORAGE_MODIFY_DELETE ? &del.base : &put.base);
         return;
     }
-    size_t enc_len;
-    uint8_t *enc = encode_key(key, &enc_len);
-    if (!enc) {
-        *error = (char *)storage_strerror(STORAGE_ERR_NOMEM);
-        return;
-    }
+    p->is_delete = kind == STORAGE_MODIFY_DELETE;
     struct storage_modify m = {
         .kind = kind,
         .cf = cf,
-        .key = enc,
-        .key_len = enc_len,
+        .key = p->enc,
+        .key_len = p->enc_len,
         .value = value ? value->data : NULL,
         .value_len = value ? value->len : 0,
     };
-    struct storage_ctx ctx;
-    struct storage_error err = {0};
-    struct storage_key touched = {key->data, key->len};
-    kv_ctx_from_proto(context, &ctx);
-    ctx.keys = &touched; /* names the key in a KeyNotInRegion answer */
-    ctx.n_keys = 1;
-    int rc = storage_write(svc->storage, &ctx, &m, 1, &err);
-    free(enc);
-    if (rc) {
-        *owned_error = storage_failure(svc, &ctx, &err, rc, region_error);
-        *error = *owned_error;
-    }
+    /* The modification is copied before this returns; the request may go with the handler. */
+    storage_write_async(svc->storage, &p->ctx, &m, 1, modify_done, p);
 }
 
 static void raw_put(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     const Kvrpcpb__RawPutRequest *req = (const Kvrpcpb__RawPutRequest *)msg;
-    Kvrpcpb__RawPutResponse resp = KVRPCPB__RAW_PUT_RESPONSE__INIT;
-    char *owned = NULL;
-    raw_modify(arg, req->context, STORAGE_MODIFY_PUT, req->cf, &req->key, &req->value,
-               &resp.region_error, &resp.error, &owned);
-    rpc_call_reply(call, &resp.base);
-    if (resp.region_error)
-        protobuf_c_message_free_unpacked(&resp.region_error->base, NULL);
-    free(owned);
+    raw_modify(call, arg, req->context, STORAGE_MODIFY_PUT, req->cf, &req->key, &req->value);
 }
 
 static void raw_delete(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     const Kvrpcpb__RawDeleteRequest *req = (const Kvrpcpb__RawDeleteRequest *)msg;
-    Kvrpcpb__RawDeleteResponse resp = KVRPCPB__RAW_DELETE_RESPONSE__INIT;
-    char *owned = NULL;
-    raw_modify(arg, req->context, STORAGE_MODIFY_DELETE, req->cf, &req->key, NULL,
-               &resp.region_error, &resp.error, &owned);
-    rpc_call_reply(call, &resp.base);
-    if (resp.region_error)
-        protobuf_c_message_free_unpacked(&resp.region_error->base, NULL);
-    free(owned);
+    raw_modify(call, arg, req->context, STORAGE_MODIFY_DELETE, req->cf, &req->key, NULL);
 }
 
 static void free_pairs(Kvrpcpb__KvPair **pairs, size_t n)
@@ -304,7 +353,10 @@ reply:
 
 size_t kv_raw_methods(struct kv_service *svc, struct rpc_method *out)
 {
-    /* Blocking: they wait on the disk now and on Raft in cluster mode. */
+    /* Get, put and delete answer from their storage's completion: they need no thread of their
+     * own when the storage answers later (Raft), and block a worker when it answers at once
+     * (the standalone engine, on the disk). A scan runs its whole iteration: always a worker. */
+    int parked = !storage_is_async(svc->storage);
     const struct rpc_method methods[] = {
         {.name = "/tinykvpb.TinyKv/RawGet",
          .request = &kvrpcpb__raw_get_request__descriptor,
@@ -324,7 +376,7 @@ size_t kv_raw_methods(struct kv_service *svc, struct rpc_method *out)
         out[i] = methods[i];
         out[i].kind = RPC_UNARY;
         out[i].arg = svc;
-        out[i].blocking = 1;
+        out[i].blocking = strcmp(out[i].name, "/tinykvpb.TinyKv/RawScan") == 0 || parked;
     }
     return n;
 }

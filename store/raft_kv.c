@@ -1,5 +1,5 @@
-/* raft_kv.c — Storage over the raftstore: block a request thread until Raft answers or a deadline
- * passes. */
+/* raft_kv.c — Storage over the raftstore: requests answered by Raft's callbacks, or by a timer
+ * when their deadline passes first. */
 #include "store/raft_kv.h"
 
 #include <errno.h>
@@ -9,153 +9,305 @@
 #include <string.h>
 #include <time.h>
 
+#include "proto/log.h"
+
+/*
+ * One request in flight. It sits in kv's pending list, ordered by deadline (all requests share
+ * one timeout, so arrival order is deadline order), until it is answered: by the raftstore's
+ * callback or by the timer, whichever comes first, under kv->mu. The raftstore calls back
+ * exactly once, even after the timer answered, and that call frees it.
+ */
+struct op {
+    struct raft_kv *kv;
+    struct op *prev, *next;
+    uint64_t deadline_ms;
+    int is_write;
+    int answered;
+    storage_write_cb write_cb;
+    storage_reader_cb reader_cb;
+    void *arg;
+};
+
 struct raft_kv {
     struct storage base;
     struct raftstore *rs;
     int timeout_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* wakes the timer: a new head or stop */
+    struct op *head, *tail;
+    int stop;
+    pthread_t timer;
 };
 
-/* Shared by the waiting thread and the store loop's callback; the last one out frees it. */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Caller holds kv->mu. */
+static void unlink_op(struct raft_kv *kv, struct op *op)
+{
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        kv->head = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    else
+        kv->tail = op->prev;
+    op->prev = op->next = NULL;
+}
+
+static void deliver(const struct op *op, int code, const struct storage_error *err,
+                    struct storage_reader *reader)
+{
+    if (op->is_write)
+        op->write_cb(op->arg, code, code ? err : NULL);
+    else
+        op->reader_cb(op->arg, code, code ? NULL : reader, code ? err : NULL);
+}
+
+/* A read that timed out had no effect: retryable. A write that timed out was proposed and may
+ * still commit, so its answer is undetermined, never "not done". */
+static void deliver_timeout(const struct op *op)
+{
+    struct storage_error err = {0};
+    err.code = STORAGE_ERR_REGION;
+    err.region_kind =
+        op->is_write ? STORAGE_REGION_ERR_UNDETERMINED : STORAGE_REGION_ERR_STALE_COMMAND;
+    snprintf(err.msg, sizeof err.msg, "%s",
+             op->is_write ? "timed out waiting for Raft; the write may still apply"
+                          : "timed out waiting for Raft; retry");
+    deliver(op, STORAGE_ERR_REGION, &err, NULL);
+}
+
+/* The raftstore's callback (store loop thread, or the caller's on an immediate failure). */
+static void on_result(void *arg, struct raftstore_result *res)
+{
+    struct op *op = arg;
+    struct raft_kv *kv = op->kv;
+    pthread_mutex_lock(&kv->mu);
+    int late = op->answered;
+    if (!late) {
+        op->answered = 1;
+        unlink_op(kv, op);
+    }
+    pthread_mutex_unlock(&kv->mu);
+    if (late) {
+        storage_reader_free(res->reader);
+    } else {
+        int code = res->code;
+        if (code == 0 && !op->is_write && !res->reader)
+            code = STORAGE_ERR_NOMEM;
+        deliver(op, code, &res->err, res->reader);
+    }
+    free(op);
+}
+
+static void *timer_thread(void *arg)
+{
+    struct raft_kv *kv = arg;
+    pthread_mutex_lock(&kv->mu);
+    while (!kv->stop) {
+        uint64_t now = mono_ms();
+        struct op *op = kv->head;
+        if (op && op->deadline_ms <= now) {
+            op->answered = 1;
+            unlink_op(kv, op);
+            struct op copy = *op; /* the raftstore's callback frees op, maybe right now */
+            pthread_mutex_unlock(&kv->mu);
+            deliver_timeout(&copy);
+            pthread_mutex_lock(&kv->mu);
+            continue;
+        }
+        uint64_t wait_ms = op ? op->deadline_ms - now : 1000;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)(wait_ms / 1000);
+        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&kv->cond, &kv->mu, &until);
+    }
+    pthread_mutex_unlock(&kv->mu);
+    return NULL;
+}
+
+/* A new pending request, in the list; NULL on OOM. */
+static struct op *op_new(struct raft_kv *kv, int is_write)
+{
+    struct op *op = calloc(1, sizeof *op);
+    if (!op)
+        return NULL;
+    op->kv = kv;
+    op->is_write = is_write;
+    pthread_mutex_lock(&kv->mu);
+    op->deadline_ms = mono_ms() + (uint64_t)kv->timeout_ms;
+    op->prev = kv->tail;
+    if (kv->tail)
+        kv->tail->next = op;
+    else
+        kv->head = op;
+    kv->tail = op;
+    if (kv->head == op)
+        pthread_cond_signal(&kv->cond);
+    pthread_mutex_unlock(&kv->mu);
+    return op;
+}
+
+static int check_mods(const struct storage_modify *mods, size_t n, struct storage_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned)mods[i].cf >= STORAGE_CF_COUNT || mods[i].key_len == 0) {
+            memset(err, 0, sizeof *err);
+            err->code = STORAGE_ERR_INVALID;
+            snprintf(err->msg, sizeof err->msg, "modification %zu: %s", i,
+                     mods[i].key_len == 0 ? "empty key" : "unknown column family");
+            return STORAGE_ERR_INVALID;
+        }
+    }
+    return 0;
+}
+
+static void kv_write_async(struct storage *base, const struct storage_ctx *ctx,
+                           const struct storage_modify *mods, size_t n, storage_write_cb cb,
+                           void *arg)
+{
+    struct raft_kv *kv = (struct raft_kv *)base;
+    struct storage_error err;
+    if (check_mods(mods, n, &err) != 0) {
+        cb(arg, STORAGE_ERR_INVALID, &err);
+        return;
+    }
+    struct op *op = op_new(kv, 1);
+    if (!op) {
+        memset(&err, 0, sizeof err);
+        cb(arg, STORAGE_ERR_NOMEM, &err);
+        return;
+    }
+    op->write_cb = cb;
+    op->arg = arg;
+    raftstore_write(kv->rs, ctx, mods, n, on_result, op);
+}
+
+static void kv_reader_async(struct storage *base, const struct storage_ctx *ctx,
+                            storage_reader_cb cb, void *arg)
+{
+    struct raft_kv *kv = (struct raft_kv *)base;
+    struct op *op = op_new(kv, 0);
+    if (!op) {
+        struct storage_error err = {0};
+        cb(arg, STORAGE_ERR_NOMEM, NULL, &err);
+        return;
+    }
+    op->reader_cb = cb;
+    op->arg = arg;
+    raftstore_read(kv->rs, ctx, on_result, op);
+}
+
+/* The blocking forms wait on the caller's stack for the async answer, which always comes (by
+ * the deadline at the latest). */
 struct waiter {
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    int refs;
     int done;
-    struct raftstore_result res;
+    int rc;
+    struct storage_error err;
+    struct storage_reader *reader;
 };
 
-static void waiter_unref(struct waiter *w)
+static void waiter_init(struct waiter *w)
 {
-    int last = --w->refs == 0;
-    pthread_mutex_unlock(&w->mu);
-    if (!last)
-        return;
-    storage_reader_free(w->res.reader);
-    pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->cond);
-    free(w);
-}
-
-static void on_result(void *arg, struct raftstore_result *res)
-{
-    struct waiter *w = arg;
-    pthread_mutex_lock(&w->mu);
-    w->res = *res;
-    w->done = 1;
-    pthread_cond_signal(&w->cond);
-    waiter_unref(w);
-}
-
-static struct waiter *waiter_new(void)
-{
-    struct waiter *w = calloc(1, sizeof *w);
-    if (!w)
-        return NULL;
+    memset(w, 0, sizeof *w);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
-    w->refs = 2;
-    return w;
 }
 
-/* Waits for the answer; on success moves the result to *out (reader included). */
-static int wait_result(struct waiter *w, int timeout_ms, struct raftstore_result *out)
+static void waiter_done(struct waiter *w, int rc, struct storage_reader *reader,
+                        const struct storage_error *err)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&w->mu);
-    int rc = 0;
-    while (!w->done && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&w->cond, &w->mu, &until);
-    int done = w->done;
-    if (done) {
-        *out = w->res;
-        w->res.reader = NULL; /* handed to the caller */
-    }
-    waiter_unref(w);
-    return done ? 0 : -1;
+    w->rc = rc;
+    w->reader = reader;
+    if (err)
+        w->err = *err;
+    w->done = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
 }
 
-/* A read that timed out had no effect: retryable. A write that timed out was
- * proposed and may still commit, so its answer is undetermined, never "not done". */
-static int finish(const struct raftstore_result *res, int timed_out, int is_write,
-                  struct storage_error *err)
+static void on_write_done(void *arg, int rc, const struct storage_error *err)
 {
-    if (timed_out) {
-        if (err) {
-            memset(err, 0, sizeof *err);
-            err->code = STORAGE_ERR_REGION;
-            err->region_kind =
-                is_write ? STORAGE_REGION_ERR_UNDETERMINED : STORAGE_REGION_ERR_STALE_COMMAND;
-            snprintf(err->msg, sizeof err->msg, "%s",
-                     is_write ? "timed out waiting for Raft; the write may still apply"
-                              : "timed out waiting for Raft; retry");
-        }
-        return STORAGE_ERR_REGION;
-    }
-    if (res->code && err)
-        *err = res->err;
-    return res->code;
+    waiter_done(arg, rc, NULL, err);
+}
+
+static void on_reader_done(void *arg, int rc, struct storage_reader *reader,
+                           const struct storage_error *err)
+{
+    waiter_done(arg, rc, reader, err);
+}
+
+/* Waits for the answer; returns its code with *err filled (err may be NULL). */
+static int waiter_wait(struct waiter *w, struct storage_error *err)
+{
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cond, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    if (w->rc && err)
+        *err = w->err;
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cond);
+    return w->rc;
 }
 
 static int kv_write(struct storage *base, const struct storage_ctx *ctx,
                     const struct storage_modify *mods, size_t n, struct storage_error *err)
 {
-    struct raft_kv *kv = (struct raft_kv *)base;
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned)mods[i].cf >= STORAGE_CF_COUNT || mods[i].key_len == 0) {
-            if (err) {
-                memset(err, 0, sizeof *err);
-                err->code = STORAGE_ERR_INVALID;
-                snprintf(err->msg, sizeof err->msg, "modification %zu: %s", i,
-                         mods[i].key_len == 0 ? "empty key" : "unknown column family");
-            }
-            return STORAGE_ERR_INVALID;
-        }
-    }
-    struct waiter *w = waiter_new();
-    if (!w)
-        return STORAGE_ERR_NOMEM;
-    raftstore_write(kv->rs, ctx, mods, n, on_result, w);
-    struct raftstore_result res;
-    memset(&res, 0, sizeof res);
-    int timed_out = wait_result(w, kv->timeout_ms, &res) != 0;
-    return finish(&res, timed_out, 1, err);
+    struct waiter w;
+    waiter_init(&w);
+    kv_write_async(base, ctx, mods, n, on_write_done, &w);
+    return waiter_wait(&w, err);
 }
 
 static int kv_reader(struct storage *base, const struct storage_ctx *ctx,
                      struct storage_reader **out, struct storage_error *err)
 {
-    struct raft_kv *kv = (struct raft_kv *)base;
-    struct waiter *w = waiter_new();
-    if (!w)
-        return STORAGE_ERR_NOMEM;
-    raftstore_read(kv->rs, ctx, on_result, w);
-    struct raftstore_result res;
-    memset(&res, 0, sizeof res);
-    int timed_out = wait_result(w, kv->timeout_ms, &res) != 0;
-    int rc = finish(&res, timed_out, 0, err);
+    struct waiter w;
+    waiter_init(&w);
+    kv_reader_async(base, ctx, on_reader_done, &w);
+    int rc = waiter_wait(&w, err);
     if (rc == 0)
-        *out = res.reader;
-    else
-        storage_reader_free(res.reader);
+        *out = w.reader;
     return rc;
 }
 
 static void kv_free(struct storage *base)
 {
-    free(base);
+    struct raft_kv *kv = (struct raft_kv *)base;
+    pthread_mutex_lock(&kv->mu);
+    kv->stop = 1;
+    pthread_cond_signal(&kv->cond);
+    int pending = kv->head != NULL;
+    pthread_mutex_unlock(&kv->mu);
+    pthread_join(kv->timer, NULL);
+    if (pending) /* the raftstore was not freed first: its callbacks would find kv gone */
+        LOG(LOG_ERROR, "raft_kv freed with requests still pending in the raftstore");
+    pthread_mutex_destroy(&kv->mu);
+    pthread_cond_destroy(&kv->cond);
+    free(kv);
 }
 
 static const struct storage_ops raft_kv_ops = {
     .write = kv_write,
     .reader = kv_reader,
     .free = kv_free,
+    .write_async = kv_write_async,
+    .reader_async = kv_reader_async,
 };
 
 struct storage *raft_kv_new(struct raftstore *rs, int timeout_ms)
@@ -166,5 +318,17 @@ struct storage *raft_kv_new(struct raftstore *rs, int timeout_ms)
     kv->base.ops = &raft_kv_ops;
     kv->rs = rs;
     kv->timeout_ms = timeout_ms > 0 ? timeout_ms : 10000;
+    pthread_mutex_init(&kv->mu, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&kv->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    if (pthread_create(&kv->timer, NULL, timer_thread, kv) != 0) {
+        pthread_mutex_destroy(&kv->mu);
+        pthread_cond_destroy(&kv->cond);
+        free(kv);
+        return NULL;
+    }
     return &kv->base;
 }

@@ -109,12 +109,24 @@ struct storage;
 struct storage_reader;
 struct storage_iter;
 
+/* Completions of the asynchronous forms below. `err` is borrowed for the call (NULL when rc is
+ * 0); a reader is owned by the callee (storage_reader_free). */
+typedef void (*storage_write_cb)(void *arg, int rc, const struct storage_error *err);
+typedef void (*storage_reader_cb)(void *arg, int rc, struct storage_reader *reader,
+                                  const struct storage_error *err);
+
 struct storage_ops {
     int (*write)(struct storage *s, const struct storage_ctx *ctx,
                  const struct storage_modify *mods, size_t n, struct storage_error *err);
     int (*reader)(struct storage *s, const struct storage_ctx *ctx, struct storage_reader **out,
                   struct storage_error *err);
     void (*free)(struct storage *s);
+    /* Optional (NULL: the wrappers run the blocking forms and call back at once). */
+    void (*write_async)(struct storage *s, const struct storage_ctx *ctx,
+                        const struct storage_modify *mods, size_t n, storage_write_cb cb,
+                        void *arg);
+    void (*reader_async)(struct storage *s, const struct storage_ctx *ctx, storage_reader_cb cb,
+                         void *arg);
 };
 
 struct storage_reader_ops {
@@ -164,6 +176,46 @@ static inline int storage_reader(struct storage *s, const struct storage_ctx *ct
                                  struct storage_reader **out, struct storage_error *err)
 {
     return s->ops->reader(s, ctx, out, err);
+}
+
+/*
+ * storage_write_async is storage_write answered through cb instead of by return: cb runs exactly
+ * once, on any thread (the store loop, a timer, or this one before the call returns), within
+ * the storage's request deadline. `mods` and ctx are copied before the call returns (ctx->keys
+ * too). For callers that must not park a thread while Raft works (the gRPC handlers).
+ */
+static inline void storage_write_async(struct storage *s, const struct storage_ctx *ctx,
+                                       const struct storage_modify *mods, size_t n,
+                                       storage_write_cb cb, void *arg)
+{
+    if (s->ops->write_async) {
+        s->ops->write_async(s, ctx, mods, n, cb, arg);
+        return;
+    }
+    struct storage_error err = {0};
+    int rc = s->ops->write(s, ctx, mods, n, &err);
+    cb(arg, rc, rc ? &err : NULL);
+}
+
+/* storage_reader_async is storage_reader answered through cb, on the same terms. */
+static inline void storage_reader_async(struct storage *s, const struct storage_ctx *ctx,
+                                        storage_reader_cb cb, void *arg)
+{
+    if (s->ops->reader_async) {
+        s->ops->reader_async(s, ctx, cb, arg);
+        return;
+    }
+    struct storage_error err = {0};
+    struct storage_reader *r = NULL;
+    int rc = s->ops->reader(s, ctx, &r, &err);
+    cb(arg, rc, rc ? NULL : r, rc ? &err : NULL);
+}
+
+/* storage_is_async: whether the async forms really answer later (so a caller on a thread that
+ * must not block may use them) rather than blocking inside the call. */
+static inline int storage_is_async(const struct storage *s)
+{
+    return s->ops->write_async && s->ops->reader_async;
 }
 
 static inline void storage_free(struct storage *s)
