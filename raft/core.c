@@ -107,6 +107,7 @@ int raft_init(struct raft *r, const struct raft_config *cfg, char *errbuf, size_
     r->max_inflight = (size_t)cfg->max_inflight_msgs;
     r->check_quorum = cfg->check_quorum != 0;
     r->pre_vote = cfg->pre_vote != 0;
+    r->batch_appends = cfg->batch_appends != 0;
     r->election_timeout = cfg->election_ticks;
     r->heartbeat_timeout = cfg->heartbeat_ticks;
     r->rng = (cfg->seed ^ (cfg->id * 0x9E3779B97F4A7C15ULL)) | 1;

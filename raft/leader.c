@@ -123,7 +123,7 @@ static int propose(struct raft *r, const struct raft_message *m)
     if (rc != RAFT_OK)
         return rc;
     r->pending_conf_index = pending; /* only once the entry is really in the log */
-    raft_bcast_append(r);
+    raft_bcast_append_soon(r);
     return RAFT_OK;
 }
 
@@ -156,7 +156,16 @@ static void handle_append_response(struct raft *r, struct raft_progress *pr,
         break;
     }
     uint64_t id = pr->id;
-    if (raft_maybe_commit(r)) {
+    if (r->batch_appends) {
+        /* What the followers are owed goes out with the next Ready: the new commit index to
+         * all of them, or what this one still lacks. */
+        if (raft_maybe_commit(r)) {
+            raft_release_pending_reads(r);
+            r->bcast_pending = true;
+        } else {
+            r->catchup_pending = true;
+        }
+    } else if (raft_maybe_commit(r)) {
         raft_release_pending_reads(r);
         raft_bcast_append(r);
     } else if (old_paused) {
@@ -164,8 +173,8 @@ static void handle_append_response(struct raft *r, struct raft_progress *pr,
     }
     pr = raft_progress_get(r, id);
     /* Keep the pipe full: with room in the window, send what is left. */
-    while (pr != NULL && pr->state == RAFT_PROGRESS_REPLICATE && !raft_progress_is_paused(pr) &&
-           pr->next <= raft_log_last_index(&r->log)) {
+    while (!r->batch_appends && pr != NULL && pr->state == RAFT_PROGRESS_REPLICATE &&
+           !raft_progress_is_paused(pr) && pr->next <= raft_log_last_index(&r->log)) {
         uint64_t before = pr->next;
         raft_send_append(r, id);
         if (pr->next == before)

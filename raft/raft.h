@@ -293,8 +293,13 @@ struct raft_config {
     uint64_t max_entries_per_msg; /* entries per append (0: unlimited) */
     int max_inflight_msgs;        /* appends in flight per follower (>= 1) */
     uint64_t max_committed_size_per_ready; /* committed entry bytes per Ready (0: unlimited) */
-    int check_quorum;   /* leader steps down without a quorum; followers hold a lease */
-    int pre_vote;       /* run a pre-election before bumping the term */
+    int check_quorum; /* leader steps down without a quorum; followers hold a lease */
+    int pre_vote;     /* run a pre-election before bumping the term */
+    /* Coalesce appends: a leader sends what proposals and commit advances owe its followers
+     * once per Ready (when raft_rawnode_ready is called) instead of once per proposal and per
+     * acknowledgement, so the proposals and responses stepped between two Readies travel in one
+     * append per follower. For embedders that step several messages per Ready. */
+    int batch_appends;
     uint64_t seed;      /* seeds this node's election-timeout randomness */
     raft_log_fn log_fn; /* optional */
     void *log_ctx;

@@ -171,6 +171,10 @@ struct raft {
 
     bool check_quorum;
     bool pre_vote;
+    bool batch_appends;
+    /* batch_appends: owed at the next Ready, an append to every follower (new entries or a new
+     * commit index), or only what followers lack (entries past what they were sent). */
+    bool bcast_pending, catchup_pending;
 
     int election_elapsed;
     int heartbeat_elapsed;
@@ -229,6 +233,10 @@ extern const char raft_campaign_transfer_ctx[];
 /* replication.c */
 void raft_send_append(struct raft *r, uint64_t to);
 void raft_bcast_append(struct raft *r);
+/* raft_bcast_append now, or at the next Ready with batch_appends. */
+void raft_bcast_append_soon(struct raft *r);
+/* Sends an append broadcast owed by raft_bcast_append_soon, if any (and still leader). */
+void raft_flush_bcast(struct raft *r);
 void raft_bcast_heartbeat(struct raft *r, const uint8_t *ctx, size_t ctx_len);
 bool raft_maybe_commit(struct raft *r);
 void raft_handle_append_entries(struct raft *r, const struct raft_message *m);

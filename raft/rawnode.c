@@ -203,7 +203,8 @@ int raft_rawnode_has_ready(const struct raft_rawnode *rn)
     return !soft_eq(soft_state(r), rn->prev_soft) ||
            (!hard_eq(hs, rn->prev_hard) && (hs.term || hs.vote || hs.commit)) ||
            r->log.unstable.has_snapshot || r->log.unstable.n_ents > 0 ||
-           raft_log_has_next_ents(&r->log) || r->n_msgs > 0 || r->n_read_states > 0;
+           raft_log_has_next_ents(&r->log) || r->n_msgs > 0 || r->n_read_states > 0 ||
+           r->bcast_pending || r->catchup_pending;
 }
 
 int raft_rawnode_ready(struct raft_rawnode *rn, struct raft_ready *rd)
@@ -213,6 +214,7 @@ int raft_rawnode_ready(struct raft_rawnode *rn, struct raft_ready *rd)
     int rc;
     if (rn->ready_out)
         return fail(rn, RAFT_ERR_INVALID, "ready: the previous Ready was not advanced");
+    raft_flush_bcast(r);
     const struct raft_unstable *u = &r->log.unstable;
     if (u->n_ents > 0) {
         out.entries = calloc(u->n_ents, sizeof *out.entries);

@@ -114,6 +114,41 @@ void raft_bcast_append(struct raft *r)
             raft_send_append(r, r->prs[i].id);
 }
 
+void raft_bcast_append_soon(struct raft *r)
+{
+    if (r->batch_appends)
+        r->bcast_pending = true;
+    else
+        raft_bcast_append(r);
+}
+
+void raft_flush_bcast(struct raft *r)
+{
+    bool all = r->bcast_pending;
+    if (!all && !r->catchup_pending)
+        return;
+    r->bcast_pending = r->catchup_pending = false;
+    if (r->state != RAFT_ROLE_LEADER)
+        return;
+    for (size_t i = 0; i < r->n_prs; i++) {
+        uint64_t id = r->prs[i].id;
+        if (id == r->id)
+            continue;
+        /* A broadcast sends one append even when there is nothing new (it carries the commit
+         * index); then, with room in the window, whatever the follower still lacks. */
+        if (all)
+            raft_send_append(r, id);
+        struct raft_progress *pr = raft_progress_get(r, id);
+        while (pr != NULL && pr->state == RAFT_PROGRESS_REPLICATE && !raft_progress_is_paused(pr) &&
+               pr->next <= raft_log_last_index(&r->log)) {
+            uint64_t before = pr->next;
+            raft_send_append(r, id);
+            if (pr->next == before)
+                break;
+        }
+    }
+}
+
 static void send_heartbeat(struct raft *r, const struct raft_progress *pr, const uint8_t *ctx,
                            size_t ctx_len)
 {

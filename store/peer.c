@@ -52,6 +52,7 @@ int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps,
         .max_inflight_msgs = rs->cfg.max_inflight_msgs,
         .check_quorum = 1,
         .pre_vote = 1,
+        .batch_appends = 1, /* the store loop steps a whole mailbox per Ready */
         .seed = peer_id * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_nsec,
         .log_fn = raft_log_sink,
         .log_ctx = p,
@@ -624,11 +625,25 @@ static void maybe_compact_log(struct peer *p)
         p->compact_proposed = idx;
 }
 
+void peer_send_before_persist(struct peer *p, struct raft_ready *rd)
+{
+    if (!p->is_leader)
+        return;
+    for (size_t i = 0; i < rd->n_messages; i++) {
+        struct raft_message *m = &rd->messages[i];
+        if (m->msg_type != RAFT_MSG_APPEND)
+            continue;
+        raftstore_send(p->rs, p, m);
+        m->to = 0; /* sent (no peer has id 0): peer_after_persist passes it by */
+    }
+}
+
 void peer_after_persist(struct peer *p, struct raft_ready *rd)
 {
     struct raftstore *rs = p->rs;
     for (size_t i = 0; i < rd->n_messages; i++)
-        raftstore_send(rs, p, &rd->messages[i]);
+        if (rd->messages[i].to != 0)
+            raftstore_send(rs, p, &rd->messages[i]);
     if (rd->has_soft_state) {
         int was_leader = p->is_leader;
         p->rs->info_dirty = 1;

@@ -163,6 +163,11 @@ int peer_storage_load(struct peer_storage *ps, struct engine *kv, struct engine 
                  (unsigned long long)region_id);
         return STORAGE_ERR_IO;
     }
+    /* Only entries, term and vote are synced when they change; a commit index alone is not
+     * (store/raftstore.c), so after a power loss the apply state may be ahead of it. What was
+     * applied was committed: the commit index is at least the applied one. */
+    if (!ps->tombstone && ps->hs.commit < ps->applied_index)
+        ps->hs.commit = ps->applied_index;
     /* The log may be shorter than the applied index after a snapshot. */
     if (ps->last_index < ps->truncated_index) {
         ps->last_index = ps->truncated_index;

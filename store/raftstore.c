@@ -482,9 +482,21 @@ static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_r
         char err[256];
         size_t batch_bytes = 0;
         rocksdb_writebatch_data(raft_wb, &batch_bytes);
+        /* A leader's appends go out before its own write, which then runs beside the
+         * followers' (Raft lets a leader persist in parallel with replicating). Nothing can
+         * commit on entries the leader has not persisted: their acknowledgements are stepped
+         * on this thread in a later round, after this write. Everything else waits for the
+         * write. Only new entries, term or vote need the fsync; a commit index alone may be
+         * lost, and is learnt again from the leader (peer_storage.c raises it to the applied
+         * index on load). */
+        int sync = 0;
+        for (size_t i = 0; i < n; i++) {
+            peer_send_before_persist(slots[i].p, &slots[i].rd);
+            sync |= slots[i].rd.must_sync;
+        }
         uint64_t sync_start_ns = metrics_now_ns();
         if (rocksdb_writebatch_count(raft_wb) > 0 &&
-            engine_write_batch(rs->cfg.raft, raft_wb, 1, err, sizeof err) != 0) {
+            engine_write_batch(rs->cfg.raft, raft_wb, sync, err, sizeof err) != 0) {
             /* Without a durable log the replica cannot go on safely. */
             LOG(LOG_ERROR, "raft DB write failed: %s", err);
             abort();

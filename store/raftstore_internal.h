@@ -259,6 +259,8 @@ int peer_collect_ready(struct peer *p, struct raft_ready *rd, rocksdb_writebatch
 /* The worker wrote a held snapshot's data: persist the rest of that Ready and go on. */
 void peer_snapshot_applied(struct peer *p);
 void peer_after_persist(struct peer *p, struct raft_ready *rd);
+/* A leader's appends of `rd`, sent before its raft-DB write (marked sent in rd). */
+void peer_send_before_persist(struct peer *p, struct raft_ready *rd);
 /* A leader reports its region to the scheduler now. */
 void peer_region_heartbeat(struct peer *p);
 /* The peer's region leader peer (store id), from the region and Raft's lead. */

@@ -142,6 +142,7 @@ def main():
         return 0
     tmp = tempfile.mkdtemp(prefix="tinykv-bench-etcd-")
     etcd = ours = None
+    keep = False
     try:
         etcd = Etcd(tmp)
         ours = Ours(tmp)
@@ -150,6 +151,7 @@ def main():
         if not etcd_leader or not ours_leader:
             print("bench_etcd: a cluster did not form (etcd leader %s, ours %s); logs in %s" %
                   (etcd_leader, ours_leader, tmp))
+            keep = True
             return 1
         etcd_pids = [p.pid for p in etcd.procs]
         ours_pids = [p.pid for p in ours.procs]
@@ -177,7 +179,8 @@ def main():
             for p in (sysm.procs if sysm else []):
                 p.kill()
                 p.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ struct fixture {
     struct raft_rawnode *rn;
 };
 
-static void setup_node(struct fixture *f, const uint64_t *peers, size_t n, uint64_t max_apply)
+static void setup_node(struct fixture *f, const uint64_t *peers, size_t n, uint64_t max_apply,
+                       int batch_appends)
 {
     assert_int_equal(raft_memory_storage_new(&f->ms), RAFT_OK);
     struct raft_conf_state cs = {.nodes = (uint64_t *)peers, .n_nodes = n};
@@ -26,6 +27,7 @@ static void setup_node(struct fixture *f, const uint64_t *peers, size_t n, uint6
                             .max_size_per_msg = UINT64_MAX,
                             .max_inflight_msgs = 16,
                             .max_committed_size_per_ready = max_apply,
+                            .batch_appends = batch_appends,
                             .seed = 42};
     assert_int_equal(raft_rawnode_new(&c, &f->rn, NULL, 0), RAFT_OK);
 }
@@ -53,7 +55,7 @@ static void test_ready_contract_single_node(void **state)
     (void)state;
     struct fixture f;
     const uint64_t peers[] = {1};
-    setup_node(&f, peers, 1, 0);
+    setup_node(&f, peers, 1, 0, 0);
     assert_false(raft_rawnode_has_ready(f.rn));
     assert_int_equal(raft_rawnode_campaign(f.rn), RAFT_OK);
     assert_true(raft_rawnode_has_ready(f.rn));
@@ -103,7 +105,7 @@ static void test_propose_copies_data(void **state)
     (void)state;
     struct fixture f;
     const uint64_t peers[] = {1};
-    setup_node(&f, peers, 1, 0);
+    setup_node(&f, peers, 1, 0, 0);
     raft_rawnode_campaign(f.rn);
     struct raft_ready rd;
     raft_rawnode_ready(f.rn, &rd);
@@ -125,7 +127,7 @@ static void test_ready_valid_until_advance(void **state)
     (void)state;
     struct fixture f;
     const uint64_t peers[] = {1, 2};
-    setup_node(&f, peers, 2, 0);
+    setup_node(&f, peers, 2, 0, 0);
     raft_rawnode_campaign(f.rn);
     struct raft_ready rd;
     raft_rawnode_ready(f.rn, &rd);
@@ -152,7 +154,7 @@ static void test_step_refuses_local_and_unknown(void **state)
     (void)state;
     struct fixture f;
     const uint64_t peers[] = {1, 2};
-    setup_node(&f, peers, 2, 0);
+    setup_node(&f, peers, 2, 0, 0);
     struct raft_message m;
     memset(&m, 0, sizeof m);
     m.msg_type = RAFT_MSG_HUP;
@@ -210,7 +212,7 @@ static void test_committed_entries_paged(void **state)
     (void)state;
     struct fixture f;
     const uint64_t peers[] = {1};
-    setup_node(&f, peers, 1, 10);
+    setup_node(&f, peers, 1, 10, 0);
     raft_rawnode_campaign(f.rn);
     struct raft_ready rd;
     raft_rawnode_ready(f.rn, &rd);
@@ -244,7 +246,7 @@ static void test_must_sync_only_for_term_vote_entries(void **state)
     (void)state;
     struct fixture f;
     const uint64_t peers[] = {1, 2};
-    setup_node(&f, peers, 2, 0);
+    setup_node(&f, peers, 2, 0, 0);
     raft_rawnode_campaign(f.rn);
     struct raft_ready rd;
     raft_rawnode_ready(f.rn, &rd);
@@ -273,13 +275,112 @@ static void test_must_sync_only_for_term_vote_entries(void **state)
     teardown_node(&f);
 }
 
+/* Counts the Ready's appends to `to`; *entries gets the entries they carry, *commit the last
+ * commit index sent. */
+static size_t appends_to(const struct raft_ready *rd, uint64_t to, size_t *entries,
+                         uint64_t *commit)
+{
+    size_t n = 0;
+    *entries = 0;
+    for (size_t i = 0; i < rd->n_messages; i++) {
+        const struct raft_message *m = &rd->messages[i];
+        if (m->msg_type == RAFT_MSG_APPEND && m->to == to) {
+            n++;
+            *entries += m->n_entries;
+            *commit = m->commit;
+        }
+    }
+    return n;
+}
+
+/* With batch_appends, proposals and acknowledgements stepped between two Readies leave as one
+ * append per follower at the next Ready, the commit index travels once, and a leader owed
+ * nothing sends nothing (no append answers an append response). */
+static void test_batch_appends_one_append_per_ready(void **state)
+{
+    (void)state;
+    struct fixture f;
+    const uint64_t peers[] = {1, 2, 3};
+    setup_node(&f, peers, 3, 0, 1);
+    raft_rawnode_campaign(f.rn);
+    struct raft_ready rd;
+    raft_rawnode_ready(f.rn, &rd);
+    persist(&f, &rd);
+    raft_rawnode_advance(f.rn, &rd);
+    struct raft_message m;
+    memset(&m, 0, sizeof m);
+    m.msg_type = RAFT_MSG_REQUEST_VOTE_RESPONSE;
+    m.from = 2;
+    m.to = 1;
+    m.term = 1;
+    raft_rawnode_step(f.rn, &m); /* leader at term 1 with a no-op at index 1 */
+    raft_rawnode_ready(f.rn, &rd);
+    persist(&f, &rd);
+    raft_rawnode_advance(f.rn, &rd);
+    for (uint64_t from = 2; from <= 3; from++) {
+        m.msg_type = RAFT_MSG_APPEND_RESPONSE;
+        m.from = from;
+        m.index = 1;
+        raft_rawnode_step(f.rn, &m);
+    }
+    raft_rawnode_ready(f.rn, &rd);
+    persist(&f, &rd);
+    raft_rawnode_advance(f.rn, &rd);
+
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(raft_rawnode_propose(f.rn, "abc", 3), RAFT_OK);
+    assert_true(raft_rawnode_has_ready(f.rn));
+    assert_int_equal(raft_rawnode_ready(f.rn, &rd), RAFT_OK);
+    size_t entries;
+    uint64_t commit = 0;
+    for (uint64_t to = 2; to <= 3; to++) {
+        assert_int_equal(appends_to(&rd, to, &entries, &commit), 1);
+        assert_int_equal(entries, 5);
+    }
+    assert_int_equal(rd.n_entries, 5);
+    persist(&f, &rd);
+    raft_rawnode_advance(f.rn, &rd);
+
+    /* Both followers acknowledge: one append each carries the new commit index. */
+    for (uint64_t from = 2; from <= 3; from++) {
+        m.msg_type = RAFT_MSG_APPEND_RESPONSE;
+        m.from = from;
+        m.index = 6;
+        raft_rawnode_step(f.rn, &m);
+    }
+    assert_int_equal(raft_rawnode_ready(f.rn, &rd), RAFT_OK);
+    assert_int_equal(rd.n_committed_entries, 5);
+    for (uint64_t to = 2; to <= 3; to++) {
+        assert_int_equal(appends_to(&rd, to, &entries, &commit), 1);
+        assert_int_equal(entries, 0);
+        assert_int_equal(commit, 6);
+    }
+    persist(&f, &rd);
+    raft_rawnode_advance(f.rn, &rd);
+
+    /* Their answers to those change nothing: the leader owes nothing and sends nothing. */
+    for (uint64_t from = 2; from <= 3; from++) {
+        m.msg_type = RAFT_MSG_APPEND_RESPONSE;
+        m.from = from;
+        m.index = 6;
+        raft_rawnode_step(f.rn, &m);
+    }
+    if (raft_rawnode_has_ready(f.rn)) {
+        assert_int_equal(raft_rawnode_ready(f.rn, &rd), RAFT_OK);
+        assert_int_equal(rd.n_messages, 0);
+        raft_rawnode_advance(f.rn, &rd);
+    }
+    assert_false(raft_rawnode_has_ready(f.rn));
+    teardown_node(&f);
+}
+
 /* The leader's status lists each peer's match and next index. */
 static void test_status_reports_progress(void **state)
 {
     (void)state;
     struct fixture f;
     const uint64_t peers[] = {1, 2, 3};
-    setup_node(&f, peers, 3, 0);
+    setup_node(&f, peers, 3, 0, 0);
     raft_rawnode_campaign(f.rn);
     struct raft_ready rd;
     raft_rawnode_ready(f.rn, &rd);
@@ -325,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_committed_entries_paged),
         cmocka_unit_test(test_must_sync_only_for_term_vote_entries),
         cmocka_unit_test(test_status_reports_progress),
+        cmocka_unit_test(test_batch_appends_one_append_per_ready),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
