@@ -8,6 +8,8 @@
 # etcd's KV/Put; reads our RawGet vs etcd's default (linearizable) KV/Range. For each it prints
 # requests/s, p50 and p99, our/etcd ratio, and CPU-seconds per 1,000 requests summed over every
 # process of each system (ours: the three stores and the scheduler; etcd: its three members).
+# Then one-key transactions beside RawPut, both through our client library (build/tests/bench/
+# txnload), at BENCH_TXN_THREADS (128) in flight: what the transaction protocol costs.
 #
 # Environment: BINDIR (bin/), BUILD (build/), BENCH_ETCD_SECONDS (5 per point),
 # BENCH_ETCD_INFLIGHT ("1 16 128 512"). Prints figures; asserts nothing.
@@ -15,6 +17,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,8 @@ from checks import free_port, wait_for  # noqa: E402
 
 BINDIR = os.path.join(REPO, os.environ.get("BINDIR", "bin"))
 KVLOAD = os.path.join(REPO, os.environ.get("BUILD", "build"), "tests", "bench", "kvload")
+TXNLOAD = os.path.join(REPO, os.environ.get("BUILD", "build"), "tests", "bench", "txnload")
+TXN_THREADS = int(os.environ.get("BENCH_TXN_THREADS", "128"))
 SECONDS = float(os.environ.get("BENCH_ETCD_SECONDS", "5"))
 INFLIGHT = [int(x) for x in os.environ.get("BENCH_ETCD_INFLIGHT", "1 16 128 512").split()]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -39,6 +44,11 @@ def cpu_s(pids):
             fields = f.read().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / TICKS
     return total
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def http_json(url):
@@ -87,11 +97,13 @@ class Ours:
     def __init__(self, tmp):
         self.procs = []
         self.http = free_port()
-        pd = free_port()
+        pd = self.pd = free_port()
         self.procs.append(subprocess.Popen(
             [os.path.join(BINDIR, "tinyscheduler-server"), "--addr", "127.0.0.1:%d" % pd,
              "--http-addr", "127.0.0.1:%d" % self.http, "--data-dir", os.path.join(tmp, "pd"),
              "--log-level", "warn"], stderr=open(os.path.join(tmp, "pd.log"), "w")))
+        # A store exits when the scheduler does not answer yet.
+        wait_for(lambda: port_open(pd), 30, 0.05)
         for i in range(3):
             self.procs.append(subprocess.Popen(
                 [os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % free_port(),
@@ -135,6 +147,14 @@ def run_load(system, op, addr, inflight, pids):
             "cpu_per_1000": cpu / served * 1000 if served else float("nan")}
 
 
+def run_client_load(mode, pd, threads):
+    out = subprocess.run([TXNLOAD, "--pd", "127.0.0.1:%d" % pd, "--mode", mode, "--threads",
+                          str(threads), "--seconds", str(SECONDS)],
+                         capture_output=True, text=True, timeout=SECONDS + 60).stdout
+    fig = dict(kv.split("=", 1) for kv in out.split()[1:] if "=" in kv)
+    return {k: float(fig.get(k, 0)) for k in ("rps", "p50_ms", "p99_ms", "errors")}
+
+
 def main():
     if not shutil.which("etcd") or not shutil.which("etcdctl"):
         print("bench_etcd: etcd is not installed (make bench-deps installs etcd-server, "
@@ -173,6 +193,14 @@ def main():
                 print("%9d | %9.0f %8.2f %8.2f | %9.0f %8.2f %8.2f | %5.2fx | %13.3f %13.3f%s" %
                       (n, o["rps"], o["p50"], o["p99"], e["rps"], e["p50"], e["p99"], ratio,
                        o["cpu_per_1000"], e["cpu_per_1000"], errors), flush=True)
+        print("-- one-key transactions (begin, put, two-phase commit) vs RawPut, both through the "
+              "client library, %d threads" % TXN_THREADS)
+        raw = run_client_load("raw", ours.pd, TXN_THREADS)
+        txn = run_client_load("txn", ours.pd, TXN_THREADS)
+        for name, f in (("RawPut", raw), ("transaction", txn)):
+            print("%12s: %7.0f/s  p50 %7.2f ms  p99 %7.2f ms  errors %d" %
+                  (name, f["rps"], f["p50_ms"], f["p99_ms"], f["errors"]))
+        print("transactions/RawPut: %.2fx" % (txn["rps"] / raw["rps"] if raw["rps"] else float("nan")))
         return 0
     finally:
         for sysm in (etcd, ours):

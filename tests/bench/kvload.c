@@ -71,7 +71,8 @@ static int usage(void)
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-    *o = (struct options){.inflight = 1, .seconds = 5, .warmup = 1, .value_size = 100, .keys = 1000};
+    *o =
+        (struct options){.inflight = 1, .seconds = 5, .warmup = 1, .value_size = 100, .keys = 1000};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
@@ -151,8 +152,8 @@ static int response_ok(const struct options *o, grpc_byte_buffer *bb)
     grpc_byte_buffer_reader_destroy(&rd);
     const ProtobufCMessageDescriptor *d =
         o->put ? &kvrpcpb__raw_put_response__descriptor : &kvrpcpb__raw_get_response__descriptor;
-    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(all),
-                                                    GRPC_SLICE_START_PTR(all));
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
     grpc_slice_unref(all);
     if (!m)
         return 0;
@@ -174,9 +175,10 @@ static int start_call(const struct options *o, grpc_channel *ch, grpc_completion
     const char *method = o->etcd ? (o->put ? "/etcdserverpb.KV/Put" : "/etcdserverpb.KV/Range")
                                  : (o->put ? "/tinykvpb.TinyKv/RawPut" : "/tinykvpb.TinyKv/RawGet");
     grpc_slice m = grpc_slice_from_static_string(method);
-    gpr_timespec deadline =
-        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(CALL_TIMEOUT_MS, GPR_TIMESPAN));
-    s->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL, deadline, NULL);
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                         gpr_time_from_millis(CALL_TIMEOUT_MS, GPR_TIMESPAN));
+    s->call =
+        grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL, deadline, NULL);
     if (!s->call)
         return -1;
     grpc_byte_buffer *req = encode_request(o, rand() % o->keys, value);

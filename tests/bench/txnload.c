@@ -1,0 +1,179 @@
+/* txnload.c — one-key transactional writes beside raw puts, both through the client library
+ * (tests/bench_etcd.py).
+ *
+ * N threads, each with one operation in flight, for a fixed time: `--mode txn` runs
+ * begin + put + commit of one key (two-phase commit: two timestamps, a prewrite and a commit),
+ * `--mode raw` a RawPut of the same key and value. The ratio of the two says what the
+ * transaction protocol costs over the raw write path.
+ *
+ *   txnload --pd HOST:PORT --mode txn|raw --threads N --seconds S [--value-size B] [--keys K]
+ *
+ * Output, one line: "txnload mode=.. threads=N ops=.. errors=.. rps=.. p50_ms=.. p99_ms=..".
+ * Conflicts count as errors (keys are drawn at random from K). Exit status 0 when some
+ * operation succeeded, 1 otherwise, 2 on bad arguments.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/client.h"
+
+struct shared {
+    struct client *client;
+    int txn;
+    size_t value_size;
+    int keys;
+    uint64_t start_ns, end_ns;
+};
+
+struct worker {
+    struct shared *sh;
+    pthread_t thread;
+    unsigned seed;
+    uint64_t *lat_ns;
+    size_t n, cap;
+    uint64_t errors;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int one_op(struct shared *sh, const char *key, const uint8_t *value)
+{
+    if (!sh->txn)
+        return client_raw_put(sh->client, "", key, strlen(key), value, sh->value_size);
+    struct client_txn *txn;
+    int rc = client_txn_begin(sh->client, &txn);
+    if (rc)
+        return rc;
+    rc = client_txn_put(txn, key, strlen(key), value, sh->value_size);
+    if (!rc)
+        rc = client_txn_commit(txn, NULL);
+    client_txn_free(txn);
+    return rc;
+}
+
+static void *run(void *arg)
+{
+    struct worker *w = arg;
+    struct shared *sh = w->sh;
+    uint8_t *value = malloc(sh->value_size ? sh->value_size : 1);
+    if (!value)
+        return NULL;
+    memset(value, 'v', sh->value_size);
+    for (;;) {
+        uint64_t t0 = now_ns();
+        if (t0 >= sh->end_ns)
+            break;
+        char key[32];
+        snprintf(key, sizeof key, "txnbench-%08d", (int)(rand_r(&w->seed) % (unsigned)sh->keys));
+        int rc = one_op(sh, key, value);
+        uint64_t t1 = now_ns();
+        if (t0 < sh->start_ns || t1 > sh->end_ns)
+            continue; /* warm-up, or ended past the window */
+        if (rc) {
+            w->errors++;
+            continue;
+        }
+        if (w->n == w->cap) {
+            w->cap = w->cap ? w->cap * 2 : 4096;
+            uint64_t *grown = realloc(w->lat_ns, w->cap * sizeof *grown);
+            if (!grown)
+                break;
+            w->lat_ns = grown;
+        }
+        w->lat_ns[w->n++] = t1 - t0;
+    }
+    free(value);
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    const char *pd = NULL;
+    int txn = -1, threads = 1, keys = 100000;
+    double seconds = 5, warmup = 1;
+    size_t value_size = 100;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *a = argv[i], *v = argv[i + 1];
+        if (!strcmp(a, "--pd"))
+            pd = v;
+        else if (!strcmp(a, "--mode") && (!strcmp(v, "txn") || !strcmp(v, "raw")))
+            txn = !strcmp(v, "txn");
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(a, "--seconds"))
+            seconds = atof(v);
+        else if (!strcmp(a, "--value-size"))
+            value_size = (size_t)atol(v);
+        else if (!strcmp(a, "--keys"))
+            keys = atoi(v);
+        else
+            txn = -2;
+    }
+    if (!pd || txn < 0 || threads < 1 || threads > 1024 || seconds <= 0 || keys < 1 ||
+        value_size > (1u << 20)) {
+        fprintf(stderr, "usage: txnload --pd HOST:PORT --mode txn|raw --threads N --seconds S "
+                        "[--value-size B] [--keys K]\n");
+        return 2;
+    }
+    struct shared sh = {.txn = txn, .value_size = value_size, .keys = keys};
+    char err[256];
+    if (client_new(pd, NULL, &sh.client, err, sizeof err) != 0) {
+        fprintf(stderr, "txnload: %s\n", err);
+        return 1;
+    }
+    struct worker *ws = calloc((size_t)threads, sizeof *ws);
+    if (!ws)
+        return 1;
+    sh.start_ns = now_ns() + (uint64_t)(warmup * 1e9);
+    sh.end_ns = sh.start_ns + (uint64_t)(seconds * 1e9);
+    int started = 0;
+    for (int i = 0; i < threads; i++) {
+        ws[i] = (struct worker){.sh = &sh, .seed = 7919u * (unsigned)i + 1};
+        if (pthread_create(&ws[i].thread, NULL, run, &ws[i]) != 0)
+            break;
+        started++;
+    }
+    size_t total = 0;
+    uint64_t errors = 0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(ws[i].thread, NULL);
+        total += ws[i].n;
+        errors += ws[i].errors;
+    }
+    uint64_t *all = malloc((total ? total : 1) * sizeof *all);
+    size_t k = 0;
+    for (int i = 0; i < started; i++) {
+        if (all)
+            memcpy(all + k, ws[i].lat_ns, ws[i].n * sizeof *all);
+        k += ws[i].n;
+        free(ws[i].lat_ns);
+    }
+    double p50 = 0, p99 = 0;
+    if (all && total) {
+        qsort(all, total, sizeof *all, cmp_u64);
+        p50 = all[total / 2] / 1e6;
+        p99 = all[(size_t)((double)total * 0.99)] / 1e6;
+    }
+    printf("txnload mode=%s threads=%d ops=%zu errors=%llu rps=%.0f p50_ms=%.2f p99_ms=%.2f\n",
+           txn ? "txn" : "raw", started, total, (unsigned long long)errors,
+           (double)total / seconds, p50, p99);
+    free(all);
+    free(ws);
+    client_free(sh.client);
+    return total ? 0 : 1;
+}
