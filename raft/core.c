@@ -108,6 +108,7 @@ int raft_init(struct raft *r, const struct raft_config *cfg, char *errbuf, size_
     r->check_quorum = cfg->check_quorum != 0;
     r->pre_vote = cfg->pre_vote != 0;
     r->batch_appends = cfg->batch_appends != 0;
+    r->boot_lease = cfg->boot_lease != 0 && r->check_quorum;
     r->election_timeout = cfg->election_ticks;
     r->heartbeat_timeout = cfg->heartbeat_ticks;
     r->rng = (cfg->seed ^ (cfg->id * 0x9E3779B97F4A7C15ULL)) | 1;
@@ -361,6 +362,8 @@ static void step_local(struct raft *r, enum raft_msg_type t)
 static void tick_election(struct raft *r)
 {
     r->election_elapsed++;
+    if (r->election_elapsed >= r->election_timeout)
+        r->boot_lease = false;
     if (raft_promotable(r) && r->election_elapsed >= r->randomized_election_timeout) {
         r->election_elapsed = 0;
         step_local(r, RAFT_MSG_HUP);
@@ -440,7 +443,7 @@ int raft_step_msg(struct raft *r, const struct raft_message *m)
     } else if (m->term > r->term) {
         if (vote_req) {
             bool force = ctx_is_transfer(m);
-            bool in_lease = r->check_quorum && r->lead != RAFT_NONE &&
+            bool in_lease = r->check_quorum && (r->lead != RAFT_NONE || r->boot_lease) &&
                             r->election_elapsed < r->election_timeout;
             if (!force && in_lease) {
                 /* A leader was heard from within the minimum election

@@ -300,6 +300,11 @@ struct raft_config {
      * acknowledgement, so the proposals and responses stepped between two Readies travel in one
      * append per follower. For embedders that step several messages per Ready. */
     int batch_appends;
+    /* With check_quorum: a node grants no vote or pre-vote for one election timeout after it
+     * starts, as if it had just heard from a leader. A restarted node has forgotten when it
+     * last heard from its leader; without this it could help elect a new leader while the old
+     * one still counts on it for a leader lease. */
+    int boot_lease;
     uint64_t seed;      /* seeds this node's election-timeout randomness */
     raft_log_fn log_fn; /* optional */
     void *log_ctx;
@@ -409,6 +414,8 @@ int raft_rawnode_apply_conf_change(struct raft_rawnode *rn, const struct raft_co
 int raft_rawnode_step(struct raft_rawnode *rn, const struct raft_message *m);
 /* Asks the leader to hand leadership to transferee. */
 void raft_rawnode_transfer_leader(struct raft_rawnode *rn, uint64_t transferee);
+/* The peer a leadership transfer is under way to, or 0 (cheap; no allocation). */
+uint64_t raft_rawnode_lead_transferee(const struct raft_rawnode *rn);
 /* Requests a linearizable read; the answer arrives as a read state carrying ctx (copied). */
 int raft_rawnode_read_index(struct raft_rawnode *rn, const void *ctx, size_t len);
 /* The transport could not reach id: slow down replication to it. */

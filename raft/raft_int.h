@@ -172,6 +172,7 @@ struct raft {
     bool check_quorum;
     bool pre_vote;
     bool batch_appends;
+    bool boot_lease; /* still within the first election timeout after start (config.boot_lease) */
     /* batch_appends: owed at the next Ready, an append to every follower (new entries or a new
      * commit index), or only what followers lack (entries past what they were sent). */
     bool bcast_pending, catchup_pending;

@@ -296,6 +296,11 @@ void raft_rawnode_advance(struct raft_rawnode *rn, struct raft_ready *rd)
     memset(rd, 0, sizeof *rd);
 }
 
+uint64_t raft_rawnode_lead_transferee(const struct raft_rawnode *rn)
+{
+    return rn->r.state == RAFT_ROLE_LEADER ? rn->r.lead_transferee : RAFT_NONE;
+}
+
 int raft_rawnode_status(const struct raft_rawnode *rn, struct raft_status *st)
 {
     const struct raft *r = &rn->r;

@@ -53,6 +53,7 @@ int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps,
         .check_quorum = 1,
         .pre_vote = 1,
         .batch_appends = 1, /* the store loop steps a whole mailbox per Ready */
+        .boot_lease = 1,    /* other stores' leader leases may count on this peer */
         .seed = peer_id * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_nsec,
         .log_fn = raft_log_sink,
         .log_ctx = p,
@@ -288,6 +289,93 @@ void peer_propose_admin(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, raftstor
     propose_cmd(p, cmd, 0, NULL, cb, arg);
 }
 
+/*
+ * The leader lease, as TiKV's. A ReadIndex confirmed by a quorum proves this peer was leader
+ * when it issued it: every peer of that quorum heard from it afterwards, and with check_quorum
+ * such a peer grants no vote (nor pre-vote) for an election timeout after it last heard from
+ * its leader. So no other leader can exist until the issue time plus an election timeout as the
+ * followers count it (ticks: at least election_ticks - 1 whole ticks after they heard, and a
+ * busy loop only makes their ticks later). The lease is that span less one more tick as a
+ * margin for clock-rate drift, on this store's monotonic clock. It is dropped on any doubt:
+ * stepping down, another term, a membership change, a leadership transfer under way (the
+ * transferee campaigns at once, lease or not).
+ */
+static uint64_t lease_span_ms(const struct raftstore *rs)
+{
+    int ticks = rs->cfg.election_ticks - 2;
+    return ticks > 0 ? (uint64_t)ticks * (uint64_t)rs->cfg.tick_ms : 0;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int lease_valid(const struct peer *p, uint64_t now)
+{
+    return p->is_leader && now < p->lease_until_ms && p->lease_term == p->ps.hs.term &&
+           p->lease_conf_ver == p->ps.region.conf_ver && raft_rawnode_lead_transferee(p->rn) == 0;
+}
+
+static void drop_lease(struct peer *p)
+{
+    p->lease_until_ms = 0;
+    p->probe_id = 0;
+}
+
+/* A ReadIndex with context id was just issued: it becomes the probe if none is outstanding (a
+ * probe whose answer did not come within a lease span is given up: the ReadIndex was lost). */
+static void maybe_probe(struct peer *p, uint64_t id, uint64_t now)
+{
+    if (p->probe_id && now - p->probe_ms < lease_span_ms(p->rs))
+        return;
+    p->probe_id = id;
+    p->probe_ms = now;
+    p->probe_term = p->ps.hs.term;
+    p->probe_conf_ver = p->ps.region.conf_ver;
+}
+
+/* A confirmed ReadIndex: if it is the probe, the lease runs from the probe's issue time. */
+static void probe_confirmed(struct peer *p, uint64_t id)
+{
+    if (!id || id != p->probe_id)
+        return;
+    p->probe_id = 0;
+    if (p->is_leader && p->probe_term == p->ps.hs.term &&
+        p->probe_conf_ver == p->ps.region.conf_ver) {
+        p->lease_until_ms = p->probe_ms + lease_span_ms(p->rs);
+        p->lease_term = p->probe_term;
+        p->lease_conf_ver = p->probe_conf_ver;
+    }
+}
+
+/* Issues a ReadIndex with a fresh context; 0 or -1 when not leader. */
+static int issue_read_index(struct peer *p, uint64_t *id_out)
+{
+    uint64_t id = ++p->rs->next_read_id;
+    uint8_t ctx[8];
+    for (int i = 0; i < 8; i++)
+        ctx[i] = (uint8_t)(id >> (56 - 8 * i));
+    if (raft_rawnode_read_index(p->rn, ctx, sizeof ctx) != 0)
+        return -1;
+    maybe_probe(p, id, mono_ms());
+    *id_out = id;
+    return 0;
+}
+
+static void append_read(struct peer *p, struct pending_read *rd)
+{
+    if (p->reads_tail)
+        p->reads_tail->next = rd;
+    else
+        p->reads = rd;
+    p->reads_tail = rd;
+}
+
+static void serve_reads(struct peer *p);
+
 void peer_read(struct peer *p, struct mail *m)
 {
     if (check_request(p, &m->ctx, m->cb, m->cb_arg))
@@ -297,15 +385,27 @@ void peer_read(struct peer *p, struct mail *m)
         raftstore_answer(m->cb, m->cb_arg, STORAGE_ERR_NOMEM, NULL, NULL);
         return;
     }
+    uint64_t now = mono_ms();
+    if (lease_valid(p, now)) {
+        /* No other leader can have committed anything: what this one has committed is all
+         * there is. Renew the lease in the background once half of it has gone. */
+        uint64_t renew_id;
+        if (p->lease_until_ms - now < lease_span_ms(p->rs) / 2 && !p->probe_id)
+            issue_read_index(p, &renew_id);
+        p->lease_reads++;
+        metrics_counter_inc(RAFTSTORE_METRIC(p->rs, reads_lease));
+        *rd =
+            (struct pending_read){0, p->ps.hs.commit, p->ps.region.version, m->cb, m->cb_arg, NULL};
+        append_read(p, rd);
+        serve_reads(p);
+        return;
+    }
+    metrics_counter_inc(RAFTSTORE_METRIC(p->rs, reads_read_index));
     /* Reads drained from the mailbox together share one ReadIndex: all of them
      * arrived before it is issued, so its confirmation covers each. */
     uint64_t id = p->batch_read_id;
     if (!id) {
-        id = ++p->rs->next_read_id;
-        uint8_t ctx[8];
-        for (int i = 0; i < 8; i++)
-            ctx[i] = (uint8_t)(id >> (56 - 8 * i));
-        if (raft_rawnode_read_index(p->rn, ctx, sizeof ctx) != 0) {
+        if (issue_read_index(p, &id) != 0) {
             free(rd);
             answer_not_leader(p, m->cb, m->cb_arg);
             return;
@@ -313,11 +413,7 @@ void peer_read(struct peer *p, struct mail *m)
         p->batch_read_id = id;
     }
     *rd = (struct pending_read){id, 0, p->ps.region.version, m->cb, m->cb_arg, NULL};
-    if (p->reads_tail)
-        p->reads_tail->next = rd;
-    else
-        p->reads = rd;
-    p->reads_tail = rd;
+    append_read(p, rd);
 }
 
 void peer_change_peer(struct peer *p, int remove, struct region_peer target)
@@ -350,8 +446,10 @@ void peer_change_peer(struct peer *p, int remove, struct region_peer target)
 void peer_transfer_leader(struct peer *p, uint64_t to_peer_id)
 {
     if (p->is_leader && to_peer_id != p->peer_id &&
-        store_region_peer_by_id(&p->ps.region, to_peer_id))
+        store_region_peer_by_id(&p->ps.region, to_peer_id)) {
+        drop_lease(p); /* the transferee will campaign without waiting for any lease */
         raft_rawnode_transfer_leader(p->rn, to_peer_id);
+    }
 }
 
 /* A leader hears from a peer that is no longer a member: tell it to go. */
@@ -655,8 +753,10 @@ void peer_after_persist(struct peer *p, struct raft_ready *rd)
                 (unsigned long long)p->ps.hs.term);
         /* Proposals stay: each is answered when its index commits (with its
          * term: done; another: StaleCommand) or the request's deadline passes. */
-        if (was_leader && !p->is_leader)
+        if (was_leader && !p->is_leader) {
+            drop_lease(p);
             fail_reads(p, STORAGE_ERR_REGION);
+        }
         if (p->is_leader && !was_leader) {
             p->ticks_since_heartbeat = 0;
             peer_region_heartbeat(p);
@@ -672,6 +772,7 @@ void peer_after_persist(struct peer *p, struct raft_ready *rd)
         for (struct pending_read *r = p->reads; r; r = r->next)
             if (r->id == id)
                 r->index = s->index;
+        probe_confirmed(p, id);
     }
     if (rd->n_committed_entries)
         apply_committed(p, rd);

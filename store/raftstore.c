@@ -553,6 +553,7 @@ static void refresh_info(struct raftstore *rs)
         info[i].approximate_known = p->approx_known;
         info[i].approximate_size_bytes = p->approx_size + p->size_diff_hint;
         info[i].approximate_keys = p->approx_keys + p->keys_diff_hint;
+        info[i].lease_reads = p->lease_reads;
     }
     metrics_gauge_set(RAFTSTORE_METRIC(rs, pending_reads), pending_reads);
     pthread_mutex_lock(&rs->mu);

@@ -201,6 +201,7 @@ struct raftstore_peer_info {
      * here (leaders measure). */
     int approximate_known;
     uint64_t approximate_size_bytes, approximate_keys;
+    uint64_t lease_reads; /* reads this peer served by its leader lease, since it started */
 };
 
 /* raftstore_peers fills up to `cap` infos; returns how many regions there are. */

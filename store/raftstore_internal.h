@@ -83,7 +83,13 @@ struct peer {
     struct proposal *proposals, *proposals_tail; /* in index order */
     struct pending_read *reads, *reads_tail;     /* in request order */
     uint64_t batch_read_id; /* ReadIndex issued for this mailbox drain; 0 after it */
-    int pending_remove;     /* removed from the region: destroy after this ready */
+    /* Leader lease (peer.c): reads are served without a ReadIndex round until lease_until_ms
+     * (monotonic), while still leader in lease_term with lease_conf_ver. It is set from the
+     * probe: the newest ReadIndex issued while none was outstanding, with when it was issued. */
+    uint64_t lease_until_ms, lease_term, lease_conf_ver;
+    uint64_t probe_id, probe_ms, probe_term, probe_conf_ver;
+    uint64_t lease_reads; /* reads served by the lease, for introspection */
+    int pending_remove;   /* removed from the region: destroy after this ready */
     int ticks_since_heartbeat;
     uint64_t last_compact_index; /* raft log deleted below this */
     uint64_t compact_proposed;   /* newest CompactLog index proposed */

@@ -32,6 +32,11 @@ void raftstore_metrics_init(struct raftstore_metrics *rm, struct metrics *m)
     rm->pending_reads =
         metrics_gauge(m, "tinykv_raft_pending_reads",
                       "Linearizable reads waiting for ReadIndex or for apply, all regions.", NULL);
+    static const char reads[] = "Linearizable reads accepted by this store's leaders, by how "
+                                "leadership was confirmed: the leader lease or a ReadIndex round.";
+    rm->reads_lease = metrics_counter(m, "tinykv_raft_reads_total", reads, "confirmed=\"lease\"");
+    rm->reads_read_index =
+        metrics_counter(m, "tinykv_raft_reads_total", reads, "confirmed=\"read_index\"");
     static const char snaps[] = "Raft snapshots sent to and received from other stores.";
     static const char bytes[] = "Bytes of Raft snapshot data sent and received.";
     rm->snapshots_sent = metrics_counter(m, "tinykv_snapshots_total", snaps, "direction=\"sent\"");

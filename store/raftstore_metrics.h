@@ -21,6 +21,7 @@ struct raftstore_metrics {
     struct metrics_histogram *raftdb_sync_seconds;
     struct metrics_histogram *apply_seconds; /* one peer's committed entries of one Ready */
     struct metrics_gauge *pending_reads;     /* ReadIndex reads waiting, all peers */
+    struct metrics_counter *reads_lease, *reads_read_index; /* how leaders confirmed reads */
     struct metrics_counter *snapshots_sent, *snapshots_received;
     struct metrics_counter *snapshot_bytes_sent, *snapshot_bytes_received;
 };

@@ -374,6 +374,66 @@ static void test_batch_appends_one_append_per_ready(void **state)
     teardown_node(&f);
 }
 
+/* True if the Ready grants `to` its vote. */
+static int grants_vote(const struct raft_ready *rd, uint64_t to)
+{
+    for (size_t i = 0; i < rd->n_messages; i++)
+        if (rd->messages[i].msg_type == RAFT_MSG_REQUEST_VOTE_RESPONSE &&
+            rd->messages[i].to == to && !rd->messages[i].reject)
+            return 1;
+    return 0;
+}
+
+/* With boot_lease, a node just started grants no vote until an election timeout has passed,
+ * as if it had just heard from a leader; then it votes as usual. */
+static void test_boot_lease_refuses_votes_for_one_election_timeout(void **state)
+{
+    (void)state;
+    struct fixture f;
+    assert_int_equal(raft_memory_storage_new(&f.ms), RAFT_OK);
+    const uint64_t peers[] = {1, 2, 3};
+    struct raft_conf_state cs = {.nodes = (uint64_t *)peers, .n_nodes = 3};
+    assert_int_equal(raft_memory_storage_set_conf_state(f.ms, &cs), RAFT_OK);
+    struct raft_config c = {.id = 1,
+                            .election_ticks = 10,
+                            .heartbeat_ticks = 1,
+                            .storage = raft_memory_storage_storage(f.ms),
+                            .max_size_per_msg = UINT64_MAX,
+                            .max_inflight_msgs = 16,
+                            .check_quorum = 1,
+                            .boot_lease = 1,
+                            .seed = 42};
+    assert_int_equal(raft_rawnode_new(&c, &f.rn, NULL, 0), RAFT_OK);
+    struct raft_message m;
+    memset(&m, 0, sizeof m);
+    m.msg_type = RAFT_MSG_REQUEST_VOTE;
+    m.from = 2;
+    m.to = 1;
+    m.term = 5;
+    assert_int_equal(raft_rawnode_step(f.rn, &m), RAFT_OK);
+    struct raft_ready rd;
+    if (raft_rawnode_has_ready(f.rn)) {
+        assert_int_equal(raft_rawnode_ready(f.rn, &rd), RAFT_OK);
+        assert_false(grants_vote(&rd, 2));
+        persist(&f, &rd);
+        raft_rawnode_advance(f.rn, &rd);
+    }
+    for (int i = 0; i < 10; i++)
+        raft_rawnode_tick(f.rn);
+    if (raft_rawnode_has_ready(f.rn)) { /* it may have started an election of its own */
+        assert_int_equal(raft_rawnode_ready(f.rn, &rd), RAFT_OK);
+        persist(&f, &rd);
+        raft_rawnode_advance(f.rn, &rd);
+    }
+    m.term = 6;
+    assert_int_equal(raft_rawnode_step(f.rn, &m), RAFT_OK);
+    assert_int_equal(raft_rawnode_ready(f.rn, &rd), RAFT_OK);
+    assert_true(grants_vote(&rd, 2));
+    persist(&f, &rd);
+    raft_rawnode_advance(f.rn, &rd);
+    teardown_node(&f);
+}
+
 /* The leader's status lists each peer's match and next index. */
 static void test_status_reports_progress(void **state)
 {
@@ -427,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_must_sync_only_for_term_vote_entries),
         cmocka_unit_test(test_status_reports_progress),
         cmocka_unit_test(test_batch_appends_one_append_per_ready),
+        cmocka_unit_test(test_boot_lease_refuses_votes_for_one_election_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,203 @@
+/* test_lease.c — the leader lease (store/peer.c): reads skip the ReadIndex round while it holds,
+ * and a leader cut off from its followers never serves a value a new leader has overwritten. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "codec/codec.h"
+#include "tests/lib/test_cluster.h"
+#include "tests/lib/test_util.h"
+
+/* The harness's stores tick every 20 ms with 10-tick election timeouts: the lease is the
+ * election timeout less two ticks (store/peer.c). */
+#define LEASE_SPAN_MS ((10 - 2) * 20)
+
+static uint8_t *stored(const char *key, size_t *len)
+{
+    *len = codec_key_len(strlen(key));
+    uint8_t *k = malloc(*len);
+    codec_key_encode(key, strlen(key), k);
+    return k;
+}
+
+static struct storage_ctx ctx_of(struct test_cluster *c, int store)
+{
+    struct raftstore_peer_info info;
+    assert_true(test_cluster_peer_info(c, store, &info));
+    return (struct storage_ctx){
+        .region_id = 1, .region_conf_ver = info.conf_ver, .region_version = info.version};
+}
+
+/* One linearizable read of `key` at `store`: 1 and *value (malloc'd) when it answered. */
+static int read_at(struct test_cluster *c, int store, const char *key, char **value)
+{
+    struct storage_ctx ctx = ctx_of(c, store);
+    struct storage_reader *r;
+    struct storage_error err;
+    *value = NULL;
+    if (storage_reader(test_cluster_storage(c, store), &ctx, &r, &err) != 0)
+        return 0;
+    size_t klen, vlen;
+    uint8_t *k = stored(key, &klen);
+    void *v = NULL;
+    int rc = storage_reader_get(r, STORAGE_CF_DEFAULT, k, klen, &v, &vlen);
+    storage_reader_free(r);
+    free(k);
+    if (rc == 0) {
+        *value = malloc(vlen + 1);
+        memcpy(*value, v, vlen);
+        (*value)[vlen] = 0;
+        free(v);
+    }
+    return 1;
+}
+
+static int write_at(struct test_cluster *c, int store, const char *key, const char *value)
+{
+    struct storage_ctx ctx = ctx_of(c, store);
+    size_t klen;
+    uint8_t *k = stored(key, &klen);
+    struct storage_modify m = {STORAGE_MODIFY_PUT, STORAGE_CF_DEFAULT, k, klen, value,
+                               strlen(value)};
+    struct storage_error err;
+    int rc = storage_write(test_cluster_storage(c, store), &ctx, &m, 1, &err);
+    free(k);
+    return rc;
+}
+
+/* Reads the key at the old leader over and over until told to stop, remembering the start time
+ * of every read that answered with the old value. */
+struct reader {
+    struct test_cluster *c;
+    int store;
+    volatile int stop;
+    uint64_t old_value_latest_start; /* start of the latest read that saw "v1" */
+    uint64_t latest_answered_start;   /* start of the latest read that answered at all */
+    int answered;
+};
+
+static void *reader_thread(void *arg)
+{
+    struct reader *rd = arg;
+    while (!rd->stop) {
+        uint64_t start = test_now_ms();
+        char *v;
+        if (read_at(rd->c, rd->store, "k", &v)) {
+            rd->answered++;
+            rd->latest_answered_start = start;
+            if (v && strcmp(v, "v1") == 0)
+                rd->old_value_latest_start = start;
+        }
+        free(v);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+static uint64_t lease_reads(struct test_cluster *c, int store)
+{
+    struct raftstore_peer_info info;
+    assert_true(test_cluster_peer_info(c, store, &info));
+    return info.lease_reads;
+}
+
+/* A leader serves reads by its lease; partitioned from its followers, it goes on serving until
+ * the lease ends, and a new leader commits only after that: no read at the old leader that
+ * started after the new leader acknowledged a write sees the old value. */
+static void test_partitioned_leader_never_serves_value_overwritten_by_new_leader(void **state)
+{
+    (void)state;
+    struct test_cluster_options opts = {.n_stores = 3, .n_region_peers = 3, .seed = 7};
+    struct test_cluster *c = test_cluster_new(&opts);
+    assert_non_null(c);
+    int leader = test_cluster_leader(c, 10000);
+    assert_true(leader > 0);
+    assert_int_equal(write_at(c, leader, "k", "v1"), 0);
+
+    /* A few reads in a row: after the first ReadIndex confirms, the lease serves them. */
+    uint64_t before = lease_reads(c, leader);
+    for (int i = 0; i < 20; i++) {
+        char *v;
+        assert_true(read_at(c, leader, "k", &v));
+        assert_non_null(v);
+        assert_string_equal(v, "v1");
+        free(v);
+    }
+    /* (the store refreshes what it reports every tick) */
+    uint64_t until = test_now_ms() + 2000;
+    while (lease_reads(c, leader) <= before && test_now_ms() < until)
+        usleep(5000);
+    assert_true(lease_reads(c, leader) > before);
+
+    struct reader rd = {.c = c, .store = leader};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, reader_thread, &rd), 0);
+    int others[2], n = 0;
+    for (int s = 1; s <= 3; s++)
+        if (s != leader)
+            others[n++] = s;
+    test_cluster_partition(c, &leader, 1, others, 2);
+    uint64_t partitioned = test_now_ms();
+
+    /* The majority elects a leader of its own and commits a new value. */
+    int new_leader = 0;
+    uint64_t deadline = test_now_ms() + 15000;
+    while (!new_leader && test_now_ms() < deadline) {
+        for (int i = 0; i < 2; i++) {
+            struct raftstore_peer_info info;
+            if (test_cluster_peer_info(c, others[i], &info) && info.is_leader)
+                new_leader = others[i];
+        }
+        usleep(5000);
+    }
+    assert_true(new_leader > 0);
+    int rc = -1;
+    while (rc != 0 && test_now_ms() < deadline)
+        rc = write_at(c, new_leader, "k", "v2");
+    assert_int_equal(rc, 0);
+    uint64_t acked = test_now_ms();
+
+    /* Keep reading at the old leader past any lease it could still believe in. */
+    usleep(2000 * 1000);
+    rd.stop = 1;
+    pthread_join(th, NULL);
+    printf("old leader answered %d reads after the partition, the last one started %lld ms after "
+           "it (lease %d ms); the new leader's write was acknowledged %lld ms after it\n",
+           rd.answered, (long long)rd.latest_answered_start - (long long)partitioned,
+           LEASE_SPAN_MS, (long long)(acked - partitioned));
+    assert_true(rd.old_value_latest_start < acked);
+    /* Its lease came from a ReadIndex issued before the partition: nothing it answered after
+     * can have started a lease span past it. */
+    assert_true(rd.latest_answered_start < partitioned + LEASE_SPAN_MS);
+
+    test_cluster_heal(c);
+    char *v = NULL;
+    deadline = test_now_ms() + 10000;
+    while (test_now_ms() < deadline) {
+        free(v);
+        v = NULL;
+        if (test_cluster_get(c, "k", &v, 2000) == 0 && v && strcmp(v, "v2") == 0)
+            break;
+        usleep(10000);
+    }
+    assert_non_null(v);
+    assert_string_equal(v, "v2");
+    free(v);
+    test_cluster_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_partitioned_leader_never_serves_value_overwritten_by_new_leader),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
