@@ -169,7 +169,8 @@ void consistency_apply_compute(struct peer *p, const RaftCmdpb__AdminRequest *re
     struct raftstore *rs = p->rs;
     const RaftCmdpb__ComputeHashRequest *c = req->compute_hash;
     if (c && c->context.len && c->context.data[0] != CONSISTENCY_HASH_V1) {
-        LOG(LOG_WARN, "region=%llu peer=%llu: ComputeHash at %llu asks for hash version %u: skipped",
+        LOG(LOG_WARN,
+            "region=%llu peer=%llu: ComputeHash at %llu asks for hash version %u: skipped",
             (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
             (unsigned long long)index, (unsigned)c->context.data[0]);
         return;

@@ -49,7 +49,7 @@ static void check_region(struct rpc_call *call, const ProtobufCMessage *msg, voi
     const Debugpb__RegionConsistencyCheckRequest *req =
         (const Debugpb__RegionConsistencyCheckRequest *)msg;
     Debugpb__RegionConsistencyCheckResponse resp = DEBUGPB__REGION_CONSISTENCY_CHECK_RESPONSE__INIT;
-    char errmsg[sizeof ((struct storage_error *)0)->msg + 64];
+    char errmsg[sizeof((struct storage_error *)0)->msg + 64];
     struct check_wait *w = calloc(1, sizeof *w);
     if (!w) {
         rpc_call_finish(call, RPC_INTERNAL, "out of memory");

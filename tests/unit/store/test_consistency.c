@@ -115,8 +115,7 @@ static void put_keys(struct test_cluster *c, const char *prefix, int n)
 }
 
 /* Every replica of region_id reaches "consistent" at index, all with the same hash. */
-static void assert_all_consistent(struct test_cluster *c, int n, uint64_t region_id,
-                                  uint64_t index)
+static void assert_all_consistent(struct test_cluster *c, int n, uint64_t region_id, uint64_t index)
 {
     uint64_t hash = 0;
     for (int s = 1; s <= n; s++) {
@@ -264,8 +263,7 @@ static void test_late_and_snapshotted_replicas(void **state)
     uint64_t index = check_at_leader(c, 1);
     for (int s = 1; s <= 3; s++)
         if (s != late)
-            assert_int_equal(wait_verdict(c, s, 1, index).state,
-                             RAFTSTORE_CONSISTENCY_CONSISTENT);
+            assert_int_equal(wait_verdict(c, s, 1, index).state, RAFTSTORE_CONSISTENCY_CONSISTENT);
     test_cluster_start_store(c, late);
     assert_int_equal(wait_verdict(c, late, 1, index).state, RAFTSTORE_CONSISTENCY_CONSISTENT);
     test_cluster_free(c);
