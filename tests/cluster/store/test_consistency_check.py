@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 # A scheduler and three tinykv-server processes: `tinykv-ctl region check` starts a consistency
 # check at the region's leader and prints every replica's hash at the check's index; replicas that
-# agree say "consistent" (exit 0); a paused follower gives no verdict by the deadline (exit 3).
-#
-# A replica whose data differs is reported as a mismatch by tests/unit/store/test_consistency.c
-# (it writes into one replica's kv DB behind Raft's back, which a running process does not allow).
+# agree say "consistent" (exit 0); a paused follower gives no verdict by the deadline (exit 3); a
+# follower whose kv DB got a stray key behind Raft's back (the store stopped, its kv DB opened by
+# `tinykv-server --standalone` (same kv/ layout) and written with a RawPut, the store started again) is reported as
+# a MISMATCH (exit 1) while the others stay consistent.
 # Environment: BINDIR (default bin/). Prints PASS/FAIL per check and "N passed, N failed"; exits 1
 # on any failure.
 
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from checks import summary, wait_for
+from checks import free_port, summary, wait_for
 from checks import check as check_detail
 from test_splits import BINDIR, Cluster, healthy
 
@@ -80,6 +80,36 @@ def main():
               r.returncode == 3 and "TIMEOUT" in r.stdout, "rc %d: %s%s" % (r.returncode, r.stdout, r.stderr))
         r = region_check(c, str(region))
         check("after_it_resumes_the_region_is_consistent", r.returncode == 0, r.stdout + r.stderr)
+
+        # Corrupt that follower: stop it, write a stray key into its kv DB directly, start it again.
+        i = c.ports.index(int(addr.rsplit(":", 1)[1]))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        sa_port = free_port()
+        sa = c.spawn([os.path.join(BINDIR, "tinykv-server"), "--standalone", "--addr", "127.0.0.1:%d" % sa_port,
+                      "--data-dir", os.path.join(tmp, "store%d" % i), "--status-addr", "127.0.0.1:0",
+                      "--log-level", "warn"], "standalone.log")
+        put = wait_for(lambda: subprocess.run(
+            [os.path.join(BINDIR, "tinykv-ctl"), "--addr", "127.0.0.1:%d" % sa_port, "raw", "put", "key05x",
+             "stray"], capture_output=True, timeout=30).returncode == 0, 20)
+        sa.send_signal(signal.SIGTERM)
+        sa.wait(timeout=30)
+        check("a_stray_key_was_written_into_the_followers_kv_db", put)
+        c.spawn([os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % c.ports[i], "--data-dir",
+                 os.path.join(tmp, "store%d" % i), "--scheduler", "127.0.0.1:%d" % c.pd_port,
+                 "--status-addr", "127.0.0.1:0", "--log-level", "warn"], "store%d.log" % i)
+        r = wait_for(lambda: (lambda r: r if r.returncode != 3 else None)(region_check(c, str(region), "--json")),
+                     30, 0.5)
+        j = json.loads(r.stdout or "{}") if r else {}
+        by_store = {x["store_id"]: x for x in j.get("replicas", [])}
+        check("the_corrupted_follower_is_reported_as_a_mismatch_with_exit_1",
+              r is not None and r.returncode == 1 and j.get("result") == "MISMATCH" and
+              by_store.get(follower_store, {}).get("state") == "MISMATCH" and
+              all(x["state"] == "consistent" for k, x in by_store.items() if k != follower_store),
+              r.stdout + r.stderr if r else "no answer")
+        r = region_check(c, str(region))
+        check("the_table_says_MISMATCH", r.returncode == 1 and "MISMATCH" in r.stdout.splitlines()[-1],
+              r.stdout + r.stderr)
 
         r = region_check(c, "0")
         check("region_check_0_is_a_usage_error", r.returncode == 2, r.stderr)
