@@ -31,9 +31,9 @@ struct ctl_check_replica {
 };
 
 enum {
-    CTL_CHECK_OK = 0,       /* every replica reported its verdict for *index */
-    CTL_CHECK_NOT_STARTED,  /* no store started the check before the deadline (errbuf says why) */
-    CTL_CHECK_INCOMPLETE,   /* started at *index, but some replica had no verdict by the deadline */
+    CTL_CHECK_OK = 0,      /* every replica reported its verdict for *index */
+    CTL_CHECK_NOT_STARTED, /* no store started the check before the deadline (errbuf says why) */
+    CTL_CHECK_INCOMPLETE,  /* started at *index, but some replica had no verdict by the deadline */
 };
 
 /* The states a replica reports (debugpb ConsistencyState). */

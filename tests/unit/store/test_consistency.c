@@ -299,6 +299,21 @@ static void test_late_and_snapshotted_replicas(void **state)
     test_cluster_free(c);
 }
 
+/* A split right behind the ComputeHash (before or after the VerifyHash): every replica hashed the
+ * range the region had at the check's index, so they still agree; both halves check after. */
+static void test_split_during_a_check(void **state)
+{
+    (void)state;
+    struct test_cluster *c = cluster(3, 0);
+    put_keys(c, "k", 20);
+    uint64_t index = check_at_leader(c, 1);
+    assert_int_equal(test_cluster_split(c, "k010", 2, OP_TIMEOUT), 0);
+    assert_all_consistent(c, 3, 1, index);
+    assert_all_consistent(c, 3, 1, check_at_leader(c, 1));
+    assert_all_consistent(c, 3, 2, check_at_leader(c, 2));
+    test_cluster_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_corrupted_replica_reports_mismatch),
         cmocka_unit_test(test_only_the_leader_starts_a_check),
         cmocka_unit_test(test_late_and_snapshotted_replicas),
+        cmocka_unit_test(test_split_during_a_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
