@@ -1,6 +1,8 @@
 /* ctl_admin.c — tinykv-ctl's admin subcommands over the scheduler's HTTP/JSON API (libcurl). */
 #include "client/ctl_admin.h"
 
+#include "client/ctl_check.h"
+
 #include <ctype.h>
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -737,6 +739,139 @@ static int region_split(const struct ctl_admin_options *o, int argc, char **argv
     return CTL_ADMIN_OK;
 }
 
+static const char *check_state_s(const struct ctl_check_replica *r, uint64_t index)
+{
+    if (!r->answered)
+        return "no answer";
+    if (r->index != index)
+        return "not hashed";
+    static const char *names[] = {"-", "computing", "computed", "consistent", "MISMATCH"};
+    return r->state >= 0 && r->state <= CTL_CHECK_STATE_MISMATCH ? names[r->state] : "?";
+}
+
+/* The check's verdict: 1 consistent, -1 a mismatch (a replica found one, or two replicas'
+ * hashes for the index differ), 0 not known. */
+static int check_verdict(const struct ctl_check_replica *r, size_t n, uint64_t index, int rc)
+{
+    const struct ctl_check_replica *first = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!r[i].answered || r[i].index != index || r[i].state < CTL_CHECK_STATE_COMPUTED)
+            continue;
+        if (r[i].state == CTL_CHECK_STATE_MISMATCH || (first && first->hash != r[i].hash))
+            return -1;
+        first = first ? first : &r[i];
+    }
+    return rc == CTL_CHECK_OK ? 1 : 0;
+}
+
+static void check_print(const struct ctl_admin_options *o, uint64_t region_id, uint64_t index,
+                        const struct ctl_check_replica *r, size_t n, int verdict, const char *why)
+{
+    const char *word = verdict > 0 ? "consistent" : verdict < 0 ? "MISMATCH" : "TIMEOUT";
+    if (o->json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr && i < n; i++) {
+            char hash[24];
+            snprintf(hash, sizeof hash, "%016" PRIx64, r[i].hash);
+            json_array_append_new(
+                arr, json_pack("{s:I,s:I,s:b,s:I,s:I,s:s,s:s,s:s}", "store_id",
+                               (json_int_t)r[i].store_id, "peer_id", (json_int_t)r[i].peer_id,
+                               "is_leader", r[i].is_leader, "applied_index",
+                               (json_int_t)r[i].applied_index, "index", (json_int_t)r[i].index,
+                               "hash", r[i].state >= CTL_CHECK_STATE_COMPUTED ? hash : "", "state",
+                               check_state_s(&r[i], index), "error", r[i].error));
+        }
+        json_t *j = json_pack("{s:I,s:I,s:s,s:o}", "region_id", (json_int_t)region_id, "index",
+                              (json_int_t)index, "result", word, "replicas", arr);
+        print_json(j);
+        json_decref(j);
+        return;
+    }
+    struct table t;
+    table_init(&t, 7);
+    table_row(&t, "STORE", "PEER", "ROLE", "APPLIED", "INDEX", "HASH", "RESULT");
+    for (size_t i = 0; i < n; i++) {
+        char store[24], peer[24], applied[24], idx[24], hash[24];
+        snprintf(hash, sizeof hash, "%016" PRIx64, r[i].hash);
+        table_row(
+            &t, u64s(store, sizeof store, r[i].store_id), u64s(peer, sizeof peer, r[i].peer_id),
+            !r[i].answered   ? NULL
+            : r[i].is_leader ? "leader"
+                             : "follower",
+            r[i].answered ? u64s(applied, sizeof applied, r[i].applied_index) : NULL,
+            r[i].answered ? u64s(idx, sizeof idx, r[i].index) : NULL,
+            r[i].answered && r[i].index == index && r[i].state >= CTL_CHECK_STATE_COMPUTED ? hash
+                                                                                           : NULL,
+            r[i].error[0] ? r[i].error : check_state_s(&r[i], index));
+    }
+    table_finish(&t);
+    if (why && why[0])
+        printf("region %" PRIu64 " at index %" PRIu64 ": %s (%s)\n", region_id, index, word, why);
+    else
+        printf("region %" PRIu64 " at index %" PRIu64 ": %s\n", region_id, index, word);
+}
+
+/*
+ * region_check runs a consistency check of region id: the scheduler names its
+ * replicas, their stores and its leader; the leader store starts the check
+ * and every replica's store reports its hash at the check's index and its
+ * verdict (client/ctl_check.c). Exit 0 consistent, 1 a mismatch, 3 no
+ * verdict from every replica within --timeout.
+ */
+static int region_check(const struct ctl_admin_options *o, uint64_t id)
+{
+    char path[96];
+    snprintf(path, sizeof path, API_PREFIX "/region/id/%" PRIu64, id);
+    json_t *region = NULL, *stores = NULL;
+    int rc = api(o, "GET", path, NULL, &region);
+    if (rc == CTL_ADMIN_OK)
+        rc = api(o, "GET", API_PREFIX "/stores", NULL, &stores);
+    json_t *peers = json_object_get(region, "peers");
+    size_t n = json_array_size(peers), i, k;
+    struct ctl_check_replica *r = rc == CTL_ADMIN_OK ? calloc(n ? n : 1, sizeof *r) : NULL;
+    if (rc == CTL_ADMIN_OK && !r) {
+        fprintf(stderr, "tinykv-ctl: out of memory\n");
+        rc = CTL_ADMIN_EXIT_API;
+    }
+    json_t *p, *s;
+    json_array_foreach(r ? peers : NULL, i, p)
+    {
+        r[i].store_id = jint(p, "store_id");
+        r[i].peer_id = jint(p, "id");
+        json_array_foreach(json_object_get(stores, "stores"), k, s)
+        {
+            if (jint(json_object_get(s, "store"), "id") == r[i].store_id)
+                r[i].addr = jstr(json_object_get(s, "store"), "address");
+        }
+        if (!r[i].addr || !r[i].addr[0]) {
+            fprintf(stderr, "tinykv-ctl: the scheduler knows no address for store %" PRIu64 "\n",
+                    r[i].store_id);
+            rc = CTL_ADMIN_EXIT_API;
+        }
+    }
+    if (rc == CTL_ADMIN_OK) {
+        uint64_t index = 0;
+        char why[256];
+        int crc = ctl_check_region(id, r, n, jint(json_object_get(region, "leader"), "store_id"),
+                                   o->timeout_ms, &index, why, sizeof why);
+        if (crc == CTL_CHECK_NOT_STARTED) {
+            fprintf(stderr, "tinykv-ctl: region %" PRIu64 ": the check did not start: %s\n", id,
+                    why);
+            rc = CTL_ADMIN_EXIT_UNREACHABLE;
+        } else {
+            int verdict = check_verdict(r, n, index, crc);
+            check_print(o, id, index, r, n, verdict, verdict > 0 ? NULL : why);
+            rc = verdict > 0   ? CTL_ADMIN_OK
+                 : verdict < 0 ? CTL_ADMIN_EXIT_API
+                               : CTL_ADMIN_EXIT_UNREACHABLE;
+        }
+    }
+    free(r);
+    json_decref(region);
+    json_decref(stores);
+    return rc;
+}
+
 static int run_region(const struct ctl_admin_options *o, int argc, char **argv)
 {
     uint64_t id;
@@ -760,6 +895,11 @@ static int run_region(const struct ctl_admin_options *o, int argc, char **argv)
     }
     if (strcmp(argv[0], "split") == 0)
         return region_split(o, argc - 1, argv + 1);
+    if (strcmp(argv[0], "check") == 0) {
+        if (argc != 2 || parse_id(argv[1], &id) != 0)
+            return usage_error("region check needs a region ID (a positive integer)");
+        return region_check(o, id);
+    }
     return usage_error("unknown region command '%s'", argv[0]);
 }
 
@@ -1081,7 +1221,7 @@ void ctl_admin_usage(FILE *out)
             "       tinykv-ctl [admin options] store [list | show ID | state ID "
             "Up|Offline|Tombstone | delete ID]\n"
             "       tinykv-ctl [admin options] region [list [--limit N] [--start KEY] | show ID |\n"
-            "                                          key KEY | split KEY...]\n"
+            "                                          key KEY | split KEY... | check ID]\n"
             "       tinykv-ctl [admin options] operator [list | show REGION_ID | remove "
             "REGION_ID]\n"
             "       tinykv-ctl [admin options] operator add transfer-leader|add-peer|remove-peer "

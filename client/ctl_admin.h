@@ -6,7 +6,8 @@
 /*
  * Owns: the admin side of tinykv-ctl: turning a subcommand into calls on the
  * scheduler's HTTP/JSON admin API (libcurl, jansson) and printing the answer
- * as an aligned table for people or, with --json, as the API's JSON.
+ * as an aligned table for people or, with --json, as the API's JSON. `region
+ * check` then calls the region's stores over gRPC (client/ctl_check.c).
  *
  * Called by: tinykv-ctl's main (client/ctl_main.c) only, after it has parsed
  * the global options. Not part of the client library's API (client/client.h).

@@ -11,6 +11,7 @@
 #include "proto/log.h"
 #include "proto/rpc.h"
 #include "raft_serverpb.pb-c.h"
+#include "store/debug_service.h"
 #include "store/engine.h"
 #include "store/keys.h"
 #include "server/kv_service.h"
@@ -225,9 +226,10 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     n->svc.mvcc = n->mvcc;
     n->svc.rs = n->rs;
     n->svc.metrics = cfg->metrics;
-    struct rpc_method methods[KV_SERVICE_MAX_METHODS + 2];
+    struct rpc_method methods[KV_SERVICE_MAX_METHODS + 2 + DEBUG_SERVICE_METHODS];
     size_t nm = kv_service_methods(&n->svc, methods);
     nm += raft_service_methods(n->rs, methods + nm);
+    nm += debug_service_methods(n->rs, methods + nm);
     n->server = rpc_server_new(cfg->addr, methods, nm, 4, errbuf, len);
     if (!n->server)
         goto fail;

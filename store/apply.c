@@ -1,5 +1,5 @@
-/* apply.c — applying a Ready's committed entries: data, membership, log compaction and splits, in
- * one kv write batch whose answers go out after it is written. */
+/* apply.c — applying a Ready's committed entries: data, membership, log compaction, splits and
+ * consistency checks, in one kv write batch whose answers go out after it is written. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +218,12 @@ static void apply_entry(struct peer *p, const struct raft_entry *e, struct apply
             break;
         case RAFT_CMDPB__ADMIN_CMD_TYPE__Split:
             failed = split_apply(p, cmd, ac, &err) != 0;
+            break;
+        case RAFT_CMDPB__ADMIN_CMD_TYPE__ComputeHash:
+            consistency_apply_compute(p, cmd->admin_request, e->index, ac);
+            break;
+        case RAFT_CMDPB__ADMIN_CMD_TYPE__VerifyHash:
+            consistency_apply_verify(p, cmd->admin_request);
             break;
         default:
             /* Never acknowledged: an entry this version cannot apply. */

@@ -383,6 +383,14 @@ static void handle_mail(struct raftstore *rs, struct mail *m)
         if ((p = raftstore_find_peer(rs, m->region_id)))
             peer_split_checked(p, m);
         break;
+    case MAIL_CHECK_CONSISTENCY:
+        consistency_propose(raftstore_find_peer(rs, m->region_id), m);
+        m->cb = NULL; /* answered by now, or when its entry applies */
+        break;
+    case MAIL_HASH_COMPUTED:
+        if ((p = raftstore_find_peer(rs, m->region_id)))
+            consistency_hash_computed(p, m);
+        break;
     case MAIL_SPLIT:
         if ((p = raftstore_find_peer(rs, m->region_id)) && !p->pending_remove)
             split_propose(p, m);
@@ -554,6 +562,7 @@ static void refresh_info(struct raftstore *rs)
         info[i].approximate_size_bytes = p->approx_size + p->size_diff_hint;
         info[i].approximate_keys = p->approx_keys + p->keys_diff_hint;
         info[i].lease_reads = p->lease_reads;
+        info[i].consistency = p->consistency;
     }
     metrics_gauge_set(RAFTSTORE_METRIC(rs, pending_reads), pending_reads);
     pthread_mutex_lock(&rs->mu);
@@ -770,6 +779,7 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
     pthread_cond_init(&rs->snap_cond, NULL);
     pthread_cond_init(&rs->split_cond, NULL);
     pthread_cond_init(&rs->gc_cond, NULL);
+    pthread_cond_init(&rs->hash_cond, NULL);
     int rc = load_regions(rs, errbuf, errbuf_len);
     if (rc) {
         while (rs->peers) {
@@ -787,7 +797,8 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
     if (pthread_create(&rs->loop_thread, NULL, store_loop, rs) != 0 ||
         pthread_create(&rs->snap_thread, NULL, snapshot_worker, rs) != 0 ||
         pthread_create(&rs->split_thread, NULL, split_check_worker, rs) != 0 ||
-        pthread_create(&rs->gc_thread, NULL, raftlog_gc_worker, rs) != 0) {
+        pthread_create(&rs->gc_thread, NULL, raftlog_gc_worker, rs) != 0 ||
+        pthread_create(&rs->hash_thread, NULL, consistency_worker, rs) != 0) {
         snprintf(errbuf, errbuf_len, "cannot start threads: %s", strerror(errno));
         abort();
     }
@@ -805,12 +816,15 @@ void raftstore_free(struct raftstore *rs)
     pthread_cond_broadcast(&rs->snap_cond);
     pthread_cond_broadcast(&rs->split_cond);
     pthread_cond_broadcast(&rs->gc_cond);
+    pthread_cond_broadcast(&rs->hash_cond);
     pthread_mutex_unlock(&rs->mu);
     pthread_join(rs->loop_thread, NULL);
     pthread_join(rs->snap_thread, NULL);
     pthread_join(rs->split_thread, NULL);
     pthread_join(rs->gc_thread, NULL);
+    pthread_join(rs->hash_thread, NULL);
     split_check_free_jobs(rs);
+    consistency_free_jobs(rs);
     raftlog_gc_free_tasks(rs);
     while (rs->peers) {
         struct peer *next = rs->peers->next;
@@ -834,6 +848,7 @@ void raftstore_free(struct raftstore *rs)
     pthread_cond_destroy(&rs->snap_cond);
     pthread_cond_destroy(&rs->split_cond);
     pthread_cond_destroy(&rs->gc_cond);
+    pthread_cond_destroy(&rs->hash_cond);
     free(rs);
 }
 

@@ -6,12 +6,13 @@
 /*
  * What it owns: every peer of this store (its Raft node, peer storage,
  * pending proposals and reads), the store's regions by id and by range
- * (store_meta.c), the store loop thread that drives them, and three workers
- * fed by queues: snapshots (snapshot.c), split checks (split_check.c) and
- * raft-log GC (raftlog_gc.c). The files follow the seams: raftstore.c (the
- * mailbox, the router and the loop), peer.c (one region's Raft node and its
- * Ready), apply.c (committed entries), split.c (the Split admin command),
- * cmd_resp.c (answers).
+ * (store_meta.c), the store loop thread that drives them, and four workers
+ * fed by queues: snapshots (snapshot.c), split checks (split_check.c),
+ * raft-log GC (raftlog_gc.c) and consistency hashes (consistency.c). The
+ * files follow the seams: raftstore.c (the mailbox, the router and the loop),
+ * peer.c (one region's Raft node and its Ready), apply.c (committed entries),
+ * split.c (the Split admin command), consistency.c (the ComputeHash and
+ * VerifyHash admin commands), cmd_resp.c (answers).
  *
  * Who calls it: raft_kv.c (the Storage interface in cluster mode) posts
  * commands and reads; the Raft gRPC service posts messages from other
@@ -183,6 +184,40 @@ void raftstore_report_snapshot(struct raftstore *rs, uint64_t region_id, uint64_
                                int failed);
 void raftstore_report_unreachable(struct raftstore *rs, uint64_t region_id, uint64_t to_peer_id);
 
+/* ---- consistency check (consistency.c) ---- */
+
+/*
+ * raftstore_check_consistency asks this store's peer of region_id, which must
+ * lead it, to propose ComputeHash (TiKV's consistency check): where that entry
+ * applies, every replica hashes the region's data in every CF off the store
+ * loop, and the leader then proposes VerifyHash with its hash so that each
+ * replica compares. cb runs once on the store loop thread: res->code 0 once
+ * the entry applied here (index: its log index), else a region error
+ * (NotLeader, RegionNotFound, Undetermined) or STORAGE_ERR_CLOSED, index 0.
+ * What each replica found shows in raftstore_peer_info.consistency.
+ */
+typedef void (*raftstore_check_cb)(void *arg, const struct raftstore_result *res, uint64_t index);
+void raftstore_check_consistency(struct raftstore *rs, uint64_t region_id, raftstore_check_cb cb,
+                                 void *arg);
+
+enum raftstore_consistency_state {
+    RAFTSTORE_CONSISTENCY_NONE = 0,   /* no check seen since start (or since a snapshot) */
+    RAFTSTORE_CONSISTENCY_COMPUTING,  /* ComputeHash applied at index; the worker hashes */
+    RAFTSTORE_CONSISTENCY_COMPUTED,   /* hash is this replica's at index; not compared yet */
+    RAFTSTORE_CONSISTENCY_CONSISTENT, /* the leader's hash for index equals it */
+    RAFTSTORE_CONSISTENCY_MISMATCH,   /* it differs: logged, counted, kept in mismatch_index */
+};
+
+/* One replica's latest consistency check. */
+struct raftstore_consistency {
+    uint64_t index; /* the ComputeHash entry's index (0: none) */
+    enum raftstore_consistency_state state;
+    uint64_t hash;           /* this replica's hash at index (from COMPUTED on) */
+    uint64_t leader_hash;    /* the leader's, once compared */
+    uint64_t mismatch_index; /* newest index found inconsistent since start (0: never) */
+    uint64_t mismatches;     /* checks that found it inconsistent since start */
+};
+
 /* ---- introspection (any thread; a consistent copy) ---- */
 
 struct raftstore_peer_info {
@@ -202,10 +237,15 @@ struct raftstore_peer_info {
     int approximate_known;
     uint64_t approximate_size_bytes, approximate_keys;
     uint64_t lease_reads; /* reads this peer served by its leader lease, since it started */
+    struct raftstore_consistency consistency;
 };
 
 /* raftstore_peers fills up to `cap` infos; returns how many regions there are. */
 size_t raftstore_peers(struct raftstore *rs, struct raftstore_peer_info *out, size_t cap);
+/* raftstore_peer_info_of copies the info of this store's peer of region_id; 0, or -1 if it has
+ * none (as of the loop's last refresh, at most a tick old). */
+int raftstore_peer_info_of(struct raftstore *rs, uint64_t region_id,
+                           struct raftstore_peer_info *out);
 
 uint64_t raftstore_store_id(const struct raftstore *rs);
 

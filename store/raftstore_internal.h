@@ -21,8 +21,10 @@ enum mail_kind {
     MAIL_SNAP_APPLIED,   /* the snapshot worker finished writing a received snapshot's data */
     MAIL_SNAP_STATUS,
     MAIL_UNREACHABLE,
-    MAIL_SPLIT,         /* split a region this store leads at split_key with the given ids */
-    MAIL_SPLIT_CHECKED, /* the split-check worker measured a region */
+    MAIL_SPLIT,             /* split a region this store leads at split_key with the given ids */
+    MAIL_SPLIT_CHECKED,     /* the split-check worker measured a region */
+    MAIL_CHECK_CONSISTENCY, /* the leader proposes ComputeHash (consistency.c) */
+    MAIL_HASH_COMPUTED,     /* the consistency worker hashed a region at hash_index */
 };
 
 /* One request posted to the store loop. Owned by the mailbox until handled. */
@@ -51,6 +53,8 @@ struct mail {
     uint64_t new_region_id;
     uint64_t *new_peer_ids;
     size_t n_new_peer_ids;
+    /* MAIL_HASH_COMPUTED */
+    uint64_t hash_index, hash;
 };
 
 /* A proposed command waiting for its entry to apply. */
@@ -111,6 +115,10 @@ struct peer {
     int applying_snapshot;
     struct raft_ready held;
     struct region held_region;
+    /* The latest consistency check here (consistency.c) and the leader's hash from the
+     * newest VerifyHash applied, kept until this replica's own hash for that index is known. */
+    struct raftstore_consistency consistency;
+    uint64_t verify_index, verify_hash;
     struct peer *next;
 };
 
@@ -154,6 +162,11 @@ struct raftstore {
     pthread_t split_thread;
     pthread_cond_t split_cond;
     struct split_check_job *split_jobs; /* guarded by mu */
+
+    /* Consistency-hash worker (consistency.c). */
+    pthread_t hash_thread;
+    pthread_cond_t hash_cond;
+    struct consistency_job *hash_jobs; /* guarded by mu */
 
     /* Introspection copy refreshed by the loop after each round (guarded by mu). */
     struct raftstore_peer_info *info;
@@ -242,6 +255,21 @@ int split_apply(struct peer *p, const RaftCmdpb__RaftCmdRequest *cmd, struct app
                 struct storage_error *err);
 /* After the split's batch is durable: the new regions' peers start here. */
 void split_create_peers(struct peer *parent, struct apply_ctx *ac);
+
+/* consistency.c */
+/* MAIL_CHECK_CONSISTENCY: p, if it leads, proposes ComputeHash. */
+void consistency_propose(struct peer *p, struct mail *m);
+/* A committed ComputeHash at index: writes what ac gathered so far (the hash must see
+ * exactly the entries up to index) and queues the hash of the region as of now. */
+void consistency_apply_compute(struct peer *p, const RaftCmdpb__AdminRequest *req, uint64_t index,
+                               struct apply_ctx *ac);
+/* A committed VerifyHash: compares with this replica's hash when it is for the same index. */
+void consistency_apply_verify(struct peer *p, const RaftCmdpb__AdminRequest *req);
+/* MAIL_HASH_COMPUTED: records the hash; a leader proposes VerifyHash with it. */
+void consistency_hash_computed(struct peer *p, const struct mail *m);
+void *consistency_worker(void *arg);
+/* Frees jobs never run (shutdown). */
+void consistency_free_jobs(struct raftstore *rs);
 
 /* peer.c */
 int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps, struct peer **out,

@@ -46,4 +46,11 @@ void raftstore_metrics_init(struct raftstore_metrics *rm, struct metrics *m)
         metrics_counter(m, "tinykv_snapshot_bytes_total", bytes, "direction=\"sent\"");
     rm->snapshot_bytes_received =
         metrics_counter(m, "tinykv_snapshot_bytes_total", bytes, "direction=\"received\"");
+    static const char checks[] =
+        "Region consistency checks compared on this store's replicas, by result (a mismatch: this "
+        "replica's data differs from the leader's at the same index).";
+    rm->consistency_consistent =
+        metrics_counter(m, "tinykv_consistency_checks_total", checks, "result=\"consistent\"");
+    rm->consistency_mismatch =
+        metrics_counter(m, "tinykv_consistency_checks_total", checks, "result=\"mismatch\"");
 }

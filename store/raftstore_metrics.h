@@ -24,6 +24,8 @@ struct raftstore_metrics {
     struct metrics_counter *reads_lease, *reads_read_index; /* how leaders confirmed reads */
     struct metrics_counter *snapshots_sent, *snapshots_received;
     struct metrics_counter *snapshot_bytes_sent, *snapshot_bytes_received;
+    /* Consistency checks this store's replicas compared with the leader's hash (consistency.c). */
+    struct metrics_counter *consistency_consistent, *consistency_mismatch;
 };
 
 /* raftstore_metrics_init looks every series up in `m` (borrowed; NULL leaves them NULL, which
