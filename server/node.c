@@ -233,7 +233,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     n->server = rpc_server_new(cfg->addr, methods, nm, 4, errbuf, len);
     if (!n->server)
         goto fail;
-    rpc_server_set_workers(n->server, 64);
+    rpc_server_set_workers(n->server, 256);
     rpc_server_set_metrics(n->server, cfg->metrics);
     if (rpc_server_start(n->server) != 0) {
         snprintf(errbuf, len, "cannot start the gRPC server");

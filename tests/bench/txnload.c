@@ -170,8 +170,8 @@ int main(int argc, char **argv)
         p99 = all[(size_t)((double)total * 0.99)] / 1e6;
     }
     printf("txnload mode=%s threads=%d ops=%zu errors=%llu rps=%.0f p50_ms=%.2f p99_ms=%.2f\n",
-           txn ? "txn" : "raw", started, total, (unsigned long long)errors,
-           (double)total / seconds, p50, p99);
+           txn ? "txn" : "raw", started, total, (unsigned long long)errors, (double)total / seconds,
+           p50, p99);
     free(all);
     free(ws);
     client_free(sh.client);
