@@ -197,6 +197,9 @@ static void run_request(char *text, size_t len)
         last_body = NULL;
         r = on_request(on_request_cls, mc, url, method, "HTTP/1.1", NULL, &upload, &con_cls);
         FUZZ_CHECK(r == MHD_YES && conn.status != 0 && last_body != NULL);
+        if (conn.status < 200 || conn.status >= 500)
+            fprintf(stderr, "fuzz_http_api: %s %s answered %u: %s\n", method, url, conn.status,
+                    last_body);
         FUZZ_CHECK(conn.status >= 200 && conn.status < 500);
         if (last_body[0] == '{' || last_body[0] == '[') {
             json_t *j = json_loads(last_body, 0, NULL);
