@@ -1,9 +1,11 @@
 /* replay_main.c — runs a fuzz target over every file of its checked-in corpus (for `make test`). */
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/fuzz/fuzz.h"
 
@@ -11,13 +13,52 @@
  * The Makefile compiles this with -DFUZZ_TARGET="name"; with no argument the
  * corpus is tests/fuzz/corpus/<name>/ relative to the working directory (the
  * repository root, where run_layer.sh runs). Arguments name files or folders
- * to replay instead. A crash or sanitizer report ends the process (the file
- * being replayed is printed first); otherwise each file is one passed case.
+ * to replay instead. A crash or sanitizer report ends the process and names
+ * the file being replayed (from a signal handler, or the sanitizers' death
+ * callback); otherwise each file is one passed case. FUZZ_REPLAY_VERBOSE=1
+ * names every file as it starts.
  */
 
 #ifndef FUZZ_TARGET
 #error "compile with -DFUZZ_TARGET=\"name\""
 #endif
+
+/* The file being replayed, for the crash report (written before each input, read by handlers). */
+static char current[4096];
+static int verbose;
+
+static void say_current(void)
+{
+    static const char pre[] = "replay " FUZZ_TARGET ": the input that failed is ";
+    ssize_t n = write(2, pre, sizeof pre - 1);
+    n = write(2, current, strlen(current));
+    n = write(2, "\n", 1);
+    (void)n;
+}
+
+static void on_fatal_signal(int sig)
+{
+    say_current();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Present when a sanitizer runtime is linked (make SAN=1); NULL otherwise. */
+extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
+static void install_crash_report(void)
+{
+    /* FUZZ_CHECK aborts; the sanitizers leave SIGABRT alone. */
+    signal(SIGABRT, on_fatal_signal);
+    if (__sanitizer_set_death_callback) {
+        __sanitizer_set_death_callback(say_current); /* their own SEGV handlers stay */
+        return;
+    }
+    signal(SIGSEGV, on_fatal_signal);
+    signal(SIGBUS, on_fatal_signal);
+    signal(SIGFPE, on_fatal_signal);
+    signal(SIGILL, on_fatal_signal);
+}
 
 static int replay_file(const char *path, size_t *count)
 {
@@ -40,7 +81,9 @@ static int replay_file(const char *path, size_t *count)
         return -1;
     }
     fclose(f);
-    fprintf(stderr, "replay %s: %s (%zu bytes)\n", FUZZ_TARGET, path, len);
+    snprintf(current, sizeof current, "%s (%zu bytes)", path, len);
+    if (verbose)
+        fprintf(stderr, "replay %s: %s\n", FUZZ_TARGET, current);
     LLVMFuzzerTestOneInput(buf, len);
     free(buf);
     (*count)++;
@@ -100,6 +143,8 @@ int main(int argc, char **argv)
 {
     size_t count = 0;
     int rc = 0;
+    verbose = getenv("FUZZ_REPLAY_VERBOSE") && strcmp(getenv("FUZZ_REPLAY_VERBOSE"), "1") == 0;
+    install_crash_report();
     if (argc < 2) {
         rc = replay_dir("tests/fuzz/corpus/" FUZZ_TARGET, &count);
     } else {
