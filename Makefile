@@ -11,8 +11,11 @@
 #   tests/cluster/<layer>/test_*.sh|*.py  -> run by `make test-<layer>` after the binaries
 #   tests/chaos/*.c       -> build/tests/chaos/* (drivers of the chaos suite, `make chaos`)
 #   tests/bench/*.c, *.proto -> build/tests/bench/* (load generators of `make bench`)
+#   tests/fuzz/fuzz_<t>.c -> build/tests/fuzz/test_replay_<t> (gcc, replays tests/fuzz/corpus/<t>/
+#                            in `make test`) and build/fuzz/fuzzers/<t> (clang + libFuzzer, `make fuzz`)
 
 SHELL := /bin/bash
+comma := ,
 CC ?= gcc
 SAN ?= 0
 
@@ -64,7 +67,7 @@ PROGRAMS := tinykv-server:server/server_main.c tinyscheduler-server:pd/server_ma
 	tinykv-fuse:fs/fuse_main.c tinykv-ctl:client/ctl_main.c
 PROGRAM_BINS := $(foreach p,$(PROGRAMS),$(BINDIR)/$(word 1,$(subst :, ,$(p))))
 
-LAYERS := metrics raft store mvcc pd fs
+LAYERS := metrics raft store mvcc pd fs fuzz
 TEST_SRCS := $(wildcard tests/unit/*/test_*.c tests/cluster/*/test_*.c)
 TEST_BINS := $(foreach s,$(TEST_SRCS),$(BUILD)/tests/$(word 3,$(subst /, ,$(s)))/$(basename $(notdir $(s))))
 
@@ -81,29 +84,55 @@ BENCH_DEB_PACKAGES := etcd-server etcd-client
 # Only `make chaos` needs these (clock skew, failing fdatasync); `make test` does not.
 CHAOS_DEB_PACKAGES := faketime libfaketime fiu-utils libfiu0
 
+# Fuzz targets (tests/fuzz/README.md). Each links with libFuzzer for `make fuzz` and with a replay
+# main() over its checked-in corpus for `make test` (layer "fuzz"); neither needs the other.
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRCS))
+FUZZ_REPLAY_BINS := $(foreach t,$(FUZZ_TARGETS),$(BUILD)/tests/fuzz/test_replay_$(t))
+FUZZ_REPLAY_OBJS := $(foreach t,$(FUZZ_TARGETS),$(BUILD)/tests/fuzz/replay_$(t).o)
+FUZZ_BINS := $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzzers/$(t))
+# tests/fuzz/*.c that are neither a target nor the replay main: fixtures linked into every target.
+FUZZ_FIXTURE_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/fuzz/fuzz_%.c \
+	tests/fuzz/replay_main.c,$(wildcard tests/fuzz/*.c)))
+# The seams some targets run their code under: the gRPC glue and libmicrohttpd's daemon, replaced
+# at link time by the target's fakes (the handlers themselves are the real ones).
+FUZZ_WRAPS_grpc_requests := $(addprefix -Wl$(comma)--wrap=,rpc_call_reply rpc_call_finish \
+	rpc_call_send rpc_call_set_user rpc_call_user rpc_call_peer rpc_call_ref rpc_call_unref \
+	rpc_server_new rpc_server_set_metrics rpc_server_start rpc_server_port rpc_server_free \
+	raftstore_step)
+FUZZ_WRAPS_http_api := $(addprefix -Wl$(comma)--wrap=,MHD_start_daemon MHD_get_daemon_info \
+	MHD_stop_daemon MHD_lookup_connection_value MHD_create_response_from_buffer MHD_queue_response)
+# Only `make fuzz` needs these (clang and its libFuzzer runtime); `make test` does not.
+FUZZ_DEB_PACKAGES := clang libclang-rt-dev
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD := build/fuzz
+FUZZ_SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all deps chaos-deps bench-deps chaos test $(addprefix test-,$(LAYERS)) run stop bench format format-check clean tests soak-raft
+.PHONY: all deps chaos-deps bench-deps chaos fuzz fuzz-deps fuzz-bins test $(addprefix test-,$(LAYERS)) run stop bench format format-check clean tests soak-raft
 .DEFAULT_GOAL := all
-.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS) $(addsuffix .o,$(CHAOS_BINS)) $(BENCH_PROTO_SRCS) \
-	$(BENCH_PROTO_SRCS:.c=.o) $(addsuffix .o,$(BENCH_BINS))
+.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS) $(addsuffix .o,$(CHAOS_BINS)) \
+	$(patsubst %,$(BUILD)/tests/fuzz/fuzz_%.o,$(FUZZ_TARGETS)) $(FUZZ_REPLAY_OBJS) $(FUZZ_FIXTURE_OBJS) \
+	$(BENCH_PROTO_SRCS) $(BENCH_PROTO_SRCS:.c=.o) $(addsuffix .o,$(BENCH_BINS))
 
 all: $(PROGRAM_BINS)
 
-# $(call install_missing,PACKAGES,WHO): installs those of PACKAGES that dpkg does not have.
+# install_missing,NAME,PACKAGES: apt-get installs those of PACKAGES not installed yet.
 define install_missing
-	@missing=""; for p in $(1); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "$(2): installing$$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
-	fi
+@missing=""; for p in $(2); do \
+  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+  echo "$(1): installing$$missing"; \
+  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
+fi
 endef
 
 deps:
-	$(call install_missing,$(DEB_PACKAGES),deps)
+	$(call install_missing,deps,$(DEB_PACKAGES))
 
 # Everything compiled waits for deps and the generated protobuf headers.
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto | deps
@@ -167,7 +196,30 @@ $(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(BENCH_PROTO_SRCS:.c=.o) $(LIB
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $< $(BENCH_PROTO_SRCS:.c=.o) $(LIBS) $(LDLIBS)
 
-tests: $(TEST_BINS) $(PROGRAM_BINS) $(CHAOS_BINS) $(BENCH_BINS)
+
+# A fuzz target's replay: its corpus's path is compiled in (run_layer.sh runs from the root).
+$(FUZZ_REPLAY_OBJS): $(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/replay_main.c | deps $(PROTO_HDRS)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< ($*)"
+	@$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -DFUZZ_TARGET='"$*"' -c $< -o $@
+
+$(FUZZ_REPLAY_BINS): $(BUILD)/tests/fuzz/test_replay_%: $(BUILD)/tests/fuzz/fuzz_%.o \
+		$(BUILD)/tests/fuzz/replay_%.o $(FUZZ_FIXTURE_OBJS) $(TESTLIB) $(LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) $(FUZZ_WRAPS_$*) -o $@ $< $(BUILD)/tests/fuzz/replay_$*.o \
+		$(FUZZ_FIXTURE_OBJS) $(TESTLIB) $(LIBS) $(LDLIBS)
+
+# The libFuzzer programs, built by `make fuzz` in its own tree (BUILD=$(FUZZ_BUILD), CC=clang).
+$(FUZZ_BINS): $(BUILD)/fuzzers/%: $(BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_FIXTURE_OBJS) $(TESTLIB) $(LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -fsanitize=fuzzer $(FUZZ_WRAPS_$*) -o $@ $< $(FUZZ_FIXTURE_OBJS) $(TESTLIB) \
+		$(LIBS) $(LDLIBS)
+
+fuzz-bins: $(FUZZ_BINS)
+
+tests: $(TEST_BINS) $(PROGRAM_BINS) $(CHAOS_BINS) $(BENCH_BINS) $(FUZZ_REPLAY_BINS)
 
 test: format-check tests
 	@BUILD=$(BUILD) BINDIR=$(BINDIR) tests/run_layer.sh $(LAYERS)
@@ -183,10 +235,30 @@ chaos: tests chaos-deps
 	@BUILD=$(BUILD) BINDIR=$(BINDIR) tests/chaos/run.py --matrix $(CHAOS_ARGS)
 
 chaos-deps:
-	$(call install_missing,$(CHAOS_DEB_PACKAGES),chaos-deps)
+	$(call install_missing,chaos-deps,$(CHAOS_DEB_PACKAGES))
+
+# Runs every fuzz target for FUZZ_SECONDS (nice'd, one at a time) from its checked-in corpus;
+# what it finds goes to $(FUZZ_BUILD)/corpus/<t>/, crashes to $(FUZZ_BUILD)/artifacts/.
+# FUZZ_TARGETS=name limits the run; FUZZ_ARGS passes more libFuzzer options.
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory CC=clang SAN=0 BUILD=$(FUZZ_BUILD) WARN="-Wall -Wextra" \
+		SANFLAGS="$(FUZZ_SANFLAGS)" fuzz-bins
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts; \
+	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	  echo "=== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  nice $(FUZZ_BUILD)/fuzzers/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	    -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- $$dict \
+	    $(FUZZ_ARGS) $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in$$failed (see $(FUZZ_BUILD)/artifacts/)"; exit 1; fi; \
+	echo "fuzz: no findings"
+
+fuzz-deps:
+	$(call install_missing,fuzz-deps,$(FUZZ_DEB_PACKAGES))
 
 bench-deps:
-	$(call install_missing,$(BENCH_DEB_PACKAGES),bench-deps)
+	$(call install_missing,bench-deps,$(BENCH_DEB_PACKAGES))
 
 bench: all bench-deps $(BENCH_BINS)
 	@BUILD=$(BUILD) BINDIR=$(BINDIR) tests/bench.sh

@@ -87,7 +87,16 @@ static void reply_error(struct call *k, unsigned status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    reply_json(k, status, json_pack("{s:s}", "error", msg));
+    json_t *text = json_string(msg);
+    if (text == NULL) {
+        /* Not UTF-8 (a request's bytes quoted, or cut inside a character by a precision): JSON
+         * cannot carry it, and a NULL here would answer 500 "out of memory" to bad input. */
+        for (char *c = msg; *c; c++)
+            if ((unsigned char)*c >= 0x80)
+                *c = '?';
+        text = json_string(msg);
+    }
+    reply_json(k, status, text ? json_pack("{s:o}", "error", text) : NULL);
 }
 
 /* reply_pd_error maps a pd error code to a status, with the cluster's detail. */
