@@ -414,6 +414,8 @@ int raft_rawnode_apply_conf_change(struct raft_rawnode *rn, const struct raft_co
 int raft_rawnode_step(struct raft_rawnode *rn, const struct raft_message *m);
 /* Asks the leader to hand leadership to transferee. */
 void raft_rawnode_transfer_leader(struct raft_rawnode *rn, uint64_t transferee);
+/* The last index of the node's log and its current term (cheap; no allocation). */
+void raft_rawnode_last(const struct raft_rawnode *rn, uint64_t *last_index, uint64_t *term);
 /* The peer a leadership transfer is under way to, or 0 (cheap; no allocation). */
 uint64_t raft_rawnode_lead_transferee(const struct raft_rawnode *rn);
 /* Requests a linearizable read; the answer arrives as a read state carrying ctx (copied). */

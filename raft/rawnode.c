@@ -296,6 +296,12 @@ void raft_rawnode_advance(struct raft_rawnode *rn, struct raft_ready *rd)
     memset(rd, 0, sizeof *rd);
 }
 
+void raft_rawnode_last(const struct raft_rawnode *rn, uint64_t *last_index, uint64_t *term)
+{
+    *last_index = raft_log_last_index(&rn->r.log);
+    *term = rn->r.term;
+}
+
 uint64_t raft_rawnode_lead_transferee(const struct raft_rawnode *rn)
 {
     return rn->r.state == RAFT_ROLE_LEADER ? rn->r.lead_transferee : RAFT_NONE;

@@ -177,12 +177,7 @@ static int check_request(struct peer *p, const struct storage_ctx *ctx, raftstor
 /* Index and term of the last entry of the log: a proposal just accepted is there. */
 static int last_entry(struct peer *p, uint64_t *index, uint64_t *term)
 {
-    struct raft_status st;
-    if (raft_rawnode_status(p->rn, &st) != 0)
-        return -1;
-    *index = st.last_index;
-    *term = st.hard_state.term;
-    raft_status_free(&st);
+    raft_rawnode_last(p->rn, index, term);
     return 0;
 }
 
