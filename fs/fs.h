@@ -46,13 +46,17 @@
  *     the client API), the file is shown and the keys below it are not.
  *
  * Consistency (close-to-open): open reads the whole value (a chunked file:
- * its chunks as they are read) at a fresh timestamp and reads of that open
+ * its chunks as they are read; a read-only open of a small file reads only
+ * the value, and its record in the same view when fstat asks) at a fresh
+ * timestamp and reads of that open
  * file see only it (direct I/O, no shared page cache); a read-only open file
  * at its end re-reads the file when its copy is older than 200 ms (tail -f).
  * Writes are buffered per open file (a chunked file's in at most
  * FS_CHUNK_CACHE chunks, written out as data keys) and committed with the
  * record in one transaction on flush (every close), fsync and release; a
- * create writes nothing before that. An open with O_TRUNC, or a create,
+ * create writes nothing before that (a create without O_EXCL does not even
+ * take a timestamp: its commit begins the transaction; other mounts find no
+ * such name before the close). An open with O_TRUNC, or a create,
  * is a blind write: a write conflict is retried with a fresh transaction and
  * the last committer wins whole. Any other modified open commits in the
  * transaction begun at open, so a commit of the same key by someone else

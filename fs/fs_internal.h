@@ -69,6 +69,9 @@ struct fs_handle {
     size_t len;
     size_t cap;
     struct fs_meta meta;     /* the file's attributes as this open file has them */
+    int meta_pending;        /* read-only open of an inline file: the record is not read yet
+                              * (fs_handle_meta reads it at read_ts); meta has defaults */
+    client_ts read_ts;       /* the view of the open (or of the last refresh); 0: none */
     int dirty;               /* writes (or a create) not yet committed */
     int blind;               /* content does not depend on what was read (O_TRUNC, create) */
     int created;             /* made by create and not committed: nothing in the store yet */
@@ -192,6 +195,9 @@ int fs_path_is_hidden(const struct fs_path *p);
  */
 int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t create_mode,
                   struct fs_handle **out);
+/* Reads the record of a handle opened without it (meta_pending) in the open's view, so
+ * h->meta is complete (caller holds h->lock). 0 or a negative errno (meta keeps defaults). */
+int fs_handle_meta(struct fs *fs, struct fs_handle *h);
 /* Commits the handle's writes and record (caller holds h->lock). 0 or a negative errno. */
 int fs_handle_commit(struct fs *fs, struct fs_handle *h);
 void fs_handle_free(struct fs *fs, struct fs_handle *h);
@@ -227,6 +233,15 @@ void fs_handles_settle(struct fs *fs, const uint8_t *key, size_t key_len);
  * name (then *unlinked = 1). 0 otherwise. */
 int fs_handles_stat(struct fs *fs, const uint8_t *key, size_t key_len, struct fs_meta *m,
                     int *unlinked);
+
+/* Calls fn for each open file made by create here and not yet committed whose key is
+ * `prefix` (a directory's, fs_dir_prefix) and one more component `comp` (borrowed for the
+ * call), with its attributes; stops at fn's first non-zero return, which it returns. fn runs
+ * holding fs->handles_lock and must not call back into the handles. */
+int fs_handles_list_created(struct fs *fs, const uint8_t *prefix, size_t plen,
+                            int (*fn)(void *arg, const uint8_t *comp, size_t clen,
+                                      const struct fs_meta *m),
+                            void *arg);
 
 /* After an attribute change of `key` committed here: open files of it take the new
  * attributes (their size stays theirs) and commit blind from now on. */

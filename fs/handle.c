@@ -22,13 +22,69 @@ static int same_key(const struct fs_handle *h, const uint8_t *key, size_t key_le
     return h->path.key_len == key_len && memcmp(h->path.key, key, key_len) == 0;
 }
 
+/*
+ * A read-only open of a file whose content key holds a non-empty value (an inline
+ * file: a chunked or special node's is empty) needs only that value: one read. The
+ * record is read in the same view when asked (fs_handle_meta). Returns 1 when the
+ * handle is filled, 0 when the full look-up must answer, or a negative errno.
+ */
+static int open_content_only(struct fs_handle *h, const struct fs_path *p)
+{
+    void *v = NULL;
+    size_t vlen = 0;
+    int rc;
+
+    if (p->kind != FS_PATH_NODE || p->last_empty)
+        return 0;
+    rc = client_txn_get(h->txn, p->key, p->key_len, &v, &vlen);
+    if (rc == CLIENT_ERR_NOT_FOUND)
+        return 0; /* a directory, or nothing: the look-up says which */
+    if (rc != CLIENT_OK)
+        return fs_neg_errno(rc);
+    if (vlen == 0) {
+        free(v);
+        return 0;
+    }
+    h->data = v;
+    h->len = h->cap = vlen;
+    memset(&h->meta, 0, sizeof h->meta);
+    h->meta.mode = S_IFREG | 0644;
+    h->meta.size = vlen;
+    h->meta_pending = 1;
+    return 1;
+}
+
+int fs_handle_meta(struct fs *fs, struct fs_handle *h)
+{
+    struct client_txn *txn = NULL;
+    struct fs_meta m;
+    int rc, found = 0;
+
+    if (!h->meta_pending)
+        return 0;
+    rc = client_txn_begin_at(fs->client, h->read_ts, &txn);
+    if (rc == CLIENT_OK)
+        rc = fs_meta_get(txn, h->path.key, h->path.key_len, &m, &found);
+    txn_drop(&txn);
+    if (rc != CLIENT_OK)
+        return fs_neg_errno(rc);
+    if (!found || !S_ISREG(m.mode))
+        fs_meta_default(fs, S_IFREG, h->len, &m);
+    m.size = h->len;
+    m.flags = 0;
+    m.chunk_id = 0;
+    h->meta = m;
+    h->meta_pending = 0;
+    return 0;
+}
+
 int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t create_mode,
                   struct fs_handle **out)
 {
     struct fs_handle *h = calloc(1, sizeof *h);
     void *value = NULL;
     size_t len = 0;
-    int rc, has_record = 0, trunc;
+    int rc, has_record = 0, trunc, filled = 0;
 
     if (!h)
         return -ENOMEM;
@@ -38,20 +94,34 @@ int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t crea
     trunc = (flags & O_TRUNC) && !h->read_only;
     if (!p->snapshot_ts && !create_mode)
         fs_handles_settle(fs, p->key, p->key_len);
-    rc = fs_txn_for_read(fs, p, &h->txn);
-    if (rc != CLIENT_OK) {
-        rc = fs_neg_errno(rc);
-        goto fail;
+    /* A create without O_EXCL is a blind write that reads nothing: its transaction (and
+     * timestamp) is begun by the commit. The others read at a fresh timestamp now. */
+    if (!create_mode || (flags & O_EXCL)) {
+        rc = fs_txn_for_read(fs, p, &h->txn);
+        if (rc != CLIENT_OK) {
+            rc = fs_neg_errno(rc);
+            goto fail;
+        }
+        h->read_ts = client_txn_start_ts(h->txn);
     }
     /* The kernel sends a create only right after its own look-up found nothing
      * (negative entries are not cached), so a create does not look again. O_TRUNC
-     * needs no content: only whether the file is there and its record. */
-    rc = create_mode
-             ? -ENOENT
-             : fs_node_lookup(fs, h->txn, p, &h->meta, &has_record, trunc ? NULL : &value, &len);
-    if (rc == -ENOENT && create_mode) {
-        /* A new file: nothing is written before the first commit, in this
-         * transaction, which thus conflicts with any creator since now. */
+     * needs no content: only whether the file is there and its record. A read-only
+     * open of a small file reads its content only. */
+    if (create_mode) {
+        rc = -ENOENT;
+    } else {
+        rc = h->read_only ? open_content_only(h, p) : 0;
+        filled = rc > 0;
+        if (rc == 0)
+            rc = fs_node_lookup(fs, h->txn, p, &h->meta, &has_record, trunc ? NULL : &value, &len);
+    }
+    if (filled) {
+        rc = 0; /* the content is in; the record waits for fs_handle_meta */
+    } else if (rc == -ENOENT && create_mode) {
+        /* A new file: nothing is written before the first commit. With O_EXCL that
+         * commit is in the transaction begun here, which thus conflicts with any
+         * creator since now. */
         fs_meta_new(create_mode, &h->meta);
         h->created = 1;
         h->excl = (flags & O_EXCL) != 0;
@@ -84,7 +154,7 @@ int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t crea
             h->chunked = 1;
             h->chunk_id = h->meta.chunk_id;
             h->len = h->floor = h->base_len = h->meta.size;
-            rc = client_txn_begin_at(fs->client, client_txn_start_ts(h->txn), &h->snap);
+            rc = client_txn_begin_at(fs->client, h->read_ts, &h->snap);
             if (rc != CLIENT_OK) {
                 rc = fs_neg_errno(rc);
                 goto fail;
@@ -236,6 +306,8 @@ void fs_handle_refresh_at_eof(struct fs *fs, struct fs_handle *h)
         h->data = NULL;
         h->len = h->cap = 0;
         h->meta = m;
+        h->meta_pending = 0;
+        h->read_ts = client_txn_start_ts(txn);
         h->chunked = (m.flags & FS_META_CHUNKED) != 0;
         if (h->chunked) {
             h->chunk_id = m.chunk_id;
@@ -287,6 +359,32 @@ void fs_handles_settle(struct fs *fs, const uint8_t *key, size_t key_len)
     pthread_mutex_unlock(&fs->handles_lock);
 }
 
+int fs_handles_list_created(struct fs *fs, const uint8_t *prefix, size_t plen,
+                            int (*fn)(void *arg, const uint8_t *comp, size_t clen,
+                                      const struct fs_meta *m),
+                            void *arg)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&fs->handles_lock);
+    for (struct fs_handle *h = fs->handles; h && rc == 0; h = h->next) {
+        /* (path changes only under handles_lock, which we hold) */
+        if (h->path.snapshot_ts || h->path.key_len <= plen ||
+            memcmp(h->path.key, prefix, plen) != 0 ||
+            memchr(h->path.key + plen, '/', h->path.key_len - plen))
+            continue;
+        pthread_mutex_lock(&h->lock);
+        if (h->created && !h->detached) {
+            struct fs_meta m = h->meta;
+            m.size = h->len;
+            rc = fn(arg, h->path.key + plen, h->path.key_len - plen, &m);
+        }
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&fs->handles_lock);
+    return rc;
+}
+
 int fs_handles_stat(struct fs *fs, const uint8_t *key, size_t key_len, struct fs_meta *m,
                     int *unlinked)
 {
@@ -299,6 +397,7 @@ int fs_handles_stat(struct fs *fs, const uint8_t *key, size_t key_len, struct fs
             continue;
         pthread_mutex_lock(&h->lock);
         if (h->dirty || h->created || h->detached) {
+            fs_handle_meta(fs, h); /* (an unlinked read-only file; on failure the defaults) */
             *m = h->meta;
             m->size = h->len;
             *unlinked = h->detached;
@@ -324,6 +423,7 @@ void fs_handles_attr_changed(struct fs *fs, const uint8_t *key, size_t key_len,
         h->meta.atime = m->atime;
         h->meta.mtime = m->mtime;
         h->meta.ctime = m->ctime;
+        h->meta_pending = 0; /* what a record adds to an inline file's is now known */
         if (!h->read_only && !h->created) {
             /* Our own record change would make the open-time transaction conflict. */
             txn_drop(&h->txn);
@@ -361,6 +461,7 @@ void fs_handles_renamed(struct fs *fs, const struct fs_path *from, const struct 
         if (h->path.snapshot_ts || h->path.key_len < fl || memcmp(h->path.key, from->key, fl) != 0)
             continue; /* not below `from`: no need to wait for its lock */
         pthread_mutex_lock(&h->lock);
+        fs_handle_meta(fs, h); /* the record of the open's view is at the old key */
         if (!is_dir && h->path.key_len == fl && memcmp(h->path.key, from->key, fl) == 0) {
             memcpy(h->path.key, to->key, to->key_len);
             h->path.key_len = to->key_len;

@@ -197,24 +197,6 @@ int fs_meta_delete(struct client_txn *txn, const uint8_t *key, size_t key_len)
     return client_txn_delete(txn, mkey, fs_meta_key(key, key_len, mkey));
 }
 
-/* *found = whether exactly `key` exists, reading keys only. */
-static int key_exists(struct client_txn *txn, const uint8_t *key, size_t key_len, int *found)
-{
-    uint8_t end[CLIENT_MAX_KEY_BYTES + 1];
-    struct client_kv *kvs = NULL;
-    size_t n = 0;
-    int rc;
-
-    memcpy(end, key, key_len);
-    end[key_len] = 0; /* the smallest key after `key` */
-    rc = client_txn_scan_keys(txn, key, key_len, end, key_len + 1, 1, &kvs, &n);
-    if (rc != CLIENT_OK)
-        return rc;
-    *found = n > 0;
-    client_kvs_free(kvs, n);
-    return CLIENT_OK;
-}
-
 /* Keys read by probe_names: enough to pass the usual siblings "name.c", "name-x"... */
 #define PROBE_KEYS 16
 
@@ -306,32 +288,26 @@ int fs_node_lookup(struct fs *fs, struct client_txn *txn, const struct fs_path *
             return 0;
         }
         /* Undecided (many siblings share the name's prefix): ask the directory range. */
+    } else if (found && !value && (S_ISDIR(rec.mode) || !p->last_empty)) {
+        /* Attributes only (getattr, lookup, the checks of a change): the record is the
+         * node, so one read answers (meta.h says what a KV-API delete then leaves). */
+        *m = rec;
+        *has_record = 1;
+        return 0;
     } else if (!p->last_empty && !S_ISDIR(rec.mode)) {
-        /* A file, a symlink or a special node: the content key decides. */
-        if (value) {
-            rc = client_txn_get(txn, p->key, p->key_len, &v, &vlen);
-            if (rc == CLIENT_OK)
-                exists = 1;
-            else if (rc != CLIENT_ERR_NOT_FOUND)
-                return fs_neg_errno(rc);
-        } else {
-            rc = key_exists(txn, p->key, p->key_len, &exists);
-            if (rc != CLIENT_OK)
-                return fs_neg_errno(rc);
-        }
-        if (exists) {
+        /* The content is asked for (open, readlink): its key decides. */
+        rc = client_txn_get(txn, p->key, p->key_len, &v, &vlen);
+        if (rc == CLIENT_OK) {
             *m = rec;
             *has_record = 1;
-            if (v && S_ISREG(rec.mode) && !(rec.flags & FS_META_CHUNKED))
+            if (S_ISREG(rec.mode) && !(rec.flags & FS_META_CHUNKED))
                 m->size = vlen; /* the content wins over a stale record */
-            if (value) {
-                *value = v;
-                *value_len = vlen;
-            } else {
-                free(v);
-            }
+            *value = v;
+            *value_len = vlen;
             return 0;
         }
+        if (rc != CLIENT_ERR_NOT_FOUND)
+            return fs_neg_errno(rc);
     }
     prefix_len = fs_dir_prefix(p, prefix);
     rc = fs_prefix_has_keys(txn, prefix, prefix_len, 0, &exists);

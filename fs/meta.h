@@ -47,11 +47,17 @@
  *   - A node without a record (written through the KV API, or made before
  *     this layout) gets the defaults: the mounting user, 0644 files, 0755
  *     directories, the mount time; a file's size then comes from its value.
- *     A record whose content key is gone (deleted through the KV API) is
- *     ignored: content keys decide what exists.
+ *   - Attributes come from the record alone (getattr, lookup and the checks
+ *     of a change read one key, never the content). So a content key deleted
+ *     through the KV API without its record leaves a name that stats with its
+ *     old attributes but that open and readdir do not find (they go by the
+ *     content keys); an unlink through a mount removes what is left.
  *
  * How operations touch it (every change is one transaction with the content):
- *   - create + writes + close: one commit putting the content and the record.
+ *   - create + writes + close: one commit, at the close, putting the content
+ *     and the record; nothing before it (the open file serves its own mount:
+ *     fs_handles_stat, readdir), so other mounts find no such name until the
+ *     close and a mount that dies before it leaves nothing behind.
  *   - chmod/chown/utimens: the record (ctime too).
  *   - write/truncate: content and record (size, mtime, ctime).
  *   - unlink: deletes the content key and the record.

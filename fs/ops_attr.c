@@ -26,6 +26,11 @@ int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
     if (fi && fi->fh) {
         struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
         pthread_mutex_lock(&h->lock);
+        rc = fs_handle_meta(fs, h);
+        if (rc != 0) {
+            pthread_mutex_unlock(&h->lock);
+            return rc;
+        }
         m = h->meta;
         m.size = h->len;
         unlinked = h->detached;

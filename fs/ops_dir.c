@@ -6,7 +6,7 @@
 #include "fs/fs_internal.h"
 
 /* Keys fetched per scan while listing (keys only: values stay on the stores). */
-#define READDIR_BATCH 256
+#define READDIR_BATCH 1024
 
 /* Called for each immediate child met by scan_children: its component, whether the key
  * went on below it (a subdirectory), and the value of the key (with_values only). */
@@ -214,6 +214,24 @@ static int fill_child(void *arg, const uint8_t *comp, size_t clen, int below, co
     return dir_list_add(f->dl, name, NULL);
 }
 
+/* A file created here and not yet committed is listed (with its attributes) unless the
+ * store already had its name. */
+static int fill_created(void *arg, const uint8_t *comp, size_t clen, const struct fs_meta *m)
+{
+    struct fill_ctx *f = arg;
+    char name[FS_NAME_MAX + 1];
+    size_t name_len;
+    struct stat st;
+
+    if (fs_name_encode(comp, clen, f->plen == 0, name, sizeof name, &name_len) != FS_OK)
+        return 0;
+    for (size_t i = 0; i < f->dl->n; i++)
+        if (strcmp(f->dl->v[i].name, name) == 0)
+            return 0;
+    fs_meta_to_stat(m, &st);
+    return dir_list_add(f->dl, name, &st);
+}
+
 /* Reads the directory `p` whole into dl. */
 static int dir_list_fill(struct fs *fs, const struct fs_path *p, int plus, struct fs_dir_list *dl)
 {
@@ -249,6 +267,8 @@ static int dir_list_fill(struct fs *fs, const struct fs_path *p, int plus, struc
         f.recs = plus ? &recs : NULL;
         rc = scan_children(txn, prefix, plen, 0, fill_child, &f);
     }
+    if (rc == 0 && !p->snapshot_ts)
+        rc = fs_handles_list_created(fs, prefix, plen, fill_created, &f);
     client_txn_rollback(txn);
     client_txn_free(txn);
     for (size_t i = 0; i < recs.n; i++)

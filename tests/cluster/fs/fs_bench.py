@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-FILES = int(os.environ.get("FS_BENCH_FILES", "1000"))
+FILES = int(os.environ.get("FS_BENCH_FILES", "10000"))
 BIG_MB = int(os.environ.get("FS_BENCH_MB", "256"))
 ONE_WRITER = int(os.environ.get("FS_BENCH_ONE_WRITER", "200"))
 DATA = b"x" * 1024

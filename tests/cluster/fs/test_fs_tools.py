@@ -431,6 +431,80 @@ def run_scenarios(c, m1, m2, tmp):
 
     scenario(two_mounts_see_chmod_rename_unlink)
 
+    # One commit per close: a file made by create is this mount's at once (stat, a listing with
+    # its attributes) while the store has nothing of it, so the other mount finds no such name;
+    # after the close the other mount reads exactly what was written, with the create's mode.
+    def created_file_is_local_until_close():
+        os.makedirs(a + "/fresh", exist_ok=True)
+        fd = os.open(a + "/fresh/new", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o640)
+        try:
+            os.write(fd, b"12345")
+            st = os.stat(a + "/fresh/new")
+            here = stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640 and st.st_size == 5
+            listed = {e.name: e.stat().st_size for e in os.scandir(a + "/fresh")}
+            other = errno_of(lambda: os.stat(b + "/fresh/new"))
+            other_listed = "new" in os.listdir(b + "/fresh")
+        finally:
+            os.close(fd)
+        after = wait_for(lambda: os.path.exists(b + "/fresh/new") and read(b + "/fresh/new") == b"12345",
+                         ATTR_WAIT_S)
+        st2 = os.stat(b + "/fresh/new") if after else None
+        ok = here and listed.get("new") == 5 and other == errno.ENOENT and not other_listed and after \
+            and stat.S_IMODE(st2.st_mode) == 0o640 and st2.st_size == 5
+        check("created_file_is_local_until_close", ok, repr((here, listed, other, other_listed, after)))
+
+    scenario(created_file_is_local_until_close)
+
+    # A tinykv-fuse killed (SIGKILL) between a create (with a write) and its close leaves nothing:
+    # no name on the other mounts and neither the content key nor its record in the store.
+    def crash_between_create_and_close_leaves_nothing():
+        os.makedirs(a + "/fresh", exist_ok=True)
+        m3 = tf.Mount(c, os.path.join(tmp, "mnt3"), os.path.join(tmp, "fuse3.log"))
+        if not m3.start():
+            check("crash_between_create_and_close_leaves_nothing", False, "third mount did not start")
+            return
+        try:
+            fd = os.open(m3.path + "/fresh/crashed", os.O_CREAT | os.O_WRONLY, 0o644)
+            os.write(fd, b"half a file")
+            m3.proc.kill()
+            try:
+                os.close(fd)  # ENOTCONN: its server is gone
+            except OSError:
+                pass
+        finally:
+            m3.unmount()
+        kv = tf.pb["kv"]
+        ts = c.tso()
+        keys = [b"fresh/crashed", b"\0m/fresh/crashed"]
+        found = [not c.call_leader("KvGet", kv.GetRequest(key=k, version=ts), kv.GetResponse).not_found
+                 for k in keys]
+        gone = errno_of(lambda: os.stat(a + "/fresh/crashed")) == errno.ENOENT and \
+            "crashed" not in os.listdir(a + "/fresh")
+        check("crash_between_create_and_close_leaves_nothing", gone and not any(found), repr((gone, found)))
+
+    scenario(crash_between_create_and_close_leaves_nothing)
+
+    # A read-only open reads the content only and the record when asked: fstat of it once the
+    # kernel's attributes are gone (after an unlink here) shows the stored mode and mtime, the
+    # size it reads, and st_nlink 0; the reads still give the content.
+    def read_only_open_fstat_has_the_record():
+        write(a + "/ro-rec", b"recorded")
+        os.chmod(a + "/ro-rec", 0o604)
+        os.utime(a + "/ro-rec", (1000000000, 1234567890))
+        fd = os.open(a + "/ro-rec", os.O_RDONLY)
+        try:
+            os.unlink(a + "/ro-rec")
+            st = os.fstat(fd)
+            data = os.pread(fd, 100, 0)
+        finally:
+            os.close(fd)
+        ok = stat.S_IMODE(st.st_mode) == 0o604 and int(st.st_mtime) == 1234567890 and \
+            st.st_size == 8 and st.st_nlink == 0 and data == b"recorded"
+        check("read_only_open_fstat_has_the_record", ok,
+              repr((oct(st.st_mode), st.st_mtime, st.st_size, st.st_nlink, data)))
+
+    scenario(read_only_open_fstat_has_the_record)
+
     # Random pwrite/pread/ftruncate on one open file, mirrored in memory: every read and every
     # fstat and stat size agree with the model, and the other mount reads the same after close.
     # The second run moves around the inline limit (1 MiB) so the file goes to chunks.
@@ -590,7 +664,7 @@ def main():
                     print("---- %s (tail)" % name)
                     with open(path, errors="replace") as f:
                         print("".join(f.readlines()[-15:]))
-        for m in ("mnt1", "mnt2"):
+        for m in ("mnt1", "mnt2", "mnt3"):
             if tf.in_mount_table(os.path.join(tmp, m)):
                 subprocess.run(["fusermount3", "-uz", os.path.join(tmp, m)], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
