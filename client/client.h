@@ -223,7 +223,8 @@ int client_txn_delete(struct client_txn *txn, const void *key, size_t key_len);
 /*
  * client_txn_commit runs two-phase commit: prewrite every mutation, grouped
  * by region, with the smallest key as primary (the primary's region first);
- * take a commit ts from the TSO; commit the primary, then the secondaries.
+ * take a commit ts from the TSO; commit the primary together with the
+ * secondaries of its region (one request: all or none), then the others.
  * On a conflict the prewritten locks are rolled back and it returns
  * CLIENT_ERR_CONFLICT. *commit_ts (may be NULL) gets the commit ts (the
  * start ts for a transaction without writes). After it returns, only

@@ -456,8 +456,10 @@ typedef int (*group_fn)(struct client_txn *t, const struct region_loc *loc, size
 
 /* Runs `fn` over mutations [lo, hi) grouped by region in bounded batches, in key order,
  * regrouping after region errors. */
+/* Calls fn on each region group of mutations [lo, hi); with first_hi, on the first group only,
+ * and *first_hi gets where it ended. */
 static int for_each_region_group(struct client_txn *t, size_t lo, size_t hi, group_fn fn, void *arg,
-                                 struct backoff *b)
+                                 struct backoff *b, size_t *first_hi)
 {
     size_t i = lo;
     while (i < hi) {
@@ -480,6 +482,10 @@ static int for_each_region_group(struct client_txn *t, size_t lo, size_t hi, gro
             continue;
         if (rc)
             return rc;
+        if (first_hi) {
+            *first_hi = j;
+            return 0;
+        }
         i = j;
     }
     return 0;
@@ -620,7 +626,7 @@ static void rollback_all(struct client_txn *t, const struct backoff *commit_b)
     client_backoff_init(&b, t->c);
     uint64_t floor = rpc_now_ms() + (uint64_t)t->c->opts.rpc_timeout_ms;
     b.deadline_ms = commit_b->deadline_ms > floor ? commit_b->deadline_ms : floor;
-    for_each_region_group(t, 0, t->n, rollback_group, NULL, &b);
+    for_each_region_group(t, 0, t->n, rollback_group, NULL, &b, NULL);
 }
 
 int client_txn_commit(struct client_txn *txn, client_ts *commit_ts)
@@ -639,7 +645,7 @@ int client_txn_commit(struct client_txn *txn, client_ts *commit_ts)
     client_backoff_init(&b, c);
     /* The primary (smallest key) is in the first group, so its lock exists
      * before any secondary's: a reader finding a secondary can always check it. */
-    rc = for_each_region_group(txn, 0, txn->n, prewrite_group, NULL, &b);
+    rc = for_each_region_group(txn, 0, txn->n, prewrite_group, NULL, &b, NULL);
     if (rc) {
         char why[CLIENT_ERRMSG_BYTES];
         snprintf(why, sizeof why, "%s", client_last_error(c));
@@ -652,7 +658,10 @@ int client_txn_commit(struct client_txn *txn, client_ts *commit_ts)
         rollback_all(txn, &b);
         return rc;
     }
-    rc = for_each_region_group(txn, 0, 1, commit_group, &ca, &b);
+    /* The primary's commit is the transaction's: the secondaries of its region go in the same
+     * request, which commits all its keys or none (mvcc_commit). */
+    size_t primary_hi = 1;
+    rc = for_each_region_group(txn, 0, txn->n, commit_group, &ca, &b, &primary_hi);
     if (rc == CLIENT_ERR_CONFLICT) {
         char why[CLIENT_ERRMSG_BYTES];
         snprintf(why, sizeof why, "%s", client_last_error(c));
@@ -664,8 +673,8 @@ int client_txn_commit(struct client_txn *txn, client_ts *commit_ts)
                              client_strerror(rc));
     /* Committed. Secondaries left locked (the deadline passed, a store is down)
      * are committed by readers, who find the primary's commit record. */
-    if (txn->n > 1)
-        for_each_region_group(txn, 1, txn->n, commit_group, &ca, &b);
+    if (primary_hi < txn->n)
+        for_each_region_group(txn, primary_hi, txn->n, commit_group, &ca, &b, NULL);
     if (commit_ts)
         *commit_ts = ca.commit_ts;
     return 0;
