@@ -32,10 +32,11 @@ static void raft_end(struct rpc_call *call, int ok, void *arg)
     rpc_call_reply(call, &done.base);
 }
 
-static void upload_free(struct snap_upload *u)
+static void upload_free(struct raftstore *rs, struct snap_upload *u)
 {
     if (!u)
         return;
+    raftstore_snapshot_count_add(rs, 1, -1);
     if (u->msg)
         protobuf_c_message_free_unpacked(&u->msg->base, NULL);
     free(u->data);
@@ -44,13 +45,13 @@ static void upload_free(struct snap_upload *u)
 
 static void snapshot_chunk(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
-    (void)arg;
     const RaftServerpb__SnapshotChunk *chunk = (const RaftServerpb__SnapshotChunk *)msg;
     struct snap_upload *u = rpc_call_user(call);
     if (!u) {
         u = calloc(1, sizeof *u);
         if (!u)
             return;
+        raftstore_snapshot_count_add(arg, 1, 1);
         rpc_call_set_user(call, u);
     }
     if (u->failed)
@@ -94,12 +95,12 @@ static void snapshot_end(struct rpc_call *call, int ok, void *arg)
     struct snap_upload *u = rpc_call_user(call);
     rpc_call_set_user(call, NULL);
     if (!ok) {
-        upload_free(u);
+        upload_free(rs, u);
         rpc_call_finish(call, RPC_CANCELLED, NULL);
         return;
     }
     if (!u || u->failed || !u->msg || !u->msg->message || !u->msg->message->snapshot) {
-        upload_free(u);
+        upload_free(rs, u);
         rpc_call_finish(call, RPC_INVALID_ARGUMENT, "incomplete or oversized snapshot stream");
         return;
     }
@@ -111,7 +112,7 @@ static void snapshot_end(struct rpc_call *call, int ok, void *arg)
     snap->data = saved;
     LOG(LOG_INFO, "region=%llu: received a snapshot of %zu bytes",
         (unsigned long long)u->msg->region_id, u->len);
-    upload_free(u);
+    upload_free(rs, u);
     RaftServerpb__Done done = RAFT_SERVERPB__DONE__INIT;
     rpc_call_reply(call, &done.base);
 }

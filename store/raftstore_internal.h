@@ -138,6 +138,9 @@ struct raftstore {
     pthread_t snap_thread;
     pthread_cond_t snap_cond;
     struct snap_job *snap_jobs; /* guarded by mu */
+    /* Snapshots in flight, for the store heartbeat: being sent (transport.c), received
+     * (raft_service.c), waiting for or under apply (snapshot.c). Atomics, any thread. */
+    _Atomic uint32_t snaps_sending, snaps_receiving, snaps_applying;
 
     /* Raft-log GC worker (raftlog_gc.c): deletes compacted log off the loop. */
     pthread_t gc_thread;

@@ -1,5 +1,6 @@
 /* snapshot.c — region snapshots: generated off the store loop from a RocksDB snapshot, applied into
  * the kv DB. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,8 @@ void snapshot_schedule(struct raftstore *rs, struct peer *p)
     /* Taken on the loop thread, so it holds exactly the data applied so far. */
     job->db_snap = rocksdb_create_snapshot(engine_db(rs->cfg.kv));
     p->ps.snap_state = PEER_SNAP_GENERATING;
+    p->ps.snap_version = job->region.version;
+    p->ps.snap_conf_ver = job->region.conf_ver;
     pthread_mutex_lock(&rs->mu);
     job->next = rs->snap_jobs;
     rs->snap_jobs = job;
@@ -158,6 +161,19 @@ static int build_data(struct raftstore *rs, struct snap_job *job, uint8_t **out,
     return rc;
 }
 
+void raftstore_snapshot_counts(struct raftstore *rs, uint32_t *sending, uint32_t *receiving,
+                               uint32_t *applying)
+{
+    *sending = atomic_load(&rs->snaps_sending);
+    *receiving = atomic_load(&rs->snaps_receiving);
+    *applying = atomic_load(&rs->snaps_applying);
+}
+
+void raftstore_snapshot_count_add(struct raftstore *rs, int which, int delta)
+{
+    atomic_fetch_add(which == 0 ? &rs->snaps_sending : &rs->snaps_receiving, (uint32_t)delta);
+}
+
 void snapshot_schedule_apply(struct raftstore *rs, struct peer *p)
 {
     struct snap_job *job = calloc(1, sizeof *job);
@@ -166,6 +182,7 @@ void snapshot_schedule_apply(struct raftstore *rs, struct peer *p)
     job->apply = 1;
     job->region_id = p->region_id;
     job->snap = &p->held.snapshot;
+    atomic_fetch_add(&rs->snaps_applying, 1);
     pthread_mutex_lock(&rs->mu);
     job->next = rs->snap_jobs;
     rs->snap_jobs = job;
@@ -178,6 +195,7 @@ static void run_apply_job(struct raftstore *rs, struct snap_job *job)
 {
     if (snapshot_apply_data(rs, &job->region, job->snap) != 0)
         abort(); /* the replica cannot go on with half a snapshot */
+    atomic_fetch_sub(&rs->snaps_applying, 1);
     struct mail *m = calloc(1, sizeof *m);
     if (!m)
         abort();

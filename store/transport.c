@@ -82,6 +82,26 @@ static int is_snapshot(const RaftServerpb__RaftMessage *m)
            m->message->snapshot;
 }
 
+/* Counts a snapshot being sent in the raftstore's figures; the returned raftstore (NULL: not
+ * counted) is the one uncount_sending takes it back from. */
+static struct raftstore *count_sending(struct transport *t)
+{
+    pthread_mutex_lock(&t->mu);
+    struct raftstore *rs = t->rs;
+    if (rs)
+        raftstore_snapshot_count_add(rs, 0, 1);
+    pthread_mutex_unlock(&t->mu);
+    return rs;
+}
+
+static void uncount_sending(struct transport *t, struct raftstore *rs)
+{
+    pthread_mutex_lock(&t->mu);
+    if (rs && t->rs == rs)
+        raftstore_snapshot_count_add(rs, 0, -1);
+    pthread_mutex_unlock(&t->mu);
+}
+
 /* Streams one snapshot message; 0 when the receiver acknowledged it. */
 static int send_snapshot(struct conn *c, RaftServerpb__RaftMessage *m)
 {
@@ -184,7 +204,9 @@ static void *sender(void *arg)
         if (ensure_stream(c) != 0) {
             ok = 0;
         } else if (is_snapshot(m)) {
+            struct raftstore *counted = count_sending(t);
             ok = send_snapshot(c, m) == 0;
+            uncount_sending(t, counted);
         } else {
             struct rpc_error err;
             ok = rpc_stream_send(c->stream, &m->base, SEND_TIMEOUT_MS, &err) == 0;
