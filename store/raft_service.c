@@ -13,6 +13,7 @@ struct snap_upload {
     uint8_t *data;
     size_t len, cap;
     int failed;
+    int busy; /* refused: RAFT_SERVICE_MAX_RECEIVING others were coming in */
 };
 
 static void raft_message(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
@@ -52,6 +53,9 @@ static void snapshot_chunk(struct rpc_call *call, const ProtobufCMessage *msg, v
         if (!u)
             return;
         raftstore_snapshot_count_add(arg, 1, 1);
+        uint32_t sending, receiving, applying;
+        raftstore_snapshot_counts(arg, &sending, &receiving, &applying);
+        u->busy = u->failed = receiving > RAFT_SERVICE_MAX_RECEIVING;
         rpc_call_set_user(call, u);
     }
     if (u->failed)
@@ -97,6 +101,11 @@ static void snapshot_end(struct rpc_call *call, int ok, void *arg)
     if (!ok) {
         upload_free(rs, u);
         rpc_call_finish(call, RPC_CANCELLED, NULL);
+        return;
+    }
+    if (u && u->busy) {
+        upload_free(rs, u);
+        rpc_call_finish(call, RPC_UNAVAILABLE, "too many snapshots coming in: try again");
         return;
     }
     if (!u || u->failed || !u->msg || !u->msg->message || !u->msg->message->snapshot) {
