@@ -170,7 +170,8 @@ void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_mess
         return;
     if (m->msg_type == RAFT_MSG_SNAPSHOT) {
         metrics_counter_inc(RAFTSTORE_METRIC(rs, snapshots_sent));
-        metrics_counter_add(RAFTSTORE_METRIC(rs, snapshot_bytes_sent), m->snapshot.data_len);
+        metrics_counter_add(RAFTSTORE_METRIC(rs, snapshot_bytes_sent),
+                            snapshot_file_bytes(m->snapshot.data, m->snapshot.data_len));
     }
     rs->cfg.transport.send(rs->cfg.transport_ctx, to->store_id, &msg);
     raft_codec_message_proto_free(msg.message);
@@ -288,7 +289,8 @@ static void handle_raft_mail(struct raftstore *rs, struct mail *m)
         msg->message->snapshot) {
         metrics_counter_inc(RAFTSTORE_METRIC(rs, snapshots_received));
         metrics_counter_add(RAFTSTORE_METRIC(rs, snapshot_bytes_received),
-                            msg->message->snapshot->data.len);
+                            snapshot_file_bytes(msg->message->snapshot->data.data,
+                                                msg->message->snapshot->data.len));
     }
     if (snapshot_overlaps(rs, msg))
         return;
@@ -757,7 +759,9 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
     pthread_cond_init(&rs->snap_cond, NULL);
     pthread_cond_init(&rs->split_cond, NULL);
     pthread_cond_init(&rs->gc_cond, NULL);
-    int rc = load_regions(rs, errbuf, errbuf_len);
+    int rc = snapshot_dir_init(rs, errbuf, errbuf_len);
+    if (!rc)
+        rc = load_regions(rs, errbuf, errbuf_len);
     if (rc) {
         while (rs->peers) {
             struct peer *next = rs->peers->next;

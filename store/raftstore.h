@@ -95,6 +95,9 @@ struct raftstore_config {
     struct raftstore_pd_ops pd; /* may be all NULL */
     void *pd_ctx;
     struct raftstore_metrics *metrics; /* borrowed, outlives the raftstore; NULL counts nothing */
+    /* Where snapshot files live (created if missing; every snapshot file in it is removed at
+     * start). Required. */
+    char snap_dir[512];
 };
 
 /*

@@ -17,9 +17,6 @@
  * let a half-written file be taken for a complete one: a writer writes
  * NAME.tmp and renames it to NAME only after the data is synced, then syncs
  * the directory, so after a crash NAME is complete or absent.
- *
- * Not yet wired into the snapshot path: store/snapshot.c still builds
- * snapshots in memory (see store/README or the issue).
  */
 
 #include <stddef.h>
@@ -30,6 +27,7 @@ enum {
     SNAP_FILE_ERR_IO = 1,      /* open/write/sync/rename failed: errno text in errmsg */
     SNAP_FILE_ERR_CORRUPT = 2, /* size, checksum, magic or a record does not match */
     SNAP_FILE_ERR_NOMEM = 3,
+    SNAP_FILE_ERR_BUSY = 4, /* raw create: DIR/NAME.tmp is being written by another writer */
 };
 
 #define SNAP_FILE_PATH_MAX 1024
@@ -45,7 +43,8 @@ struct snap_file_writer {
 };
 
 /* snap_file_create opens DIR/NAME.tmp for writing (truncating one left over; DIR is created
- * when missing). raw: the caller appends the file's bytes as they are (a receiver); else the
+ * when missing). raw: the caller appends the file's bytes as they are (a receiver; a .tmp
+ * file already there is another receive of the same file: SNAP_FILE_ERR_BUSY); else the
  * magic is written first and records follow with snap_file_put. Returns SNAP_FILE_*; on error
  * nothing stays open. */
 int snap_file_create(struct snap_file_writer *w, const char *dir, const char *name, int raw);

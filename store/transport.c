@@ -10,6 +10,7 @@
 
 #include "proto/log.h"
 #include "store/raftstore.h"
+#include "store/snapshot_transfer.h"
 
 #define QUEUE_LIMIT 4096
 /* A Raft message the transport cannot take within this is given up and the
@@ -95,14 +96,17 @@ static int is_snapshot(const RaftServerpb__RaftMessage *m)
            m->message->snapshot;
 }
 
-/* Counts a snapshot being sent in the raftstore's figures; the returned raftstore (NULL: not
- * counted) is the one uncount_sending takes it back from. */
-static struct raftstore *count_sending(struct transport *t)
+/* Counts a snapshot being sent in the raftstore's figures and copies its snapshot directory
+ * (the raftstore may go while the file is read); the returned raftstore (NULL: none, nothing
+ * to send) is the one uncount_sending takes it back from, never dereferenced without t->mu. */
+static struct raftstore *count_sending(struct transport *t, char *snap_dir, size_t len)
 {
     pthread_mutex_lock(&t->mu);
     struct raftstore *rs = t->rs;
-    if (rs)
+    if (rs) {
         raftstore_snapshot_count_add(rs, 0, 1);
+        snprintf(snap_dir, len, "%s", snapshot_dir(rs));
+    }
     pthread_mutex_unlock(&t->mu);
     return rs;
 }
@@ -115,30 +119,46 @@ static void uncount_sending(struct transport *t, struct raftstore *rs)
     pthread_mutex_unlock(&t->mu);
 }
 
-/* Streams one snapshot message to store_id at addr; 0 when the receiver acknowledged it. */
-static int send_snapshot(struct transport *t, const char *addr, uint64_t store_id,
-                         RaftServerpb__RaftMessage *m)
+/* Streams one snapshot message to store_id at addr: the message (with its manifest) first,
+ * then the leader's snapshot file from snap_dir in chunks read as they go; 0 when the receiver
+ * acknowledged it. */
+static int send_snapshot(struct transport *t, const char *snap_dir, const char *addr,
+                         uint64_t store_id, RaftServerpb__RaftMessage *m)
 {
-    struct rpc_error err;
-    struct rpc_stream *st =
-        rpc_stream_open(t->rpc, addr, "/tinykvpb.TinyKv/Snapshot", &raft_serverpb__done__descriptor,
-                        SNAPSHOT_TIMEOUT_MS, &err);
-    if (!st)
+    struct rpc_error err = {0};
+    struct snap_file_reader file;
+    if (snapshot_send_open(snap_dir, m, &file) != 0) {
+        LOG(LOG_WARN, "region=%llu: snapshot to store %llu: %s", (unsigned long long)m->region_id,
+            (unsigned long long)store_id, file.errmsg);
         return -1;
-    ProtobufCBinaryData data = m->message->snapshot->data;
-    m->message->snapshot->data = (ProtobufCBinaryData){0, NULL};
+    }
+    uint8_t *buf = malloc(TRANSPORT_SNAPSHOT_CHUNK_BYTES);
+    struct rpc_stream *st =
+        buf ? rpc_stream_open(t->rpc, addr, "/tinykvpb.TinyKv/Snapshot",
+                              &raft_serverpb__done__descriptor, SNAPSHOT_TIMEOUT_MS, &err)
+            : NULL;
+    if (!st) {
+        free(buf);
+        snap_file_close(&file);
+        return -1;
+    }
     RaftServerpb__SnapshotChunk first = RAFT_SERVERPB__SNAPSHOT_CHUNK__INIT;
     first.message = m;
     int rc = rpc_stream_send(st, &first.base, SNAPSHOT_CHUNK_TIMEOUT_MS, &err);
-    m->message->snapshot->data = data;
-    for (size_t off = 0; !rc && off < data.len; off += TRANSPORT_SNAPSHOT_CHUNK_BYTES) {
+    for (;;) {
+        size_t len = 0;
+        if (!rc && snap_file_read(&file, buf, TRANSPORT_SNAPSHOT_CHUNK_BYTES, &len) != 0) {
+            snprintf(err.msg, sizeof err.msg, "%s", file.errmsg);
+            rc = -1;
+        }
+        if (rc || len == 0)
+            break;
         RaftServerpb__SnapshotChunk chunk = RAFT_SERVERPB__SNAPSHOT_CHUNK__INIT;
-        size_t len = data.len - off;
-        if (len > TRANSPORT_SNAPSHOT_CHUNK_BYTES)
-            len = TRANSPORT_SNAPSHOT_CHUNK_BYTES;
-        chunk.data = (ProtobufCBinaryData){len, data.data + off};
+        chunk.data = (ProtobufCBinaryData){len, buf};
         rc = rpc_stream_send(st, &chunk.base, SNAPSHOT_CHUNK_TIMEOUT_MS, &err);
     }
+    free(buf);
+    snap_file_close(&file);
     ProtobufCMessage *done = NULL;
     if (!rc)
         rc = rpc_stream_close_send(st, &done, SNAPSHOT_TIMEOUT_MS, &err);
@@ -169,11 +189,11 @@ static void *snapshot_sender(void *arg)
         t->n_snap_queued--;
         pthread_mutex_unlock(&t->mu);
 
-        char addr[128];
+        char addr[128], snap_dir[512];
         int ok = 0;
         if (t->resolve(t->resolve_ctx, q->store_id, addr, sizeof addr) == 0) {
-            struct raftstore *counted = count_sending(t);
-            ok = send_snapshot(t, addr, q->store_id, q->msg) == 0;
+            struct raftstore *counted = count_sending(t, snap_dir, sizeof snap_dir);
+            ok = counted && send_snapshot(t, snap_dir, addr, q->store_id, q->msg) == 0;
             uncount_sending(t, counted);
         }
         report_snapshot(t, q->msg, !ok);
