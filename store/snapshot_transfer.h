@@ -39,8 +39,9 @@ void snapshot_rcv_name(const struct snapshot_manifest *mf, char out[96]);
 /* The store's snapshot directory (rs->cfg.snap_dir). */
 const char *snapshot_dir(const struct raftstore *rs);
 
-/* snapshot_send_open opens the leader's file for m in snap_dir (snapshot_dir of its store), checked against its manifest; read it with
- * snap_file_read, close with snap_file_close. 0, or -1 with r->errmsg set. */
+/* snapshot_send_open opens the leader's file for m in snap_dir (snapshot_dir of its store), checked
+ * against its manifest; read it with snap_file_read, close with snap_file_close. 0, or -1 with
+ * r->errmsg set. */
 int snapshot_send_open(const char *snap_dir, const RaftServerpb__RaftMessage *m,
                        struct snap_file_reader *r);
 
