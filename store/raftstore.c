@@ -362,7 +362,9 @@ static void handle_mail(struct raftstore *rs, struct mail *m)
             peer_transfer_leader(p, m->to_peer_id);
         break;
     case MAIL_SNAP_GENERATED:
-        if ((p = raftstore_find_peer(rs, m->region_id))) {
+        if ((p = raftstore_find_peer(rs, m->region_id)) && !m->snap.data) {
+            p->ps.snap_state = PEER_SNAP_IDLE; /* the generation failed: Raft asks again */
+        } else if (p) {
             raft_snapshot_free(&p->ps.snap);
             p->ps.snap = m->snap;
             memset(&m->snap, 0, sizeof m->snap);

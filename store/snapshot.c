@@ -1,5 +1,6 @@
 /* snapshot.c — region snapshots: generated off the store loop from a RocksDB snapshot, applied into
  * the kv DB. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -269,8 +270,12 @@ void *snapshot_worker(void *arg)
             LOG(LOG_INFO, "region=%llu: generated snapshot at index %llu (%zu bytes)",
                 (unsigned long long)job->region_id, (unsigned long long)job->index, len);
             raftstore_post(rs, m);
-        } else {
-            free(m);
+        } else if (m) {
+            /* No data: the loop sets the peer back to idle, so Raft's next ask tries again
+             * (else the peer would wait for this generation forever). */
+            m->kind = MAIL_SNAP_GENERATED;
+            m->region_id = job->region_id;
+            raftstore_post(rs, m);
         }
         rocksdb_release_snapshot(engine_db(rs->cfg.kv), job->db_snap);
         store_region_free(&job->region);
@@ -293,6 +298,26 @@ int snapshot_region(const struct raft_snapshot *snap, struct region *out)
     int rc = store_region_from_proto(out, sd->region);
     raft_serverpb__raft_snapshot_data__free_unpacked(sd, NULL);
     return rc;
+}
+
+/* remove_applied removes the region's received files at or below the applied index: this one,
+ * and any Raft dropped (stale, or overlapping then) that no longer can be applied. Newer ones
+ * stay: their messages may be on the way to the peer. */
+static void remove_applied(const char *dir, uint64_t region_id, uint64_t index)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long rid, idx;
+        unsigned crc;
+        int end = 0;
+        if (sscanf(e->d_name, "rcv_%llu_%llu_%8x.snap%n", &rid, &idx, &crc, &end) == 3 &&
+            e->d_name[end] == '\0' && rid == region_id && idx <= index)
+            snap_file_remove(dir, e->d_name);
+    }
+    closedir(d);
 }
 
 int snapshot_apply_data(struct raftstore *rs, const struct region *r,
@@ -348,6 +373,6 @@ int snapshot_apply_data(struct raftstore *rs, const struct region *r,
     if (rc)
         LOG(LOG_ERROR, "region=%llu: applying snapshot: %s", (unsigned long long)r->id, err);
     else
-        snap_file_remove(snapshot_dir(rs), name); /* applied and synced: no longer needed */
+        remove_applied(snapshot_dir(rs), r->id, mf.index); /* applied and synced */
     return rc;
 }

@@ -134,11 +134,36 @@ static void test_cut_transfer_is_retried(void **state)
     test_cluster_free(c);
 }
 
+/* While the leader cannot write snapshot files (its snapshot directory is a plain file), the
+ * generations fail and the new peer waits; once the directory is back, the next generation
+ * works and the peer catches up (a failed generation is not waited for forever). */
+static void test_failed_generation_is_retried(void **state)
+{
+    (void)state;
+    struct test_cluster *c = loaded_cluster();
+    const char *dir = snapshot_dir(test_cluster_store(c, 1));
+    char aside[600];
+    snprintf(aside, sizeof aside, "%s.aside", dir);
+    assert_int_equal(rename(dir, aside), 0);
+    FILE *blocker = fopen(dir, "w");
+    assert_non_null(blocker);
+    fclose(blocker);
+    assert_int_equal(test_cluster_add_peer(c, 2, 102, OP_TIMEOUT), 0);
+    usleep(1500 * 1000); /* several generations fail meanwhile */
+    char *v = test_cluster_local_get(c, 2, "big000");
+    assert_null(v);
+    assert_int_equal(unlink(dir), 0);
+    assert_int_equal(rename(aside, dir), 0);
+    assert_all_read_back(c, 2);
+    test_cluster_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_peer_catches_up_by_file_snapshot),
         cmocka_unit_test(test_cut_transfer_is_retried),
+        cmocka_unit_test(test_failed_generation_is_retried),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
