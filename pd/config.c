@@ -33,8 +33,10 @@ int pd_config_validate(const struct pd_config *cfg, char *errmsg, size_t errmsg_
     const char *bad = NULL;
     if (cfg->max_replicas < 1 || cfg->max_replicas > PD_MAX_PEERS)
         bad = "max-replicas must be 1..16";
-    else if (cfg->max_store_down_time_ms == 0)
-        bad = "max-store-down-time must be positive";
+    else if (cfg->max_store_down_time_ms < PD_STORE_DISCONNECT_MS)
+        bad = "max-store-down-time must be at least 20s: stores send a heartbeat every 10s and "
+              "one counts as disconnected after 20s without one, so a shorter time would find "
+              "live stores down between two heartbeats";
     else if (cfg->leader_operator_timeout_ms == 0 || cfg->region_operator_timeout_ms == 0)
         bad = "operator timeouts must be positive";
     else if (cfg->leader_schedule_limit > 1000000 || cfg->region_schedule_limit > 1000000 ||

@@ -319,6 +319,43 @@ void pd_operator_check_timeouts(struct pd_cluster *c)
     }
 }
 
+/* step_target_gone: the step needs a store that will not answer: not Up, or down. */
+static bool step_target_gone(const struct pd_step *s, const struct pd_store_info *stores,
+                             size_t count)
+{
+    if (s->kind != PD_STEP_ADD_PEER && s->kind != PD_STEP_TRANSFER_LEADER)
+        return false;
+    for (size_t i = 0; i < count; i++)
+        if (stores[i].store.id == s->store_id)
+            return stores[i].store.state != PD_STORE_UP || stores[i].down;
+    return true;
+}
+
+size_t pd_operator_cancel_unreachable(struct pd_cluster *c, const struct pd_store_info *stores,
+                                      size_t count)
+{
+    size_t canceled = 0;
+    for (size_t i = 0; i < c->op_count;) {
+        const struct pd_operator *op = &c->ops[i];
+        const struct pd_step *gone = NULL;
+        for (size_t k = op->current_step; op->kind != PD_OP_KIND_SPLIT && k < op->step_count; k++)
+            if (step_target_gone(&op->steps[k], stores, count)) {
+                gone = &op->steps[k];
+                break;
+            }
+        if (gone == NULL) {
+            i++;
+            continue;
+        }
+        LOG(LOG_WARN, "operator %s canceled for region=%llu: store %llu is down or not Up",
+            op->name, (unsigned long long)op->region_id, (unsigned long long)gone->store_id);
+        c->metrics.operators_canceled++;
+        pd_operator_remove(c, op->region_id, PD_OP_CANCEL);
+        canceled++; /* the last one moved into slot i */
+    }
+    return canceled;
+}
+
 static void op_init(struct pd_operator *op, const struct pd_region *r, const char *name,
                     enum pd_operator_kind kind)
 {

@@ -267,6 +267,13 @@ void pd_operator_on_heartbeat(struct pd_cluster *c, const struct pd_region *regi
                               struct pd_step *step, bool *has_step);
 /* pd_operator_check_timeouts drops operators older than their kind's timeout. */
 void pd_operator_check_timeouts(struct pd_cluster *c);
+
+/* pd_operator_cancel_unreachable cancels every operator with a step still to come that adds a
+ * peer on, or hands leadership to, a store that is not Up or is down past max-store-down-time
+ * (stores, the round's figures): such a step can never finish, and the operator would keep its
+ * region from the replica checker until it timed out. Returns how many it canceled. */
+size_t pd_operator_cancel_unreachable(struct pd_cluster *c, const struct pd_store_info *stores,
+                                      size_t count);
 /* Builders: fill op for region (no allocation from the cluster except add-peer's new id). */
 void pd_operator_build_transfer_leader(struct pd_operator *op, const struct pd_region *r,
                                        const char *name, enum pd_operator_kind kind,

@@ -95,6 +95,7 @@ static int round_open(struct pd_cluster *c, struct pd_round *round)
     if (err != PD_OK)
         return err;
     tombstone_empty_offline_stores(c, round->stores, round->store_count);
+    pd_operator_cancel_unreachable(c, round->stores, round->store_count);
     size_t n = round->store_count, peers = 0;
     round->lists = calloc((n ? n : 1) * PD_ROLE_COUNT, sizeof *round->lists);
     for (size_t k = 0; k < c->tree.count; k++)

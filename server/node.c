@@ -214,6 +214,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         .pd_ctx = n->pd,
         .metrics = &n->rs_metrics,
     };
+    snprintf(rcfg.snap_dir, sizeof rcfg.snap_dir, "%s/snap", cfg->data_dir);
     if (!n->transport || raftstore_new(&rcfg, &n->rs, errbuf, len) != 0)
         goto fail;
     transport_set_raftstore(n->transport, n->rs);

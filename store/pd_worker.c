@@ -529,6 +529,8 @@ static void store_heartbeat(struct pd_worker *w)
     Schedulerpb__StoreStats stats = SCHEDULERPB__STORE_STATS__INIT;
     stats.store_id = w->store_id;
     stats.region_count = (uint32_t)n;
+    raftstore_snapshot_counts(w->rs, &stats.sending_snap_count, &stats.receiving_snap_count,
+                              &stats.applying_snap_count);
     struct statvfs fs;
     if (statvfs(w->data_dir, &fs) == 0) {
         stats.capacity = (uint64_t)fs.f_blocks * fs.f_frsize;

@@ -352,7 +352,11 @@ static int op_snapshot(void *ctx, struct raft_snapshot *out)
 {
     struct peer_storage *ps = ctx;
     memset(out, 0, sizeof *out);
-    if (ps->snap_state == PEER_SNAP_READY && ps->snap.metadata.index >= ps->truncated_index)
+    /* A snapshot taken under another epoch describes another range or other peers: sent to a
+     * new peer it would overlap the regions split off since (the receiver drops it, again and
+     * again) or leave out the peer itself. */
+    if (ps->snap_state == PEER_SNAP_READY && ps->snap.metadata.index >= ps->truncated_index &&
+        ps->snap_version == ps->region.version && ps->snap_conf_ver == ps->region.conf_ver)
         return raft_snapshot_copy(out, &ps->snap) ? RAFT_ERR_NOMEM : 0;
     if (ps->snap_state != PEER_SNAP_GENERATING)
         ps->snap_requested = 1;

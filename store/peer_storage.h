@@ -47,6 +47,9 @@ struct peer_storage {
     enum peer_snap_state snap_state;
     int snap_requested;        /* raft asked; the store loop starts a generation */
     struct raft_snapshot snap; /* PEER_SNAP_READY: owned */
+    /* The region epoch `snap` (or the generation under way) was taken at: a snapshot from
+     * before a split or a membership change is never sent, it is generated again. */
+    uint64_t snap_version, snap_conf_ver;
     char errmsg[256];
 };
 

@@ -6,19 +6,25 @@
 #include <string.h>
 
 #include "proto/log.h"
+#include "store/snapshot_transfer.h"
 
-/* Per-call state of a Snapshot stream: the first chunk's message and the data so far. */
+/* Per-call state of a Snapshot stream: the first chunk's message and the file being written. */
 struct snap_upload {
     RaftServerpb__RaftMessage *msg; /* owned (unpacked copy of the first chunk's) */
-    uint8_t *data;
-    size_t len, cap;
+    struct snapshot_recv recv;      /* open while receiving */
+    int receiving;
     int failed;
+    int busy; /* refused: RAFT_SERVICE_MAX_RECEIVING others were coming in, or this one */
 };
 
 static void raft_message(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     (void)call;
-    raftstore_step(arg, (const RaftServerpb__RaftMessage *)msg);
+    const RaftServerpb__RaftMessage *m = (const RaftServerpb__RaftMessage *)msg;
+    /* A snapshot comes only on the Snapshot stream, after its file: one here has none. */
+    if (m->message && m->message->msg_type == ERAFTPB__MESSAGE_TYPE__MsgSnapshot)
+        return;
+    raftstore_step(arg, m);
 }
 
 static void raft_end(struct rpc_call *call, int ok, void *arg)
@@ -32,25 +38,30 @@ static void raft_end(struct rpc_call *call, int ok, void *arg)
     rpc_call_reply(call, &done.base);
 }
 
-static void upload_free(struct snap_upload *u)
+static void upload_free(struct raftstore *rs, struct snap_upload *u)
 {
     if (!u)
         return;
+    raftstore_snapshot_count_add(rs, 1, -1);
+    if (u->receiving)
+        snapshot_recv_abort(&u->recv); /* cut off: the half-written file goes */
     if (u->msg)
         protobuf_c_message_free_unpacked(&u->msg->base, NULL);
-    free(u->data);
     free(u);
 }
 
 static void snapshot_chunk(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
-    (void)arg;
     const RaftServerpb__SnapshotChunk *chunk = (const RaftServerpb__SnapshotChunk *)msg;
     struct snap_upload *u = rpc_call_user(call);
     if (!u) {
         u = calloc(1, sizeof *u);
         if (!u)
             return;
+        raftstore_snapshot_count_add(arg, 1, 1);
+        uint32_t sending, receiving, applying;
+        raftstore_snapshot_counts(arg, &sending, &receiving, &applying);
+        u->busy = u->failed = receiving > RAFT_SERVICE_MAX_RECEIVING;
         rpc_call_set_user(call, u);
     }
     if (u->failed)
@@ -63,29 +74,15 @@ static void snapshot_chunk(struct rpc_call *call, const ProtobufCMessage *msg, v
             u->msg = raft_serverpb__raft_message__unpack(NULL, len, buf);
             free(buf);
         }
-        if (!u->msg)
-            u->failed = 1;
+        int rc = u->msg ? snapshot_recv_begin(arg, u->msg, &u->recv) : -1;
+        u->receiving = rc == 0;
+        u->busy = rc == -2;
+        u->failed = rc != 0;
+        return;
     }
-    if (chunk->data.len) {
-        if (u->len + chunk->data.len > RAFT_SERVICE_MAX_SNAPSHOT_BYTES) {
-            u->failed = 1;
-            return;
-        }
-        if (u->len + chunk->data.len > u->cap) {
-            size_t cap = u->cap ? u->cap : 1 << 20;
-            while (cap < u->len + chunk->data.len)
-                cap *= 2;
-            uint8_t *grown = realloc(u->data, cap);
-            if (!grown) {
-                u->failed = 1;
-                return;
-            }
-            u->data = grown;
-            u->cap = cap;
-        }
-        memcpy(u->data + u->len, chunk->data.data, chunk->data.len);
-        u->len += chunk->data.len;
-    }
+    if (chunk->data.len &&
+        (!u->receiving || snapshot_recv_append(&u->recv, chunk->data.data, chunk->data.len) != 0))
+        u->failed = 1;
 }
 
 static void snapshot_end(struct rpc_call *call, int ok, void *arg)
@@ -94,24 +91,34 @@ static void snapshot_end(struct rpc_call *call, int ok, void *arg)
     struct snap_upload *u = rpc_call_user(call);
     rpc_call_set_user(call, NULL);
     if (!ok) {
-        upload_free(u);
+        upload_free(rs, u);
         rpc_call_finish(call, RPC_CANCELLED, NULL);
         return;
     }
-    if (!u || u->failed || !u->msg || !u->msg->message || !u->msg->message->snapshot) {
-        upload_free(u);
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "incomplete or oversized snapshot stream");
+    if (u && u->busy) {
+        upload_free(rs, u);
+        rpc_call_finish(call, RPC_UNAVAILABLE, "too many snapshots coming in: try again");
         return;
     }
-    /* Lend the reassembled data to the message for the copy raftstore_step makes. */
-    Eraftpb__Snapshot *snap = u->msg->message->snapshot;
-    ProtobufCBinaryData saved = snap->data;
-    snap->data = (ProtobufCBinaryData){u->len, u->data};
+    if (!u || u->failed || !u->receiving) {
+        upload_free(rs, u);
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "incomplete or malformed snapshot stream");
+        return;
+    }
+    /* The file must be whole and match its manifest before the message naming it is stepped;
+     * a crash before this leaves only a .tmp file, removed at start. */
+    u->receiving = 0;
+    if (snapshot_recv_finish(&u->recv) != 0) {
+        LOG(LOG_WARN, "region=%llu: snapshot refused: %s", (unsigned long long)u->msg->region_id,
+            u->recv.w.errmsg);
+        upload_free(rs, u);
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "snapshot file does not match its manifest");
+        return;
+    }
     raftstore_step(rs, u->msg);
-    snap->data = saved;
-    LOG(LOG_INFO, "region=%llu: received a snapshot of %zu bytes",
-        (unsigned long long)u->msg->region_id, u->len);
-    upload_free(u);
+    LOG(LOG_INFO, "region=%llu: received a snapshot file of %llu bytes",
+        (unsigned long long)u->msg->region_id, (unsigned long long)u->recv.mf.size);
+    upload_free(rs, u);
     RaftServerpb__Done done = RAFT_SERVERPB__DONE__INIT;
     rpc_call_reply(call, &done.base);
 }

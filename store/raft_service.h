@@ -8,6 +8,10 @@
 #include "proto/rpc.h"
 #include "store/raftstore.h"
 
+/* Snapshot streams a store takes at once; one more is answered UNAVAILABLE without keeping its
+ * data (the sender reports the snapshot failed and Raft sends it again later). */
+#define RAFT_SERVICE_MAX_RECEIVING 3
+
 /* Largest snapshot a store accepts over the Snapshot stream. */
 #define RAFT_SERVICE_MAX_SNAPSHOT_BYTES (1024ull * 1024 * 1024)
 

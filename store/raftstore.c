@@ -170,7 +170,8 @@ void raftstore_send(struct raftstore *rs, struct peer *p, const struct raft_mess
         return;
     if (m->msg_type == RAFT_MSG_SNAPSHOT) {
         metrics_counter_inc(RAFTSTORE_METRIC(rs, snapshots_sent));
-        metrics_counter_add(RAFTSTORE_METRIC(rs, snapshot_bytes_sent), m->snapshot.data_len);
+        metrics_counter_add(RAFTSTORE_METRIC(rs, snapshot_bytes_sent),
+                            snapshot_file_bytes(m->snapshot.data, m->snapshot.data_len));
     }
     rs->cfg.transport.send(rs->cfg.transport_ctx, to->store_id, &msg);
     raft_codec_message_proto_free(msg.message);
@@ -288,7 +289,8 @@ static void handle_raft_mail(struct raftstore *rs, struct mail *m)
         msg->message->snapshot) {
         metrics_counter_inc(RAFTSTORE_METRIC(rs, snapshots_received));
         metrics_counter_add(RAFTSTORE_METRIC(rs, snapshot_bytes_received),
-                            msg->message->snapshot->data.len);
+                            snapshot_file_bytes(msg->message->snapshot->data.data,
+                                                msg->message->snapshot->data.len));
     }
     if (snapshot_overlaps(rs, msg))
         return;
@@ -360,7 +362,9 @@ static void handle_mail(struct raftstore *rs, struct mail *m)
             peer_transfer_leader(p, m->to_peer_id);
         break;
     case MAIL_SNAP_GENERATED:
-        if ((p = raftstore_find_peer(rs, m->region_id))) {
+        if ((p = raftstore_find_peer(rs, m->region_id)) && !m->snap.data) {
+            p->ps.snap_state = PEER_SNAP_IDLE; /* the generation failed: Raft asks again */
+        } else if (p) {
             raft_snapshot_free(&p->ps.snap);
             p->ps.snap = m->snap;
             memset(&m->snap, 0, sizeof m->snap);
@@ -780,7 +784,9 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
     pthread_cond_init(&rs->split_cond, NULL);
     pthread_cond_init(&rs->gc_cond, NULL);
     pthread_cond_init(&rs->hash_cond, NULL);
-    int rc = load_regions(rs, errbuf, errbuf_len);
+    int rc = snapshot_dir_init(rs, errbuf, errbuf_len);
+    if (!rc)
+        rc = load_regions(rs, errbuf, errbuf_len);
     if (rc) {
         while (rs->peers) {
             struct peer *next = rs->peers->next;

@@ -96,6 +96,9 @@ struct raftstore_config {
     struct raftstore_pd_ops pd; /* may be all NULL */
     void *pd_ctx;
     struct raftstore_metrics *metrics; /* borrowed, outlives the raftstore; NULL counts nothing */
+    /* Where snapshot files live (created if missing; every snapshot file in it is removed at
+     * start). Required. */
+    char snap_dir[512];
 };
 
 /*
@@ -178,6 +181,13 @@ void raftstore_step(struct raftstore *rs, const RaftServerpb__RaftMessage *msg);
 void raftstore_change_peer(struct raftstore *rs, uint64_t region_id, int remove,
                            struct region_peer peer);
 void raftstore_transfer_leader(struct raftstore *rs, uint64_t region_id, uint64_t to_peer_id);
+
+/* The snapshots in flight on this store (StoreStats' sending_snap_count, receiving_snap_count,
+ * applying_snap_count); any thread. raftstore_snapshot_count_add moves one of them by delta
+ * (which: 0 sending, 1 receiving); the transport and the Snapshot service call it. */
+void raftstore_snapshot_counts(struct raftstore *rs, uint32_t *sending, uint32_t *receiving,
+                               uint32_t *applying);
+void raftstore_snapshot_count_add(struct raftstore *rs, int which, int delta);
 
 /* A snapshot for (region_id, to store) could not be delivered. */
 void raftstore_report_snapshot(struct raftstore *rs, uint64_t region_id, uint64_t to_peer_id,

@@ -152,6 +152,9 @@ struct raftstore {
     pthread_t snap_thread;
     pthread_cond_t snap_cond;
     struct snap_job *snap_jobs; /* guarded by mu */
+    /* Snapshots in flight, for the store heartbeat: being sent (transport.c), received
+     * (raft_service.c), waiting for or under apply (snapshot.c). Atomics, any thread. */
+    _Atomic uint32_t snaps_sending, snaps_receiving, snaps_applying;
 
     /* Raft-log GC worker (raftlog_gc.c): deletes compacted log off the loop. */
     pthread_t gc_thread;
@@ -309,6 +312,11 @@ void *snapshot_worker(void *arg);
  * replacing what the range held. Returns 0 or STORAGE_ERR_*. */
 int snapshot_apply_data(struct raftstore *rs, const struct region *r,
                         const struct raft_snapshot *snap);
+/* Creates rs->cfg.snap_dir and removes every snapshot file left in it (raftstore_new, before
+ * any thread runs). 0 or STORAGE_ERR_IO with errbuf set. */
+int snapshot_dir_init(struct raftstore *rs, char *errbuf, size_t errbuf_len);
+/* The size of the file a snapshot's data (its manifest) names; 0 when it names none. */
+uint64_t snapshot_file_bytes(const uint8_t *data, size_t len);
 /* Decodes the region carried in a snapshot's data; 0 or -1. */
 int snapshot_region(const struct raft_snapshot *snap, struct region *out);
 /* Deletes the data of range [start, end) in every data CF. */

@@ -10,6 +10,7 @@
 
 #include "proto/log.h"
 #include "store/raftstore.h"
+#include "store/snapshot_transfer.h"
 
 #define QUEUE_LIMIT 4096
 /* A Raft message the transport cannot take within this is given up and the
@@ -25,8 +26,15 @@
 #define BACKOFF_FIRST_MS 20
 #define BACKOFF_MAX_MS 300
 
+/* Snapshots go out on their own threads (at most this many at once for the whole store), so a
+ * large one never holds up the Raft messages queued behind it for its store; more wait in
+ * the snapshot queue, up to SNAPSHOT_QUEUE_LIMIT, then are dropped (reported failed). */
+#define SNAPSHOT_SENDERS 3
+#define SNAPSHOT_QUEUE_LIMIT 64
+
 struct queued {
     RaftServerpb__RaftMessage *msg; /* owned */
+    uint64_t store_id;              /* snapshot queue: the destination */
     struct queued *next;
 };
 
@@ -51,6 +59,12 @@ struct transport {
     pthread_mutex_t mu;
     struct conn *conns; /* guarded by mu */
     int stopping;       /* guarded by mu */
+    /* Snapshot messages waiting for a snapshot sender (guarded by mu). */
+    struct queued *snap_head, *snap_tail;
+    size_t n_snap_queued;
+    pthread_cond_t snap_cond;
+    pthread_t snap_threads[SNAPSHOT_SENDERS];
+    int n_snap_threads;
 };
 
 static void sleep_ms(int ms)
@@ -82,29 +96,69 @@ static int is_snapshot(const RaftServerpb__RaftMessage *m)
            m->message->snapshot;
 }
 
-/* Streams one snapshot message; 0 when the receiver acknowledged it. */
-static int send_snapshot(struct conn *c, RaftServerpb__RaftMessage *m)
+/* Counts a snapshot being sent in the raftstore's figures and copies its snapshot directory
+ * (the raftstore may go while the file is read); the returned raftstore (NULL: none, nothing
+ * to send) is the one uncount_sending takes it back from, never dereferenced without t->mu. */
+static struct raftstore *count_sending(struct transport *t, char *snap_dir, size_t len)
 {
-    struct rpc_error err;
-    struct rpc_stream *st =
-        rpc_stream_open(c->t->rpc, c->addr, "/tinykvpb.TinyKv/Snapshot",
-                        &raft_serverpb__done__descriptor, SNAPSHOT_TIMEOUT_MS, &err);
-    if (!st)
+    pthread_mutex_lock(&t->mu);
+    struct raftstore *rs = t->rs;
+    if (rs) {
+        raftstore_snapshot_count_add(rs, 0, 1);
+        snprintf(snap_dir, len, "%s", snapshot_dir(rs));
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rs;
+}
+
+static void uncount_sending(struct transport *t, struct raftstore *rs)
+{
+    pthread_mutex_lock(&t->mu);
+    if (rs && t->rs == rs)
+        raftstore_snapshot_count_add(rs, 0, -1);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Streams one snapshot message to store_id at addr: the message (with its manifest) first,
+ * then the leader's snapshot file from snap_dir in chunks read as they go; 0 when the receiver
+ * acknowledged it. */
+static int send_snapshot(struct transport *t, const char *snap_dir, const char *addr,
+                         uint64_t store_id, RaftServerpb__RaftMessage *m)
+{
+    struct rpc_error err = {0};
+    struct snap_file_reader file;
+    if (snapshot_send_open(snap_dir, m, &file) != 0) {
+        LOG(LOG_WARN, "region=%llu: snapshot to store %llu: %s", (unsigned long long)m->region_id,
+            (unsigned long long)store_id, file.errmsg);
         return -1;
-    ProtobufCBinaryData data = m->message->snapshot->data;
-    m->message->snapshot->data = (ProtobufCBinaryData){0, NULL};
+    }
+    uint8_t *buf = malloc(TRANSPORT_SNAPSHOT_CHUNK_BYTES);
+    struct rpc_stream *st =
+        buf ? rpc_stream_open(t->rpc, addr, "/tinykvpb.TinyKv/Snapshot",
+                              &raft_serverpb__done__descriptor, SNAPSHOT_TIMEOUT_MS, &err)
+            : NULL;
+    if (!st) {
+        free(buf);
+        snap_file_close(&file);
+        return -1;
+    }
     RaftServerpb__SnapshotChunk first = RAFT_SERVERPB__SNAPSHOT_CHUNK__INIT;
     first.message = m;
     int rc = rpc_stream_send(st, &first.base, SNAPSHOT_CHUNK_TIMEOUT_MS, &err);
-    m->message->snapshot->data = data;
-    for (size_t off = 0; !rc && off < data.len; off += TRANSPORT_SNAPSHOT_CHUNK_BYTES) {
+    for (;;) {
+        size_t len = 0;
+        if (!rc && snap_file_read(&file, buf, TRANSPORT_SNAPSHOT_CHUNK_BYTES, &len) != 0) {
+            snprintf(err.msg, sizeof err.msg, "%s", file.errmsg);
+            rc = -1;
+        }
+        if (rc || len == 0)
+            break;
         RaftServerpb__SnapshotChunk chunk = RAFT_SERVERPB__SNAPSHOT_CHUNK__INIT;
-        size_t len = data.len - off;
-        if (len > TRANSPORT_SNAPSHOT_CHUNK_BYTES)
-            len = TRANSPORT_SNAPSHOT_CHUNK_BYTES;
-        chunk.data = (ProtobufCBinaryData){len, data.data + off};
+        chunk.data = (ProtobufCBinaryData){len, buf};
         rc = rpc_stream_send(st, &chunk.base, SNAPSHOT_CHUNK_TIMEOUT_MS, &err);
     }
+    free(buf);
+    snap_file_close(&file);
     ProtobufCMessage *done = NULL;
     if (!rc)
         rc = rpc_stream_close_send(st, &done, SNAPSHOT_TIMEOUT_MS, &err);
@@ -113,8 +167,44 @@ static int send_snapshot(struct conn *c, RaftServerpb__RaftMessage *m)
     rpc_stream_free(st);
     if (rc)
         LOG(LOG_WARN, "region=%llu: snapshot to store %llu failed: %s",
-            (unsigned long long)m->region_id, (unsigned long long)c->store_id, err.msg);
+            (unsigned long long)m->region_id, (unsigned long long)store_id, err.msg);
     return rc ? -1 : 0;
+}
+
+/* One of the SNAPSHOT_SENDERS threads: takes a snapshot message off the transport's queue,
+ * streams it, reports how it went. */
+static void *snapshot_sender(void *arg)
+{
+    struct transport *t = arg;
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->snap_head && !t->stopping)
+            pthread_cond_wait(&t->snap_cond, &t->mu);
+        if (t->stopping)
+            break;
+        struct queued *q = t->snap_head;
+        t->snap_head = q->next;
+        if (!t->snap_head)
+            t->snap_tail = NULL;
+        t->n_snap_queued--;
+        pthread_mutex_unlock(&t->mu);
+
+        char addr[128], snap_dir[512];
+        int ok = 0;
+        if (t->resolve(t->resolve_ctx, q->store_id, addr, sizeof addr) == 0) {
+            struct raftstore *counted = count_sending(t, snap_dir, sizeof snap_dir);
+            ok = counted && send_snapshot(t, snap_dir, addr, q->store_id, q->msg) == 0;
+            uncount_sending(t, counted);
+        }
+        report_snapshot(t, q->msg, !ok);
+        if (!ok)
+            report_unreachable(t, q->msg);
+        protobuf_c_message_free_unpacked(&q->msg->base, NULL);
+        free(q);
+        pthread_mutex_lock(&t->mu);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
 }
 
 static int ensure_stream(struct conn *c)
@@ -183,8 +273,6 @@ static void *sender(void *arg)
         }
         if (ensure_stream(c) != 0) {
             ok = 0;
-        } else if (is_snapshot(m)) {
-            ok = send_snapshot(c, m) == 0;
         } else {
             struct rpc_error err;
             ok = rpc_stream_send(c->stream, &m->base, SEND_TIMEOUT_MS, &err) == 0;
@@ -232,6 +320,12 @@ struct transport *transport_new(struct rpc_client *rpc, transport_resolve_fn res
     t->resolve = resolve;
     t->resolve_ctx = resolve_ctx;
     pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->snap_cond, NULL);
+    for (int i = 0; i < SNAPSHOT_SENDERS; i++) {
+        if (pthread_create(&t->snap_threads[i], NULL, snapshot_sender, t) != 0)
+            break; /* fewer senders; with none, snapshots are reported failed */
+        t->n_snap_threads++;
+    }
     return t;
 }
 
@@ -250,7 +344,17 @@ void transport_free(struct transport *t)
     t->stopping = 1;
     for (struct conn *c = t->conns; c; c = c->next)
         pthread_cond_signal(&c->cond);
+    pthread_cond_broadcast(&t->snap_cond);
     pthread_mutex_unlock(&t->mu);
+    for (int i = 0; i < t->n_snap_threads; i++)
+        pthread_join(t->snap_threads[i], NULL);
+    while (t->snap_head) {
+        struct queued *q = t->snap_head;
+        t->snap_head = q->next;
+        protobuf_c_message_free_unpacked(&q->msg->base, NULL);
+        free(q);
+    }
+    pthread_cond_destroy(&t->snap_cond);
     while (t->conns) {
         struct conn *c = t->conns;
         t->conns = c->next;
@@ -288,12 +392,31 @@ void transport_send(void *ctx, uint64_t to_store_id, const RaftServerpb__RaftMes
     if (!q)
         return;
     q->msg = copy_message(msg);
+    q->store_id = to_store_id;
     q->next = NULL;
     if (!q->msg) {
         free(q);
         return;
     }
     pthread_mutex_lock(&t->mu);
+    if (is_snapshot(q->msg)) {
+        if (t->stopping || t->n_snap_threads == 0 || t->n_snap_queued >= SNAPSHOT_QUEUE_LIMIT) {
+            pthread_mutex_unlock(&t->mu);
+            report_snapshot(t, q->msg, 1); /* or the leader waits for it forever */
+            protobuf_c_message_free_unpacked(&q->msg->base, NULL);
+            free(q);
+            return;
+        }
+        if (t->snap_tail)
+            t->snap_tail->next = q;
+        else
+            t->snap_head = q;
+        t->snap_tail = q;
+        t->n_snap_queued++;
+        pthread_cond_signal(&t->snap_cond);
+        pthread_mutex_unlock(&t->mu);
+        return;
+    }
     struct conn *c;
     for (c = t->conns; c; c = c->next)
         if (c->store_id == to_store_id)

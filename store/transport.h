@@ -17,7 +17,10 @@
  *
  * Snapshot messages go over TinyKv.Snapshot: a first chunk carrying the
  * RaftMessage without the snapshot's data, then the data in 1 MiB chunks;
- * the receiver reassembles them (raft_service.c).
+ * the receiver reassembles them (raft_service.c). They have their own queue
+ * and 3 sender threads for the whole transport, apart from the per-store
+ * Raft streams, so a large snapshot never delays another region's Raft
+ * messages to the same store, and at most 3 are sent at once.
  */
 
 #include <stddef.h>

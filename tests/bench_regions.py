@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 # bench_regions.py — `make bench`: a cluster of a scheduler and three stores split into many
-# regions (1,000 by default), then left idle: each store's CPU use and the leader changes.
+# regions (1,000 by default), then left idle: each store's CPU use and the leader changes. Then
+# one region is loaded with BENCH_SNAP_MB (200) MiB and given a replica on a fourth store, with
+# the schedulers off: how long its snapshot takes, and how many regions on the other stores
+# changed leader or term meanwhile.
 #
-# Environment: BINDIR (bin/), BENCH_REGIONS (1000), BENCH_IDLE_S (60). Prints figures; asserts
-# nothing.
+# Environment: BINDIR (bin/), BENCH_REGIONS (1000), BENCH_IDLE_S (60), BENCH_SNAP_MB (200; 0
+# skips the snapshot part). Prints figures; asserts nothing.
 
 import json
 import os
@@ -20,6 +23,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 BINDIR = os.path.join(REPO, os.environ.get("BINDIR", "bin"))
 REGIONS = int(os.environ.get("BENCH_REGIONS", "1000"))
 IDLE_S = float(os.environ.get("BENCH_IDLE_S", "60"))
+SNAP_MB = int(os.environ.get("BENCH_SNAP_MB", "200"))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -29,10 +33,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http(port, path, body=None):
+def http(port, path, body=None, method=None):
     req = urllib.request.Request("http://127.0.0.1:%d/%s" % (port, path),
                                  data=None if body is None else json.dumps(body).encode(),
-                                 method="GET" if body is None else "POST")
+                                 method=method or ("GET" if body is None else "POST"))
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
 
@@ -41,6 +45,69 @@ def cpu_s(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def peak_rss_kib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def snapshot_part(tmp, pd_port, http_port, procs, terms, regions):
+    """Loads the region holding "bench-" keys with SNAP_MB MiB, then adds a replica of it on a
+    new fourth store and watches every region's leader and term on the first three meanwhile."""
+    for name in ("balance-region-scheduler", "balance-leader-scheduler"):
+        try:
+            http(http_port, "pd/api/v1/schedulers/" + name, method="DELETE")
+        except Exception:
+            pass
+    region = http(http_port, "pd/api/v1/region/key/bench-0000000000")
+    leader_store = region["leader"]["store_id"]
+    addr = http(http_port, "pd/api/v1/store/%d" % leader_store)["store"]["address"]
+    t0 = time.time()
+    out = subprocess.run([os.path.join(BINDIR, "tinykv-ctl"), "--addr", addr, "bench", "raw", "--ops",
+                          str(SNAP_MB * 16), "--threads", "4", "--value-size", str(64 * 1024)],
+                         capture_output=True, text=True, timeout=1800)
+    size = http(http_port, "pd/api/v1/region/id/%d" % region["id"]).get("approximate_size_bytes", 0)
+    print("loaded region %d with %d MiB in %.1f s (%s; %.0f MiB reported)" % (
+        region["id"], SNAP_MB, time.time() - t0, out.stdout.strip().splitlines()[0] if out.stdout else out.stderr.strip(),
+        size / 1048576.0))
+    sp = free_port()
+    procs.append(subprocess.Popen(
+        [os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % free_port(),
+         "--data-dir", os.path.join(tmp, "s3"), "--scheduler", "127.0.0.1:%d" % pd_port,
+         "--status-addr", "127.0.0.1:%d" % sp, "--log-level", "warn",
+         "--region-max-size", "1GiB", "--region-split-size", "768MiB"],
+        stderr=open(os.path.join(tmp, "s3.log"), "w")))
+    new_store = None
+    deadline = time.time() + 60
+    while new_store is None and time.time() < deadline:
+        ids = [s["store"]["id"] for s in http(http_port, "pd/api/v1/stores")["stores"]]
+        known = {p["store_id"] for r in regions() for p in r["peers"]}
+        fresh = [i for i in ids if i not in known]
+        new_store = fresh[0] if fresh else None
+        time.sleep(0.5)
+    before = terms()
+    t1 = time.time()
+    http(http_port, "pd/api/v1/operators", {"name": "add-peer", "region_id": region["id"], "store_id": new_store})
+    changed, done = set(), False
+    while time.time() - t1 < 900 and not done:
+        now = terms()
+        changed |= {k for k, v in now.items() if k in before and before[k] != v}
+        r = http(http_port, "pd/api/v1/region/id/%d" % region["id"])
+        done = any(p["store_id"] == new_store for p in r["peers"]) and not any(
+            p["store_id"] == new_store for p in r.get("pending_peers", []))
+        time.sleep(0.5)
+    print("%d MiB region snapshot to a new store: %s in %.1f s; meanwhile %d of %d peers on the "
+          "other stores changed term or leader" % (SNAP_MB, "caught up" if done else "NOT caught up",
+                                                   time.time() - t1, len(changed), len(before)))
+    print("peak RSS per store (the new one last): %s" % ", ".join(
+        "%.0f MiB" % (peak_rss_kib(p.pid) / 1024.0) for p in procs[1:]))
 
 
 def main():
@@ -59,7 +126,9 @@ def main():
             procs.append(subprocess.Popen(
                 [os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % free_port(),
                  "--data-dir", os.path.join(tmp, "s%d" % i), "--scheduler", "127.0.0.1:%d" % pd_port,
-                 "--status-addr", "127.0.0.1:%d" % sp, "--log-level", "warn"],
+                 "--status-addr", "127.0.0.1:%d" % sp, "--log-level", "warn",
+                 # One region must hold the whole BENCH_SNAP_MB without splitting.
+                 "--region-max-size", "1GiB", "--region-split-size", "768MiB"],
                 stderr=open(os.path.join(tmp, "s%d.log" % i), "w")))
             time.sleep(0.3)
 
@@ -133,6 +202,8 @@ def main():
         use = ", ".join("%.1f%%" % (100.0 * (b - a) / wall) for a, b in zip(c0, c1))
         print("idle %d regions for %.0f s: CPU per store %s of one core; %d of %d peers changed "
               "term or leader" % (n, wall, use, changes, len(after)))
+        if SNAP_MB > 0:
+            snapshot_part(tmp, pd_port, http_port, procs, terms, regions)
     finally:
         for p in reversed(procs):
             if p.poll() is None:

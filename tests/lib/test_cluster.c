@@ -16,6 +16,7 @@
 #include "store/engine.h"
 #include "store/pd_worker.h"
 #include "store/raft_kv.h"
+#include "store/snapshot_transfer.h"
 #include "tests/lib/test_util.h"
 
 struct cstore {
@@ -51,6 +52,8 @@ struct test_cluster {
     int group[TEST_CLUSTER_MAX_STORES + 1]; /* partition group per store; 0: none */
     int drop_per_mille, max_delay_ms;
     int drop_snapshots;
+    int cut_snapshots; /* the next N snapshot transfers stop halfway */
+    int snapshots_cut; /* how many did */
     uint64_t rng;
     pthread_t thread;
     /* with_scheduler: a real scheduler in this process, over gRPC on loopback. */
@@ -91,6 +94,13 @@ static void report_snapshot(struct test_cluster *c, int from_store,
     struct raftstore *rs = c->stores[from_store].rs;
     if (rs && msg->to_peer)
         raftstore_report_snapshot(rs, msg->region_id, msg->to_peer->id, failed);
+}
+
+/* Half the size of m's snapshot file (where a cut transfer stops). */
+static uint64_t snapshot_half(const RaftServerpb__RaftMessage *m)
+{
+    struct snapshot_manifest mf;
+    return snapshot_manifest_of(m, &mf) == 0 ? mf.size / 2 : 0;
 }
 
 /* The transport of store `from` (ctx is its cstore). Runs on that store's loop thread. */
@@ -160,12 +170,26 @@ static void *delivery_thread(void *arg)
         if (rs) {
             RaftServerpb__RaftMessage *m =
                 raft_serverpb__raft_message__unpack(NULL, f->len, f->buf);
-            if (m) {
+            /* A snapshot's file goes first, in chunks, as over the Snapshot stream; only a
+             * file that arrived whole and checked lets its message be stepped. */
+            int file_ok =
+                !m || !is_snapshot(m) ||
+                (c->stores[f->from].rs &&
+                 snapshot_copy(c->stores[f->from].rs, rs, m,
+                               c->cut_snapshots > 0 ? snapshot_half(m) : UINT64_MAX) == 0);
+            if (m && is_snapshot(m) && c->cut_snapshots > 0) {
+                c->cut_snapshots--;
+                c->snapshots_cut++;
+            }
+            if (m && file_ok) {
                 raftstore_step(rs, m); /* only posts to the mailbox: safe under mu */
                 if (is_snapshot(m))
                     report_snapshot(c, f->from, m, 0);
-                raft_serverpb__raft_message__free_unpacked(m, NULL);
+            } else if (m) {
+                report_snapshot(c, f->from, m, 1);
             }
+            if (m)
+                raft_serverpb__raft_message__free_unpacked(m, NULL);
         } else {
             RaftServerpb__RaftMessage *m =
                 raft_serverpb__raft_message__unpack(NULL, f->len, f->buf);
@@ -221,6 +245,7 @@ void test_cluster_start_store(struct test_cluster *c, int id)
         .transport = {transport_send},
         .transport_ctx = s,
     };
+    snprintf(cfg.snap_dir, sizeof cfg.snap_dir, "%s/snap", s->path);
     char err[256];
     if (c->pd) {
         /* The store's real scheduler link: heartbeats out, operators in. */
@@ -441,6 +466,16 @@ void test_cluster_heal(struct test_cluster *c)
     c->drop_per_mille = 0;
     c->max_delay_ms = 0;
     pthread_mutex_unlock(&c->mu);
+}
+
+int test_cluster_cut_snapshots(struct test_cluster *c, int n)
+{
+    pthread_mutex_lock(&c->mu);
+    if (n > 0)
+        c->cut_snapshots = n;
+    int cut = c->snapshots_cut;
+    pthread_mutex_unlock(&c->mu);
+    return cut;
 }
 
 void test_cluster_drop_snapshots(struct test_cluster *c, int on)

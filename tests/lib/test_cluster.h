@@ -52,6 +52,10 @@ void test_cluster_heal(struct test_cluster *c);
 void test_cluster_set_unreliable(struct test_cluster *c, int drop_per_mille, int max_delay_ms);
 /* While on, every snapshot message is lost (and reported as failed, as the gRPC transport does). */
 void test_cluster_drop_snapshots(struct test_cluster *c, int on);
+/* The next n (> 0) snapshot transfers stop halfway through the file, as a Snapshot stream cut
+ * off would (the receiver removes the half file; the sender hears of the failure). Returns how
+ * many transfers were cut so far (n <= 0 only asks). */
+int test_cluster_cut_snapshots(struct test_cluster *c, int n);
 
 /* Requests against region 1 that find the leader and retry until timeout_ms.
  * test_cluster_get returns 0 and a malloc'd value, STORAGE_ERR_NOT_FOUND, or -1 on timeout. */

@@ -437,8 +437,9 @@ check_http http_regions_store_tombstone "/pd/api/v1/regions/store/$sid" '^200 \{
 
 # ---- a store down past max-store-down-time has its replicas replaced ----
 # A fifth store joins (three Up stores besides the one about to die); with max-store-down-time
-# at 3s, a killed store holding replicas is down soon, and every region gets its third replica
-# back on the stores left.
+# at 20s (the shortest the scheduler takes: 3s is refused, it would find live stores down
+# between two of their 10 s heartbeats), a killed store holding replicas is down soon, and every
+# region gets its third replica back on the stores left.
 a=127.0.0.1:$(free_port)
 "$BINDIR"/tinykv-server --addr "$a" --data-dir "$dir/store4" --scheduler "$GRPC" \
     --status-addr 127.0.0.1:0 --log-level warn 2>>"$dir/store4.log" &
@@ -451,7 +452,8 @@ n_up() {
 sys.exit(0 if sum(s["store"]["state_name"] == "Up" for s in j["stores"]) == int(sys.argv[1]) else 1)' "$1" <<<"$o"
 }
 if wait_for 30 n_up 4; then pass fifth_store_up; else fail fifth_store_up "see $dir"; fi
-expect_out config_short_down_time '^max-store-down-time +3s$' --token "$TOKEN" config set max-store-down-time 3s
+expect config_down_time_below_two_heartbeats_refused 1 --token "$TOKEN" config set max-store-down-time 3s
+expect_out config_short_down_time '^max-store-down-time +20s$' --token "$TOKEN" config set max-store-down-time 20s
 # The victim: a store holding a replica of the first region that is not the tombstone.
 ctl --json region list
 victim=$(jq_py '[p["store_id"] for p in j["regions"][0]["peers"] if p["store_id"] != j["regions"][0]["leader"]["store_id"]][0]')

@@ -409,6 +409,9 @@ static void test_error_statuses(void **state)
                      400);
     assert_int_equal(
         status_of(f, "POST", "/pd/api/v1/config", "{\"max-store-down-time\": \"soon\"}", tok), 400);
+    /* Shorter than two store heartbeats: live stores would look down between two. */
+    assert_int_equal(
+        status_of(f, "POST", "/pd/api/v1/config", "{\"max-store-down-time\": \"10s\"}", tok), 400);
     assert_int_equal(
         status_of(f, "POST", "/pd/api/v1/config", "{\"max-pending-peer-count\": 0}", tok), 400);
     assert_int_equal(

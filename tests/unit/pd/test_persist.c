@@ -389,13 +389,18 @@ static void test_config_json(void **state)
                          "{\"max-store-down-time\": \"5x\"}",
                          "[1,2]",
                          "{",
-                         "{\"max-store-down-time\": -4}"};
+                         "{\"max-store-down-time\": -4}",
+                         "{\"max-store-down-time\": \"19s\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct pd_config before = cfg;
         assert_int_equal(pd_config_apply_json(&cfg, bad[i], strlen(bad[i]), err, sizeof err),
                          PD_ERR_INVALID);
         assert_memory_equal(&before, &cfg, sizeof cfg);
     }
+    const char *short_down = "{\"max-store-down-time\": \"3s\"}";
+    assert_int_equal(pd_config_apply_json(&cfg, short_down, strlen(short_down), err, sizeof err),
+                     PD_ERR_INVALID);
+    assert_non_null(strstr(err, "at least 20s"));
     char *text = pd_config_to_json(&cfg);
     assert_non_null(strstr(text, "\"max-store-down-time\": \"1m0s\""));
     struct pd_config back;

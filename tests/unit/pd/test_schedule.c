@@ -286,6 +286,32 @@ static void test_replica_checker_down_store(void **state)
     assert_step(&op.steps[1], PD_STEP_REMOVE_PEER, 3);
 }
 
+/* An operator adding a peer on a store that then goes down can never finish: the next round
+ * cancels it (it is not left to hold the region for the operator timeout), and the replica
+ * checker replaces the region's peers on that store in the same round. */
+static void test_operator_to_down_store_canceled(void **state)
+{
+    struct pd_mock *m = *state;
+    for (uint64_t s = 2; s <= 5; s++)
+        pd_mock_add_store(m, s);
+    assert_int_equal(pd_mock_region_hb(m, 20, "b", "c", 2, 1, 1, 1, S123, 3), PD_OK);
+    assert_int_equal(pd_mock_region_hb(m, 21, "c", "d", 2, 1, 1, 1, S124, 3), PD_OK);
+    assert_int_equal(pd_cluster_add_add_peer(m->c, 20, 4), PD_OK);
+    static const uint64_t alive[] = {1, 2, 3, 5};
+    advance(m, 31 * 60 * 1000, alive, 4);
+    struct pd_operator op;
+    assert_int_equal(run(m, "replica-checker"), 1);
+    enum pd_operator_status status;
+    /* Region 20 lost its add-peer on store 4 and has nothing left to fix; region 21 has its
+     * peer on store 4 replaced. */
+    assert_int_equal(pd_cluster_get_operator_status(m->c, 20, &op, &status), PD_OK);
+    assert_int_equal(status, PD_OP_CANCEL);
+    assert_string_equal(op.name, "admin-add-peer");
+    get_op(m, 21, &op);
+    assert_string_equal(op.name, "replace-down-replica");
+    assert_step(&op.steps[0], PD_STEP_ADD_PEER, 5); /* the store holding fewest regions */
+}
+
 /* Peers on an offline store are replaced, moving the leadership first when the leader is
  * there; an offline store left without regions turns tombstone at the next tick. */
 static void test_replica_checker_offline_store(void **state)
@@ -657,6 +683,7 @@ int main(void)
         T(test_operator_impossible_step_canceled),
         T(test_replica_checker_make_up),
         T(test_replica_checker_down_store),
+        T(test_operator_to_down_store_canceled),
         T(test_replica_checker_offline_store),
         T(test_replica_checker_extra_peer),
         T(test_balance_region_one_replica),
