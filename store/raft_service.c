@@ -42,7 +42,8 @@ static void upload_free(struct raftstore *rs, struct snap_upload *u)
 {
     if (!u)
         return;
-    raftstore_snapshot_count_add(rs, 1, -1);
+    if (rs)
+        raftstore_snapshot_count_add(rs, 1, -1);
     if (u->receiving)
         snapshot_recv_abort(&u->recv); /* cut off: the half-written file goes */
     if (u->msg)
@@ -58,10 +59,13 @@ static void snapshot_chunk(struct rpc_call *call, const ProtobufCMessage *msg, v
         u = calloc(1, sizeof *u);
         if (!u)
             return;
-        raftstore_snapshot_count_add(arg, 1, 1);
-        uint32_t sending, receiving, applying;
-        raftstore_snapshot_counts(arg, &sending, &receiving, &applying);
-        u->busy = u->failed = receiving > RAFT_SERVICE_MAX_RECEIVING;
+        uint32_t sending = 0, receiving = 0, applying = 0;
+        if (arg) {
+            raftstore_snapshot_count_add(arg, 1, 1);
+            raftstore_snapshot_counts(arg, &sending, &receiving, &applying);
+        }
+        u->busy = receiving > RAFT_SERVICE_MAX_RECEIVING;
+        u->failed = u->busy || !arg; /* no raftstore: nowhere to put a snapshot */
         rpc_call_set_user(call, u);
     }
     if (u->failed)

@@ -15,7 +15,9 @@
 /* Largest snapshot a store accepts over the Snapshot stream. */
 #define RAFT_SERVICE_MAX_SNAPSHOT_BYTES (1024ull * 1024 * 1024)
 
-/* Fills `out` (room for 2) with the Raft and Snapshot methods delivering to rs; returns 2. */
+/* Fills `out` (room for 2) with the Raft and Snapshot methods delivering to rs; returns 2.
+ * rs may be NULL (a harness without a raftstore, such as the fuzz targets): Raft messages still
+ * go to raftstore_step, and every snapshot stream is refused as malformed. */
 size_t raft_service_methods(struct raftstore *rs, struct rpc_method *out);
 
 #endif
