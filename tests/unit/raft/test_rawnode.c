@@ -14,8 +14,10 @@ struct fixture {
     struct raft_rawnode *rn;
 };
 
+enum { NODE_BATCH_APPENDS = 1, NODE_BOOT_LEASE = 2 };
+
 static void setup_node(struct fixture *f, const uint64_t *peers, size_t n, uint64_t max_apply,
-                       int batch_appends)
+                       int flags)
 {
     assert_int_equal(raft_memory_storage_new(&f->ms), RAFT_OK);
     struct raft_conf_state cs = {.nodes = (uint64_t *)peers, .n_nodes = n};
@@ -27,7 +29,9 @@ static void setup_node(struct fixture *f, const uint64_t *peers, size_t n, uint6
                             .max_size_per_msg = UINT64_MAX,
                             .max_inflight_msgs = 16,
                             .max_committed_size_per_ready = max_apply,
-                            .batch_appends = batch_appends,
+                            .batch_appends = (flags & NODE_BATCH_APPENDS) != 0,
+                            .check_quorum = (flags & NODE_BOOT_LEASE) != 0,
+                            .boot_lease = (flags & NODE_BOOT_LEASE) != 0,
                             .seed = 42};
     assert_int_equal(raft_rawnode_new(&c, &f->rn, NULL, 0), RAFT_OK);
 }
@@ -301,7 +305,7 @@ static void test_batch_appends_one_append_per_ready(void **state)
     (void)state;
     struct fixture f;
     const uint64_t peers[] = {1, 2, 3};
-    setup_node(&f, peers, 3, 0, 1);
+    setup_node(&f, peers, 3, 0, NODE_BATCH_APPENDS);
     raft_rawnode_campaign(f.rn);
     struct raft_ready rd;
     raft_rawnode_ready(f.rn, &rd);
@@ -390,20 +394,8 @@ static void test_boot_lease_refuses_votes_for_one_election_timeout(void **state)
 {
     (void)state;
     struct fixture f;
-    assert_int_equal(raft_memory_storage_new(&f.ms), RAFT_OK);
     const uint64_t peers[] = {1, 2, 3};
-    struct raft_conf_state cs = {.nodes = (uint64_t *)peers, .n_nodes = 3};
-    assert_int_equal(raft_memory_storage_set_conf_state(f.ms, &cs), RAFT_OK);
-    struct raft_config c = {.id = 1,
-                            .election_ticks = 10,
-                            .heartbeat_ticks = 1,
-                            .storage = raft_memory_storage_storage(f.ms),
-                            .max_size_per_msg = UINT64_MAX,
-                            .max_inflight_msgs = 16,
-                            .check_quorum = 1,
-                            .boot_lease = 1,
-                            .seed = 42};
-    assert_int_equal(raft_rawnode_new(&c, &f.rn, NULL, 0), RAFT_OK);
+    setup_node(&f, peers, 3, 0, NODE_BOOT_LEASE);
     struct raft_message m;
     memset(&m, 0, sizeof m);
     m.msg_type = RAFT_MSG_REQUEST_VOTE;
