@@ -80,7 +80,7 @@ struct reader {
     int store;
     volatile int stop;
     uint64_t old_value_latest_start; /* start of the latest read that saw "v1" */
-    uint64_t latest_answered_start;   /* start of the latest read that answered at all */
+    uint64_t latest_answered_start;  /* start of the latest read that answered at all */
     int answered;
 };
 
@@ -171,8 +171,8 @@ static void test_partitioned_leader_never_serves_value_overwritten_by_new_leader
     pthread_join(th, NULL);
     printf("old leader answered %d reads after the partition, the last one started %lld ms after "
            "it (lease %d ms); the new leader's write was acknowledged %lld ms after it\n",
-           rd.answered, (long long)rd.latest_answered_start - (long long)partitioned,
-           LEASE_SPAN_MS, (long long)(acked - partitioned));
+           rd.answered, (long long)rd.latest_answered_start - (long long)partitioned, LEASE_SPAN_MS,
+           (long long)(acked - partitioned));
     assert_true(rd.old_value_latest_start < acked);
     /* Its lease came from a ReadIndex issued before the partition: nothing it answered after
      * can have started a lease span past it. */
