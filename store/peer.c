@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "proto/log.h"
+#include "proto/rpc.h"
 #include "store/raft_codec.h"
 #include "store/raftstore_internal.h"
 #include "store/raftstore_metrics.h"
@@ -301,13 +302,6 @@ static uint64_t lease_span_ms(const struct raftstore *rs)
     return ticks > 0 ? (uint64_t)ticks * (uint64_t)rs->cfg.tick_ms : 0;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static int lease_valid(const struct peer *p, uint64_t now)
 {
     return p->is_leader && now < p->lease_until_ms && p->lease_term == p->ps.hs.term &&
@@ -355,7 +349,7 @@ static int issue_read_index(struct peer *p, uint64_t *id_out)
         ctx[i] = (uint8_t)(id >> (56 - 8 * i));
     if (raft_rawnode_read_index(p->rn, ctx, sizeof ctx) != 0)
         return -1;
-    maybe_probe(p, id, mono_ms());
+    maybe_probe(p, id, rpc_now_ms());
     *id_out = id;
     return 0;
 }
@@ -380,7 +374,7 @@ void peer_read(struct peer *p, struct mail *m)
         raftstore_answer(m->cb, m->cb_arg, STORAGE_ERR_NOMEM, NULL, NULL);
         return;
     }
-    uint64_t now = mono_ms();
+    uint64_t now = rpc_now_ms();
     if (lease_valid(p, now)) {
         /* No other leader can have committed anything: what this one has committed is all
          * there is. Renew the lease in the background once half of it has gone. */

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "proto/log.h"
+#include "proto/rpc.h"
 
 /*
  * One request in flight. It sits in kv's pending list, ordered by deadline (all requests share
@@ -38,13 +39,6 @@ struct raft_kv {
     int stop;
     pthread_t timer;
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Caller holds kv->mu. */
 static void unlink_op(struct raft_kv *kv, struct op *op)
@@ -111,7 +105,7 @@ static void *timer_thread(void *arg)
     struct raft_kv *kv = arg;
     pthread_mutex_lock(&kv->mu);
     while (!kv->stop) {
-        uint64_t now = mono_ms();
+        uint64_t now = rpc_now_ms();
         struct op *op = kv->head;
         if (op && op->deadline_ms <= now) {
             op->answered = 1;
@@ -146,7 +140,7 @@ static struct op *op_new(struct raft_kv *kv, int is_write)
     op->kv = kv;
     op->is_write = is_write;
     pthread_mutex_lock(&kv->mu);
-    op->deadline_ms = mono_ms() + (uint64_t)kv->timeout_ms;
+    op->deadline_ms = rpc_now_ms() + (uint64_t)kv->timeout_ms;
     op->prev = kv->tail;
     if (kv->tail)
         kv->tail->next = op;

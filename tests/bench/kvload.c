@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "bench/etcd_kv.pb-c.h"
+#include "tests/bench/latency.h"
 #include "kvrpcpb.pb-c.h"
 
 #define CALL_TIMEOUT_MS 10000
@@ -50,17 +51,9 @@ struct slot {
 };
 
 struct stats {
-    uint64_t *lat_ns;
-    size_t n, cap;
+    struct latencies lat;
     uint64_t errors;
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int usage(void)
 {
@@ -200,7 +193,7 @@ static int start_call(const struct options *o, grpc_channel *ch, grpc_completion
     ops[5].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
     ops[5].data.recv_status_on_client.status = &s->status;
     ops[5].data.recv_status_on_client.status_details = &s->details;
-    s->started_ns = now_ns();
+    s->started_ns = bench_now_ns();
     grpc_call_error rc = grpc_call_start_batch(s->call, ops, 6, s, NULL);
     grpc_byte_buffer_destroy(req);
     return rc == GRPC_CALL_OK ? 0 : -1;
@@ -213,16 +206,9 @@ static void finish_call(const struct options *o, struct slot *s, struct stats *s
     if (counting) {
         if (!ok) {
             st->errors++;
-        } else {
-            if (st->n == st->cap) {
-                st->cap = st->cap ? st->cap * 2 : 65536;
-                st->lat_ns = realloc(st->lat_ns, st->cap * sizeof *st->lat_ns);
-                if (!st->lat_ns) {
-                    fprintf(stderr, "kvload: out of memory\n");
-                    exit(1);
-                }
-            }
-            st->lat_ns[st->n++] = now_ns() - s->started_ns;
+        } else if (latencies_add(&st->lat, bench_now_ns() - s->started_ns) != 0) {
+            fprintf(stderr, "kvload: out of memory\n");
+            exit(1);
         }
     }
     if (s->resp)
@@ -232,12 +218,6 @@ static void finish_call(const struct options *o, struct slot *s, struct stats *s
     grpc_slice_unref(s->details);
     grpc_call_unref(s->call);
     s->call = NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)
@@ -264,7 +244,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < o.inflight; i++)
         if (start_call(&o, ch, cq, &slots[i], value) == 0)
             live++;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     uint64_t measure_from = t0 + (uint64_t)(o.warmup * 1e9);
     uint64_t end = measure_from + (uint64_t)(o.seconds * 1e9);
     while (live > 0) {
@@ -276,7 +256,7 @@ int main(int argc, char **argv)
         if (ev.type != GRPC_OP_COMPLETE)
             break;
         struct slot *s = ev.tag;
-        uint64_t now = now_ns();
+        uint64_t now = bench_now_ns();
         /* A call counts when it started and ended inside the measured window. */
         finish_call(&o, s, &st, s->started_ns >= measure_from && now <= end);
         live--;
@@ -284,16 +264,12 @@ int main(int argc, char **argv)
             live++;
     }
     double secs = o.seconds;
-    double p50 = 0, p99 = 0;
-    if (st.n) {
-        qsort(st.lat_ns, st.n, sizeof *st.lat_ns, cmp_u64);
-        p50 = st.lat_ns[st.n / 2] / 1e6;
-        p99 = st.lat_ns[(size_t)((double)st.n * 0.99)] / 1e6;
-    }
+    double p50, p99;
+    latencies_percentiles(&st.lat, &p50, &p99);
     printf("kvload system=%s op=%s inflight=%d ops=%zu errors=%llu rps=%.0f p50_ms=%.2f "
            "p99_ms=%.2f\n",
-           o.etcd ? "etcd" : "ours", o.put ? "put" : "get", o.inflight, st.n,
-           (unsigned long long)st.errors, (double)st.n / secs, p50, p99);
+           o.etcd ? "etcd" : "ours", o.put ? "put" : "get", o.inflight, st.lat.n,
+           (unsigned long long)st.errors, (double)st.lat.n / secs, p50, p99);
     grpc_completion_queue_shutdown(cq);
     while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
            GRPC_QUEUE_SHUTDOWN)
@@ -301,8 +277,8 @@ int main(int argc, char **argv)
     grpc_completion_queue_destroy(cq);
     grpc_channel_destroy(ch);
     free(slots);
-    free(st.lat_ns);
+    latencies_free(&st.lat);
     free(value);
     grpc_shutdown();
-    return st.n ? 0 : 1;
+    return st.lat.n ? 0 : 1;
 }

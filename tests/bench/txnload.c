@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "client/client.h"
+#include "tests/bench/latency.h"
 
 struct shared {
     struct client *client;
@@ -33,17 +34,9 @@ struct worker {
     struct shared *sh;
     pthread_t thread;
     unsigned seed;
-    uint64_t *lat_ns;
-    size_t n, cap;
+    struct latencies lat;
     uint64_t errors;
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int one_op(struct shared *sh, const char *key, const uint8_t *value)
 {
@@ -69,36 +62,24 @@ static void *run(void *arg)
         return NULL;
     memset(value, 'v', sh->value_size);
     for (;;) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         if (t0 >= sh->end_ns)
             break;
         char key[32];
         snprintf(key, sizeof key, "txnbench-%08d", (int)(rand_r(&w->seed) % (unsigned)sh->keys));
         int rc = one_op(sh, key, value);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = bench_now_ns();
         if (t0 < sh->start_ns || t1 > sh->end_ns)
             continue; /* warm-up, or ended past the window */
         if (rc) {
             w->errors++;
             continue;
         }
-        if (w->n == w->cap) {
-            w->cap = w->cap ? w->cap * 2 : 4096;
-            uint64_t *grown = realloc(w->lat_ns, w->cap * sizeof *grown);
-            if (!grown)
-                break;
-            w->lat_ns = grown;
-        }
-        w->lat_ns[w->n++] = t1 - t0;
+        if (latencies_add(&w->lat, t1 - t0) != 0)
+            break;
     }
     free(value);
     return NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)
@@ -139,7 +120,7 @@ int main(int argc, char **argv)
     struct worker *ws = calloc((size_t)threads, sizeof *ws);
     if (!ws)
         return 1;
-    sh.start_ns = now_ns() + (uint64_t)(warmup * 1e9);
+    sh.start_ns = bench_now_ns() + (uint64_t)(warmup * 1e9);
     sh.end_ns = sh.start_ns + (uint64_t)(seconds * 1e9);
     int started = 0;
     for (int i = 0; i < threads; i++) {
@@ -148,31 +129,21 @@ int main(int argc, char **argv)
             break;
         started++;
     }
-    size_t total = 0;
+    struct latencies all = {0};
     uint64_t errors = 0;
     for (int i = 0; i < started; i++) {
         pthread_join(ws[i].thread, NULL);
-        total += ws[i].n;
         errors += ws[i].errors;
+        if (latencies_take(&all, &ws[i].lat) != 0)
+            latencies_free(&ws[i].lat);
     }
-    uint64_t *all = malloc((total ? total : 1) * sizeof *all);
-    size_t k = 0;
-    for (int i = 0; i < started; i++) {
-        if (all)
-            memcpy(all + k, ws[i].lat_ns, ws[i].n * sizeof *all);
-        k += ws[i].n;
-        free(ws[i].lat_ns);
-    }
-    double p50 = 0, p99 = 0;
-    if (all && total) {
-        qsort(all, total, sizeof *all, cmp_u64);
-        p50 = all[total / 2] / 1e6;
-        p99 = all[(size_t)((double)total * 0.99)] / 1e6;
-    }
+    size_t total = all.n;
+    double p50, p99;
+    latencies_percentiles(&all, &p50, &p99);
     printf("txnload mode=%s threads=%d ops=%zu errors=%llu rps=%.0f p50_ms=%.2f p99_ms=%.2f\n",
            txn ? "txn" : "raw", started, total, (unsigned long long)errors, (double)total / seconds,
            p50, p99);
-    free(all);
+    latencies_free(&all);
     free(ws);
     client_free(sh.client);
     return total ? 0 : 1;

@@ -52,6 +52,26 @@ static void persist(struct fixture *f, const struct raft_ready *rd)
         raft_memory_storage_set_hard_state(f->ms, &rd->hard_state);
 }
 
+/* Node 1 campaigns (its Ready persisted) and is granted a vote by node 2, which makes it leader
+ * of a group of two or three at term 1. The Ready holding its no-op entry is left to the caller.
+ * Returns the vote message, from 2 to 1 at term 1, for the caller to reuse. */
+static struct raft_message win_election(struct fixture *f)
+{
+    raft_rawnode_campaign(f->rn);
+    struct raft_ready rd;
+    raft_rawnode_ready(f->rn, &rd);
+    persist(f, &rd);
+    raft_rawnode_advance(f->rn, &rd);
+    struct raft_message m;
+    memset(&m, 0, sizeof m);
+    m.msg_type = RAFT_MSG_REQUEST_VOTE_RESPONSE;
+    m.from = 2;
+    m.to = 1;
+    m.term = 1;
+    raft_rawnode_step(f->rn, &m);
+    return m;
+}
+
 /* A single node campaigns, and its Readies carry role, hard state, entries to persist and entries
  * to apply, each exactly once. */
 static void test_ready_contract_single_node(void **state)
@@ -251,18 +271,8 @@ static void test_must_sync_only_for_term_vote_entries(void **state)
     struct fixture f;
     const uint64_t peers[] = {1, 2};
     setup_node(&f, peers, 2, 0, 0);
-    raft_rawnode_campaign(f.rn);
+    struct raft_message m = win_election(&f); /* leader, with a no-op at index 1 */
     struct raft_ready rd;
-    raft_rawnode_ready(f.rn, &rd);
-    persist(&f, &rd);
-    raft_rawnode_advance(f.rn, &rd);
-    struct raft_message m;
-    memset(&m, 0, sizeof m);
-    m.msg_type = RAFT_MSG_REQUEST_VOTE_RESPONSE;
-    m.from = 2;
-    m.to = 1;
-    m.term = 1;
-    raft_rawnode_step(f.rn, &m); /* wins: leader, appends a no-op */
     raft_rawnode_ready(f.rn, &rd);
     assert_true(rd.must_sync);
     persist(&f, &rd);
@@ -306,18 +316,8 @@ static void test_batch_appends_one_append_per_ready(void **state)
     struct fixture f;
     const uint64_t peers[] = {1, 2, 3};
     setup_node(&f, peers, 3, 0, NODE_BATCH_APPENDS);
-    raft_rawnode_campaign(f.rn);
+    struct raft_message m = win_election(&f); /* leader at term 1 with a no-op at index 1 */
     struct raft_ready rd;
-    raft_rawnode_ready(f.rn, &rd);
-    persist(&f, &rd);
-    raft_rawnode_advance(f.rn, &rd);
-    struct raft_message m;
-    memset(&m, 0, sizeof m);
-    m.msg_type = RAFT_MSG_REQUEST_VOTE_RESPONSE;
-    m.from = 2;
-    m.to = 1;
-    m.term = 1;
-    raft_rawnode_step(f.rn, &m); /* leader at term 1 with a no-op at index 1 */
     raft_rawnode_ready(f.rn, &rd);
     persist(&f, &rd);
     raft_rawnode_advance(f.rn, &rd);
