@@ -171,15 +171,11 @@ static void handle_append_response(struct raft *r, struct raft_progress *pr,
     } else if (old_paused) {
         raft_send_append(r, id);
     }
+    /* Keep the pipe full: with room in the window, send what is left (batch_appends: at the
+     * next Ready). */
+    if (!r->batch_appends)
+        raft_send_remaining(r, id);
     pr = raft_progress_get(r, id);
-    /* Keep the pipe full: with room in the window, send what is left. */
-    while (!r->batch_appends && pr != NULL && pr->state == RAFT_PROGRESS_REPLICATE &&
-           !raft_progress_is_paused(pr) && pr->next <= raft_log_last_index(&r->log)) {
-        uint64_t before = pr->next;
-        raft_send_append(r, id);
-        if (pr->next == before)
-            break;
-    }
     if (id == r->lead_transferee && pr != NULL && pr->match == raft_log_last_index(&r->log)) {
         raft_logf(r, RAFT_LOG_INFO, "sent timeout-now to %llu: its log is up to date",
                   (unsigned long long)id);

@@ -236,6 +236,8 @@ void raft_send_append(struct raft *r, uint64_t to);
 void raft_bcast_append(struct raft *r);
 /* raft_bcast_append now, or at the next Ready with batch_appends. */
 void raft_bcast_append_soon(struct raft *r);
+/* Sends `to` what it lacks while its window has room (replicating followers only). */
+void raft_send_remaining(struct raft *r, uint64_t to);
 /* Sends an append broadcast owed by raft_bcast_append_soon, if any (and still leader). */
 void raft_flush_bcast(struct raft *r);
 void raft_bcast_heartbeat(struct raft *r, const uint8_t *ctx, size_t ctx_len);

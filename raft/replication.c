@@ -138,14 +138,19 @@ void raft_flush_bcast(struct raft *r)
          * index); then, with room in the window, whatever the follower still lacks. */
         if (all)
             raft_send_append(r, id);
-        struct raft_progress *pr = raft_progress_get(r, id);
-        while (pr != NULL && pr->state == RAFT_PROGRESS_REPLICATE && !raft_progress_is_paused(pr) &&
-               pr->next <= raft_log_last_index(&r->log)) {
-            uint64_t before = pr->next;
-            raft_send_append(r, id);
-            if (pr->next == before)
-                break;
-        }
+        raft_send_remaining(r, id);
+    }
+}
+
+void raft_send_remaining(struct raft *r, uint64_t to)
+{
+    struct raft_progress *pr = raft_progress_get(r, to);
+    while (pr != NULL && pr->state == RAFT_PROGRESS_REPLICATE && !raft_progress_is_paused(pr) &&
+           pr->next <= raft_log_last_index(&r->log)) {
+        uint64_t before = pr->next;
+        raft_send_append(r, to);
+        if (pr->next == before)
+            break;
     }
 }
 
