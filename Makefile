@@ -190,7 +190,8 @@ $(GEN)/bench/%.pb-c.c $(GEN)/bench/%.pb-c.h: tests/bench/%.proto | deps
 	@echo "  PROTOC  $<"
 	@protoc-c --proto_path=tests --c_out=$(GEN) $<
 
-$(BUILD)/tests/bench/%.o: $(BENCH_PROTO_SRCS:.c=.h)
+# Explicit targets: a pattern rule without a recipe would not add these prerequisites.
+$(addsuffix .o,$(BENCH_BINS)): $(BENCH_PROTO_SRCS:.c=.h)
 $(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(BENCH_PROTO_SRCS:.c=.o) $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
