@@ -45,7 +45,7 @@ DEB_PACKAGES := gcc make pkg-config libfuse3-dev fuse3 librocksdb-dev libprotobu
 
 MODULES := codec metrics raft proto store mvcc server pd client fs
 # Link order: a library comes before the libraries it uses.
-LINK_ORDER := fs client server mvcc store pd codec raft proto metrics
+LINK_ORDER := fs server client mvcc store pd codec raft proto metrics
 
 PROTOS := $(wildcard proto/*.proto)
 PROTO_SRCS := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))

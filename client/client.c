@@ -268,4 +268,5 @@ void client_stats_get(struct client *c, struct client_stats *out)
     out->pd_region_lookups = atomic_load(&c->stat_pd_region_lookups);
     out->region_errors = atomic_load(&c->stat_region_errors);
     out->lock_resolves = atomic_load(&c->stat_lock_resolves);
+    out->one_pc_commits = atomic_load(&c->stat_one_pc_commits);
 }

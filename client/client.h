@@ -74,6 +74,7 @@ struct client_options {
     int backoff_max_ms;   /* largest retry delay [500] */
     uint64_t lock_ttl_ms; /* TTL of a transaction's locks [3000] */
     int tso_max_batch;    /* most timestamps asked in one TSO round trip [4096; at most 65536] */
+    int two_phase_only;   /* never ask the stores for one-phase commit [0: ask when it fits] */
 };
 
 struct client;
@@ -221,15 +222,20 @@ int client_txn_put(struct client_txn *txn, const void *key, size_t key_len, cons
 int client_txn_delete(struct client_txn *txn, const void *key, size_t key_len);
 
 /*
- * client_txn_commit runs two-phase commit: prewrite every mutation, grouped
- * by region, with the smallest key as primary (the primary's region first);
- * take a commit ts from the TSO; commit the primary together with the
- * secondaries of its region (one request: all or none), then the others.
+ * client_txn_commit commits in one phase when every mutation fits one
+ * prewrite request to one region: the store takes the commit ts and writes
+ * the transaction at once (one Raft round, no locks), unless it answers that
+ * it locked the keys instead. Otherwise it runs two-phase commit: prewrite
+ * every mutation, grouped by region, with the smallest key as primary (the
+ * primary's region first); take a commit ts from the TSO; commit the primary
+ * together with the secondaries of its region (one request: all or none),
+ * then the others.
  * On a conflict the prewritten locks are rolled back and it returns
  * CLIENT_ERR_CONFLICT. *commit_ts (may be NULL) gets the commit ts (the
  * start ts for a transaction without writes). After it returns, only
  * client_txn_free is allowed. CLIENT_ERR_UNDETERMINED: the primary commit
- * was sent but not acknowledged; the transaction may or may not be visible.
+ * (or a one-phase prewrite) was sent but not acknowledged; the transaction
+ * may or may not be visible.
  */
 int client_txn_commit(struct client_txn *txn, client_ts *commit_ts);
 
@@ -248,6 +254,7 @@ struct client_stats {
     uint64_t pd_region_lookups; /* GetRegion calls to the scheduler */
     uint64_t region_errors;     /* region errors met (and retried) */
     uint64_t lock_resolves;     /* locks resolved (KvResolveLock sent) */
+    uint64_t one_pc_commits;    /* transactions a store committed in one phase */
 };
 
 void client_stats_get(struct client *c, struct client_stats *out);

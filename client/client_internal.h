@@ -190,6 +190,7 @@ struct client {
     _Atomic uint64_t stat_pd_region_lookups;
     _Atomic uint64_t stat_region_errors;
     _Atomic uint64_t stat_lock_resolves;
+    _Atomic uint64_t stat_one_pc_commits;
 };
 
 /* client_seterr records the calling thread's detail for client_last_error

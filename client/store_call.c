@@ -21,6 +21,8 @@ static const char *handle_region_error(struct client *c, const struct region_loc
     }
     if (e->stale_command)
         return "stale command"; /* the same leader may well take it again */
+    if (e->server_is_busy)
+        return "server is busy"; /* the same leader, after a backoff */
     if (e->undetermined)
         return "undetermined"; /* an idempotent command: sending it again is safe */
     if (e->store_not_match)

@@ -491,10 +491,15 @@ static int for_each_region_group(struct client_txn *t, size_t lo, size_t hi, gro
     return 0;
 }
 
+struct prewrite_arg {
+    client_ts one_pc_commit_ts; /* nonzero: the store committed the whole transaction at it */
+    int one_pc_sent;            /* a one-phase request went out: a failure may hide a commit */
+};
+
 static int prewrite_group(struct client_txn *t, const struct region_loc *loc, size_t lo, size_t hi,
                           void *arg, struct backoff *b)
 {
-    (void)arg;
+    struct prewrite_arg *pa = arg;
     struct client *c = t->c;
     size_t n = hi - lo;
     Kvrpcpb__Mutation *ms = calloc(n, sizeof *ms);
@@ -524,6 +529,9 @@ static int prewrite_group(struct client_txn *t, const struct region_loc *loc, si
      * add the time the transaction has lived so far, so a transaction kept
      * open long (a file being written) is not rolled back as it commits. */
     req.lock_ttl = c->opts.lock_ttl_ms + (rpc_now_ms() - t->begin_ms);
+    /* The whole transaction in this one request: the store may commit it right away. */
+    req.try_one_pc = lo == 0 && hi == t->n && !c->opts.two_phase_only;
+    pa->one_pc_sent |= req.try_one_pc;
     ProtobufCMessage *msg;
     int rc = client_store_call(c, loc, "/tinykvpb.TinyKv/KvPrewrite", &req.base,
                                &kvrpcpb__prewrite_response__descriptor, &msg, b);
@@ -552,6 +560,8 @@ static int prewrite_group(struct client_txn *t, const struct region_loc *loc, si
         if (!rc)
             rc = CLIENT_RETRY_REGION;
     }
+    if (!rc && resp->n_errors == 0 && req.try_one_pc)
+        pa->one_pc_commit_ts = resp->one_pc_commit_ts;
     protobuf_c_message_free_unpacked(msg, NULL);
     return rc;
 }
@@ -645,12 +655,24 @@ int client_txn_commit(struct client_txn *txn, client_ts *commit_ts)
     client_backoff_init(&b, c);
     /* The primary (smallest key) is in the first group, so its lock exists
      * before any secondary's: a reader finding a secondary can always check it. */
-    rc = for_each_region_group(txn, 0, txn->n, prewrite_group, NULL, &b, NULL);
+    struct prewrite_arg pa = {0};
+    rc = for_each_region_group(txn, 0, txn->n, prewrite_group, &pa, &b, NULL);
     if (rc) {
         char why[CLIENT_ERRMSG_BYTES];
         snprintf(why, sizeof why, "%s", client_last_error(c));
         rollback_all(txn, &b);
+        /* Only a key error (a conflict) proves that no one-phase attempt committed: a retry
+         * after a commit finds its own commit record and answers it. */
+        if (pa.one_pc_sent && rc != CLIENT_ERR_CONFLICT)
+            return client_seterr(c, CLIENT_ERR_UNDETERMINED, "one-phase commit unacknowledged: %s",
+                                 why);
         return client_seterr(c, rc, "%s", why);
+    }
+    if (pa.one_pc_commit_ts) {
+        atomic_fetch_add(&c->stat_one_pc_commits, 1);
+        if (commit_ts)
+            *commit_ts = pa.one_pc_commit_ts;
+        return 0;
     }
     struct commit_arg ca;
     rc = client_tso(c, &ca.commit_ts);

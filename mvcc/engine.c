@@ -20,8 +20,15 @@ int mvcc_engine_new(struct storage *storage, size_t latch_slots, struct mvcc_eng
     if (!e)
         return MVCC_ERR_NOMEM;
     e->storage = storage;
+    e->mem_lock_wait_ms = MVCC_MEM_LOCK_WAIT_MS;
     rc = mvcc_latches_init(&e->latches, latch_slots ? latch_slots : DEFAULT_LATCH_SLOTS);
     if (rc != MVCC_OK) {
+        free(e);
+        return rc;
+    }
+    rc = mvcc_mem_locks_init(&e->mem_locks);
+    if (rc != MVCC_OK) {
+        mvcc_latches_close(&e->latches);
         free(e);
         return rc;
     }
@@ -33,8 +40,30 @@ void mvcc_engine_free(struct mvcc_engine *e)
 {
     if (!e)
         return;
+    mvcc_mem_locks_close(&e->mem_locks);
     mvcc_latches_close(&e->latches);
     free(e);
+}
+
+void mvcc_engine_set_ts_source(struct mvcc_engine *e, mvcc_ts_fn fn, void *arg)
+{
+    e->ts_source = fn;
+    e->ts_source_arg = arg;
+}
+
+int mvcc_wait_mem_locks(struct mvcc_engine *e, const void *start, size_t start_len, const void *end,
+                        size_t end_len, uint64_t read_ts, struct storage_error *serr)
+{
+    if (!mvcc_mem_locks_wait(&e->mem_locks, start, start_len, end, end_len, read_ts,
+                             e->mem_lock_wait_ms))
+        return MVCC_OK;
+    memset(serr, 0, sizeof(*serr));
+    serr->code = STORAGE_ERR_REGION;
+    serr->region_kind = STORAGE_REGION_ERR_SERVER_IS_BUSY;
+    snprintf(serr->msg, sizeof serr->msg,
+             "a one-phase commit on a key read at %llu has been in flight for %d ms",
+             (unsigned long long)read_ts, e->mem_lock_wait_ms);
+    return MVCC_ERR_REGION;
 }
 
 const char *mvcc_strerror(int code)

@@ -20,9 +20,14 @@ int mvcc_get(struct mvcc_engine *e, const struct storage_ctx *ctx, const void *k
     if (mvcc_check_key(&out->error, "key", key, key_len))
         return MVCC_OK;
 
-    rc = mvcc_open_reader(e, ctx, &reader, &out->storage_err, out->errmsg);
-    if (rc != MVCC_OK)
+    /* Before the snapshot: a one-phase commit gone from the table has applied. */
+    rc = mvcc_wait_mem_locks(e, key, key_len, NULL, 0, version, &out->storage_err);
+    if (rc == MVCC_OK)
+        rc = mvcc_open_reader(e, ctx, &reader, &out->storage_err, out->errmsg);
+    if (rc != MVCC_OK) {
+        mvcc_errmsg_default(out->errmsg, rc, &out->storage_err);
         return rc;
+    }
     mvcc_txn_init(&txn, reader, version);
 
     rc = mvcc_txn_get_lock(&txn, key, key_len, &lock, &found);

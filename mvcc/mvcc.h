@@ -43,7 +43,9 @@
  * one engine. Writing commands (prewrite, commit, batch rollback, check txn
  * status, resolve lock) take the latches of their keys for the whole
  * read-check-write; reads (get, scan) work on a storage snapshot without
- * latches.
+ * latches, taken after waiting (at most MVCC_MEM_LOCK_WAIT_MS, then a
+ * ServerIsBusy region error) for any one-phase commit in flight on their
+ * keys that could commit at or below their version.
  *
  * Errors: commands return 0 when the command ran to its end; its outcome,
  * including per-key errors (lock conflicts, write conflicts, invalid input),
@@ -64,6 +66,10 @@
 /* Largest user key and value the commands accept. */
 #define MVCC_MAX_KEY_BYTES 8192
 #define MVCC_MAX_VALUE_BYTES (8u * 1024u * 1024u)
+/* Longest a read waits for a one-phase commit in flight on its keys. */
+#define MVCC_MEM_LOCK_WAIT_MS 3000
+/* How long a one-phase commit's write waits for Raft's verdict (storage_ctx.timeout_ms). */
+#define MVCC_ONE_PC_WRITE_TIMEOUT_MS 60000
 
 /* The physical part (milliseconds) of a TSO timestamp. */
 static inline uint64_t mvcc_ts_physical_ms(uint64_t ts)
@@ -205,6 +211,9 @@ struct mvcc_scan_result {
 struct mvcc_prewrite_result {
     struct mvcc_key_error *errors; /* owned array of n_errors; empty on success */
     size_t n_errors;
+    /* Nonzero: the transaction committed at this ts in one phase (no locks left to commit);
+     * 0 after a successful prewrite: the keys are locked, commit them as usual. */
+    uint64_t one_pc_commit_ts;
     struct storage_error storage_err;
     char errmsg[256];
 };
@@ -248,6 +257,17 @@ struct mvcc_engine;
  */
 int mvcc_engine_new(struct storage *storage, size_t latch_slots, struct mvcc_engine **out);
 void mvcc_engine_free(struct mvcc_engine *e);
+
+/* Hands out one fresh TSO timestamp in *ts; returns 0, or nonzero when none could be had. It may
+ * block (a round trip to the scheduler) and is called from command threads concurrently. */
+typedef int (*mvcc_ts_fn)(void *arg, uint64_t *ts);
+
+/*
+ * mvcc_engine_set_ts_source gives the engine a timestamp source (fn and arg borrowed until the
+ * engine is freed), which lets prewrites that ask for it commit in one phase. Call it before the
+ * first command. Without one, every prewrite locks its keys (two-phase commit).
+ */
+void mvcc_engine_set_ts_source(struct mvcc_engine *e, mvcc_ts_fn fn, void *arg);
 
 /*
  * In all commands: `ctx` (borrowed, may be NULL for standalone storage) is
@@ -296,6 +316,9 @@ struct mvcc_prewrite_req {
     size_t primary_len;
     uint64_t start_ts;
     uint64_t lock_ttl_ms;
+    /* Commit in one phase if the engine can (kvrpcpb try_one_pc): the caller promises these are
+     * all the transaction's mutations. */
+    int try_one_pc;
 };
 
 /*
@@ -306,7 +329,17 @@ struct mvcc_prewrite_req {
  * rollback record. Invalid input (empty primary with mutations, empty or
  * oversized keys, oversized values, op ROLLBACK) gives INVALID errors. If any
  * key fails, out->errors lists every failure and nothing is written. A key
- * mutated twice in one request takes the last mutation.
+ * mutated twice in one request takes the last mutation. A key that already
+ * holds this transaction's own commit record (an earlier one-phase attempt
+ * whose answer was lost) is left alone: it is committed.
+ *
+ * One-phase commit (try_one_pc, with a ts source set): after the same checks,
+ * the keys go into the in-memory lock table (readers that could see the write
+ * wait for it), a commit ts is taken from the source, and values and write
+ * records at that ts go into one batch with no lock records;
+ * out->one_pc_commit_ts says so. A retry of a transaction so committed
+ * answers the same commit ts and writes nothing. When no ts can be had the
+ * prewrite falls back to locking the keys (one_pc_commit_ts 0).
  */
 int mvcc_prewrite(struct mvcc_engine *e, const struct storage_ctx *ctx,
                   const struct mvcc_prewrite_req *req, struct mvcc_prewrite_result *out);

@@ -76,6 +76,14 @@ struct mvcc_write {
     enum mvcc_write_kind kind;
 };
 
+/* The lock and write record kind of a prewrite mutation's op (PUT, DEL or LOCK). */
+static inline enum mvcc_write_kind mvcc_write_kind_of_op(enum mvcc_op op)
+{
+    return op == MVCC_OP_PUT   ? MVCC_WRITE_PUT
+           : op == MVCC_OP_DEL ? MVCC_WRITE_DELETE
+                               : MVCC_WRITE_LOCK;
+}
+
 /* Bytes of the encoded lock record. */
 size_t mvcc_lock_encoded_len(const struct mvcc_lock *lock);
 /* Encodes into out (mvcc_lock_encoded_len bytes). */
@@ -195,12 +203,63 @@ int mvcc_latches_acquire(struct mvcc_latches *l, const struct mvcc_key_slice *ke
                          struct mvcc_latch_guard *g);
 void mvcc_latches_release(struct mvcc_latches *l, struct mvcc_latch_guard *g);
 
+/* ---- mem_locks.c ---- */
+
+/*
+ * The keys of a one-phase commit from before it asks for its commit ts until its write has
+ * applied (or failed). A reader at read_ts that could see such a write (its commit ts is not
+ * known yet, or is <= read_ts) waits for it before taking its snapshot: the write has no lock
+ * record in the lock CF to stop the reader the way a prewrite's lock does, so without this a
+ * read could miss a commit below its own timestamp and then see it on a second look.
+ */
+struct mvcc_mem_lock {
+    const struct mvcc_key_slice *keys; /* borrowed from the prewrite, valid while listed */
+    size_t n_keys;
+    uint64_t commit_ts; /* 0 until taken; guarded by the table's mu */
+    struct mvcc_mem_lock *prev, *next;
+};
+
+struct mvcc_mem_locks {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* CLOCK_MONOTONIC; broadcast on every change */
+    struct mvcc_mem_lock *head; /* guarded by mu */
+    int waiters;                /* readers waiting now, guarded by mu (tests look at it) */
+    int ready;
+};
+
+int mvcc_mem_locks_init(struct mvcc_mem_locks *l);
+void mvcc_mem_locks_close(struct mvcc_mem_locks *l);
+/* add lists m (caller-owned, listed until remove) with commit ts unknown. */
+void mvcc_mem_locks_add(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m);
+void mvcc_mem_locks_set_commit_ts(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m,
+                                  uint64_t commit_ts);
+void mvcc_mem_locks_remove(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m);
+/*
+ * mvcc_mem_locks_wait waits, at most timeout_ms, until no listed lock that may commit at or
+ * below read_ts holds a key in [start, end) (end_len 0: no upper bound), or the key start itself
+ * when end is NULL. Returns 0, or 1 when the time ran out.
+ */
+int mvcc_mem_locks_wait(struct mvcc_mem_locks *l, const void *start, size_t start_len,
+                        const void *end, size_t end_len, uint64_t read_ts, int timeout_ms);
+
 /* ---- engine.c: the engine and shared command helpers ---- */
 
 struct mvcc_engine {
     struct storage *storage; /* borrowed */
     struct mvcc_latches latches;
+    struct mvcc_mem_locks mem_locks;
+    /* Where one-phase commits take their commit ts; NULL: prewrites never commit in one phase. */
+    mvcc_ts_fn ts_source;
+    void *ts_source_arg;
+    int mem_lock_wait_ms; /* MVCC_MEM_LOCK_WAIT_MS; tests shorten it */
 };
+
+/*
+ * mvcc_wait_mem_locks is mvcc_mem_locks_wait for a read command: when the time runs out it
+ * fills serr as a ServerIsBusy region error and returns MVCC_ERR_REGION.
+ */
+int mvcc_wait_mem_locks(struct mvcc_engine *e, const void *start, size_t start_len, const void *end,
+                        size_t end_len, uint64_t read_ts, struct storage_error *serr);
 
 /*
  * mvcc_key_error_set fills e with kind and a formatted message; locked and

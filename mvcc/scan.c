@@ -158,9 +158,15 @@ int mvcc_scan(struct mvcc_engine *e, const struct storage_ctx *ctx, const struct
     st.end_len = end_key_len;
     st.max_bytes = req->max_bytes;
     st.key_only = req->key_only;
-    rc = mvcc_open_reader(e, ctx, &st.reader, &out->storage_err, out->errmsg);
-    if (rc != MVCC_OK)
+    /* Before the snapshot: a one-phase commit gone from the table has applied. */
+    rc = mvcc_wait_mem_locks(e, start_key ? start_key : "", start_key_len, end_key ? end_key : "",
+                             end_key_len, version, &out->storage_err);
+    if (rc == MVCC_OK)
+        rc = mvcc_open_reader(e, ctx, &st.reader, &out->storage_err, out->errmsg);
+    if (rc != MVCC_OK) {
+        mvcc_errmsg_default(out->errmsg, rc, &out->storage_err);
         return rc;
+    }
     rc = storage_reader_iter(st.reader, STORAGE_CF_LOCK, &st.lit);
     if (rc == STORAGE_OK)
         rc = storage_reader_iter(st.reader, STORAGE_CF_WRITE, &st.wit);

@@ -182,6 +182,15 @@ Errorpb__Error *kv_region_error_new(const struct kv_service *svc, const struct s
         e->store_not_match = s;
         break;
     }
+    case STORAGE_REGION_ERR_SERVER_IS_BUSY: {
+        Errorpb__ServerIsBusy *b = malloc(sizeof *b);
+        if (b) {
+            errorpb__server_is_busy__init(b);
+            b->reason = strdup(err->msg);
+        }
+        e->server_is_busy = b;
+        break;
+    }
     case STORAGE_REGION_ERR_UNDETERMINED: {
         Errorpb__Undetermined *u = malloc(sizeof *u);
         if (u)

@@ -38,6 +38,7 @@ struct kv_service {
     struct metrics *metrics;  /* borrowed; outlives the service; NULL counts nothing */
     /* Looked up in `metrics` by kv_service_methods (NULL without it). */
     struct metrics_counter *txn_locks_met, *txn_conflicts;
+    struct metrics_counter *txn_prewrites_one_pc, *txn_prewrites_two_pc;
     struct metrics_counter *txn_locks_committed, *txn_locks_rolled_back;
 };
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "client/client.h"
 #include "mvcc/mvcc.h"
 #include "proto/log.h"
 #include "proto/rpc.h"
@@ -32,11 +33,21 @@ struct node {
     struct raftstore *rs;
     struct storage *storage;
     struct mvcc_engine *mvcc;
+    struct client *tso; /* the scheduler's batched TSO stream, for one-phase commits */
     struct kv_service svc;
     struct rpc_server *server;
     uint64_t store_id;
     struct raftstore_metrics rs_metrics;
 };
+
+/* mvcc_ts_fn over the client library's TSO: concurrent callers share one round trip. */
+static int node_tso(void *arg, uint64_t *ts)
+{
+    client_ts t = 0;
+    int rc = client_tso(arg, &t);
+    *ts = t;
+    return rc;
+}
 
 static int read_store_ident(struct engine *kv, uint64_t *store_id, uint64_t *cluster_id)
 {
@@ -223,6 +234,14 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         snprintf(errbuf, len, "out of memory");
         goto fail;
     }
+    /* Short deadlines: a one-phase commit that gets no timestamp soon locks its keys instead. */
+    struct client_options topts = {.timeout_ms = 2000, .rpc_timeout_ms = 1000};
+    char terr[256];
+    if (client_new(cfg->scheduler, &topts, &n->tso, terr, sizeof terr) != 0) {
+        snprintf(errbuf, len, "timestamp link to the scheduler %s: %s", cfg->scheduler, terr);
+        goto fail;
+    }
+    mvcc_engine_set_ts_source(n->mvcc, node_tso, n->tso);
     n->svc.storage = n->storage;
     n->svc.mvcc = n->mvcc;
     n->svc.rs = n->rs;
@@ -269,6 +288,7 @@ void node_stop(struct node *n)
     transport_free(n->transport);
     pd_worker_free(n->pd);
     mvcc_engine_free(n->mvcc);
+    client_free(n->tso);
     storage_free(n->storage);
     rpc_client_free(n->rpc);
     engine_close(n->kv);

@@ -219,6 +219,7 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
         .primary_len = req->primary_lock.len,
         .start_ts = req->start_version,
         .lock_ttl_ms = req->lock_ttl,
+        .try_one_pc = req->try_one_pc,
     };
     kv_ctx_from_proto(req->context, &ctx);
     ctx.keys = touched;
@@ -239,6 +240,11 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
         }
         resp.errors = ptrs;
         resp.n_errors = r.n_errors;
+    }
+    if (!rc && !r.n_errors) {
+        resp.one_pc_commit_ts = r.one_pc_commit_ts;
+        metrics_counter_inc(r.one_pc_commit_ts ? svc->txn_prewrites_one_pc
+                                               : svc->txn_prewrites_two_pc);
     }
     reply_and_free_region(call, &resp.base, resp.region_error);
 cleanup:
@@ -396,6 +402,12 @@ size_t kv_txn_methods(struct kv_service *svc, struct rpc_method *out)
         metrics_counter(svc->metrics, "tinykv_txn_key_errors_total", met, "kind=\"locked\"");
     svc->txn_conflicts = metrics_counter(svc->metrics, "tinykv_txn_key_errors_total", met,
                                          "kind=\"write_conflict\"");
+    static const char pw[] =
+        "KvPrewrite calls that succeeded, by phase: one (committed at once) or two (keys locked).";
+    svc->txn_prewrites_one_pc =
+        metrics_counter(svc->metrics, "tinykv_txn_prewrites_total", pw, "phases=\"one\"");
+    svc->txn_prewrites_two_pc =
+        metrics_counter(svc->metrics, "tinykv_txn_prewrites_total", pw, "phases=\"two\"");
     static const char res[] = "KvResolveLock calls that resolved a transaction's locks, by action.";
     svc->txn_locks_committed =
         metrics_counter(svc->metrics, "tinykv_txn_resolve_locks_total", res, "action=\"commit\"");

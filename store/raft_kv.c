@@ -13,10 +13,10 @@
 #include "proto/rpc.h"
 
 /*
- * One request in flight. It sits in kv's pending list, ordered by deadline (all requests share
- * one timeout, so arrival order is deadline order), until it is answered: by the raftstore's
- * callback or by the timer, whichever comes first, under kv->mu. The raftstore calls back
- * exactly once, even after the timer answered, and that call frees it.
+ * One request in flight. It sits in kv's pending list, ordered by deadline (most requests share
+ * one timeout, so a new one almost always goes at the tail), until it is answered: by the
+ * raftstore's callback or by the timer, whichever comes first, under kv->mu. The raftstore calls
+ * back exactly once, even after the timer answered, and that call frees it.
  */
 struct op {
     struct raft_kv *kv;
@@ -131,8 +131,8 @@ static void *timer_thread(void *arg)
     return NULL;
 }
 
-/* A new pending request, in the list; NULL on OOM. */
-static struct op *op_new(struct raft_kv *kv, int is_write)
+/* A new pending request, in the list by deadline (timeout_ms 0: kv's own); NULL on OOM. */
+static struct op *op_new(struct raft_kv *kv, int is_write, int timeout_ms)
 {
     struct op *op = calloc(1, sizeof *op);
     if (!op)
@@ -140,13 +140,20 @@ static struct op *op_new(struct raft_kv *kv, int is_write)
     op->kv = kv;
     op->is_write = is_write;
     pthread_mutex_lock(&kv->mu);
-    op->deadline_ms = rpc_now_ms() + (uint64_t)kv->timeout_ms;
-    op->prev = kv->tail;
-    if (kv->tail)
-        kv->tail->next = op;
+    op->deadline_ms = rpc_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : kv->timeout_ms);
+    struct op *after = kv->tail;
+    while (after && after->deadline_ms > op->deadline_ms)
+        after = after->prev;
+    op->prev = after;
+    op->next = after ? after->next : kv->head;
+    if (op->next)
+        op->next->prev = op;
+    else
+        kv->tail = op;
+    if (after)
+        after->next = op;
     else
         kv->head = op;
-    kv->tail = op;
     if (kv->head == op)
         pthread_cond_signal(&kv->cond);
     pthread_mutex_unlock(&kv->mu);
@@ -177,7 +184,7 @@ static void kv_write_async(struct storage *base, const struct storage_ctx *ctx,
         cb(arg, STORAGE_ERR_INVALID, &err);
         return;
     }
-    struct op *op = op_new(kv, 1);
+    struct op *op = op_new(kv, 1, ctx ? ctx->timeout_ms : 0);
     if (!op) {
         memset(&err, 0, sizeof err);
         cb(arg, STORAGE_ERR_NOMEM, &err);
@@ -192,7 +199,7 @@ static void kv_reader_async(struct storage *base, const struct storage_ctx *ctx,
                             storage_reader_cb cb, void *arg)
 {
     struct raft_kv *kv = (struct raft_kv *)base;
-    struct op *op = op_new(kv, 0);
+    struct op *op = op_new(kv, 0, ctx ? ctx->timeout_ms : 0);
     if (!op) {
         struct storage_error err = {0};
         cb(arg, STORAGE_ERR_NOMEM, NULL, &err);

@@ -61,6 +61,10 @@ struct storage_ctx {
      * one lies outside the region, before it confirms leadership. */
     const struct storage_key *keys;
     size_t n_keys;
+    /* How long a replicated write may wait for Raft before it is answered undetermined;
+     * 0: the storage's own timeout. A caller that holds something until the write's fate is
+     * known (a one-phase commit's in-memory lock) asks for longer. */
+    int timeout_ms;
 };
 
 /* Region error kinds, mirroring errorpb.Error's variants. */

@@ -2,11 +2,13 @@
  * (tests/bench_etcd.py).
  *
  * N threads, each with one operation in flight, for a fixed time: `--mode txn` runs
- * begin + put + commit of one key (two-phase commit: two timestamps, a prewrite and a commit),
- * `--mode raw` a RawPut of the same key and value. The ratio of the two says what the
- * transaction protocol costs over the raw write path.
+ * begin + put + commit of one key (one-phase commit: a start ts, then one prewrite in which the
+ * store takes the commit ts and writes), `--mode txn2pc` the same in two phases (the client's
+ * two_phase_only: two timestamps, a prewrite and a commit), `--mode raw` a RawPut of the same
+ * key and value. The ratios say what the transaction protocol costs over the raw write path.
  *
- *   txnload --pd HOST:PORT --mode txn|raw --threads N --seconds S [--value-size B] [--keys K]
+ *   txnload --pd HOST:PORT --mode txn|txn2pc|raw --threads N --seconds S [--value-size B]
+ *           [--keys K]
  *
  * Output, one line: "txnload mode=.. threads=N ops=.. errors=.. rps=.. p50_ms=.. p99_ms=..".
  * Conflicts count as errors (keys are drawn at random from K). Exit status 0 when some
@@ -85,16 +87,18 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
     const char *pd = NULL;
-    int txn = -1, threads = 1, keys = 100000;
+    int txn = -1, two_phase = 0, threads = 1, keys = 100000;
     double seconds = 5, warmup = 1;
     size_t value_size = 100;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "--pd"))
             pd = v;
-        else if (!strcmp(a, "--mode") && (!strcmp(v, "txn") || !strcmp(v, "raw")))
-            txn = !strcmp(v, "txn");
-        else if (!strcmp(a, "--threads"))
+        else if (!strcmp(a, "--mode") &&
+                 (!strcmp(v, "txn") || !strcmp(v, "txn2pc") || !strcmp(v, "raw"))) {
+            txn = strcmp(v, "raw") != 0;
+            two_phase = !strcmp(v, "txn2pc");
+        } else if (!strcmp(a, "--threads"))
             threads = atoi(v);
         else if (!strcmp(a, "--seconds"))
             seconds = atof(v);
@@ -107,13 +111,14 @@ int main(int argc, char **argv)
     }
     if (!pd || txn < 0 || threads < 1 || threads > 1024 || seconds <= 0 || keys < 1 ||
         value_size > (1u << 20)) {
-        fprintf(stderr, "usage: txnload --pd HOST:PORT --mode txn|raw --threads N --seconds S "
-                        "[--value-size B] [--keys K]\n");
+        fprintf(stderr, "usage: txnload --pd HOST:PORT --mode txn|txn2pc|raw --threads N "
+                        "--seconds S [--value-size B] [--keys K]\n");
         return 2;
     }
     struct shared sh = {.txn = txn, .value_size = value_size, .keys = keys};
     char err[256];
-    if (client_new(pd, NULL, &sh.client, err, sizeof err) != 0) {
+    struct client_options opts = {.two_phase_only = two_phase};
+    if (client_new(pd, &opts, &sh.client, err, sizeof err) != 0) {
         fprintf(stderr, "txnload: %s\n", err);
         return 1;
     }
@@ -141,8 +146,10 @@ int main(int argc, char **argv)
     double p50, p99;
     latencies_percentiles(&all, &p50, &p99);
     printf("txnload mode=%s threads=%d ops=%zu errors=%llu rps=%.0f p50_ms=%.2f p99_ms=%.2f\n",
-           txn ? "txn" : "raw", started, total, (unsigned long long)errors, (double)total / seconds,
-           p50, p99);
+           !txn        ? "raw"
+           : two_phase ? "txn2pc"
+                       : "txn",
+           started, total, (unsigned long long)errors, (double)total / seconds, p50, p99);
     latencies_free(&all);
     free(ws);
     client_free(sh.client);

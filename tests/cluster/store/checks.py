@@ -124,7 +124,14 @@ class SplittingCluster:
             len(r["peers"]) == 3 and r.get("leader", {}).get("id") for r in rs)
 
     def check_reads_back(self, sums):
-        bad = [p for p, s in sums.items() if hashlib.sha256(open(p, "rb").read()).hexdigest() != s]
+        bad = []
+        for p, s in sums.items():
+            try:
+                with open(p, "rb") as f:
+                    if hashlib.sha256(f.read()).hexdigest() != s:
+                        bad.append(p)
+            except OSError as e:
+                bad.append("%s (%s)" % (p, e.strerror))
         check("everything_written_reads_back", not bad, "%d of %d differ %s" % (len(bad), len(sums), bad[:3]))
 
     def __enter__(self):
@@ -145,7 +152,7 @@ class SplittingCluster:
                     p.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        if all(results):
+        if all(results) and exc[0] is None:
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:
             print("logs kept in " + self.tmp)

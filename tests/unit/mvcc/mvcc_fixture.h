@@ -44,6 +44,16 @@ static inline int fx_teardown(void **state)
     return 0;
 }
 
+/* Mutations of string-literal keys and values. */
+#define PUT(k, v)                                                                                  \
+    {                                                                                              \
+        MVCC_OP_PUT, (k), sizeof(k) - 1, (v), sizeof(v) - 1                                        \
+    }
+#define DEL(k)                                                                                     \
+    {                                                                                              \
+        MVCC_OP_DEL, (k), sizeof(k) - 1, NULL, 0                                                   \
+    }
+
 #define K(...) ((const uint8_t[]){__VA_ARGS__}), sizeof((const uint8_t[]){__VA_ARGS__})
 
 static inline void fx_raw_put(struct fx *f, enum storage_cf cf, const void *key, size_t klen,

@@ -75,11 +75,6 @@ void free(void *p)
 }
 #endif
 
-#define PUT(k, v)                                                                                  \
-    {                                                                                              \
-        MVCC_OP_PUT, (k), sizeof(k) - 1, (v), sizeof(v) - 1                                        \
-    }
-
 enum cmd {
     CMD_PREWRITE,
     CMD_GET,

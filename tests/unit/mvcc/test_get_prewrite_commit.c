@@ -1,15 +1,6 @@
 /* test_get_prewrite_commit.c — KvGet, KvPrewrite and KvCommit scenarios (TinyKV 4B and more). */
 #include "tests/unit/mvcc/mvcc_fixture.h"
 
-#define PUT(k, v)                                                                                  \
-    {                                                                                              \
-        MVCC_OP_PUT, (k), sizeof(k) - 1, (v), sizeof(v) - 1                                        \
-    }
-#define DEL(k)                                                                                     \
-    {                                                                                              \
-        MVCC_OP_DEL, (k), sizeof(k) - 1, NULL, 0                                                   \
-    }
-
 /* A committed value is returned at the latest version. */
 static void test_get_value(void **state)
 {

@@ -1,11 +1,6 @@
 /* test_rollback_status_resolve.c — KvBatchRollback, KvCheckTxnStatus, KvResolveLock. */
 #include "tests/unit/mvcc/mvcc_fixture.h"
 
-#define PUT(k, v)                                                                                  \
-    {                                                                                              \
-        MVCC_OP_PUT, (k), sizeof(k) - 1, (v), sizeof(v) - 1                                        \
-    }
-
 static void assert_rollback_record(struct fx *f, const void *key, size_t klen, uint64_t ts)
 {
     struct mvcc_write w;

@@ -87,8 +87,10 @@ static void start_orphaned_write(struct test_cluster *c, int leader, struct pend
     test_cluster_stop_store(c, other(leader, 0));
     test_cluster_stop_store(c, other(leader, 1));
     w->s = test_cluster_storage(c, leader);
-    w->ctx = (struct storage_ctx){
-        .region_id = 1, .region_conf_ver = info.conf_ver, .region_version = info.version};
+    w->ctx = (struct storage_ctx){.region_id = 1,
+                                  .region_conf_ver = info.conf_ver,
+                                  .region_version = info.version,
+                                  .timeout_ms = w->ctx.timeout_ms};
     assert_int_equal(pthread_create(th, NULL, write_thread, w), 0);
     /* check_quorum: alone, the leader steps down within an election timeout or two. */
     assert_true(wait_not_leader(c, leader, 10000));
@@ -175,11 +177,41 @@ static void test_write_superseded_by_new_leader_is_never_answered_success(void *
     test_cluster_free(c);
 }
 
+/* A write that asks for a longer timeout (a one-phase commit's, storage_ctx.timeout_ms) is not
+ * answered undetermined at the storage's own deadline (1 s here): it waits for Raft's verdict,
+ * which comes when the old leader is re-elected and commits it. */
+static void test_write_with_long_timeout_waits_for_its_verdict(void **state)
+{
+    (void)state;
+    struct test_cluster_options o = {.n_stores = 3, .n_region_peers = 3, .seed = 16};
+    struct test_cluster *c = test_cluster_new(&o);
+    assert_int_equal(test_cluster_put(c, "warm", "up", 10000), 0);
+    int leader = test_cluster_leader(c, 10000);
+    assert_true(leader > 0);
+
+    struct pending_write w = {.key = "orphan", .value = "verdict"};
+    w.ctx.timeout_ms = 30000;
+    pthread_t th;
+    start_orphaned_write(c, leader, &w, &th);
+    /* Three times the storage's own timeout: a default write would have its answer by now. */
+    uint64_t until = test_now_ms() + 3000;
+    while (!w.done && test_now_ms() < until)
+        usleep(10000);
+    if (w.done)
+        fail_msg("answered before its verdict: rc %d (%s)", w.rc, w.err.msg);
+    test_cluster_start_store(c, other(leader, 0));
+    wait_done(&w, th);
+    assert_int_equal(w.rc, 0);
+    test_cluster_start_store(c, other(leader, 1));
+    test_cluster_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_committed_by_reelected_leader_is_never_answered_not_done),
         cmocka_unit_test(test_write_superseded_by_new_leader_is_never_answered_success),
+        cmocka_unit_test(test_write_with_long_timeout_waits_for_its_verdict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,123 @@
+/* mem_locks.c — the keys of one-phase commits in flight, which readers wait for. */
+#include <string.h>
+#include <time.h>
+
+#include "mvcc/mvcc_internal.h"
+
+int mvcc_mem_locks_init(struct mvcc_mem_locks *l)
+{
+    pthread_condattr_t ca;
+    memset(l, 0, sizeof(*l));
+    if (pthread_condattr_init(&ca) != 0)
+        return MVCC_ERR_NOMEM;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0)
+        return MVCC_ERR_NOMEM;
+    pthread_mutex_init(&l->mu, NULL);
+    l->ready = 1;
+    return MVCC_OK;
+}
+
+void mvcc_mem_locks_close(struct mvcc_mem_locks *l)
+{
+    if (!l->ready)
+        return;
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    l->ready = 0;
+}
+
+void mvcc_mem_locks_add(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m)
+{
+    pthread_mutex_lock(&l->mu);
+    m->commit_ts = 0;
+    m->prev = NULL;
+    m->next = l->head;
+    if (l->head)
+        l->head->prev = m;
+    l->head = m;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void mvcc_mem_locks_set_commit_ts(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m,
+                                  uint64_t commit_ts)
+{
+    pthread_mutex_lock(&l->mu);
+    m->commit_ts = commit_ts;
+    pthread_mutex_unlock(&l->mu);
+    /* Readers below commit_ts need not wait any longer. */
+    pthread_cond_broadcast(&l->cv);
+}
+
+void mvcc_mem_locks_remove(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m)
+{
+    pthread_mutex_lock(&l->mu);
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        l->head = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    m->prev = m->next = NULL;
+    pthread_mutex_unlock(&l->mu);
+    pthread_cond_broadcast(&l->cv);
+}
+
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* Whether m may still commit at or below read_ts on a key in [start, end) (end_len 0: no end);
+ * a point read passes end == NULL. */
+static int blocks(const struct mvcc_mem_lock *m, const void *start, size_t start_len,
+                  const void *end, size_t end_len, uint64_t read_ts)
+{
+    if (m->commit_ts && m->commit_ts > read_ts)
+        return 0;
+    for (size_t i = 0; i < m->n_keys; i++) {
+        const struct mvcc_key_slice *k = &m->keys[i];
+        if (!end) {
+            if (key_cmp(k->data, k->len, start, start_len) == 0)
+                return 1;
+        } else if (key_cmp(k->data, k->len, start, start_len) >= 0 &&
+                   (end_len == 0 || key_cmp(k->data, k->len, end, end_len) < 0)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int mvcc_mem_locks_wait(struct mvcc_mem_locks *l, const void *start, size_t start_len,
+                        const void *end, size_t end_len, uint64_t read_ts, int timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        const struct mvcc_mem_lock *m = l->head;
+        while (m && !blocks(m, start, start_len, end, end_len, read_ts))
+            m = m->next;
+        if (!m)
+            break;
+        l->waiters++;
+        int w = pthread_cond_timedwait(&l->cv, &l->mu, &until);
+        l->waiters--;
+        if (w != 0) {
+            rc = 1; /* timed out (or the wait failed): the caller answers "busy" */
+            break;
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
