@@ -12,6 +12,7 @@
 #include "proto/rpc.h"
 #include "store/engine.h"
 #include "server/kv_service.h"
+#include "client/client.h"
 #include "tests/lib/fake_pd.h"
 #include "tests/lib/test_util.h"
 
@@ -22,6 +23,7 @@ struct test_store {
     struct rpc_server *server;
     char addr[64];
     struct mvcc_engine *engine;
+    struct client *tso; /* set by test_store_set_tso */
 };
 
 struct test_store *test_store_new(void)
@@ -55,6 +57,25 @@ const char *test_store_addr(const struct test_store *s)
     return s->addr;
 }
 
+static int store_tso(void *arg, uint64_t *ts)
+{
+    client_ts t = 0;
+    int rc = client_tso(arg, &t);
+    *ts = t;
+    return rc;
+}
+
+int test_store_set_tso(struct test_store *s, const char *pd_addr)
+{
+    char err[256] = "";
+    if (client_new(pd_addr, NULL, &s->tso, err, sizeof err) != 0) {
+        fprintf(stderr, "test_store_set_tso: %s\n", err);
+        return -1;
+    }
+    mvcc_engine_set_ts_source(s->engine, store_tso, s->tso);
+    return 0;
+}
+
 void test_store_free(struct test_store *s)
 {
     if (!s)
@@ -63,6 +84,7 @@ void test_store_free(struct test_store *s)
         rpc_server_free(s->server);
     if (s->engine)
         mvcc_engine_free(s->engine);
+    client_free(s->tso);
     storage_free(s->storage);
     test_tmpdir_remove(s->dir);
     free(s);

@@ -24,6 +24,10 @@ struct test_store;
 struct test_store *test_store_new(void);
 /* "127.0.0.1:PORT", borrowed for the store's life. */
 const char *test_store_addr(const struct test_store *s);
+/* test_store_set_tso gives the store's engine timestamps from the scheduler at pd_addr
+ * (borrowed), so prewrites that ask commit in one phase, as a cluster store's do. Call it before
+ * any request; returns 0 or -1. */
+int test_store_set_tso(struct test_store *s, const char *pd_addr);
 /* Stops the server, closes the engine and removes the directory. */
 void test_store_free(struct test_store *s);
 

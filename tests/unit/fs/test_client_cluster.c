@@ -36,13 +36,23 @@ struct fixture {
     struct kv_service svc[STORES + 1];
     struct rpc_server *server[STORES + 1];
     struct client *c;
+    struct client *tso; /* the stores' timestamp link, for one-phase commits (as node.c's) */
     int first_leader;
 };
+
+static int store_tso(void *arg, uint64_t *ts)
+{
+    client_ts t = 0;
+    int rc = client_tso(arg, &t);
+    *ts = t;
+    return rc;
+}
 
 /* Serves store i's cluster-mode Storage over gRPC and tells the scheduler its address. */
 static void serve_store(struct fixture *f, int i)
 {
     assert_int_equal(mvcc_engine_new(test_cluster_storage(f->tc, i), 0, &f->engine[i]), 0);
+    mvcc_engine_set_ts_source(f->engine[i], store_tso, f->tso);
     f->svc[i].storage = test_cluster_storage(f->tc, i);
     f->svc[i].mvcc = f->engine[i];
     f->svc[i].rs = test_cluster_store(f->tc, i);
@@ -80,6 +90,8 @@ static int setup(void **state)
     assert_true(f->first_leader > 0);
     f->pd = fake_pd_new();
     assert_non_null(f->pd);
+    char terr[256] = "";
+    assert_int_equal(client_new(fake_pd_addr(f->pd), NULL, &f->tso, terr, sizeof terr), 0);
     struct fake_pd_region r = {.id = 1, .start = "", .end = ""};
     for (int i = 1; i <= STORES; i++) {
         struct raftstore_peer_info info;
@@ -112,6 +124,7 @@ static int teardown(void **state)
             mvcc_engine_free(f->engine[i]);
     }
     test_cluster_free(f->tc);
+    client_free(f->tso);
     fake_pd_free(f->pd);
     free(f);
     return 0;
@@ -480,6 +493,42 @@ static void test_lock_spanning_two_regions_is_resolved(void **state)
     rpc_client_free(rpc);
 }
 
+static uint64_t one_pc_commits(struct client *c)
+{
+    struct client_stats st;
+    client_stats_get(c, &st);
+    return st.one_pc_commits;
+}
+
+/* A transaction within one region commits in one phase (no locks left, one commit record);
+ * one spanning two regions in two; both read back. */
+static void test_one_region_commits_in_one_phase_two_regions_in_two(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t n0 = one_pc_commits(f->c);
+    txn_write(f->c, "apple", "1");
+    assert_int_equal(one_pc_commits(f->c), n0 + 1);
+    split_at(f, "m", 2);
+    struct client_txn *t;
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    assert_int_equal(client_txn_put(t, "apple", 5, "2", 1), 0);
+    assert_int_equal(client_txn_put(t, "banana", 6, "2", 1), 0);
+    client_ts cts = 0;
+    assert_int_equal(client_txn_commit(t, &cts), 0);
+    assert_true(cts > client_txn_start_ts(t));
+    client_txn_free(t);
+    assert_int_equal(one_pc_commits(f->c), n0 + 2);
+    assert_int_equal(client_txn_begin(f->c, &t), 0);
+    assert_int_equal(client_txn_put(t, "apple", 5, "3", 1), 0);
+    assert_int_equal(client_txn_put(t, "zebra", 5, "3", 1), 0);
+    assert_int_equal(client_txn_commit(t, NULL), 0);
+    client_txn_free(t);
+    assert_int_equal(one_pc_commits(f->c), n0 + 2);
+    txn_expect(f->c, "apple", "3");
+    txn_expect(f->c, "banana", "2");
+    txn_expect(f->c, "zebra", "3");
+}
+
 int main(void)
 {
     /* The raftstores log every election at INFO; only problems matter here. */
@@ -494,6 +543,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_spanning_two_regions_is_resolved, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_region_errors_describe_the_regions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_region_commits_in_one_phase_two_regions_in_two,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests_name("client_cluster", tests, NULL, NULL);
 }

@@ -4,7 +4,6 @@
 
 #include "tests/unit/mvcc/mvcc_fixture.h"
 
-
 /*
  * A timestamp source the test drives: it hands out next_ts (then next_ts + 1, ...), or fails
  * when fail is set; with hold set, a caller waits inside it until the test clears hold.
@@ -382,8 +381,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_key_commits_without_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_keys_share_one_commit_ts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflict_and_lock_write_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_retry_after_commit_answers_first_ts, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_commit_answers_first_ts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_transaction_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ts_failure_falls_back_to_locks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_ts_falls_back_to_locks, setup, teardown),
