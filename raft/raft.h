@@ -425,6 +425,19 @@ void raft_rawnode_report_unreachable(struct raft_rawnode *rn, uint64_t id);
 /* Outcome of sending a snapshot to id (failed != 0 if it did not arrive). */
 void raft_rawnode_report_snapshot(struct raft_rawnode *rn, uint64_t id, int failed);
 
+/*
+ * Hibernation (the raftstore stops ticking an idle region, as TiKV's hibernate regions do).
+ * raft_rawnode_leader_idle: this node leads and its group has nothing left to do: no
+ * leadership transfer, no conf change committed but unapplied, no ReadIndex waiting, every
+ * entry applied here, and every member matched up to the last index and heard from within
+ * max_inactive_ticks ticks. Cheap; no allocation.
+ */
+int raft_rawnode_leader_idle(const struct raft_rawnode *rn, int max_inactive_ticks);
+/* raft_rawnode_follower_idle: this node follows `lead` in `term`, and its log ends at `index`,
+ * committed and applied there: it agrees with a leader that is idle at that index. */
+int raft_rawnode_follower_idle(const struct raft_rawnode *rn, uint64_t lead, uint64_t term,
+                               uint64_t index);
+
 /* Whether raft_rawnode_ready would return anything. */
 int raft_rawnode_has_ready(const struct raft_rawnode *rn);
 /* Fills *rd with the pending work; rd's contents are owned by the node until

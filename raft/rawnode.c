@@ -307,6 +307,32 @@ uint64_t raft_rawnode_lead_transferee(const struct raft_rawnode *rn)
     return rn->r.state == RAFT_ROLE_LEADER ? rn->r.lead_transferee : RAFT_NONE;
 }
 
+int raft_rawnode_leader_idle(const struct raft_rawnode *rn, int max_inactive_ticks)
+{
+    const struct raft *r = &rn->r;
+    uint64_t last = raft_log_last_index(&r->log);
+    if (r->state != RAFT_ROLE_LEADER || r->lead_transferee != RAFT_NONE ||
+        r->pending_conf_index > r->log.applied || r->read_only.n || r->n_pending_reads ||
+        r->log.committed != last || r->log.applied != last || r->n_msgs)
+        return 0;
+    for (size_t i = 0; i < r->n_prs; i++) {
+        const struct raft_progress *pr = &r->prs[i];
+        if (pr->id != r->id &&
+            (pr->match != last || pr->pending_snapshot || pr->inactive_ticks > max_inactive_ticks))
+            return 0;
+    }
+    return 1;
+}
+
+int raft_rawnode_follower_idle(const struct raft_rawnode *rn, uint64_t lead, uint64_t term,
+                               uint64_t index)
+{
+    const struct raft *r = &rn->r;
+    return r->state == RAFT_ROLE_FOLLOWER && r->lead == lead && lead != RAFT_NONE &&
+           r->term == term && raft_log_last_index(&r->log) == index && r->log.committed == index &&
+           r->log.applied == index && r->n_msgs == 0;
+}
+
 int raft_rawnode_status(const struct raft_rawnode *rn, struct raft_status *st)
 {
     const struct raft *r = &rn->r;

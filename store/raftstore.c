@@ -82,8 +82,12 @@ int raftstore_add_peer(struct raftstore *rs, struct peer *p)
         rs->by_id = grown;
         rs->cap_by_id = cap;
     }
-    if (peer_storage_initialized(&p->ps) && store_meta_put(&rs->meta, &p->ps.region) != 0)
+    if (hibernate_track(rs, p) != 0)
         return -1;
+    if (peer_storage_initialized(&p->ps) && store_meta_put(&rs->meta, &p->ps.region) != 0) {
+        hibernate_untrack(rs, p);
+        return -1;
+    }
     memmove(&rs->by_id[i + 1], &rs->by_id[i], (rs->n_by_id - i) * sizeof *rs->by_id);
     rs->by_id[i] = p;
     rs->n_by_id++;
@@ -275,6 +279,8 @@ static void handle_raft_mail(struct raftstore *rs, struct mail *m)
     RaftServerpb__RaftMessage *msg = m->raft_msg;
     if (!msg->to_peer || !msg->from_peer || msg->to_peer->store_id != rs->cfg.store_id)
         return;
+    if (hibernate_heard_from(rs, msg))
+        return;
     struct peer *p = raftstore_find_peer(rs, msg->region_id);
     if (!p) {
         if (!may_create_peer(msg))
@@ -294,8 +300,11 @@ static void handle_raft_mail(struct raftstore *rs, struct mail *m)
     }
     if (snapshot_overlaps(rs, msg))
         return;
+    if (hibernate_on_message(rs, p, msg))
+        return;
     raftstore_touch(rs, p);
     peer_step(p, msg);
+    hibernate_after_step(rs, p);
 }
 
 /* Region routing for requests: by id, else by the first key through the range index. */
@@ -330,8 +339,10 @@ static void handle_mail(struct raftstore *rs, struct mail *m)
     struct peer *target = m->kind == MAIL_RAFT || m->kind == MAIL_WRITE || m->kind == MAIL_READ
                               ? NULL
                               : raftstore_find_peer(rs, m->region_id);
-    if (target)
+    if (target) {
+        hibernate_wake(rs, target);
         raftstore_touch(rs, target);
+    }
     struct peer *p;
     switch (m->kind) {
     case MAIL_RAFT:
@@ -346,6 +357,7 @@ static void handle_mail(struct raftstore *rs, struct mail *m)
             m->cb = NULL;
             break;
         }
+        hibernate_wake(rs, p);
         raftstore_touch(rs, p);
         if (m->kind == MAIL_WRITE)
             peer_propose_write(p, m);
@@ -432,6 +444,7 @@ static void destroy_peer(struct raftstore *rs, struct peer *p)
         }
     }
     untouch(rs, p);
+    hibernate_untrack(rs, p);
     rs->info_dirty = 1;
     {
         rocksdb_writebatch_t *kv_wb = rocksdb_writebatch_create();
@@ -538,6 +551,39 @@ static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_r
     }
 }
 
+static void fill_info(struct raftstore_peer_info *info, const struct peer *p)
+{
+    info->region_id = p->region_id;
+    info->peer_id = p->peer_id;
+    info->leader_peer_id = p->leader_id;
+    info->is_leader = p->is_leader;
+    info->term = p->ps.hs.term;
+    info->applied_index = p->ps.applied_index;
+    info->first_index = p->ps.truncated_index + 1;
+    info->last_index = p->ps.last_index;
+    info->conf_ver = p->ps.region.conf_ver;
+    info->version = p->ps.region.version;
+    info->n_peers = p->ps.region.n_peers;
+    info->approximate_known = p->approx_known;
+    info->approximate_size_bytes = p->approx_size + p->size_diff_hint;
+    info->approximate_keys = p->approx_keys + p->keys_diff_hint;
+    info->lease_reads = p->lease_reads;
+    info->hibernated = p->asleep;
+    info->consistency = p->consistency;
+}
+
+/* The gauges that only awake peers change (an asleep one has no reads waiting). */
+static void set_gauges(struct raftstore *rs)
+{
+    int64_t pending_reads = 0;
+    for (size_t i = 0; i < rs->n_awake; i++)
+        for (struct pending_read *r = rs->awake[i]->reads; r; r = r->next)
+            pending_reads++;
+    metrics_gauge_set(RAFTSTORE_METRIC(rs, pending_reads), pending_reads);
+    metrics_gauge_set(RAFTSTORE_METRIC(rs, hibernated_peers), (int64_t)(rs->n_by_id - rs->n_awake));
+}
+
+/* Rebuilds the introspection copy from every peer (one came, went or changed role). */
 static void refresh_info(struct raftstore *rs)
 {
     size_t n = 0;
@@ -547,32 +593,28 @@ static void refresh_info(struct raftstore *rs)
     if (!info)
         return;
     size_t i = 0;
-    int64_t pending_reads = 0;
     for (struct peer *p = rs->peers; p; p = p->next, i++) {
-        for (struct pending_read *r = p->reads; r; r = r->next)
-            pending_reads++;
-        info[i].region_id = p->region_id;
-        info[i].peer_id = p->peer_id;
-        info[i].leader_peer_id = p->leader_id;
-        info[i].is_leader = p->is_leader;
-        info[i].term = p->ps.hs.term;
-        info[i].applied_index = p->ps.applied_index;
-        info[i].first_index = p->ps.truncated_index + 1;
-        info[i].last_index = p->ps.last_index;
-        info[i].conf_ver = p->ps.region.conf_ver;
-        info[i].version = p->ps.region.version;
-        info[i].n_peers = p->ps.region.n_peers;
-        info[i].approximate_known = p->approx_known;
-        info[i].approximate_size_bytes = p->approx_size + p->size_diff_hint;
-        info[i].approximate_keys = p->approx_keys + p->keys_diff_hint;
-        info[i].lease_reads = p->lease_reads;
-        info[i].consistency = p->consistency;
+        fill_info(&info[i], p);
+        p->info_slot = i;
     }
-    metrics_gauge_set(RAFTSTORE_METRIC(rs, pending_reads), pending_reads);
+    set_gauges(rs);
     pthread_mutex_lock(&rs->mu);
     free(rs->info);
     rs->info = info;
     rs->n_info = n;
+    pthread_mutex_unlock(&rs->mu);
+}
+
+/* Updates the entries of this round's peers only: the others have not changed. */
+static void refresh_round_info(struct raftstore *rs, struct peer **round, size_t n_round)
+{
+    set_gauges(rs);
+    pthread_mutex_lock(&rs->mu);
+    for (size_t i = 0; i < n_round; i++) {
+        struct peer *p = round[i];
+        if (p->info_slot < rs->n_info && rs->info[p->info_slot].region_id == p->region_id)
+            fill_info(&rs->info[p->info_slot], p);
+    }
     pthread_mutex_unlock(&rs->mu);
 }
 
@@ -616,10 +658,16 @@ static void *store_loop(void *arg)
         uint64_t now = now_ms();
         int ticked = now >= next_tick;
         if (ticked) {
-            for (struct peer *p = rs->peers; p; p = p->next) {
+            /* Awake peers only; backwards, since one that falls asleep leaves the list (its
+             * place taken by the last, already ticked). */
+            for (size_t i = rs->n_awake; i-- > 0;) {
+                struct peer *p = rs->awake[i];
+                if (hibernate_maybe_sleep(p))
+                    continue;
                 peer_tick(p);
                 raftstore_touch(rs, p);
             }
+            hibernate_store_tick(rs);
             next_tick += (uint64_t)rs->cfg.tick_ms;
             if (next_tick <= now)
                 next_tick = now + (uint64_t)rs->cfg.tick_ms;
@@ -640,11 +688,13 @@ static void *store_loop(void *arg)
             round[i]->batch_read_id = 0;
         }
         handle_readies(rs, round, n_round);
-        free(round);
-        if (ticked || rs->info_dirty) {
+        if (rs->info_dirty) {
             rs->info_dirty = 0;
             refresh_info(rs);
+        } else if (n_round) {
+            refresh_round_info(rs, round, n_round);
         }
+        free(round);
     }
     return NULL;
 }
@@ -777,6 +827,10 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
         rs->cfg.region_split_keys = 960000;
     if (rs->cfg.split_check_ticks <= 0)
         rs->cfg.split_check_ticks = 100;
+    if (rs->cfg.hibernate_ticks == 0)
+        rs->cfg.hibernate_ticks = rs->cfg.election_ticks;
+    if (rs->cfg.idle_region_heartbeat_ticks <= 0)
+        rs->cfg.idle_region_heartbeat_ticks = 100;
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cond, NULL);
     store_meta_init(&rs->meta);
@@ -795,6 +849,7 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
         }
         free(rs->tombstones);
         free(rs->by_id);
+        hibernate_close(rs);
         store_meta_close(&rs->meta);
         free(rs);
         return rc;
@@ -847,6 +902,7 @@ void raftstore_free(struct raftstore *rs)
     }
     free(rs->tombstones);
     free(rs->by_id);
+    hibernate_close(rs);
     store_meta_close(&rs->meta);
     free(rs->info);
     pthread_mutex_destroy(&rs->mu);

@@ -91,6 +91,13 @@ struct raftstore_config {
     uint64_t region_max_size, region_split_size;
     uint64_t region_max_keys, region_split_keys;
     int split_check_ticks;
+    /* Hibernation, as TiKV's hibernate regions: a leader whose region had nothing to do for
+     * hibernate_ticks ticks in a row (default election_ticks; negative: never) tells its
+     * followers and stops ticking, and so do they; any request or message wakes the region.
+     * An asleep leader reports to the scheduler every idle_region_heartbeat_ticks (default 100),
+     * staggered over the store's regions. */
+    int hibernate_ticks;
+    int idle_region_heartbeat_ticks;
     struct raftstore_transport_ops transport;
     void *transport_ctx;
     struct raftstore_pd_ops pd; /* may be all NULL */
@@ -247,6 +254,7 @@ struct raftstore_peer_info {
     int approximate_known;
     uint64_t approximate_size_bytes, approximate_keys;
     uint64_t lease_reads; /* reads this peer served by its leader lease, since it started */
+    int hibernated;       /* asleep: not ticked (hibernate.c) */
     struct raftstore_consistency consistency;
 };
 

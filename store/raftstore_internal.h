@@ -76,6 +76,9 @@ struct pending_read {
     struct pending_read *next;
 };
 
+/* A region with more replicas than this never hibernates. */
+#define HIBERNATE_MAX_PEERS 7
+
 struct peer {
     uint64_t peer_id;
     uint64_t region_id;
@@ -119,7 +122,24 @@ struct peer {
      * newest VerifyHash applied, kept until this replica's own hash for that index is known. */
     struct raftstore_consistency consistency;
     uint64_t verify_index, verify_hash;
+    /* Hibernation (hibernate.c; loop thread). An asleep peer is not ticked and sends nothing;
+     * any mail for its region, or a Raft message that gives it work, wakes it. */
+    int asleep;
+    size_t awake_slot; /* its place in rs->awake while awake */
+    int idle_ticks;    /* a leader's ticks in a row with nothing to do */
+    /* The other stores of the region when it fell asleep: their silence wakes it. */
+    uint64_t sleep_stores[HIBERNATE_MAX_PEERS];
+    size_t n_sleep_stores;
+    size_t info_slot; /* its entry in rs->info (refresh_info) */
     struct peer *next;
+};
+
+/* A store that peers asleep here share a region with (hibernate.c): it is told this store is
+ * alive, and its own silence for an election timeout wakes them. */
+struct hibernate_store {
+    uint64_t store_id;
+    uint64_t last_heard_ms; /* any message from it, monotonic */
+    size_t n_asleep;        /* asleep peers here with a replica there */
 };
 
 struct raftstore {
@@ -131,9 +151,16 @@ struct raftstore {
      * the loop looks at these only, so an idle region costs its tick. */
     struct peer **active;
     size_t n_active, cap_active;
-    int all_active;         /* the list could not grow: look at every peer */
-    int info_dirty;         /* a peer came, went or changed role: refresh `info` */
-    struct store_meta meta; /* initialized regions, for the loop and the services */
+    int all_active; /* the list could not grow: look at every peer */
+    /* Peers not hibernating (hibernate.c): only these are ticked. */
+    struct peer **awake;
+    size_t n_awake, cap_awake;
+    struct hibernate_store *hib_stores; /* stores asleep peers share regions with */
+    size_t n_hib_stores, cap_hib_stores;
+    int ticks_since_alive;   /* since this store last told them it is alive */
+    size_t idle_report_next; /* by_id position of the next asleep leader's scheduler report */
+    int info_dirty;          /* a peer came, went or changed role: refresh `info` */
+    struct store_meta meta;  /* initialized regions, for the loop and the services */
     /* Tombstoned regions: (id, conf_ver) so stale messages do not recreate them. */
     struct tombstone {
         uint64_t region_id;
@@ -302,6 +329,28 @@ void peer_send_before_persist(struct peer *p, struct raft_ready *rd);
 void peer_region_heartbeat(struct peer *p);
 /* The peer's region leader peer (store id), from the region and Raft's lead. */
 uint64_t peer_leader_store(const struct peer *p);
+
+/* hibernate.c */
+/* A new peer starts awake; a destroyed one leaves every list. -1 on OOM (track). */
+int hibernate_track(struct raftstore *rs, struct peer *p);
+void hibernate_untrack(struct raftstore *rs, struct peer *p);
+/* Wakes p if it sleeps: it is ticked again from the next tick (and touched). */
+void hibernate_wake(struct raftstore *rs, struct peer *p);
+/* Called before p's tick: an idle leader puts its region to sleep (tells its followers,
+ * stops ticking). 1 when p sleeps now. */
+int hibernate_maybe_sleep(struct peer *p);
+/* A Raft message from another store, before peer_step. 1 when it was a hibernation message
+ * (handled here, not for Raft); 0: step it, and then call hibernate_after_step. */
+int hibernate_on_message(struct raftstore *rs, struct peer *p,
+                         const RaftServerpb__RaftMessage *msg);
+void hibernate_after_step(struct raftstore *rs, struct peer *p);
+/* Any message from store_id (its liveness); 1 when msg was only that. */
+int hibernate_heard_from(struct raftstore *rs, const RaftServerpb__RaftMessage *msg);
+/* Once per tick: tells the stores asleep peers share regions with that this one is alive,
+ * wakes the peers whose other stores went silent, reports a few asleep leaders to the
+ * scheduler (each once per idle_region_heartbeat_ticks). */
+void hibernate_store_tick(struct raftstore *rs);
+void hibernate_close(struct raftstore *rs);
 
 /* snapshot.c */
 void snapshot_schedule(struct raftstore *rs, struct peer *p);

@@ -53,4 +53,12 @@ void raftstore_metrics_init(struct raftstore_metrics *rm, struct metrics *m)
         metrics_counter(m, "tinykv_consistency_checks_total", checks, "result=\"consistent\"");
     rm->consistency_mismatch =
         metrics_counter(m, "tinykv_consistency_checks_total", checks, "result=\"mismatch\"");
+    static const char hib[] = "Peers of this store that fell asleep (an idle region stops "
+                              "ticking) and that woke, since it started.";
+    rm->hibernate_sleeps =
+        metrics_counter(m, "tinykv_raft_hibernate_total", hib, "transition=\"sleep\"");
+    rm->hibernate_wakes =
+        metrics_counter(m, "tinykv_raft_hibernate_total", hib, "transition=\"wake\"");
+    rm->hibernated_peers = metrics_gauge(m, "tinykv_raft_hibernated_peers",
+                                         "Peers of this store asleep now (not ticked).", NULL);
 }

@@ -26,6 +26,9 @@ struct raftstore_metrics {
     struct metrics_counter *snapshot_bytes_sent, *snapshot_bytes_received;
     /* Consistency checks this store's replicas compared with the leader's hash (consistency.c). */
     struct metrics_counter *consistency_consistent, *consistency_mismatch;
+    /* Hibernation (hibernate.c): peers that fell asleep and woke, and how many sleep now. */
+    struct metrics_counter *hibernate_sleeps, *hibernate_wakes;
+    struct metrics_gauge *hibernated_peers;
 };
 
 /* raftstore_metrics_init looks every series up in `m` (borrowed; NULL leaves them NULL, which

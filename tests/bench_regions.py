@@ -6,7 +6,8 @@
 # changed leader or term meanwhile.
 #
 # Environment: BINDIR (bin/), BENCH_REGIONS (1000), BENCH_IDLE_S (60), BENCH_SNAP_MB (200; 0
-# skips the snapshot part). Prints figures; asserts nothing.
+# skips the snapshot part), BENCH_LOG_LEVEL (warn: the stores' log level), BENCH_KEEP (keep the
+# directory and logs). Prints figures; asserts nothing.
 
 import json
 import os
@@ -24,6 +25,7 @@ BINDIR = os.path.join(REPO, os.environ.get("BINDIR", "bin"))
 REGIONS = int(os.environ.get("BENCH_REGIONS", "1000"))
 IDLE_S = float(os.environ.get("BENCH_IDLE_S", "60"))
 SNAP_MB = int(os.environ.get("BENCH_SNAP_MB", "200"))
+LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "warn")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -126,7 +128,7 @@ def main():
             procs.append(subprocess.Popen(
                 [os.path.join(BINDIR, "tinykv-server"), "--addr", "127.0.0.1:%d" % free_port(),
                  "--data-dir", os.path.join(tmp, "s%d" % i), "--scheduler", "127.0.0.1:%d" % pd_port,
-                 "--status-addr", "127.0.0.1:%d" % sp, "--log-level", "warn",
+                 "--status-addr", "127.0.0.1:%d" % sp, "--log-level", LOG_LEVEL,
                  # One region must hold the whole BENCH_SNAP_MB without splitting.
                  "--region-max-size", "1GiB", "--region-split-size", "768MiB"],
                 stderr=open(os.path.join(tmp, "s%d.log" % i), "w")))

@@ -109,12 +109,27 @@ static uint64_t lease_reads(struct test_cluster *c, int store)
     return info.lease_reads;
 }
 
-/* A leader serves reads by its lease; partitioned from its followers, it goes on serving until
- * the lease ends, and a new leader commits only after that: no read at the old leader that
- * started after the new leader acknowledged a write sees the old value. */
-static void test_partitioned_leader_never_serves_value_overwritten_by_new_leader(void **state)
+/* Whether region 1's peers on all three stores sleep (store/hibernate.c), waiting. */
+static int wait_asleep(struct test_cluster *c, int timeout_ms)
 {
-    (void)state;
+    uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
+    while (test_now_ms() < deadline) {
+        int n = 0;
+        for (int s = 1; s <= 3; s++) {
+            struct raftstore_peer_info info;
+            n += test_cluster_peer_info(c, s, &info) && info.hibernated;
+        }
+        if (n == 3)
+            return 1;
+        usleep(5000);
+    }
+    return 0;
+}
+
+/* The partition scenario below; `asleep`: the region hibernates before the partition, and the
+ * reads at the old leader begin after it. */
+static void partitioned_leader(int asleep)
+{
     struct test_cluster_options opts = {.n_stores = 3, .n_region_peers = 3, .seed = 7};
     struct test_cluster *c = test_cluster_new(&opts);
     assert_non_null(c);
@@ -137,15 +152,22 @@ static void test_partitioned_leader_never_serves_value_overwritten_by_new_leader
         usleep(5000);
     assert_true(lease_reads(c, leader) > before);
 
+    /* Asleep, the leader sends nothing: its followers learn of the partition only from the
+     * silence of its store. */
+    if (asleep)
+        assert_true(wait_asleep(c, 10000));
     struct reader rd = {.c = c, .store = leader};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, reader_thread, &rd), 0);
+    if (!asleep)
+        assert_int_equal(pthread_create(&th, NULL, reader_thread, &rd), 0);
     int others[2], n = 0;
     for (int s = 1; s <= 3; s++)
         if (s != leader)
             others[n++] = s;
     test_cluster_partition(c, &leader, 1, others, 2);
     uint64_t partitioned = test_now_ms();
+    if (asleep)
+        assert_int_equal(pthread_create(&th, NULL, reader_thread, &rd), 0);
 
     /* The majority elects a leader of its own and commits a new value. */
     int new_leader = 0;
@@ -171,12 +193,17 @@ static void test_partitioned_leader_never_serves_value_overwritten_by_new_leader
     pthread_join(th, NULL);
     printf("old leader answered %d reads after the partition, the last one started %lld ms after "
            "it (lease %d ms); the new leader's write was acknowledged %lld ms after it\n",
-           rd.answered, (long long)rd.latest_answered_start - (long long)partitioned, LEASE_SPAN_MS,
-           (long long)(acked - partitioned));
+           rd.answered,
+           rd.answered ? (long long)rd.latest_answered_start - (long long)partitioned : 0LL,
+           LEASE_SPAN_MS, (long long)(acked - partitioned));
     assert_true(rd.old_value_latest_start < acked);
     /* Its lease came from a ReadIndex issued before the partition: nothing it answered after
      * can have started a lease span past it. */
     assert_true(rd.latest_answered_start < partitioned + LEASE_SPAN_MS);
+    /* Its lease ended while it slept (it sleeps only after an election timeout of idleness):
+     * woken by the reads, it has no lease and cannot confirm one. */
+    if (asleep)
+        assert_int_equal(rd.answered, 0);
 
     test_cluster_heal(c);
     char *v = NULL;
@@ -194,10 +221,29 @@ static void test_partitioned_leader_never_serves_value_overwritten_by_new_leader
     test_cluster_free(c);
 }
 
+/* A leader serves reads by its lease; partitioned from its followers, it goes on serving until
+ * the lease ends, and a new leader commits only after that: no read at the old leader that
+ * started after the new leader acknowledged a write sees the old value. */
+static void test_partitioned_leader_never_serves_value_overwritten_by_new_leader(void **state)
+{
+    (void)state;
+    partitioned_leader(0);
+}
+
+/* The same with the region hibernating when the partition comes: the followers wake on the
+ * silence of the leader's store and elect a leader of their own, and the old leader, woken by
+ * reads, serves none of them (its lease ended while it slept). */
+static void test_hibernated_partitioned_leader_serves_no_read_without_a_live_lease(void **state)
+{
+    (void)state;
+    partitioned_leader(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_partitioned_leader_never_serves_value_overwritten_by_new_leader),
+        cmocka_unit_test(test_hibernated_partitioned_leader_serves_no_read_without_a_live_lease),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
