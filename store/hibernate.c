@@ -159,8 +159,8 @@ static int fall_asleep(struct raftstore *rs, struct peer *p)
 }
 
 /* A hibernation message from p to region peer `to` (kind, and the leader's term and index). */
-static void send_extra(struct peer *p, const struct region_peer *to, RaftServerpb__HibernateMsg kind,
-                       uint64_t term, uint64_t index)
+static void send_extra(struct peer *p, const struct region_peer *to,
+                       RaftServerpb__HibernateMsg kind, uint64_t term, uint64_t index)
 {
     struct raftstore *rs = p->rs;
     const struct region *r = &p->ps.region;
@@ -187,8 +187,9 @@ static void send_extra(struct peer *p, const struct region_peer *to, RaftServerp
 static int nothing_pending(const struct peer *p)
 {
     return !p->proposals && !p->reads && !p->applying_snapshot && !p->pending_remove &&
-           !p->split_checking && p->ps.snap_state != PEER_SNAP_GENERATING && !p->ps.snap_requested &&
-           peer_storage_initialized(&p->ps) && !raft_rawnode_has_ready(p->rn);
+           !p->split_checking && p->ps.snap_state != PEER_SNAP_GENERATING &&
+           !p->ps.snap_requested && peer_storage_initialized(&p->ps) &&
+           !raft_rawnode_has_ready(p->rn);
 }
 
 int hibernate_maybe_sleep(struct peer *p)
@@ -210,8 +211,8 @@ int hibernate_maybe_sleep(struct peer *p)
         if (r->peers[i].id != p->peer_id)
             send_extra(p, &r->peers[i], RAFT_SERVERPB__HIBERNATE_MSG__HIBERNATE_SLEEP, term, last);
     LOG(LOG_DEBUG, "region=%llu peer=%llu: leader hibernates at index %llu term %llu",
-        (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
-        (unsigned long long)last, (unsigned long long)term);
+        (unsigned long long)p->region_id, (unsigned long long)p->peer_id, (unsigned long long)last,
+        (unsigned long long)term);
     return 1;
 }
 
