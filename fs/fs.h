@@ -157,8 +157,9 @@ int fs_key_to_path(const uint8_t *key, size_t key_len, char *out, size_t cap, in
 /* ------------------------------------------------------------ filesystem */
 
 struct fs_options {
-    int read_only;     /* refuse every change with EROFS */
-    int op_timeout_ms; /* conflict retries of one operation stop after this long [5000] */
+    int read_only;              /* refuse every change with EROFS */
+    int op_timeout_ms;          /* conflict retries of one operation stop after this long [5000] */
+    int exact_negative_lookups; /* ask the cluster for every missing name (no listing cache) */
 };
 
 struct fs;

@@ -8,6 +8,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "fs/dcache.h"
 #include "fs/fs.h"
 #include "fs/meta.h"
 
@@ -26,6 +27,7 @@ struct fs {
     struct statvfs space;       /* the last statfs answer; guarded by space_lock */
     struct timespec space_time; /* when it was asked (CLOCK_MONOTONIC); guarded by space_lock */
     int space_valid;            /* guarded by space_lock */
+    struct fs_dcache *dcache;   /* listings for negative look-ups; NULL: none (dcache.h) */
 };
 
 /* How long a statfs answer is reused (the stores report every few seconds anyway). */
@@ -122,6 +124,17 @@ size_t fs_dir_prefix(const struct fs_path *p, uint8_t *buf);
 /* *found = whether a key starts with `prefix` (with skip_marker, other than the prefix itself). */
 int fs_prefix_has_keys(struct client_txn *txn, const uint8_t *prefix, size_t prefix_len,
                        int skip_marker, int *found);
+
+/* Called for each immediate child met by fs_scan_children: its component, whether the key
+ * went on below it (a subdirectory), and the value of the key (with_values only). A nonzero
+ * return stops the scan and is returned. */
+typedef int (*fs_child_fn)(void *arg, const uint8_t *comp, size_t clen, int below,
+                           const uint8_t *value, size_t vlen);
+
+/* Visits the immediate children of the keys starting with `prefix` (ops_dir.c), once per
+ * subtree. 0 or a negative errno (or fn's nonzero return). */
+int fs_scan_children(struct client_txn *txn, const uint8_t *prefix, size_t plen, int with_values,
+                     fs_child_fn fn, void *arg);
 
 /* The exclusive end of the keys starting with `prefix`; *end_len 0 means +inf. */
 void fs_prefix_end(const uint8_t *prefix, size_t len, uint8_t *end, size_t *end_len);

@@ -25,6 +25,7 @@ struct mount_conf {
     int timeout_ms;
     int max_threads;
     int read_only;
+    char *lookupcache; /* "all" (default) or "positive" */
     int help;
     int n_nonopts;
     char *nonopts[2]; /* [source] mountpoint */
@@ -36,6 +37,7 @@ static const struct fuse_opt MOUNT_OPTS[] = {
     {"scheduler=%s", offsetof(struct mount_conf, scheduler), 0},
     {"timeout=%d", offsetof(struct mount_conf, timeout_ms), 0},
     {"max_threads=%d", offsetof(struct mount_conf, max_threads), 0},
+    {"lookupcache=%s", offsetof(struct mount_conf, lookupcache), 0},
     FUSE_OPT_KEY("ro", KEY_RO),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
@@ -46,7 +48,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: tinykv-fuse [-f] [-d] [-s] [-o OPTIONS] MOUNTPOINT\n"
-            "       (OPTIONS: scheduler=HOST:PORT,timeout=MS,max_threads=N,ro,...)\n"
+            "       (OPTIONS: scheduler=HOST:PORT,timeout=MS,max_threads=N,\n"
+            "                 lookupcache=all|positive,ro,...)\n"
             "       tinykv-fuse SOURCE MOUNTPOINT -o OPTIONS   (the /etc/fstab form, type "
             "fuse.tinykv;\n"
             "                   a SOURCE of the form HOST:PORT is the scheduler address)\n"
@@ -56,6 +59,10 @@ static void usage(FILE *out)
             "requests, -s serves one request at a time. timeout is the deadline of one\n"
             "operation against the cluster (default %d ms); past it the call fails with EIO.\n"
             "max_threads is the most requests served at once (default %d).\n"
+            "lookupcache=all (the default) answers a look-up of a missing name from a\n"
+            "listing of its directory read less than 1 s before, so a name another mount\n"
+            "makes may stay unseen here for up to 1 s (as NFS's lookupcache=all);\n"
+            "lookupcache=positive asks the cluster for every missing name.\n"
             "The kernel checks permissions (default_permissions); -o allow_other lets other\n"
             "users in (as root, or with user_allow_other in /etc/fuse.conf).\n"
             "Unmount with: fusermount3 -u MOUNTPOINT\n",
@@ -180,6 +187,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "tinykv-fuse: bad options\n");
         goto cleanup;
     }
+    if (conf.lookupcache && strcmp(conf.lookupcache, "all") != 0 &&
+        strcmp(conf.lookupcache, "positive") != 0) {
+        fprintf(stderr, "tinykv-fuse: lookupcache must be 'all' or 'positive', not '%s'\n",
+                conf.lookupcache);
+        goto cleanup;
+    }
     /* The kernel checks every access against the stored modes and owners. */
     if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0 ||
         fuse_opt_add_arg(&args, conf.nonopts[conf.n_nonopts - 1]) != 0 ||
@@ -212,6 +225,7 @@ int main(int argc, char **argv)
     memset(&fopts, 0, sizeof fopts);
     fopts.read_only = conf.read_only;
     fopts.op_timeout_ms = conf.timeout_ms;
+    fopts.exact_negative_lookups = conf.lookupcache && strcmp(conf.lookupcache, "positive") == 0;
     if (fs_new(c, &fopts, &fs) != FS_OK)
         goto cleanup;
     if (fuse_set_signal_handlers(fuse_get_session(f)) != 0)
@@ -242,6 +256,7 @@ cleanup:
         client_free(c);
     free(cmd.mountpoint);
     free(conf.scheduler);
+    free(conf.lookupcache);
     for (int i = 0; i < conf.n_nonopts; i++)
         free(conf.nonopts[i]);
     fuse_opt_free_args(&args);

@@ -84,7 +84,7 @@ int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t crea
     struct fs_handle *h = calloc(1, sizeof *h);
     void *value = NULL;
     size_t len = 0;
-    int rc, has_record = 0, trunc, filled = 0;
+    int rc, has_record = 0, trunc, filled = 0, look;
 
     if (!h)
         return -ENOMEM;
@@ -94,9 +94,14 @@ int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t crea
     trunc = (flags & O_TRUNC) && !h->read_only;
     if (!p->snapshot_ts && !create_mode)
         fs_handles_settle(fs, p->key, p->key_len);
-    /* A create without O_EXCL is a blind write that reads nothing: its transaction (and
-     * timestamp) is begun by the commit. The others read at a fresh timestamp now. */
-    if (!create_mode || (flags & O_EXCL)) {
+    /* The kernel sends a create right after its own look-up found nothing, but that
+     * look-up may have been answered by this mount's listing of the directory, up to
+     * FS_DCACHE_TTL_MS old (dcache.h). A create with O_TRUNC writes the same file whether
+     * or not one appeared since: a blind write that reads nothing, its transaction (and
+     * timestamp) begun by the commit. Without O_TRUNC a file made since must be opened,
+     * not replaced (O_EXCL: refused), so those look again at a fresh timestamp now. */
+    look = !create_mode || !(flags & O_TRUNC) || (flags & O_EXCL);
+    if (look) {
         rc = fs_txn_for_read(fs, p, &h->txn);
         if (rc != CLIENT_OK) {
             rc = fs_neg_errno(rc);
@@ -104,11 +109,9 @@ int fs_handle_new(struct fs *fs, const struct fs_path *p, int flags, mode_t crea
         }
         h->read_ts = client_txn_start_ts(h->txn);
     }
-    /* The kernel sends a create only right after its own look-up found nothing
-     * (negative entries are not cached), so a create does not look again. O_TRUNC
-     * needs no content: only whether the file is there and its record. A read-only
-     * open of a small file reads its content only. */
-    if (create_mode) {
+    /* O_TRUNC needs no content: only whether the file is there and its record. A
+     * read-only open of a small file reads its content only. */
+    if (!look) {
         rc = -ENOENT;
     } else {
         rc = h->read_only ? open_content_only(h, p) : 0;
@@ -252,6 +255,8 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
         client_txn_free(h->txn);
         h->txn = NULL;
         if (rc == CLIENT_OK) {
+            if (h->created)
+                fs_dcache_note(fs->dcache, h->path.key, h->path.key_len);
             h->meta = m;
             h->dirty = 0;
             h->created = 0;

@@ -21,7 +21,7 @@ int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
     struct fs_path p;
     struct client_txn *txn = NULL;
     struct fs_meta m;
-    int rc, has_record, unlinked = 0;
+    int rc, has_record, unlinked = 0, cacheable;
 
     if (fi && fi->fh) {
         struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
@@ -57,12 +57,18 @@ int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
             st->st_nlink = 0;
         return 0;
     }
+    /* A name its directory's fresh listing lacks is not there (dcache.h). */
+    cacheable = p.kind == FS_PATH_NODE && !p.snapshot_ts && !p.last_empty;
+    if (cacheable && fs_dcache_absent(fs->dcache, p.key, p.key_len))
+        return -ENOENT;
     rc = fs_txn_for_read(fs, &p, &txn);
     if (rc != CLIENT_OK)
         return fs_neg_errno(rc);
     rc = fs_node_lookup(fs, txn, &p, &m, &has_record, NULL, NULL);
     client_txn_rollback(txn);
     client_txn_free(txn);
+    if (rc == -ENOENT && cacheable)
+        fs_dcache_missed(fs, p.key, p.key_len);
     if (rc != 0)
         return rc;
     if (p.snapshot_ts)

@@ -8,18 +8,10 @@
 /* Keys fetched per scan while listing (keys only: values stay on the stores). */
 #define READDIR_BATCH 1024
 
-/* Called for each immediate child met by scan_children: its component, whether the key
- * went on below it (a subdirectory), and the value of the key (with_values only). */
-typedef int (*child_fn)(void *arg, const uint8_t *comp, size_t clen, int below,
-                        const uint8_t *value, size_t vlen);
-
-/*
- * Visits the immediate children of the keys starting with `prefix`, once per
- * subtree: after a key below a child it seeks past the whole child
- * (prefix + child + ('/' + 1)), so a directory beside a million keys lists fast.
- */
-static int scan_children(struct client_txn *txn, const uint8_t *prefix, size_t plen,
-                         int with_values, child_fn fn, void *arg)
+/* After a key below a child, fs_scan_children seeks past the whole child
+ * (prefix + child + ('/' + 1)), so a directory beside a million keys lists fast. */
+int fs_scan_children(struct client_txn *txn, const uint8_t *prefix, size_t plen, int with_values,
+                     fs_child_fn fn, void *arg)
 {
     uint8_t end[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN];
     uint8_t start[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN + 1];
@@ -257,7 +249,8 @@ static int dir_list_fill(struct fs *fs, const struct fs_path *p, int plus, struc
         return fs_neg_errno(rc);
     rc = 0;
     if (plus)
-        rc = scan_children(txn, mprefix, fs_meta_key(prefix, plen, mprefix), 1, collect_rec, &recs);
+        rc = fs_scan_children(txn, mprefix, fs_meta_key(prefix, plen, mprefix), 1, collect_rec,
+                              &recs);
     if (rc == 0) {
         memset(&f, 0, sizeof f);
         f.fs = fs;
@@ -265,7 +258,7 @@ static int dir_list_fill(struct fs *fs, const struct fs_path *p, int plus, struc
         f.plen = plen;
         f.prefix = prefix;
         f.recs = plus ? &recs : NULL;
-        rc = scan_children(txn, prefix, plen, 0, fill_child, &f);
+        rc = fs_scan_children(txn, prefix, plen, 0, fill_child, &f);
     }
     if (rc == 0 && !p->snapshot_ts)
         rc = fs_handles_list_created(fs, prefix, plen, fill_created, &f);
@@ -364,6 +357,7 @@ int fs_op_mkdir(const char *path, mode_t mode)
     struct fs *fs = fs_current();
     struct fs_path p;
     struct dir_args a;
+    int64_t start;
     int rc;
 
     rc = fs_path_parse(path, &p);
@@ -377,7 +371,11 @@ int fs_op_mkdir(const char *path, mode_t mode)
     a.fs = fs;
     a.p = &p;
     a.mode = mode;
-    return fs_run_txn(fs, mkdir_body, &a);
+    start = fs_mono_ms();
+    rc = fs_run_txn(fs, mkdir_body, &a);
+    if (rc == 0)
+        fs_dcache_note_empty_dir(fs->dcache, p.key, p.key_len, start);
+    return rc;
 }
 
 static int rmdir_body(struct client_txn *txn, void *arg)

@@ -54,6 +54,7 @@ int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     rc = fs_handle_new(fs, &p, fi->flags, (mode & 07777) | S_IFREG, &h);
     if (rc != 0)
         return rc;
+    fs_dcache_note(fs->dcache, p.key, p.key_len);
     fi->fh = (uint64_t)(uintptr_t)h;
     /* Each open file is its own snapshot: the kernel's page cache, shared by
      * every open of the inode, would mix versions (and O_TRUNC elsewhere

@@ -58,7 +58,10 @@ static int make_node(const char *path, uint32_t mode, const char *content, uint6
     fs_meta_new(mode, &a.m);
     a.m.size = a.content_len;
     a.m.rdev = rdev;
-    return fs_run_txn(fs, make_node_body, &a);
+    rc = fs_run_txn(fs, make_node_body, &a);
+    if (rc == 0)
+        fs_dcache_note(fs->dcache, p.key, p.key_len);
+    return rc;
 }
 
 int fs_op_symlink(const char *target, const char *path)

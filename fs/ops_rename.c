@@ -226,8 +226,13 @@ int fs_op_rename(const char *from, const char *to, unsigned int flags)
     a.flags = flags;
     a.hide = fs_path_is_hidden(pt) && !fs_path_is_hidden(pf);
     rc = fs_run_txn(fs, rename_body, &a);
-    if (rc == 0)
+    if (rc == 0) {
+        /* The new name is there; listings of the subtree's old and new places are not. */
+        fs_dcache_note(fs->dcache, pt->key, pt->key_len);
+        fs_dcache_forget(fs->dcache, pf->key, pf->key_len);
+        fs_dcache_forget(fs->dcache, pt->key, pt->key_len);
         fs_chunks_drop(fs, a.chunk_id);
+    }
     if (rc == 0 && a.hide) {
         /* Still open here under the hidden name: fstat answers from the open file. */
         fs_handles_unlinked(fs, pf->key, pf->key_len);

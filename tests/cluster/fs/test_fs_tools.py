@@ -49,6 +49,13 @@ def as_user(uid, gid, umask, fn):
     return os.waitstatus_to_exitcode(status)
 
 
+def drop_dentries():
+    """Drops the kernel's unused dentries and inodes, so the mounts are asked every name again."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2")
+
+
 def region_starts(c, lo, hi):
     """The start keys of the regions that begin strictly inside [lo, hi), from the scheduler."""
     url = "http://127.0.0.1:%d/pd/api/v1/regions" % c.http_port
@@ -256,6 +263,66 @@ def run_scenarios(c, m1, m2, tmp):
         check("exclusive_create_race", ok, repr((e_open, e_close, read(b + "/excl"))))
 
     scenario(exclusive_create_race)
+
+    # A look-up of a missing name is answered from this mount's listing of its directory (no
+    # cluster round trip), so what matters is that the listing never hides what this mount made:
+    # with the kernel's dentries dropped (every name looked up again) a file, a symlink, a
+    # directory, a renamed file and a file in a renamed directory are all there, and the old
+    # names are not. Another mount's new name shows once the listing's second has passed.
+    def negative_lookups_never_hide_own_names():
+        d = a + "/neg"
+        os.mkdir(d)
+        e_first = errno_of(lambda: os.stat(d + "/x"))  # from the empty listing the mkdir began
+        write(d + "/x", b"one")
+        os.symlink("x", d + "/s")
+        os.mkdir(d + "/sub")
+        os.mkdir(d + "/r1")
+        write(d + "/r1/f", b"in r1")
+        os.rename(d + "/r1", d + "/r2")
+        os.rename(d + "/x", d + "/x2")
+        drop_dentries()
+        made = (read(d + "/x2") == b"one" and os.readlink(d + "/s") == "x" and os.path.isdir(d + "/sub")
+                and read(d + "/r2/f") == b"in r1" and not os.path.exists(d + "/x")
+                and not os.path.exists(d + "/r1"))
+        e_other = errno_of(lambda: os.stat(d + "/y"))
+        write(b + "/neg/y", b"two")
+        seen = wait_for(lambda: os.path.exists(d + "/y") and read(d + "/y") == b"two", ATTR_WAIT_S)
+        check("negative_lookups_never_hide_own_names",
+              e_first == errno.ENOENT and made and e_other == errno.ENOENT and seen,
+              repr((e_first, made, e_other, seen, sorted(os.listdir(d)))))
+
+    scenario(negative_lookups_never_hide_own_names)
+
+    # The kernel creates only after a negative look-up, which may come from a listing up to 1 s
+    # old: a create without O_TRUNC of a file another mount made meanwhile opens that file (an
+    # append keeps its content) and O_EXCL is EEXIST at open.
+    def create_after_stale_listing_opens_file_made_elsewhere():
+        d = a + "/late"
+        os.mkdir(d)
+        e = errno_of(lambda: os.stat(d + "/log"))
+        write(b + "/late/log", b"theirs;")
+        write(b + "/late/excl", b"x")
+        fd = os.open(d + "/log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.write(fd, b"mine")
+        os.close(fd)
+        ex = errno_of(lambda: os.open(d + "/excl", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        v = read(b + "/late/log")
+        check("create_after_stale_listing_opens_file_made_elsewhere",
+              e == errno.ENOENT and v == b"theirs;mine" and ex == errno.EEXIST, repr((e, v, ex)))
+
+    scenario(create_after_stale_listing_opens_file_made_elsewhere)
+
+    # A lookupcache other than all or positive is refused at mount time with a message.
+    def bad_lookupcache_is_refused():
+        mnt = os.path.join(tmp, "mnt-bad")
+        os.makedirs(mnt, exist_ok=True)
+        r = subprocess.run([os.path.join(tf.BINDIR, "tinykv-fuse"), "-f", "-o",
+                            "scheduler=%s,lookupcache=sometimes" % c.pd_addr, mnt],
+                           capture_output=True, timeout=30)
+        check("bad_lookupcache_is_refused", r.returncode != 0 and b"lookupcache" in r.stderr
+              and not tf.in_mount_table(mnt), repr((r.returncode, r.stderr[-200:])))
+
+    scenario(bad_lookupcache_is_refused)
 
     # statfs reports the stores' capacity and free space (as the scheduler has them) per replica.
     def statfs_from_store_figures():
@@ -638,7 +705,8 @@ def main():
     tf.generate_protos(gen)
     c = tf.Cluster(tmp)
     m1 = tf.Mount(c, os.path.join(tmp, "mnt1"), os.path.join(tmp, "fuse1.log"), ",allow_other")
-    m2 = tf.Mount(c, os.path.join(tmp, "mnt2"), os.path.join(tmp, "fuse2.log"))
+    # mnt2 checks what mnt1 made at once: it looks every missing name up (test_fuse.py says why).
+    m2 = tf.Mount(c, os.path.join(tmp, "mnt2"), os.path.join(tmp, "fuse2.log"), ",lookupcache=positive")
     t0 = time.time()
     try:
         c.start()

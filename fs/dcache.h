@@ -1,0 +1,70 @@
+/* dcache.h — the mount's short-lived memory of whole directory listings (internal to fs/). */
+#ifndef TINYKV_FS_DCACHE_H
+#define TINYKV_FS_DCACHE_H
+
+/*
+ * What it owns: for a few directories, the set of names a listing found (read
+ * at a fresh timestamp, less than FS_DCACHE_TTL_MS ago) plus every name this
+ * mount made there since. A look-up of a name that set lacks is answered
+ * ENOENT without asking the cluster. That is what makes creating many files
+ * cheap: the kernel looks every new name up first, holding the directory's
+ * lock, so each of those look-ups (a timestamp, a record read and a key probe)
+ * used to serialize every writer of the directory.
+ *
+ * Why it is right: a name absent from a listing taken at ts T was not
+ * committed before T (the listing's start), and this mount's own names are
+ * added as they are made (create, the commit at close, mkdir, mknod,
+ * symlink, rename), including while a listing is being taken. So a negative
+ * answer is at most FS_DCACHE_TTL_MS stale for changes made by other mounts,
+ * the same bound the kernel's 1 s entry and attribute caches put on
+ * positive answers. Only absence is answered: a present name is looked up as
+ * before, so the cache never adds to the staleness of attributes. Names this
+ * mount removed stay in the set (a present name is only a reason to ask).
+ * A directory renamed, or one whose listing is too large (FS_DCACHE_MAX_NAMES
+ * names, FS_DCACHE_MAX_SUBDIRS subdirectories), is not cached.
+ *
+ * Who calls it: getattr (the kernel's look-up) asks fs_dcache_absent before
+ * the cluster and fs_dcache_missed after an ENOENT from it; the operations
+ * that make a name call fs_dcache_note; rename calls fs_dcache_forget.
+ * What it must never do: answer for a snapshot path, say "absent" for a name
+ * this mount made, or hold a lock while it talks to the cluster.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A listing answers for this long after the timestamp it was read at was asked. */
+#define FS_DCACHE_TTL_MS 1000
+/* Directories remembered at once (the least recently used goes). */
+#define FS_DCACHE_DIRS 32
+/* Listings larger than this are not kept (their directory is asked again after the TTL). */
+#define FS_DCACHE_MAX_NAMES 16384
+#define FS_DCACHE_MAX_SUBDIRS 64
+
+struct fs;
+struct fs_dcache;
+
+struct fs_dcache *fs_dcache_new(void);
+void fs_dcache_free(struct fs_dcache *dc);
+
+/* 1 if the node `key` is known not to exist: its directory has a fresh listing that lacks
+ * its name. */
+int fs_dcache_absent(struct fs_dcache *dc, const uint8_t *key, size_t key_len);
+
+/* A look-up of `key` found nothing: lists its directory unless a fresh listing is there or
+ * being taken (one scan of names and one of records, keys only). Errors leave no listing. */
+void fs_dcache_missed(struct fs *fs, const uint8_t *key, size_t key_len);
+
+/* This mount made (or is making) the node `key`. */
+void fs_dcache_note(struct fs_dcache *dc, const uint8_t *key, size_t key_len);
+
+/* This mount made the directory `key`, empty, in an operation begun at since_ms
+ * (fs_mono_ms): it has an empty listing from then. */
+void fs_dcache_note_empty_dir(struct fs_dcache *dc, const uint8_t *key, size_t key_len,
+                              int64_t since_ms);
+
+/* Forgets the listings of the directory `key` and of every directory below it (a rename
+ * moved a subtree there or away). */
+void fs_dcache_forget(struct fs_dcache *dc, const uint8_t *key, size_t key_len);
+
+#endif
