@@ -6,6 +6,7 @@
 
 #include "fs/dcache.h"
 #include "fs/fs_internal.h"
+#include "fs/meta.h"
 
 /* How long a directory found too large is not listed again. */
 #define TOO_BIG_PAUSE_MS (10 * FS_DCACHE_TTL_MS)
@@ -32,12 +33,15 @@ struct dc_dir {
     int64_t too_big_until;
     int64_t last_use;
     uint64_t fill_id; /* nonzero while a listing is being taken */
+    struct fs_meta attrs;
+    int64_t attrs_ms; /* when attrs were read; 0: none */
 };
 
 struct fs_dcache {
     pthread_mutex_t lock;
     struct dc_dir dirs[FS_DCACHE_DIRS];
     uint64_t next_fill_id;
+    uint64_t attr_epoch; /* bumped by every change of a directory's record */
 };
 
 static uint64_t name_hash(const uint8_t *s, size_t len)
@@ -386,5 +390,68 @@ void fs_dcache_forget(struct fs_dcache *dc, const uint8_t *key, size_t key_len)
         if (below)
             dir_clear(d); /* a listing being taken finds its slot gone and drops it */
     }
+    pthread_mutex_unlock(&dc->lock);
+}
+
+int fs_dcache_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_len, struct fs_meta *m)
+{
+    struct dc_dir *d;
+    int64_t now = fs_mono_ms();
+    int found = 0;
+
+    if (!dc)
+        return 0;
+    pthread_mutex_lock(&dc->lock);
+    d = dir_find(dc, key, key_len);
+    if (d && d->attrs_ms && now - d->attrs_ms < FS_DCACHE_ATTR_MS) {
+        *m = d->attrs;
+        d->last_use = now;
+        found = 1;
+    }
+    pthread_mutex_unlock(&dc->lock);
+    return found;
+}
+
+uint64_t fs_dcache_attr_epoch(struct fs_dcache *dc)
+{
+    uint64_t epoch = 0;
+
+    if (dc) {
+        pthread_mutex_lock(&dc->lock);
+        epoch = dc->attr_epoch;
+        pthread_mutex_unlock(&dc->lock);
+    }
+    return epoch;
+}
+
+void fs_dcache_keep_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_len,
+                          const struct fs_meta *m, uint64_t epoch, int64_t read_ms)
+{
+    struct dc_dir *d;
+
+    if (!dc)
+        return;
+    pthread_mutex_lock(&dc->lock);
+    if (dc->attr_epoch == epoch) {
+        d = dir_find(dc, key, key_len);
+        if (!d)
+            d = dir_take(dc, key, key_len);
+        if (d && read_ms >= d->attrs_ms) {
+            d->attrs = *m;
+            d->attrs_ms = read_ms;
+            d->last_use = fs_mono_ms();
+        }
+    }
+    pthread_mutex_unlock(&dc->lock);
+}
+
+void fs_dcache_attrs_changed(struct fs_dcache *dc)
+{
+    if (!dc)
+        return;
+    pthread_mutex_lock(&dc->lock);
+    dc->attr_epoch++;
+    for (size_t i = 0; i < FS_DCACHE_DIRS; i++)
+        dc->dirs[i].attrs_ms = 0;
     pthread_mutex_unlock(&dc->lock);
 }

@@ -23,6 +23,17 @@
  * A directory renamed, or one whose listing is too large (FS_DCACHE_MAX_NAMES
  * names, FS_DCACHE_MAX_SUBDIRS subdirectories), is not cached.
  *
+ * It also keeps each directory's attributes (its record) for
+ * FS_DCACHE_ATTR_MS after they were read. The kernel drops its copy of a
+ * directory's attributes after every create in it and asks again, holding
+ * the directory's lock, to check the creator's permission: without this, one
+ * read per create, serialized. Creating, writing or removing a file leaves
+ * its directory's record as it was; the operations that change a directory's
+ * record (mkdir, rmdir, rename, chmod, chown, utimens) drop every copy when
+ * they are done (fs_dcache_attrs_changed), and a copy read before that is not
+ * kept. The kernel keeps what it is given for FS_ATTR_TIMEOUT_S, so another
+ * mount's change shows within FS_DCACHE_ATTR_MS + FS_ATTR_TIMEOUT_S = 1 s.
+ *
  * Who calls it: getattr (the kernel's look-up) asks fs_dcache_absent before
  * the cluster and fs_dcache_missed after an ENOENT from it; the operations
  * that make a name call fs_dcache_note; rename calls fs_dcache_forget.
@@ -35,6 +46,10 @@
 
 /* A listing answers for this long after the timestamp it was read at was asked. */
 #define FS_DCACHE_TTL_MS 1000
+/* A directory's attributes are reused for this long after they were read. */
+#define FS_DCACHE_ATTR_MS 200
+/* What the kernel is told to keep attributes (and entries) for: with FS_DCACHE_ATTR_MS, 1 s. */
+#define FS_ATTR_TIMEOUT_S (1.0 - FS_DCACHE_ATTR_MS / 1000.0)
 /* Directories remembered at once (the least recently used goes). */
 #define FS_DCACHE_DIRS 32
 /* Listings larger than this are not kept (their directory is asked again after the TTL). */
@@ -43,6 +58,7 @@
 
 struct fs;
 struct fs_dcache;
+struct fs_meta;
 
 struct fs_dcache *fs_dcache_new(void);
 void fs_dcache_free(struct fs_dcache *dc);
@@ -66,5 +82,19 @@ void fs_dcache_note_empty_dir(struct fs_dcache *dc, const uint8_t *key, size_t k
 /* Forgets the listings of the directory `key` and of every directory below it (a rename
  * moved a subtree there or away). */
 void fs_dcache_forget(struct fs_dcache *dc, const uint8_t *key, size_t key_len);
+
+/* A directory's attributes read less than FS_DCACHE_ATTR_MS ago into *m: 1, else 0. */
+int fs_dcache_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_len, struct fs_meta *m);
+
+/* The epoch to give fs_dcache_keep_attrs: read it before reading the attributes. */
+uint64_t fs_dcache_attr_epoch(struct fs_dcache *dc);
+
+/* Keeps a directory's attributes read at read_ms (fs_mono_ms before the read), unless a
+ * change was made since `epoch` was read. */
+void fs_dcache_keep_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_len,
+                          const struct fs_meta *m, uint64_t epoch, int64_t read_ms);
+
+/* This mount changed a directory's record (or may have): every copy goes. */
+void fs_dcache_attrs_changed(struct fs_dcache *dc);
 
 #endif

@@ -167,7 +167,7 @@ static void *fs_op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
     /* Short caches: another mount's changes show within a second. */
     cfg->entry_timeout = 1.0;
-    cfg->attr_timeout = 1.0;
+    cfg->attr_timeout = FS_ATTR_TIMEOUT_S; /* with dcache.c's copies, 1 s in all */
     cfg->negative_timeout = 0.0;
     /* An unlinked open file is renamed to a hidden name, which fs_op_rename turns into
      * the unlink (the key goes now) while fstat still finds the open file by that name. */

@@ -22,6 +22,8 @@ int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
     struct client_txn *txn = NULL;
     struct fs_meta m;
     int rc, has_record, unlinked = 0, cacheable;
+    uint64_t epoch;
+    int64_t read_ms;
 
     if (fi && fi->fh) {
         struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
@@ -57,20 +59,30 @@ int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
             st->st_nlink = 0;
         return 0;
     }
-    /* A name its directory's fresh listing lacks is not there (dcache.h). */
-    cacheable = p.kind == FS_PATH_NODE && !p.snapshot_ts && !p.last_empty;
-    if (cacheable && fs_dcache_absent(fs->dcache, p.key, p.key_len))
+    /* A name its directory's fresh listing lacks is not there, and a directory's attributes
+     * read a moment ago still hold (dcache.h). */
+    cacheable =
+        (p.kind == FS_PATH_NODE || p.kind == FS_PATH_ROOT) && !p.snapshot_ts && !p.last_empty;
+    if (cacheable && p.kind == FS_PATH_NODE && fs_dcache_absent(fs->dcache, p.key, p.key_len))
         return -ENOENT;
+    if (cacheable && fs_dcache_attrs(fs->dcache, p.key, p.key_len, &m)) {
+        fs_meta_to_stat(&m, st);
+        return 0;
+    }
+    epoch = fs_dcache_attr_epoch(fs->dcache);
+    read_ms = fs_mono_ms();
     rc = fs_txn_for_read(fs, &p, &txn);
     if (rc != CLIENT_OK)
         return fs_neg_errno(rc);
     rc = fs_node_lookup(fs, txn, &p, &m, &has_record, NULL, NULL);
     client_txn_rollback(txn);
     client_txn_free(txn);
-    if (rc == -ENOENT && cacheable)
+    if (rc == -ENOENT && cacheable && p.kind == FS_PATH_NODE)
         fs_dcache_missed(fs, p.key, p.key_len);
     if (rc != 0)
         return rc;
+    if (cacheable && S_ISDIR(m.mode))
+        fs_dcache_keep_attrs(fs->dcache, p.key, p.key_len, &m, epoch, read_ms);
     if (p.snapshot_ts)
         m.mode &= ~(uint32_t)0222; /* the past is read-only */
     fs_meta_to_stat(&m, st);
@@ -195,6 +207,7 @@ static int set_attr(struct setattr_args *a, const char *path)
     a->fs = fs;
     a->p = &p;
     rc = fs_run_txn(fs, setattr_body, a);
+    fs_dcache_attrs_changed(fs->dcache); /* (also when the outcome is unknown) */
     if (rc == 0)
         fs_handles_attr_changed(fs, p.key, p.key_len, &a->result);
     return rc;

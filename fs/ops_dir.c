@@ -373,6 +373,7 @@ int fs_op_mkdir(const char *path, mode_t mode)
     a.mode = mode;
     start = fs_mono_ms();
     rc = fs_run_txn(fs, mkdir_body, &a);
+    fs_dcache_attrs_changed(fs->dcache); /* the parent's subdirectory count */
     if (rc == 0)
         fs_dcache_note_empty_dir(fs->dcache, p.key, p.key_len, start);
     return rc;
@@ -426,5 +427,7 @@ int fs_op_rmdir(const char *path)
     a.fs = fs;
     a.p = &p;
     a.mode = 0;
-    return fs_run_txn(fs, rmdir_body, &a);
+    rc = fs_run_txn(fs, rmdir_body, &a);
+    fs_dcache_attrs_changed(fs->dcache); /* the parent's subdirectory count */
+    return rc;
 }

@@ -226,6 +226,7 @@ int fs_op_rename(const char *from, const char *to, unsigned int flags)
     a.flags = flags;
     a.hide = fs_path_is_hidden(pt) && !fs_path_is_hidden(pf);
     rc = fs_run_txn(fs, rename_body, &a);
+    fs_dcache_attrs_changed(fs->dcache); /* the moved node's ctime, the parents' counts */
     if (rc == 0) {
         /* The new name is there; listings of the subtree's old and new places are not. */
         fs_dcache_note(fs->dcache, pt->key, pt->key_len);

@@ -7,11 +7,13 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
 #include "fs/dcache.h"
 #include "fs/fs_internal.h"
+#include "fs/meta.h"
 
 #define K(s) (const uint8_t *)(s), strlen(s)
 
@@ -127,6 +129,41 @@ static void test_least_recently_used_goes(void **state)
     fs_dcache_free(dc);
 }
 
+/* A directory's attributes are kept for FS_DCACHE_ATTR_MS; a change of any directory's record
+ * drops every copy, and a copy read before that change is not kept. */
+static void test_directory_attributes(void **state)
+{
+    struct fs_dcache *dc = fs_dcache_new();
+    struct fs_meta m, got;
+    uint64_t epoch;
+
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.mode = S_IFDIR | 0750;
+    m.subdirs = 3;
+    assert_false(fs_dcache_attrs(dc, K("d"), &got));
+    epoch = fs_dcache_attr_epoch(dc);
+    fs_dcache_keep_attrs(dc, K("d"), &m, epoch, fs_mono_ms());
+    assert_true(fs_dcache_attrs(dc, K("d"), &got));
+    assert_int_equal(got.mode, m.mode);
+    assert_int_equal(got.subdirs, 3);
+    assert_false(fs_dcache_attrs(dc, K("e"), &got));
+    /* Too old. */
+    fs_dcache_keep_attrs(dc, K("old"), &m, epoch, fs_mono_ms() - FS_DCACHE_ATTR_MS - 1);
+    assert_false(fs_dcache_attrs(dc, K("old"), &got));
+    /* A change drops them, and a read begun before it is not kept. */
+    fs_dcache_attrs_changed(dc);
+    assert_false(fs_dcache_attrs(dc, K("d"), &got));
+    fs_dcache_keep_attrs(dc, K("d"), &m, epoch, fs_mono_ms());
+    assert_false(fs_dcache_attrs(dc, K("d"), &got));
+    fs_dcache_keep_attrs(dc, K("d"), &m, fs_dcache_attr_epoch(dc), fs_mono_ms());
+    assert_true(fs_dcache_attrs(dc, K("d"), &got));
+    /* The root is the empty key. */
+    fs_dcache_keep_attrs(dc, K(""), &m, fs_dcache_attr_epoch(dc), fs_mono_ms());
+    assert_true(fs_dcache_attrs(dc, K(""), &got));
+    fs_dcache_free(dc);
+}
+
 /* A mount without a cache (lookupcache=positive) answers nothing and takes every call. */
 static void test_no_cache(void **state)
 {
@@ -135,6 +172,7 @@ static void test_no_cache(void **state)
     fs_dcache_note(NULL, K("d/x"));
     fs_dcache_note_empty_dir(NULL, K("d"), fs_mono_ms());
     fs_dcache_forget(NULL, K("d"));
+    fs_dcache_attrs_changed(NULL);
     fs_dcache_free(NULL);
 }
 
@@ -147,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_root_directory),
         cmocka_unit_test(test_forget_subtree),
         cmocka_unit_test(test_least_recently_used_goes),
+        cmocka_unit_test(test_directory_attributes),
         cmocka_unit_test(test_no_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
