@@ -9,7 +9,9 @@
 # Prints one table: create+write+close of 1 KiB files from 1 and 16 writers,
 # cat of them from 16 readers, stat from 1 and 16 threads (after the attribute
 # cache expired), ls -l of a directory of FS_BENCH_FILES files, and a
-# sequential write and read of FS_BENCH_MB MiB. Figures only; nothing is asserted.
+# sequential write and read of FS_BENCH_MB (1024) MiB; with --start, then the same cluster's
+# RawPut bandwidth for 64 KiB values at 1, 4 and 16 in flight (the sequential figures' yardstick).
+# Figures only; nothing is asserted.
 
 import os
 import shutil
@@ -18,8 +20,10 @@ import sys
 import threading
 import time
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+
 FILES = int(os.environ.get("FS_BENCH_FILES", "10000"))
-BIG_MB = int(os.environ.get("FS_BENCH_MB", "256"))
+BIG_MB = int(os.environ.get("FS_BENCH_MB", "1024"))
 ONE_WRITER = int(os.environ.get("FS_BENCH_ONE_WRITER", "200"))
 DATA = b"x" * 1024
 
@@ -127,13 +131,39 @@ def start_and_bench():
         pt_up = True
         print("== filesystem: tinykv-fuse on 3 replicas vs libfuse's passthrough of a local directory")
         targets = [("tinykv", m.path), ("passthrough", pt_mnt + local)]
-        return report(targets)
+        rc = report(targets)
+        raw_put_bandwidth(c)
+        return rc
     finally:
         if pt_up:
             subprocess.run(["fusermount3", "-u", pt_mnt], capture_output=True)
         m.unmount()
         c.kill_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def raw_put_bandwidth(c):
+    """Prints the cluster's RawPut bandwidth for 64 KiB values (kvload against the leader, after
+    the filesystem figures, on the same cluster), the yardstick of the sequential figures."""
+    kvload = os.path.join(REPO, os.environ.get("BUILD", "build"), "tests", "bench", "kvload")
+    if not os.path.exists(kvload):
+        print("raw-put bandwidth: %s not built (make bench builds it)" % kvload)
+        return
+
+    def run(addr, inflight, seconds):
+        r = subprocess.run([kvload, "--system", "ours", "--op", "put", "--addr", addr, "--inflight",
+                            str(inflight), "--seconds", str(seconds), "--value-size", "65536",
+                            "--keys", "64"], capture_output=True, text=True, timeout=120)
+        fields = dict(f.split("=", 1) for f in r.stdout.split() if "=" in f)
+        ops, errors = int(fields.get("ops", 0)), int(fields.get("errors", 0))
+        return ops, errors, float(fields.get("rps", 0))
+
+    addrs = ["127.0.0.1:%d" % p for p in c.ports]
+    leader = max(addrs, key=lambda a: run(a, 1, 1)[0])  # followers answer NotLeader
+    for inflight in (1, 4, 16):
+        ops, errors, rps = run(leader, inflight, 5)
+        print("raw put 64 KiB values, %d in flight (MB/s)%s %12.1f   (%d errors)"
+              % (inflight, " " * (17 - len(str(inflight))), rps * 65536 / 1e6, errors), flush=True)
 
 
 def report(targets):
