@@ -21,6 +21,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -292,6 +293,52 @@ def run_scenarios(c, m1, m2, tmp):
               repr((e_first, made, e_other, seen, sorted(os.listdir(d)))))
 
     scenario(negative_lookups_never_hide_own_names)
+
+    # Listings taken while this mount creates: 8 writers make files in one directory while a
+    # checker drops the kernel's dentries, looks up a missing name (so the listing is taken again
+    # as soon as it is 1 s old, while closes commit) and stats every file whose close has
+    # returned; none is ever missing.
+    def own_names_seen_while_listings_are_taken():
+        d = a + "/busy"
+        os.mkdir(d)
+        closed, missing, errors = [], [], []
+        stop = threading.Event()
+
+        def writer(t):
+            try:
+                for i in range(150):
+                    name = "%s/w%d-%d" % (d, t, i)
+                    write(name, b"x")
+                    closed.append(name)
+            except OSError as e:
+                errors.append(repr(e))
+
+        def checker():
+            while not stop.is_set():
+                drop_dentries()
+                os.path.exists(d + "/never-made")
+                for name in list(closed):
+                    if not os.path.exists(name):
+                        missing.append(name)
+                time.sleep(0.05)
+
+        ws = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+        ch = threading.Thread(target=checker)
+        ch.start()
+        for w in ws:
+            w.start()
+        for w in ws:
+            w.join()
+        time.sleep(1.2)  # the directory's listing expires and is taken again by the next miss
+        stop.set()
+        ch.join()
+        drop_dentries()
+        after = [n for n in closed if not os.path.exists(n)]
+        check("own_names_seen_while_listings_are_taken",
+              not errors and not missing and not after and len(closed) == 1200
+              and len(os.listdir(d)) == 1200, repr((errors[:3], missing[:3], after[:3], len(closed))))
+
+    scenario(own_names_seen_while_listings_are_taken)
 
     # The kernel creates only after a negative look-up, which may come from a listing up to 1 s
     # old: a create without O_TRUNC of a file another mount made meanwhile opens that file (an
