@@ -143,7 +143,8 @@ struct tso_waiter {
     int state; /* 0 pending, 1 in flight, 2 done; guarded by tso_mu */
     int abandoned;
     int rc;
-    client_ts ts;
+    uint32_t count; /* timestamps asked, consecutive */
+    client_ts ts;   /* the first of them */
 };
 
 /* client_pd_call: a unary call to the scheduler leader with the request header

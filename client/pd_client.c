@@ -240,10 +240,10 @@ static void tso_send_batch(struct client *c, struct backoff *b)
     /* Take up to tso_max_batch waiters from the front; the rest wait for the next trip. */
     struct tso_waiter *batch = c->tso_pending, *w = batch, *last_taken = NULL;
     uint32_t count = 0;
-    for (; w && count < (uint32_t)c->opts.tso_max_batch; w = w->next) {
+    for (; w && (count == 0 || count + w->count <= (uint32_t)c->opts.tso_max_batch); w = w->next) {
         w->state = 1;
         last_taken = w;
-        count++;
+        count += w->count;
     }
     c->tso_pending = w;
     if (!w)
@@ -265,7 +265,8 @@ static void tso_send_batch(struct client *c, struct backoff *b)
         w = batch;
         nx = w->next;
         w->rc = rc;
-        w->ts = next++;
+        w->ts = next;
+        next += w->count;
         w->state = 2;
         if (w->abandoned)
             free(w);
@@ -278,11 +279,20 @@ static void tso_send_batch(struct client *c, struct backoff *b)
 
 int client_tso(struct client *c, client_ts *ts)
 {
+    return client_tso_batch(c, 1, ts);
+}
+
+int client_tso_batch(struct client *c, uint32_t count, client_ts *ts)
+{
+    if (count == 0 || count > (uint32_t)c->opts.tso_max_batch)
+        return client_seterr(c, CLIENT_ERR_INVALID, "asked %u timestamps, allowed 1 to %d", count,
+                             c->opts.tso_max_batch);
     struct backoff b;
     client_backoff_init(&b, c);
     struct tso_waiter *w = calloc(1, sizeof *w);
     if (!w)
         return client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
+    w->count = count;
     struct timespec until = abs_deadline(&b);
     pthread_mutex_lock(&c->tso_mu);
     *c->tso_pending_tail = w;
