@@ -13,7 +13,7 @@ struct ts_batcher {
     struct client *client;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;       /* a request was queued, or stop */
+    pthread_cond_t cv;        /* a request was queued, or stop */
     struct ts_request *queue; /* guarded by mu */
     size_t n, cap;            /* guarded by mu */
     int stop;                 /* guarded by mu */
@@ -40,7 +40,7 @@ static void *batcher_thread(void *arg)
         if (b->n == 0)
             break; /* stopping with nothing queued */
         /* Swap the queue for our own (empty) array: callers go on queueing meanwhile. */
-        size_t n = b->n;
+        size_t n = b->n, reqs_cap = b->cap;
         struct ts_request *reqs = b->queue;
         b->queue = mine;
         b->cap = mine_cap;
@@ -56,17 +56,8 @@ static void *batcher_thread(void *arg)
             done += k;
         }
         mine = reqs;
-        mine_cap = n > mine_cap ? n : mine_cap;
+        mine_cap = reqs_cap;
         pthread_mutex_lock(&b->mu);
-        /* Keep the larger array for the queue; the cap of `mine` is what we last saw. */
-        if (b->cap < mine_cap && b->n == 0) {
-            struct ts_request *t = b->queue;
-            size_t tc = b->cap;
-            b->queue = mine;
-            b->cap = mine_cap;
-            mine = t;
-            mine_cap = tc;
-        }
     }
     pthread_mutex_unlock(&b->mu);
     free(mine);
