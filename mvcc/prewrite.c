@@ -1,5 +1,6 @@
 /* prewrite.c — KvPrewrite: two-phase commit's first phase, locking every key, or a one-phase
  * commit; run as a chain of asynchronous steps. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,7 +155,17 @@ struct prewrite_op {
     struct mvcc_mem_lock ml;
     int ml_listed;
     uint64_t commit_ts; /* the one-phase commit ts being written, else 0 */
+    /* With an asynchronous ts source the commit ts is asked for alongside the snapshot (the keys
+     * listed first, as ever): both answers count `joins` down and the last one goes on. */
+    int early_ts;
+    _Atomic int joins;
+    int ts_rc; /* written by the ts answer before its count-down */
+    uint64_t ts;
+    int next; /* what the checks decided (AFTER_*), written before the read's count-down */
+    int next_rc;
 };
+
+enum { AFTER_FINISH, AFTER_WRITE, AFTER_ONE_PC };
 
 static void finish(struct prewrite_op *op, int rc)
 {
@@ -251,22 +262,100 @@ static void on_commit_ts(void *arg, int ts_rc, uint64_t commit_ts)
     write_buffered(op, op->pctx ? &wctx : NULL);
 }
 
-/* Lists the keys in the in-memory lock table and asks for a commit ts. */
-static void start_one_pc(struct prewrite_op *op)
+/* Lists the keys in the in-memory lock table: before the ts is asked for, so a reader whose ts
+ * is above ours asked the TSO after we were listed, finds us and waits for the write. */
+static void list_mem_lock(struct prewrite_op *op)
+{
+    op->ml = (struct mvcc_mem_lock){.keys = op->keys, .n_keys = op->req->n_mutations};
+    mvcc_mem_locks_add(&op->e->mem_locks, &op->ml);
+    op->ml_listed = 1;
+}
+
+/* The blocking source's turn, after the checks: list the keys, take a ts, write. */
+static void one_pc_blocking_ts(struct prewrite_op *op)
 {
     struct mvcc_engine *e = op->e;
-    op->ml = (struct mvcc_mem_lock){.keys = op->keys, .n_keys = op->req->n_mutations};
-    /* Listed before the ts is asked for: a reader whose ts is above ours asked the TSO after
-     * we were listed, so it finds us and waits for the write. */
-    mvcc_mem_locks_add(&e->mem_locks, &op->ml);
-    op->ml_listed = 1;
-    if (e->ts_source_async) {
-        e->ts_source_async(e->ts_source_async_arg, on_commit_ts, op);
-        return;
-    }
+    list_mem_lock(op);
     uint64_t ts = 0;
     int rc = e->ts_source(e->ts_source_arg, &ts);
     on_commit_ts(op, rc, ts);
+}
+
+/* Both the checks and (when asked early) the commit ts are in: what the checks decided. */
+static void after_read(struct prewrite_op *op)
+{
+    switch (op->next) {
+    case AFTER_FINISH:
+        finish(op, op->next_rc);
+        return;
+    case AFTER_WRITE:
+        if (op->ml_listed) {
+            mvcc_mem_locks_remove(&op->e->mem_locks, &op->ml);
+            op->ml_listed = 0;
+        }
+        write_buffered(op, op->pctx);
+        return;
+    default:
+        if (op->early_ts)
+            on_commit_ts(op, op->ts_rc, op->ts);
+        else
+            one_pc_blocking_ts(op);
+        return;
+    }
+}
+
+/* 1 when this answer is the last of the two an early-ts prewrite waits for (or the only one). */
+static int last_answer(struct prewrite_op *op)
+{
+    return !op->early_ts || atomic_fetch_sub_explicit(&op->joins, 1, memory_order_acq_rel) == 1;
+}
+
+static void on_early_ts(void *arg, int rc, uint64_t ts)
+{
+    struct prewrite_op *op = arg;
+    op->ts_rc = rc;
+    op->ts = ts;
+    /* Readers below it need not wait while the checks run. */
+    if (rc == 0 && ts > op->req->start_ts)
+        mvcc_mem_locks_set_commit_ts(&op->e->mem_locks, &op->ml, ts);
+    if (last_answer(op))
+        after_read(op);
+}
+
+/* Runs the checks on the snapshot; returns what comes next (AFTER_*) with *rc_out for a finish. */
+static int check_snapshot(struct prewrite_op *op, int rc, struct storage_reader *reader,
+                          const struct storage_error *err, int *rc_out)
+{
+    const struct mvcc_prewrite_req *req = op->req;
+    struct mvcc_prewrite_result *out = op->out;
+
+    *rc_out = rc = mvcc_reader_outcome(rc, err, &out->storage_err, out->errmsg);
+    if (rc != MVCC_OK)
+        return AFTER_FINISH;
+    op->reader = reader;
+    mvcc_txn_init(&op->txn, reader, req->start_ts);
+    op->have_txn = 1;
+
+    uint64_t self_commit_ts = 0;
+    for (size_t i = 0; i < req->n_mutations; i++) {
+        *rc_out = rc = prewrite_one(&op->txn, req, &req->mutations[i], op->one_pc, &op->ks[i], out);
+        if (rc != MVCC_OK)
+            return AFTER_FINISH;
+        if (op->ks[i].self_commit_ts)
+            self_commit_ts = op->ks[i].self_commit_ts;
+    }
+    if (out->n_errors)
+        return AFTER_FINISH;
+    if (self_commit_ts && op->one_pc) {
+        /* An earlier one-phase attempt committed every key at once: answer its ts. */
+        out->one_pc_commit_ts = self_commit_ts;
+        return AFTER_FINISH;
+    }
+    /* Committed already (keys without their commit record, none after a one-phase commit, are
+     * still locked and committed as usual), or a two-phase prewrite. */
+    if (self_commit_ts || !op->one_pc)
+        return AFTER_WRITE;
+    return AFTER_ONE_PC;
 }
 
 /* The snapshot is in (or failed): the checks, then the write the outcome asks for. */
@@ -274,47 +363,25 @@ static void on_reader(void *arg, int rc, struct storage_reader *reader,
                       const struct storage_error *err)
 {
     struct prewrite_op *op = arg;
-    const struct mvcc_prewrite_req *req = op->req;
-    struct mvcc_prewrite_result *out = op->out;
-
-    rc = mvcc_reader_outcome(rc, err, &out->storage_err, out->errmsg);
-    if (rc != MVCC_OK) {
-        finish(op, rc);
-        return;
-    }
-    op->reader = reader;
-    mvcc_txn_init(&op->txn, reader, req->start_ts);
-    op->have_txn = 1;
-
-    uint64_t self_commit_ts = 0;
-    for (size_t i = 0; i < req->n_mutations; i++) {
-        rc = prewrite_one(&op->txn, req, &req->mutations[i], op->one_pc, &op->ks[i], out);
-        if (rc != MVCC_OK) {
-            finish(op, rc);
-            return;
-        }
-        if (op->ks[i].self_commit_ts)
-            self_commit_ts = op->ks[i].self_commit_ts;
-    }
-    if (out->n_errors) {
-        finish(op, MVCC_OK);
-    } else if (self_commit_ts && op->one_pc) {
-        /* An earlier one-phase attempt committed every key at once: answer its ts. */
-        out->one_pc_commit_ts = self_commit_ts;
-        finish(op, MVCC_OK);
-    } else if (self_commit_ts || !op->one_pc) {
-        /* Committed already (keys without their commit record, none after a one-phase commit,
-         * are still locked and committed as usual), or a two-phase prewrite. */
-        write_buffered(op, op->pctx);
-    } else {
-        start_one_pc(op);
-    }
+    op->next = check_snapshot(op, rc, reader, err, &op->next_rc);
+    if (last_answer(op))
+        after_read(op);
 }
 
 static void on_latched(void *arg)
 {
     struct prewrite_op *op = arg;
-    storage_reader_async(op->e->storage, op->pctx, on_reader, op);
+    struct mvcc_engine *e = op->e;
+    if (op->one_pc && e->ts_source_async) {
+        /* The ts round trip and the snapshot at once: a conflict found by the checks only
+         * wastes a timestamp. Nothing but this command writes the keys while it holds their
+         * latches, so a commit ts taken before the snapshot is as good as one taken after. */
+        list_mem_lock(op);
+        op->early_ts = 1;
+        atomic_init(&op->joins, 2);
+        e->ts_source_async(e->ts_source_async_arg, on_early_ts, op);
+    }
+    storage_reader_async(e->storage, op->pctx, on_reader, op);
 }
 
 void mvcc_prewrite_async(struct mvcc_engine *e, const struct storage_ctx *ctx,

@@ -370,6 +370,34 @@ static void test_one_pc_late_ts_failure_locks(void **state)
     mvcc_prewrite_result_free(&p.out);
 }
 
+/* The commit ts is asked for alongside the snapshot: a prewrite whose checks find a conflict
+ * still waits for the ts answer (it holds the command), then answers the conflict, unlists its
+ * keys and writes nothing. */
+static void test_one_pc_conflict_waits_for_early_ts(void **state)
+{
+    struct afx *a = *state;
+    mvcc_engine_set_ts_source_async(a->f.e, late_ts_get, &a->ts);
+    fx_committed(&a->f, "k", 1, 105, 108, "old", 3);
+    struct pw p;
+    pw_start(a, &p, "k", 100, 1);
+    assert_int_equal(a->ts.n, 1);
+    assert_int_equal(p.an.done, 0);
+    a->ts.cb[0](a->ts.arg[0], 0, 120);
+    assert_int_equal(p.an.done, 1);
+    assert_int_equal(p.an.rc, MVCC_OK);
+    assert_int_equal(p.out.n_errors, 1);
+    assert_int_equal(p.out.errors[0].kind, MVCC_KEY_ERR_CONFLICT);
+    assert_int_equal(p.out.one_pc_commit_ts, 0);
+    assert_int_equal(held_count(a->h), 0);
+    a->f.e->mem_lock_wait_ms = 20;
+    struct mvcc_get_result g;
+    assert_int_equal(mvcc_get(a->f.e, NULL, "k", 1, 200, &g), MVCC_OK);
+    assert_int_equal(g.commit_ts, 108);
+    mvcc_get_result_free(&g);
+    fx_assert_lens(&a->f, 1, 0, 1);
+    mvcc_prewrite_result_free(&p.out);
+}
+
 /* Commit answers from its write's completion; a failed commit write keeps the lock and lets the
  * next commit of the key run. */
 static void test_commit_async(void **state)
@@ -409,6 +437,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_pc_with_late_ts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_pc_failed_write_unlists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_pc_late_ts_failure_locks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_pc_conflict_waits_for_early_ts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_async, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
