@@ -42,7 +42,10 @@
  * Thread safety: every command may be called from any thread concurrently on
  * one engine. Writing commands (prewrite, commit, batch rollback, check txn
  * status, resolve lock) take the latches of their keys for the whole
- * read-check-write; reads (get, scan) work on a storage snapshot without
+ * read-check-write, until the storage has answered the write; prewrite and
+ * commit also come in asynchronous forms that park no thread while they wait
+ * (for latches, the snapshot, a commit ts or the write); reads (get, scan)
+ * work on a storage snapshot without
  * latches, taken after waiting (at most MVCC_MEM_LOCK_WAIT_MS, then a
  * ServerIsBusy region error) for any one-phase commit in flight on their
  * keys that could commit at or below their version.
