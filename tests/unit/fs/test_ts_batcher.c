@@ -112,6 +112,45 @@ static void test_many_requests_batched(void **state)
     free(a);
 }
 
+/* Bursts of very different sizes, each waited for before the next, against a TSO slow enough
+ * that each burst is one or two trips: the queue the callers fill and the one the thread works
+ * through trade places with different capacities (the case a capacity mix-up overran). */
+static void test_bursts_of_changing_size(void **state)
+{
+    (void)state;
+    struct fake_pd *pd = fake_pd_new();
+    assert_non_null(pd);
+    fake_pd_set_tso_delay_ms(pd, 10);
+    struct client *c;
+    char err[256];
+    assert_int_equal(client_new(fake_pd_addr(pd), NULL, &c, err, sizeof err), 0);
+    struct ts_batcher *b = ts_batcher_new(c);
+    assert_non_null(b);
+    struct answers *a = calloc(1, sizeof *a);
+    assert_non_null(a);
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    static const size_t bursts[] = {1, 300, 3, 2, 500, 1, 40, 900, 2, 2, 700, 5};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof bursts / sizeof bursts[0]; i++) {
+        for (size_t k = 0; k < bursts[i]; k++)
+            ts_batcher_get(b, on_ts, a);
+        total += bursts[i];
+        wait_answers(a, total);
+        assert_int_equal(a->n, total);
+    }
+    assert_int_equal(a->failed, 0);
+    qsort(a->ts, a->n, sizeof a->ts[0], cmp_u64);
+    for (size_t i = 1; i < a->n; i++)
+        assert_true(a->ts[i] > a->ts[i - 1]);
+    ts_batcher_free(b);
+    client_free(c);
+    fake_pd_free(pd);
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
 /* Freed while requests wait for a scheduler that is gone: each is answered, with a failure, and
  * a request after the free began is answered at once. */
 static void test_free_answers_queued(void **state)
@@ -145,6 +184,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_requests_batched),
+        cmocka_unit_test(test_bursts_of_changing_size),
         cmocka_unit_test(test_free_answers_queued),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
