@@ -201,11 +201,6 @@ int client_new(const char *pd_addrs, const struct client_options *opts, struct c
     }
     pthread_mutex_init(&c->pd_mu, NULL);
     pthread_mutex_init(&c->tso_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->tso_cond, &ca);
-    pthread_condattr_destroy(&ca);
     c->tso_pending_tail = &c->tso_pending;
     pthread_mutex_init(&c->store_mu, NULL);
     client_region_cache_init(&c->regions);
@@ -255,7 +250,6 @@ void client_free(struct client *c)
     pthread_setspecific(c->errkey, NULL);
     pthread_key_delete(c->errkey);
     pthread_mutex_destroy(&c->store_mu);
-    pthread_cond_destroy(&c->tso_cond);
     pthread_mutex_destroy(&c->tso_mu);
     pthread_mutex_destroy(&c->pd_mu);
     free(c);

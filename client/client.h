@@ -107,6 +107,11 @@ const char *client_last_error(struct client *c);
  * stream round trip (a TsoRequest with count = the number waiting). */
 int client_tso(struct client *c, client_ts *ts);
 
+/* client_tso_batch fetches `count` (1 .. the tso_max_batch option) consecutive fresh timestamps
+ * in one share of a round trip: *first and the count - 1 after it are this caller's. For a
+ * caller that batches requests of its own (the store's one-phase commits). */
+int client_tso_batch(struct client *c, uint32_t count, client_ts *first);
+
 /* ------------------------------------------------------------ region info */
 
 /* Where a key lives. Keys are owned by the struct: release with

@@ -140,10 +140,12 @@ int client_store_call_key(struct client *c, const void *key, size_t key_len, con
  * that times out while its batch is in flight leaves it for the sender to free. */
 struct tso_waiter {
     struct tso_waiter *next;
-    int state; /* 0 pending, 1 in flight, 2 done; guarded by tso_mu */
+    pthread_cond_t cv; /* CLOCK_MONOTONIC; signalled when it is served, or may send the next trip */
+    int state;         /* 0 pending, 1 in flight, 2 done; guarded by tso_mu */
     int abandoned;
     int rc;
-    client_ts ts;
+    uint32_t count; /* timestamps asked, consecutive */
+    client_ts ts;   /* the first of them */
 };
 
 /* client_pd_call: a unary call to the scheduler leader with the request header
@@ -173,7 +175,6 @@ struct client {
     uint64_t cluster_id;               /* guarded by pd_mu */
 
     pthread_mutex_t tso_mu;
-    pthread_cond_t tso_cond;        /* signalled when a batch completes */
     struct tso_waiter *tso_pending; /* guarded by tso_mu; FIFO via tso_pending_tail */
     struct tso_waiter **tso_pending_tail;
     int tso_in_flight;             /* guarded by tso_mu: a round trip is running */

@@ -234,16 +234,50 @@ static struct timespec abs_deadline(const struct backoff *b)
     return ts;
 }
 
+/* A waiter asking for count timestamps; NULL on OOM. Each has its own condition variable, so
+ * a finished round trip wakes the callers it served and the next sender only, not every caller
+ * waiting (with a hundred threads asking, a broadcast woke them all per trip). */
+static struct tso_waiter *waiter_new(uint32_t count)
+{
+    struct tso_waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0) {
+        free(w);
+        return NULL;
+    }
+    w->count = count;
+    return w;
+}
+
+static void waiter_free(struct tso_waiter *w)
+{
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}
+
+/* Wakes the first queued waiter, which sends the next round trip. Caller holds tso_mu. */
+static void wake_next_sender(struct client *c)
+{
+    if (c->tso_pending && !c->tso_in_flight)
+        pthread_cond_signal(&c->tso_pending->cv);
+}
+
 /* Runs one round trip for every pending waiter; called and returns with tso_mu held. */
 static void tso_send_batch(struct client *c, struct backoff *b)
 {
     /* Take up to tso_max_batch waiters from the front; the rest wait for the next trip. */
     struct tso_waiter *batch = c->tso_pending, *w = batch, *last_taken = NULL;
     uint32_t count = 0;
-    for (; w && count < (uint32_t)c->opts.tso_max_batch; w = w->next) {
+    for (; w && (count == 0 || count + w->count <= (uint32_t)c->opts.tso_max_batch); w = w->next) {
         w->state = 1;
         last_taken = w;
-        count++;
+        count += w->count;
     }
     c->tso_pending = w;
     if (!w)
@@ -265,22 +299,33 @@ static void tso_send_batch(struct client *c, struct backoff *b)
         w = batch;
         nx = w->next;
         w->rc = rc;
-        w->ts = next++;
+        w->ts = next;
+        next += w->count;
         w->state = 2;
         if (w->abandoned)
-            free(w);
+            waiter_free(w);
+        else
+            pthread_cond_signal(&w->cv); /* it frees itself once it has the mutex */
     }
     if (!rc)
         atomic_fetch_add(&c->stat_tso_timestamps, count);
     c->tso_in_flight = 0;
-    pthread_cond_broadcast(&c->tso_cond);
+    wake_next_sender(c);
 }
 
 int client_tso(struct client *c, client_ts *ts)
 {
+    return client_tso_batch(c, 1, ts);
+}
+
+int client_tso_batch(struct client *c, uint32_t count, client_ts *ts)
+{
+    if (count == 0 || count > (uint32_t)c->opts.tso_max_batch)
+        return client_seterr(c, CLIENT_ERR_INVALID, "asked %u timestamps, allowed 1 to %d", count,
+                             c->opts.tso_max_batch);
     struct backoff b;
     client_backoff_init(&b, c);
-    struct tso_waiter *w = calloc(1, sizeof *w);
+    struct tso_waiter *w = waiter_new(count);
     if (!w)
         return client_seterr(c, CLIENT_ERR_NOMEM, "out of memory");
     struct timespec until = abs_deadline(&b);
@@ -302,7 +347,7 @@ int client_tso(struct client *c, client_ts *ts)
                 continue;
             }
             *ts = w->ts;
-            free(w);
+            waiter_free(w);
             if (rc && !sent)
                 client_seterr(c, rc, "tso failed in a shared round trip: %s", client_strerror(rc));
             break;
@@ -312,8 +357,7 @@ int client_tso(struct client *c, client_ts *ts)
             sent = 1;
             continue;
         }
-        if (pthread_cond_timedwait(&c->tso_cond, &c->tso_mu, &until) == ETIMEDOUT &&
-            w->state != 2) {
+        if (pthread_cond_timedwait(&w->cv, &c->tso_mu, &until) == ETIMEDOUT && w->state != 2) {
             if (w->state == 0) {
                 /* Still queued: unlink it. */
                 struct tso_waiter **pp = &c->tso_pending;
@@ -322,7 +366,8 @@ int client_tso(struct client *c, client_ts *ts)
                 *pp = w->next;
                 if (c->tso_pending_tail == &w->next)
                     c->tso_pending_tail = pp;
-                free(w);
+                waiter_free(w);
+                wake_next_sender(c); /* in case it was the one woken to send */
             } else {
                 w->abandoned = 1; /* the sender frees it */
             }

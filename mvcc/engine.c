@@ -51,6 +51,42 @@ void mvcc_engine_set_ts_source(struct mvcc_engine *e, mvcc_ts_fn fn, void *arg)
     e->ts_source_arg = arg;
 }
 
+void mvcc_engine_set_ts_source_async(struct mvcc_engine *e, mvcc_ts_async_fn fn, void *arg)
+{
+    e->ts_source_async = fn;
+    e->ts_source_async_arg = arg;
+}
+
+void mvcc_sync_init(struct mvcc_sync *w)
+{
+    memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+}
+
+void mvcc_sync_done(void *arg, int rc)
+{
+    struct mvcc_sync *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int mvcc_sync_wait(struct mvcc_sync *w)
+{
+    /* No deadline of its own: every step of the command is answered within the storage's, the
+     * ts source's or a latch holder's. */
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    return w->rc;
+}
+
 int mvcc_wait_mem_locks(struct mvcc_engine *e, const void *start, size_t start_len, const void *end,
                         size_t end_len, uint64_t read_ts, struct storage_error *serr)
 {
@@ -186,6 +222,32 @@ int mvcc_open_reader(struct mvcc_engine *e, const struct storage_ctx *ctx,
     rc = mvcc_from_storage(rc);
     mvcc_errmsg_default(errmsg, rc, serr);
     return rc;
+}
+
+int mvcc_reader_outcome(int rc, const struct storage_error *err, struct storage_error *serr,
+                        char *errmsg)
+{
+    memset(serr, 0, sizeof(*serr));
+    if (rc == STORAGE_OK)
+        return MVCC_OK;
+    if (err)
+        *serr = *err;
+    if (serr->code == 0)
+        serr->code = rc;
+    rc = mvcc_from_storage(rc);
+    mvcc_errmsg_default(errmsg, rc, serr);
+    return rc;
+}
+
+int mvcc_write_outcome(int rc, const struct storage_error *err, struct storage_error *serr)
+{
+    if (rc == STORAGE_OK)
+        return MVCC_OK;
+    if (err)
+        *serr = *err;
+    if (serr->code == 0)
+        serr->code = rc;
+    return mvcc_from_storage(rc);
 }
 
 void mvcc_get_result_free(struct mvcc_get_result *r)

@@ -42,7 +42,10 @@
  * Thread safety: every command may be called from any thread concurrently on
  * one engine. Writing commands (prewrite, commit, batch rollback, check txn
  * status, resolve lock) take the latches of their keys for the whole
- * read-check-write; reads (get, scan) work on a storage snapshot without
+ * read-check-write, until the storage has answered the write; prewrite and
+ * commit also come in asynchronous forms that park no thread while they wait
+ * (for latches, the snapshot, a commit ts or the write); reads (get, scan)
+ * work on a storage snapshot without
  * latches, taken after waiting (at most MVCC_MEM_LOCK_WAIT_MS, then a
  * ServerIsBusy region error) for any one-phase commit in flight on their
  * keys that could commit at or below their version.
@@ -269,6 +272,34 @@ typedef int (*mvcc_ts_fn)(void *arg, uint64_t *ts);
  */
 void mvcc_engine_set_ts_source(struct mvcc_engine *e, mvcc_ts_fn fn, void *arg);
 
+/* The answer of an asynchronous ts source: rc 0 and a fresh ts, or nonzero when none could be
+ * had. */
+typedef void (*mvcc_ts_cb)(void *arg, int rc, uint64_t ts);
+/* Asks for one fresh TSO timestamp, answered through cb exactly once, on any thread (this one
+ * before the call returns, too), within the source's own deadline. It must not block. */
+typedef void (*mvcc_ts_async_fn)(void *src_arg, mvcc_ts_cb cb, void *cb_arg);
+
+/*
+ * mvcc_engine_set_ts_source_async is mvcc_engine_set_ts_source for a source that answers later
+ * (fn and arg borrowed until the engine is freed): a one-phase prewrite then parks no thread
+ * while its commit ts is on the way. It takes precedence over a blocking source.
+ */
+void mvcc_engine_set_ts_source_async(struct mvcc_engine *e, mvcc_ts_async_fn fn, void *arg);
+
+/*
+ * The asynchronous forms of the writing commands below (mvcc_prewrite_async, mvcc_commit_async)
+ * run the same command without parking a thread: latches are waited for in the latch table's
+ * queue, the snapshot and the write go through the storage's async forms, and `done(arg, rc)`
+ * runs exactly once with the command's return code (what the blocking form would return), on
+ * whatever thread completed the last step: the caller's before the call returns, the storage's
+ * (the store loop, its deadline timer), the ts source's, or that of a command releasing a latch.
+ * Latches, and a one-phase commit's in-memory lock, are held until the write's answer is in,
+ * then released before done runs. Every pointer argument (ctx and its keys, the request and
+ * its keys, out) is borrowed until done has run. With a storage that answers at once the whole
+ * command runs inside the call.
+ */
+typedef void (*mvcc_done_fn)(void *arg, int rc);
+
 /*
  * In all commands: `ctx` (borrowed, may be NULL for standalone storage) is
  * handed to the storage; key pointers are borrowed for the call; `out` is
@@ -343,6 +374,9 @@ struct mvcc_prewrite_req {
  */
 int mvcc_prewrite(struct mvcc_engine *e, const struct storage_ctx *ctx,
                   const struct mvcc_prewrite_req *req, struct mvcc_prewrite_result *out);
+void mvcc_prewrite_async(struct mvcc_engine *e, const struct storage_ctx *ctx,
+                         const struct mvcc_prewrite_req *req, struct mvcc_prewrite_result *out,
+                         mvcc_done_fn done, void *arg);
 
 /*
  * mvcc_commit (KvCommit) turns the transaction's locks on `keys` into write
@@ -355,6 +389,10 @@ int mvcc_prewrite(struct mvcc_engine *e, const struct storage_ctx *ctx,
 int mvcc_commit(struct mvcc_engine *e, const struct storage_ctx *ctx,
                 const struct mvcc_key_slice *keys, size_t n_keys, uint64_t start_ts,
                 uint64_t commit_ts, struct mvcc_write_result *out);
+void mvcc_commit_async(struct mvcc_engine *e, const struct storage_ctx *ctx,
+                       const struct mvcc_key_slice *keys, size_t n_keys, uint64_t start_ts,
+                       uint64_t commit_ts, struct mvcc_write_result *out, mvcc_done_fn done,
+                       void *arg);
 
 /*
  * mvcc_batch_rollback (KvBatchRollback) rolls the transaction back on `keys`:

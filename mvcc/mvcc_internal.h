@@ -172,26 +172,42 @@ int mvcc_txn_most_recent_write(struct mvcc_txn *txn, const void *key, size_t key
  */
 int mvcc_txn_write(struct mvcc_txn *txn, struct storage *s, const struct storage_ctx *ctx,
                    struct storage_error *err);
+/* mvcc_txn_write_async is mvcc_txn_write through storage_write_async: cb runs exactly once (at
+ * once, with rc 0, when nothing is buffered; with STORAGE_ERR_NOMEM when the batch cannot be
+ * built). The buffered modifications are copied by the storage before the call returns. */
+void mvcc_txn_write_async(struct mvcc_txn *txn, struct storage *s, const struct storage_ctx *ctx,
+                          storage_write_cb cb, void *arg);
 
 /* ---- latches.c ---- */
 
 /*
  * Latches: a fixed table of hash slots; a command holds the slots of all its
- * keys while it reads, checks and writes. Slots are taken one by one in
- * ascending order (so two commands can never wait on each other in a cycle),
- * waiting on the condition variable while a slot is busy.
+ * keys while it reads, checks and writes (for a replicated write, until Raft has
+ * answered it). Slots are taken one by one in ascending order (so two commands
+ * can never wait on each other in a cycle). A command that finds a slot busy
+ * keeps the slots it has and waits in the table's FIFO of waiters, without a
+ * thread: each release walks the waiters and hands the freed slots on, and a
+ * waiter that now holds every slot is told so through its callback, on the
+ * releasing thread after the table's mutex is dropped. The blocking form waits
+ * on a condition variable for that callback.
  */
-struct mvcc_latches {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    uint8_t *busy; /* guarded by mu */
-    size_t n_slots;
-};
+typedef void (*mvcc_latch_granted_fn)(void *arg);
 
-/* What one command holds: sorted distinct slots (owned). */
+/* What one command holds: sorted distinct slots (owned), and its place in the wait list. */
 struct mvcc_latch_guard {
     size_t *slots;
     size_t n_slots;
+    size_t n_held; /* slots[0 .. n_held) are ours; guarded by the table's mu */
+    mvcc_latch_granted_fn granted;
+    void *granted_arg;
+    struct mvcc_latch_guard *next_waiter; /* guarded by the table's mu */
+};
+
+struct mvcc_latches {
+    pthread_mutex_t mu;
+    uint8_t *busy; /* guarded by mu */
+    size_t n_slots;
+    struct mvcc_latch_guard *waiters, **waiters_tail; /* FIFO, guarded by mu */
 };
 
 int mvcc_latches_init(struct mvcc_latches *l, size_t n_slots);
@@ -201,6 +217,16 @@ size_t mvcc_latches_slot(const struct mvcc_latches *l, const void *key, size_t k
 /* Blocks until every key's slot is held. Errors: MVCC_ERR_NOMEM (nothing held). */
 int mvcc_latches_acquire(struct mvcc_latches *l, const struct mvcc_key_slice *keys, size_t n,
                          struct mvcc_latch_guard *g);
+/*
+ * mvcc_latches_acquire_async takes every key's slot without blocking: it returns 1 when all are
+ * held now (granted is not called), 0 when the command waits (granted(arg) runs once they are
+ * all held, on the thread of the release that completed them; g must stay put until then),
+ * or -MVCC_ERR_NOMEM (nothing held).
+ */
+int mvcc_latches_acquire_async(struct mvcc_latches *l, const struct mvcc_key_slice *keys, size_t n,
+                               struct mvcc_latch_guard *g, mvcc_latch_granted_fn granted,
+                               void *arg);
+/* Releases a guard whose slots are all held (or an empty one). */
 void mvcc_latches_release(struct mvcc_latches *l, struct mvcc_latch_guard *g);
 
 /* ---- mem_locks.c ---- */
@@ -251,6 +277,8 @@ struct mvcc_engine {
     /* Where one-phase commits take their commit ts; NULL: prewrites never commit in one phase. */
     mvcc_ts_fn ts_source;
     void *ts_source_arg;
+    mvcc_ts_async_fn ts_source_async; /* preferred over ts_source when set */
+    void *ts_source_async_arg;
     int mem_lock_wait_ms; /* MVCC_MEM_LOCK_WAIT_MS; tests shorten it */
 };
 
@@ -285,6 +313,29 @@ int mvcc_check_key(struct mvcc_key_error *e, const char *what, const void *key, 
  */
 int mvcc_open_reader(struct mvcc_engine *e, const struct storage_ctx *ctx,
                      struct storage_reader **out, struct storage_error *serr, char *errmsg);
+
+/*
+ * mvcc_reader_outcome is mvcc_open_reader's mapping for an asynchronous reader's answer (rc, err
+ * as storage_reader_cb gives them): returns the MVCC code with serr and errmsg filled.
+ */
+int mvcc_reader_outcome(int rc, const struct storage_error *err, struct storage_error *serr,
+                        char *errmsg);
+
+/* mvcc_write_outcome maps a storage write's answer (rc, err as storage_write_cb gives them) to
+ * an MVCC code, filling serr. */
+int mvcc_write_outcome(int rc, const struct storage_error *err, struct storage_error *serr);
+
+/* A blocking form's wait for its asynchronous command: init, pass mvcc_sync_done with the
+ * waiter as done's arg, then mvcc_sync_wait returns the command's code. */
+struct mvcc_sync {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rc;
+};
+void mvcc_sync_init(struct mvcc_sync *w);
+void mvcc_sync_done(void *arg, int rc);
+int mvcc_sync_wait(struct mvcc_sync *w);
 
 /* Maps a storage return code to an MVCC code. */
 int mvcc_from_storage(int storage_code);

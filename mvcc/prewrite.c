@@ -1,4 +1,6 @@
-/* prewrite.c — KvPrewrite: two-phase commit's first phase, locking every key. */
+/* prewrite.c — KvPrewrite: two-phase commit's first phase, locking every key, or a one-phase
+ * commit; run as a chain of asynchronous steps. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,134 +133,54 @@ static int prewrite_one(struct mvcc_txn *txn, const struct mvcc_prewrite_req *re
 }
 
 /*
- * The one-phase end of a prewrite whose checks passed with values buffered: takes a commit ts
- * with the keys in the in-memory lock table, buffers the write records (dropping any lock of
- * an earlier two-phase attempt) and writes. If no commit ts can be had, it buffers locks
- * instead and *one_pc becomes 0: a two-phase prewrite.
+ * One prewrite in flight: latches, then a snapshot, then the checks (prewrite_one), then for a
+ * one-phase commit a commit ts, then the write; each step is started by the one before from
+ * whatever thread answered it, and finish() ends the command.
  */
-static int write_one_pc(struct mvcc_engine *e, const struct storage_ctx *ctx, struct mvcc_txn *txn,
-                        const struct mvcc_prewrite_req *req, const struct mvcc_key_slice *keys,
-                        const struct key_state *ks, int *one_pc, struct mvcc_prewrite_result *out)
-{
-    struct mvcc_mem_lock ml = {.keys = keys, .n_keys = req->n_mutations};
-    uint64_t commit_ts = 0;
-    int rc = MVCC_OK;
-
-    /* Listed before the ts is taken: a reader whose ts is above ours asked the TSO after we
-     * were listed, so it finds us and waits for the write. */
-    mvcc_mem_locks_add(&e->mem_locks, &ml);
-    if (e->ts_source(e->ts_source_arg, &commit_ts) != 0 || commit_ts <= req->start_ts) {
-        mvcc_mem_locks_remove(&e->mem_locks, &ml);
-        *one_pc = 0;
-        for (size_t i = 0; i < req->n_mutations && rc == MVCC_OK; i++) {
-            rc = put_lock(txn, req, &req->mutations[i]);
-        }
-        return rc == MVCC_OK ? mvcc_txn_write(txn, e->storage, ctx, &out->storage_err) : rc;
-    }
-    mvcc_mem_locks_set_commit_ts(&e->mem_locks, &ml, commit_ts);
-    for (size_t i = 0; i < req->n_mutations && rc == MVCC_OK; i++) {
-        const struct mvcc_mutation *m = &req->mutations[i];
-        struct mvcc_write w = {.kind = mvcc_write_kind_of_op(m->op), .start_ts = req->start_ts};
-        if (ks[i].own_lock)
-            rc = mvcc_txn_delete_lock(txn, m->key, m->key_len);
-        if (rc == MVCC_OK)
-            rc = mvcc_txn_put_write(txn, m->key, m->key_len, commit_ts, &w);
-    }
-    /* The in-memory lock must stay until the write's fate is known, so the write waits for
-     * Raft's own answer (applied, or dropped) well past the usual timeout rather than come
-     * back undetermined while it may still apply. */
-    struct storage_ctx wctx;
-    if (ctx) {
-        wctx = *ctx;
-        wctx.timeout_ms = MVCC_ONE_PC_WRITE_TIMEOUT_MS;
-    }
-    if (rc == MVCC_OK)
-        rc = mvcc_txn_write(txn, e->storage, ctx ? &wctx : NULL, &out->storage_err);
-    /* Applied (readers now see it in their snapshots) or failed (nothing to see; past the
-     * long timeout, or with the peer gone, this store serves no reads of the region that
-     * could miss it before it applies). */
-    mvcc_mem_locks_remove(&e->mem_locks, &ml);
-    if (rc == MVCC_OK)
-        out->one_pc_commit_ts = commit_ts;
-    return rc;
-}
-
-int mvcc_prewrite(struct mvcc_engine *e, const struct storage_ctx *ctx,
-                  const struct mvcc_prewrite_req *req, struct mvcc_prewrite_result *out)
-{
-    struct mvcc_key_slice *keys = NULL;
-    struct mvcc_latch_guard guard = {0};
-    struct storage_reader *reader = NULL;
-    struct key_state *ks = NULL;
+struct prewrite_op {
+    struct mvcc_engine *e;
+    struct storage_ctx ctx;         /* copy of the caller's (its keys borrowed) */
+    const struct storage_ctx *pctx; /* &ctx, or NULL for none */
+    const struct mvcc_prewrite_req *req;
+    struct mvcc_prewrite_result *out;
+    mvcc_done_fn done;
+    void *done_arg;
+    struct mvcc_key_slice *keys;
+    struct key_state *ks;
+    struct mvcc_latch_guard guard;
+    struct storage_reader *reader;
     struct mvcc_txn txn;
-    int rc, have_txn = 0;
-    int one_pc = req && req->try_one_pc && e && e->ts_source;
+    int have_txn;
+    int one_pc;
+    struct mvcc_mem_lock ml;
+    int ml_listed;
+    uint64_t commit_ts; /* the one-phase commit ts being written, else 0 */
+    /* With an asynchronous ts source the commit ts is asked for alongside the snapshot (the keys
+     * listed first, as ever): both answers count `joins` down and the last one goes on. */
+    int early_ts;
+    _Atomic int joins;
+    int ts_rc; /* written by the ts answer before its count-down */
+    uint64_t ts;
+    int next; /* what the checks decided (AFTER_*), written before the read's count-down */
+    int next_rc;
+};
 
-    if (!out)
-        return MVCC_ERR_ARG;
-    memset(out, 0, sizeof(*out));
-    if (!e || !req || (req->n_mutations && !req->mutations))
-        return MVCC_ERR_ARG;
-    if (req->n_mutations == 0)
-        return MVCC_OK;
-    /* At most one error per mutation plus one for the primary. */
-    out->errors = calloc(req->n_mutations + 1, sizeof(*out->errors));
-    if (!out->errors) {
-        rc = MVCC_ERR_NOMEM;
-        goto cleanup;
-    }
-    if (validate(req, out)) {
-        rc = MVCC_OK;
-        goto cleanup;
-    }
+enum { AFTER_FINISH, AFTER_WRITE, AFTER_ONE_PC };
 
-    keys = malloc(req->n_mutations * sizeof(*keys));
-    ks = malloc(req->n_mutations * sizeof(*ks));
-    if (!keys || !ks) {
-        rc = MVCC_ERR_NOMEM;
-        goto cleanup;
-    }
-    for (size_t i = 0; i < req->n_mutations; i++)
-        keys[i] = (struct mvcc_key_slice){req->mutations[i].key, req->mutations[i].key_len};
-    rc = mvcc_latches_acquire(&e->latches, keys, req->n_mutations, &guard);
-    if (rc != MVCC_OK)
-        goto cleanup;
-    rc = mvcc_open_reader(e, ctx, &reader, &out->storage_err, out->errmsg);
-    if (rc != MVCC_OK)
-        goto cleanup;
-    mvcc_txn_init(&txn, reader, req->start_ts);
-    have_txn = 1;
-
-    uint64_t self_commit_ts = 0;
-    for (size_t i = 0; i < req->n_mutations; i++) {
-        rc = prewrite_one(&txn, req, &req->mutations[i], one_pc, &ks[i], out);
-        if (rc != MVCC_OK)
-            goto cleanup;
-        if (ks[i].self_commit_ts)
-            self_commit_ts = ks[i].self_commit_ts;
-    }
-    if (out->n_errors)
-        goto cleanup;
-    if (self_commit_ts && one_pc) {
-        /* An earlier one-phase attempt committed every key at once: answer its ts. */
-        out->one_pc_commit_ts = self_commit_ts;
-    } else if (self_commit_ts) {
-        /* Committed already; keys without their commit record (none, after a one-phase
-         * commit) are still locked and committed as usual. */
-        rc = mvcc_txn_write(&txn, e->storage, ctx, &out->storage_err);
-    } else if (one_pc) {
-        rc = write_one_pc(e, ctx, &txn, req, keys, ks, &one_pc, out);
-    } else {
-        rc = mvcc_txn_write(&txn, e->storage, ctx, &out->storage_err);
-    }
-
-cleanup:
-    if (have_txn)
-        mvcc_txn_close(&txn);
-    storage_reader_free(reader);
-    mvcc_latches_release(&e->latches, &guard);
-    free(keys);
-    free(ks);
+static void finish(struct prewrite_op *op, int rc)
+{
+    struct mvcc_prewrite_result *out = op->out;
+    /* Applied (readers now see it in their snapshots) or failed (nothing to see; past the long
+     * timeout, or with the peer gone, this store serves no reads of the region that could miss
+     * it before it applies). */
+    if (op->ml_listed)
+        mvcc_mem_locks_remove(&op->e->mem_locks, &op->ml);
+    if (op->have_txn)
+        mvcc_txn_close(&op->txn);
+    storage_reader_free(op->reader);
+    mvcc_latches_release(&op->e->latches, &op->guard);
+    free(op->keys);
+    free(op->ks);
     if (rc != MVCC_OK) {
         out->one_pc_commit_ts = 0;
         for (size_t i = 0; i < out->n_errors; i++)
@@ -270,5 +192,264 @@ cleanup:
         out->errors = NULL;
     }
     mvcc_errmsg_default(out->errmsg, rc, &out->storage_err);
-    return rc;
+    mvcc_done_fn done = op->done;
+    void *arg = op->done_arg;
+    free(op);
+    done(arg, rc);
+}
+
+static void on_written(void *arg, int rc, const struct storage_error *err)
+{
+    struct prewrite_op *op = arg;
+    rc = mvcc_write_outcome(rc, err, &op->out->storage_err);
+    if (rc == MVCC_OK && op->commit_ts)
+        op->out->one_pc_commit_ts = op->commit_ts;
+    finish(op, rc);
+}
+
+static void write_buffered(struct prewrite_op *op, const struct storage_ctx *ctx)
+{
+    mvcc_txn_write_async(&op->txn, op->e->storage, ctx, on_written, op);
+}
+
+/*
+ * The one-phase end of a prewrite whose checks passed with values buffered, once a commit ts is
+ * in (the keys are in the in-memory lock table): buffers the write records (dropping any lock of
+ * an earlier two-phase attempt) and writes. If no commit ts could be had, it buffers locks
+ * instead: a two-phase prewrite.
+ */
+static void on_commit_ts(void *arg, int ts_rc, uint64_t commit_ts)
+{
+    struct prewrite_op *op = arg;
+    const struct mvcc_prewrite_req *req = op->req;
+    struct mvcc_engine *e = op->e;
+    int rc = MVCC_OK;
+
+    if (ts_rc != 0 || commit_ts <= req->start_ts) {
+        mvcc_mem_locks_remove(&e->mem_locks, &op->ml);
+        op->ml_listed = 0;
+        for (size_t i = 0; i < req->n_mutations && rc == MVCC_OK; i++)
+            rc = put_lock(&op->txn, req, &req->mutations[i]);
+        if (rc != MVCC_OK) {
+            finish(op, rc);
+            return;
+        }
+        write_buffered(op, op->pctx);
+        return;
+    }
+    mvcc_mem_locks_set_commit_ts(&e->mem_locks, &op->ml, commit_ts);
+    for (size_t i = 0; i < req->n_mutations && rc == MVCC_OK; i++) {
+        const struct mvcc_mutation *m = &req->mutations[i];
+        struct mvcc_write w = {.kind = mvcc_write_kind_of_op(m->op), .start_ts = req->start_ts};
+        if (op->ks[i].own_lock)
+            rc = mvcc_txn_delete_lock(&op->txn, m->key, m->key_len);
+        if (rc == MVCC_OK)
+            rc = mvcc_txn_put_write(&op->txn, m->key, m->key_len, commit_ts, &w);
+    }
+    if (rc != MVCC_OK) {
+        finish(op, rc);
+        return;
+    }
+    op->commit_ts = commit_ts;
+    /* The in-memory lock must stay until the write's fate is known, so the write waits for
+     * Raft's own answer (applied, or dropped) well past the usual timeout rather than come
+     * back undetermined while it may still apply. */
+    struct storage_ctx wctx;
+    if (op->pctx) {
+        wctx = op->ctx;
+        wctx.timeout_ms = MVCC_ONE_PC_WRITE_TIMEOUT_MS;
+    }
+    write_buffered(op, op->pctx ? &wctx : NULL);
+}
+
+/* Lists the keys in the in-memory lock table: before the ts is asked for, so a reader whose ts
+ * is above ours asked the TSO after we were listed, finds us and waits for the write. */
+static void list_mem_lock(struct prewrite_op *op)
+{
+    op->ml = (struct mvcc_mem_lock){.keys = op->keys, .n_keys = op->req->n_mutations};
+    mvcc_mem_locks_add(&op->e->mem_locks, &op->ml);
+    op->ml_listed = 1;
+}
+
+/* The blocking source's turn, after the checks: list the keys, take a ts, write. */
+static void one_pc_blocking_ts(struct prewrite_op *op)
+{
+    struct mvcc_engine *e = op->e;
+    list_mem_lock(op);
+    uint64_t ts = 0;
+    int rc = e->ts_source(e->ts_source_arg, &ts);
+    on_commit_ts(op, rc, ts);
+}
+
+/* Both the checks and (when asked early) the commit ts are in: what the checks decided. */
+static void after_read(struct prewrite_op *op)
+{
+    switch (op->next) {
+    case AFTER_FINISH:
+        finish(op, op->next_rc);
+        return;
+    case AFTER_WRITE:
+        if (op->ml_listed) {
+            mvcc_mem_locks_remove(&op->e->mem_locks, &op->ml);
+            op->ml_listed = 0;
+        }
+        write_buffered(op, op->pctx);
+        return;
+    default:
+        if (op->early_ts)
+            on_commit_ts(op, op->ts_rc, op->ts);
+        else
+            one_pc_blocking_ts(op);
+        return;
+    }
+}
+
+/* 1 when this answer is the last of the two an early-ts prewrite waits for (or the only one). */
+static int last_answer(struct prewrite_op *op)
+{
+    return !op->early_ts || atomic_fetch_sub_explicit(&op->joins, 1, memory_order_acq_rel) == 1;
+}
+
+static void on_early_ts(void *arg, int rc, uint64_t ts)
+{
+    struct prewrite_op *op = arg;
+    op->ts_rc = rc;
+    op->ts = ts;
+    /* Readers below it need not wait while the checks run. */
+    if (rc == 0 && ts > op->req->start_ts)
+        mvcc_mem_locks_set_commit_ts(&op->e->mem_locks, &op->ml, ts);
+    if (last_answer(op))
+        after_read(op);
+}
+
+/* Runs the checks on the snapshot; returns what comes next (AFTER_*) with *rc_out for a finish. */
+static int check_snapshot(struct prewrite_op *op, int rc, struct storage_reader *reader,
+                          const struct storage_error *err, int *rc_out)
+{
+    const struct mvcc_prewrite_req *req = op->req;
+    struct mvcc_prewrite_result *out = op->out;
+
+    *rc_out = rc = mvcc_reader_outcome(rc, err, &out->storage_err, out->errmsg);
+    if (rc != MVCC_OK)
+        return AFTER_FINISH;
+    op->reader = reader;
+    mvcc_txn_init(&op->txn, reader, req->start_ts);
+    op->have_txn = 1;
+
+    uint64_t self_commit_ts = 0;
+    for (size_t i = 0; i < req->n_mutations; i++) {
+        *rc_out = rc = prewrite_one(&op->txn, req, &req->mutations[i], op->one_pc, &op->ks[i], out);
+        if (rc != MVCC_OK)
+            return AFTER_FINISH;
+        if (op->ks[i].self_commit_ts)
+            self_commit_ts = op->ks[i].self_commit_ts;
+    }
+    if (out->n_errors)
+        return AFTER_FINISH;
+    if (self_commit_ts && op->one_pc) {
+        /* An earlier one-phase attempt committed every key at once: answer its ts. */
+        out->one_pc_commit_ts = self_commit_ts;
+        return AFTER_FINISH;
+    }
+    /* Committed already (keys without their commit record, none after a one-phase commit, are
+     * still locked and committed as usual), or a two-phase prewrite. */
+    if (self_commit_ts || !op->one_pc)
+        return AFTER_WRITE;
+    return AFTER_ONE_PC;
+}
+
+/* The snapshot is in (or failed): the checks, then the write the outcome asks for. */
+static void on_reader(void *arg, int rc, struct storage_reader *reader,
+                      const struct storage_error *err)
+{
+    struct prewrite_op *op = arg;
+    op->next = check_snapshot(op, rc, reader, err, &op->next_rc);
+    if (last_answer(op))
+        after_read(op);
+}
+
+static void on_latched(void *arg)
+{
+    struct prewrite_op *op = arg;
+    struct mvcc_engine *e = op->e;
+    if (op->one_pc && e->ts_source_async) {
+        /* The ts round trip and the snapshot at once: a conflict found by the checks only
+         * wastes a timestamp. Nothing but this command writes the keys while it holds their
+         * latches, so a commit ts taken before the snapshot is as good as one taken after. */
+        list_mem_lock(op);
+        op->early_ts = 1;
+        atomic_init(&op->joins, 2);
+        e->ts_source_async(e->ts_source_async_arg, on_early_ts, op);
+    }
+    storage_reader_async(e->storage, op->pctx, on_reader, op);
+}
+
+void mvcc_prewrite_async(struct mvcc_engine *e, const struct storage_ctx *ctx,
+                         const struct mvcc_prewrite_req *req, struct mvcc_prewrite_result *out,
+                         mvcc_done_fn done, void *arg)
+{
+    if (!out) {
+        done(arg, MVCC_ERR_ARG);
+        return;
+    }
+    memset(out, 0, sizeof(*out));
+    if (!e || !req || (req->n_mutations && !req->mutations)) {
+        done(arg, MVCC_ERR_ARG);
+        return;
+    }
+    if (req->n_mutations == 0) {
+        done(arg, MVCC_OK);
+        return;
+    }
+    struct prewrite_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        mvcc_errmsg_default(out->errmsg, MVCC_ERR_NOMEM, &out->storage_err);
+        done(arg, MVCC_ERR_NOMEM);
+        return;
+    }
+    op->e = e;
+    if (ctx) {
+        op->ctx = *ctx;
+        op->pctx = &op->ctx;
+    }
+    op->req = req;
+    op->out = out;
+    op->done = done;
+    op->done_arg = arg;
+    op->one_pc = req->try_one_pc && (e->ts_source || e->ts_source_async);
+    /* At most one error per mutation plus one for the primary. */
+    out->errors = calloc(req->n_mutations + 1, sizeof(*out->errors));
+    if (!out->errors) {
+        finish(op, MVCC_ERR_NOMEM);
+        return;
+    }
+    if (validate(req, out)) {
+        finish(op, MVCC_OK);
+        return;
+    }
+    op->keys = malloc(req->n_mutations * sizeof(*op->keys));
+    op->ks = malloc(req->n_mutations * sizeof(*op->ks));
+    if (!op->keys || !op->ks) {
+        finish(op, MVCC_ERR_NOMEM);
+        return;
+    }
+    for (size_t i = 0; i < req->n_mutations; i++)
+        op->keys[i] = (struct mvcc_key_slice){req->mutations[i].key, req->mutations[i].key_len};
+    int got = mvcc_latches_acquire_async(&e->latches, op->keys, req->n_mutations, &op->guard,
+                                         on_latched, op);
+    if (got < 0)
+        finish(op, -got);
+    else if (got > 0)
+        on_latched(op);
+}
+
+int mvcc_prewrite(struct mvcc_engine *e, const struct storage_ctx *ctx,
+                  const struct mvcc_prewrite_req *req, struct mvcc_prewrite_result *out)
+{
+    struct mvcc_sync w;
+    if (!out)
+        return MVCC_ERR_ARG;
+    mvcc_sync_init(&w);
+    mvcc_prewrite_async(e, ctx, req, out, mvcc_sync_done, &w);
+    return mvcc_sync_wait(&w);
 }

@@ -330,17 +330,12 @@ int mvcc_txn_most_recent_write(struct mvcc_txn *txn, const void *key, size_t key
     return rc;
 }
 
-int mvcc_txn_write(struct mvcc_txn *txn, struct storage *s, const struct storage_ctx *ctx,
-                   struct storage_error *err)
+/* The buffered modifications as a storage batch borrowing their bytes; NULL on OOM. */
+static struct storage_modify *txn_batch(const struct mvcc_txn *txn)
 {
-    struct storage_modify *mods;
-    int rc;
-
-    if (txn->n_mods == 0)
-        return MVCC_OK;
-    mods = calloc(txn->n_mods, sizeof(*mods));
+    struct storage_modify *mods = calloc(txn->n_mods, sizeof(*mods));
     if (!mods)
-        return MVCC_ERR_NOMEM;
+        return NULL;
     for (size_t i = 0; i < txn->n_mods; i++) {
         const struct mvcc_txn_mod *m = &txn->mods[i];
         mods[i] = (struct storage_modify){
@@ -352,9 +347,39 @@ int mvcc_txn_write(struct mvcc_txn *txn, struct storage *s, const struct storage
             .value_len = m->value_len,
         };
     }
-    rc = storage_write(s, ctx, mods, txn->n_mods, err);
+    return mods;
+}
+
+int mvcc_txn_write(struct mvcc_txn *txn, struct storage *s, const struct storage_ctx *ctx,
+                   struct storage_error *err)
+{
+    if (txn->n_mods == 0)
+        return MVCC_OK;
+    struct storage_modify *mods = txn_batch(txn);
+    if (!mods)
+        return MVCC_ERR_NOMEM;
+    int rc = storage_write(s, ctx, mods, txn->n_mods, err);
     free(mods);
     if (rc != STORAGE_OK)
         return mvcc_from_storage(rc);
     return MVCC_OK;
+}
+
+void mvcc_txn_write_async(struct mvcc_txn *txn, struct storage *s, const struct storage_ctx *ctx,
+                          storage_write_cb cb, void *arg)
+{
+    if (txn->n_mods == 0) {
+        cb(arg, STORAGE_OK, NULL);
+        return;
+    }
+    struct storage_modify *mods = txn_batch(txn);
+    if (!mods) {
+        struct storage_error err = {.code = STORAGE_ERR_NOMEM};
+        cb(arg, STORAGE_ERR_NOMEM, &err);
+        return;
+    }
+    /* cb may have run (and the command ended) before this returns: mods is ours alone. */
+    size_t n = txn->n_mods;
+    storage_write_async(s, ctx, mods, n, cb, arg);
+    free(mods);
 }

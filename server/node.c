@@ -16,6 +16,7 @@
 #include "store/engine.h"
 #include "store/keys.h"
 #include "server/kv_service.h"
+#include "server/ts_batcher.h"
 #include "store/pd_worker.h"
 #include "store/raft_kv.h"
 #include "store/raft_service.h"
@@ -33,21 +34,13 @@ struct node {
     struct raftstore *rs;
     struct storage *storage;
     struct mvcc_engine *mvcc;
-    struct client *tso; /* the scheduler's batched TSO stream, for one-phase commits */
+    struct client *tso;            /* the scheduler's batched TSO stream, for one-phase commits */
+    struct ts_batcher *ts_batcher; /* asks tso for the engine without parking its threads */
     struct kv_service svc;
     struct rpc_server *server;
     uint64_t store_id;
     struct raftstore_metrics rs_metrics;
 };
-
-/* mvcc_ts_fn over the client library's TSO: concurrent callers share one round trip. */
-static int node_tso(void *arg, uint64_t *ts)
-{
-    client_ts t = 0;
-    int rc = client_tso(arg, &t);
-    *ts = t;
-    return rc;
-}
 
 static int read_store_ident(struct engine *kv, uint64_t *store_id, uint64_t *cluster_id)
 {
@@ -241,7 +234,12 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         snprintf(errbuf, len, "timestamp link to the scheduler %s: %s", cfg->scheduler, terr);
         goto fail;
     }
-    mvcc_engine_set_ts_source(n->mvcc, node_tso, n->tso);
+    n->ts_batcher = ts_batcher_new(n->tso);
+    if (!n->ts_batcher) {
+        snprintf(errbuf, len, "cannot start the timestamp batcher");
+        goto fail;
+    }
+    mvcc_engine_set_ts_source_async(n->mvcc, ts_batcher_get, n->ts_batcher);
     n->svc.storage = n->storage;
     n->svc.mvcc = n->mvcc;
     n->svc.rs = n->rs;
@@ -287,6 +285,8 @@ void node_stop(struct node *n)
     raftstore_free(n->rs);
     transport_free(n->transport);
     pd_worker_free(n->pd);
+    /* No command is in flight once the server is gone: none waits for a timestamp. */
+    ts_batcher_free(n->ts_batcher);
     mvcc_engine_free(n->mvcc);
     client_free(n->tso);
     storage_free(n->storage);

@@ -179,41 +179,112 @@ cleanup:
     mvcc_scan_result_free(&r);
 }
 
+/*
+ * KvPrewrite and KvCommit answer from their command's completion (mvcc_prewrite_async,
+ * mvcc_commit_async): over Raft the handler returns at once and the answer comes from whatever
+ * thread ends the command (the store loop for the write, the ts batcher, a latch release), so
+ * no thread is parked per request. The pending call owns the request message, whose bytes the
+ * command borrows until it is done.
+ */
+struct txn_pending {
+    struct rpc_call *call;
+    struct kv_service *svc;
+    ProtobufCMessage *msg; /* owned (owns_message) */
+    struct storage_ctx ctx;
+    struct storage_key *touched;
+    struct mvcc_prewrite_req preq;  /* prewrite; borrows msg's bytes */
+    struct mvcc_mutation *muts;     /* prewrite */
+    struct mvcc_key_slice *keys;    /* commit */
+    struct mvcc_prewrite_result pr; /* prewrite */
+    struct mvcc_write_result wr;    /* commit */
+};
+
+static void pending_free(struct txn_pending *p)
+{
+    protobuf_c_message_free_unpacked(p->msg, NULL);
+    free(p->touched);
+    free(p->muts);
+    free(p->keys);
+    mvcc_prewrite_result_free(&p->pr);
+    mvcc_write_result_free(&p->wr);
+    free(p);
+}
+
+static void prewrite_done(void *arg, int rc)
+{
+    struct txn_pending *p = arg;
+    struct kv_service *svc = p->svc;
+    struct rpc_call *call = p->call;
+    struct mvcc_prewrite_result *r = &p->pr;
+    Kvrpcpb__PrewriteResponse resp = KVRPCPB__PREWRITE_RESPONSE__INIT;
+    struct pb_key_error *kes = NULL;
+    Kvrpcpb__KeyError **ptrs = NULL;
+
+    if (rc && failure(svc, &p->ctx, call, rc, &r->storage_err, r->errmsg, &resp.region_error))
+        goto cleanup;
+    if (!rc && r->n_errors) {
+        kes = calloc(r->n_errors, sizeof(*kes));
+        ptrs = calloc(r->n_errors, sizeof(*ptrs));
+        if (!kes || !ptrs) {
+            rpc_call_finish(call, RPC_INTERNAL, "out of memory");
+            goto cleanup;
+        }
+        for (size_t i = 0; i < r->n_errors; i++) {
+            pb_key_error_fill(svc, &kes[i], &r->errors[i]);
+            ptrs[i] = &kes[i].ke;
+        }
+        resp.errors = ptrs;
+        resp.n_errors = r->n_errors;
+    }
+    if (!rc && !r->n_errors) {
+        resp.one_pc_commit_ts = r->one_pc_commit_ts;
+        metrics_counter_inc(r->one_pc_commit_ts ? svc->txn_prewrites_one_pc
+                                                : svc->txn_prewrites_two_pc);
+    }
+    reply_and_free_region(call, &resp.base, resp.region_error);
+cleanup:
+    free(kes);
+    free(ptrs);
+    pending_free(p);
+}
+
 static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     struct kv_service *svc = arg;
     const Kvrpcpb__PrewriteRequest *req = (const Kvrpcpb__PrewriteRequest *)msg;
-    Kvrpcpb__PrewriteResponse resp = KVRPCPB__PREWRITE_RESPONSE__INIT;
-    struct mvcc_prewrite_result r;
-    struct storage_ctx ctx;
-    struct mvcc_mutation *muts = NULL;
-    struct storage_key *touched = NULL;
-    struct pb_key_error *kes = NULL;
-    Kvrpcpb__KeyError **ptrs = NULL;
-
-    memset(&r, 0, sizeof(r));
-    if (req->n_mutations) {
-        muts = calloc(req->n_mutations, sizeof(*muts));
-        touched = calloc(req->n_mutations, sizeof(*touched));
-        if (!muts || !touched) {
-            rpc_call_finish(call, RPC_INTERNAL, "out of memory");
-            goto cleanup;
-        }
+    struct txn_pending *p = calloc(1, sizeof(*p));
+    if (p) {
+        p->msg = (ProtobufCMessage *)msg;
+        p->call = call;
+        p->svc = svc;
+        p->muts = calloc(req->n_mutations ? req->n_mutations : 1, sizeof(*p->muts));
+        p->touched = calloc(req->n_mutations ? req->n_mutations : 1, sizeof(*p->touched));
+    }
+    if (!p || !p->muts || !p->touched) {
+        rpc_call_finish(call, RPC_INTERNAL, "out of memory");
+        if (p)
+            pending_free(p);
+        else
+            protobuf_c_message_free_unpacked((ProtobufCMessage *)msg, NULL);
+        return;
     }
     for (size_t i = 0; i < req->n_mutations; i++) {
         const Kvrpcpb__Mutation *m = req->mutations[i];
         /* kvrpcpb.Op and mvcc_op share their numbers; unknown ops are mvcc's to reject. */
-        muts[i] = (struct mvcc_mutation){
+        p->muts[i] = (struct mvcc_mutation){
             .op = (enum mvcc_op)m->op,
             .key = m->key.data,
             .key_len = m->key.len,
             .value = m->value.data,
             .value_len = m->value.len,
         };
-        touched[i] = (struct storage_key){m->key.data, m->key.len};
+        p->touched[i] = (struct storage_key){m->key.data, m->key.len};
     }
-    struct mvcc_prewrite_req preq = {
-        .mutations = muts,
+    kv_ctx_from_proto(req->context, &p->ctx);
+    p->ctx.keys = p->touched;
+    p->ctx.n_keys = req->n_mutations;
+    p->preq = (struct mvcc_prewrite_req){
+        .mutations = p->muts,
         .n_mutations = req->n_mutations,
         .primary = req->primary_lock.data,
         .primary_len = req->primary_lock.len,
@@ -221,38 +292,7 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
         .lock_ttl_ms = req->lock_ttl,
         .try_one_pc = req->try_one_pc,
     };
-    kv_ctx_from_proto(req->context, &ctx);
-    ctx.keys = touched;
-    ctx.n_keys = req->n_mutations;
-    int rc = mvcc_prewrite(svc->mvcc, &ctx, &preq, &r);
-    if (rc && failure(svc, &ctx, call, rc, &r.storage_err, r.errmsg, &resp.region_error))
-        goto cleanup;
-    if (!rc && r.n_errors) {
-        kes = calloc(r.n_errors, sizeof(*kes));
-        ptrs = calloc(r.n_errors, sizeof(*ptrs));
-        if (!kes || !ptrs) {
-            rpc_call_finish(call, RPC_INTERNAL, "out of memory");
-            goto cleanup;
-        }
-        for (size_t i = 0; i < r.n_errors; i++) {
-            pb_key_error_fill(svc, &kes[i], &r.errors[i]);
-            ptrs[i] = &kes[i].ke;
-        }
-        resp.errors = ptrs;
-        resp.n_errors = r.n_errors;
-    }
-    if (!rc && !r.n_errors) {
-        resp.one_pc_commit_ts = r.one_pc_commit_ts;
-        metrics_counter_inc(r.one_pc_commit_ts ? svc->txn_prewrites_one_pc
-                                               : svc->txn_prewrites_two_pc);
-    }
-    reply_and_free_region(call, &resp.base, resp.region_error);
-cleanup:
-    free(muts);
-    free(touched);
-    free(kes);
-    free(ptrs);
-    mvcc_prewrite_result_free(&r);
+    mvcc_prewrite_async(svc->mvcc, &p->ctx, &p->preq, &p->pr, prewrite_done, p);
 }
 
 /* Borrowed views of a request's repeated bytes keys; NULL on allocation failure (n > 0). */
@@ -293,31 +333,39 @@ static void write_reply(struct kv_service *svc, const struct storage_ctx *ctx,
     reply_and_free_region(call, resp, *region_error);
 }
 
+static void commit_done(void *arg, int rc)
+{
+    struct txn_pending *p = arg;
+    Kvrpcpb__CommitResponse resp = KVRPCPB__COMMIT_RESPONSE__INIT;
+    write_reply(p->svc, &p->ctx, p->call, rc, &p->wr, &resp.base, &resp.region_error, &resp.error);
+    pending_free(p);
+}
+
 static void kv_commit(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     struct kv_service *svc = arg;
     const Kvrpcpb__CommitRequest *req = (const Kvrpcpb__CommitRequest *)msg;
-    Kvrpcpb__CommitResponse resp = KVRPCPB__COMMIT_RESPONSE__INIT;
-    struct mvcc_write_result r;
-    struct storage_ctx ctx;
-    struct mvcc_key_slice *keys = key_slices(req->keys, req->n_keys);
-    struct storage_key *touched = touched_keys(req->keys, req->n_keys);
-
-    if (!keys || !touched) {
-        free(keys);
-        free(touched);
+    struct txn_pending *p = calloc(1, sizeof(*p));
+    if (p) {
+        p->msg = (ProtobufCMessage *)msg;
+        p->call = call;
+        p->svc = svc;
+        p->keys = key_slices(req->keys, req->n_keys);
+        p->touched = touched_keys(req->keys, req->n_keys);
+    }
+    if (!p || !p->keys || !p->touched) {
         rpc_call_finish(call, RPC_INTERNAL, "out of memory");
+        if (p)
+            pending_free(p);
+        else
+            protobuf_c_message_free_unpacked((ProtobufCMessage *)msg, NULL);
         return;
     }
-    kv_ctx_from_proto(req->context, &ctx);
-    ctx.keys = touched;
-    ctx.n_keys = req->n_keys;
-    int rc = mvcc_commit(svc->mvcc, &ctx, keys, req->n_keys, req->start_version,
-                         req->commit_version, &r);
-    write_reply(svc, &ctx, call, rc, &r, &resp.base, &resp.region_error, &resp.error);
-    free(keys);
-    free(touched);
-    mvcc_write_result_free(&r);
+    kv_ctx_from_proto(req->context, &p->ctx);
+    p->ctx.keys = p->touched;
+    p->ctx.n_keys = req->n_keys;
+    mvcc_commit_async(svc->mvcc, &p->ctx, p->keys, req->n_keys, req->start_version,
+                      req->commit_version, &p->wr, commit_done, p);
 }
 
 static void kv_batch_rollback(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
@@ -413,7 +461,7 @@ size_t kv_txn_methods(struct kv_service *svc, struct rpc_method *out)
         metrics_counter(svc->metrics, "tinykv_txn_resolve_locks_total", res, "action=\"commit\"");
     svc->txn_locks_rolled_back =
         metrics_counter(svc->metrics, "tinykv_txn_resolve_locks_total", res, "action=\"rollback\"");
-    /* Blocking: they wait on latches and the disk now, and on Raft in cluster mode. */
+    /* The others block a worker: they wait on latches, the disk and Raft. */
     const struct rpc_method methods[KV_TXN_METHODS] = {
         {.name = "/tinykvpb.TinyKv/KvGet",
          .request = &kvrpcpb__get_request__descriptor,
@@ -437,11 +485,17 @@ size_t kv_txn_methods(struct kv_service *svc, struct rpc_method *out)
          .request = &kvrpcpb__resolve_lock_request__descriptor,
          .on_message = kv_resolve_lock},
     };
+    /* Prewrite and commit answer from their command's completion: no thread of their own over
+     * Raft; a worker over a storage that answers at once (the command then runs inside the
+     * handler, on the disk). */
+    int parked = !storage_is_async(svc->storage);
     for (size_t i = 0; i < KV_TXN_METHODS; i++) {
         out[i] = methods[i];
         out[i].kind = RPC_UNARY;
         out[i].arg = svc;
-        out[i].blocking = 1;
+        int async = methods[i].on_message == kv_prewrite || methods[i].on_message == kv_commit;
+        out[i].blocking = !async || parked;
+        out[i].owns_message = async;
     }
     return KV_TXN_METHODS;
 }

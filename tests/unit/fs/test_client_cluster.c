@@ -23,6 +23,7 @@
 #include "proto/log.h"
 #include "proto/rpc.h"
 #include "server/kv_service.h"
+#include "server/ts_batcher.h"
 #include "tests/lib/fake_pd.h"
 #include "tests/lib/test_cluster.h"
 #include "tests/lib/test_util.h"
@@ -37,22 +38,15 @@ struct fixture {
     struct rpc_server *server[STORES + 1];
     struct client *c;
     struct client *tso; /* the stores' timestamp link, for one-phase commits (as node.c's) */
+    struct ts_batcher *ts_batcher; /* over tso, the engines' async ts source (as node.c's) */
     int first_leader;
 };
-
-static int store_tso(void *arg, uint64_t *ts)
-{
-    client_ts t = 0;
-    int rc = client_tso(arg, &t);
-    *ts = t;
-    return rc;
-}
 
 /* Serves store i's cluster-mode Storage over gRPC and tells the scheduler its address. */
 static void serve_store(struct fixture *f, int i)
 {
     assert_int_equal(mvcc_engine_new(test_cluster_storage(f->tc, i), 0, &f->engine[i]), 0);
-    mvcc_engine_set_ts_source(f->engine[i], store_tso, f->tso);
+    mvcc_engine_set_ts_source_async(f->engine[i], ts_batcher_get, f->ts_batcher);
     f->svc[i].storage = test_cluster_storage(f->tc, i);
     f->svc[i].mvcc = f->engine[i];
     f->svc[i].rs = test_cluster_store(f->tc, i);
@@ -92,6 +86,8 @@ static int setup(void **state)
     assert_non_null(f->pd);
     char terr[256] = "";
     assert_int_equal(client_new(fake_pd_addr(f->pd), NULL, &f->tso, terr, sizeof terr), 0);
+    f->ts_batcher = ts_batcher_new(f->tso);
+    assert_non_null(f->ts_batcher);
     struct fake_pd_region r = {.id = 1, .start = "", .end = ""};
     for (int i = 1; i <= STORES; i++) {
         struct raftstore_peer_info info;
@@ -124,6 +120,7 @@ static int teardown(void **state)
             mvcc_engine_free(f->engine[i]);
     }
     test_cluster_free(f->tc);
+    ts_batcher_free(f->ts_batcher);
     client_free(f->tso);
     fake_pd_free(f->pd);
     free(f);
