@@ -186,7 +186,8 @@ def main():
             return out
 
         # The scheduler spreads the leaders (the parent's store leads every new region at
-        # first): measure once it has had no operator for a few seconds.
+        # first): measure once it has had no operator for 12 s, longer than an asleep leader's
+        # report interval (10 s), so the scheduler has seen every region as it is now.
         quiet_since, t1 = None, time.time()
         while time.time() - t1 < 300:
             try:
@@ -197,7 +198,7 @@ def main():
                 quiet_since = None
             elif quiet_since is None:
                 quiet_since = time.time()
-            elif time.time() - quiet_since >= 5:
+            elif time.time() - quiet_since >= 12:
                 break
             time.sleep(0.5)
         leaders = {}
