@@ -215,6 +215,8 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
         .split_check_ticks = cfg->split_check_ms > 0 && cfg->tick_ms > 0
                                  ? (cfg->split_check_ms + cfg->tick_ms - 1) / cfg->tick_ms
                                  : 0,
+        .hibernate_ticks = cfg->hibernate_ticks,
+        .idle_region_heartbeat_ticks = cfg->idle_region_heartbeat_ticks,
         .pd_ctx = n->pd,
         .metrics = &n->rs_metrics,
     };

@@ -37,7 +37,11 @@ struct node_config {
     int request_timeout_ms; /* how long a request waits for Raft (default 5000) */
     /* Split check (raftstore_config's meanings; 0: TiKV's defaults). */
     uint64_t region_max_size, region_split_size, region_max_keys, region_split_keys;
-    int split_check_ms;      /* how often a leader looks (default 10000) */
+    int split_check_ms; /* how often a leader looks (default 10000) */
+    /* Hibernation (raftstore_config's meanings): ticks of idleness before a region sleeps (0:
+     * the election timeout; negative: never) and an asleep leader's report interval in ticks
+     * (0: 100). */
+    int hibernate_ticks, idle_region_heartbeat_ticks;
     struct metrics *metrics; /* borrowed, outlives the node; NULL counts nothing */
 };
 

@@ -41,6 +41,11 @@ static void usage(FILE *out)
             "  --region-split-keys N  ... at the first key past this many (default 960000)\n"
             "  --split-check-ms MS    how often a leader checks its region's size (default 10000)\n"
             "                         (B: bytes, or with a KiB, MiB or GiB suffix)\n"
+            "  --hibernate-ticks N    an idle region sleeps after N ticks without work\n"
+            "                         (default 10, the election timeout; 0: never)\n"
+            "  --idle-region-heartbeat-ticks N\n"
+            "                         an asleep leader reports to the scheduler every N\n"
+            "                         ticks (default 100)\n"
             "  --log-level LEVEL      error, warn, info or debug (default info)\n"
             "  --help                 this text\n"
             "  --version              print the version\n");
@@ -66,6 +71,18 @@ static int parse_bytes(const char *s, uint64_t *out)
     if (v == 0 || v > UINT64_MAX / mul)
         return -1;
     *out = (uint64_t)v * mul;
+    return 0;
+}
+
+/* Parses a whole decimal integer in [lo, hi]; -1 if it is not one. */
+static int parse_int(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
     return 0;
 }
 
@@ -125,6 +142,8 @@ int main(int argc, char **argv)
         {"region-max-keys", required_argument, NULL, 3},
         {"region-split-keys", required_argument, NULL, 4},
         {"split-check-ms", required_argument, NULL, 5},
+        {"hibernate-ticks", required_argument, NULL, 6},
+        {"idle-region-heartbeat-ticks", required_argument, NULL, 7},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -169,6 +188,26 @@ int main(int argc, char **argv)
             ncfg.split_check_ms = atoi(optarg);
             if (ncfg.split_check_ms < 10 || ncfg.split_check_ms > 3600000) {
                 fprintf(stderr, "tinykv-server: --split-check-ms must be 10..3600000\n");
+                return 2;
+            }
+            break;
+        case 6:
+            if (parse_int(optarg, 0, 1000000, &ncfg.hibernate_ticks) != 0) {
+                fprintf(stderr,
+                        "tinykv-server: --hibernate-ticks: '%s' is not a tick count "
+                        "0..1000000 (0: never hibernate)\n",
+                        optarg);
+                return 2;
+            }
+            if (ncfg.hibernate_ticks == 0)
+                ncfg.hibernate_ticks = -1; /* the raftstore's "never" */
+            break;
+        case 7:
+            if (parse_int(optarg, 1, 1000000, &ncfg.idle_region_heartbeat_ticks) != 0) {
+                fprintf(stderr,
+                        "tinykv-server: --idle-region-heartbeat-ticks: '%s' is not a tick count "
+                        "1..1000000\n",
+                        optarg);
                 return 2;
             }
             break;

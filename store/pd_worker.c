@@ -416,9 +416,17 @@ static void split_done(void *arg, struct raftstore_result *res)
     }
 }
 
-/* Asks the scheduler for ids and splits region_id at key, waiting (bounded) for the apply. */
-static int split_one(struct pd_worker *w, uint64_t region_id, const ProtobufCBinaryData *key)
+/* The ids of one split: the new region's and one new peer id per peer. */
+struct split_ids {
+    uint64_t region_id;
+    uint64_t *peer_ids; /* owned */
+    size_t n_peer_ids;
+};
+
+/* Asks the scheduler for the ids of one split of region_id. */
+static int ask_split_ids(struct pd_worker *w, uint64_t region_id, struct split_ids *out)
 {
+    memset(out, 0, sizeof *out);
     Schedulerpb__RequestHeader h = header(w);
     Metapb__Region region = METAPB__REGION__INIT;
     region.id = region_id;
@@ -432,16 +440,30 @@ static int split_one(struct pd_worker *w, uint64_t region_id, const ProtobufCBin
         return -1;
     }
     Schedulerpb__AskSplitResponse *resp = (Schedulerpb__AskSplitResponse *)m;
-    struct split_wait *sw = calloc(1, sizeof *sw);
-    if (!sw) {
+    out->peer_ids = malloc((resp->n_new_peer_ids ? resp->n_new_peer_ids : 1) * sizeof(uint64_t));
+    if (!out->peer_ids) {
         protobuf_c_message_free_unpacked(m, NULL);
         return -1;
     }
+    out->region_id = resp->new_region_id;
+    out->n_peer_ids = resp->n_new_peer_ids;
+    if (resp->n_new_peer_ids)
+        memcpy(out->peer_ids, resp->new_peer_ids, resp->n_new_peer_ids * sizeof(uint64_t));
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
+/* Splits region_id at key with ids from ask_split_ids, waiting (bounded) for the apply. */
+static int split_with_ids(struct pd_worker *w, uint64_t region_id, const ProtobufCBinaryData *key,
+                          const struct split_ids *ids)
+{
+    struct split_wait *sw = calloc(1, sizeof *sw);
+    if (!sw)
+        return -1;
     pthread_mutex_init(&sw->mu, NULL);
     pthread_cond_init(&sw->cond, NULL);
-    raftstore_split(w->rs, region_id, 0, key->data, key->len, resp->new_region_id,
-                    resp->new_peer_ids, resp->n_new_peer_ids, split_done, sw);
-    protobuf_c_message_free_unpacked(m, NULL);
+    raftstore_split(w->rs, region_id, 0, key->data, key->len, ids->region_id, ids->peer_ids,
+                    ids->n_peer_ids, split_done, sw);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 5;
@@ -460,6 +482,17 @@ static int split_one(struct pd_worker *w, uint64_t region_id, const ProtobufCBin
     return done && code == 0 ? 0 : -1;
 }
 
+/* Asks the scheduler for ids and splits region_id at key, waiting (bounded) for the apply. */
+static int split_one(struct pd_worker *w, uint64_t region_id, const ProtobufCBinaryData *key)
+{
+    struct split_ids ids;
+    if (ask_split_ids(w, region_id, &ids) != 0)
+        return -1;
+    int rc = split_with_ids(w, region_id, key, &ids);
+    free(ids.peer_ids);
+    return rc;
+}
+
 static int key_desc(const void *a, const void *b)
 {
     const ProtobufCBinaryData *x = *(ProtobufCBinaryData *const *)a;
@@ -475,7 +508,10 @@ static int key_desc(const void *a, const void *b)
  * A split operator: the keys are split from the highest down, so the region
  * keeps its id and every next key is still inside it; each waits for the
  * previous split to apply (a split proposed under the old epoch would be
- * refused).
+ * refused). Every split's ids are asked for before the first split: once one
+ * applies, a new region's report can replace the parent's record at the
+ * scheduler (they overlap) until the parent reports again, and an AskSplit in
+ * that window would find no region.
  */
 static void handle_split(struct pd_worker *w, uint64_t region_id, const Metapb__RegionEpoch *epoch,
                          const Schedulerpb__SplitRegion *sr)
@@ -492,17 +528,26 @@ static void handle_split(struct pd_worker *w, uint64_t region_id, const Metapb__
     if (epoch && epoch->version != version)
         return;
     const ProtobufCBinaryData **keys = malloc(sr->n_keys * sizeof *keys);
-    if (!keys)
-        return;
+    struct split_ids *ids = calloc(sr->n_keys, sizeof *ids);
+    if (!keys || !ids)
+        goto cleanup;
+    size_t n = 0;
     for (size_t i = 0; i < sr->n_keys; i++)
         keys[i] = &sr->keys[i];
     qsort(keys, sr->n_keys, sizeof *keys, key_desc);
-    for (size_t i = 0; i < sr->n_keys; i++) {
-        if (i && key_desc(&keys[i - 1], &keys[i]) == 0)
-            continue;
-        if (split_one(w, region_id, keys[i]) != 0)
+    for (size_t i = 0; i < sr->n_keys; i++)
+        if (n == 0 || key_desc(&keys[n - 1], &keys[i]) != 0)
+            keys[n++] = keys[i];
+    size_t asked = 0;
+    while (asked < n && ask_split_ids(w, region_id, &ids[asked]) == 0)
+        asked++;
+    for (size_t i = 0; i < asked; i++)
+        if (split_with_ids(w, region_id, keys[i], &ids[i]) != 0)
             break;
-    }
+    for (size_t i = 0; i < asked; i++)
+        free(ids[i].peer_ids);
+cleanup:
+    free(ids);
     free(keys);
 }
 

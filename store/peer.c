@@ -22,8 +22,8 @@ static void raft_log_sink(void *ctx, int level, const char *msg)
         (unsigned long long)p->peer_id, msg);
 }
 
-int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps, struct peer **out,
-                char *errbuf, size_t errbuf_len)
+int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps, int boot_lease,
+                struct peer **out, char *errbuf, size_t errbuf_len)
 {
     struct peer *p = calloc(1, sizeof *p);
     if (!p) {
@@ -53,8 +53,8 @@ int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps,
         .max_inflight_msgs = rs->cfg.max_inflight_msgs,
         .check_quorum = 1,
         .pre_vote = 1,
-        .batch_appends = 1, /* the store loop steps a whole mailbox per Ready */
-        .boot_lease = 1,    /* other stores' leader leases may count on this peer */
+        .batch_appends = 1,       /* the store loop steps a whole mailbox per Ready */
+        .boot_lease = boot_lease, /* other stores' leader leases may count on this peer */
         .seed = peer_id * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_nsec,
         .log_fn = raft_log_sink,
         .log_ctx = p,

@@ -235,7 +235,7 @@ static struct peer *create_peer_from_message(struct raftstore *rs,
     }
     struct peer *p;
     char err[256];
-    if (peer_create(rs, msg->to_peer->id, &ps, &p, err, sizeof err) != 0) {
+    if (peer_create(rs, msg->to_peer->id, &ps, 1, &p, err, sizeof err) != 0) {
         LOG(LOG_WARN, "region=%llu: cannot create peer: %s", (unsigned long long)msg->region_id,
             err);
         return NULL;
@@ -743,7 +743,7 @@ static int load_regions(struct raftstore *rs, char *errbuf, size_t errbuf_len)
             continue;
         }
         struct peer *p;
-        rc = peer_create(rs, me->id, &ps, &p, errbuf, errbuf_len);
+        rc = peer_create(rs, me->id, &ps, 1, &p, errbuf, errbuf_len);
         if (rc)
             break;
         if (raftstore_add_peer(rs, p) != 0) {
@@ -831,6 +831,13 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
         rs->cfg.hibernate_ticks = rs->cfg.election_ticks;
     if (rs->cfg.idle_region_heartbeat_ticks <= 0)
         rs->cfg.idle_region_heartbeat_ticks = 100;
+    if (rs->cfg.hibernate_ticks > 0)
+        LOG(LOG_INFO,
+            "hibernation: an idle region sleeps after %d ticks; asleep leaders report every %d "
+            "ticks",
+            rs->cfg.hibernate_ticks, rs->cfg.idle_region_heartbeat_ticks);
+    else
+        LOG(LOG_INFO, "hibernation: off");
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cond, NULL);
     store_meta_init(&rs->meta);

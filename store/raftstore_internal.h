@@ -302,8 +302,12 @@ void *consistency_worker(void *arg);
 void consistency_free_jobs(struct raftstore *rs);
 
 /* peer.c */
-int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps, struct peer **out,
-                char *errbuf, size_t errbuf_len);
+/* peer_create starts a peer on ps (owned by the peer from here, closed on failure). boot_lease:
+ * it grants no vote for an election timeout (raft_config.boot_lease), for a peer that may have
+ * promised a leader lease before a restart; a peer a split creates has promised none of its
+ * own, and it must vote for the parent leader's store at once (its new peer campaigns). */
+int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps, int boot_lease,
+                struct peer **out, char *errbuf, size_t errbuf_len);
 void peer_free(struct peer *p, int code);
 void peer_propose_write(struct peer *p, struct mail *m);
 /* Proposes an admin command (built by the caller, borrowed); cb answers it. */

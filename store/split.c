@@ -161,7 +161,7 @@ void split_create_peers(struct peer *parent, struct apply_ctx *ac)
         int rc = peer_storage_load(&ps, rs->cfg.kv, rs->cfg.raft, rs->cfg.store_id, n->id);
         struct peer *p = NULL;
         if (!rc)
-            rc = peer_create(rs, me->id, &ps, &p, err, sizeof err);
+            rc = peer_create(rs, me->id, &ps, 0, &p, err, sizeof err);
         else
             peer_storage_close(&ps);
         if (rc || raftstore_add_peer(rs, p) != 0) {
