@@ -210,6 +210,30 @@ static void pending_free(struct txn_pending *p)
     free(p);
 }
 
+/* A pending command for `call`, owning the request `msg` (NULL when out of memory). */
+static struct txn_pending *pending_new(struct rpc_call *call, const ProtobufCMessage *msg,
+                                       struct kv_service *svc)
+{
+    struct txn_pending *p = calloc(1, sizeof(*p));
+    if (p) {
+        p->msg = (ProtobufCMessage *)msg;
+        p->call = call;
+        p->svc = svc;
+    }
+    return p;
+}
+
+/* Answers INTERNAL and frees what a handler that ran out of memory holds (p may be NULL). */
+static void pending_out_of_memory(struct rpc_call *call, const ProtobufCMessage *msg,
+                                  struct txn_pending *p)
+{
+    rpc_call_finish(call, RPC_INTERNAL, "out of memory");
+    if (p)
+        pending_free(p);
+    else
+        protobuf_c_message_free_unpacked((ProtobufCMessage *)msg, NULL);
+}
+
 static void prewrite_done(void *arg, int rc)
 {
     struct txn_pending *p = arg;
@@ -252,20 +276,13 @@ static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void
 {
     struct kv_service *svc = arg;
     const Kvrpcpb__PrewriteRequest *req = (const Kvrpcpb__PrewriteRequest *)msg;
-    struct txn_pending *p = calloc(1, sizeof(*p));
+    struct txn_pending *p = pending_new(call, msg, svc);
     if (p) {
-        p->msg = (ProtobufCMessage *)msg;
-        p->call = call;
-        p->svc = svc;
         p->muts = calloc(req->n_mutations ? req->n_mutations : 1, sizeof(*p->muts));
         p->touched = calloc(req->n_mutations ? req->n_mutations : 1, sizeof(*p->touched));
     }
     if (!p || !p->muts || !p->touched) {
-        rpc_call_finish(call, RPC_INTERNAL, "out of memory");
-        if (p)
-            pending_free(p);
-        else
-            protobuf_c_message_free_unpacked((ProtobufCMessage *)msg, NULL);
+        pending_out_of_memory(call, msg, p);
         return;
     }
     for (size_t i = 0; i < req->n_mutations; i++) {
@@ -345,20 +362,13 @@ static void kv_commit(struct rpc_call *call, const ProtobufCMessage *msg, void *
 {
     struct kv_service *svc = arg;
     const Kvrpcpb__CommitRequest *req = (const Kvrpcpb__CommitRequest *)msg;
-    struct txn_pending *p = calloc(1, sizeof(*p));
+    struct txn_pending *p = pending_new(call, msg, svc);
     if (p) {
-        p->msg = (ProtobufCMessage *)msg;
-        p->call = call;
-        p->svc = svc;
         p->keys = key_slices(req->keys, req->n_keys);
         p->touched = touched_keys(req->keys, req->n_keys);
     }
     if (!p || !p->keys || !p->touched) {
-        rpc_call_finish(call, RPC_INTERNAL, "out of memory");
-        if (p)
-            pending_free(p);
-        else
-            protobuf_c_message_free_unpacked((ProtobufCMessage *)msg, NULL);
+        pending_out_of_memory(call, msg, p);
         return;
     }
     kv_ctx_from_proto(req->context, &p->ctx);

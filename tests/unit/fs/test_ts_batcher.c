@@ -59,6 +59,31 @@ static int cmp_u64(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
+static struct answers *answers_new(void)
+{
+    struct answers *a = calloc(1, sizeof *a);
+    assert_non_null(a);
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    return a;
+}
+
+static void answers_free(struct answers *a)
+{
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+/* Every answer succeeded, and no timestamp came twice. */
+static void assert_all_distinct(struct answers *a)
+{
+    assert_int_equal(a->failed, 0);
+    qsort(a->ts, a->n, sizeof a->ts[0], cmp_u64);
+    for (size_t i = 1; i < a->n; i++)
+        assert_true(a->ts[i] > a->ts[i - 1]);
+}
+
 /* Waits (at most 20 s) until n answers came. */
 static void wait_answers(struct answers *a, size_t n)
 {
@@ -85,10 +110,7 @@ static void test_many_requests_batched(void **state)
     assert_int_equal(client_new(fake_pd_addr(pd), NULL, &c, err, sizeof err), 0);
     struct ts_batcher *b = ts_batcher_new(c);
     assert_non_null(b);
-    struct answers *a = calloc(1, sizeof *a);
-    assert_non_null(a);
-    pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->cv, NULL);
+    struct answers *a = answers_new();
     pthread_t th[THREADS];
     struct asker k = {b, a};
     for (int i = 0; i < THREADS; i++)
@@ -97,19 +119,14 @@ static void test_many_requests_batched(void **state)
         pthread_join(th[i], NULL);
     wait_answers(a, THREADS * PER_THREAD);
     assert_int_equal(a->n, THREADS * PER_THREAD);
-    assert_int_equal(a->failed, 0);
-    qsort(a->ts, a->n, sizeof a->ts[0], cmp_u64);
-    for (size_t i = 1; i < a->n; i++)
-        assert_true(a->ts[i] > a->ts[i - 1]);
+    assert_all_distinct(a);
     struct fake_pd_counts counts;
     fake_pd_get_counts(pd, &counts);
     assert_true(counts.tso_requests < (uint64_t)a->n / 4);
     ts_batcher_free(b);
     client_free(c);
     fake_pd_free(pd);
-    pthread_cond_destroy(&a->cv);
-    pthread_mutex_destroy(&a->mu);
-    free(a);
+    answers_free(a);
 }
 
 /* Bursts of very different sizes, each waited for before the next, against a TSO slow enough
@@ -126,10 +143,7 @@ static void test_bursts_of_changing_size(void **state)
     assert_int_equal(client_new(fake_pd_addr(pd), NULL, &c, err, sizeof err), 0);
     struct ts_batcher *b = ts_batcher_new(c);
     assert_non_null(b);
-    struct answers *a = calloc(1, sizeof *a);
-    assert_non_null(a);
-    pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->cv, NULL);
+    struct answers *a = answers_new();
     static const size_t bursts[] = {1, 300, 3, 2, 500, 1, 40, 900, 2, 2, 700, 5};
     size_t total = 0;
     for (size_t i = 0; i < sizeof bursts / sizeof bursts[0]; i++) {
@@ -139,16 +153,11 @@ static void test_bursts_of_changing_size(void **state)
         wait_answers(a, total);
         assert_int_equal(a->n, total);
     }
-    assert_int_equal(a->failed, 0);
-    qsort(a->ts, a->n, sizeof a->ts[0], cmp_u64);
-    for (size_t i = 1; i < a->n; i++)
-        assert_true(a->ts[i] > a->ts[i - 1]);
+    assert_all_distinct(a);
     ts_batcher_free(b);
     client_free(c);
     fake_pd_free(pd);
-    pthread_cond_destroy(&a->cv);
-    pthread_mutex_destroy(&a->mu);
-    free(a);
+    answers_free(a);
 }
 
 /* Freed while requests wait for a scheduler that is gone: each is answered, with a failure, and
@@ -165,19 +174,14 @@ static void test_free_answers_queued(void **state)
     fake_pd_free(pd); /* no scheduler: every round trip fails after the client's deadline */
     struct ts_batcher *b = ts_batcher_new(c);
     assert_non_null(b);
-    struct answers *a = calloc(1, sizeof *a);
-    assert_non_null(a);
-    pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->cv, NULL);
+    struct answers *a = answers_new();
     for (int i = 0; i < 100; i++)
         ts_batcher_get(b, on_ts, a);
     ts_batcher_free(b);
     assert_int_equal(a->n, 100);
     assert_int_equal(a->failed, 100);
     client_free(c);
-    pthread_cond_destroy(&a->cv);
-    pthread_mutex_destroy(&a->mu);
-    free(a);
+    answers_free(a);
 }
 
 int main(void)
