@@ -274,7 +274,9 @@ void apply_committed(struct peer *p, const struct raft_ready *rd)
         split_create_peers(p, &ac);
         for (size_t i = 0; i < ac.n_new_regions; i++)
             store_region_free(&ac.new_regions[i]);
-        free(ac.new_regions); /* (split_create_peers reported the parent and the new regions) */
+        free(ac.new_regions);
+        if (p->is_leader)
+            peer_region_heartbeat(p);
     } else if (ac.region_changed && store_meta_put(&rs->meta, &p->ps.region) != 0) {
         abort();
     }

@@ -149,11 +149,6 @@ void split_create_peers(struct peer *parent, struct apply_ctx *ac)
     /* The parent shrinks in the index first, so the new ranges are free. */
     if (store_meta_put(&rs->meta, &parent->ps.region) != 0)
         abort();
-    /* The scheduler hears of the parent's new range first, then of each new region (below),
-     * so no key is without a region there meanwhile: a new region's own leader reports only
-     * after its election, and clients asking for a key in it would find nothing until then. */
-    if (parent->is_leader)
-        peer_region_heartbeat(parent);
     /* Both halves are measured afresh (the new peers start unmeasured). */
     parent->approx_known = 0;
     for (size_t i = 0; i < ac->n_new_regions; i++) {
@@ -177,14 +172,8 @@ void split_create_peers(struct peer *parent, struct apply_ctx *ac)
         /* The parent's leader campaigns at once, so the new region has a
          * leader promptly; the others wait for its votes (not an election
          * timeout each). */
-        if (parent->is_leader) {
+        if (parent->is_leader)
             raft_rawnode_campaign(p->rn);
-            /* Reported with this peer as its leader: the campaign it has just begun
-             * almost always wins (its followers vote at once), and if another peer wins
-             * instead, that leader's report corrects it; a client sent here meanwhile is
-             * told NotLeader and tries again. */
-            peer_region_heartbeat(p);
-        }
         LOG(LOG_INFO, "region=%llu peer=%llu: created by a split of region %llu",
             (unsigned long long)p->region_id, (unsigned long long)p->peer_id,
             (unsigned long long)parent->region_id);
