@@ -97,8 +97,10 @@ struct rpc_method {
      * protobuf_c_message_free_unpacked(msg, NULL) — for handlers that pass the
      * request on to another thread. */
     int owns_message;
-    /* Unary only: run on_message on the server's worker threads instead of a
-     * completion-queue thread, so it may block (on disk, on Raft). */
+    /* Run on_message (and a stream's on_end) on the server's worker threads
+     * instead of a completion-queue thread, so it may block (on disk, on
+     * Raft). A stream's messages stay in order: its next message is received
+     * only after the handler of the last one returned. */
     int blocking;
 };
 

@@ -74,10 +74,12 @@ struct rpc_call {
     grpc_byte_buffer *status_buf; /* the response sent with the status, kept until the call ends */
 };
 
-/* A blocking handler's pending run: the call (one reference held) and its request. */
+/* A blocking handler's pending run: the call (one reference held) and its request, or for a
+ * stream without one its end (on_end with end_ok). */
 struct work_item {
     struct rpc_call *call;
     ProtobufCMessage *msg;
+    int end_ok;
     struct work_item *next;
 };
 
@@ -434,6 +436,48 @@ static void on_new_call(struct rpc_server *s, struct rpc_call *c, int ok)
     start_recv(c);
 }
 
+/* Hands a blocking method's message (or a stream's end, msg NULL) to the workers; the call keeps
+ * one reference until the worker is done. Returns 0, or -1 without memory. */
+static int queue_work(struct rpc_call *c, ProtobufCMessage *msg, int end_ok)
+{
+    struct work_item *w = malloc(sizeof *w);
+    if (!w)
+        return -1;
+    rpc_call_ref(c);
+    *w = (struct work_item){c, msg, end_ok, NULL};
+    struct rpc_server *s = c->srv;
+    pthread_mutex_lock(&s->mu);
+    if (s->work_tail)
+        s->work_tail->next = w;
+    else
+        s->work_head = w;
+    s->work_tail = w;
+    pthread_cond_signal(&s->work_cond);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+/* A stream's end, on whichever thread handles its method. */
+static void end_stream(struct rpc_call *c, int ok)
+{
+    const struct rpc_method *m = c->method;
+    if (m->on_end)
+        m->on_end(c, ok, m->arg);
+    else
+        rpc_call_finish(c, ok ? RPC_OK : RPC_CANCELLED, NULL);
+}
+
+/* One request on the thread that handles it; a stream then waits for its next message. */
+static void handle_message(struct rpc_call *c, ProtobufCMessage *msg)
+{
+    const struct rpc_method *m = c->method;
+    m->on_message(c, msg, m->arg);
+    if (!m->owns_message)
+        protobuf_c_message_free_unpacked(msg, NULL);
+    if (m->kind != RPC_UNARY)
+        start_recv(c);
+}
+
 static void on_recv(struct rpc_call *c, int ok)
 {
     const struct rpc_method *m = c->method;
@@ -442,10 +486,8 @@ static void on_recv(struct rpc_call *c, int ok)
     if (!bb) {
         if (m->kind == RPC_UNARY)
             rpc_call_finish(c, RPC_INVALID_ARGUMENT, "missing request message");
-        else if (m->on_end)
-            m->on_end(c, ok, m->arg);
-        else
-            rpc_call_finish(c, ok ? RPC_OK : RPC_CANCELLED, NULL);
+        else if (!m->blocking || queue_work(c, NULL, ok) != 0)
+            end_stream(c, ok);
         goto out;
     }
     grpc_slice slice = rpc_byte_buffer_flatten(bb);
@@ -459,31 +501,16 @@ static void on_recv(struct rpc_call *c, int ok)
             m->on_end(c, 0, m->arg);
         goto out;
     }
-    if (m->blocking && m->kind == RPC_UNARY) {
-        struct work_item *w = malloc(sizeof *w);
-        if (!w) {
+    if (m->blocking) {
+        if (queue_work(c, msg, 0) != 0) {
             protobuf_c_message_free_unpacked(msg, NULL);
             rpc_call_finish(c, RPC_INTERNAL, "out of memory");
-            goto out;
+            if (m->kind != RPC_UNARY && m->on_end)
+                m->on_end(c, 0, m->arg);
         }
-        rpc_call_ref(c);
-        *w = (struct work_item){c, msg, NULL};
-        struct rpc_server *s = c->srv;
-        pthread_mutex_lock(&s->mu);
-        if (s->work_tail)
-            s->work_tail->next = w;
-        else
-            s->work_head = w;
-        s->work_tail = w;
-        pthread_cond_signal(&s->work_cond);
-        pthread_mutex_unlock(&s->mu);
         goto out;
     }
-    m->on_message(c, msg, m->arg);
-    if (!m->owns_message)
-        protobuf_c_message_free_unpacked(msg, NULL);
-    if (m->kind != RPC_UNARY)
-        start_recv(c);
+    handle_message(c, msg);
 out:
     pthread_mutex_lock(&c->mu);
     call_unref_locked_maybe(c);
@@ -527,10 +554,10 @@ static void *worker_thread(void *arg)
         if (!s->work_head)
             s->work_tail = NULL;
         pthread_mutex_unlock(&s->mu);
-        const struct rpc_method *m = w->call->method;
-        m->on_message(w->call, w->msg, m->arg);
-        if (!m->owns_message)
-            protobuf_c_message_free_unpacked(w->msg, NULL);
+        if (w->msg)
+            handle_message(w->call, w->msg);
+        else
+            end_stream(w->call, w->end_ok);
         rpc_call_unref(w->call);
         free(w);
         pthread_mutex_lock(&s->mu);

@@ -134,6 +134,16 @@ static int maybe_bootstrap(struct node *n, char *errbuf, size_t len)
     return 0;
 }
 
+/* Completion-queue threads for the store's server: one per two cores. Every one of them polls
+ * the same queue, and gRPC hands the polling from thread to thread as events come; on two cores
+ * one thread served 10-25% more puts and gets than four (fewer wake-ups per request), and the
+ * handlers that may wait on the disk (snapshot files, scans) run on workers, not on these. */
+static int cq_threads(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores >= 4 ? (int)(cores / 2) : 1;
+}
+
 int node_start(const struct node_config *cfg, struct node **out, char *errbuf, size_t len)
 {
     struct node *n = calloc(1, sizeof *n);
@@ -250,7 +260,7 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     size_t nm = kv_service_methods(&n->svc, methods);
     nm += raft_service_methods(n->rs, methods + nm);
     nm += debug_service_methods(n->rs, methods + nm);
-    n->server = rpc_server_new(cfg->addr, methods, nm, 4, errbuf, len);
+    n->server = rpc_server_new(cfg->addr, methods, nm, cq_threads(), errbuf, len);
     if (!n->server)
         goto fail;
     rpc_server_set_workers(n->server, 256);

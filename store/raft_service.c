@@ -140,6 +140,8 @@ size_t raft_service_methods(struct raftstore *rs, struct rpc_method *out)
                                  .request = &raft_serverpb__snapshot_chunk__descriptor,
                                  .on_message = snapshot_chunk,
                                  .on_end = snapshot_end,
-                                 .arg = rs};
+                                 .arg = rs,
+                                 /* chunk writes and the file's fsync at the end */
+                                 .blocking = 1};
     return 2;
 }
