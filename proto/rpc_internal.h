@@ -12,4 +12,7 @@ grpc_slice rpc_byte_buffer_flatten(grpc_byte_buffer *bb);
 /* A byte buffer holding `msg` packed; the caller destroys it. */
 grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
 
+/* grpc_init, and the first time, gRPC's lock checking off (rpc_client.c). */
+void rpc_grpc_init(void);
+
 #endif

@@ -612,7 +612,7 @@ struct rpc_server *rpc_server_new(const char *addr, const struct rpc_method *met
         snprintf(errbuf, errbuf_len, "out of memory");
         return NULL;
     }
-    grpc_init();
+    rpc_grpc_init();
     s->methods = calloc(n ? n : 1, sizeof *methods);
     if (!s->methods)
         goto fail;
