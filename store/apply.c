@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "proto/log.h"
+#include "store/local_read.h"
 #include "store/raftstore_internal.h"
 #include "store/raftstore_metrics.h"
 
@@ -160,6 +161,8 @@ static void apply_conf_change(struct peer *p, const struct raft_entry *e, struct
             apply_add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
         }
     } else {
+        /* Another membership: another quorum, whose lease none of its members has promised. */
+        local_read_withdraw(p->rs->local_reads, p->region_id);
         if (remove)
             store_region_remove_peer(r, cc->node_id);
         else

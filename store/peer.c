@@ -7,6 +7,7 @@
 
 #include "proto/log.h"
 #include "proto/rpc.h"
+#include "store/local_read.h"
 #include "store/raft_codec.h"
 #include "store/raftstore_internal.h"
 #include "store/raftstore_metrics.h"
@@ -312,6 +313,21 @@ static void drop_lease(struct peer *p)
 {
     p->lease_until_ms = 0;
     p->probe_id = 0;
+    local_read_withdraw(p->rs->local_reads, p->region_id);
+}
+
+void peer_publish_local_read(struct peer *p)
+{
+    /* Reads off the loop see the kv engine as it stands: everything this leader has answered is
+     * applied there, and once it has applied an entry of its own term, so is everything earlier
+     * leaders committed. They stop half a lease early so the loop renews it meanwhile. */
+    uint64_t now = rpc_now_ms();
+    uint64_t until = p->lease_until_ms - lease_span_ms(p->rs) / 2;
+    if (lease_valid(p, now) && now < until && p->ps.applied_term == p->ps.hs.term &&
+        !p->pending_remove && !p->applying_snapshot &&
+        local_read_publish(p->rs->local_reads, &p->ps.region, until) == 0)
+        return;
+    local_read_withdraw(p->rs->local_reads, p->region_id);
 }
 
 /* A ReadIndex with context id was just issued: it becomes the probe if none is outstanding (a
@@ -494,6 +510,8 @@ void peer_step(struct peer *p, const RaftServerpb__RaftMessage *msg)
     if (raft_codec_message_from_proto(msg->message, &m) != 0)
         return;
     int rc = raft_rawnode_step(p->rn, &m);
+    if (raft_rawnode_lead_transferee(p->rn))
+        drop_lease(p); /* a transfer asked for by a message: the transferee will not wait */
     if (rc && rc != RAFT_ERR_STEP_PEER_NOT_FOUND)
         LOG(LOG_DEBUG, "region=%llu peer=%llu: step: %s", (unsigned long long)p->region_id,
             (unsigned long long)p->peer_id, raft_strerror(rc));

@@ -77,6 +77,14 @@ static void deliver_timeout(const struct op *op)
     deliver(op, STORAGE_ERR_REGION, &err, NULL);
 }
 
+static void deliver_result(const struct op *op, struct raftstore_result *res)
+{
+    int code = res->code;
+    if (code == 0 && !op->is_write && !res->reader)
+        code = STORAGE_ERR_NOMEM;
+    deliver(op, code, &res->err, res->reader);
+}
+
 /* The raftstore's callback (store loop thread, or the caller's on an immediate failure). */
 static void on_result(void *arg, struct raftstore_result *res)
 {
@@ -89,15 +97,17 @@ static void on_result(void *arg, struct raftstore_result *res)
         unlink_op(kv, op);
     }
     pthread_mutex_unlock(&kv->mu);
-    if (late) {
+    if (late)
         storage_reader_free(res->reader);
-    } else {
-        int code = res->code;
-        if (code == 0 && !op->is_write && !res->reader)
-            code = STORAGE_ERR_NOMEM;
-        deliver(op, code, &res->err, res->reader);
-    }
+    else
+        deliver_result(op, res);
     free(op);
+}
+
+/* A read the leader lease answered at once (on this thread): it never was in the list. */
+static void on_local_result(void *arg, struct raftstore_result *res)
+{
+    deliver_result(arg, res);
 }
 
 static void *timer_thread(void *arg)
@@ -199,6 +209,9 @@ static void kv_reader_async(struct storage *base, const struct storage_ctx *ctx,
                             storage_reader_cb cb, void *arg)
 {
     struct raft_kv *kv = (struct raft_kv *)base;
+    struct op local = {.kv = kv, .reader_cb = cb, .arg = arg};
+    if (ctx && raftstore_read_local(kv->rs, ctx, on_local_result, &local))
+        return;
     struct op *op = op_new(kv, 0, ctx ? ctx->timeout_ms : 0);
     if (!op) {
         struct storage_error err = {0};

@@ -11,6 +11,7 @@
 #include "codec/codec.h"
 #include "proto/log.h"
 #include "store/keys.h"
+#include "store/local_read.h"
 #include "store/raft_codec.h"
 #include "store/raftstore_metrics.h"
 
@@ -445,6 +446,7 @@ static void destroy_peer(struct raftstore *rs, struct peer *p)
     }
     untouch(rs, p);
     hibernate_untrack(rs, p);
+    local_read_withdraw(rs->local_reads, p->region_id);
     rs->info_dirty = 1;
     {
         rocksdb_writebatch_t *kv_wb = rocksdb_writebatch_create();
@@ -567,7 +569,7 @@ static void fill_info(struct raftstore_peer_info *info, const struct peer *p)
     info->approximate_known = p->approx_known;
     info->approximate_size_bytes = p->approx_size + p->size_diff_hint;
     info->approximate_keys = p->approx_keys + p->keys_diff_hint;
-    info->lease_reads = p->lease_reads;
+    info->lease_reads = p->lease_reads + local_read_count(p->rs->local_reads, p->region_id);
     info->hibernated = p->asleep;
     info->consistency = p->consistency;
 }
@@ -594,6 +596,7 @@ static void refresh_info(struct raftstore *rs)
         return;
     size_t i = 0;
     for (struct peer *p = rs->peers; p; p = p->next, i++) {
+        peer_publish_local_read(p);
         fill_info(&info[i], p);
         p->info_slot = i;
     }
@@ -608,6 +611,8 @@ static void refresh_info(struct raftstore *rs)
 /* Updates the entries of this round's peers only: the others have not changed. */
 static void refresh_round_info(struct raftstore *rs, struct peer **round, size_t n_round)
 {
+    for (size_t i = 0; i < n_round; i++)
+        peer_publish_local_read(round[i]);
     set_gauges(rs);
     pthread_mutex_lock(&rs->mu);
     for (size_t i = 0; i < n_round; i++) {
@@ -840,6 +845,13 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
         LOG(LOG_INFO, "hibernation: off");
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cond, NULL);
+    rs->local_reads = local_read_new();
+    if (!rs->local_reads) {
+        pthread_mutex_destroy(&rs->mu);
+        pthread_cond_destroy(&rs->cond);
+        free(rs);
+        return STORAGE_ERR_NOMEM;
+    }
     store_meta_init(&rs->meta);
     pthread_cond_init(&rs->snap_cond, NULL);
     pthread_cond_init(&rs->split_cond, NULL);
@@ -858,6 +870,7 @@ int raftstore_new(const struct raftstore_config *cfg, struct raftstore **out, ch
         free(rs->by_id);
         hibernate_close(rs);
         store_meta_close(&rs->meta);
+        local_read_free(rs->local_reads);
         free(rs);
         return rc;
     }
@@ -912,6 +925,7 @@ void raftstore_free(struct raftstore *rs)
     hibernate_close(rs);
     store_meta_close(&rs->meta);
     free(rs->info);
+    local_read_free(rs->local_reads);
     pthread_mutex_destroy(&rs->mu);
     pthread_cond_destroy(&rs->cond);
     pthread_cond_destroy(&rs->snap_cond);
@@ -1034,8 +1048,19 @@ static int copy_keys(struct mail *m, const struct storage_ctx *ctx)
     return 0;
 }
 
+int raftstore_read_local(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb,
+                         void *arg)
+{
+    if (!local_read_try(rs->local_reads, rs->cfg.kv, rs->cfg.store_id, ctx, cb, arg))
+        return 0;
+    metrics_counter_inc(RAFTSTORE_METRIC(rs, reads_lease));
+    return 1;
+}
+
 void raftstore_read(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb, void *arg)
 {
+    if (raftstore_read_local(rs, ctx, cb, arg))
+        return;
     struct mail *m = mail_new(MAIL_READ);
     if (m) {
         m->ctx = *ctx;

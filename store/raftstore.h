@@ -23,8 +23,9 @@
  *
  * What it must never do: call back into its callers while holding the
  * mailbox lock; interpret user keys or values (they are bytes in
- * RaftCmdRequests); answer a read that is not confirmed by ReadIndex on the
- * leader; let two threads touch a peer.
+ * RaftCmdRequests); answer a read that is not confirmed by ReadIndex or the
+ * leader lease on the leader; let two threads touch a peer (the lease-read table, local_read.c,
+ * holds copies, under its own lock).
  *
  * Outbound messages and scheduler reports go through the two vtables below,
  * so tests can run several stores in one process over a filterable
@@ -151,10 +152,17 @@ typedef void (*raftstore_cb)(void *arg, struct raftstore_result *res);
 void raftstore_write(struct raftstore *rs, const struct storage_ctx *ctx,
                      const struct storage_modify *mods, size_t n, raftstore_cb cb, void *arg);
 
-/* raftstore_read confirms leadership through ReadIndex, waits for the apply
- * to catch up, and hands cb a reader over the region's data. */
+/* raftstore_read confirms leadership through the leader lease or ReadIndex, waits for the apply
+ * to catch up, and hands cb a reader over the region's data: at once on the caller's thread
+ * when raftstore_read_local can, else on the store loop thread. */
 void raftstore_read(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb,
                     void *arg);
+
+/* raftstore_read_local answers a read at once, on the caller's thread, when this store leads the
+ * region under a lease with time to spare (local_read.h) and the request matches its epoch and
+ * range: 1 then (cb has run), else 0 (the caller goes on with raftstore_read). */
+int raftstore_read_local(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb,
+                         void *arg);
 
 /*
  * raftstore_split asks the leader of region_id to split it at user key

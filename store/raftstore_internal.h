@@ -201,6 +201,9 @@ struct raftstore {
     /* Introspection copy refreshed by the loop after each round (guarded by mu). */
     struct raftstore_peer_info *info;
     size_t n_info;
+
+    /* Regions readable by lease on the caller's thread (local_read.h; its own lock). */
+    struct local_reader *local_reads;
 };
 
 /* A snapshot to build off the loop: the region and a RocksDB snapshot taken
@@ -313,6 +316,9 @@ void peer_propose_write(struct peer *p, struct mail *m);
 /* Proposes an admin command (built by the caller, borrowed); cb answers it. */
 void peer_propose_admin(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, raftstore_cb cb, void *arg);
 void peer_read(struct peer *p, struct mail *m);
+/* Offers p's region for lease reads off the loop (local_read.h) while its lease allows, and
+ * withdraws it otherwise; the loop calls it at the end of each round p was in. */
+void peer_publish_local_read(struct peer *p);
 void peer_change_peer(struct peer *p, int remove, struct region_peer target);
 void peer_transfer_leader(struct peer *p, uint64_t to_peer_id);
 void peer_step(struct peer *p, const RaftServerpb__RaftMessage *msg);

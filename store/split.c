@@ -6,6 +6,7 @@
 
 #include "codec/codec.h"
 #include "proto/log.h"
+#include "store/local_read.h"
 #include "store/raftstore_internal.h"
 
 /*
@@ -124,6 +125,8 @@ int split_apply(struct peer *p, const RaftCmdpb__RaftCmdRequest *cmd, struct app
     r->end_key = left_end;
     r->end_key_len = req->split_key.len;
     r->version++;
+    /* The keys from split_key on are the new region's from here: no local read of them here. */
+    local_read_withdraw(p->rs->local_reads, p->region_id);
 
     struct peer_storage fresh = {
         .region_id = n->id,

@@ -239,11 +239,88 @@ static void test_hibernated_partitioned_leader_serves_no_read_without_a_live_lea
     partitioned_leader(1);
 }
 
+/* An answer of storage_reader_async, and the thread that gave it. */
+struct async_read {
+    int answered;
+    pthread_t by;
+    int rc;
+    int region_kind;
+    struct storage_reader *reader;
+};
+
+static void on_async_read(void *arg, int rc, struct storage_reader *r,
+                          const struct storage_error *err)
+{
+    struct async_read *a = arg;
+    a->rc = rc;
+    a->region_kind = rc && err ? (int)err->region_kind : 0;
+    a->reader = r;
+    a->by = pthread_self();
+    __atomic_store_n(&a->answered, 1, __ATOMIC_SEQ_CST);
+}
+
+/* One read of region 1 at `store` with the given epoch version: *sync set when it was answered
+ * on this thread (not the store loop's); waits for the answer. Returns its code. */
+static int read_version(struct test_cluster *c, int store, uint64_t version, int *sync,
+                        int *region_kind)
+{
+    struct storage_ctx ctx = ctx_of(c, store);
+    ctx.region_version = version;
+    struct async_read a = {0};
+    storage_reader_async(test_cluster_storage(c, store), &ctx, on_async_read, &a);
+    uint64_t deadline = test_now_ms() + 10000;
+    while (!__atomic_load_n(&a.answered, __ATOMIC_SEQ_CST) && test_now_ms() < deadline)
+        usleep(1000);
+    assert_true(a.answered);
+    *sync = pthread_equal(a.by, pthread_self());
+    storage_reader_free(a.reader);
+    *region_kind = a.region_kind;
+    return a.rc;
+}
+
+/* Under its lease, a leader answers reads on the caller's thread (store/local_read.c), without
+ * its loop; after a split the old epoch is refused (the moved keys are another region's), and
+ * after a leadership transfer the old leader answers no read at all. */
+static void test_lease_reads_answer_on_callers_thread_until_split_or_transfer(void **state)
+{
+    (void)state;
+    struct test_cluster_options opts = {.n_stores = 3, .n_region_peers = 3, .seed = 11};
+    struct test_cluster *c = test_cluster_new(&opts);
+    assert_non_null(c);
+    int leader = test_cluster_leader(c, 10000);
+    assert_true(leader > 0);
+    assert_int_equal(write_at(c, leader, "k", "v1"), 0);
+
+    struct raftstore_peer_info info;
+    assert_true(test_cluster_peer_info(c, leader, &info));
+    uint64_t version = info.version;
+    int sync = 0, kind, served_here = 0;
+    uint64_t deadline = test_now_ms() + 5000;
+    while (!served_here && test_now_ms() < deadline) {
+        assert_int_equal(read_version(c, leader, version, &sync, &kind), 0);
+        served_here = sync;
+        usleep(2000);
+    }
+    assert_true(served_here);
+
+    assert_int_equal(test_cluster_split(c, "m", 2, 10000), 0);
+    assert_int_equal(read_version(c, leader, version, &sync, &kind), STORAGE_ERR_REGION);
+    assert_int_equal(kind, STORAGE_REGION_ERR_EPOCH_NOT_MATCH);
+
+    int to = leader % 3 + 1;
+    assert_int_equal(test_cluster_transfer_leader(c, to, 10000), 0);
+    assert_true(test_cluster_peer_info(c, leader, &info));
+    assert_int_equal(read_version(c, leader, info.version, &sync, &kind), STORAGE_ERR_REGION);
+    assert_int_equal(kind, STORAGE_REGION_ERR_NOT_LEADER);
+    test_cluster_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_partitioned_leader_never_serves_value_overwritten_by_new_leader),
         cmocka_unit_test(test_hibernated_partitioned_leader_serves_no_read_without_a_live_lease),
+        cmocka_unit_test(test_lease_reads_answer_on_callers_thread_until_split_or_transfer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
