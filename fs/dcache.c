@@ -11,11 +11,12 @@
 /* How long a directory found too large is not listed again. */
 #define TOO_BIG_PAUSE_MS (10 * FS_DCACHE_TTL_MS)
 
-/* A set of names (open addressing, at most half full). */
+/* A set of names (open addressing, at most half full), each with optional attributes. */
 struct name_slot {
     uint64_t hash;
     uint8_t *name; /* NULL: free */
     size_t len;
+    struct fs_meta *meta; /* malloc'd; NULL: a name only (or attributes no longer good) */
 };
 
 struct name_set {
@@ -35,6 +36,14 @@ struct dc_dir {
     uint64_t fill_id; /* nonzero while a listing is being taken */
     struct fs_meta attrs;
     int64_t attrs_ms; /* when attrs were read; 0: none */
+    /* The children's records (fs_dcache_list_children): */
+    struct name_set kids;         /* name -> attributes read at kids_ms */
+    struct name_set kids_changed; /* names this mount changed while kids_fill runs */
+    int64_t kids_ms;              /* when the listing's timestamp was asked; 0: none */
+    uint64_t kids_fill;           /* nonzero while the children's records are being read */
+    int64_t kids_window_ms;       /* the start of the second the misses are counted in */
+    int kids_misses;
+    int64_t kids_too_big_until;
 };
 
 struct fs_dcache {
@@ -116,8 +125,10 @@ static int set_add(struct name_set *set, const uint8_t *s, size_t len)
 
 static void set_clear(struct name_set *set)
 {
-    for (size_t i = 0; i < set->cap; i++)
+    for (size_t i = 0; i < set->cap; i++) {
         free(set->v[i].name);
+        free(set->v[i].meta);
+    }
     free(set->v);
     memset(set, 0, sizeof *set);
 }
@@ -127,6 +138,8 @@ static void dir_clear(struct dc_dir *d)
     free(d->key);
     set_clear(&d->names);
     set_clear(&d->pending);
+    set_clear(&d->kids);
+    set_clear(&d->kids_changed);
     memset(d, 0, sizeof *d);
 }
 
@@ -454,4 +467,201 @@ void fs_dcache_attrs_changed(struct fs_dcache *dc)
     for (size_t i = 0; i < FS_DCACHE_DIRS; i++)
         dc->dirs[i].attrs_ms = 0;
     pthread_mutex_unlock(&dc->lock);
+}
+
+/* ------------------------------------------------------ children's records */
+
+/* The children's listing of d answers now (caller holds dc->lock); a stale one is freed. */
+static int kids_fresh(struct dc_dir *d, int64_t now)
+{
+    if (d->kids_ms && now - d->kids_ms < FS_DCACHE_ATTR_MS)
+        return 1;
+    if (d->kids_ms) {
+        set_clear(&d->kids);
+        d->kids_ms = 0;
+    }
+    return 0;
+}
+
+int fs_dcache_child_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_len,
+                          struct fs_meta *m)
+{
+    const uint8_t *name;
+    size_t dir_len, name_len;
+    struct dc_dir *d;
+    struct name_slot *e;
+    int64_t now = fs_mono_ms();
+    int found = 0;
+
+    if (!dc)
+        return 0;
+    split_key(key, key_len, &dir_len, &name, &name_len);
+    pthread_mutex_lock(&dc->lock);
+    d = dir_find(dc, key, dir_len);
+    if (d && kids_fresh(d, now)) {
+        e = set_find(&d->kids, name_hash(name, name_len), name, name_len);
+        if (e && e->name && e->meta) {
+            *m = *e->meta;
+            d->last_use = now;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&dc->lock);
+    return found;
+}
+
+void fs_dcache_child_changed(struct fs_dcache *dc, const uint8_t *key, size_t key_len)
+{
+    const uint8_t *name;
+    size_t dir_len, name_len;
+    struct dc_dir *d;
+    struct name_slot *e;
+
+    if (!dc)
+        return;
+    split_key(key, key_len, &dir_len, &name, &name_len);
+    pthread_mutex_lock(&dc->lock);
+    d = dir_find(dc, key, dir_len);
+    if (d) {
+        e = set_find(&d->kids, name_hash(name, name_len), name, name_len);
+        if (e && e->name) {
+            free(e->meta);
+            e->meta = NULL; /* the name stays; its attributes are asked for again */
+        }
+        if (d->kids_fill && set_add(&d->kids_changed, name, name_len) != 0)
+            d->kids_fill = 0; /* out of memory: that listing will not be kept */
+    }
+    pthread_mutex_unlock(&dc->lock);
+}
+
+void fs_dcache_parent_changed(struct fs_dcache *dc, const uint8_t *key, size_t key_len)
+{
+    const uint8_t *name;
+    size_t dir_len, name_len;
+
+    split_key(key, key_len, &dir_len, &name, &name_len);
+    if (key_len > 0)
+        fs_dcache_child_changed(dc, key, dir_len);
+}
+
+/* What a children's listing collects. */
+struct kids_acc {
+    struct name_set set;
+    size_t subdirs;
+};
+
+static int collect_kid(void *arg, const uint8_t *comp, size_t clen, int below, const uint8_t *value,
+                       size_t vlen)
+{
+    struct kids_acc *acc = arg;
+    struct fs_meta m;
+    struct name_slot *e;
+    int rc;
+
+    if (below) /* the records of a subdirectory's subtree: one more scan each */
+        return ++acc->subdirs > FS_DCACHE_MAX_SUBDIRS ? -E2BIG : 0;
+    if (acc->set.n >= FS_DCACHE_MAX_NAMES)
+        return -E2BIG;
+    if (fs_meta_decode(value, vlen, &m) != 0)
+        return 0; /* a record of another version: that name is looked up by itself */
+    rc = set_add(&acc->set, comp, clen);
+    if (rc != 0)
+        return rc;
+    e = set_find(&acc->set, name_hash(comp, clen), comp, clen);
+    if (!e->meta) {
+        e->meta = malloc(sizeof *e->meta);
+        if (!e->meta)
+            return -ENOMEM;
+    }
+    *e->meta = m;
+    return 0;
+}
+
+int fs_dcache_list_children(struct fs *fs, const uint8_t *key, size_t key_len)
+{
+    struct fs_dcache *dc = fs->dcache;
+    uint8_t mprefix[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN + 1];
+    const uint8_t *name;
+    size_t dir_len, name_len, mlen;
+    struct dc_dir *d;
+    struct kids_acc acc;
+    struct client_txn *txn = NULL;
+    uint64_t id;
+    int64_t now = fs_mono_ms(), start;
+    int rc, kept = 0;
+
+    if (!dc)
+        return 0;
+    split_key(key, key_len, &dir_len, &name, &name_len);
+    if (dir_len + 1 > CLIENT_MAX_KEY_BYTES)
+        return 0;
+    pthread_mutex_lock(&dc->lock);
+    d = dir_find(dc, key, dir_len);
+    if (!d)
+        d = dir_take(dc, key, dir_len);
+    if (!d || d->kids_fill || kids_fresh(d, now) || now < d->kids_too_big_until) {
+        pthread_mutex_unlock(&dc->lock);
+        return 0;
+    }
+    d->last_use = now;
+    if (now - d->kids_window_ms >= FS_DCACHE_TTL_MS) {
+        d->kids_window_ms = now;
+        d->kids_misses = 0;
+    }
+    if (++d->kids_misses < FS_DCACHE_LIST_AFTER) {
+        pthread_mutex_unlock(&dc->lock);
+        return 0;
+    }
+    d->kids_misses = 0;
+    id = d->kids_fill = ++dc->next_fill_id;
+    set_clear(&d->kids_changed);
+    pthread_mutex_unlock(&dc->lock);
+
+    /* `start` is read before the listing's timestamp is asked for: it answers until
+     * start + FS_DCACHE_ATTR_MS, like a directory's own attributes. */
+    memset(&acc, 0, sizeof acc);
+    memcpy(mprefix, FS_META_PREFIX, FS_META_PREFIX_LEN);
+    memcpy(mprefix + FS_META_PREFIX_LEN, key, dir_len);
+    mlen = FS_META_PREFIX_LEN + dir_len;
+    if (dir_len)
+        mprefix[mlen++] = '/';
+    start = fs_mono_ms();
+    rc = client_txn_begin(fs->client, &txn);
+    if (rc == CLIENT_OK) {
+        rc = fs_scan_children(txn, mprefix, mlen, 1, collect_kid, &acc);
+        client_txn_rollback(txn);
+        client_txn_free(txn);
+    } else {
+        rc = fs_neg_errno(rc);
+    }
+
+    pthread_mutex_lock(&dc->lock);
+    d = dir_find(dc, key, dir_len);
+    if (d && d->kids_fill == id) {
+        d->kids_fill = 0;
+        if (rc == 0) {
+            /* Names this mount changed meanwhile may have been read before the change. */
+            for (size_t i = 0; i < d->kids_changed.cap; i++) {
+                struct name_slot *c = &d->kids_changed.v[i], *e;
+                if (!c->name)
+                    continue;
+                e = set_find(&acc.set, c->hash, c->name, c->len);
+                if (e && e->name) {
+                    free(e->meta);
+                    e->meta = NULL;
+                }
+            }
+            set_clear(&d->kids);
+            d->kids = acc.set;
+            memset(&acc.set, 0, sizeof acc.set);
+            d->kids_ms = start;
+            kept = 1;
+        } else if (rc == -E2BIG) {
+            d->kids_too_big_until = fs_mono_ms() + TOO_BIG_PAUSE_MS;
+        }
+        set_clear(&d->kids_changed);
+    }
+    pthread_mutex_unlock(&dc->lock);
+    set_clear(&acc.set);
+    return kept;
 }

@@ -165,8 +165,9 @@ static void *fs_op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     /* Every listing carries attributes (not only its first buffer, as "auto" does): ls -l
      * then needs no look-up per name. */
     conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
-    /* Short caches: another mount's changes show within a second. */
-    cfg->entry_timeout = 1.0;
+    /* Short caches: another mount's changes show within a second. An entry too may come from
+     * a copy read up to FS_DCACHE_ATTR_MS before (dcache.h), so it lasts as long as attributes. */
+    cfg->entry_timeout = FS_ATTR_TIMEOUT_S;
     cfg->attr_timeout = FS_ATTR_TIMEOUT_S; /* with dcache.c's copies, 1 s in all */
     cfg->negative_timeout = 0.0;
     /* An unlinked open file is renamed to a hidden name, which fs_op_rename turns into

@@ -254,6 +254,7 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
             client_txn_rollback(h->txn);
         client_txn_free(h->txn);
         h->txn = NULL;
+        fs_dcache_child_changed(fs->dcache, h->path.key, h->path.key_len); /* (any outcome) */
         if (rc == CLIENT_OK) {
             if (h->created)
                 fs_dcache_note(fs->dcache, h->path.key, h->path.key_len);

@@ -359,6 +359,94 @@ def run_scenarios(c, m1, m2, tmp):
 
     scenario(create_after_stale_listing_opens_file_made_elsewhere)
 
+    # Many names of one directory looked up in a row are answered from one read of all its
+    # children's records (kept 0.2 s): with every dentry dropped and the directory stat'ed
+    # through (so the listing is fresh), this mount's own write, chmod, truncate, unlink and
+    # rename show at the next stat; and another mount's write, chmod and unlink of those names
+    # show here within the attribute bound.
+    def children_listing_shows_changes():
+        d, dd = a + "/kids", b + "/kids"
+        os.mkdir(d)
+        for i in range(20):
+            write("%s/f%d" % (d, i), b"x" * i)
+        own = []
+
+        def walk():
+            """Sizes by index of the files there, each looked up again."""
+            drop_dentries()
+            return {i: os.stat("%s/f%d" % (d, i)).st_size for i in range(20)
+                    if os.path.exists("%s/f%d" % (d, i))}
+
+        walk()
+        write(d + "/f1", b"y" * 100)
+        own.append(walk().get(1) == 100)
+        os.chmod(d + "/f2", 0o600)
+        walk()
+        own.append(stat.S_IMODE(os.stat(d + "/f2").st_mode) == 0o600)
+        os.truncate(d + "/f3", 1)
+        own.append(walk().get(3) == 1)
+        os.unlink(d + "/f5")
+        walk()
+        own.append(5 not in walk())
+        os.rename(d + "/f7", d + "/f7b")
+        walk()
+        own.append(not os.path.exists(d + "/f7") and os.stat(d + "/f7b").st_size == 7)
+        walk()
+        write(dd + "/f8", b"z" * 80)
+        os.chmod(dd + "/f9", 0o640)
+        os.unlink(dd + "/f10")
+        theirs = wait_for(lambda: walk().get(8) == 80 and stat.S_IMODE(os.stat(d + "/f9").st_mode) == 0o640
+                          and 10 not in walk(), ATTR_WAIT_S)
+        check("children_listing_shows_changes", all(own) and theirs, repr((own, theirs)))
+
+    scenario(children_listing_shows_changes)
+
+    # Listings of children's records taken while this mount changes those children: 4 writers
+    # append one byte at a time to their files (no truncation, so sizes only grow) while a
+    # checker drops the dentries and stats every file; a stat never shows less than the size
+    # whose close returned before it.
+    def own_writes_seen_while_children_listings_are_taken():
+        d = a + "/grow"
+        os.mkdir(d)
+        names = ["%s/g%d" % (d, t) for t in range(4)]
+        closed = [0] * 4
+        for n in names:
+            write(n, b"")
+        short, errors = [], []
+        stop = threading.Event()
+
+        def writer(t):
+            try:
+                for i in range(1, 151):
+                    write(names[t], b"g", "ab")
+                    closed[t] = i
+            except OSError as e:
+                errors.append(repr(e))
+
+        def checker():
+            while not stop.is_set():
+                drop_dentries()
+                for t, n in enumerate(names):
+                    floor = closed[t]
+                    size = os.stat(n).st_size
+                    if size < floor:
+                        short.append((n, size, floor))
+
+        ws = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+        ch = threading.Thread(target=checker)
+        ch.start()
+        for w in ws:
+            w.start()
+        for w in ws:
+            w.join()
+        stop.set()
+        ch.join()
+        final = [os.stat(n).st_size for n in names]
+        check("own_writes_seen_while_children_listings_are_taken",
+              not errors and not short and final == [150] * 4, repr((errors[:3], short[:3], final)))
+
+    scenario(own_writes_seen_while_children_listings_are_taken)
+
     # A lookupcache other than all or positive is refused at mount time with a message.
     def bad_lookupcache_is_refused():
         mnt = os.path.join(tmp, "mnt-bad")
