@@ -20,6 +20,8 @@ int fs_new(struct client *client, const struct fs_options *opts, struct fs **out
     fs->gid = getgid();
     pthread_mutex_init(&fs->handles_lock, NULL);
     pthread_mutex_init(&fs->space_lock, NULL);
+    pthread_mutex_init(&fs->commit_lock, NULL);
+    fs->commit_tail = &fs->commit_queue;
     /* Without it every look-up asks the cluster (also when out of memory). */
     fs->dcache = fs->opts.exact_negative_lookups ? NULL : fs_dcache_new();
     *out = fs;
@@ -32,6 +34,7 @@ void fs_free(struct fs *fs)
         return;
     pthread_mutex_destroy(&fs->handles_lock);
     pthread_mutex_destroy(&fs->space_lock);
+    pthread_mutex_destroy(&fs->commit_lock);
     fs_dcache_free(fs->dcache);
     free(fs);
 }

@@ -192,6 +192,20 @@ fail:
     return rc;
 }
 
+/* After h's commit at commit_ts wrote the record m. */
+static void commit_done(struct fs *fs, struct fs_handle *h, const struct fs_meta *m,
+                        client_ts commit_ts)
+{
+    if (h->created)
+        fs_dcache_note(fs->dcache, h->path.key, h->path.key_len);
+    h->meta = *m;
+    h->dirty = 0;
+    h->created = 0;
+    fs_handle_chunk_committed(fs, h, commit_ts);
+    /* Later writes of this handle build on what it just wrote. */
+    h->blind = 1;
+}
+
 int fs_handle_commit(struct fs *fs, struct fs_handle *h)
 {
     int rc = CLIENT_OK;
@@ -209,6 +223,28 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
     }
     int64_t start = fs_mono_ms();
 
+    if (fs_commit_group_eligible(h)) {
+        struct fs_meta m = h->meta;
+        client_ts commit_ts = 0;
+
+        m.size = h->len;
+        m.flags = 0;
+        m.chunk_id = 0;
+        rc = fs_commit_group(fs, h, &m, &commit_ts);
+        if (rc != FS_COMMIT_ALONE) {
+            fs_dcache_child_changed(fs->dcache, h->path.key, h->path.key_len);
+            if (rc == CLIENT_OK) {
+                commit_done(fs, h, &m, commit_ts);
+                return 0;
+            }
+            if (rc != CLIENT_ERR_CONFLICT) {
+                LOG(LOG_WARN, "commit of %zu bytes failed: %s (%s)", h->len, client_strerror(rc),
+                    client_last_error(fs->client));
+                return fs_neg_errno(rc); /* still dirty: a later flush or the release tries again */
+            }
+            /* (a conflict when it was alone: retried below, as a blind write) */
+        }
+    }
     for (int attempt = 0; attempt < FS_CONFLICT_RETRIES; attempt++) {
         struct fs_meta stored, m = h->meta;
         client_ts commit_ts = 0;
@@ -256,14 +292,7 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
         h->txn = NULL;
         fs_dcache_child_changed(fs->dcache, h->path.key, h->path.key_len); /* (any outcome) */
         if (rc == CLIENT_OK) {
-            if (h->created)
-                fs_dcache_note(fs->dcache, h->path.key, h->path.key_len);
-            h->meta = m;
-            h->dirty = 0;
-            h->created = 0;
-            fs_handle_chunk_committed(fs, h, commit_ts);
-            /* Later writes of this handle build on what it just wrote. */
-            h->blind = 1;
+            commit_done(fs, h, &m, commit_ts);
             return 0;
         }
         if (rc != CLIENT_ERR_CONFLICT) {
