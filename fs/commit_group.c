@@ -7,12 +7,12 @@
 
 /* One close waiting in fs->commit_queue; lives on its caller's stack. */
 struct fs_commit_wait {
-    struct fs_handle *h;  /* borrowed: its owner holds h->lock and waits here */
-    struct fs_meta m;     /* the record to write */
-    int done;             /* the outcome is in rc; guarded by fs->commit_lock */
-    int rc;               /* CLIENT_* or FS_COMMIT_ALONE */
+    struct fs_handle *h; /* borrowed: its owner holds h->lock and waits here */
+    struct fs_meta m;    /* the record to write */
+    int done;            /* the outcome is in rc; guarded by fs->commit_lock */
+    int rc;              /* CLIENT_* or FS_COMMIT_ALONE */
     client_ts commit_ts;
-    pthread_cond_t cond;  /* signalled when done, or when it heads the queue with no leader */
+    pthread_cond_t cond; /* signalled when done, or when it heads the queue with no leader */
     struct fs_commit_wait *next;
 };
 
@@ -25,8 +25,7 @@ int fs_commit_group_eligible(const struct fs_handle *h)
 }
 
 /* Commits the batch `first`..(n entries) in one transaction; CLIENT_* or FS_COMMIT_ALONE. */
-static int commit_batch(struct fs *fs, struct fs_commit_wait *first, size_t n,
-                        client_ts *commit_ts)
+static int commit_batch(struct fs *fs, struct fs_commit_wait *first, size_t n, client_ts *commit_ts)
 {
     struct client_txn *txn = NULL;
     struct fs_commit_wait *w = first;

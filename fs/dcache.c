@@ -17,6 +17,7 @@ struct name_slot {
     uint8_t *name; /* NULL: free */
     size_t len;
     struct fs_meta *meta; /* malloc'd; NULL: a name only (or attributes no longer good) */
+    int64_t meta_ms;      /* children's records: when the scan that read it began */
 };
 
 struct name_set {
@@ -37,13 +38,12 @@ struct dc_dir {
     struct fs_meta attrs;
     int64_t attrs_ms; /* when attrs were read; 0: none */
     /* The children's records (fs_dcache_list_children): */
-    struct name_set kids;         /* name -> attributes read at kids_ms */
+    struct name_set kids;         /* name -> attributes, each with the ms its scan began */
     struct name_set kids_changed; /* names this mount changed while kids_fill runs */
-    int64_t kids_ms;              /* when the listing's timestamp was asked; 0: none */
-    uint64_t kids_fill;           /* nonzero while the children's records are being read */
-    int64_t kids_window_ms;       /* the start of the second the misses are counted in */
-    int kids_misses;
-    int64_t kids_too_big_until;
+    int64_t kids_ms;              /* when the newest scan began; 0: none */
+    uint64_t kids_fill;           /* nonzero while a scan of the children's records runs */
+    int64_t kids_miss_ms;         /* the last look-up that went to the cluster */
+    int kids_misses;              /* such look-ups since the last scan */
 };
 
 struct fs_dcache {
@@ -186,6 +186,17 @@ static struct dc_dir *dir_find(struct fs_dcache *dc, const uint8_t *key, size_t 
     return NULL;
 }
 
+/* The remembered directory of the node `key`, and the node's name in it (caller holds dc->lock);
+ * NULL if not remembered. */
+static struct dc_dir *parent_find(struct fs_dcache *dc, const uint8_t *key, size_t key_len,
+                                  const uint8_t **name, size_t *name_len)
+{
+    size_t dir_len;
+
+    split_key(key, key_len, &dir_len, name, name_len);
+    return dir_find(dc, key, dir_len);
+}
+
 /* A slot for a new directory: a free one or the least recently used that no listing is
  * being taken for. NULL if none (or out of memory). */
 static struct dc_dir *dir_take(struct fs_dcache *dc, const uint8_t *key, size_t len)
@@ -222,16 +233,15 @@ static int dir_fresh(const struct dc_dir *d, int64_t now)
 int fs_dcache_absent(struct fs_dcache *dc, const uint8_t *key, size_t key_len)
 {
     const uint8_t *name;
-    size_t dir_len, name_len;
+    size_t name_len;
     struct dc_dir *d;
     int64_t now = fs_mono_ms();
     int absent = 0;
 
     if (!dc)
         return 0;
-    split_key(key, key_len, &dir_len, &name, &name_len);
     pthread_mutex_lock(&dc->lock);
-    d = dir_find(dc, key, dir_len);
+    d = parent_find(dc, key, key_len, &name, &name_len);
     if (d && dir_fresh(d, now)) {
         d->last_use = now;
         absent = !set_has(&d->names, name, name_len);
@@ -349,14 +359,13 @@ void fs_dcache_missed(struct fs *fs, const uint8_t *key, size_t key_len)
 void fs_dcache_note(struct fs_dcache *dc, const uint8_t *key, size_t key_len)
 {
     const uint8_t *name;
-    size_t dir_len, name_len;
+    size_t name_len;
     struct dc_dir *d;
 
     if (!dc)
         return;
-    split_key(key, key_len, &dir_len, &name, &name_len);
     pthread_mutex_lock(&dc->lock);
-    d = dir_find(dc, key, dir_len);
+    d = parent_find(dc, key, key_len, &name, &name_len);
     if (d) {
         int rc = set_add(&d->names, name, name_len);
         if (rc == 0 && d->fill_id)
@@ -471,23 +480,20 @@ void fs_dcache_attrs_changed(struct fs_dcache *dc)
 
 /* ------------------------------------------------------ children's records */
 
-/* The children's listing of d answers now (caller holds dc->lock); a stale one is freed. */
-static int kids_fresh(struct dc_dir *d, int64_t now)
+/* Drops d's children's records once even the newest is too old (caller holds dc->lock). */
+static void kids_expire(struct dc_dir *d, int64_t now)
 {
-    if (d->kids_ms && now - d->kids_ms < FS_DCACHE_ATTR_MS)
-        return 1;
-    if (d->kids_ms) {
+    if (d->kids_ms && now - d->kids_ms >= FS_DCACHE_ATTR_MS) {
         set_clear(&d->kids);
         d->kids_ms = 0;
     }
-    return 0;
 }
 
 int fs_dcache_child_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_len,
                           struct fs_meta *m)
 {
     const uint8_t *name;
-    size_t dir_len, name_len;
+    size_t name_len;
     struct dc_dir *d;
     struct name_slot *e;
     int64_t now = fs_mono_ms();
@@ -495,12 +501,13 @@ int fs_dcache_child_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_l
 
     if (!dc)
         return 0;
-    split_key(key, key_len, &dir_len, &name, &name_len);
     pthread_mutex_lock(&dc->lock);
-    d = dir_find(dc, key, dir_len);
-    if (d && kids_fresh(d, now)) {
+    d = parent_find(dc, key, key_len, &name, &name_len);
+    if (d)
+        kids_expire(d, now);
+    if (d && d->kids_ms) {
         e = set_find(&d->kids, name_hash(name, name_len), name, name_len);
-        if (e && e->name && e->meta) {
+        if (e && e->name && e->meta && now - e->meta_ms < FS_DCACHE_ATTR_MS) {
             *m = *e->meta;
             d->last_use = now;
             found = 1;
@@ -513,15 +520,14 @@ int fs_dcache_child_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_l
 void fs_dcache_child_changed(struct fs_dcache *dc, const uint8_t *key, size_t key_len)
 {
     const uint8_t *name;
-    size_t dir_len, name_len;
+    size_t name_len;
     struct dc_dir *d;
     struct name_slot *e;
 
     if (!dc)
         return;
-    split_key(key, key_len, &dir_len, &name, &name_len);
     pthread_mutex_lock(&dc->lock);
-    d = dir_find(dc, key, dir_len);
+    d = parent_find(dc, key, key_len, &name, &name_len);
     if (d) {
         e = set_find(&d->kids, name_hash(name, name_len), name, name_len);
         if (e && e->name) {
@@ -529,7 +535,7 @@ void fs_dcache_child_changed(struct fs_dcache *dc, const uint8_t *key, size_t ke
             e->meta = NULL; /* the name stays; its attributes are asked for again */
         }
         if (d->kids_fill && set_add(&d->kids_changed, name, name_len) != 0)
-            d->kids_fill = 0; /* out of memory: that listing will not be kept */
+            d->kids_fill = 0; /* out of memory: that scan will not be kept */
     }
     pthread_mutex_unlock(&dc->lock);
 }
@@ -544,48 +550,74 @@ void fs_dcache_parent_changed(struct fs_dcache *dc, const uint8_t *key, size_t k
         fs_dcache_child_changed(dc, key, dir_len);
 }
 
-/* What a children's listing collects. */
-struct kids_acc {
-    struct name_set set;
-    size_t subdirs;
-};
-
-static int collect_kid(void *arg, const uint8_t *comp, size_t clen, int below, const uint8_t *value,
-                       size_t vlen)
+/* Keeps `m` as the record of the child `name` read by a scan begun at ms (caller holds
+ * dc->lock). 0 or -ENOMEM. */
+static int kid_put(struct name_set *set, const uint8_t *name, size_t len, const struct fs_meta *m,
+                   int64_t ms)
 {
-    struct kids_acc *acc = arg;
-    struct fs_meta m;
     struct name_slot *e;
-    int rc;
+    int rc = set_add(set, name, len);
 
-    if (below) /* the records of a subdirectory's subtree: one more scan each */
-        return ++acc->subdirs > FS_DCACHE_MAX_SUBDIRS ? -E2BIG : 0;
-    if (acc->set.n >= FS_DCACHE_MAX_NAMES)
-        return -E2BIG;
-    if (fs_meta_decode(value, vlen, &m) != 0)
-        return 0; /* a record of another version: that name is looked up by itself */
-    rc = set_add(&acc->set, comp, clen);
     if (rc != 0)
         return rc;
-    e = set_find(&acc->set, name_hash(comp, clen), comp, clen);
+    e = set_find(set, name_hash(name, len), name, len);
     if (!e->meta) {
         e->meta = malloc(sizeof *e->meta);
         if (!e->meta)
             return -ENOMEM;
     }
-    *e->meta = m;
+    *e->meta = *m;
+    e->meta_ms = ms;
     return 0;
+}
+
+/* Reads up to FS_DCACHE_CHILD_SCAN records of the children of `dir` from the child `name` on
+ * (key order), in a transaction begun now, into set. 0 or a negative errno. */
+static int scan_kids(struct fs *fs, const uint8_t *dir, size_t dir_len, const uint8_t *name,
+                     size_t name_len, struct name_set *set, int64_t ms)
+{
+    uint8_t start[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN + 1];
+    uint8_t end[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN + 1];
+    size_t plen = FS_META_PREFIX_LEN + dir_len, end_len, n = 0;
+    struct client_txn *txn = NULL;
+    struct client_kv *kvs = NULL;
+    struct fs_meta m;
+    int rc;
+
+    memcpy(start, FS_META_PREFIX, FS_META_PREFIX_LEN);
+    memcpy(start + FS_META_PREFIX_LEN, dir, dir_len);
+    if (dir_len)
+        start[plen++] = '/';
+    fs_prefix_end(start, plen, end, &end_len);
+    memcpy(start + plen, name, name_len);
+    rc = client_txn_begin(fs->client, &txn);
+    if (rc != CLIENT_OK)
+        return fs_neg_errno(rc);
+    rc = client_txn_scan(txn, start, plen + name_len, end, end_len, FS_DCACHE_CHILD_SCAN, &kvs, &n);
+    client_txn_rollback(txn);
+    client_txn_free(txn);
+    if (rc != CLIENT_OK)
+        return fs_neg_errno(rc);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const uint8_t *rest = kvs[i].key + plen;
+        size_t rlen = kvs[i].key_len - plen;
+        /* (a record below a child belongs to its subtree; one of another version is looked
+         * up by itself) */
+        if (kvs[i].key_len > plen && !memchr(rest, '/', rlen) &&
+            fs_meta_decode(kvs[i].value, kvs[i].value_len, &m) == 0)
+            rc = kid_put(set, rest, rlen, &m, ms);
+    }
+    client_kvs_free(kvs, n);
+    return rc;
 }
 
 int fs_dcache_list_children(struct fs *fs, const uint8_t *key, size_t key_len)
 {
     struct fs_dcache *dc = fs->dcache;
-    uint8_t mprefix[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN + 1];
     const uint8_t *name;
-    size_t dir_len, name_len, mlen;
+    size_t dir_len, name_len;
     struct dc_dir *d;
-    struct kids_acc acc;
-    struct client_txn *txn = NULL;
+    struct name_set acc;
     uint64_t id;
     int64_t now = fs_mono_ms(), start;
     int rc, kept = 0;
@@ -593,21 +625,18 @@ int fs_dcache_list_children(struct fs *fs, const uint8_t *key, size_t key_len)
     if (!dc)
         return 0;
     split_key(key, key_len, &dir_len, &name, &name_len);
-    if (dir_len + 1 > CLIENT_MAX_KEY_BYTES)
-        return 0;
     pthread_mutex_lock(&dc->lock);
     d = dir_find(dc, key, dir_len);
     if (!d)
         d = dir_take(dc, key, dir_len);
-    if (!d || d->kids_fill || kids_fresh(d, now) || now < d->kids_too_big_until) {
+    if (!d || d->kids_fill) {
         pthread_mutex_unlock(&dc->lock);
         return 0;
     }
     d->last_use = now;
-    if (now - d->kids_window_ms >= FS_DCACHE_TTL_MS) {
-        d->kids_window_ms = now;
-        d->kids_misses = 0;
-    }
+    if (now - d->kids_miss_ms >= FS_DCACHE_TTL_MS)
+        d->kids_misses = 0; /* (misses a second apart are no run of look-ups) */
+    d->kids_miss_ms = now;
     if (++d->kids_misses < FS_DCACHE_LIST_AFTER) {
         pthread_mutex_unlock(&dc->lock);
         return 0;
@@ -617,51 +646,34 @@ int fs_dcache_list_children(struct fs *fs, const uint8_t *key, size_t key_len)
     set_clear(&d->kids_changed);
     pthread_mutex_unlock(&dc->lock);
 
-    /* `start` is read before the listing's timestamp is asked for: it answers until
+    /* `start` is read before the scan's timestamp is asked for: what it read answers until
      * start + FS_DCACHE_ATTR_MS, like a directory's own attributes. */
     memset(&acc, 0, sizeof acc);
-    memcpy(mprefix, FS_META_PREFIX, FS_META_PREFIX_LEN);
-    memcpy(mprefix + FS_META_PREFIX_LEN, key, dir_len);
-    mlen = FS_META_PREFIX_LEN + dir_len;
-    if (dir_len)
-        mprefix[mlen++] = '/';
     start = fs_mono_ms();
-    rc = client_txn_begin(fs->client, &txn);
-    if (rc == CLIENT_OK) {
-        rc = fs_scan_children(txn, mprefix, mlen, 1, collect_kid, &acc);
-        client_txn_rollback(txn);
-        client_txn_free(txn);
-    } else {
-        rc = fs_neg_errno(rc);
-    }
+    rc = scan_kids(fs, key, dir_len, name, name_len, &acc, start);
 
     pthread_mutex_lock(&dc->lock);
     d = dir_find(dc, key, dir_len);
     if (d && d->kids_fill == id) {
         d->kids_fill = 0;
-        if (rc == 0) {
-            /* Names this mount changed meanwhile may have been read before the change. */
-            for (size_t i = 0; i < d->kids_changed.cap; i++) {
-                struct name_slot *c = &d->kids_changed.v[i], *e;
-                if (!c->name)
-                    continue;
-                e = set_find(&acc.set, c->hash, c->name, c->len);
-                if (e && e->name) {
-                    free(e->meta);
-                    e->meta = NULL;
-                }
-            }
+        kids_expire(d, fs_mono_ms());
+        if (d->kids.n + acc.n > FS_DCACHE_MAX_NAMES) {
             set_clear(&d->kids);
-            d->kids = acc.set;
-            memset(&acc.set, 0, sizeof acc.set);
+            d->kids_ms = 0;
+        }
+        for (size_t i = 0; rc == 0 && i < acc.cap; i++) {
+            struct name_slot *e = &acc.v[i];
+            /* Names this mount changed meanwhile may have been read before the change. */
+            if (e->name && e->meta && !set_has(&d->kids_changed, e->name, e->len))
+                rc = kid_put(&d->kids, e->name, e->len, e->meta, start);
+        }
+        if (rc == 0 && acc.n > 0) {
             d->kids_ms = start;
             kept = 1;
-        } else if (rc == -E2BIG) {
-            d->kids_too_big_until = fs_mono_ms() + TOO_BIG_PAUSE_MS;
         }
         set_clear(&d->kids_changed);
     }
     pthread_mutex_unlock(&dc->lock);
-    set_clear(&acc.set);
+    set_clear(&acc);
     return kept;
 }

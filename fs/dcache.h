@@ -16,9 +16,9 @@
  * added as they are made (create, the commit at close, mkdir, mknod,
  * symlink, rename), including while a listing is being taken. So a negative
  * answer is at most FS_DCACHE_TTL_MS stale for changes made by other mounts,
- * the same bound the kernel's 1 s entry and attribute caches put on
- * positive answers. Only absence is answered: a present name is looked up as
- * before, so the cache never adds to the staleness of attributes. Names this
+ * the same 1 s bound the kernel's caches and the copies below put on
+ * positive answers. The names' listing answers only absence: a present name
+ * is looked up (below, or in the cluster). Names this
  * mount removed stay in the set (a present name is only a reason to ask).
  * A directory renamed, or one whose listing is too large (FS_DCACHE_MAX_NAMES
  * names, FS_DCACHE_MAX_SUBDIRS subdirectories), is not cached.
@@ -36,8 +36,9 @@
  *
  * And, for a directory whose names are being looked up one after another
  * (stat of many files, `cat *`, `make`, `git status`: FS_DCACHE_LIST_AFTER
- * look-ups that went to the cluster within a second), its children's
- * records, read with one scan at a fresh timestamp and used for
+ * look-ups that went to the cluster, each less than a second after the last),
+ * its children's records from the missed name on (FS_DCACHE_CHILD_SCAN of
+ * them), read with one scan at a fresh timestamp and each used for
  * FS_DCACHE_ATTR_MS, with the same 1 s bound as a directory's own attributes
  * (the kernel is told to keep entries FS_ATTR_TIMEOUT_S too). A child this
  * mount changes (a commit at close, unlink, truncate, a new node) loses its
@@ -66,6 +67,9 @@
 /* Look-ups of one directory's children that go to the cluster within a second before the
  * children's records are read in one scan instead. */
 #define FS_DCACHE_LIST_AFTER 4
+/* Records one such scan reads (one request), from the missed name on in key order: a large
+ * directory is covered by several scans, each answering for its own FS_DCACHE_ATTR_MS. */
+#define FS_DCACHE_CHILD_SCAN 1024
 /* Directories remembered at once (the least recently used goes). */
 #define FS_DCACHE_DIRS 32
 /* Listings larger than this are not kept (their directory is asked again after the TTL). */
@@ -120,9 +124,9 @@ int fs_dcache_child_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_l
                           struct fs_meta *m);
 
 /* A look-up of `key` is about to ask the cluster: counts it, and on the
- * FS_DCACHE_LIST_AFTER-th within a second reads the records of every child of its
- * directory (fresh timestamp; not while another such read runs, nor for a directory of over
- * FS_DCACHE_MAX_NAMES names or FS_DCACHE_MAX_SUBDIRS subdirectories). 1 if a listing was
+ * FS_DCACHE_LIST_AFTER-th in a row reads up to FS_DCACHE_CHILD_SCAN records of children of
+ * its directory from its name on (fresh timestamp; not while another such read of that
+ * directory runs; at most FS_DCACHE_MAX_NAMES kept per directory). 1 if a listing was
  * kept (ask fs_dcache_child_attrs again), 0 otherwise (errors keep nothing). */
 int fs_dcache_list_children(struct fs *fs, const uint8_t *key, size_t key_len);
 

@@ -50,6 +50,19 @@ def as_user(uid, gid, umask, fn):
     return os.waitstatus_to_exitcode(status)
 
 
+def writers_beside_checker(writer, n, checker):
+    """Runs writer(t) for t < n in threads while checker() runs in one more; returns the
+    checker's thread (still running) once every writer is done."""
+    ch = threading.Thread(target=checker)
+    ch.start()
+    ws = [threading.Thread(target=writer, args=(t,)) for t in range(n)]
+    for w in ws:
+        w.start()
+    for w in ws:
+        w.join()
+    return ch
+
+
 def drop_dentries():
     """Drops the kernel's unused dentries and inodes, so the mounts are asked every name again."""
     os.sync()
@@ -322,13 +335,7 @@ def run_scenarios(c, m1, m2, tmp):
                         missing.append(name)
                 time.sleep(0.05)
 
-        ws = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
-        ch = threading.Thread(target=checker)
-        ch.start()
-        for w in ws:
-            w.start()
-        for w in ws:
-            w.join()
+        ch = writers_beside_checker(writer, 8, checker)
         time.sleep(1.2)  # the directory's listing expires and is taken again by the next miss
         stop.set()
         ch.join()
@@ -432,13 +439,7 @@ def run_scenarios(c, m1, m2, tmp):
                     if size < floor:
                         short.append((n, size, floor))
 
-        ws = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
-        ch = threading.Thread(target=checker)
-        ch.start()
-        for w in ws:
-            w.start()
-        for w in ws:
-            w.join()
+        ch = writers_beside_checker(writer, 4, checker)
         stop.set()
         ch.join()
         final = [os.stat(n).st_size for n in names]
