@@ -11,11 +11,13 @@
 /* How long a directory found too large is not listed again. */
 #define TOO_BIG_PAUSE_MS (10 * FS_DCACHE_TTL_MS)
 
-/* A set of names (open addressing, at most half full). */
+/* A set of names (open addressing, at most half full), each with optional attributes. */
 struct name_slot {
     uint64_t hash;
     uint8_t *name; /* NULL: free */
     size_t len;
+    struct fs_meta *meta; /* malloc'd; NULL: a name only (or attributes no longer good) */
+    int64_t meta_ms;      /* children's records: when the scan that read it began */
 };
 
 struct name_set {
@@ -35,6 +37,13 @@ struct dc_dir {
     uint64_t fill_id; /* nonzero while a listing is being taken */
     struct fs_meta attrs;
     int64_t attrs_ms; /* when attrs were read; 0: none */
+    /* The children's records (fs_dcache_list_children): */
+    struct name_set kids;         /* name -> attributes, each with the ms its scan began */
+    struct name_set kids_changed; /* names this mount changed while kids_fill runs */
+    int64_t kids_ms;              /* when the newest scan began; 0: none */
+    uint64_t kids_fill;           /* nonzero while a scan of the children's records runs */
+    int64_t kids_miss_ms;         /* the last look-up that went to the cluster */
+    int kids_misses;              /* such look-ups since the last scan */
 };
 
 struct fs_dcache {
@@ -116,8 +125,10 @@ static int set_add(struct name_set *set, const uint8_t *s, size_t len)
 
 static void set_clear(struct name_set *set)
 {
-    for (size_t i = 0; i < set->cap; i++)
+    for (size_t i = 0; i < set->cap; i++) {
         free(set->v[i].name);
+        free(set->v[i].meta);
+    }
     free(set->v);
     memset(set, 0, sizeof *set);
 }
@@ -127,6 +138,8 @@ static void dir_clear(struct dc_dir *d)
     free(d->key);
     set_clear(&d->names);
     set_clear(&d->pending);
+    set_clear(&d->kids);
+    set_clear(&d->kids_changed);
     memset(d, 0, sizeof *d);
 }
 
@@ -173,6 +186,17 @@ static struct dc_dir *dir_find(struct fs_dcache *dc, const uint8_t *key, size_t 
     return NULL;
 }
 
+/* The remembered directory of the node `key`, and the node's name in it (caller holds dc->lock);
+ * NULL if not remembered. */
+static struct dc_dir *parent_find(struct fs_dcache *dc, const uint8_t *key, size_t key_len,
+                                  const uint8_t **name, size_t *name_len)
+{
+    size_t dir_len;
+
+    split_key(key, key_len, &dir_len, name, name_len);
+    return dir_find(dc, key, dir_len);
+}
+
 /* A slot for a new directory: a free one or the least recently used that no listing is
  * being taken for. NULL if none (or out of memory). */
 static struct dc_dir *dir_take(struct fs_dcache *dc, const uint8_t *key, size_t len)
@@ -209,16 +233,15 @@ static int dir_fresh(const struct dc_dir *d, int64_t now)
 int fs_dcache_absent(struct fs_dcache *dc, const uint8_t *key, size_t key_len)
 {
     const uint8_t *name;
-    size_t dir_len, name_len;
+    size_t name_len;
     struct dc_dir *d;
     int64_t now = fs_mono_ms();
     int absent = 0;
 
     if (!dc)
         return 0;
-    split_key(key, key_len, &dir_len, &name, &name_len);
     pthread_mutex_lock(&dc->lock);
-    d = dir_find(dc, key, dir_len);
+    d = parent_find(dc, key, key_len, &name, &name_len);
     if (d && dir_fresh(d, now)) {
         d->last_use = now;
         absent = !set_has(&d->names, name, name_len);
@@ -336,14 +359,13 @@ void fs_dcache_missed(struct fs *fs, const uint8_t *key, size_t key_len)
 void fs_dcache_note(struct fs_dcache *dc, const uint8_t *key, size_t key_len)
 {
     const uint8_t *name;
-    size_t dir_len, name_len;
+    size_t name_len;
     struct dc_dir *d;
 
     if (!dc)
         return;
-    split_key(key, key_len, &dir_len, &name, &name_len);
     pthread_mutex_lock(&dc->lock);
-    d = dir_find(dc, key, dir_len);
+    d = parent_find(dc, key, key_len, &name, &name_len);
     if (d) {
         int rc = set_add(&d->names, name, name_len);
         if (rc == 0 && d->fill_id)
@@ -454,4 +476,204 @@ void fs_dcache_attrs_changed(struct fs_dcache *dc)
     for (size_t i = 0; i < FS_DCACHE_DIRS; i++)
         dc->dirs[i].attrs_ms = 0;
     pthread_mutex_unlock(&dc->lock);
+}
+
+/* ------------------------------------------------------ children's records */
+
+/* Drops d's children's records once even the newest is too old (caller holds dc->lock). */
+static void kids_expire(struct dc_dir *d, int64_t now)
+{
+    if (d->kids_ms && now - d->kids_ms >= FS_DCACHE_ATTR_MS) {
+        set_clear(&d->kids);
+        d->kids_ms = 0;
+    }
+}
+
+int fs_dcache_child_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_len,
+                          struct fs_meta *m)
+{
+    const uint8_t *name;
+    size_t name_len;
+    struct dc_dir *d;
+    struct name_slot *e;
+    int64_t now = fs_mono_ms();
+    int found = 0;
+
+    if (!dc)
+        return 0;
+    pthread_mutex_lock(&dc->lock);
+    d = parent_find(dc, key, key_len, &name, &name_len);
+    if (d)
+        kids_expire(d, now);
+    if (d && d->kids_ms) {
+        e = set_find(&d->kids, name_hash(name, name_len), name, name_len);
+        if (e && e->name && e->meta && now - e->meta_ms < FS_DCACHE_ATTR_MS) {
+            *m = *e->meta;
+            d->last_use = now;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&dc->lock);
+    return found;
+}
+
+void fs_dcache_child_changed(struct fs_dcache *dc, const uint8_t *key, size_t key_len)
+{
+    const uint8_t *name;
+    size_t name_len;
+    struct dc_dir *d;
+    struct name_slot *e;
+
+    if (!dc)
+        return;
+    pthread_mutex_lock(&dc->lock);
+    d = parent_find(dc, key, key_len, &name, &name_len);
+    if (d) {
+        e = set_find(&d->kids, name_hash(name, name_len), name, name_len);
+        if (e && e->name) {
+            free(e->meta);
+            e->meta = NULL; /* the name stays; its attributes are asked for again */
+        }
+        if (d->kids_fill && set_add(&d->kids_changed, name, name_len) != 0)
+            d->kids_fill = 0; /* out of memory: that scan will not be kept */
+    }
+    pthread_mutex_unlock(&dc->lock);
+}
+
+void fs_dcache_parent_changed(struct fs_dcache *dc, const uint8_t *key, size_t key_len)
+{
+    const uint8_t *name;
+    size_t dir_len, name_len;
+
+    split_key(key, key_len, &dir_len, &name, &name_len);
+    if (key_len > 0)
+        fs_dcache_child_changed(dc, key, dir_len);
+}
+
+/* Keeps `m` as the record of the child `name` read by a scan begun at ms (caller holds
+ * dc->lock). 0 or -ENOMEM. */
+static int kid_put(struct name_set *set, const uint8_t *name, size_t len, const struct fs_meta *m,
+                   int64_t ms)
+{
+    struct name_slot *e;
+    int rc = set_add(set, name, len);
+
+    if (rc != 0)
+        return rc;
+    e = set_find(set, name_hash(name, len), name, len);
+    if (!e->meta) {
+        e->meta = malloc(sizeof *e->meta);
+        if (!e->meta)
+            return -ENOMEM;
+    }
+    *e->meta = *m;
+    e->meta_ms = ms;
+    return 0;
+}
+
+/* Reads up to FS_DCACHE_CHILD_SCAN records of the children of `dir` from the child `name` on
+ * (key order), in a transaction begun now, into set. 0 or a negative errno. */
+static int scan_kids(struct fs *fs, const uint8_t *dir, size_t dir_len, const uint8_t *name,
+                     size_t name_len, struct name_set *set, int64_t ms)
+{
+    uint8_t start[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN + 1];
+    uint8_t end[CLIENT_MAX_KEY_BYTES + FS_META_PREFIX_LEN + 1];
+    size_t plen = FS_META_PREFIX_LEN + dir_len, end_len, n = 0;
+    struct client_txn *txn = NULL;
+    struct client_kv *kvs = NULL;
+    struct fs_meta m;
+    int rc;
+
+    memcpy(start, FS_META_PREFIX, FS_META_PREFIX_LEN);
+    memcpy(start + FS_META_PREFIX_LEN, dir, dir_len);
+    if (dir_len)
+        start[plen++] = '/';
+    fs_prefix_end(start, plen, end, &end_len);
+    memcpy(start + plen, name, name_len);
+    rc = client_txn_begin(fs->client, &txn);
+    if (rc != CLIENT_OK)
+        return fs_neg_errno(rc);
+    rc = client_txn_scan(txn, start, plen + name_len, end, end_len, FS_DCACHE_CHILD_SCAN, &kvs, &n);
+    client_txn_rollback(txn);
+    client_txn_free(txn);
+    if (rc != CLIENT_OK)
+        return fs_neg_errno(rc);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const uint8_t *rest = kvs[i].key + plen;
+        size_t rlen = kvs[i].key_len - plen;
+        /* (a record below a child belongs to its subtree; one of another version is looked
+         * up by itself) */
+        if (kvs[i].key_len > plen && !memchr(rest, '/', rlen) &&
+            fs_meta_decode(kvs[i].value, kvs[i].value_len, &m) == 0)
+            rc = kid_put(set, rest, rlen, &m, ms);
+    }
+    client_kvs_free(kvs, n);
+    return rc;
+}
+
+int fs_dcache_list_children(struct fs *fs, const uint8_t *key, size_t key_len)
+{
+    struct fs_dcache *dc = fs->dcache;
+    const uint8_t *name;
+    size_t dir_len, name_len;
+    struct dc_dir *d;
+    struct name_set acc;
+    uint64_t id;
+    int64_t now = fs_mono_ms(), start;
+    int rc, kept = 0;
+
+    if (!dc)
+        return 0;
+    split_key(key, key_len, &dir_len, &name, &name_len);
+    pthread_mutex_lock(&dc->lock);
+    d = dir_find(dc, key, dir_len);
+    if (!d)
+        d = dir_take(dc, key, dir_len);
+    if (!d || d->kids_fill) {
+        pthread_mutex_unlock(&dc->lock);
+        return 0;
+    }
+    d->last_use = now;
+    if (now - d->kids_miss_ms >= FS_DCACHE_TTL_MS)
+        d->kids_misses = 0; /* (misses a second apart are no run of look-ups) */
+    d->kids_miss_ms = now;
+    if (++d->kids_misses < FS_DCACHE_LIST_AFTER) {
+        pthread_mutex_unlock(&dc->lock);
+        return 0;
+    }
+    d->kids_misses = 0;
+    id = d->kids_fill = ++dc->next_fill_id;
+    set_clear(&d->kids_changed);
+    pthread_mutex_unlock(&dc->lock);
+
+    /* `start` is read before the scan's timestamp is asked for: what it read answers until
+     * start + FS_DCACHE_ATTR_MS, like a directory's own attributes. */
+    memset(&acc, 0, sizeof acc);
+    start = fs_mono_ms();
+    rc = scan_kids(fs, key, dir_len, name, name_len, &acc, start);
+
+    pthread_mutex_lock(&dc->lock);
+    d = dir_find(dc, key, dir_len);
+    if (d && d->kids_fill == id) {
+        d->kids_fill = 0;
+        kids_expire(d, fs_mono_ms());
+        if (d->kids.n + acc.n > FS_DCACHE_MAX_NAMES) {
+            set_clear(&d->kids);
+            d->kids_ms = 0;
+        }
+        for (size_t i = 0; rc == 0 && i < acc.cap; i++) {
+            struct name_slot *e = &acc.v[i];
+            /* Names this mount changed meanwhile may have been read before the change. */
+            if (e->name && e->meta && !set_has(&d->kids_changed, e->name, e->len))
+                rc = kid_put(&d->kids, e->name, e->len, e->meta, start);
+        }
+        if (rc == 0 && acc.n > 0) {
+            d->kids_ms = start;
+            kept = 1;
+        }
+        set_clear(&d->kids_changed);
+    }
+    pthread_mutex_unlock(&dc->lock);
+    set_clear(&acc);
+    return kept;
 }

@@ -16,9 +16,9 @@
  * added as they are made (create, the commit at close, mkdir, mknod,
  * symlink, rename), including while a listing is being taken. So a negative
  * answer is at most FS_DCACHE_TTL_MS stale for changes made by other mounts,
- * the same bound the kernel's 1 s entry and attribute caches put on
- * positive answers. Only absence is answered: a present name is looked up as
- * before, so the cache never adds to the staleness of attributes. Names this
+ * the same 1 s bound the kernel's caches and the copies below put on
+ * positive answers. The names' listing answers only absence: a present name
+ * is looked up (below, or in the cluster). Names this
  * mount removed stay in the set (a present name is only a reason to ask).
  * A directory renamed, or one whose listing is too large (FS_DCACHE_MAX_NAMES
  * names, FS_DCACHE_MAX_SUBDIRS subdirectories), is not cached.
@@ -33,6 +33,20 @@
  * they are done (fs_dcache_attrs_changed), and a copy read before that is not
  * kept. The kernel keeps what it is given for FS_ATTR_TIMEOUT_S, so another
  * mount's change shows within FS_DCACHE_ATTR_MS + FS_ATTR_TIMEOUT_S = 1 s.
+ *
+ * And, for a directory whose names are being looked up one after another
+ * (stat of many files, `cat *`, `make`, `git status`: FS_DCACHE_LIST_AFTER
+ * look-ups that went to the cluster, each less than a second after the last),
+ * its children's records from the missed name on (FS_DCACHE_CHILD_SCAN of
+ * them), read with one scan at a fresh timestamp and each used for
+ * FS_DCACHE_ATTR_MS, with the same 1 s bound as a directory's own attributes
+ * (the kernel is told to keep entries FS_ATTR_TIMEOUT_S too). A child this
+ * mount changes (a commit at close, unlink, truncate, a new node) loses its
+ * copy when the change is done, also from a listing being read at the time
+ * (a chmod, a mkdir's or rmdir's parent, both ends of a rename too). Only
+ * records answer: a child without one (written through the KV API), and any
+ * name the listing lacks, is looked up as before; an open file with
+ * unflushed writes is answered by the open file before this is asked.
  *
  * Who calls it: getattr (the kernel's look-up) asks fs_dcache_absent before
  * the cluster and fs_dcache_missed after an ENOENT from it; the operations
@@ -50,6 +64,12 @@
 #define FS_DCACHE_ATTR_MS 200
 /* What the kernel is told to keep attributes (and entries) for: with FS_DCACHE_ATTR_MS, 1 s. */
 #define FS_ATTR_TIMEOUT_S (1.0 - FS_DCACHE_ATTR_MS / 1000.0)
+/* Look-ups of one directory's children that go to the cluster within a second before the
+ * children's records are read in one scan instead. */
+#define FS_DCACHE_LIST_AFTER 4
+/* Records one such scan reads (one request), from the missed name on in key order: a large
+ * directory is covered by several scans, each answering for its own FS_DCACHE_ATTR_MS. */
+#define FS_DCACHE_CHILD_SCAN 1024
 /* Directories remembered at once (the least recently used goes). */
 #define FS_DCACHE_DIRS 32
 /* Listings larger than this are not kept (their directory is asked again after the TTL). */
@@ -94,7 +114,25 @@ uint64_t fs_dcache_attr_epoch(struct fs_dcache *dc);
 void fs_dcache_keep_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_len,
                           const struct fs_meta *m, uint64_t epoch, int64_t read_ms);
 
-/* This mount changed a directory's record (or may have): every copy goes. */
+/* This mount changed a directory's record (or may have): every copy goes (its copy in its
+ * parent's children's listing is fs_dcache_child_changed's). */
 void fs_dcache_attrs_changed(struct fs_dcache *dc);
+
+/* The record of the node `key` from its directory's children's listing read less than
+ * FS_DCACHE_ATTR_MS ago into *m: 1, else 0. */
+int fs_dcache_child_attrs(struct fs_dcache *dc, const uint8_t *key, size_t key_len,
+                          struct fs_meta *m);
+
+/* A look-up of `key` is about to ask the cluster: counts it, and on the
+ * FS_DCACHE_LIST_AFTER-th in a row reads up to FS_DCACHE_CHILD_SCAN records of children of
+ * its directory from its name on (fresh timestamp; not while another such read of that
+ * directory runs; at most FS_DCACHE_MAX_NAMES kept per directory). 1 if a listing was
+ * kept (ask fs_dcache_child_attrs again), 0 otherwise (errors keep nothing). */
+int fs_dcache_list_children(struct fs *fs, const uint8_t *key, size_t key_len);
+
+/* This mount changed (or may have changed) the record of the node `key`: its copy goes. */
+void fs_dcache_child_changed(struct fs_dcache *dc, const uint8_t *key, size_t key_len);
+/* The same for the directory holding `key` (its subdirectory count changed). */
+void fs_dcache_parent_changed(struct fs_dcache *dc, const uint8_t *key, size_t key_len);
 
 #endif

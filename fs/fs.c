@@ -20,6 +20,8 @@ int fs_new(struct client *client, const struct fs_options *opts, struct fs **out
     fs->gid = getgid();
     pthread_mutex_init(&fs->handles_lock, NULL);
     pthread_mutex_init(&fs->space_lock, NULL);
+    pthread_mutex_init(&fs->commit_lock, NULL);
+    fs->commit_tail = &fs->commit_queue;
     /* Without it every look-up asks the cluster (also when out of memory). */
     fs->dcache = fs->opts.exact_negative_lookups ? NULL : fs_dcache_new();
     *out = fs;
@@ -32,6 +34,7 @@ void fs_free(struct fs *fs)
         return;
     pthread_mutex_destroy(&fs->handles_lock);
     pthread_mutex_destroy(&fs->space_lock);
+    pthread_mutex_destroy(&fs->commit_lock);
     fs_dcache_free(fs->dcache);
     free(fs);
 }
@@ -165,8 +168,9 @@ static void *fs_op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     /* Every listing carries attributes (not only its first buffer, as "auto" does): ls -l
      * then needs no look-up per name. */
     conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
-    /* Short caches: another mount's changes show within a second. */
-    cfg->entry_timeout = 1.0;
+    /* Short caches: another mount's changes show within a second. An entry too may come from
+     * a copy read up to FS_DCACHE_ATTR_MS before (dcache.h), so it lasts as long as attributes. */
+    cfg->entry_timeout = FS_ATTR_TIMEOUT_S;
     cfg->attr_timeout = FS_ATTR_TIMEOUT_S; /* with dcache.c's copies, 1 s in all */
     cfg->negative_timeout = 0.0;
     /* An unlinked open file is renamed to a hidden name, which fs_op_rename turns into

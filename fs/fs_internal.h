@@ -28,6 +28,10 @@ struct fs {
     struct timespec space_time; /* when it was asked (CLOCK_MONOTONIC); guarded by space_lock */
     int space_valid;            /* guarded by space_lock */
     struct fs_dcache *dcache;   /* listings for negative look-ups; NULL: none (dcache.h) */
+    pthread_mutex_t commit_lock;
+    struct fs_commit_wait *commit_queue; /* closes waiting for a group commit; commit_lock */
+    struct fs_commit_wait **commit_tail; /* guarded by commit_lock */
+    int committing;                      /* group commits running; guarded by commit_lock */
 };
 
 /* How long a statfs answer is reused (the stores report every few seconds anyway). */
@@ -217,6 +221,33 @@ void fs_handle_free(struct fs *fs, struct fs_handle *h);
 /* For a read-only handle at EOF: re-reads the file if the copy is older than
  * FS_EOF_REFRESH_MS, so readers polling at the end (tail -f) see appends. Caller holds h->lock. */
 void fs_handle_refresh_at_eof(struct fs *fs, struct fs_handle *h);
+
+/*
+ * commit_group.c: the first commit of a file made by create (no read, no O_EXCL, inline, at
+ * most FS_COMMIT_GROUP_MAX_BYTES) waits with the others arriving meanwhile, and whoever finds
+ * fewer than FS_COMMIT_GROUP_INFLIGHT group commits running commits everything waiting (up to
+ * FS_COMMIT_GROUP_MAX closes and FS_COMMIT_GROUP_MAX_BYTES) in one transaction: 16 writers
+ * make one prewrite per batch
+ * instead of one per file, and a lone writer's commit is its own as before. Each file's
+ * content and record still switch in one transaction (a stronger promise: several switch
+ * together).
+ */
+#define FS_COMMIT_GROUP_MAX 64
+/* Group commits in flight at once: the next batch forms and goes while one waits for its
+ * replicas (one at a time left the stores idle between batches). */
+#define FS_COMMIT_GROUP_INFLIGHT 2
+#define FS_COMMIT_GROUP_MAX_BYTES (256 * 1024)
+/* fs_commit_group's answer when the batch failed for a reason of one of its closes (a write
+ * conflict): commit alone. */
+#define FS_COMMIT_ALONE (-1)
+struct fs_commit_wait;
+/* 1 if h's next commit may go in a group (caller holds h->lock). */
+int fs_commit_group_eligible(const struct fs_handle *h);
+/* Commits h's content and the record *m (borrowed) with whatever else waits; caller holds
+ * h->lock. CLIENT_OK and *commit_ts, another CLIENT_* code for the whole batch (timeout,
+ * unavailable, undetermined), or FS_COMMIT_ALONE. */
+int fs_commit_group(struct fs *fs, struct fs_handle *h, const struct fs_meta *m,
+                    client_ts *commit_ts);
 
 /* chunks.c: the chunk mode of an open file (caller holds h->lock). */
 /* Switches an inline open file to chunks under a new id (its data becomes chunk 0...). */

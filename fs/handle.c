@@ -192,6 +192,32 @@ fail:
     return rc;
 }
 
+/* After a commit attempt of h (CLIENT_* rc; on success the record m was written at
+ * commit_ts): 0 if it committed, a negative errno for a failure other than a write conflict
+ * (h stays dirty: a later flush or the release tries again), 1 for a conflict. */
+static int commit_outcome(struct fs *fs, struct fs_handle *h, const struct fs_meta *m, int rc,
+                          client_ts commit_ts)
+{
+    fs_dcache_child_changed(fs->dcache, h->path.key, h->path.key_len); /* (any outcome) */
+    if (rc == CLIENT_OK) {
+        if (h->created)
+            fs_dcache_note(fs->dcache, h->path.key, h->path.key_len);
+        h->meta = *m;
+        h->dirty = 0;
+        h->created = 0;
+        fs_handle_chunk_committed(fs, h, commit_ts);
+        /* Later writes of this handle build on what it just wrote. */
+        h->blind = 1;
+        return 0;
+    }
+    if (rc != CLIENT_ERR_CONFLICT) {
+        LOG(LOG_WARN, "commit of %zu bytes failed: %s (%s)", h->len, client_strerror(rc),
+            client_last_error(fs->client));
+        return fs_neg_errno(rc);
+    }
+    return 1;
+}
+
 int fs_handle_commit(struct fs *fs, struct fs_handle *h)
 {
     int rc = CLIENT_OK;
@@ -209,6 +235,21 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
     }
     int64_t start = fs_mono_ms();
 
+    if (fs_commit_group_eligible(h)) {
+        struct fs_meta m = h->meta;
+        client_ts commit_ts = 0;
+
+        m.size = h->len;
+        m.flags = 0;
+        m.chunk_id = 0;
+        rc = fs_commit_group(fs, h, &m, &commit_ts);
+        if (rc != FS_COMMIT_ALONE) {
+            int e = commit_outcome(fs, h, &m, rc, commit_ts);
+            if (e <= 0)
+                return e;
+            /* (a conflict when it was alone: retried below, as a blind write) */
+        }
+    }
     for (int attempt = 0; attempt < FS_CONFLICT_RETRIES; attempt++) {
         struct fs_meta stored, m = h->meta;
         client_ts commit_ts = 0;
@@ -254,22 +295,9 @@ int fs_handle_commit(struct fs *fs, struct fs_handle *h)
             client_txn_rollback(h->txn);
         client_txn_free(h->txn);
         h->txn = NULL;
-        if (rc == CLIENT_OK) {
-            if (h->created)
-                fs_dcache_note(fs->dcache, h->path.key, h->path.key_len);
-            h->meta = m;
-            h->dirty = 0;
-            h->created = 0;
-            fs_handle_chunk_committed(fs, h, commit_ts);
-            /* Later writes of this handle build on what it just wrote. */
-            h->blind = 1;
-            return 0;
-        }
-        if (rc != CLIENT_ERR_CONFLICT) {
-            LOG(LOG_WARN, "commit of %zu bytes failed: %s (%s)", h->len, client_strerror(rc),
-                client_last_error(fs->client));
-            return fs_neg_errno(rc); /* still dirty: a later flush or the release tries again */
-        }
+        int e = commit_outcome(fs, h, &m, rc, commit_ts);
+        if (e <= 0)
+            return e;
         if (h->created && h->excl) {
             /* Another creator committed this name after our O_EXCL create looked. */
             h->sticky_err = -EEXIST;

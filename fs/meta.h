@@ -57,7 +57,8 @@
  *   - create + writes + close: one commit, at the close, putting the content
  *     and the record; nothing before it (the open file serves its own mount:
  *     fs_handles_stat, readdir), so other mounts find no such name until the
- *     close and a mount that dies before it leaves nothing behind.
+ *     close and a mount that dies before it leaves nothing behind. Closes of
+ *     new files arriving together share one transaction (commit_group.c).
  *   - chmod/chown/utimens: the record (ctime too).
  *   - write/truncate: content and record (size, mtime, ctime).
  *   - unlink: deletes the content key and the record.

@@ -69,6 +69,14 @@ int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
         fs_meta_to_stat(&m, st);
         return 0;
     }
+    /* Many names of one directory looked up in a row: one scan reads all their records. */
+    if (cacheable && p.kind == FS_PATH_NODE &&
+        (fs_dcache_child_attrs(fs->dcache, p.key, p.key_len, &m) ||
+         (fs_dcache_list_children(fs, p.key, p.key_len) &&
+          fs_dcache_child_attrs(fs->dcache, p.key, p.key_len, &m)))) {
+        fs_meta_to_stat(&m, st);
+        return 0;
+    }
     epoch = fs_dcache_attr_epoch(fs->dcache);
     read_ms = fs_mono_ms();
     rc = fs_txn_for_read(fs, &p, &txn);
@@ -208,6 +216,7 @@ static int set_attr(struct setattr_args *a, const char *path)
     a->p = &p;
     rc = fs_run_txn(fs, setattr_body, a);
     fs_dcache_attrs_changed(fs->dcache); /* (also when the outcome is unknown) */
+    fs_dcache_child_changed(fs->dcache, p.key, p.key_len);
     if (rc == 0)
         fs_handles_attr_changed(fs, p.key, p.key_len, &a->result);
     return rc;
@@ -306,6 +315,10 @@ int fs_op_getxattr(const char *path, const char *name, char *value, size_t size)
     for (size_t i = 0; i < sizeof XATTRS / sizeof XATTRS[0]; i++)
         if (strcmp(name, XATTRS[i]) == 0)
             which = (int)i;
+    /* The names the kernel and ls ask of every file (security.*, system.posix_acl_*) are
+     * never ours: answered before the path is even decoded. */
+    if (which < 0)
+        return -ENODATA;
     rc = fs_path_parse(path, &p);
     if (rc != FS_OK)
         return rc == FS_ERR_INVALID ? -ENOENT : fs_neg_errno(rc);

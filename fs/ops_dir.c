@@ -374,6 +374,8 @@ int fs_op_mkdir(const char *path, mode_t mode)
     start = fs_mono_ms();
     rc = fs_run_txn(fs, mkdir_body, &a);
     fs_dcache_attrs_changed(fs->dcache); /* the parent's subdirectory count */
+    fs_dcache_child_changed(fs->dcache, p.key, p.key_len);
+    fs_dcache_parent_changed(fs->dcache, p.key, p.key_len);
     if (rc == 0)
         fs_dcache_note_empty_dir(fs->dcache, p.key, p.key_len, start);
     return rc;
@@ -429,5 +431,7 @@ int fs_op_rmdir(const char *path)
     a.mode = 0;
     rc = fs_run_txn(fs, rmdir_body, &a);
     fs_dcache_attrs_changed(fs->dcache); /* the parent's subdirectory count */
+    fs_dcache_child_changed(fs->dcache, p.key, p.key_len);
+    fs_dcache_parent_changed(fs->dcache, p.key, p.key_len);
     return rc;
 }

@@ -291,6 +291,7 @@ int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
     a.size = (size_t)size;
     a.chunked = 0;
     rc = fs_run_txn(fs, truncate_body, &a);
+    fs_dcache_child_changed(fs->dcache, p.key, p.key_len);
     if (rc == -ECANCELED && a.chunked)
         rc = truncate_by_handle(fs, &p, (uint64_t)size);
     return rc;
@@ -369,6 +370,7 @@ int fs_op_unlink(const char *path)
     a.p = &p;
     a.chunk_id = 0;
     rc = fs_run_txn(fs, unlink_body, &a);
+    fs_dcache_child_changed(fs->dcache, p.key, p.key_len);
     if (rc == -ENOENT && fs_path_is_hidden(&p))
         rc = 0; /* libfuse's last close of an unlinked open file: already gone */
     if (rc == 0) {

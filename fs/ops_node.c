@@ -59,6 +59,7 @@ static int make_node(const char *path, uint32_t mode, const char *content, uint6
     a.m.size = a.content_len;
     a.m.rdev = rdev;
     rc = fs_run_txn(fs, make_node_body, &a);
+    fs_dcache_child_changed(fs->dcache, p.key, p.key_len);
     if (rc == 0)
         fs_dcache_note(fs->dcache, p.key, p.key_len);
     return rc;

@@ -227,6 +227,10 @@ int fs_op_rename(const char *from, const char *to, unsigned int flags)
     a.hide = fs_path_is_hidden(pt) && !fs_path_is_hidden(pf);
     rc = fs_run_txn(fs, rename_body, &a);
     fs_dcache_attrs_changed(fs->dcache); /* the moved node's ctime, the parents' counts */
+    fs_dcache_child_changed(fs->dcache, pf->key, pf->key_len);
+    fs_dcache_child_changed(fs->dcache, pt->key, pt->key_len);
+    fs_dcache_parent_changed(fs->dcache, pf->key, pf->key_len);
+    fs_dcache_parent_changed(fs->dcache, pt->key, pt->key_len);
     if (rc == 0) {
         /* The new name is there; listings of the subtree's old and new places are not. */
         fs_dcache_note(fs->dcache, pt->key, pt->key_len);
