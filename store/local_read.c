@@ -92,7 +92,8 @@ static int set_range(struct entry *e, const struct region *r)
     return 0;
 }
 
-int local_read_publish(struct local_reader *lr, const struct region *r, uint64_t until_ms)
+int local_read_publish(struct local_reader *lr, const struct region *r, uint64_t until_ms,
+                       uint64_t *served)
 {
     int rc = 0;
     pthread_mutex_lock(&lr->mu);
@@ -123,17 +124,23 @@ int local_read_publish(struct local_reader *lr, const struct region *r, uint64_t
     if (e->version != r->version || !e->version)
         rc = set_range(e, r);
     e->until_ms = rc ? 0 : until_ms;
+    if (served)
+        *served = atomic_load_explicit(&e->served, memory_order_relaxed);
     pthread_mutex_unlock(&lr->mu);
     return rc;
 }
 
-void local_read_withdraw(struct local_reader *lr, uint64_t region_id)
+uint64_t local_read_withdraw(struct local_reader *lr, uint64_t region_id)
 {
     pthread_mutex_lock(&lr->mu);
     struct entry *e = find(lr, region_id);
-    if (e)
+    uint64_t served = 0;
+    if (e) {
         e->until_ms = 0;
+        served = atomic_load_explicit(&e->served, memory_order_relaxed);
+    }
     pthread_mutex_unlock(&lr->mu);
+    return served;
 }
 
 int local_read_try(struct local_reader *lr, struct engine *kv, uint64_t store_id,
@@ -156,13 +163,4 @@ int local_read_try(struct local_reader *lr, struct engine *kv, uint64_t store_id
         return 0;
     raftstore_answer(cb, arg, 0, NULL, reader);
     return 1;
-}
-
-uint64_t local_read_count(struct local_reader *lr, uint64_t region_id)
-{
-    pthread_mutex_lock(&lr->mu);
-    struct entry *e = find(lr, region_id);
-    uint64_t n = e ? atomic_load_explicit(&e->served, memory_order_relaxed) : 0;
-    pthread_mutex_unlock(&lr->mu);
-    return n;
 }

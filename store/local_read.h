@@ -33,18 +33,18 @@ struct local_reader *local_read_new(void);
 void local_read_free(struct local_reader *lr);
 
 /* Loop thread: region r (its id, range and version) may be read locally until until_ms
- * (rpc_now_ms clock). Returns -1 on OOM, leaving no entry. */
-int local_read_publish(struct local_reader *lr, const struct region *r, uint64_t until_ms);
+ * (rpc_now_ms clock). Returns -1 on OOM, leaving no entry. *served (may be NULL): the reads of
+ * the region served here so far, for introspection. */
+int local_read_publish(struct local_reader *lr, const struct region *r, uint64_t until_ms,
+                       uint64_t *served);
 /* Loop thread: no local reads of region_id from now on (a read already past its check finishes
- * on the state it checked, which the caller has not changed yet). */
-void local_read_withdraw(struct local_reader *lr, uint64_t region_id);
+ * on the state it checked, which the caller has not changed yet). Returns the reads of the
+ * region served here so far. */
+uint64_t local_read_withdraw(struct local_reader *lr, uint64_t region_id);
 
 /* Any thread: 1 when the read was answered here (cb called, with a reader bounded to the
  * region), 0 when the caller must post it to the loop. */
 int local_read_try(struct local_reader *lr, struct engine *kv, uint64_t store_id,
                    const struct storage_ctx *ctx, raftstore_cb cb, void *arg);
-
-/* Reads of region_id served here since it was first published (introspection). */
-uint64_t local_read_count(struct local_reader *lr, uint64_t region_id);
 
 #endif

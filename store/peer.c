@@ -325,9 +325,9 @@ void peer_publish_local_read(struct peer *p)
     uint64_t until = p->lease_until_ms - lease_span_ms(p->rs) / 2;
     if (lease_valid(p, now) && now < until && p->ps.applied_term == p->ps.hs.term &&
         !p->pending_remove && !p->applying_snapshot &&
-        local_read_publish(p->rs->local_reads, &p->ps.region, until) == 0)
+        local_read_publish(p->rs->local_reads, &p->ps.region, until, &p->local_lease_reads) == 0)
         return;
-    local_read_withdraw(p->rs->local_reads, p->region_id);
+    p->local_lease_reads = local_read_withdraw(p->rs->local_reads, p->region_id);
 }
 
 /* A ReadIndex with context id was just issued: it becomes the probe if none is outstanding (a

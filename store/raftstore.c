@@ -569,7 +569,7 @@ static void fill_info(struct raftstore_peer_info *info, const struct peer *p)
     info->approximate_known = p->approx_known;
     info->approximate_size_bytes = p->approx_size + p->size_diff_hint;
     info->approximate_keys = p->approx_keys + p->keys_diff_hint;
-    info->lease_reads = p->lease_reads + local_read_count(p->rs->local_reads, p->region_id);
+    info->lease_reads = p->lease_reads + p->local_lease_reads;
     info->hibernated = p->asleep;
     info->consistency = p->consistency;
 }
@@ -1059,8 +1059,6 @@ int raftstore_read_local(struct raftstore *rs, const struct storage_ctx *ctx, ra
 
 void raftstore_read(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb, void *arg)
 {
-    if (raftstore_read_local(rs, ctx, cb, arg))
-        return;
     struct mail *m = mail_new(MAIL_READ);
     if (m) {
         m->ctx = *ctx;

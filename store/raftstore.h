@@ -152,15 +152,16 @@ typedef void (*raftstore_cb)(void *arg, struct raftstore_result *res);
 void raftstore_write(struct raftstore *rs, const struct storage_ctx *ctx,
                      const struct storage_modify *mods, size_t n, raftstore_cb cb, void *arg);
 
-/* raftstore_read confirms leadership through the leader lease or ReadIndex, waits for the apply
- * to catch up, and hands cb a reader over the region's data: at once on the caller's thread
- * when raftstore_read_local can, else on the store loop thread. */
+/* raftstore_read confirms leadership through the leader lease or ReadIndex on the store loop
+ * thread, waits for the apply to catch up, and hands cb a reader over the region's data there.
+ * Callers try raftstore_read_local first. */
 void raftstore_read(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb,
                     void *arg);
 
 /* raftstore_read_local answers a read at once, on the caller's thread, when this store leads the
  * region under a lease with time to spare (local_read.h) and the request matches its epoch and
- * range: 1 then (cb has run), else 0 (the caller goes on with raftstore_read). */
+ * range: 1 then (cb has run), else 0 (the caller goes on with raftstore_read, which does not try
+ * again). */
 int raftstore_read_local(struct raftstore *rs, const struct storage_ctx *ctx, raftstore_cb cb,
                          void *arg);
 

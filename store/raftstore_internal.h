@@ -95,8 +95,9 @@ struct peer {
      * probe: the newest ReadIndex issued while none was outstanding, with when it was issued. */
     uint64_t lease_until_ms, lease_term, lease_conf_ver;
     uint64_t probe_id, probe_ms, probe_term, probe_conf_ver;
-    uint64_t lease_reads; /* reads served by the lease, for introspection */
-    int pending_remove;   /* removed from the region: destroy after this ready */
+    uint64_t lease_reads;       /* reads served by the lease on the loop, for introspection */
+    uint64_t local_lease_reads; /* ... and off it (local_read.c), as of the last publish */
+    int pending_remove;         /* removed from the region: destroy after this ready */
     int ticks_since_heartbeat;
     uint64_t last_compact_index; /* raft log deleted below this */
     uint64_t compact_proposed;   /* newest CompactLog index proposed */
