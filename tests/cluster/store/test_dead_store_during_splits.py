@@ -38,9 +38,11 @@ def body(c):
             c.stores[4].wait()
             killed_at = time.time()
     check("writes_go_through_after_the_kill", not failed, "%s" % failed[:3])
-    rs = c.regions()
-    check("regions_split_after_the_kill", len(rs) > regions_at_kill,
-          "%d regions at the kill, %d after the writes" % (regions_at_kill, len(rs)))
+    # The split checks run every 500 ms and the scheduler hears of a split at the next report:
+    # writes that outran them are followed by the splits, so wait for them (with a deadline).
+    split = wait_for(lambda: len(c.regions()) > regions_at_kill, 60, 0.5)
+    check("regions_split_after_the_kill", split,
+          "%d regions at the kill, %d after the writes" % (regions_at_kill, len(c.regions())))
     ok = wait_for(lambda: c.dead_store_replaced(4), 240, 1.0)
     check("replicas_of_a_store_killed_during_splits_are_replaced", ok,
           "%.0f s after the kill, %d regions" % (time.time() - killed_at, len(c.regions())))
