@@ -65,12 +65,25 @@ const char *rpc_strerror(int code)
     }
 }
 
+/* gRPC's default poller (epoll1) keeps one epoll set for the process: whichever thread waits in
+ * gRPC at the moment (a heartbeat thread blocked on its call, say) reads every socket and then
+ * wakes the thread whose completion queue the event is for. With the "poll" poller a thread waiting
+ * on a queue polls that queue's own sockets and handles what arrives itself. Measured on a
+ * 3-store cluster on 2 cores (1, 16 and 128 writes in flight): 20%, 23% and 13% more writes per
+ * second, and 22%, 26% and 18% less CPU per write. A GRPC_POLL_STRATEGY set by the user wins;
+ * this runs before grpc_init, while the process has no other threads in gRPC. */
+static void poll_own_fds(void)
+{
+    setenv("GRPC_POLL_STRATEGY", "poll", 0);
+}
+
 /* The absl library Debian builds gRPC on checks every absl::Mutex lock for lock-order cycles
  * (its debug default): 5-7% of a store's CPU under load went to that bookkeeping. It is only a
  * diagnostic, so it is turned off here when the library has the switch (looked up by name: it is
  * C++). kIgnore is 0. */
 static void quiet_lock_checks(void)
 {
+    poll_own_fds();
     void (*set_mode)(int) = (void (*)(int))dlsym(
         RTLD_DEFAULT, "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE");
     if (set_mode)

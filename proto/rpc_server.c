@@ -542,6 +542,7 @@ static void on_close(struct rpc_call *c)
 
 static void *worker_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(), "rpc-worker");
     struct rpc_server *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
@@ -568,6 +569,7 @@ static void *worker_thread(void *arg)
 
 static void *cq_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(), "rpc-cq");
     struct rpc_server *s = arg;
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);

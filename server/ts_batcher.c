@@ -30,6 +30,7 @@ static void answer_all(struct ts_request *reqs, size_t n, int rc, client_ts firs
 
 static void *batcher_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ts-batcher");
     struct ts_batcher *b = arg;
     struct ts_request *mine = NULL;
     size_t mine_cap = 0;

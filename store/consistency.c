@@ -366,6 +366,7 @@ static void job_free(struct raftstore *rs, struct consistency_job *job)
 
 void *consistency_worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "consistency");
     struct raftstore *rs = arg;
     pthread_mutex_lock(&rs->mu);
     for (;;) {

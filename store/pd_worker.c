@@ -656,6 +656,7 @@ static void run_split_asks(struct pd_worker *w)
 
 static void *heartbeat_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(), "pd-heartbeat");
     struct pd_worker *w = arg;
     struct rpc_stream *st = NULL;
     uint64_t next_store_hb = 0;

@@ -34,7 +34,8 @@ struct raft_kv {
     struct raftstore *rs;
     int timeout_ms;
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* wakes the timer: a new head or stop */
+    pthread_cond_t cond; /* wakes the timer: a deadline before its wake-up, or stop */
+    uint64_t wake_ms;    /* when the waiting timer wakes on its own (0: it is not waiting) */
     struct op *head, *tail;
     int stop;
     pthread_t timer;
@@ -112,6 +113,7 @@ static void on_local_result(void *arg, struct raftstore_result *res)
 
 static void *timer_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kv-timer");
     struct raft_kv *kv = arg;
     pthread_mutex_lock(&kv->mu);
     while (!kv->stop) {
@@ -127,6 +129,7 @@ static void *timer_thread(void *arg)
             continue;
         }
         uint64_t wait_ms = op ? op->deadline_ms - now : 1000;
+        kv->wake_ms = now + wait_ms;
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += (time_t)(wait_ms / 1000);
@@ -136,6 +139,7 @@ static void *timer_thread(void *arg)
             until.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&kv->cond, &kv->mu, &until);
+        kv->wake_ms = 0;
     }
     pthread_mutex_unlock(&kv->mu);
     return NULL;
@@ -164,7 +168,10 @@ static struct op *op_new(struct raft_kv *kv, int is_write, int timeout_ms)
         after->next = op;
     else
         kv->head = op;
-    if (kv->head == op)
+    /* The timer looks at the head whenever it wakes: it needs waking only for a deadline before
+     * the time it wakes anyway (rare: most requests share one timeout, and an idle timer wakes
+     * every second), not once per request. */
+    if (kv->head == op && kv->wake_ms && op->deadline_ms < kv->wake_ms)
         pthread_cond_signal(&kv->cond);
     pthread_mutex_unlock(&kv->mu);
     return op;

@@ -38,6 +38,7 @@ void raftlog_gc_schedule(struct raftstore *rs, uint64_t region_id, uint64_t from
 
 void *raftlog_gc_worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "raftlog-gc");
     struct raftstore *rs = arg;
     pthread_mutex_lock(&rs->mu);
     for (;;) {

@@ -625,6 +625,7 @@ static void refresh_round_info(struct raftstore *rs, struct peer **round, size_t
 
 static void *store_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "store-loop");
     struct raftstore *rs = arg;
     uint64_t next_tick = now_ms() + (uint64_t)rs->cfg.tick_ms;
     for (;;) {

@@ -234,6 +234,7 @@ static void run_apply_job(struct raftstore *rs, struct snap_job *job)
 
 void *snapshot_worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "snap-apply");
     struct raftstore *rs = arg;
     pthread_mutex_lock(&rs->mu);
     for (;;) {

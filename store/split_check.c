@@ -164,6 +164,7 @@ static int scan_region(struct raftstore *rs, const struct split_check_job *job,
 
 void *split_check_worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "split-check");
     struct raftstore *rs = arg;
     pthread_mutex_lock(&rs->mu);
     for (;;) {

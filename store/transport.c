@@ -175,6 +175,7 @@ static int send_snapshot(struct transport *t, const char *snap_dir, const char *
  * streams it, reports how it went. */
 static void *snapshot_sender(void *arg)
 {
+    pthread_setname_np(pthread_self(), "snap-send");
     struct transport *t = arg;
     pthread_mutex_lock(&t->mu);
     for (;;) {
@@ -248,6 +249,7 @@ static void drop_queued(struct transport *t, struct queued *q)
 
 static void *sender(void *arg)
 {
+    pthread_setname_np(pthread_self(), "raft-send");
     struct conn *c = arg;
     struct transport *t = c->t;
     int backoff_ms = 0;
