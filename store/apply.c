@@ -31,21 +31,24 @@ void apply_add_done(struct apply_ctx *ac, raftstore_cb cb, void *arg, int code,
         d->err = *err;
 }
 
-/* Pops the proposals up to entry (index, term) and returns the one that
- * entry is (same index and term), or NULL. Another term at the index means the
- * proposal was superseded: it never applies (StaleCommand). A proposal whose
- * index was passed without being seen (a snapshot covered it) is undetermined. */
+/* Pops the proposals up to entry (index, term) and returns those that entry is (same index and
+ * term: one entry carries a round's batched writes), chained in proposal order, or NULL.
+ * Another term at the index means the proposal was superseded: it never applies
+ * (StaleCommand). A proposal whose index was passed without being seen (a snapshot covered it)
+ * is undetermined. */
 static struct proposal *take_proposal(struct peer *p, uint64_t index, uint64_t term,
                                       struct apply_ctx *ac)
 {
-    struct proposal *match = NULL;
+    struct proposal *match = NULL, **match_tail = &match;
     while (p->proposals && p->proposals->index <= index) {
         struct proposal *pr = p->proposals;
         p->proposals = pr->next;
         if (!p->proposals)
             p->proposals_tail = NULL;
-        if (pr->index == index && pr->term == term && !match) {
-            match = pr;
+        if (pr->index == index && pr->term == term) {
+            pr->next = NULL;
+            *match_tail = pr;
+            match_tail = &pr->next;
             continue;
         }
         struct storage_error err;
@@ -64,6 +67,18 @@ static struct proposal *take_proposal(struct peer *p, uint64_t index, uint64_t t
         free(pr);
     }
     return match;
+}
+
+/* Answers every proposal of the chain with one outcome and frees them. */
+static void answer_proposals(struct apply_ctx *ac, struct proposal *pr, int code,
+                             const struct storage_error *err)
+{
+    while (pr) {
+        struct proposal *next = pr->next;
+        apply_add_done(ac, pr->cb, pr->cb_arg, code, err);
+        free(pr);
+        pr = next;
+    }
 }
 
 static int cf_of(const char *name)
@@ -152,14 +167,12 @@ static void apply_conf_change(struct peer *p, const struct raft_entry *e, struct
     int noop = !stale && (remove ? !store_region_peer_by_id(r, cc->node_id)
                                  : store_region_peer_by_id(r, cc->node_id) != NULL);
     if (stale || noop) {
-        if (pr) {
-            struct storage_error err;
-            memset(&err, 0, sizeof err);
-            err.code = STORAGE_ERR_REGION;
-            err.region_kind = STORAGE_REGION_ERR_EPOCH_NOT_MATCH;
-            snprintf(err.msg, sizeof err.msg, "stale membership change");
-            apply_add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
-        }
+        struct storage_error err;
+        memset(&err, 0, sizeof err);
+        err.code = STORAGE_ERR_REGION;
+        err.region_kind = STORAGE_REGION_ERR_EPOCH_NOT_MATCH;
+        snprintf(err.msg, sizeof err.msg, "stale membership change");
+        answer_proposals(ac, pr, STORAGE_ERR_REGION, &err);
     } else {
         /* Another membership: another quorum, whose lease none of its members has promised. */
         local_read_withdraw(p->rs->local_reads, p->region_id);
@@ -180,8 +193,7 @@ static void apply_conf_change(struct peer *p, const struct raft_entry *e, struct
             (unsigned long long)r->conf_ver, r->n_peers);
         if (remove && cc->node_id == p->peer_id)
             p->pending_remove = 1;
-        if (pr)
-            apply_add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
+        answer_proposals(ac, pr, 0, NULL);
     }
     if (cmd)
         raft_cmdpb__raft_cmd_request__free_unpacked(cmd, NULL);
@@ -195,13 +207,10 @@ static void apply_entry(struct peer *p, const struct raft_entry *e, struct apply
     p->ps.applied_term = e->term;
     if (e->entry_type == RAFT_ENTRY_CONF_CHANGE) {
         apply_conf_change(p, e, ac, pr);
-        free(pr);
         return;
     }
     if (e->data_len == 0) { /* a new leader's empty entry */
-        if (pr)
-            apply_add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
-        free(pr);
+        answer_proposals(ac, pr, 0, NULL);
         return;
     }
     RaftCmdpb__RaftCmdRequest *cmd =
@@ -239,15 +248,12 @@ static void apply_entry(struct peer *p, const struct raft_entry *e, struct apply
     } else {
         failed = apply_data(p, cmd, ac, &err) != 0;
     }
-    if (pr) {
-        if (failed) {
-            err.code = STORAGE_ERR_REGION;
-            err.region_id = p->region_id;
-            apply_add_done(ac, pr->cb, pr->cb_arg, STORAGE_ERR_REGION, &err);
-        } else {
-            apply_add_done(ac, pr->cb, pr->cb_arg, 0, NULL);
-        }
-        free(pr);
+    if (failed) {
+        err.code = STORAGE_ERR_REGION;
+        err.region_id = p->region_id;
+        answer_proposals(ac, pr, STORAGE_ERR_REGION, &err);
+    } else {
+        answer_proposals(ac, pr, 0, NULL);
     }
     raft_cmdpb__raft_cmd_request__free_unpacked(cmd, NULL);
 }

@@ -119,6 +119,22 @@ static void fail_reads(struct peer *p, int code)
     p->reads_tail = NULL;
 }
 
+/* Answers the batched writes that were never proposed (the peer goes): they had no effect. */
+static void fail_batched_writes(struct peer *p, int code)
+{
+    for (size_t i = 0; i < p->n_batch_cbs; i++) {
+        if (code == STORAGE_ERR_REGION)
+            answer_not_leader(p, p->batch_cbs[i].cb, p->batch_cbs[i].arg);
+        else
+            raftstore_answer(p->batch_cbs[i].cb, p->batch_cbs[i].arg, code, NULL, NULL);
+    }
+    p->n_batch_cbs = 0;
+    if (p->batch_cmd)
+        protobuf_c_message_free_unpacked(&p->batch_cmd->base, NULL);
+    p->batch_cmd = NULL;
+    p->batch_cap = p->batch_bytes = 0;
+}
+
 void peer_free(struct peer *p, int code)
 {
     /* The peer goes (removed, or the store stops) before its proposals' fate is known. */
@@ -130,6 +146,8 @@ void peer_free(struct peer *p, int code)
         free(pr);
     }
     p->proposals_tail = NULL;
+    fail_batched_writes(p, code);
+    free(p->batch_cbs);
     fail_reads(p, code);
     raft_rawnode_free(p->rn);
     peer_storage_close(&p->ps);
@@ -202,8 +220,10 @@ static void insert_proposal(struct peer *p, struct proposal *pr)
     *at = pr;
 }
 
-static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_change,
-                       const struct raft_conf_change *cc, raftstore_cb cb, void *arg)
+/* Proposes cmd as one entry whose outcome answers each of the n callbacks (none: nobody waits);
+ * every callback is answered now on failure. */
+static int propose_entry(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_change,
+                         const struct raft_conf_change *cc, const struct batch_cb *cbs, size_t n)
 {
     Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
     epoch.conf_ver = p->ps.region.conf_ver;
@@ -218,13 +238,13 @@ static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
         cmd->header = saved;
-        if (cb)
-            raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
+        for (size_t i = 0; i < n; i++)
+            raftstore_answer(cbs[i].cb, cbs[i].arg, STORAGE_ERR_NOMEM, NULL, NULL);
         return -1;
     }
     raft_cmdpb__raft_cmd_request__pack(cmd, buf);
     cmd->header = saved;
-    metrics_counter_inc(RAFTSTORE_METRIC(p->rs, proposals));
+    metrics_counter_add(RAFTSTORE_METRIC(p->rs, proposals), n ? n : 1);
     int rc;
     if (conf_change) {
         Eraftpb__ConfChange pcc = ERAFTPB__CONF_CHANGE__INIT;
@@ -236,8 +256,8 @@ static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_
         uint8_t *ccbuf = malloc(cclen ? cclen : 1);
         if (!ccbuf) {
             free(buf);
-            if (cb)
-                raftstore_answer(cb, arg, STORAGE_ERR_NOMEM, NULL, NULL);
+            for (size_t i = 0; i < n; i++)
+                raftstore_answer(cbs[i].cb, cbs[i].arg, STORAGE_ERR_NOMEM, NULL, NULL);
             return -1;
         }
         eraftpb__conf_change__pack(&pcc, ccbuf);
@@ -248,22 +268,90 @@ static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_
     }
     free(buf);
     if (rc) {
-        if (cb)
-            answer_not_leader(p, cb, arg);
+        for (size_t i = 0; i < n; i++)
+            answer_not_leader(p, cbs[i].cb, cbs[i].arg);
         return -1;
     }
-    if (!cb)
-        return 0;
     uint64_t index, term;
-    struct proposal *pr = malloc(sizeof *pr);
-    if (!pr || last_entry(p, &index, &term) != 0) {
-        free(pr);
-        answer_undetermined(p, cb, arg, "proposed, but its log position is unknown");
-        return 0;
+    last_entry(p, &index, &term);
+    for (size_t i = 0; i < n; i++) {
+        struct proposal *pr = malloc(sizeof *pr);
+        if (!pr) {
+            answer_undetermined(p, cbs[i].cb, cbs[i].arg, "proposed, but out of memory to wait");
+            continue;
+        }
+        *pr = (struct proposal){index, term, cbs[i].cb, cbs[i].arg, NULL};
+        insert_proposal(p, pr);
     }
-    *pr = (struct proposal){index, term, cb, arg, NULL};
-    insert_proposal(p, pr);
     return 0;
+}
+
+/* Any other proposal: the round's batched writes go first, keeping the order they came in. */
+static int propose_cmd(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, int conf_change,
+                       const struct raft_conf_change *cc, raftstore_cb cb, void *arg)
+{
+    peer_flush_writes(p);
+    struct batch_cb one = {cb, arg};
+    return propose_entry(p, cmd, conf_change, cc, &one, cb ? 1 : 0);
+}
+
+static size_t write_bytes(const RaftCmdpb__RaftCmdRequest *cmd)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < cmd->n_requests; i++) {
+        const RaftCmdpb__Request *r = cmd->requests[i];
+        bytes += r->put       ? r->put->key.len + r->put->value.len
+                 : r->delete_ ? r->delete_->key.len
+                              : 0;
+    }
+    return bytes;
+}
+
+/* Adds m's write to the round's batch (taking its command); a write that would overflow the
+ * batch flushes it first. */
+static void batch_write(struct peer *p, struct mail *m)
+{
+    RaftCmdpb__RaftCmdRequest *cmd = m->cmd;
+    size_t bytes = write_bytes(cmd);
+    if (p->batch_cmd &&
+        (p->n_batch_cbs == PEER_BATCH_MAX_WRITES || p->batch_bytes + bytes > PEER_BATCH_MAX_BYTES))
+        peer_flush_writes(p);
+    if (p->n_batch_cbs == p->cap_batch_cbs) {
+        size_t cap = p->cap_batch_cbs ? p->cap_batch_cbs * 2 : 16;
+        struct batch_cb *grown = realloc(p->batch_cbs, cap * sizeof *grown);
+        if (!grown) {
+            raftstore_answer(m->cb, m->cb_arg, STORAGE_ERR_NOMEM, NULL, NULL);
+            return;
+        }
+        p->batch_cbs = grown;
+        p->cap_batch_cbs = cap;
+    }
+    if (!p->batch_cmd) {
+        /* The first write's command becomes the batch's. */
+        p->batch_cmd = cmd;
+        p->batch_cap = cmd->n_requests;
+        m->cmd = NULL;
+    } else {
+        RaftCmdpb__RaftCmdRequest *b = p->batch_cmd;
+        if (b->n_requests + cmd->n_requests > p->batch_cap) {
+            size_t cap = p->batch_cap * 2 > b->n_requests + cmd->n_requests
+                             ? p->batch_cap * 2
+                             : b->n_requests + cmd->n_requests;
+            RaftCmdpb__Request **grown = realloc(b->requests, cap * sizeof *grown);
+            if (!grown) {
+                raftstore_answer(m->cb, m->cb_arg, STORAGE_ERR_NOMEM, NULL, NULL);
+                return;
+            }
+            b->requests = grown;
+            p->batch_cap = cap;
+        }
+        /* Its requests move over; the mail frees the empty shell. */
+        memcpy(b->requests + b->n_requests, cmd->requests, cmd->n_requests * sizeof *cmd->requests);
+        b->n_requests += cmd->n_requests;
+        cmd->n_requests = 0;
+    }
+    p->batch_bytes += bytes;
+    p->batch_cbs[p->n_batch_cbs++] = (struct batch_cb){m->cb, m->cb_arg};
 }
 
 void peer_propose_write(struct peer *p, struct mail *m)
@@ -278,7 +366,20 @@ void peer_propose_write(struct peer *p, struct mail *m)
             return;
         }
     }
-    propose_cmd(p, m->cmd, 0, NULL, m->cb, m->cb_arg);
+    batch_write(p, m);
+}
+
+void peer_flush_writes(struct peer *p)
+{
+    RaftCmdpb__RaftCmdRequest *cmd = p->batch_cmd;
+    if (!cmd)
+        return;
+    p->batch_cmd = NULL;
+    p->batch_cap = p->batch_bytes = 0;
+    size_t n = p->n_batch_cbs;
+    p->n_batch_cbs = 0;
+    propose_entry(p, cmd, 0, NULL, p->batch_cbs, n);
+    protobuf_c_message_free_unpacked(&cmd->base, NULL);
 }
 
 void peer_propose_admin(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, raftstore_cb cb, void *arg)
@@ -452,7 +553,8 @@ void peer_transfer_leader(struct peer *p, uint64_t to_peer_id)
 {
     if (p->is_leader && to_peer_id != p->peer_id &&
         store_region_peer_by_id(&p->ps.region, to_peer_id)) {
-        drop_lease(p); /* the transferee will campaign without waiting for any lease */
+        peer_flush_writes(p); /* proposed here, before the leadership moves */
+        drop_lease(p);        /* the transferee will campaign without waiting for any lease */
         raft_rawnode_transfer_leader(p->rn, to_peer_id);
     }
 }

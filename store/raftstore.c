@@ -661,6 +661,12 @@ static void *store_loop(void *arg)
             free_mail(mails);
             mails = next;
         }
+        /* The writes this mail brought, one entry per region (a peer with a write is active). */
+        for (size_t i = 0; i < rs->n_active; i++)
+            peer_flush_writes(rs->active[i]);
+        if (rs->all_active) /* the active list could not grow */
+            for (struct peer *p = rs->peers; p; p = p->next)
+                peer_flush_writes(p);
         uint64_t now = now_ms();
         int ticked = now >= next_tick;
         if (ticked) {

@@ -87,8 +87,18 @@ struct peer {
     struct raft_rawnode *rn;
     uint64_t leader_id;
     int is_leader;
-    struct proposal *proposals, *proposals_tail; /* in index order */
-    struct pending_read *reads, *reads_tail;     /* in request order */
+    struct proposal *proposals, *proposals_tail; /* in index order; one entry may have several */
+    /* Writes accepted this round, proposed together as one entry when the round's mail is done
+     * (peer_flush_writes) or before any other proposal of this peer, whichever comes first:
+     * one log entry, one append and one apply for all of them. batch_cmd owns their requests. */
+    RaftCmdpb__RaftCmdRequest *batch_cmd;
+    size_t batch_cap, batch_bytes;
+    struct batch_cb {
+        raftstore_cb cb;
+        void *arg;
+    } * batch_cbs;
+    size_t n_batch_cbs, cap_batch_cbs;
+    struct pending_read *reads, *reads_tail; /* in request order */
     uint64_t batch_read_id; /* ReadIndex issued for this mailbox drain; 0 after it */
     /* Leader lease (peer.c): reads are served without a ReadIndex round until lease_until_ms
      * (monotonic), while still leader in lease_term with lease_conf_ver. It is set from the
@@ -313,7 +323,14 @@ void consistency_free_jobs(struct raftstore *rs);
 int peer_create(struct raftstore *rs, uint64_t peer_id, struct peer_storage *ps, int boot_lease,
                 struct peer **out, char *errbuf, size_t errbuf_len);
 void peer_free(struct peer *p, int code);
+/* Takes m's write (its command; m->cmd is NULL after) into this round's batch, or answers it. */
 void peer_propose_write(struct peer *p, struct mail *m);
+/* Proposes the round's batched writes as one entry (nothing if there are none). */
+void peer_flush_writes(struct peer *p);
+/* Writes batched into one entry at most (count, and bytes of keys and values): a larger
+ * write goes in an entry of its own. */
+#define PEER_BATCH_MAX_WRITES 256
+#define PEER_BATCH_MAX_BYTES (256 * 1024)
 /* Proposes an admin command (built by the caller, borrowed); cb answers it. */
 void peer_propose_admin(struct peer *p, RaftCmdpb__RaftCmdRequest *cmd, raftstore_cb cb, void *arg);
 void peer_read(struct peer *p, struct mail *m);
