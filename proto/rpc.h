@@ -53,6 +53,7 @@ enum {
     RPC_ERR_DECODE,  /* the response did not decode */
     RPC_ERR_CLOSED,  /* the stream has ended */
     RPC_ERR_TIMEOUT, /* an operation on a stream did not complete in time */
+    RPC_ERR_PENDING, /* a send was started and has not completed yet (rpc_stream_try_send) */
     RPC_ERR_SETUP,   /* could not create the server / bind the address */
 };
 
@@ -239,6 +240,18 @@ struct rpc_stream *rpc_stream_open(struct rpc_client *c, const char *addr, const
  * Only one thread sends at a time. */
 int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg, int timeout_ms,
                     struct rpc_error *err);
+
+/*
+ * rpc_stream_try_send starts sending one message (encoded now, borrowed) without waiting: 0 when
+ * the transport took it at once, RPC_ERR_PENDING when the send is still in flight (the next
+ * rpc_stream_send, or rpc_stream_finish_send, waits for it first; no other try meanwhile), or
+ * RPC_ERR_CLOSED. For a caller that must not block (a store's event loop).
+ */
+int rpc_stream_try_send(struct rpc_stream *st, const ProtobufCMessage *msg, struct rpc_error *err);
+/* Waits at most timeout_ms for the send rpc_stream_try_send left in flight (0 if none). */
+int rpc_stream_finish_send(struct rpc_stream *st, int timeout_ms, struct rpc_error *err);
+/* Whether such a send is in flight. */
+int rpc_stream_send_pending(const struct rpc_stream *st);
 
 /* rpc_stream_recv waits at most `timeout_ms` (0: no limit) for the next
  * response; *msg is owned by the caller. When the server has ended the stream:

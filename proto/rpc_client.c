@@ -41,6 +41,7 @@ struct rpc_stream {
     char tag_send, tag_recv, tag_status, tag_close;
     int recv_pending;           /* a RECV_MESSAGE batch is in flight (after a timeout) */
     grpc_byte_buffer *recv_buf; /* its destination */
+    grpc_byte_buffer *send_buf; /* a send rpc_stream_try_send left in flight, until it completes */
 };
 
 const char *rpc_strerror(int code)
@@ -58,6 +59,8 @@ const char *rpc_strerror(int code)
         return "stream closed";
     case RPC_ERR_TIMEOUT:
         return "timed out";
+    case RPC_ERR_PENDING:
+        return "send in flight";
     case RPC_ERR_SETUP:
         return "cannot set up server";
     default:
@@ -435,13 +438,40 @@ struct rpc_stream *rpc_stream_open(struct rpc_client *c, const char *addr, const
     return st;
 }
 
-int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg, int timeout_ms,
-                    struct rpc_error *err)
+/* Waits for the send rpc_stream_try_send left in flight (nothing if none): 0, or RPC_ERR_*. */
+static int finish_pending_send(struct rpc_stream *st, int timeout_ms, struct rpc_error *err)
 {
-    if (st->closed) {
+    if (!st->send_buf)
+        return 0;
+    int r = wait_op(st, &st->tag_send, timeout_ms);
+    grpc_byte_buffer_destroy(st->send_buf);
+    st->send_buf = NULL;
+    if (r < 0) {
+        set_error(err, RPC_DEADLINE_EXCEEDED, "%s", "send timed out");
+        return RPC_ERR_TIMEOUT;
+    }
+    if (r == 0) {
+        st->closed = 1;
         set_error(err, RPC_UNAVAILABLE, "%s", "stream closed");
         return RPC_ERR_CLOSED;
     }
+    return 0;
+}
+
+int rpc_stream_finish_send(struct rpc_stream *st, int timeout_ms, struct rpc_error *err)
+{
+    return finish_pending_send(st, timeout_ms, err);
+}
+
+int rpc_stream_send_pending(const struct rpc_stream *st)
+{
+    return st->send_buf != NULL;
+}
+
+/* Packs msg and starts its SEND_MESSAGE batch (with the initial metadata the first time);
+ * NULL when the call refuses it, else the buffer, which must outlive the send. */
+static grpc_byte_buffer *start_send(struct rpc_stream *st, const ProtobufCMessage *msg)
+{
     grpc_byte_buffer *bb = rpc_pack(msg);
     grpc_op ops[2];
     size_t n = 0;
@@ -453,8 +483,56 @@ int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg, int time
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].data.send_message.send_message = bb;
     n++;
-    int rc = 0;
     if (grpc_call_start_batch(st->call, ops, n, &st->tag_send, NULL) != GRPC_CALL_OK) {
+        grpc_byte_buffer_destroy(bb);
+        return NULL;
+    }
+    return bb;
+}
+
+int rpc_stream_try_send(struct rpc_stream *st, const ProtobufCMessage *msg, struct rpc_error *err)
+{
+    if (st->closed || st->send_buf) {
+        set_error(err, RPC_UNAVAILABLE, "%s", st->closed ? "stream closed" : "a send is in flight");
+        return st->closed ? RPC_ERR_CLOSED : RPC_ERR_PENDING;
+    }
+    grpc_byte_buffer *bb = start_send(st, msg);
+    if (!bb) {
+        st->closed = 1;
+        set_error(err, RPC_INTERNAL, "%s", "cannot send");
+        return RPC_ERR_CLOSED;
+    }
+    /* The transport usually takes the bytes at once (written inside start_batch): look without
+     * waiting. */
+    grpc_event ev =
+        grpc_completion_queue_pluck(st->cq, &st->tag_send, gpr_time_0(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        st->send_buf = bb;
+        set_error(err, RPC_UNAVAILABLE, "%s", "send in flight");
+        return RPC_ERR_PENDING;
+    }
+    grpc_byte_buffer_destroy(bb);
+    if (!ev.success) {
+        st->closed = 1;
+        set_error(err, RPC_UNAVAILABLE, "%s", "stream closed");
+        return RPC_ERR_CLOSED;
+    }
+    return 0;
+}
+
+int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg, int timeout_ms,
+                    struct rpc_error *err)
+{
+    if (st->closed) {
+        set_error(err, RPC_UNAVAILABLE, "%s", "stream closed");
+        return RPC_ERR_CLOSED;
+    }
+    int prc = finish_pending_send(st, timeout_ms, err);
+    if (prc)
+        return prc;
+    grpc_byte_buffer *bb = start_send(st, msg);
+    int rc = 0;
+    if (!bb) {
         rc = RPC_ERR_CLOSED;
         set_error(err, RPC_INTERNAL, "%s", "cannot send");
     } else {
@@ -574,8 +652,13 @@ void rpc_stream_free(struct rpc_stream *st)
 {
     if (!st)
         return;
-    if (!st->status_received || st->recv_pending)
+    if (!st->status_received || st->recv_pending || st->send_buf)
         grpc_call_cancel(st->call, NULL);
+    if (st->send_buf) {
+        grpc_completion_queue_pluck(st->cq, &st->tag_send, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                    NULL);
+        grpc_byte_buffer_destroy(st->send_buf);
+    }
     if (st->recv_pending) {
         grpc_completion_queue_pluck(st->cq, &st->tag_recv, gpr_inf_future(GPR_CLOCK_REALTIME),
                                     NULL);

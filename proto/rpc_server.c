@@ -334,7 +334,13 @@ void *rpc_call_user(const struct rpc_call *call)
 
 const char *rpc_call_peer(const struct rpc_call *call)
 {
-    return call->peer ? call->peer : "";
+    /* Asked for rarely (logs): formatted on first use, not for every call. */
+    struct rpc_call *c = (struct rpc_call *)call;
+    pthread_mutex_lock(&c->mu);
+    if (!c->peer && c->call)
+        c->peer = grpc_call_get_peer(c->call);
+    pthread_mutex_unlock(&c->mu);
+    return c->peer ? c->peer : "";
 }
 
 void rpc_call_ref(struct rpc_call *call)
@@ -397,7 +403,6 @@ static void on_new_call(struct rpc_server *s, struct rpc_call *c, int ok)
         return;
     }
     c->start_ns = metrics_now_ns();
-    c->peer = grpc_call_get_peer(c->call);
     for (size_t i = 0; i < s->n_methods; i++) {
         if (grpc_slice_str_cmp(c->details.method, s->methods[i].name) == 0) {
             c->method = &s->methods[i];

@@ -46,8 +46,15 @@ struct conn {
     struct queued *head, *tail;
     size_t n_queued;
     pthread_cond_t cond;
-    struct rpc_stream *stream; /* sender thread only */
-    char addr[128];            /* sender thread only */
+    /* Whoever holds busy (set under mu) uses the stream: the sender thread, or the store loop
+     * sending a message itself when nothing is queued (transport_send), so a message to an
+     * idle, connected store goes out with no thread hand-off. */
+    int busy;
+    int pending; /* the loop's send is still in flight: the sender waits for it */
+    int broken;  /* the loop's send failed: the sender replaces the stream */
+    uint64_t pending_region, pending_peer; /* of that in-flight send, to report it */
+    struct rpc_stream *stream;             /* set and freed only while busy */
+    char addr[128];                        /* sender thread only */
     struct conn *next;
 };
 
@@ -74,12 +81,17 @@ static void sleep_ms(int ms)
 }
 
 /* Reports go out under t->mu so transport_set_raftstore(t, NULL) fences them. */
-static void report_unreachable(struct transport *t, const RaftServerpb__RaftMessage *m)
+static void report_unreachable_peer(struct transport *t, uint64_t region_id, uint64_t peer_id)
 {
     pthread_mutex_lock(&t->mu);
-    if (t->rs && m->to_peer)
-        raftstore_report_unreachable(t->rs, m->region_id, m->to_peer->id);
+    if (t->rs && peer_id)
+        raftstore_report_unreachable(t->rs, region_id, peer_id);
     pthread_mutex_unlock(&t->mu);
+}
+
+static void report_unreachable(struct transport *t, const RaftServerpb__RaftMessage *m)
+{
+    report_unreachable_peer(t, m->region_id, m->to_peer ? m->to_peer->id : 0);
 }
 
 static void report_snapshot(struct transport *t, const RaftServerpb__RaftMessage *m, int failed)
@@ -247,6 +259,35 @@ static void drop_queued(struct transport *t, struct queued *q)
     }
 }
 
+/* After a failed send: the next try waits, doubling up to the cap, and gets a new connection
+ * at once, not when gRPC's own reconnect backoff for the failed one allows (seconds). */
+static int next_backoff(struct conn *c, int backoff_ms)
+{
+    if (c->addr[0])
+        rpc_client_reconnect(c->t->rpc, c->addr);
+    return backoff_ms ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2)
+                      : BACKOFF_FIRST_MS;
+}
+
+/* The loop's send that was left in flight (called busy, without t->mu): waits for it; on
+ * failure the stream goes, the store is reported unreachable and what queued behind is dropped.
+ * Returns the new backoff. */
+static int finish_loop_send(struct conn *c, uint64_t region_id, uint64_t peer_id, int backoff_ms)
+{
+    struct transport *t = c->t;
+    struct rpc_error err;
+    if (rpc_stream_finish_send(c->stream, SEND_TIMEOUT_MS, &err) == 0)
+        return 0;
+    rpc_stream_free(c->stream);
+    c->stream = NULL;
+    report_unreachable_peer(t, region_id, peer_id);
+    pthread_mutex_lock(&t->mu);
+    struct queued *stale = take_all(c);
+    pthread_mutex_unlock(&t->mu);
+    drop_queued(t, stale);
+    return next_backoff(c, backoff_ms);
+}
+
 static void *sender(void *arg)
 {
     pthread_setname_np(pthread_self(), "raft-send");
@@ -255,10 +296,28 @@ static void *sender(void *arg)
     int backoff_ms = 0;
     pthread_mutex_lock(&t->mu);
     for (;;) {
-        while (!c->head && !t->stopping)
+        while (!c->head && !c->pending && !c->broken && !t->stopping)
             pthread_cond_wait(&c->cond, &t->mu);
         if (t->stopping)
             break;
+        if (c->pending || c->broken) {
+            int pending = c->pending;
+            uint64_t region_id = c->pending_region, peer_id = c->pending_peer;
+            c->pending = c->broken = 0;
+            c->busy = 1;
+            pthread_mutex_unlock(&t->mu);
+            if (pending) {
+                backoff_ms = finish_loop_send(c, region_id, peer_id, backoff_ms);
+            } else {
+                /* The loop's send failed; its message is queued for a new stream. */
+                rpc_stream_free(c->stream);
+                c->stream = NULL;
+            }
+            pthread_mutex_lock(&t->mu);
+            c->busy = 0;
+            continue;
+        }
+        c->busy = 1;
         struct queued *q = c->head;
         c->head = q->next;
         if (!c->head)
@@ -289,16 +348,11 @@ static void *sender(void *arg)
             backoff_ms = 0;
         } else {
             report_unreachable(t, m);
-            backoff_ms = backoff_ms
-                             ? (backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2)
-                             : BACKOFF_FIRST_MS;
-            /* The next try gets a new connection at once, not when gRPC's own
-             * reconnect backoff for the failed one allows (seconds). */
-            if (c->addr[0])
-                rpc_client_reconnect(t->rpc, c->addr);
+            backoff_ms = next_backoff(c, backoff_ms);
         }
         protobuf_c_message_free_unpacked(&m->base, NULL);
         pthread_mutex_lock(&t->mu);
+        c->busy = 0;
         if (!ok) {
             struct queued *stale = take_all(c);
             pthread_mutex_unlock(&t->mu);
@@ -387,9 +441,45 @@ static RaftServerpb__RaftMessage *copy_message(const RaftServerpb__RaftMessage *
     return copy;
 }
 
+/* Sends msg on c's stream from the calling thread when the stream is connected, idle and nothing
+ * waits in c's queue (so order is kept); 1 if it is gone (or in flight, the sender then seeing
+ * it through), 0 if it must be queued. Called with t->mu held; drops it around the send. */
+static int send_now(struct transport *t, struct conn *c, const RaftServerpb__RaftMessage *msg)
+{
+    if (t->stopping || c->busy || c->head || c->pending || c->broken || !c->stream)
+        return 0;
+    c->busy = 1;
+    pthread_mutex_unlock(&t->mu);
+    struct rpc_error err;
+    int rc = rpc_stream_try_send(c->stream, &msg->base, &err);
+    pthread_mutex_lock(&t->mu);
+    c->busy = 0;
+    if (rc == 0)
+        return 1;
+    if (rc == RPC_ERR_PENDING) {
+        c->pending = 1;
+        c->pending_region = msg->region_id;
+        c->pending_peer = msg->to_peer ? msg->to_peer->id : 0;
+    } else {
+        c->broken = 1; /* the message is queued behind this for a new stream */
+    }
+    pthread_cond_signal(&c->cond);
+    return rc == RPC_ERR_PENDING;
+}
+
 void transport_send(void *ctx, uint64_t to_store_id, const RaftServerpb__RaftMessage *msg)
 {
     struct transport *t = ctx;
+    if (!is_snapshot(msg)) {
+        pthread_mutex_lock(&t->mu);
+        struct conn *c = t->conns;
+        while (c && c->store_id != to_store_id)
+            c = c->next;
+        int sent = c && send_now(t, c, msg);
+        pthread_mutex_unlock(&t->mu);
+        if (sent)
+            return;
+    }
     struct queued *q = malloc(sizeof *q);
     if (!q)
         return;

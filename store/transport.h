@@ -7,7 +7,10 @@
  * What it owns: one sender thread, queue and stream per destination store,
  * and the rpc_client they share.
  * Who calls it: the raftstore (through raftstore_transport_ops, on its loop
- * thread: transport_send only queues) and the server main. Store addresses
+ * thread) and the server main. transport_send writes a message itself when
+ * its store's stream is connected and idle with nothing queued (a write that
+ * does not wait: what the connection cannot take at once the sender thread
+ * sees through), and queues it for the sender thread otherwise. Store addresses
  * come from a resolver callback (the scheduler, cached).
  * What it must never do: block the caller of transport_send; keep a message
  * the network could not take (Raft retransmits) — a full queue drops, and a
