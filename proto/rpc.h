@@ -250,8 +250,6 @@ int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg, int time
 int rpc_stream_try_send(struct rpc_stream *st, const ProtobufCMessage *msg, struct rpc_error *err);
 /* Waits at most timeout_ms for the send rpc_stream_try_send left in flight (0 if none). */
 int rpc_stream_finish_send(struct rpc_stream *st, int timeout_ms, struct rpc_error *err);
-/* Whether such a send is in flight. */
-int rpc_stream_send_pending(const struct rpc_stream *st);
 
 /* rpc_stream_recv waits at most `timeout_ms` (0: no limit) for the next
  * response; *msg is owned by the caller. When the server has ended the stream:

@@ -463,11 +463,6 @@ int rpc_stream_finish_send(struct rpc_stream *st, int timeout_ms, struct rpc_err
     return finish_pending_send(st, timeout_ms, err);
 }
 
-int rpc_stream_send_pending(const struct rpc_stream *st)
-{
-    return st->send_buf != NULL;
-}
-
 /* Packs msg and starts its SEND_MESSAGE batch (with the initial metadata the first time);
  * NULL when the call refuses it, else the buffer, which must outlive the send. */
 static grpc_byte_buffer *start_send(struct rpc_stream *st, const ProtobufCMessage *msg)
