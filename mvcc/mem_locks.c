@@ -29,15 +29,21 @@ void mvcc_mem_locks_close(struct mvcc_mem_locks *l)
     l->ready = 0;
 }
 
-void mvcc_mem_locks_add(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m)
+/* Under mu. */
+static void link_head(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m, uint64_t commit_ts)
 {
-    pthread_mutex_lock(&l->mu);
-    m->commit_ts = 0;
+    m->commit_ts = commit_ts;
     m->prev = NULL;
     m->next = l->head;
     if (l->head)
         l->head->prev = m;
     l->head = m;
+}
+
+void mvcc_mem_locks_add(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m)
+{
+    pthread_mutex_lock(&l->mu);
+    link_head(l, m, 0);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -63,6 +69,42 @@ void mvcc_mem_locks_remove(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m)
     m->prev = m->next = NULL;
     pthread_mutex_unlock(&l->mu);
     pthread_cond_broadcast(&l->cv);
+}
+
+int mvcc_mem_locks_add_local(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m, uint64_t region_id,
+                             uint64_t term, uint64_t start_ts, uint64_t *commit_ts)
+{
+    const struct synced_term *st = &l->synced[region_id % MVCC_SYNCED_SLOTS];
+    int listed = 0;
+    pthread_mutex_lock(&l->mu);
+    uint64_t above = l->max_ts > start_ts ? l->max_ts : start_ts;
+    if (term && st->term == term && st->region_id == region_id &&
+        above < l->last_tso + MVCC_LOCAL_TS_SLACK) {
+        /* Listed with its ts in the same hold of mu that read max_ts: a reader above it waits
+         * for the write, a reader below it does not need to. */
+        *commit_ts = above + 1;
+        link_head(l, m, above + 1);
+        l->local_commit_ts++;
+        listed = 1;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return listed;
+}
+
+void mvcc_mem_locks_tso_seen(struct mvcc_mem_locks *l, uint64_t region_id, uint64_t term,
+                             uint64_t ts)
+{
+    pthread_mutex_lock(&l->mu);
+    if (ts > l->max_ts)
+        l->max_ts = ts;
+    if (ts > l->last_tso)
+        l->last_tso = ts;
+    if (term) {
+        struct synced_term *st = &l->synced[region_id % MVCC_SYNCED_SLOTS];
+        if (st->region_id != region_id || st->term < term)
+            *st = (struct synced_term){region_id, term};
+    }
+    pthread_mutex_unlock(&l->mu);
 }
 
 static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
@@ -104,6 +146,9 @@ int mvcc_mem_locks_wait(struct mvcc_mem_locks *l, const void *start, size_t star
     }
     int rc = 0;
     pthread_mutex_lock(&l->mu);
+    /* From here on no commit ts chosen on this store is at or below read_ts. */
+    if (read_ts > l->max_ts)
+        l->max_ts = read_ts;
     for (;;) {
         const struct mvcc_mem_lock *m = l->head;
         while (m && !blocks(m, start, start_len, end, end_len, read_ts))

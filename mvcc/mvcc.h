@@ -268,7 +268,9 @@ typedef int (*mvcc_ts_fn)(void *arg, uint64_t *ts);
 /*
  * mvcc_engine_set_ts_source gives the engine a timestamp source (fn and arg borrowed until the
  * engine is freed), which lets prewrites that ask for it commit in one phase. Call it before the
- * first command. Without one, every prewrite locks its keys (two-phase commit).
+ * first command. Without one, every prewrite locks its keys (two-phase commit). Over a
+ * replicated storage most one-phase commits choose their commit ts from the reads this engine
+ * has served (mvcc_internal.h, struct mvcc_mem_locks); the source syncs each leadership term.
  */
 void mvcc_engine_set_ts_source(struct mvcc_engine *e, mvcc_ts_fn fn, void *arg);
 

@@ -161,6 +161,11 @@ int mvcc_txn_get_version(struct mvcc_txn *txn, const void *key, size_t key_len, 
 int mvcc_txn_current_write(struct mvcc_txn *txn, const void *key, size_t key_len,
                            struct mvcc_write *w, uint64_t *commit_ts, int *found);
 
+/* mvcc_txn_write_at_start finds the write record of any transaction at commit ts == the txn's
+ * start ts on key (*found, *w). */
+int mvcc_txn_write_at_start(struct mvcc_txn *txn, const void *key, size_t key_len,
+                            struct mvcc_write *w, int *found);
+
 /* mvcc_txn_most_recent_write finds key's newest write record of any kind. */
 int mvcc_txn_most_recent_write(struct mvcc_txn *txn, const void *key, size_t key_len,
                                struct mvcc_write *w, uint64_t *commit_ts, int *found);
@@ -245,12 +250,32 @@ struct mvcc_mem_lock {
     struct mvcc_mem_lock *prev, *next;
 };
 
+/*
+ * A one-phase commit whose snapshot came from a region's leader may take its commit ts here
+ * instead of from the TSO: one above every ts any reader on this store has read at (max_ts) and
+ * above its start ts. That is enough once max_ts also covers every read the region's earlier
+ * leaders served, which a TSO answer asked for in the current leader's term does (those reads
+ * took their ts before this leader could be elected, hence before the answer): such a
+ * (region, term) is "synced". The write then carries the term, so no other term proposes it.
+ * A ts more than MVCC_LOCAL_TS_SLACK above the newest TSO answer seen is not trusted (a
+ * client's bogus read ts must not push commits into the future): such commits ask the TSO.
+ */
+#define MVCC_SYNCED_SLOTS 64
+#define MVCC_LOCAL_TS_SLACK ((uint64_t)1000 << 18) /* 1 s of TSO physical time */
+
 struct mvcc_mem_locks {
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* CLOCK_MONOTONIC; broadcast on every change */
     struct mvcc_mem_lock *head; /* guarded by mu */
     int waiters;                /* readers waiting now, guarded by mu (tests look at it) */
     int ready;
+    /* Guarded by mu. */
+    uint64_t max_ts;   /* the highest read ts or TSO answer seen */
+    uint64_t last_tso; /* the highest TSO answer seen */
+    struct synced_term {
+        uint64_t region_id, term; /* term 0: empty */
+    } synced[MVCC_SYNCED_SLOTS];  /* direct-mapped by region id: an evicted one syncs again */
+    uint64_t local_commit_ts;     /* commit ts chosen here so far (tests look at it) */
 };
 
 int mvcc_mem_locks_init(struct mvcc_mem_locks *l);
@@ -261,9 +286,19 @@ void mvcc_mem_locks_set_commit_ts(struct mvcc_mem_locks *l, struct mvcc_mem_lock
                                   uint64_t commit_ts);
 void mvcc_mem_locks_remove(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m);
 /*
- * mvcc_mem_locks_wait waits, at most timeout_ms, until no listed lock that may commit at or
- * below read_ts holds a key in [start, end) (end_len 0: no upper bound), or the key start itself
- * when end is NULL. Returns 0, or 1 when the time ran out.
+ * add_local lists m with a commit ts chosen here (*commit_ts) when (region_id, term) is synced
+ * and the ts is trusted; returns 1 then, else 0 with m not listed. term 0 never is.
+ */
+int mvcc_mem_locks_add_local(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m, uint64_t region_id,
+                             uint64_t term, uint64_t start_ts, uint64_t *commit_ts);
+/* A TSO answer asked for after a snapshot of (region_id, term) was taken: max_ts covers it, and
+ * the pair is synced (term 0: only the ts counts). */
+void mvcc_mem_locks_tso_seen(struct mvcc_mem_locks *l, uint64_t region_id, uint64_t term,
+                             uint64_t ts);
+/*
+ * mvcc_mem_locks_wait raises max_ts to read_ts, then waits, at most timeout_ms, until no listed
+ * lock that may commit at or below read_ts holds a key in [start, end) (end_len 0: no upper
+ * bound), or the key start itself when end is NULL. Returns 0, or 1 when the time ran out.
  */
 int mvcc_mem_locks_wait(struct mvcc_mem_locks *l, const void *start, size_t start_len,
                         const void *end, size_t end_len, uint64_t read_ts, int timeout_ms);

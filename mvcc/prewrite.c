@@ -1,6 +1,5 @@
 /* prewrite.c — KvPrewrite: two-phase commit's first phase, locking every key, or a one-phase
  * commit; run as a chain of asynchronous steps. */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,8 +133,9 @@ static int prewrite_one(struct mvcc_txn *txn, const struct mvcc_prewrite_req *re
 
 /*
  * One prewrite in flight: latches, then a snapshot, then the checks (prewrite_one), then for a
- * one-phase commit a commit ts, then the write; each step is started by the one before from
- * whatever thread answered it, and finish() ends the command.
+ * one-phase commit a commit ts (chosen on this store when the snapshot's leadership term allows,
+ * see mvcc_mem_locks, else from the TSO), then the write; each step is started by the one before
+ * from whatever thread answered it, and finish() ends the command.
  */
 struct prewrite_op {
     struct mvcc_engine *e;
@@ -155,14 +155,7 @@ struct prewrite_op {
     struct mvcc_mem_lock ml;
     int ml_listed;
     uint64_t commit_ts; /* the one-phase commit ts being written, else 0 */
-    /* With an asynchronous ts source the commit ts is asked for alongside the snapshot (the keys
-     * listed first, as ever): both answers count `joins` down and the last one goes on. */
-    int early_ts;
-    _Atomic int joins;
-    int ts_rc; /* written by the ts answer before its count-down */
-    uint64_t ts;
-    int next; /* what the checks decided (AFTER_*), written before the read's count-down */
-    int next_rc;
+    uint64_t term;      /* nonzero: the commit ts was chosen here, for this leadership term */
 };
 
 enum { AFTER_FINISH, AFTER_WRITE, AFTER_ONE_PC };
@@ -254,72 +247,61 @@ static void on_commit_ts(void *arg, int ts_rc, uint64_t commit_ts)
     /* The in-memory lock must stay until the write's fate is known, so the write waits for
      * Raft's own answer (applied, or dropped) well past the usual timeout rather than come
      * back undetermined while it may still apply. */
-    struct storage_ctx wctx;
-    if (op->pctx) {
-        wctx = op->ctx;
-        wctx.timeout_ms = MVCC_ONE_PC_WRITE_TIMEOUT_MS;
-    }
-    write_buffered(op, op->pctx ? &wctx : NULL);
+    struct storage_ctx wctx = op->ctx;
+    wctx.timeout_ms = MVCC_ONE_PC_WRITE_TIMEOUT_MS;
+    wctx.term = op->term;
+    write_buffered(op, op->pctx || op->term ? &wctx : NULL);
 }
 
-/* Lists the keys in the in-memory lock table: before the ts is asked for, so a reader whose ts
- * is above ours asked the TSO after we were listed, finds us and waits for the write. */
-static void list_mem_lock(struct prewrite_op *op)
+/* The TSO's answer, asked for after the snapshot: in the snapshot's term, so it syncs it. */
+static void on_tso(void *arg, int rc, uint64_t ts)
 {
-    op->ml = (struct mvcc_mem_lock){.keys = op->keys, .n_keys = op->req->n_mutations};
-    mvcc_mem_locks_add(&op->e->mem_locks, &op->ml);
-    op->ml_listed = 1;
-}
-
-/* The blocking source's turn, after the checks: list the keys, take a ts, write. */
-static void one_pc_blocking_ts(struct prewrite_op *op)
-{
-    struct mvcc_engine *e = op->e;
-    list_mem_lock(op);
-    uint64_t ts = 0;
-    int rc = e->ts_source(e->ts_source_arg, &ts);
+    struct prewrite_op *op = arg;
+    if (rc == 0)
+        mvcc_mem_locks_tso_seen(&op->e->mem_locks, op->ctx.region_id, op->reader->term, ts);
     on_commit_ts(op, rc, ts);
 }
 
-/* Both the checks and (when asked early) the commit ts are in: what the checks decided. */
-static void after_read(struct prewrite_op *op)
+/* After the checks: a commit ts chosen here if the snapshot's term allows, else from the TSO
+ * (the keys listed first, either way), then the write. */
+static void one_pc_commit_ts(struct prewrite_op *op)
 {
-    switch (op->next) {
+    struct mvcc_engine *e = op->e;
+    uint64_t ts = 0;
+    op->ml = (struct mvcc_mem_lock){.keys = op->keys, .n_keys = op->req->n_mutations};
+    if (mvcc_mem_locks_add_local(&e->mem_locks, &op->ml, op->ctx.region_id, op->reader->term,
+                                 op->req->start_ts, &ts)) {
+        op->ml_listed = 1;
+        op->term = op->reader->term;
+        on_commit_ts(op, 0, ts);
+        return;
+    }
+    /* Listed before the ts is asked for: a reader whose ts is above ours asked the TSO after we
+     * were listed, so it finds us and waits for the write. */
+    mvcc_mem_locks_add(&e->mem_locks, &op->ml);
+    op->ml_listed = 1;
+    if (e->ts_source_async) {
+        e->ts_source_async(e->ts_source_async_arg, on_tso, op);
+        return;
+    }
+    int rc = e->ts_source(e->ts_source_arg, &ts);
+    on_tso(op, rc, ts);
+}
+
+/* The checks are in: what they decided (AFTER_*), with rc for a finish. */
+static void after_read(struct prewrite_op *op, int next, int rc)
+{
+    switch (next) {
     case AFTER_FINISH:
-        finish(op, op->next_rc);
+        finish(op, rc);
         return;
     case AFTER_WRITE:
-        if (op->ml_listed) {
-            mvcc_mem_locks_remove(&op->e->mem_locks, &op->ml);
-            op->ml_listed = 0;
-        }
         write_buffered(op, op->pctx);
         return;
     default:
-        if (op->early_ts)
-            on_commit_ts(op, op->ts_rc, op->ts);
-        else
-            one_pc_blocking_ts(op);
+        one_pc_commit_ts(op);
         return;
     }
-}
-
-/* 1 when this answer is the last of the two an early-ts prewrite waits for (or the only one). */
-static int last_answer(struct prewrite_op *op)
-{
-    return !op->early_ts || atomic_fetch_sub_explicit(&op->joins, 1, memory_order_acq_rel) == 1;
-}
-
-static void on_early_ts(void *arg, int rc, uint64_t ts)
-{
-    struct prewrite_op *op = arg;
-    op->ts_rc = rc;
-    op->ts = ts;
-    /* Readers below it need not wait while the checks run. */
-    if (rc == 0 && ts > op->req->start_ts)
-        mvcc_mem_locks_set_commit_ts(&op->e->mem_locks, &op->ml, ts);
-    if (last_answer(op))
-        after_read(op);
 }
 
 /* Runs the checks on the snapshot; returns what comes next (AFTER_*) with *rc_out for a finish. */
@@ -363,25 +345,15 @@ static void on_reader(void *arg, int rc, struct storage_reader *reader,
                       const struct storage_error *err)
 {
     struct prewrite_op *op = arg;
-    op->next = check_snapshot(op, rc, reader, err, &op->next_rc);
-    if (last_answer(op))
-        after_read(op);
+    int next_rc;
+    int next = check_snapshot(op, rc, reader, err, &next_rc);
+    after_read(op, next, next_rc);
 }
 
 static void on_latched(void *arg)
 {
     struct prewrite_op *op = arg;
-    struct mvcc_engine *e = op->e;
-    if (op->one_pc && e->ts_source_async) {
-        /* The ts round trip and the snapshot at once: a conflict found by the checks only
-         * wastes a timestamp. Nothing but this command writes the keys while it holds their
-         * latches, so a commit ts taken before the snapshot is as good as one taken after. */
-        list_mem_lock(op);
-        op->early_ts = 1;
-        atomic_init(&op->joins, 2);
-        e->ts_source_async(e->ts_source_async_arg, on_early_ts, op);
-    }
-    storage_reader_async(e->storage, op->pctx, on_reader, op);
+    storage_reader_async(op->e->storage, op->pctx, on_reader, op);
 }
 
 void mvcc_prewrite_async(struct mvcc_engine *e, const struct storage_ctx *ctx,

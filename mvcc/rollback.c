@@ -18,7 +18,15 @@ static int rollback_own(struct mvcc_txn *txn, const void *key, size_t key_len,
     }
     /* Stored at commit_ts == start_ts: a later prewrite of this txn sees it
      * as a write at its start ts and fails; a commit finds it and aborts. */
-    if (rc == MVCC_OK)
+    if (rc != MVCC_OK)
+        return rc;
+    /* Unless another transaction committed the key at exactly our start ts (a one-phase
+     * commit ts chosen by a store rather than the TSO may equal one): that record stays, and
+     * fences this txn as well, since a prewrite finds a record at its start ts and fails. */
+    struct mvcc_write other;
+    int taken;
+    rc = mvcc_txn_write_at_start(txn, key, key_len, &other, &taken);
+    if (rc == MVCC_OK && !taken)
         rc = mvcc_txn_put_write(txn, key, key_len, txn->start_ts, &rb);
     return rc;
 }

@@ -308,6 +308,29 @@ int mvcc_txn_current_write(struct mvcc_txn *txn, const void *key, size_t key_len
     return rc;
 }
 
+static int visit_at_start(void *arg, uint64_t commit_ts, const struct mvcc_write *w)
+{
+    struct current_arg *a = arg;
+    /* The walk starts at start_ts: the first record is there or older. */
+    if (commit_ts == a->start_ts) {
+        a->w = *w;
+        a->commit_ts = commit_ts;
+        a->found = 1;
+    }
+    return 1;
+}
+
+int mvcc_txn_write_at_start(struct mvcc_txn *txn, const void *key, size_t key_len,
+                            struct mvcc_write *w, int *found)
+{
+    struct current_arg a = {.start_ts = txn->start_ts};
+    int rc = walk_writes(txn, key, key_len, txn->start_ts, visit_at_start, &a);
+    *found = rc == MVCC_OK && a.found;
+    if (*found)
+        *w = a.w;
+    return rc;
+}
+
 static int visit_first(void *arg, uint64_t commit_ts, const struct mvcc_write *w)
 {
     struct current_arg *a = arg;

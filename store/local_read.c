@@ -12,6 +12,7 @@
 struct entry {
     uint64_t region_id;
     uint64_t until_ms; /* 0: withdrawn */
+    uint64_t term;     /* the leader's term when published */
     uint64_t version;
     struct region range; /* keys and version only (no peers) */
     uint8_t *lo, *hi;    /* its data range in stored keys */
@@ -92,8 +93,8 @@ static int set_range(struct entry *e, const struct region *r)
     return 0;
 }
 
-int local_read_publish(struct local_reader *lr, const struct region *r, uint64_t until_ms,
-                       uint64_t *served)
+int local_read_publish(struct local_reader *lr, const struct region *r, uint64_t term,
+                       uint64_t until_ms, uint64_t *served)
 {
     int rc = 0;
     pthread_mutex_lock(&lr->mu);
@@ -124,6 +125,7 @@ int local_read_publish(struct local_reader *lr, const struct region *r, uint64_t
     if (e->version != r->version || !e->version)
         rc = set_range(e, r);
     e->until_ms = rc ? 0 : until_ms;
+    e->term = term;
     if (served)
         *served = atomic_load_explicit(&e->served, memory_order_relaxed);
     pthread_mutex_unlock(&lr->mu);
@@ -156,8 +158,10 @@ int local_read_try(struct local_reader *lr, struct engine *kv, uint64_t store_id
         ok = store_region_contains(&e->range, ctx->keys[i].data, ctx->keys[i].len);
     if (ok)
         ok = engine_snapshot_reader_bounded(kv, e->lo, e->lo_len, e->hi, e->hi_len, &reader) == 0;
-    if (ok)
+    if (ok) {
+        reader->term = e->term;
         atomic_fetch_add_explicit(&e->served, 1, memory_order_relaxed);
+    }
     pthread_mutex_unlock(&lr->mu);
     if (!ok)
         return 0;

@@ -33,10 +33,11 @@ struct local_reader *local_read_new(void);
 void local_read_free(struct local_reader *lr);
 
 /* Loop thread: region r (its id, range and version) may be read locally until until_ms
- * (rpc_now_ms clock). Returns -1 on OOM, leaving no entry. *served (may be NULL): the reads of
- * the region served here so far, for introspection. */
-int local_read_publish(struct local_reader *lr, const struct region *r, uint64_t until_ms,
-                       uint64_t *served);
+ * (rpc_now_ms clock) by its leader of `term`, which the readers carry. Returns -1 on OOM, leaving
+ * no entry. *served (may be NULL): the reads of the region served here so far, for
+ * introspection. */
+int local_read_publish(struct local_reader *lr, const struct region *r, uint64_t term,
+                       uint64_t until_ms, uint64_t *served);
 /* Loop thread: no local reads of region_id from now on (a read already past its check finishes
  * on the state it checked, which the caller has not changed yet). Returns the reads of the
  * region served here so far. */

@@ -329,6 +329,7 @@ static void batch_write(struct peer *p, struct mail *m)
     if (!p->batch_cmd) {
         /* The first write's command becomes the batch's. */
         p->batch_cmd = cmd;
+        p->batch_term = p->ps.hs.term;
         p->batch_cap = cmd->n_requests;
         m->cmd = NULL;
     } else {
@@ -358,6 +359,13 @@ void peer_propose_write(struct peer *p, struct mail *m)
 {
     if (check_request(p, &m->ctx, m->cb, m->cb_arg))
         return;
+    if (m->ctx.term && m->ctx.term != p->ps.hs.term) {
+        /* Its content was decided in another leadership term (a one-phase commit ts chosen
+         * from what this store had read then): only that term may propose it. */
+        raftstore_answer_region_error(m->cb, m->cb_arg, STORAGE_REGION_ERR_STALE_COMMAND,
+                                      p->region_id, 0, 0, "write meant for another leader term");
+        return;
+    }
     for (size_t i = 0; i < m->cmd->n_requests; i++) {
         const RaftCmdpb__Request *r = m->cmd->requests[i];
         const ProtobufCBinaryData *key = r->put ? &r->put->key : &r->delete_->key;
@@ -374,6 +382,11 @@ void peer_flush_writes(struct peer *p)
     RaftCmdpb__RaftCmdRequest *cmd = p->batch_cmd;
     if (!cmd)
         return;
+    if (p->batch_term != p->ps.hs.term) {
+        /* Leadership changed hands since they were accepted: none was proposed. */
+        fail_batched_writes(p, STORAGE_ERR_REGION);
+        return;
+    }
     p->batch_cmd = NULL;
     p->batch_cap = p->batch_bytes = 0;
     size_t n = p->n_batch_cbs;
@@ -426,7 +439,8 @@ void peer_publish_local_read(struct peer *p)
     uint64_t until = p->lease_until_ms - lease_span_ms(p->rs) / 2;
     if (lease_valid(p, now) && now < until && p->ps.applied_term == p->ps.hs.term &&
         !p->pending_remove && !p->applying_snapshot &&
-        local_read_publish(p->rs->local_reads, &p->ps.region, until, &p->local_lease_reads) == 0)
+        local_read_publish(p->rs->local_reads, &p->ps.region, p->ps.hs.term, until,
+                           &p->local_lease_reads) == 0)
         return;
     p->local_lease_reads = local_read_withdraw(p->rs->local_reads, p->region_id);
 }
@@ -789,6 +803,8 @@ static void serve_reads(struct peer *p)
             free(lo);
             free(hi);
         }
+        if (rc == 0)
+            reader->term = p->ps.hs.term;
         raftstore_answer(rd->cb, rd->cb_arg, rc, NULL, rc ? NULL : reader);
         free(rd);
     }

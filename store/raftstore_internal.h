@@ -93,6 +93,7 @@ struct peer {
      * one log entry, one append and one apply for all of them. batch_cmd owns their requests. */
     RaftCmdpb__RaftCmdRequest *batch_cmd;
     size_t batch_cap, batch_bytes;
+    uint64_t batch_term; /* the term the batch was gathered in */
     struct batch_cb {
         raftstore_cb cb;
         void *arg;

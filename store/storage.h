@@ -65,6 +65,9 @@ struct storage_ctx {
      * 0: the storage's own timeout. A caller that holds something until the write's fate is
      * known (a one-phase commit's in-memory lock) asks for longer. */
     int timeout_ms;
+    /* Nonzero: a replicated write is proposed only by the region's leader in this Raft term,
+     * else answered StaleCommand (a one-phase commit whose ts this store chose in that term). */
+    uint64_t term;
 };
 
 /* Region error kinds, mirroring errorpb.Error's variants. */
@@ -155,6 +158,10 @@ struct storage {
 };
 struct storage_reader {
     const struct storage_reader_ops *ops;
+    /* A replicated storage's snapshot: the Raft term in which the region's leader took it, always
+     * nonzero. 0: no leadership term (standalone, tests), which never lets mvcc/ choose a commit
+     * ts itself. */
+    uint64_t term;
 };
 struct storage_iter {
     const struct storage_iter_ops *ops;

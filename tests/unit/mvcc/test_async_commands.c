@@ -16,6 +16,7 @@ struct held_write {
     struct storage_modify *mods;
     size_t n;
     int timeout_ms;
+    uint64_t term; /* the term the write asked to be proposed in (0: any) */
     storage_write_cb cb;
     void *arg;
 };
@@ -26,6 +27,7 @@ struct held {
     pthread_mutex_t mu;
     struct held_write q[512]; /* guarded by mu */
     size_t n;
+    uint64_t term; /* the leadership term its snapshots carry, as a replicated storage's do */
 };
 
 static int held_write_sync(struct storage *s, const struct storage_ctx *ctx,
@@ -53,7 +55,11 @@ static void held_write_async(struct storage *s, const struct storage_ctx *ctx,
                              void *arg)
 {
     struct held *h = (struct held *)s;
-    struct held_write w = {.n = n, .cb = cb, .arg = arg, .timeout_ms = ctx ? ctx->timeout_ms : 0};
+    struct held_write w = {.n = n,
+                           .cb = cb,
+                           .arg = arg,
+                           .timeout_ms = ctx ? ctx->timeout_ms : 0,
+                           .term = ctx ? ctx->term : 0};
     w.mods = calloc(n, sizeof(*w.mods));
     assert_non_null(w.mods);
     for (size_t i = 0; i < n; i++) {
@@ -73,6 +79,8 @@ static void held_reader_async(struct storage *s, const struct storage_ctx *ctx,
     struct storage_error err = {0};
     struct storage_reader *r = NULL;
     int rc = storage_reader(((struct held *)s)->inner, ctx, &r, &err);
+    if (rc == 0)
+        r->term = ((struct held *)s)->term;
     cb(arg, rc, rc ? NULL : r, rc ? &err : NULL);
 }
 
@@ -90,6 +98,16 @@ static size_t held_count(struct held *h)
     size_t n = h->n;
     pthread_mutex_unlock(&h->mu);
     return n;
+}
+
+/* The term the oldest held write asked for. */
+static uint64_t held_term(struct held *h)
+{
+    pthread_mutex_lock(&h->mu);
+    assert_true(h->n > 0);
+    uint64_t term = h->q[0].term;
+    pthread_mutex_unlock(&h->mu);
+    return term;
 }
 
 /* Answers the oldest held write: applied (kind NONE) or failed with that region error. Returns
@@ -370,19 +388,16 @@ static void test_one_pc_late_ts_failure_locks(void **state)
     mvcc_prewrite_result_free(&p.out);
 }
 
-/* The commit ts is asked for alongside the snapshot: a prewrite whose checks find a conflict
- * still waits for the ts answer (it holds the command), then answers the conflict, unlists its
- * keys and writes nothing. */
-static void test_one_pc_conflict_waits_for_early_ts(void **state)
+/* The commit ts is asked for after the checks: a prewrite whose checks find a conflict answers
+ * it at once, asks for no timestamp and writes nothing. */
+static void test_one_pc_conflict_asks_no_ts(void **state)
 {
     struct afx *a = *state;
     mvcc_engine_set_ts_source_async(a->f.e, late_ts_get, &a->ts);
     fx_committed(&a->f, "k", 1, 105, 108, "old", 3);
     struct pw p;
     pw_start(a, &p, "k", 100, 1);
-    assert_int_equal(a->ts.n, 1);
-    assert_int_equal(p.an.done, 0);
-    a->ts.cb[0](a->ts.arg[0], 0, 120);
+    assert_int_equal(a->ts.n, 0);
     assert_int_equal(p.an.done, 1);
     assert_int_equal(p.an.rc, MVCC_OK);
     assert_int_equal(p.out.n_errors, 1);
@@ -396,6 +411,101 @@ static void test_one_pc_conflict_waits_for_early_ts(void **state)
     mvcc_get_result_free(&g);
     fx_assert_lens(&a->f, 1, 0, 1);
     mvcc_prewrite_result_free(&p.out);
+}
+
+/* Starts a one-phase prewrite of key at start_ts in region 1 and answers its write; returns its
+ * commit ts. *asked: whether it took a timestamp from the source (answered with tso_ts). */
+static uint64_t one_pc_in_region(struct afx *a, const char *key, uint64_t start_ts, uint64_t tso_ts,
+                                 int *asked, uint64_t *write_term)
+{
+    struct pw p;
+    int before = a->ts.n;
+    memset(&p, 0, sizeof(p));
+    p.ctx.region_id = 1;
+    snprintf(p.key, sizeof p.key, "%s", key);
+    p.m = (struct mvcc_mutation){MVCC_OP_PUT, p.key, strlen(p.key), "v", 1};
+    p.req = (struct mvcc_prewrite_req){.mutations = &p.m,
+                                       .n_mutations = 1,
+                                       .primary = p.key,
+                                       .primary_len = strlen(p.key),
+                                       .start_ts = start_ts,
+                                       .lock_ttl_ms = 3000,
+                                       .try_one_pc = 1};
+    mvcc_prewrite_async(a->f.e, &p.ctx, &p.req, &p.out, on_done, &p.an);
+    *asked = a->ts.n > before;
+    if (*asked)
+        a->ts.cb[a->ts.n - 1](a->ts.arg[a->ts.n - 1], 0, tso_ts);
+    *write_term = held_term(a->h);
+    held_answer(a->h, STORAGE_REGION_ERR_NONE);
+    assert_int_equal(p.an.done, 1);
+    assert_int_equal(p.an.rc, MVCC_OK);
+    uint64_t cts = p.out.one_pc_commit_ts;
+    mvcc_prewrite_result_free(&p.out);
+    return cts;
+}
+
+/*
+ * In a leadership term synced by one TSO answer, later one-phase commits choose their commit ts
+ * here, without a source call: above every ts read on this store and above their start ts. Such
+ * a write carries its term. A new term asks the source again, and so does a commit whose ts
+ * would lie far beyond the newest TSO answer (a bogus read ts is not trusted).
+ */
+static void test_one_pc_synced_term_chooses_commit_ts_without_tso(void **state)
+{
+    struct afx *a = *state;
+    mvcc_engine_set_ts_source_async(a->f.e, late_ts_get, &a->ts);
+    a->h->term = 7;
+    int asked;
+    uint64_t term;
+    assert_int_equal(one_pc_in_region(a, "a", 100, 120, &asked, &term), 120);
+    assert_true(asked);
+    assert_int_equal(term, 0); /* a TSO commit ts is good in any term */
+
+    assert_int_equal(one_pc_in_region(a, "b", 130, 0, &asked, &term), 131);
+    assert_false(asked);
+    assert_int_equal(term, 7);
+
+    /* A read at 500 (of another key) raises the floor: the next commit lands above it, so a
+     * second read at 500 sees what the first saw. */
+    struct mvcc_get_result g;
+    assert_int_equal(mvcc_get(a->f.e, NULL, "c", 1, 500, &g), MVCC_OK);
+    assert_true(g.not_found);
+    mvcc_get_result_free(&g);
+    assert_int_equal(one_pc_in_region(a, "c", 140, 0, &asked, &term), 501);
+    assert_false(asked);
+    assert_int_equal(mvcc_get(a->f.e, NULL, "c", 1, 500, &g), MVCC_OK);
+    assert_true(g.not_found);
+    mvcc_get_result_free(&g);
+
+    /* Another term: its first commit asks the source. */
+    a->h->term = 8;
+    assert_int_equal(one_pc_in_region(a, "d", 600, 700, &asked, &term), 700);
+    assert_true(asked);
+    assert_int_equal(one_pc_in_region(a, "e", 710, 0, &asked, &term), 711);
+    assert_false(asked);
+    assert_int_equal(term, 8);
+
+    /* A read ts more than the slack past the newest TSO answer: the next commit asks. */
+    uint64_t far = 700 + ((uint64_t)2000 << 18);
+    assert_int_equal(mvcc_get(a->f.e, NULL, "f", 1, far, &g), MVCC_OK);
+    mvcc_get_result_free(&g);
+    assert_int_equal(one_pc_in_region(a, "f", 720, far + 5, &asked, &term), far + 5);
+    assert_true(asked);
+    assert_int_equal(one_pc_in_region(a, "g", 730, 0, &asked, &term), far + 6);
+    assert_false(asked);
+}
+
+/* A storage without leadership terms (snapshots with term 0) never chooses a commit ts here. */
+static void test_one_pc_without_term_always_asks_tso(void **state)
+{
+    struct afx *a = *state;
+    mvcc_engine_set_ts_source_async(a->f.e, late_ts_get, &a->ts);
+    int asked;
+    uint64_t term;
+    assert_int_equal(one_pc_in_region(a, "a", 100, 120, &asked, &term), 120);
+    assert_true(asked);
+    assert_int_equal(one_pc_in_region(a, "b", 130, 140, &asked, &term), 140);
+    assert_true(asked);
 }
 
 /* Commit answers from its write's completion; a failed commit write keeps the lock and lets the
@@ -437,7 +547,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_pc_with_late_ts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_pc_failed_write_unlists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_pc_late_ts_failure_locks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_one_pc_conflict_waits_for_early_ts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_pc_conflict_asks_no_ts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_pc_synced_term_chooses_commit_ts_without_tso,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_pc_without_term_always_asks_tso, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_async, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,6 +49,39 @@ static void test_rollback_duplicate_keys(void **state)
     assert_rollback_record(f, K(15), 100);
 }
 
+/* Another transaction committed the key at exactly the rolled-back one's start ts (a one-phase
+ * commit ts a store chose can equal a TSO start ts): its commit record stays, readers still see
+ * its value, and the rolled-back transaction still cannot prewrite the key. The same holds when
+ * the rollback comes from a status check of that transaction. */
+static void test_rollback_keeps_other_commit_at_start_ts(void **state)
+{
+    struct fx *f = *state;
+    struct mvcc_write_result r;
+    fx_committed(f, K(3), 90, 100, "\x2a", 1);
+    assert_int_equal(fx_rollback1(f, K(3), 100, &r), 0);
+    assert_int_equal(r.error.kind, MVCC_KEY_ERR_NONE);
+    struct mvcc_write w;
+    assert_true(fx_get_write(f, K(3), 100, &w));
+    assert_int_equal(w.kind, MVCC_WRITE_PUT);
+    assert_int_equal(w.start_ts, 90);
+    assert_true(fx_get_ok(f, K(3), 100, "\x2a", 1));
+    struct mvcc_prewrite_result pr;
+    struct mvcc_mutation m[] = {{MVCC_OP_PUT, "\x03", 1, "x", 1}};
+    assert_int_equal(fx_prewrite(f, m, 1, K(3), 100, 3000, &pr), 0);
+    assert_int_equal(pr.n_errors, 1);
+    assert_int_equal(pr.errors[0].kind, MVCC_KEY_ERR_CONFLICT);
+    mvcc_prewrite_result_free(&pr);
+
+    struct mvcc_check_txn_status_result st;
+    fx_committed(f, K(4), 95, 110, "\x2b", 1);
+    assert_int_equal(mvcc_check_txn_status(f->e, NULL, "\x04", 1, 110, 1000, &st), 0);
+    mvcc_check_txn_status_result_free(&st);
+    assert_true(fx_get_write(f, K(4), 110, &w));
+    assert_int_equal(w.kind, MVCC_WRITE_PUT);
+    assert_int_equal(w.start_ts, 95);
+    fx_assert_lens(f, 2, 0, 2);
+}
+
 /* Rolling back a key that was never prewritten still writes the rollback record. */
 static void test_rollback_missing_prewrite(void **state)
 {
@@ -346,6 +379,7 @@ int main(void)
         T(test_empty_rollback),
         T(test_rollback),
         T(test_rollback_duplicate_keys),
+        T(test_rollback_keeps_other_commit_at_start_ts),
         T(test_rollback_missing_prewrite),
         T(test_rollback_committed),
         T(test_rollback_duplicate),
