@@ -217,6 +217,9 @@ struct mvcc_prewrite_result {
     /* Nonzero: the transaction committed at this ts in one phase (no locks left to commit);
      * 0 after a successful prewrite: the keys are locked, commit them as usual. */
     uint64_t one_pc_commit_ts;
+    /* Where this call's one-phase commit ts came from (none: no commit written by this call, as
+     * when a retry answers an earlier attempt's ts). */
+    enum mvcc_ts_origin { MVCC_TS_NONE = 0, MVCC_TS_STORE, MVCC_TS_TSO } one_pc_ts_origin;
     struct storage_error storage_err;
     char errmsg[256];
 };

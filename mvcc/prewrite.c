@@ -195,8 +195,10 @@ static void on_written(void *arg, int rc, const struct storage_error *err)
 {
     struct prewrite_op *op = arg;
     rc = mvcc_write_outcome(rc, err, &op->out->storage_err);
-    if (rc == MVCC_OK && op->commit_ts)
+    if (rc == MVCC_OK && op->commit_ts) {
         op->out->one_pc_commit_ts = op->commit_ts;
+        op->out->one_pc_ts_origin = op->term ? MVCC_TS_STORE : MVCC_TS_TSO;
+    }
     finish(op, rc);
 }
 

@@ -39,6 +39,7 @@ struct kv_service {
     /* Looked up in `metrics` by kv_service_methods (NULL without it). */
     struct metrics_counter *txn_locks_met, *txn_conflicts;
     struct metrics_counter *txn_prewrites_one_pc, *txn_prewrites_two_pc;
+    struct metrics_counter *txn_one_pc_ts_store, *txn_one_pc_ts_tso;
     struct metrics_counter *txn_locks_committed, *txn_locks_rolled_back;
 };
 

@@ -264,6 +264,9 @@ static void prewrite_done(void *arg, int rc)
         resp.one_pc_commit_ts = r->one_pc_commit_ts;
         metrics_counter_inc(r->one_pc_commit_ts ? svc->txn_prewrites_one_pc
                                                 : svc->txn_prewrites_two_pc);
+        if (r->one_pc_ts_origin != MVCC_TS_NONE)
+            metrics_counter_inc(r->one_pc_ts_origin == MVCC_TS_STORE ? svc->txn_one_pc_ts_store
+                                                                     : svc->txn_one_pc_ts_tso);
     }
     reply_and_free_region(call, &resp.base, resp.region_error);
 cleanup:
@@ -466,6 +469,12 @@ size_t kv_txn_methods(struct kv_service *svc, struct rpc_method *out)
         metrics_counter(svc->metrics, "tinykv_txn_prewrites_total", pw, "phases=\"one\"");
     svc->txn_prewrites_two_pc =
         metrics_counter(svc->metrics, "tinykv_txn_prewrites_total", pw, "phases=\"two\"");
+    static const char ts[] = "One-phase commits written, by where their commit ts came from: "
+                             "chosen on the store, or asked of the TSO.";
+    svc->txn_one_pc_ts_store =
+        metrics_counter(svc->metrics, "tinykv_txn_one_pc_commit_ts_total", ts, "source=\"store\"");
+    svc->txn_one_pc_ts_tso =
+        metrics_counter(svc->metrics, "tinykv_txn_one_pc_commit_ts_total", ts, "source=\"tso\"");
     static const char res[] = "KvResolveLock calls that resolved a transaction's locks, by action.";
     svc->txn_locks_committed =
         metrics_counter(svc->metrics, "tinykv_txn_resolve_locks_total", res, "action=\"commit\"");
