@@ -56,7 +56,10 @@ enum mvcc_write_kind {
 };
 
 #define MVCC_LOCK_FIXED_BYTES 17
-#define MVCC_WRITE_RECORD_BYTES 9
+#define MVCC_WRITE_RECORD_BYTES 9 /* kind, start ts; then, for a short value, 'v', len, bytes */
+#define MVCC_SHORT_VALUE_MAX 255
+#define MVCC_SHORT_VALUE_FLAG 'v'
+#define MVCC_WRITE_RECORD_MAX (MVCC_WRITE_RECORD_BYTES + 2 + MVCC_SHORT_VALUE_MAX)
 
 /*
  * A decoded lock. primary points into `buf` when buf is set (then buf is
@@ -74,6 +77,12 @@ struct mvcc_lock {
 struct mvcc_write {
     uint64_t start_ts;
     enum mvcc_write_kind kind;
+    /* A put whose value is kept in the record itself (TiKV's short value: up to
+     * MVCC_SHORT_VALUE_MAX bytes, written by one-phase commits) instead of in CF default at
+     * (key, start_ts). Decoding borrows it from the record's bytes. */
+    int has_short;
+    const uint8_t *short_value;
+    size_t short_len;
 };
 
 /* The lock and write record kind of a prewrite mutation's op (PUT, DEL or LOCK). */
@@ -92,7 +101,10 @@ void mvcc_lock_encode(const struct mvcc_lock *lock, uint8_t *out);
 int mvcc_lock_decode(const void *in, size_t len, struct mvcc_lock *out);
 void mvcc_lock_release(struct mvcc_lock *lock);
 
-void mvcc_write_encode(const struct mvcc_write *w, uint8_t out[MVCC_WRITE_RECORD_BYTES]);
+/* Encodes into out; returns the record's length. A short value is kept only on a put of at most
+ * MVCC_SHORT_VALUE_MAX bytes. */
+size_t mvcc_write_encode(const struct mvcc_write *w, uint8_t out[MVCC_WRITE_RECORD_MAX]);
+/* Decodes; a short value points into `in`. MVCC_ERR_CORRUPT if malformed. */
 int mvcc_write_decode(const void *in, size_t len, struct mvcc_write *out);
 
 /* ---- txn.c: MvccTxn, one command's reads and buffered writes ---- */

@@ -70,6 +70,8 @@ static int put_lock(struct mvcc_txn *txn, const struct mvcc_prewrite_req *req,
 struct key_state {
     uint64_t self_commit_ts; /* nonzero: this transaction's own commit record is there */
     int own_lock;            /* this transaction's lock is there (an earlier two-phase attempt) */
+    int short_value;         /* a one-phase put whose value is not buffered yet: it goes in the
+                              * commit record, or into CF default if the commit locks instead */
 };
 
 /* Checks one mutation and, if it passes and nothing failed yet, buffers its value (and, for a
@@ -124,7 +126,9 @@ static int prewrite_one(struct mvcc_txn *txn, const struct mvcc_prewrite_req *re
         if (rc != MVCC_OK)
             return rc;
     }
-    if (m->op == MVCC_OP_PUT)
+    if (m->op == MVCC_OP_PUT && one_pc && !found && m->value_len <= MVCC_SHORT_VALUE_MAX)
+        ks->short_value = 1;
+    else if (m->op == MVCC_OP_PUT)
         rc = mvcc_txn_put_value(txn, m->key, m->key_len, m->value, m->value_len);
     else if (drop_value)
         rc = mvcc_txn_delete_value(txn, m->key, m->key_len);
@@ -207,6 +211,21 @@ static void write_buffered(struct prewrite_op *op, const struct storage_ctx *ctx
     mvcc_txn_write_async(&op->txn, op->e->storage, ctx, on_written, op);
 }
 
+/* The values held back for commit records, buffered into CF default after all (the prewrite
+ * writes locks, or only some of its keys). */
+static int buffer_short_values(struct prewrite_op *op)
+{
+    const struct mvcc_prewrite_req *req = op->req;
+    int rc = MVCC_OK;
+    for (size_t i = 0; i < req->n_mutations && rc == MVCC_OK; i++) {
+        const struct mvcc_mutation *m = &req->mutations[i];
+        if (op->ks[i].short_value)
+            rc = mvcc_txn_put_value(&op->txn, m->key, m->key_len, m->value, m->value_len);
+        op->ks[i].short_value = 0;
+    }
+    return rc;
+}
+
 /*
  * The one-phase end of a prewrite whose checks passed with values buffered, once a commit ts is
  * in (the keys are in the in-memory lock table): buffers the write records (dropping any lock of
@@ -223,6 +242,7 @@ static void on_commit_ts(void *arg, int ts_rc, uint64_t commit_ts)
     if (ts_rc != 0 || commit_ts <= req->start_ts) {
         mvcc_mem_locks_remove(&e->mem_locks, &op->ml);
         op->ml_listed = 0;
+        rc = buffer_short_values(op);
         for (size_t i = 0; i < req->n_mutations && rc == MVCC_OK; i++)
             rc = put_lock(&op->txn, req, &req->mutations[i]);
         if (rc != MVCC_OK) {
@@ -235,7 +255,11 @@ static void on_commit_ts(void *arg, int ts_rc, uint64_t commit_ts)
     mvcc_mem_locks_set_commit_ts(&e->mem_locks, &op->ml, commit_ts);
     for (size_t i = 0; i < req->n_mutations && rc == MVCC_OK; i++) {
         const struct mvcc_mutation *m = &req->mutations[i];
-        struct mvcc_write w = {.kind = mvcc_write_kind_of_op(m->op), .start_ts = req->start_ts};
+        struct mvcc_write w = {.kind = mvcc_write_kind_of_op(m->op),
+                               .start_ts = req->start_ts,
+                               .has_short = op->ks[i].short_value,
+                               .short_value = m->value,
+                               .short_len = m->value_len};
         if (op->ks[i].own_lock)
             rc = mvcc_txn_delete_lock(&op->txn, m->key, m->key_len);
         if (rc == MVCC_OK)
@@ -298,6 +322,11 @@ static void after_read(struct prewrite_op *op, int next, int rc)
         finish(op, rc);
         return;
     case AFTER_WRITE:
+        rc = buffer_short_values(op);
+        if (rc != MVCC_OK) {
+            finish(op, rc);
+            return;
+        }
         write_buffered(op, op->pctx);
         return;
     default:

@@ -60,21 +60,41 @@ void mvcc_lock_release(struct mvcc_lock *lock)
     memset(lock, 0, sizeof(*lock));
 }
 
-void mvcc_write_encode(const struct mvcc_write *w, uint8_t out[MVCC_WRITE_RECORD_BYTES])
+size_t mvcc_write_encode(const struct mvcc_write *w, uint8_t out[MVCC_WRITE_RECORD_MAX])
 {
     out[0] = (uint8_t)w->kind;
     put_u64(out + 1, w->start_ts);
+    if (!w->has_short || w->kind != MVCC_WRITE_PUT || w->short_len > MVCC_SHORT_VALUE_MAX)
+        return MVCC_WRITE_RECORD_BYTES;
+    out[MVCC_WRITE_RECORD_BYTES] = MVCC_SHORT_VALUE_FLAG;
+    out[MVCC_WRITE_RECORD_BYTES + 1] = (uint8_t)w->short_len;
+    if (w->short_len)
+        memcpy(out + MVCC_WRITE_RECORD_BYTES + 2, w->short_value, w->short_len);
+    return MVCC_WRITE_RECORD_BYTES + 2 + w->short_len;
 }
 
 int mvcc_write_decode(const void *in, size_t len, struct mvcc_write *out)
 {
     const uint8_t *p = in;
 
-    if (len != MVCC_WRITE_RECORD_BYTES)
+    if (len < MVCC_WRITE_RECORD_BYTES)
         return MVCC_ERR_CORRUPT;
     if (p[0] < MVCC_WRITE_PUT || p[0] > MVCC_WRITE_LOCK)
         return MVCC_ERR_CORRUPT;
     out->kind = p[0];
     out->start_ts = get_u64(p + 1);
+    out->has_short = 0;
+    out->short_value = NULL;
+    out->short_len = 0;
+    if (len == MVCC_WRITE_RECORD_BYTES)
+        return MVCC_OK;
+    /* Only a put carries a short value, exactly as long as its length byte says. */
+    if (p[0] != MVCC_WRITE_PUT || len < MVCC_WRITE_RECORD_BYTES + 2 ||
+        p[MVCC_WRITE_RECORD_BYTES] != MVCC_SHORT_VALUE_FLAG ||
+        len != MVCC_WRITE_RECORD_BYTES + 2 + (size_t)p[MVCC_WRITE_RECORD_BYTES + 1])
+        return MVCC_ERR_CORRUPT;
+    out->has_short = 1;
+    out->short_value = p + MVCC_WRITE_RECORD_BYTES + 2;
+    out->short_len = p[MVCC_WRITE_RECORD_BYTES + 1];
     return MVCC_OK;
 }

@@ -102,13 +102,15 @@ int mvcc_txn_put_write(struct mvcc_txn *txn, const void *key, size_t key_len, ui
     size_t klen;
     if (mvcc_key_encode(key, key_len, commit_ts, &k, &klen) != MVCC_OK)
         return MVCC_ERR_NOMEM;
-    v = malloc(MVCC_WRITE_RECORD_BYTES);
+    uint8_t rec[MVCC_WRITE_RECORD_MAX];
+    size_t len = mvcc_write_encode(w, rec);
+    v = malloc(len);
     if (!v) {
         free(k);
         return MVCC_ERR_NOMEM;
     }
-    mvcc_write_encode(w, v);
-    return txn_push(txn, STORAGE_MODIFY_PUT, STORAGE_CF_WRITE, k, klen, v, MVCC_WRITE_RECORD_BYTES);
+    memcpy(v, rec, len);
+    return txn_push(txn, STORAGE_MODIFY_PUT, STORAGE_CF_WRITE, k, klen, v, len);
 }
 
 /* Decodes a lock from a value buffer the lock then owns (freed on failure). */
@@ -223,9 +225,10 @@ out:
 }
 
 struct visible_arg {
-    struct mvcc_write w;
+    struct mvcc_write w; /* its short value copied into `value` */
     uint64_t commit_ts;
     int found;
+    void *value;
 };
 
 static int visit_visible(void *arg, uint64_t commit_ts, const struct mvcc_write *w)
@@ -233,6 +236,14 @@ static int visit_visible(void *arg, uint64_t commit_ts, const struct mvcc_write 
     struct visible_arg *a = arg;
     if (w->kind == MVCC_WRITE_ROLLBACK || w->kind == MVCC_WRITE_LOCK)
         return 0;
+    if (w->has_short) {
+        /* The record's bytes go with the iterator. */
+        a->value = malloc(w->short_len ? w->short_len : 1);
+        if (!a->value)
+            return MVCC_ERR_NOMEM;
+        if (w->short_len)
+            memcpy(a->value, w->short_value, w->short_len);
+    }
     a->w = *w;
     a->commit_ts = commit_ts;
     a->found = 1;
@@ -259,6 +270,14 @@ int mvcc_txn_get_version(struct mvcc_txn *txn, const void *key, size_t key_len, 
     rc = walk_writes(txn, key, key_len, txn->start_ts, visit_visible, &a);
     if (rc != MVCC_OK || !a.found || a.w.kind == MVCC_WRITE_DELETE)
         return rc;
+    if (a.w.has_short) {
+        *value = a.value;
+        *value_len = a.w.short_len;
+        *found = 1;
+        if (commit_ts)
+            *commit_ts = a.commit_ts;
+        return MVCC_OK;
+    }
     rc = mvcc_key_encode(key, key_len, a.w.start_ts, &dkey, &dlen);
     if (rc != MVCC_OK)
         return rc;

@@ -8,6 +8,10 @@
  *
  *   kvload --system ours|etcd --op put|get --addr HOST:PORT --inflight N --seconds S
  *          [--value-size B] [--keys K] [--warmup S]
+ *          [--region ID:CONF_VER:VERSION:PEER_ID:STORE_ID]
+ *
+ * With --region (ours), every request carries that kvrpcpb.Context, as a client that knows the
+ * region sends it (the client library always does); without it, none.
  *
  * Output, one line: "kvload system=.. op=.. inflight=N ops=.. errors=.. rps=.. p50_ms=..
  * p99_ms=..". A call counts as an error when its gRPC status is not OK or (ours) its response
@@ -19,6 +23,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +44,8 @@ struct options {
     double seconds, warmup;
     size_t value_size;
     int keys;
+    int has_region;
+    uint64_t region_id, conf_ver, version, peer_id, store_id;
 };
 
 struct slot {
@@ -58,7 +65,8 @@ struct stats {
 static int usage(void)
 {
     fprintf(stderr, "usage: kvload --system ours|etcd --op put|get --addr HOST:PORT --inflight N "
-                    "--seconds S [--value-size B] [--keys K] [--warmup S]\n");
+                    "--seconds S [--value-size B] [--keys K] [--warmup S] "
+                    "[--region ID:CONF_VER:VERSION:PEER_ID:STORE_ID]\n");
     return 2;
 }
 
@@ -87,6 +95,10 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->value_size = (size_t)atol(v);
         else if (!strcmp(a, "--keys"))
             o->keys = atoi(v);
+        else if (!strcmp(a, "--region") &&
+                 sscanf(v, "%" SCNu64 ":%" SCNu64 ":%" SCNu64 ":%" SCNu64 ":%" SCNu64,
+                        &o->region_id, &o->conf_ver, &o->version, &o->peer_id, &o->store_id) == 5)
+            o->has_region = 1;
         else
             return -1;
     }
@@ -107,6 +119,20 @@ static grpc_byte_buffer *encode_request(const struct options *o, int k, const ui
     Etcdserverpb__RangeRequest erange = ETCDSERVERPB__RANGE_REQUEST__INIT;
     Kvrpcpb__RawPutRequest rput = KVRPCPB__RAW_PUT_REQUEST__INIT;
     Kvrpcpb__RawGetRequest rget = KVRPCPB__RAW_GET_REQUEST__INIT;
+    Kvrpcpb__Context ctx = KVRPCPB__CONTEXT__INIT;
+    Metapb__RegionEpoch epoch = METAPB__REGION_EPOCH__INIT;
+    Metapb__Peer peer = METAPB__PEER__INIT;
+    if (o->has_region) {
+        epoch.conf_ver = o->conf_ver;
+        epoch.version = o->version;
+        peer.id = o->peer_id;
+        peer.store_id = o->store_id;
+        ctx.region_id = o->region_id;
+        ctx.region_epoch = &epoch;
+        ctx.peer = &peer;
+        rput.context = &ctx;
+        rget.context = &ctx;
+    }
     ProtobufCMessage *msg;
     if (o->etcd && o->put) {
         eput.key = kb;

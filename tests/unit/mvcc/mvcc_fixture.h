@@ -77,12 +77,12 @@ static inline void fx_put_value(struct fx *f, const void *key, size_t klen, uint
 static inline void fx_put_write(struct fx *f, const void *key, size_t klen, uint64_t commit_ts,
                                 enum mvcc_write_kind kind, uint64_t start_ts)
 {
-    uint8_t *k, v[MVCC_WRITE_RECORD_BYTES];
+    uint8_t *k, v[MVCC_WRITE_RECORD_MAX];
     size_t kl;
     struct mvcc_write w = {.start_ts = start_ts, .kind = kind};
-    mvcc_write_encode(&w, v);
+    size_t vl = mvcc_write_encode(&w, v);
     assert_int_equal(mvcc_key_encode(key, klen, commit_ts, &k, &kl), 0);
-    fx_raw_put(f, STORAGE_CF_WRITE, k, kl, v, sizeof(v));
+    fx_raw_put(f, STORAGE_CF_WRITE, k, kl, v, vl);
     free(k);
 }
 
@@ -149,7 +149,8 @@ static inline int fx_has_value(struct fx *f, const void *key, size_t klen, uint6
     return found;
 }
 
-/* The write record of key at commit_ts: returns 1 and fills *w when present. */
+/* The write record of key at commit_ts: returns 1 and fills *w when present (a short value's
+ * bytes are gone with the record: w->short_value is NULL, has_short and short_len stay). */
 static inline int fx_get_write(struct fx *f, const void *key, size_t klen, uint64_t commit_ts,
                                struct mvcc_write *w)
 {
@@ -162,6 +163,8 @@ static inline int fx_get_write(struct fx *f, const void *key, size_t klen, uint6
     if (found)
         assert_int_equal(mvcc_write_decode(v, vl, w), 0);
     free(v);
+    if (found)
+        w->short_value = NULL;
     return found;
 }
 

@@ -342,7 +342,7 @@ static void test_one_pc_with_late_ts(void **state)
     assert_int_equal(mvcc_get(a->f.e, NULL, "k", 1, 120, &g), MVCC_OK);
     assert_int_equal(g.commit_ts, 120);
     mvcc_get_result_free(&g);
-    fx_assert_lens(&a->f, 1, 0, 1);
+    fx_assert_lens(&a->f, 0, 0, 1);
     mvcc_prewrite_result_free(&p.out);
 }
 

@@ -145,8 +145,8 @@ static void test_write_record_layout(void **state)
 {
     (void)state;
     struct mvcc_write w = {.start_ts = 50, .kind = MVCC_WRITE_DELETE}, d;
-    uint8_t buf[MVCC_WRITE_RECORD_BYTES];
-    mvcc_write_encode(&w, buf);
+    uint8_t buf[MVCC_WRITE_RECORD_MAX];
+    assert_int_equal(mvcc_write_encode(&w, buf), 9);
     const uint8_t want[] = {2, 0, 0, 0, 0, 0, 0, 0, 50};
     assert_memory_equal(buf, want, 9);
     assert_int_equal(mvcc_write_decode(buf, 9, &d), 0);
@@ -155,6 +155,40 @@ static void test_write_record_layout(void **state)
     assert_int_equal(mvcc_write_decode(buf, 8, &d), MVCC_ERR_CORRUPT);
     buf[0] = 9;
     assert_int_equal(mvcc_write_decode(buf, 9, &d), MVCC_ERR_CORRUPT);
+}
+
+/* A put may carry its value (up to 255 bytes) after the 9 bytes as 'v', length, bytes; a record
+ * whose length byte disagrees with its size, or a short value on another kind, is corrupt. */
+static void test_write_record_short_value(void **state)
+{
+    (void)state;
+    uint8_t buf[MVCC_WRITE_RECORD_MAX];
+    struct mvcc_write w = {.start_ts = 50,
+                           .kind = MVCC_WRITE_PUT,
+                           .has_short = 1,
+                           .short_value = (const uint8_t *)"hey",
+                           .short_len = 3},
+                      d;
+    assert_int_equal(mvcc_write_encode(&w, buf), 14);
+    const uint8_t want[] = {1, 0, 0, 0, 0, 0, 0, 0, 50, 'v', 3, 'h', 'e', 'y'};
+    assert_memory_equal(buf, want, 14);
+    assert_int_equal(mvcc_write_decode(buf, 14, &d), 0);
+    assert_true(d.has_short);
+    assert_int_equal(d.short_len, 3);
+    assert_memory_equal(d.short_value, "hey", 3);
+    assert_int_equal(mvcc_write_decode(buf, 13, &d), MVCC_ERR_CORRUPT);
+    assert_int_equal(mvcc_write_decode(buf, 10, &d), MVCC_ERR_CORRUPT);
+    buf[0] = MVCC_WRITE_DELETE;
+    assert_int_equal(mvcc_write_decode(buf, 14, &d), MVCC_ERR_CORRUPT);
+    buf[0] = MVCC_WRITE_PUT;
+    buf[9] = 'x';
+    assert_int_equal(mvcc_write_decode(buf, 14, &d), MVCC_ERR_CORRUPT);
+    /* Too long for a record, or on another kind: the value is not kept there. */
+    w.short_len = 256;
+    assert_int_equal(mvcc_write_encode(&w, buf), 9);
+    w.short_len = 3;
+    w.kind = MVCC_WRITE_DELETE;
+    assert_int_equal(mvcc_write_encode(&w, buf), 9);
 }
 
 /* TSO helpers split physical milliseconds and logical counter at bit 18. */
@@ -172,6 +206,7 @@ int main(void)
         cmocka_unit_test(test_encode_vectors),     cmocka_unit_test(test_key_with_ts_roundtrip),
         cmocka_unit_test(test_order_random),       cmocka_unit_test(test_decode_corrupt),
         cmocka_unit_test(test_lock_record_layout), cmocka_unit_test(test_write_record_layout),
+        cmocka_unit_test(test_lock_record_layout), cmocka_unit_test(test_write_record_short_value),
         cmocka_unit_test(test_tso_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -79,7 +79,8 @@ static int prewrite_1pc(struct fx *f, const struct mvcc_mutation *m, size_t n, u
     return mvcc_prewrite(f->e, NULL, &req, out);
 }
 
-/* One key: value at start ts and a put record at the source's ts, no lock; reads agree. */
+/* One key: a put record at the source's ts holding the (short) value, no lock, nothing in CF
+ * default; reads agree. */
 static void test_one_key_commits_without_lock(void **state)
 {
     struct ofx *o = *state;
@@ -89,11 +90,13 @@ static void test_one_key_commits_without_lock(void **state)
     assert_int_equal(r.n_errors, 0);
     assert_int_equal(r.one_pc_commit_ts, 200);
     mvcc_prewrite_result_free(&r);
-    fx_assert_lens(&o->f, 1, 0, 1);
+    fx_assert_lens(&o->f, 0, 0, 1);
     struct mvcc_write w;
     assert_true(fx_get_write(&o->f, "a", 1, 200, &w));
     assert_int_equal(w.kind, MVCC_WRITE_PUT);
     assert_int_equal(w.start_ts, 100);
+    assert_true(w.has_short);
+    assert_int_equal(w.short_len, 2);
     assert_true(fx_get_ok(&o->f, "a", 1, 200, "v1", 2));
     assert_false(fx_get_ok(&o->f, "a", 1, 199, NULL, 0));
 }
@@ -113,6 +116,43 @@ static void test_many_keys_share_one_commit_ts(void **state)
     assert_false(fx_get_ok(&o->f, "c", 1, 300, NULL, 0));
     assert_true(fx_get_ok(&o->f, "c", 1, 199, "old", 3));
     assert_int_equal(mem_storage_count(o->f.s, STORAGE_CF_LOCK), 0);
+}
+
+/* A value of up to 255 bytes lives in its commit record, a longer one in CF default; a get and a
+ * scan read both kinds, beside a two-phase commit's value. */
+static void test_short_and_long_values_read_back(void **state)
+{
+    struct ofx *o = *state;
+    static char big[301];
+    memset(big, 'x', 300);
+    static char edge[256];
+    memset(edge, 'e', 255);
+    fx_committed(&o->f, "c", 1, 10, 20, "two-phase", 9);
+    struct mvcc_mutation m[] = {{MVCC_OP_PUT, "a", 1, edge, 255}, {MVCC_OP_PUT, "b", 1, big, 300}};
+    struct mvcc_prewrite_result r;
+    assert_int_equal(prewrite_1pc(&o->f, m, 2, 100, &r), 0);
+    assert_int_equal(r.one_pc_commit_ts, 200);
+    mvcc_prewrite_result_free(&r);
+    fx_assert_lens(&o->f, 2, 0, 3); /* "b" and "c" in CF default */
+    struct mvcc_write w;
+    assert_true(fx_get_write(&o->f, "a", 1, 200, &w));
+    assert_true(w.has_short);
+    assert_true(fx_get_write(&o->f, "b", 1, 200, &w));
+    assert_false(w.has_short);
+    assert_true(fx_get_ok(&o->f, "a", 1, 300, edge, 255));
+    assert_true(fx_get_ok(&o->f, "b", 1, 300, big, 300));
+
+    struct mvcc_scan_result sr;
+    struct mvcc_scan_req req = {.start_key = "a", .start_key_len = 1, .limit = 10, .version = 300};
+    assert_int_equal(mvcc_scan(o->f.e, NULL, &req, &sr), 0);
+    assert_int_equal(sr.n_pairs, 3);
+    assert_int_equal(sr.pairs[0].value_len, 255);
+    assert_memory_equal(sr.pairs[0].value, edge, 255);
+    assert_int_equal(sr.pairs[1].value_len, 300);
+    assert_memory_equal(sr.pairs[1].value, big, 300);
+    assert_int_equal(sr.pairs[2].value_len, 9);
+    assert_memory_equal(sr.pairs[2].value, "two-phase", 9);
+    mvcc_scan_result_free(&sr);
 }
 
 /* A newer commit or another transaction's lock fails the prewrite; nothing is written and no
@@ -159,7 +199,7 @@ static void test_retry_after_commit_answers_first_ts(void **state)
     assert_int_equal(r.n_errors, 0);
     assert_int_equal(r.one_pc_commit_ts, 0);
     mvcc_prewrite_result_free(&r);
-    fx_assert_lens(&o->f, 2, 0, 2);
+    fx_assert_lens(&o->f, 1, 0, 2); /* v1 in its commit record, v2 in CF default */
     assert_int_equal(o->src.calls, 1);
 }
 
@@ -380,6 +420,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_key_commits_without_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_keys_share_one_commit_ts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_and_long_values_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflict_and_lock_write_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after_commit_answers_first_ts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_transaction_conflicts, setup, teardown),
