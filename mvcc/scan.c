@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/codec.h"
 #include "mvcc/mvcc_internal.h"
 
 struct scan_state {
@@ -57,9 +58,33 @@ static int push_pair(struct scan_state *st, const void *key, size_t key_len,
     return MVCC_OK;
 }
 
+/* A seek costs far more than a step when a key has few versions: the scan steps over up to this
+ * many records of a key before it seeks instead. */
+#define SCAN_STEPS_BEFORE_SEEK 4
+
+/* Moves wit, standing on a record of the user key whose encoding is prefix[0, prefix_len), to
+ * the first record that is not the key's or whose ts is at most below_ts: a few steps, then a
+ * seek to `seek` (enc(key) ++ ~below_ts). */
+static void step_to(struct storage_iter *wit, const uint8_t *seek, size_t seek_len,
+                    size_t prefix_len, uint64_t below_ts)
+{
+    for (int steps = 0; storage_iter_valid(wit); steps++) {
+        size_t klen;
+        const uint8_t *k = storage_iter_key(wit, &klen);
+        if (!mvcc_key_has_prefix(k, klen, seek, prefix_len) ||
+            codec_ts_decode(k + prefix_len) <= below_ts)
+            return;
+        if (steps == SCAN_STEPS_BEFORE_SEEK) {
+            storage_iter_seek(wit, seek, seek_len);
+            return;
+        }
+        storage_iter_next(wit);
+    }
+}
+
 /*
- * With wit positioned at user key `key` (encoded prefix `prefix`), finds the
- * value visible at st->version and leaves wit at the next user key.
+ * With wit positioned at the newest record of user key `key`, finds the value visible at
+ * st->version and leaves wit at the next user key.
  */
 static int visible_and_skip(struct scan_state *st, const uint8_t *key, size_t key_len, void **value,
                             size_t *value_len, int *found)
@@ -72,8 +97,8 @@ static int visible_and_skip(struct scan_state *st, const uint8_t *key, size_t ke
     rc = mvcc_key_encode(key, key_len, st->version, &seek, &seek_len);
     if (rc != MVCC_OK)
         return rc;
-    for (storage_iter_seek(st->wit, seek, seek_len); storage_iter_valid(st->wit);
-         storage_iter_next(st->wit)) {
+    step_to(st->wit, seek, seek_len, prefix_len, st->version);
+    for (; storage_iter_valid(st->wit); storage_iter_next(st->wit)) {
         size_t klen, vlen;
         const void *k = storage_iter_key(st->wit, &klen);
         if (!mvcc_key_has_prefix(k, klen, seek, prefix_len))
@@ -117,7 +142,7 @@ static int visible_and_skip(struct scan_state *st, const uint8_t *key, size_t ke
 
     /* enc(key) ++ ~0 is the oldest possible version of key: step over it. */
     memset(seek + prefix_len, 0xFF, 8);
-    storage_iter_seek(st->wit, seek, seek_len);
+    step_to(st->wit, seek, seek_len, prefix_len, 0);
     if (storage_iter_valid(st->wit)) {
         size_t klen;
         const void *k = storage_iter_key(st->wit, &klen);

@@ -155,6 +155,34 @@ static void test_scan_versions(void **state)
     mvcc_scan_result_free(&r);
 }
 
+/* A key with more versions than the scan steps over before it seeks (a rollback among them):
+ * at every version the scan answers the one visible then, and goes on to the next key. */
+static void test_scan_many_versions(void **state)
+{
+    struct fx *f = *state;
+    for (uint8_t i = 0; i < 12; i++) {
+        uint8_t v = (uint8_t)(70 + i);
+        fx_committed(f, K(2), 200 + 10 * i, 205 + 10 * i, &v, 1);
+    }
+    fx_put_write(f, K(2), 400, MVCC_WRITE_ROLLBACK, 400);
+    struct mvcc_scan_result r;
+    for (uint8_t i = 0; i < 12; i++) {
+        scan(f, K(2), K(3, 1), 10, 205 + 10 * i, &r);
+        assert_int_equal(r.n_pairs, 2);
+        assert_pair(&r, 0, K(2), 70 + i);
+        assert_pair(&r, 1, K(3), 51);
+        mvcc_scan_result_free(&r);
+    }
+    scan(f, K(2), K(3, 1), 10, 204, &r); /* below every version of {2} */
+    assert_int_equal(r.n_pairs, 1);
+    assert_pair(&r, 0, K(3), 51);
+    mvcc_scan_result_free(&r);
+    scan(f, K(2), K(3, 1), 10, 1000, &r);
+    assert_int_equal(r.n_pairs, 2);
+    assert_pair(&r, 0, K(2), 81);
+    mvcc_scan_result_free(&r);
+}
+
 /* The end key bounds the scan, exclusively. */
 static void test_scan_end_key(void **state)
 {
@@ -251,9 +279,10 @@ static void test_scan_max_bytes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_scan_empty),     T(test_scan_limit_zero), T(test_scan_all),      T(test_scan_limit),
-        T(test_scan_deleted),   T(test_scan_versions),   T(test_scan_end_key),  T(test_scan_locks),
-        T(test_scan_long_keys), T(test_scan_max_bytes),  T(test_scan_key_only),
+        T(test_scan_empty),     T(test_scan_limit_zero), T(test_scan_all),
+        T(test_scan_limit),     T(test_scan_deleted),    T(test_scan_versions),
+        T(test_scan_end_key),   T(test_scan_locks),      T(test_scan_long_keys),
+        T(test_scan_max_bytes), T(test_scan_key_only),   T(test_scan_many_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
