@@ -84,7 +84,6 @@ int mvcc_mem_locks_add_local(struct mvcc_mem_locks *l, struct mvcc_mem_lock *m, 
          * for the write, a reader below it does not need to. */
         *commit_ts = above + 1;
         link_head(l, m, above + 1);
-        l->local_commit_ts++;
         listed = 1;
     }
     pthread_mutex_unlock(&l->mu);

@@ -272,7 +272,7 @@ struct mvcc_mem_lock {
  * A ts more than MVCC_LOCAL_TS_SLACK above the newest TSO answer seen is not trusted (a
  * client's bogus read ts must not push commits into the future): such commits ask the TSO.
  */
-#define MVCC_SYNCED_SLOTS 64
+#define MVCC_SYNCED_SLOTS 1024
 #define MVCC_LOCAL_TS_SLACK ((uint64_t)1000 << 18) /* 1 s of TSO physical time */
 
 struct mvcc_mem_locks {
@@ -287,7 +287,6 @@ struct mvcc_mem_locks {
     struct synced_term {
         uint64_t region_id, term; /* term 0: empty */
     } synced[MVCC_SYNCED_SLOTS];  /* direct-mapped by region id: an evicted one syncs again */
-    uint64_t local_commit_ts;     /* commit ts chosen here so far (tests look at it) */
 };
 
 int mvcc_mem_locks_init(struct mvcc_mem_locks *l);
