@@ -11,8 +11,9 @@
 # Then one-key transactions beside RawPut, both through our client library (build/tests/bench/
 # txnload), at BENCH_TXN_THREADS (128) in flight: what the transaction protocol costs.
 #
-# Environment: BINDIR (bin/), BUILD (build/), BENCH_ETCD_SECONDS (5 per point),
-# BENCH_ETCD_INFLIGHT ("1 16 128 512"). Prints figures; asserts nothing.
+# Environment: BINDIR (bin/), BUILD (build/), BENCH_ETCD_SECONDS (5 per point and round),
+# BENCH_ETCD_ROUNDS (2: etcd then ours, then ours then etcd), BENCH_ETCD_INFLIGHT
+# ("1 16 128 512"), BENCH_TXN_ROUNDS (2). Prints figures; asserts nothing.
 
 import json
 import os
@@ -37,6 +38,9 @@ TXN_THREADS = int(os.environ.get("BENCH_TXN_THREADS", "128"))
 TXN_ROUNDS = int(os.environ.get("BENCH_TXN_ROUNDS", "2"))
 SECONDS = float(os.environ.get("BENCH_ETCD_SECONDS", "5"))
 INFLIGHT = [int(x) for x in os.environ.get("BENCH_ETCD_INFLIGHT", "1 16 128 512").split()]
+# Each point runs etcd, ours, then ours, etcd, ... this many times (a drift of the shared
+# machine's load weighs on both systems alike) and prints the rounds' averages.
+ROUNDS = int(os.environ.get("BENCH_ETCD_ROUNDS", "2"))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -152,8 +156,19 @@ def run_load(system, op, addr, inflight, pids, extra=()):
     # CPU over the whole run (warm-up included) divided by the requests served in that time.
     served = rps * wall if rps else 0
     return {"rps": rps, "p50": float(fig.get("p50_ms", 0)), "p99": float(fig.get("p99_ms", 0)),
-            "errors": int(fig.get("errors", 0)), "ops": ops,
-            "cpu_per_1000": cpu / served * 1000 if served else float("nan")}
+            "errors": int(fig.get("errors", 0)), "ops": ops, "cpu": cpu, "served": served}
+
+
+def combine(points):
+    """One figure from a point's rounds: requests/s, p50 and p99 averaged, errors summed, CPU per
+    1,000 requests over all of them."""
+    n = len(points)
+    served = sum(p["served"] for p in points)
+    return {"rps": sum(p["rps"] for p in points) / n,
+            "p50": sum(p["p50"] for p in points) / n,
+            "p99": sum(p["p99"] for p in points) / n,
+            "errors": sum(p["errors"] for p in points),
+            "cpu_per_1000": sum(p["cpu"] for p in points) / served * 1000 if served else float("nan")}
 
 
 def run_client_load(mode, pd, threads):
@@ -184,8 +199,9 @@ def main():
             return 1
         etcd_pids = [p.pid for p in etcd.procs]
         ours_pids = [p.pid for p in ours.procs]
-        print("etcd leader at %s, our region leader at %s; %g s per point, 100-byte values, "
-              "1,000 keys" % (etcd_leader, ours_leader, SECONDS))
+        print("etcd leader at %s, our region leader at %s; %g s per point and round, %d rounds "
+              "(averaged), 100-byte values, 1,000 keys" % (etcd_leader, ours_leader, SECONDS,
+                                                          ROUNDS))
         for op, ours_name, etcd_name in (("put", "RawPut", "Put"),
                                          ("get", "RawGet", "Range (linearizable)")):
             print("-- %s vs etcd %s" % (ours_name, etcd_name))
@@ -193,15 +209,28 @@ def main():
                   ("in flight", "ours/s", "p50 ms", "p99 ms", "etcd/s", "p50 ms", "p99 ms",
                    "ratio", "ours CPU-s/1k", "etcd CPU-s/1k"))
             for n in INFLIGHT:
-                e = run_load("etcd", op, etcd_leader, n, etcd_pids)
-                o = run_load("ours", op, ours_leader, n, ours_pids, ["--region", ours.context])
+                es, os_ = [], []
+                for r in range(ROUNDS):
+                    order = ("etcd", "ours") if r % 2 == 0 else ("ours", "etcd")
+                    for system in order:
+                        if system == "etcd":
+                            es.append(run_load("etcd", op, etcd_leader, n, etcd_pids))
+                        else:
+                            os_.append(run_load("ours", op, ours_leader, n, ours_pids,
+                                                ["--region", ours.context]))
+                e, o = combine(es), combine(os_)
                 ratio = o["rps"] / e["rps"] if e["rps"] else float("nan")
                 errors = ""
                 if o["errors"] or e["errors"]:
                     errors = "  (errors: ours %d, etcd %d)" % (o["errors"], e["errors"])
-                print("%9d | %9.0f %8.2f %8.2f | %9.0f %8.2f %8.2f | %5.2fx | %13.3f %13.3f%s" %
+                rounds = ""
+                if ROUNDS > 1:
+                    rounds = "  (rounds %s)" % ", ".join(
+                        "%.2fx" % (a["rps"] / b["rps"] if b["rps"] else float("nan"))
+                        for a, b in zip(os_, es))
+                print("%9d | %9.0f %8.2f %8.2f | %9.0f %8.2f %8.2f | %5.2fx | %13.3f %13.3f%s%s" %
                       (n, o["rps"], o["p50"], o["p99"], e["rps"], e["p50"], e["p99"], ratio,
-                       o["cpu_per_1000"], e["cpu_per_1000"], errors), flush=True)
+                       o["cpu_per_1000"], e["cpu_per_1000"], errors, rounds), flush=True)
         print("-- one-key transactions (begin, put, commit) vs RawPut, both through the "
               "client library, %d threads" % TXN_THREADS)
         rounds = {"raw": [], "txn": [], "txn2pc": []}
