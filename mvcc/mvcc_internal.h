@@ -168,7 +168,9 @@ int mvcc_txn_get_version(struct mvcc_txn *txn, const void *key, size_t key_len, 
 
 /*
  * mvcc_txn_current_write finds the write record of this transaction (record
- * start_ts == txn start_ts) on key: *found, *w and its *commit_ts.
+ * start_ts == txn start_ts) on key: *found, *w and its *commit_ts. It and the two
+ * finders below leave w->short_value NULL: the record's bytes are gone when they
+ * return (has_short and short_len stay).
  */
 int mvcc_txn_current_write(struct mvcc_txn *txn, const void *key, size_t key_len,
                            struct mvcc_write *w, uint64_t *commit_ts, int *found);

@@ -309,6 +309,7 @@ static int visit_current(void *arg, uint64_t commit_ts, const struct mvcc_write 
     if (w->start_ts != a->start_ts)
         return 0;
     a->w = *w;
+    a->w.short_value = NULL; /* its bytes go with the walk's iterator */
     a->commit_ts = commit_ts;
     a->found = 1;
     return 1;
@@ -333,6 +334,7 @@ static int visit_at_start(void *arg, uint64_t commit_ts, const struct mvcc_write
     /* The walk starts at start_ts: the first record is there or older. */
     if (commit_ts == a->start_ts) {
         a->w = *w;
+        a->w.short_value = NULL; /* its bytes go with the walk's iterator */
         a->commit_ts = commit_ts;
         a->found = 1;
     }
@@ -354,6 +356,7 @@ static int visit_first(void *arg, uint64_t commit_ts, const struct mvcc_write *w
 {
     struct current_arg *a = arg;
     a->w = *w;
+    a->w.short_value = NULL; /* its bytes go with the walk's iterator */
     a->commit_ts = commit_ts;
     a->found = 1;
     return 1;
