@@ -113,13 +113,11 @@ static int visible_and_skip(struct scan_state *st, const uint8_t *key, size_t ke
         if (w.kind == MVCC_WRITE_PUT && st->key_only) {
             *found = 1;
         } else if (w.kind == MVCC_WRITE_PUT && w.has_short) {
-            *value = malloc(w.short_len ? w.short_len : 1);
+            *value = mvcc_memdup(w.short_value, w.short_len);
             if (!*value) {
                 rc = MVCC_ERR_NOMEM;
                 goto cleanup;
             }
-            if (w.short_len)
-                memcpy(*value, w.short_value, w.short_len);
             *value_len = w.short_len;
             *found = 1;
         } else if (w.kind == MVCC_WRITE_PUT) {

@@ -238,11 +238,9 @@ static int visit_visible(void *arg, uint64_t commit_ts, const struct mvcc_write 
         return 0;
     if (w->has_short) {
         /* The record's bytes go with the iterator. */
-        a->value = malloc(w->short_len ? w->short_len : 1);
+        a->value = mvcc_memdup(w->short_value, w->short_len);
         if (!a->value)
             return MVCC_ERR_NOMEM;
-        if (w->short_len)
-            memcpy(a->value, w->short_value, w->short_len);
     }
     a->w = *w;
     a->commit_ts = commit_ts;
@@ -300,6 +298,16 @@ struct current_arg {
     int found;
 };
 
+/* Keeps the record the walk stands on; returns 1 (stop). */
+static int keep_record(struct current_arg *a, uint64_t commit_ts, const struct mvcc_write *w)
+{
+    a->w = *w;
+    a->w.short_value = NULL; /* its bytes go with the walk's iterator */
+    a->commit_ts = commit_ts;
+    a->found = 1;
+    return 1;
+}
+
 static int visit_current(void *arg, uint64_t commit_ts, const struct mvcc_write *w)
 {
     struct current_arg *a = arg;
@@ -308,11 +316,7 @@ static int visit_current(void *arg, uint64_t commit_ts, const struct mvcc_write 
         return 1;
     if (w->start_ts != a->start_ts)
         return 0;
-    a->w = *w;
-    a->w.short_value = NULL; /* its bytes go with the walk's iterator */
-    a->commit_ts = commit_ts;
-    a->found = 1;
-    return 1;
+    return keep_record(a, commit_ts, w);
 }
 
 int mvcc_txn_current_write(struct mvcc_txn *txn, const void *key, size_t key_len,
@@ -332,13 +336,7 @@ static int visit_at_start(void *arg, uint64_t commit_ts, const struct mvcc_write
 {
     struct current_arg *a = arg;
     /* The walk starts at start_ts: the first record is there or older. */
-    if (commit_ts == a->start_ts) {
-        a->w = *w;
-        a->w.short_value = NULL; /* its bytes go with the walk's iterator */
-        a->commit_ts = commit_ts;
-        a->found = 1;
-    }
-    return 1;
+    return commit_ts == a->start_ts ? keep_record(a, commit_ts, w) : 1;
 }
 
 int mvcc_txn_write_at_start(struct mvcc_txn *txn, const void *key, size_t key_len,
@@ -354,12 +352,7 @@ int mvcc_txn_write_at_start(struct mvcc_txn *txn, const void *key, size_t key_le
 
 static int visit_first(void *arg, uint64_t commit_ts, const struct mvcc_write *w)
 {
-    struct current_arg *a = arg;
-    a->w = *w;
-    a->w.short_value = NULL; /* its bytes go with the walk's iterator */
-    a->commit_ts = commit_ts;
-    a->found = 1;
-    return 1;
+    return keep_record(arg, commit_ts, w);
 }
 
 int mvcc_txn_most_recent_write(struct mvcc_txn *txn, const void *key, size_t key_len,

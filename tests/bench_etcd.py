@@ -209,28 +209,26 @@ def main():
                   ("in flight", "ours/s", "p50 ms", "p99 ms", "etcd/s", "p50 ms", "p99 ms",
                    "ratio", "ours CPU-s/1k", "etcd CPU-s/1k"))
             for n in INFLIGHT:
-                es, os_ = [], []
+                loads = {"etcd": lambda: run_load("etcd", op, etcd_leader, n, etcd_pids),
+                         "ours": lambda: run_load("ours", op, ours_leader, n, ours_pids,
+                                                  ["--region", ours.context])}
+                points = {"etcd": [], "ours": []}
                 for r in range(ROUNDS):
-                    order = ("etcd", "ours") if r % 2 == 0 else ("ours", "etcd")
-                    for system in order:
-                        if system == "etcd":
-                            es.append(run_load("etcd", op, etcd_leader, n, etcd_pids))
-                        else:
-                            os_.append(run_load("ours", op, ours_leader, n, ours_pids,
-                                                ["--region", ours.context]))
-                e, o = combine(es), combine(os_)
+                    for system in (("etcd", "ours") if r % 2 == 0 else ("ours", "etcd")):
+                        points[system].append(loads[system]())
+                e, o = combine(points["etcd"]), combine(points["ours"])
                 ratio = o["rps"] / e["rps"] if e["rps"] else float("nan")
                 errors = ""
                 if o["errors"] or e["errors"]:
                     errors = "  (errors: ours %d, etcd %d)" % (o["errors"], e["errors"])
-                rounds = ""
+                per_round = ""
                 if ROUNDS > 1:
-                    rounds = "  (rounds %s)" % ", ".join(
+                    per_round = "  (rounds %s)" % ", ".join(
                         "%.2fx" % (a["rps"] / b["rps"] if b["rps"] else float("nan"))
-                        for a, b in zip(os_, es))
+                        for a, b in zip(points["ours"], points["etcd"]))
                 print("%9d | %9.0f %8.2f %8.2f | %9.0f %8.2f %8.2f | %5.2fx | %13.3f %13.3f%s%s" %
                       (n, o["rps"], o["p50"], o["p99"], e["rps"], e["p50"], e["p99"], ratio,
-                       o["cpu_per_1000"], e["cpu_per_1000"], errors, rounds), flush=True)
+                       o["cpu_per_1000"], e["cpu_per_1000"], errors, per_round), flush=True)
         print("-- one-key transactions (begin, put, commit) vs RawPut, both through the "
               "client library, %d threads" % TXN_THREADS)
         rounds = {"raw": [], "txn": [], "txn2pc": []}
