@@ -45,9 +45,10 @@ struct send_item {
 struct rpc_call {
     struct rpc_server *srv;
     grpc_call *call;
-    grpc_call_details details;
+    grpc_call_details details; /* filled for calls to unknown methods only */
+    gpr_timespec deadline;     /* filled for calls to registered methods */
     grpc_metadata_array request_md;
-    const struct rpc_method *method;
+    const struct rpc_method *method; /* NULL: an unknown method */
     struct rpc_tag t_new, t_recv, t_send, t_status, t_close;
     grpc_byte_buffer *recv_buf;
     int close_cancelled;
@@ -65,6 +66,7 @@ struct rpc_call {
     int status_started;  /* SEND_STATUS batch started */
     int initial_md_sent; /* SEND_INITIAL_METADATA went out */
     int dead;            /* a send failed or the call was cancelled */
+    int close_in_status; /* a unary call: RECV_CLOSE_ON_SERVER goes with the status batch */
     int send_inflight;
     struct send_item *queue_head, *queue_tail;
     enum rpc_status pending_status;
@@ -87,6 +89,7 @@ struct rpc_server {
     grpc_server *server;
     grpc_completion_queue *cq;
     struct rpc_method *methods;
+    void **registered; /* gRPC's handle of each method, registered at creation */
     size_t n_methods;
     int port;
     int n_threads;
@@ -108,6 +111,9 @@ struct rpc_server {
      * waits for them, since a handler may answer from another thread long after it returned. */
     int unanswered;
 };
+
+/* Calls requested ahead for each unary method. */
+#define RPC_SERVER_UNARY_REQUESTS 4
 
 static void call_unref_locked_maybe(struct rpc_call *c);
 
@@ -189,10 +195,16 @@ static void fill_initial_md(struct rpc_call *c, grpc_op *op)
 static void start_status_locked(struct rpc_call *c, enum rpc_status status, const char *msg,
                                 grpc_byte_buffer *with_message)
 {
-    grpc_op ops[3];
+    grpc_op ops[4];
     size_t n = 0;
     if (!c->initial_md_sent)
         fill_initial_md(c, &ops[n++]);
+    if (c->close_in_status) {
+        memset(&ops[n], 0, sizeof ops[n]);
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
+        n++;
+    }
     if (with_message) {
         memset(&ops[n], 0, sizeof ops[n]);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -356,8 +368,13 @@ void rpc_call_unref(struct rpc_call *call)
     call_unref_locked_maybe(call);
 }
 
-/* Asks gRPC for the next incoming call. */
-static void request_call(struct rpc_server *s)
+/*
+ * Asks gRPC for the next incoming call to method `m` (an index into s->methods), or with m < 0
+ * to any method not registered (each is answered UNIMPLEMENTED). A registered unary method's
+ * request arrives with its call, and its RECV_CLOSE_ON_SERVER goes out with the answer: two
+ * completions per call instead of four.
+ */
+static void request_call(struct rpc_server *s, long m)
 {
     pthread_mutex_lock(&s->mu);
     int stop = s->shutting_down;
@@ -368,6 +385,7 @@ static void request_call(struct rpc_server *s)
     if (!c)
         return;
     c->srv = s;
+    c->method = m >= 0 ? &s->methods[m] : NULL;
     pthread_mutex_init(&c->mu, NULL);
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->request_md);
@@ -377,8 +395,15 @@ static void request_call(struct rpc_server *s)
     c->t_send = (struct rpc_tag){TAG_SEND, c};
     c->t_status = (struct rpc_tag){TAG_STATUS, c};
     c->t_close = (struct rpc_tag){TAG_CLOSE, c};
-    if (grpc_server_request_call(s->server, &c->call, &c->details, &c->request_md, s->cq, s->cq,
-                                 &c->t_new) != GRPC_CALL_OK)
+    grpc_call_error e;
+    if (!c->method)
+        e = grpc_server_request_call(s->server, &c->call, &c->details, &c->request_md, s->cq, s->cq,
+                                     &c->t_new);
+    else
+        e = grpc_server_request_registered_call(
+            s->server, s->registered[m], &c->call, &c->deadline, &c->request_md,
+            c->method->kind == RPC_UNARY ? &c->recv_buf : NULL, s->cq, s->cq, &c->t_new);
+    if (e != GRPC_CALL_OK)
         call_free(c);
 }
 
@@ -395,22 +420,30 @@ static void start_recv(struct rpc_call *c)
     pthread_mutex_unlock(&c->mu);
 }
 
+static void on_recv(struct rpc_call *c, int ok);
+
 static void on_new_call(struct rpc_server *s, struct rpc_call *c, int ok)
 {
-    request_call(s);
+    request_call(s, c->method ? (long)(c->method - s->methods) : -1);
     if (!ok) {
         call_free(c);
         return;
     }
     c->start_ns = metrics_now_ns();
-    for (size_t i = 0; i < s->n_methods; i++) {
-        if (grpc_slice_str_cmp(c->details.method, s->methods[i].name) == 0) {
-            c->method = &s->methods[i];
-            break;
-        }
-    }
     if (s->method_metrics)
         c->mm = s->method_metrics[c->method ? (size_t)(c->method - s->methods) : s->n_methods];
+    if (c->method && c->method->kind == RPC_UNARY) {
+        c->awaited = 1;
+        pthread_mutex_lock(&s->mu);
+        s->unanswered++;
+        pthread_mutex_unlock(&s->mu);
+        /* refs: the answer obligation + the request that came with the call (on_recv drops
+         * it); the close is part of the answer's batch. */
+        c->close_in_status = 1;
+        c->refs = 2;
+        on_recv(c, 1);
+        return;
+    }
     /* refs: the answer obligation + the close batch. */
     c->refs = 2;
     grpc_op op;
@@ -423,12 +456,6 @@ static void on_new_call(struct rpc_server *s, struct rpc_call *c, int ok)
         call_unref_locked_maybe(c);
         rpc_call_finish(c, RPC_INTERNAL, "cannot start call");
         return;
-    }
-    if (c->method && c->method->kind == RPC_UNARY) {
-        c->awaited = 1;
-        pthread_mutex_lock(&s->mu);
-        s->unanswered++;
-        pthread_mutex_unlock(&s->mu);
     }
     if (!c->method) {
         char msg[300];
@@ -642,13 +669,28 @@ struct rpc_server *rpc_server_new(const char *addr, const struct rpc_method *met
     };
     grpc_channel_args chargs = {.num_args = 2, .args = args};
     s->server = grpc_server_create(&chargs, NULL);
+    s->registered = calloc(n ? n : 1, sizeof *s->registered);
+    for (size_t i = 0; s->registered && i < n; i++)
+        s->registered[i] = grpc_server_register_method(
+            s->server, methods[i].name, NULL,
+            methods[i].kind == RPC_UNARY ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER
+                                         : GRPC_SRM_PAYLOAD_NONE,
+            0);
+    for (size_t i = 0; s->registered && i < n; i++)
+        if (!s->registered[i]) {
+            snprintf(errbuf, errbuf_len, "cannot register method %s (registered twice?)",
+                     methods[i].name);
+            free(s->registered);
+            s->registered = NULL;
+        }
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    s->port = grpc_server_add_http2_port(s->server, addr, creds);
+    s->port = s->registered ? grpc_server_add_http2_port(s->server, addr, creds) : 0;
     grpc_server_credentials_release(creds);
     if (s->port <= 0) {
-        snprintf(errbuf, errbuf_len, "cannot listen on %s (address in use or invalid)", addr);
+        if (s->registered)
+            snprintf(errbuf, errbuf_len, "cannot listen on %s (address in use or invalid)", addr);
         grpc_server_destroy(s->server);
         grpc_completion_queue_shutdown(s->cq);
         while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
@@ -664,6 +706,7 @@ struct rpc_server *rpc_server_new(const char *addr, const struct rpc_method *met
 fail:
     if (errbuf_len && !errbuf[0])
         snprintf(errbuf, errbuf_len, "out of memory");
+    free(s->registered);
     free(s->methods);
     free(s);
     grpc_shutdown();
@@ -718,9 +761,12 @@ int rpc_server_port(const struct rpc_server *s)
 int rpc_server_start(struct rpc_server *s)
 {
     grpc_server_start(s->server);
-    /* Several outstanding requests so bursts of new calls do not queue. */
-    for (int i = 0; i < s->n_threads * 4; i++)
-        request_call(s);
+    /* Several outstanding requests per unary method so bursts of new calls do not queue; a
+     * stream is set up once and lives long. */
+    for (size_t m = 0; m < s->n_methods; m++)
+        for (int i = 0; i < (s->methods[m].kind == RPC_UNARY ? RPC_SERVER_UNARY_REQUESTS : 1); i++)
+            request_call(s, (long)m);
+    request_call(s, -1);
     s->threads = calloc((size_t)s->n_threads, sizeof *s->threads);
     s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
     if (!s->threads || !s->workers)
@@ -793,6 +839,7 @@ void rpc_server_free(struct rpc_server *s)
     pthread_cond_destroy(&s->work_cond);
     free(s->workers);
     free(s->threads);
+    free(s->registered);
     free(s->methods);
     free(s->method_metrics);
     free(s);
