@@ -850,7 +850,9 @@ static void maybe_compact_log(struct peer *p)
 
 void peer_send_before_persist(struct peer *p, struct raft_ready *rd)
 {
-    if (!p->is_leader)
+    /* Only new entries gain from going first; a commit-only round sends its messages in
+     * peer_after_persist. */
+    if (!p->is_leader || !rd->must_sync)
         return;
     for (size_t i = 0; i < rd->n_messages; i++) {
         struct raft_message *m = &rd->messages[i];
@@ -861,12 +863,33 @@ void peer_send_before_persist(struct peer *p, struct raft_ready *rd)
     }
 }
 
-void peer_after_persist(struct peer *p, struct raft_ready *rd)
+/* Whether a leader's Ready may apply before it sends: a commit-only round whose entries change
+ * no membership (a removed peer must still be sent the commit that removes it). */
+static int apply_before_sending(const struct peer *p, const struct raft_ready *rd)
 {
-    struct raftstore *rs = p->rs;
+    if (!p->is_leader || rd->must_sync)
+        return 0;
+    for (size_t i = 0; i < rd->n_committed_entries; i++)
+        if (rd->committed_entries[i].entry_type != RAFT_ENTRY_NORMAL)
+            return 0;
+    return 1;
+}
+
+static void send_the_rest(struct peer *p, struct raft_ready *rd)
+{
     for (size_t i = 0; i < rd->n_messages; i++)
         if (rd->messages[i].to != 0)
-            raftstore_send(rs, p, &rd->messages[i]);
+            raftstore_send(p->rs, p, &rd->messages[i]);
+}
+
+void peer_after_persist(struct peer *p, struct raft_ready *rd)
+{
+    /* A follower's acknowledgements go before it applies: the leader waits for them. A
+     * leader's commit-only round applies first, so its clients' answers do not wait behind
+     * the commit index going to the followers. */
+    int apply_first = apply_before_sending(p, rd);
+    if (!apply_first)
+        send_the_rest(p, rd);
     if (rd->has_soft_state) {
         int was_leader = p->is_leader;
         p->rs->info_dirty = 1;
@@ -901,6 +924,8 @@ void peer_after_persist(struct peer *p, struct raft_ready *rd)
     }
     if (rd->n_committed_entries)
         apply_committed(p, rd);
+    if (apply_first)
+        send_the_rest(p, rd);
     serve_reads(p);
     raft_rawnode_advance(p->rn, rd);
     maybe_compact_log(p);

@@ -480,6 +480,23 @@ static void destroy_peer(struct raftstore *rs, struct peer *p)
     }
 }
 
+/* Writes a round's raft DB batch (synced when it holds entries, a term or a vote). */
+static void write_raft_batch(struct raftstore *rs, rocksdb_writebatch_t *raft_wb, int sync,
+                             size_t batch_bytes)
+{
+    if (rocksdb_writebatch_count(raft_wb) == 0)
+        return;
+    char err[256];
+    uint64_t sync_start_ns = metrics_now_ns();
+    if (engine_write_batch(rs->cfg.raft, raft_wb, sync, err, sizeof err) != 0) {
+        /* Without a durable log the replica cannot go on safely. */
+        LOG(LOG_ERROR, "raft DB write failed: %s", err);
+        abort();
+    }
+    metrics_histogram_since(RAFTSTORE_METRIC(rs, raftdb_sync_seconds), sync_start_ns);
+    metrics_histogram_observe(RAFTSTORE_METRIC(rs, raftdb_write_batch_bytes), (double)batch_bytes);
+}
+
 /* Persists the entries and hard state of every ready peer of this round in
  * one synced write, then lets each send, apply and advance. */
 static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_round)
@@ -506,7 +523,6 @@ static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_r
             n++;
     }
     if (n) {
-        char err[256];
         size_t batch_bytes = 0;
         rocksdb_writebatch_data(raft_wb, &batch_bytes);
         /* A leader's appends go out before its own write, which then runs beside the
@@ -521,18 +537,11 @@ static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_r
             peer_send_before_persist(slots[i].p, &slots[i].rd);
             sync |= slots[i].rd.must_sync;
         }
-        uint64_t sync_start_ns = metrics_now_ns();
-        if (rocksdb_writebatch_count(raft_wb) > 0 &&
-            engine_write_batch(rs->cfg.raft, raft_wb, sync, err, sizeof err) != 0) {
-            /* Without a durable log the replica cannot go on safely. */
-            LOG(LOG_ERROR, "raft DB write failed: %s", err);
-            abort();
-        }
-        if (rocksdb_writebatch_count(raft_wb) > 0) {
-            metrics_histogram_since(RAFTSTORE_METRIC(rs, raftdb_sync_seconds), sync_start_ns);
-            metrics_histogram_observe(RAFTSTORE_METRIC(rs, raftdb_write_batch_bytes),
-                                      (double)batch_bytes);
-        }
+        /* A round that changes no entry, term or vote (commit indexes only) is applied first
+         * and written after: its committed entries are on disk from earlier rounds, and the
+         * write keeps its place before any peer of the round is destroyed. */
+        if (sync)
+            write_raft_batch(rs, raft_wb, 1, batch_bytes);
         for (size_t i = 0; i < n; i++) {
             metrics_counter_add(RAFTSTORE_METRIC(rs, entries_appended), slots[i].rd.n_entries);
             metrics_counter_add(RAFTSTORE_METRIC(rs, entries_committed),
@@ -540,6 +549,8 @@ static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_r
         }
         for (size_t i = 0; i < n; i++)
             peer_after_persist(slots[i].p, &slots[i].rd);
+        if (!sync)
+            write_raft_batch(rs, raft_wb, 0, batch_bytes);
     }
     rocksdb_writebatch_destroy(raft_wb);
     free(slots);
