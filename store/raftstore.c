@@ -481,11 +481,12 @@ static void destroy_peer(struct raftstore *rs, struct peer *p)
 }
 
 /* Writes a round's raft DB batch (synced when it holds entries, a term or a vote). */
-static void write_raft_batch(struct raftstore *rs, rocksdb_writebatch_t *raft_wb, int sync,
-                             size_t batch_bytes)
+static void write_raft_batch(struct raftstore *rs, rocksdb_writebatch_t *raft_wb, int sync)
 {
     if (rocksdb_writebatch_count(raft_wb) == 0)
         return;
+    size_t batch_bytes = 0;
+    rocksdb_writebatch_data(raft_wb, &batch_bytes);
     char err[256];
     uint64_t sync_start_ns = metrics_now_ns();
     if (engine_write_batch(rs->cfg.raft, raft_wb, sync, err, sizeof err) != 0) {
@@ -498,7 +499,7 @@ static void write_raft_batch(struct raftstore *rs, rocksdb_writebatch_t *raft_wb
 }
 
 /* Persists the entries and hard state of every ready peer of this round in
- * one synced write, then lets each send, apply and advance. */
+ * one write (synced when any needs it), and lets each send, apply and advance. */
 static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_round)
 {
     size_t n = 0, cap = 0;
@@ -523,15 +524,13 @@ static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_r
             n++;
     }
     if (n) {
-        size_t batch_bytes = 0;
-        rocksdb_writebatch_data(raft_wb, &batch_bytes);
         /* A leader's appends go out before its own write, which then runs beside the
          * followers' (Raft lets a leader persist in parallel with replicating). Nothing can
          * commit on entries the leader has not persisted: their acknowledgements are stepped
-         * on this thread in a later round, after this write. Everything else waits for the
-         * write. Only new entries, term or vote need the fsync; a commit index alone may be
-         * lost, and is learnt again from the leader (peer_storage.c raises it to the applied
-         * index on load). */
+         * on this thread in a later round, after this write. In a round that needs the fsync
+         * everything else waits for the write. Only new entries, term or vote need the fsync; a
+         * commit index alone may be lost, and is learnt again from the leader (peer_storage.c
+         * raises it to the applied index on load). */
         int sync = 0;
         for (size_t i = 0; i < n; i++) {
             peer_send_before_persist(slots[i].p, &slots[i].rd);
@@ -541,7 +540,7 @@ static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_r
          * and written after: its committed entries are on disk from earlier rounds, and the
          * write keeps its place before any peer of the round is destroyed. */
         if (sync)
-            write_raft_batch(rs, raft_wb, 1, batch_bytes);
+            write_raft_batch(rs, raft_wb, 1);
         for (size_t i = 0; i < n; i++) {
             metrics_counter_add(RAFTSTORE_METRIC(rs, entries_appended), slots[i].rd.n_entries);
             metrics_counter_add(RAFTSTORE_METRIC(rs, entries_committed),
@@ -550,7 +549,7 @@ static void handle_readies(struct raftstore *rs, struct peer **round, size_t n_r
         for (size_t i = 0; i < n; i++)
             peer_after_persist(slots[i].p, &slots[i].rd);
         if (!sync)
-            write_raft_batch(rs, raft_wb, 0, batch_bytes);
+            write_raft_batch(rs, raft_wb, 0);
     }
     rocksdb_writebatch_destroy(raft_wb);
     free(slots);
