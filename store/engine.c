@@ -106,6 +106,16 @@ static int open_impl(const char *path, int sync, int crash_model, struct engine 
     rocksdb_options_set_create_if_missing(e->opts, 1);
     rocksdb_options_set_create_missing_column_families(e->opts, 1);
     rocksdb_options_increase_parallelism(e->opts, 2);
+    /* 16 MiB memtables, not RocksDB's 64 MiB: a memtable keeps every version of a key written
+     * since the last flush, so under a stream of overwrites of a hot set it grows to hundreds of
+     * thousands of entries, and each insert walks a skiplist far larger than the caches
+     * (RawPut at 128 in flight over 1,000 keys: 17% fewer writes/s and 40% more follower CPU per
+     * write once a 64 MiB memtable has filled). Level 1 is sized to what four flushed memtables
+     * hold, as RocksDB's tuning guide advises, so an L0 compaction does not rewrite a level many
+     * times its own size. */
+    rocksdb_options_set_write_buffer_size(e->opts, 16 << 20);
+    rocksdb_options_set_max_bytes_for_level_base(e->opts, 64 << 20);
+    rocksdb_options_set_target_file_size_base(e->opts, 16 << 20);
     e->cache = rocksdb_cache_create_lru(64 << 20);
     e->table_opts = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(e->table_opts, e->cache);
