@@ -116,7 +116,7 @@ def start_and_bench():
     pt_mnt, local = tmp + "/pt", tmp + "/local"
     os.makedirs(pt_mnt)
     os.makedirs(local)
-    pt_up = False
+    pt_up = keep = False
     try:
         src = "/usr/share/doc/libfuse3-dev/examples/passthrough.c"
         flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
@@ -124,7 +124,9 @@ def start_and_bench():
         subprocess.run(["gcc", "-O2", "-o", tmp + "/passthrough", src] + flags, check=True)
         c.start()
         if not c.wait_replicated(30) or not m.start():
-            print("fs bench: the cluster or the mount did not come up", file=sys.stderr)
+            keep = True
+            print("fs bench: the cluster or the mount did not come up; logs in %s" % tmp,
+                  file=sys.stderr)
             return 1
         # libfuse's passthrough mirrors "/": the local directory is at pt_mnt + local.
         subprocess.run([tmp + "/passthrough", pt_mnt], check=True)
@@ -138,7 +140,8 @@ def start_and_bench():
             subprocess.run(["fusermount3", "-u", pt_mnt], capture_output=True)
         m.unmount()
         c.kill_all()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def raw_put_bandwidth(c):

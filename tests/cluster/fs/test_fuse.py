@@ -219,6 +219,9 @@ class Mount:
         return wait_for(lambda: os.path.ismount(self.path), 15)
 
     def unmount(self):
+        """Unmounts and waits for the process; None if it was never started."""
+        if self.proc.proc is None:
+            return None
         if in_mount_table(self.path):
             r = subprocess.run(["fusermount3", "-u", self.path], capture_output=True, timeout=30)
             if r.returncode != 0:
