@@ -109,8 +109,8 @@ static int open_impl(const char *path, int sync, int crash_model, struct engine 
     /* 16 MiB memtables, not RocksDB's 64 MiB: a memtable keeps every version of a key written
      * since the last flush, so under a stream of overwrites of a hot set it grows to hundreds of
      * thousands of entries, and each insert walks a skiplist far larger than the caches
-     * (RawPut at 128 in flight over 1,000 keys: 17% fewer writes/s and 40% more follower CPU per
-     * write once a 64 MiB memtable has filled). Level 1 is sized to what four flushed memtables
+     * (RawPut at 128 in flight over 1,000 keys: about 20% fewer writes/s and 35% more follower CPU
+     * per write once a 64 MiB memtable has filled). Level 1 is sized to what four flushed memtables
      * hold, as RocksDB's tuning guide advises, so an L0 compaction does not rewrite a level many
      * times its own size. */
     rocksdb_options_set_write_buffer_size(e->opts, 16 << 20);
