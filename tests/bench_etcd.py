@@ -176,7 +176,8 @@ def run_client_load(mode, pd, threads):
                           str(threads), "--seconds", str(SECONDS)],
                          capture_output=True, text=True, timeout=SECONDS + 60).stdout
     fig = dict(kv.split("=", 1) for kv in out.split()[1:] if "=" in kv)
-    return {k: float(fig.get(k, 0)) for k in ("rps", "p50_ms", "p99_ms", "errors", "conflicts")}
+    return {k: float(fig.get(k, 0)) for k in ("rps", "p50_ms", "p99_ms", "errors", "conflicts",
+                                              "tso_round_trips", "tso_timestamps")}
 
 
 def main():
@@ -237,8 +238,12 @@ def main():
                 rounds[mode].append(run_client_load(mode, ours.pd, TXN_THREADS))
         for name, mode in (("RawPut", "raw"), ("one-phase", "txn"), ("two-phase", "txn2pc")):
             for f in rounds[mode]:
-                print("%12s: %7.0f/s  p50 %7.2f ms  p99 %7.2f ms  errors %d  write conflicts %d" %
-                      (name, f["rps"], f["p50_ms"], f["p99_ms"], f["errors"], f["conflicts"]))
+                batch = ""
+                if f["tso_round_trips"]:
+                    batch = "  timestamps per TSO round trip %.1f" % (f["tso_timestamps"] /
+                                                                    f["tso_round_trips"])
+                print("%12s: %7.0f/s  p50 %7.2f ms  p99 %7.2f ms  errors %d  write conflicts %d%s" %
+                      (name, f["rps"], f["p50_ms"], f["p99_ms"], f["errors"], f["conflicts"], batch))
         raw_total = sum(f["rps"] for f in rounds["raw"])
         for name, mode in (("one-phase", "txn"), ("two-phase", "txn2pc")):
             per_round = ", ".join("%.2fx" % (t["rps"] / r["rps"] if r["rps"] else float("nan"))

@@ -11,9 +11,10 @@
  *           [--keys K]
  *
  * Output, one line: "txnload mode=.. threads=N ops=.. errors=.. conflicts=.. rps=.. p50_ms=..
- * p99_ms=..". Write conflicts (keys are drawn at random from K, so two transactions sometimes
- * meet) count apart from other errors; neither is in the latency figures. Exit status 0 when some
- * operation succeeded, 1 otherwise, 2 on bad arguments.
+ * p99_ms=.. tso_round_trips=.. tso_timestamps=.." (the last two over the whole run, warm-up
+ * included: how well the client batched its timestamps). Write conflicts (keys are drawn at random
+ * from K, so two transactions sometimes meet) count apart from other errors; neither is in the
+ * latency figures. Exit status 0 when some operation succeeded, 1 otherwise, 2 on bad arguments.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -148,15 +149,18 @@ int main(int argc, char **argv)
             latencies_free(&ws[i].lat);
     }
     size_t total = all.n;
+    struct client_stats st;
+    client_stats_get(sh.client, &st);
     double p50, p99;
     latencies_percentiles(&all, &p50, &p99);
     printf("txnload mode=%s threads=%d ops=%zu errors=%llu conflicts=%llu rps=%.0f p50_ms=%.2f "
-           "p99_ms=%.2f\n",
+           "p99_ms=%.2f tso_round_trips=%llu tso_timestamps=%llu\n",
            !txn        ? "raw"
            : two_phase ? "txn2pc"
                        : "txn",
            started, total, (unsigned long long)errors, (unsigned long long)conflicts,
-           (double)total / seconds, p50, p99);
+           (double)total / seconds, p50, p99, (unsigned long long)st.tso_round_trips,
+           (unsigned long long)st.tso_timestamps);
     latencies_free(&all);
     free(ws);
     client_free(sh.client);
