@@ -29,6 +29,8 @@ const char *client_strerror(int code)
         return "server error";
     case CLIENT_ERR_UNDETERMINED:
         return "commit outcome undetermined";
+    case CLIENT_ERR_NO_SPACE:
+        return "no space left on a store";
     default:
         return "unknown client error";
     }

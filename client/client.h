@@ -42,6 +42,8 @@ enum {
     CLIENT_ERR_SERVER,       /* a server answered with an error the client cannot retry */
     CLIENT_ERR_UNDETERMINED, /* outcome unknown: a raw write or the primary's commit may or
                               * may not have applied */
+    CLIENT_ERR_NO_SPACE,     /* a store short of disk space refused a write that adds data
+                              * (nothing of it applied); deletes still go through */
 };
 
 /* Size limits, as the stores enforce them. */

@@ -111,6 +111,17 @@ int client_store_call(struct client *c, const struct region_loc *loc, const char
         *resp = NULL;
         return CLIENT_ERR_UNDETERMINED;
     }
+    if (e && e->disk_full) {
+        /* Refused before anything was proposed; sending it again would meet the same disk. */
+        atomic_fetch_add(&c->stat_region_errors, 1);
+        client_seterr(c, CLIENT_ERR_NO_SPACE, "region %llu on %s: %s",
+                      (unsigned long long)loc->r.id, loc->addr,
+                      e->disk_full->reason && e->disk_full->reason[0] ? e->disk_full->reason
+                                                                      : "disk full");
+        protobuf_c_message_free_unpacked(*resp, NULL);
+        *resp = NULL;
+        return CLIENT_ERR_NO_SPACE;
+    }
     if (e) {
         const char *what = handle_region_error(c, loc, e);
         client_seterr(c, CLIENT_ERR_TIMEOUT, "region %llu on %s: %s%s%s",

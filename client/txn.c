@@ -531,12 +531,15 @@ static int prewrite_group(struct client_txn *t, const struct region_loc *loc, si
     req.lock_ttl = c->opts.lock_ttl_ms + (rpc_now_ms() - t->begin_ms);
     /* The whole transaction in this one request: the store may commit it right away. */
     req.try_one_pc = lo == 0 && hi == t->n && !c->opts.two_phase_only;
+    int sent_before = pa->one_pc_sent;
     pa->one_pc_sent |= req.try_one_pc;
     ProtobufCMessage *msg;
     int rc = client_store_call(c, loc, "/tinykvpb.TinyKv/KvPrewrite", &req.base,
                                &kvrpcpb__prewrite_response__descriptor, &msg, b);
     free(ms);
     free(ptrs);
+    if (rc == CLIENT_ERR_NO_SPACE)
+        pa->one_pc_sent = sent_before; /* refused unproposed: this attempt did not commit */
     if (rc)
         return rc;
     Kvrpcpb__PrewriteResponse *resp = (Kvrpcpb__PrewriteResponse *)msg;

@@ -49,7 +49,7 @@ static int commit_batch(struct fs *fs, struct fs_commit_wait *first, size_t n, c
     /* One close's conflict (another mount wrote its name) must not fail the others': each
      * then commits alone, with its own retries. A batch of one already was alone. */
     if (n > 1 && rc != CLIENT_OK && rc != CLIENT_ERR_UNDETERMINED && rc != CLIENT_ERR_TIMEOUT &&
-        rc != CLIENT_ERR_UNAVAILABLE)
+        rc != CLIENT_ERR_UNAVAILABLE && rc != CLIENT_ERR_NO_SPACE)
         rc = FS_COMMIT_ALONE;
     return rc;
 }

@@ -65,6 +65,8 @@ int fs_errno_of(int code)
         return EFBIG;
     case CLIENT_ERR_INVALID:
         return EINVAL;
+    case CLIENT_ERR_NO_SPACE:
+        return ENOSPC;
     default: /* timeout, unavailable, server error, undetermined commit */
         return EIO;
     }

@@ -1,14 +1,14 @@
 /* kv_service.c — the TinyKv method table and helpers shared by its handlers. */
 #include "server/kv_service.h"
 
-#include "store/raftstore.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "errorpb.pb-c.h"
+#include "server/disk_guard.h"
 #include "server/txn_service.h"
+#include "store/raftstore.h"
 
 size_t kv_service_methods(struct kv_service *svc, struct rpc_method *out)
 {
@@ -17,6 +17,18 @@ size_t kv_service_methods(struct kv_service *svc, struct rpc_method *out)
     if (svc->mvcc)
         n += kv_txn_methods(svc, out + n);
     return n;
+}
+
+Errorpb__Error *kv_disk_refusal(const struct kv_service *svc, const Kvrpcpb__Context *ctx)
+{
+    Errorpb__Error *e = disk_guard_refusal(svc->disk);
+    struct raftstore_peer_info info;
+    if (e && svc->rs && ctx && ctx->region_id &&
+        (raftstore_peer_info_of(svc->rs, ctx->region_id, &info) != 0 || !info.is_leader)) {
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        return NULL;
+    }
+    return e;
 }
 
 void kv_ctx_from_proto(const Kvrpcpb__Context *c, struct storage_ctx *out)

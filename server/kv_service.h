@@ -30,12 +30,16 @@ struct metrics;
 struct metrics_counter;
 
 struct raftstore;
+struct disk_guard;
 
 struct kv_service {
     struct storage *storage;  /* borrowed; outlives the service */
     struct mvcc_engine *mvcc; /* borrowed; NULL serves no Kv* methods */
     struct raftstore *rs;     /* borrowed; NULL in standalone mode (no regions to describe) */
     struct metrics *metrics;  /* borrowed; outlives the service; NULL counts nothing */
+    /* Borrowed; NULL refuses nothing. RawPut, and a KvPrewrite that puts more keys than it
+     * deletes, are answered DiskFull while it says the disk is short of space. */
+    struct disk_guard *disk;
     /* Looked up in `metrics` by kv_service_methods (NULL without it). */
     struct metrics_counter *txn_locks_met, *txn_conflicts;
     struct metrics_counter *txn_prewrites_one_pc, *txn_prewrites_two_pc;
@@ -67,6 +71,14 @@ void kv_ctx_from_proto(const Kvrpcpb__Context *c, struct storage_ctx *out);
  */
 Errorpb__Error *kv_region_error_new(const struct kv_service *svc, const struct storage_ctx *ctx,
                                     const struct storage_error *err);
+
+/*
+ * kv_disk_refusal is the DiskFull answer for a write that adds data, when svc->disk says the
+ * disk is short of space and this store leads the request's region (a follower answers as it
+ * always does, so the client finds the leader, whose disk decides); else NULL. Owned by the
+ * caller, as kv_region_error_new's.
+ */
+Errorpb__Error *kv_disk_refusal(const struct kv_service *svc, const Kvrpcpb__Context *ctx);
 
 /* kv_check_key returns NULL if `len` is a valid key length, else a reason. */
 const char *kv_check_key(size_t len);

@@ -15,6 +15,7 @@
 #include "store/debug_service.h"
 #include "store/engine.h"
 #include "store/keys.h"
+#include "server/disk_guard.h"
 #include "server/kv_service.h"
 #include "server/ts_batcher.h"
 #include "store/pd_worker.h"
@@ -37,6 +38,7 @@ struct node {
     struct client *tso;            /* the scheduler's batched TSO stream, for one-phase commits */
     struct ts_batcher *ts_batcher; /* asks tso for the engine without parking its threads */
     struct kv_service svc;
+    struct disk_guard disk; /* svc.disk once initialised */
     struct rpc_server *server;
     uint64_t store_id;
     struct raftstore_metrics rs_metrics;
@@ -256,6 +258,8 @@ int node_start(const struct node_config *cfg, struct node **out, char *errbuf, s
     n->svc.mvcc = n->mvcc;
     n->svc.rs = n->rs;
     n->svc.metrics = cfg->metrics;
+    disk_guard_init(&n->disk, cfg->data_dir, cfg->reserve_space_bytes, n->store_id);
+    n->svc.disk = &n->disk;
     struct rpc_method methods[KV_SERVICE_MAX_METHODS + 2 + DEBUG_SERVICE_METHODS];
     size_t nm = kv_service_methods(&n->svc, methods);
     nm += raft_service_methods(n->rs, methods + nm);
@@ -302,6 +306,8 @@ void node_stop(struct node *n)
     mvcc_engine_free(n->mvcc);
     client_free(n->tso);
     storage_free(n->storage);
+    if (n->svc.disk)
+        disk_guard_destroy(&n->disk);
     rpc_client_free(n->rpc);
     engine_close(n->kv);
     engine_close(n->raft);

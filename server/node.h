@@ -42,6 +42,9 @@ struct node_config {
      * the election timeout; negative: never) and an asleep leader's report interval in ticks
      * (0: 100). */
     int hibernate_ticks, idle_region_heartbeat_ticks;
+    /* Writes that add data are refused (DiskFull) while the data directory has no more free
+     * space than this (0: never); see server/disk_guard.h. */
+    uint64_t reserve_space_bytes;
     struct metrics *metrics; /* borrowed, outlives the node; NULL counts nothing */
 };
 

@@ -179,6 +179,14 @@ static void raw_modify(struct rpc_call *call, struct kv_service *svc,
     const char *bad = check_request(cf_name, key, &cf);
     if (!bad && value && value->len > KV_MAX_VALUE_BYTES)
         bad = "value is larger than 8 MiB";
+    Errorpb__Error *full =
+        bad || kind == STORAGE_MODIFY_DELETE ? NULL : kv_disk_refusal(svc, context);
+    if (full) {
+        Kvrpcpb__RawPutResponse put = KVRPCPB__RAW_PUT_RESPONSE__INIT;
+        put.region_error = full;
+        reply_and_free(call, &put.base, full, NULL);
+        return;
+    }
     struct raw_pending *p = bad ? NULL : pending_new(call, svc, context, cf, key);
     if (!p) {
         bad = bad ? bad : storage_strerror(STORAGE_ERR_NOMEM);

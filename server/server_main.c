@@ -16,9 +16,13 @@
 #include "proto/version.h"
 #include "store/engine.h"
 #include "mvcc/mvcc.h"
+#include "server/disk_guard.h"
 #include "server/kv_service.h"
 #include "server/node.h"
 #include "server/status_server.h"
+
+/* What a store keeps free for RocksDB and its Raft log past the last write it admits. */
+#define DEFAULT_RESERVE_SPACE (128ULL << 20)
 
 static void usage(FILE *out)
 {
@@ -46,6 +50,8 @@ static void usage(FILE *out)
             "  --idle-region-heartbeat-ticks N\n"
             "                         an asleep leader reports to the scheduler every N\n"
             "                         ticks (default 100)\n"
+            "  --reserve-space B      refuse writes that add data while the data directory has\n"
+            "                         no more free space than this (default 128MiB; 0: never)\n"
             "  --log-level LEVEL      error, warn, info or debug (default info)\n"
             "  --help                 this text\n"
             "  --version              print the version\n");
@@ -125,6 +131,7 @@ int main(int argc, char **argv)
     const char *status_addr = "127.0.0.1:20180";
     int standalone = 0;
     int tick_ms = 100;
+    uint64_t reserve_space = DEFAULT_RESERVE_SPACE;
     struct node_config ncfg = {0};
     static const struct option opts[] = {
         {"addr", required_argument, NULL, 'a'},
@@ -144,6 +151,7 @@ int main(int argc, char **argv)
         {"split-check-ms", required_argument, NULL, 5},
         {"hibernate-ticks", required_argument, NULL, 6},
         {"idle-region-heartbeat-ticks", required_argument, NULL, 7},
+        {"reserve-space", required_argument, NULL, 8},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -211,6 +219,17 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 8:
+            if (strcmp(optarg, "0") != 0 && parse_bytes(optarg, &reserve_space) != 0) {
+                fprintf(stderr,
+                        "tinykv-server: --reserve-space: '%s' is not a size (like 128MiB; 0: "
+                        "never refuse)\n",
+                        optarg);
+                return 2;
+            }
+            if (strcmp(optarg, "0") == 0)
+                reserve_space = 0;
+            break;
         case 'T':
             tick_ms = atoi(optarg);
             if (tick_ms < 10 || tick_ms > 10000) {
@@ -277,6 +296,7 @@ int main(int argc, char **argv)
         ncfg.data_dir = data_dir;
         ncfg.scheduler = scheduler;
         ncfg.tick_ms = tick_ms;
+        ncfg.reserve_space_bytes = reserve_space;
         ncfg.metrics = metrics;
         int rc = run_cluster(ncfg, status_addr, &sigs);
         metrics_free(metrics);
@@ -301,7 +321,9 @@ int main(int argc, char **argv)
         storage_free(storage);
         return 1;
     }
-    struct kv_service svc = {.storage = storage, .mvcc = mvcc, .metrics = metrics};
+    struct disk_guard disk;
+    disk_guard_init(&disk, data_dir, reserve_space, 0);
+    struct kv_service svc = {.storage = storage, .mvcc = mvcc, .metrics = metrics, .disk = &disk};
     struct rpc_method methods[KV_SERVICE_MAX_METHODS];
     size_t n = kv_service_methods(&svc, methods);
     struct rpc_server *server = rpc_server_new(addr, methods, n, 4, errbuf, sizeof errbuf);
@@ -316,6 +338,7 @@ int main(int argc, char **argv)
         rpc_server_free(server);
         mvcc_engine_free(mvcc);
         storage_free(storage);
+        disk_guard_destroy(&disk);
         metrics_free(metrics);
         return 1;
     }
@@ -329,6 +352,7 @@ int main(int argc, char **argv)
     rpc_server_free(server);
     mvcc_engine_free(mvcc);
     storage_free(storage);
+    disk_guard_destroy(&disk);
     metrics_free(metrics);
     LOG(LOG_INFO, "stopped");
     return 0;

@@ -275,10 +275,31 @@ cleanup:
     pending_free(p);
 }
 
+/* Whether a prewrite puts more keys than it deletes: what a store short of disk space refuses (a
+ * delete beside a few puts, as a file's unlink that also updates its directory, goes through). */
+static int adds_data(const Kvrpcpb__PrewriteRequest *req)
+{
+    size_t puts = 0, deletes = 0;
+    for (size_t i = 0; i < req->n_mutations; i++) {
+        puts += req->mutations[i]->op == KVRPCPB__OP__Put;
+        deletes += req->mutations[i]->op == KVRPCPB__OP__Del;
+    }
+    return puts > deletes;
+}
+
 static void kv_prewrite(struct rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     struct kv_service *svc = arg;
     const Kvrpcpb__PrewriteRequest *req = (const Kvrpcpb__PrewriteRequest *)msg;
+    if (adds_data(req)) {
+        Errorpb__Error *full = kv_disk_refusal(svc, req->context);
+        if (full) {
+            Kvrpcpb__PrewriteResponse resp = KVRPCPB__PREWRITE_RESPONSE__INIT;
+            resp.region_error = full;
+            reply_and_free_region(call, &resp.base, full);
+            return;
+        }
+    }
     struct txn_pending *p = pending_new(call, msg, svc);
     if (p) {
         p->muts = calloc(req->n_mutations ? req->n_mutations : 1, sizeof(*p->muts));

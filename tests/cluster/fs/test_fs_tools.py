@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -866,6 +867,86 @@ def run_scenarios(c, m1, m2, tmp):
         check("large_files", got == want_got, repr((got, want_got, r1.stderr, r2.stdout)))
 
     scenario(large_files)
+
+    # A store short of disk space refuses what adds data: the stores restart with a reserve
+    # (--reserve-space) above what the disk has free. A create and an append fail with ENOSPC
+    # and leave the files as they were; RawPut is answered DiskFull by the leader; cat, rm and
+    # RawDelete still work. Restarted with the default reserve, writes go through again. Last:
+    # it restarts the stores.
+    def restart_stores(extra):
+        for st in c.stores:
+            st.kill(signal.SIGTERM)
+            if "--reserve-space" in st.args:
+                i = st.args.index("--reserve-space")
+                del st.args[i:i + 2]
+            st.args += extra
+            st.start()
+        kv = tf.pb["kv"]
+
+        def serving():
+            """Some store serves a raw read of the region: it has a leader."""
+            try:
+                return c.call_leader("RawGet", kv.RawGetRequest(key=b"probe"), kv.RawGetResponse,
+                                     timeout_s=5) is not None
+            except RuntimeError:
+                return False
+        return wait_for(serving, 60)
+
+    def settled_errno(fn):
+        """fn's errno, once the mount is past the stores' restart (EIO while they elect)."""
+        got = [errno.EIO]
+
+        def done():
+            got[0] = errno_of(fn)
+            return got[0] != errno.EIO
+        wait_for(done, 60, 0.5)
+        return got[0]
+
+    def raw_put_answer(key):
+        """The first answer to a RawPut that is not NotLeader (the leader's), or None."""
+        kv = tf.pb["kv"]
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            for port in c.ports:
+                stub = c.channel("127.0.0.1:%d" % port).unary_unary(
+                    "/tinykvpb.TinyKv/RawPut", request_serializer=kv.RawPutRequest.SerializeToString,
+                    response_deserializer=kv.RawPutResponse.FromString)
+                try:
+                    resp = stub(kv.RawPutRequest(key=key, value=b"v"), timeout=3)
+                except Exception:
+                    continue
+                if not resp.region_error.HasField("not_leader"):
+                    return resp
+            time.sleep(0.1)
+        return None
+
+    def disk_low_refuses_writes_with_enospc():
+        write(a + "/full-kept", b"kept")
+        write(a + "/full-removed", b"x" * 100)
+        kv = tf.pb["kv"]
+        c.call_leader("RawPut", kv.RawPutRequest(key=b"raw-full", value=b"v"), kv.RawPutResponse)
+        free_mib = shutil.disk_usage(tmp).free >> 20
+        up = restart_stores(["--reserve-space", "%dMiB" % (free_mib + 1024)])
+        e_create = settled_errno(lambda: write(a + "/full-new", b"new"))
+        e_append = settled_errno(lambda: write(a + "/full-kept", b"more", "ab"))
+        kept = read(b + "/full-kept") == b"kept" and not os.path.exists(b + "/full-new")
+        e_rm = settled_errno(lambda: os.unlink(a + "/full-removed"))
+        removed = wait_for(lambda: not os.path.exists(b + "/full-removed"), ATTR_WAIT_S)
+        refused = raw_put_answer(b"raw-full-new")
+        disk_full = refused is not None and refused.region_error.HasField("disk_full")
+        deleted = c.call_leader("RawDelete", kv.RawDeleteRequest(key=b"raw-full"), kv.RawDeleteResponse)
+        up_again = restart_stores([])
+        e_after = settled_errno(lambda: write(a + "/full-new", b"new"))
+        after = e_after == 0 and wait_for(lambda: os.path.exists(b + "/full-new") and
+                                          read(b + "/full-new") == b"new", ATTR_WAIT_S)
+        check("disk_low_refuses_writes_with_enospc",
+              up and e_create == errno.ENOSPC and e_append == errno.ENOSPC and kept and e_rm == 0 and
+              removed and disk_full and not deleted.error and up_again and after,
+              repr((up, e_create, e_append, kept, e_rm, removed,
+                    refused.region_error.message if refused else None, deleted.error, up_again,
+                    e_after, after)))
+
+    scenario(disk_low_refuses_writes_with_enospc)
 
 
 def main():
