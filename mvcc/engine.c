@@ -90,9 +90,12 @@ int mvcc_sync_wait(struct mvcc_sync *w)
 int mvcc_wait_mem_locks(struct mvcc_engine *e, const void *start, size_t start_len, const void *end,
                         size_t end_len, uint64_t read_ts, struct storage_error *serr)
 {
-    if (!mvcc_mem_locks_wait(&e->mem_locks, start, start_len, end, end_len, read_ts,
-                             e->mem_lock_wait_ms))
+    int w = mvcc_mem_locks_wait(&e->mem_locks, start, start_len, end, end_len, read_ts,
+                                e->mem_lock_wait_ms);
+    if (w == 0)
         return MVCC_OK;
+    if (w == 2)
+        return MVCC_ERR_TS_AHEAD;
     memset(serr, 0, sizeof(*serr));
     serr->code = STORAGE_ERR_REGION;
     serr->region_kind = STORAGE_REGION_ERR_SERVER_IS_BUSY;
@@ -117,6 +120,9 @@ const char *mvcc_strerror(int code)
         return "corrupt MVCC record";
     case MVCC_ERR_ARG:
         return "invalid argument";
+    case MVCC_ERR_TS_AHEAD:
+        return "read timestamp lies more than 10 minutes past this store's clock and the newest "
+               "timestamp it has seen the TSO issue";
     default:
         return "unknown mvcc error";
     }

@@ -132,6 +132,18 @@ static int blocks(const struct mvcc_mem_lock *m, const void *start, size_t start
     return 0;
 }
 
+/* Whether read_ts is past what any TSO can have issued by now, by more than the bound. Caller
+ * holds l->mu. */
+static int read_ts_too_far(const struct mvcc_mem_locks *l, uint64_t read_ts)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t base_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    if (mvcc_ts_physical_ms(l->last_tso) > base_ms)
+        base_ms = mvcc_ts_physical_ms(l->last_tso);
+    return mvcc_ts_physical_ms(read_ts) > base_ms + MVCC_READ_TS_AHEAD_MS;
+}
+
 int mvcc_mem_locks_wait(struct mvcc_mem_locks *l, const void *start, size_t start_len,
                         const void *end, size_t end_len, uint64_t read_ts, int timeout_ms)
 {
@@ -145,8 +157,13 @@ int mvcc_mem_locks_wait(struct mvcc_mem_locks *l, const void *start, size_t star
     }
     int rc = 0;
     pthread_mutex_lock(&l->mu);
+    /* MVCC_TS_MAX reads the newest versions: no snapshot to keep, so max_ts stays (as TiKV's). */
+    if (read_ts != MVCC_TS_MAX && read_ts_too_far(l, read_ts)) {
+        pthread_mutex_unlock(&l->mu);
+        return 2;
+    }
     /* From here on no commit ts chosen on this store is at or below read_ts. */
-    if (read_ts > l->max_ts)
+    if (read_ts > l->max_ts && read_ts != MVCC_TS_MAX)
         l->max_ts = read_ts;
     for (;;) {
         const struct mvcc_mem_lock *m = l->head;

@@ -91,11 +91,21 @@ static inline uint64_t mvcc_ts_compose(uint64_t physical_ms, uint64_t logical)
 enum {
     MVCC_OK = 0,
     MVCC_ERR_NOMEM = 4000,
-    MVCC_ERR_STORAGE, /* the storage failed; detail in the result's storage_err and errmsg */
-    MVCC_ERR_REGION,  /* the storage returned a region error; see the result's storage_err */
-    MVCC_ERR_CORRUPT, /* a stored lock or write record or key could not be decoded */
-    MVCC_ERR_ARG,     /* a NULL engine, result or array pointer (a caller bug) */
+    MVCC_ERR_STORAGE,  /* the storage failed; detail in the result's storage_err and errmsg */
+    MVCC_ERR_REGION,   /* the storage returned a region error; see the result's storage_err */
+    MVCC_ERR_CORRUPT,  /* a stored lock or write record or key could not be decoded */
+    MVCC_ERR_ARG,      /* a NULL engine, result or array pointer (a caller bug) */
+    MVCC_ERR_TS_AHEAD, /* a read ts more than MVCC_READ_TS_AHEAD_MS past both this store's clock
+                        * and the newest TSO answer it has seen: refused, nothing read
+                        * (MVCC_TS_MAX, the newest versions, is always served) */
 };
+
+/* How far past max(this store's wall clock, the newest TSO answer it has seen) a read ts may
+ * lie. A read raises the floor of the commit ts this store chooses (max_ts), so a bogus ts far
+ * in the future would push every later one-phase commit to the TSO; one within the bound stops
+ * mattering once the clock passes it. Wide enough for the clocks of the scheduler and a store to
+ * disagree by minutes. */
+#define MVCC_READ_TS_AHEAD_MS (10 * 60 * 1000)
 
 /* Human-readable text for an MVCC_ERR_* code (static storage). */
 const char *mvcc_strerror(int code);

@@ -311,7 +311,10 @@ void mvcc_mem_locks_tso_seen(struct mvcc_mem_locks *l, uint64_t region_id, uint6
 /*
  * mvcc_mem_locks_wait raises max_ts to read_ts, then waits, at most timeout_ms, until no listed
  * lock that may commit at or below read_ts holds a key in [start, end) (end_len 0: no upper
- * bound), or the key start itself when end is NULL. Returns 0, or 1 when the time ran out.
+ * bound), or the key start itself when end is NULL. Returns 0, or 1 when the time ran out, or 2
+ * (max_ts untouched, nothing waited for) when read_ts lies more than MVCC_READ_TS_AHEAD_MS past
+ * both the wall clock and last_tso. A read at MVCC_TS_MAX (the newest versions) waits like any
+ * other but leaves max_ts as it is.
  */
 int mvcc_mem_locks_wait(struct mvcc_mem_locks *l, const void *start, size_t start_len,
                         const void *end, size_t end_len, uint64_t read_ts, int timeout_ms);

@@ -68,7 +68,9 @@ static int failure(const struct kv_service *svc, const struct storage_ctx *ctx,
         if (*region_error)
             return 0;
     }
-    enum rpc_status st = serr->code == STORAGE_ERR_CLOSED ? RPC_UNAVAILABLE : RPC_INTERNAL;
+    enum rpc_status st = rc == MVCC_ERR_TS_AHEAD            ? RPC_INVALID_ARGUMENT
+                         : serr->code == STORAGE_ERR_CLOSED ? RPC_UNAVAILABLE
+                                                            : RPC_INTERNAL;
     rpc_call_finish(call, st, errmsg[0] ? errmsg : mvcc_strerror(rc));
     return 1;
 }

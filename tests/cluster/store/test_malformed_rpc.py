@@ -316,6 +316,21 @@ def main():
                       "" if serving else "\n" + kv.tail() + "\n" + pd.tail())
                 if not serving:
                     return summary()
+        # A read ts a day past the clock (no TSO has issued it) is refused, not served: served, it
+        # would push every later one-phase commit of this store to the TSO.
+        kv_get = kv_ch.unary_unary("/tinykvpb.TinyKv/KvGet", request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=kvpb.GetResponse.FromString)
+        now_ms = int(time.time() * 1000)
+        answers = []
+        for ts_ms in (now_ms + 24 * 3600 * 1000, now_ms):
+            try:
+                r = kv_get(kvpb.GetRequest(key=b"probe", version=ts_ms << 18), timeout=CALL_TIMEOUT_S)
+                answers.append(("OK", r.HasField("region_error") or r.HasField("error")))
+            except grpc.RpcError as e:
+                answers.append((e.code().name, e.details()))
+        check("KvGet at a ts a day past the clock: INVALID_ARGUMENT; at the clock's: served",
+              answers[0][0] == "INVALID_ARGUMENT" and "10 minutes" in answers[0][1] and
+              answers[1] == ("OK", False), repr(answers))
         return summary()
     except Exception:  # noqa: BLE001
         traceback.print_exc()

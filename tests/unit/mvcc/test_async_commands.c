@@ -2,6 +2,8 @@
  * answered late, failed, and latches queued behind them. */
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
 
 #include "tests/unit/mvcc/mvcc_fixture.h"
 
@@ -450,9 +452,9 @@ static uint64_t one_pc_in_region(struct afx *a, const char *key, uint64_t start_
  * a write carries its term. A new term asks the source again, and so does a commit whose ts
  * would lie far beyond the newest TSO answer (a bogus read ts is not trusted).
  */
-static void test_one_pc_synced_term_chooses_commit_ts_without_tso(void **state)
+/* Term 7, synced by a one-phase commit of "a" at 100 whose commit ts the source answers (120). */
+static void sync_term_7(struct afx *a)
 {
-    struct afx *a = *state;
     mvcc_engine_set_ts_source_async(a->f.e, late_ts_get, &a->ts);
     a->h->term = 7;
     int asked;
@@ -460,6 +462,14 @@ static void test_one_pc_synced_term_chooses_commit_ts_without_tso(void **state)
     assert_int_equal(one_pc_in_region(a, "a", 100, 120, &asked, &term), 120);
     assert_true(asked);
     assert_int_equal(term, 0); /* a TSO commit ts is good in any term */
+}
+
+static void test_one_pc_synced_term_chooses_commit_ts_without_tso(void **state)
+{
+    struct afx *a = *state;
+    sync_term_7(a);
+    int asked;
+    uint64_t term;
 
     assert_int_equal(one_pc_in_region(a, "b", 130, 0, &asked, &term), 131);
     assert_false(asked);
@@ -493,6 +503,49 @@ static void test_one_pc_synced_term_chooses_commit_ts_without_tso(void **state)
     assert_true(asked);
     assert_int_equal(one_pc_in_region(a, "g", 730, 0, &asked, &term), far + 6);
     assert_false(asked);
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+}
+
+/*
+ * A read ts more than MVCC_READ_TS_AHEAD_MS past both the wall clock and the newest TSO answer
+ * is refused, get and scan alike, and leaves max_ts where it was: the next one-phase commit still
+ * chooses its ts here, as after a read of the newest versions (MVCC_TS_MAX). One within the bound
+ * is served and raises max_ts as any read does.
+ */
+static void test_read_far_past_clock_and_tso_is_refused(void **state)
+{
+    struct afx *a = *state;
+    sync_term_7(a);
+    int asked;
+    uint64_t term;
+
+    uint64_t far = mvcc_ts_compose(wall_ms() + MVCC_READ_TS_AHEAD_MS + 60 * 1000, 0);
+    struct mvcc_get_result g;
+    assert_int_equal(mvcc_get(a->f.e, NULL, "b", 1, far, &g), MVCC_ERR_TS_AHEAD);
+    assert_non_null(strstr(g.errmsg, "10 minutes"));
+    mvcc_get_result_free(&g);
+    struct mvcc_scan_req sreq = {.limit = 10, .version = far};
+    struct mvcc_scan_result sr;
+    assert_int_equal(mvcc_scan(a->f.e, NULL, &sreq, &sr), MVCC_ERR_TS_AHEAD);
+    mvcc_scan_result_free(&sr);
+    /* The newest versions (MVCC_TS_MAX) are served and leave max_ts as it is. */
+    assert_int_equal(mvcc_get(a->f.e, NULL, "b", 1, MVCC_TS_MAX, &g), MVCC_OK);
+    mvcc_get_result_free(&g);
+    assert_int_equal(one_pc_in_region(a, "b", 130, 0, &asked, &term), 131);
+    assert_false(asked);
+
+    uint64_t near = mvcc_ts_compose(wall_ms() + 60 * 1000, 0);
+    assert_int_equal(mvcc_get(a->f.e, NULL, "c", 1, near, &g), MVCC_OK);
+    assert_true(g.not_found);
+    mvcc_get_result_free(&g);
+    assert_int_equal(one_pc_in_region(a, "c", 140, near + 5, &asked, &term), near + 5);
+    assert_true(asked); /* past the 1 s slack over the newest TSO answer: the TSO decides */
 }
 
 /* A storage without leadership terms (snapshots with term 0) never chooses a commit ts here. */
@@ -550,6 +603,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_pc_conflict_asks_no_ts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_pc_synced_term_chooses_commit_ts_without_tso,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_far_past_clock_and_tso_is_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_one_pc_without_term_always_asks_tso, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_async, setup, teardown),
     };
