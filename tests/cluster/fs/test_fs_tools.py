@@ -869,8 +869,8 @@ def run_scenarios(c, m1, m2, tmp):
     scenario(large_files)
 
     # A store short of disk space refuses what adds data: the stores restart with a reserve
-    # (--reserve-space) above what the disk has free. A create and an append fail with ENOSPC
-    # and leave the files as they were; RawPut is answered DiskFull by the leader; cat, rm and
+    # (--reserve-space) above what the disk has free. A create, an append and a file written
+    # into chunks fail with ENOSPC and leave the files as they were (no chunk behind); RawPut is answered DiskFull by the leader; cat, rm and
     # RawDelete still work. Restarted with the default reserve, writes go through again. Last:
     # it restarts the stores.
     def restart_stores(extra):
@@ -929,7 +929,13 @@ def run_scenarios(c, m1, m2, tmp):
         up = restart_stores(["--reserve-space", "%dMiB" % (free_mib + 1024)])
         e_create = settled_errno(lambda: write(a + "/full-new", b"new"))
         e_append = settled_errno(lambda: write(a + "/full-kept", b"more", "ab"))
-        kept = read(b + "/full-kept") == b"kept" and not os.path.exists(b + "/full-new")
+        chunks_before = len(chunk_keys(c))
+        # A file past 1 MiB goes to chunks as it is written: those writes are refused too, and
+        # nothing of them stays behind.
+        e_big = settled_errno(lambda: write(a + "/full-big", os.urandom(3 << 20)))
+        chunks_after = len(chunk_keys(c))
+        kept = (read(b + "/full-kept") == b"kept" and not os.path.exists(b + "/full-new") and
+                not os.path.exists(b + "/full-big") and chunks_after == chunks_before)
         e_rm = settled_errno(lambda: os.unlink(a + "/full-removed"))
         removed = wait_for(lambda: not os.path.exists(b + "/full-removed"), ATTR_WAIT_S)
         refused = raw_put_answer(b"raw-full-new")
@@ -940,9 +946,10 @@ def run_scenarios(c, m1, m2, tmp):
         after = e_after == 0 and wait_for(lambda: os.path.exists(b + "/full-new") and
                                           read(b + "/full-new") == b"new", ATTR_WAIT_S)
         check("disk_low_refuses_writes_with_enospc",
-              up and e_create == errno.ENOSPC and e_append == errno.ENOSPC and kept and e_rm == 0 and
+              up and e_create == errno.ENOSPC and e_append == errno.ENOSPC and e_big == errno.ENOSPC and
+              kept and e_rm == 0 and
               removed and disk_full and not deleted.error and up_again and after,
-              repr((up, e_create, e_append, kept, e_rm, removed,
+              repr((up, e_create, e_append, e_big, chunks_before, chunks_after, kept, e_rm, removed,
                     refused.region_error.message if refused else None, deleted.error, up_again,
                     e_after, after)))
 
