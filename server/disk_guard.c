@@ -5,14 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
-#include <time.h>
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+#include "proto/rpc.h"
 
 void disk_guard_init(struct disk_guard *g, const char *dir, uint64_t reserve_bytes,
                      uint64_t store_id)
@@ -32,7 +26,7 @@ void disk_guard_destroy(struct disk_guard *g)
 /* Bytes free now (read at most every DISK_GUARD_CHECK_MS); 0 with *known 0 if unreadable. */
 static uint64_t free_bytes(struct disk_guard *g, int *known)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = rpc_now_ms();
     pthread_mutex_lock(&g->mu);
     if (!g->checked_ms || now - g->checked_ms >= DISK_GUARD_CHECK_MS) {
         struct statvfs st;
